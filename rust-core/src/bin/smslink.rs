@@ -1,0 +1,30 @@
+//! The `smslink` command: one binary, one subcommand per job.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "smslink", version, about = "Pipelined SMS buffer link between SMSCs and IM servers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the version and exit.
+    Version,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        Command::Version => {
+            println!("smslink {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("smslink: {e}");
+        std::process::exit(1);
+    }
+}

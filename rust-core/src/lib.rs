@@ -1,0 +1,9 @@
+//! smslink: a pipelined, self-synchronising buffer link between SMSCs and IM servers.
+//!
+//! The data flow follows the module layout:
+//! `message` (what travels) -> `cimd2` (codec, then sessions) -> `ring` / `link`
+//! (mirrored slots and the pipelined protocol) -> `runtime` (mio driver) -> bindings
+//! (`ffi/`, `python/`). Every protocol module is sans-IO: bytes and `now` in, frames,
+//! timers and events out.
+
+pub mod message;
