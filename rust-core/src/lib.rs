@@ -7,3 +7,19 @@
 //! timers and events out.
 
 pub mod message;
+
+pub mod cimd2;
+
+pub mod ring;
+
+pub mod link;
+
+pub mod spsc;
+
+pub mod sync;
+
+pub mod wan;
+
+pub mod smsc_sim;
+
+pub mod cli;

@@ -1,0 +1,1 @@
+//! CIMD2 (Nokia): codec (framing, parameters, text) and sans-IO sessions.

@@ -1,0 +1,1 @@
+//! Command-line front ends of the `smslink` subcommands (argument parsing only).

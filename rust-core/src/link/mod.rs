@@ -1,0 +1,1 @@
+//! The pipelined buffer link: frames, handshake, sans-IO session with resynchronisation.

@@ -1,0 +1,1 @@
+//! The circular array of slots (the seed's Fig. 2): states, cursors, fixed memory.

@@ -1,0 +1,1 @@
+//! The CIMD2 SMSC simulator behind `smslink smsc-sim`.

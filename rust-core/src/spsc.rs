@@ -1,0 +1,1 @@
+//! Lock-free single-producer single-consumer hand-off queues between threads.
