@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "smslink", version, about = "Pipelined SMS buffer link between SMSCs and IM servers")]
+#[command(
+    name = "smslink",
+    version,
+    about = "Pipelined SMS buffer link between SMSCs and IM servers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
