@@ -158,6 +158,10 @@ pub fn channel<T: Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
 }
 
 /// The sending end. Only one exists per queue; move it to the thread that produces.
+///
+/// `Send` and `Sync` follow from `Arc<Shared<T>>` (see the SAFETY note on `Shared`):
+/// pushing takes `&mut self`, so a shared `&Producer` can only read atomics
+/// (`free_slots`, `is_abandoned`), which any thread may do.
 pub struct Producer<T> {
     shared: Arc<Shared<T>>,
     /// Our own position; may run ahead of `shared.tail` only inside `push_from`.
@@ -259,6 +263,9 @@ impl<T> fmt::Debug for Producer<T> {
 }
 
 /// The receiving end. Only one exists per queue; move it to the thread that consumes.
+///
+/// `Send` and `Sync` as for [`Producer`]: popping takes `&mut self`, and `&Consumer`
+/// only reads atomics (`len`, `is_abandoned`).
 pub struct Consumer<T> {
     shared: Arc<Shared<T>>,
     /// Our own position; may run ahead of `shared.head` only inside `pop_each`.
