@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "smslink", version, about = "Pipelined SMS buffer link between SMSCs and IM servers")]
+#[command(
+    name = "smslink",
+    version,
+    about = "Pipelined SMS buffer link between SMSCs and IM servers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -13,6 +17,8 @@ struct Cli {
 enum Command {
     /// Print the version and exit.
     Version,
+    /// Run the WAN emulator: a TCP proxy adding delay, jitter, bandwidth limits, cuts and stalls.
+    Wan(Box<smslink::cli::wan::Args>),
 }
 
 fn main() {
@@ -22,6 +28,7 @@ fn main() {
             println!("smslink {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::Wan(args) => smslink::cli::wan::run(*args),
     };
     if let Err(e) = result {
         eprintln!("smslink: {e}");

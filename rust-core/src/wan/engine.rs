@@ -161,7 +161,7 @@ impl<F: FnMut(&WanEvent)> Engine<F> {
             let now = Instant::now();
             service_all |= self.timers(now);
             if accept {
-                self.accept(now);
+                self.accept();
             }
             self.service(now, &touched, service_all);
         }
@@ -267,7 +267,7 @@ impl<F: FnMut(&WanEvent)> Engine<F> {
         next
     }
 
-    fn accept(&mut self, now: Instant) {
+    fn accept(&mut self) {
         loop {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
@@ -275,7 +275,7 @@ impl<F: FnMut(&WanEvent)> Engine<F> {
                         .counters
                         .connections
                         .fetch_add(1, Ordering::Relaxed);
-                    self.admit(stream, peer, now);
+                    self.admit(stream, peer);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -287,7 +287,7 @@ impl<F: FnMut(&WanEvent)> Engine<F> {
         }
     }
 
-    fn admit(&mut self, mut client: TcpStream, peer: std::net::SocketAddr, now: Instant) {
+    fn admit(&mut self, mut client: TcpStream, peer: std::net::SocketAddr) {
         if self.outage == Outage::Refuse {
             close_with_reset(client);
             self.shared.counters.refused.fetch_add(1, Ordering::Relaxed);
@@ -323,11 +323,11 @@ impl<F: FnMut(&WanEvent)> Engine<F> {
             (self.on_event)(&WanEvent::Held { id, peer });
         } else {
             (self.on_event)(&WanEvent::Accepted { id, peer });
-            self.connect_upstream(id, now);
+            self.connect_upstream(id);
         }
     }
 
-    fn connect_upstream(&mut self, id: u64, _now: Instant) {
+    fn connect_upstream(&mut self, id: u64) {
         let result = TcpStream::connect(self.cfg.upstream).and_then(|mut stream| {
             self.poll.registry().register(
                 &mut stream,
@@ -355,9 +355,8 @@ impl<F: FnMut(&WanEvent)> Engine<F> {
             .filter(|(_, c)| c.upstream.is_none())
             .map(|(id, _)| *id)
             .collect();
-        let now = Instant::now();
         for id in held {
-            self.connect_upstream(id, now);
+            self.connect_upstream(id);
         }
     }
 

@@ -48,7 +48,8 @@ pub struct WanConfig {
     pub down: LinkParams,
     /// Cut every connection at random intervals uniform in `[min, max]`.
     pub cut_every: Option<(Duration, Duration)>,
-    /// Start a stall at random intervals uniform in `[min, max]` ...
+    /// Stall all forwarding after quiet periods uniform in `[min, max]` (measured from
+    /// the end of the previous stall) ...
     pub stall_every: Option<(Duration, Duration)>,
     /// ... lasting a time uniform in `[min, max]`.
     pub stall_for: (Duration, Duration),
