@@ -465,3 +465,64 @@ fn failed_upstream_resets_the_client() {
     assert!(is_reset_or_eof(client.read(&mut b)));
     assert_eq!(wan.stats().active, 0);
 }
+
+/// Close with RST, as a crashed or aborting peer does.
+fn abort(stream: TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: the fd is open and the option value is a live `linger` of that size.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER");
+    drop(stream);
+}
+
+#[test]
+fn a_reset_arrives_after_the_data_sent_before_it() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let upstream = listener.local_addr().expect("addr");
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.write_all(b"bye").expect("write");
+        abort(s);
+    });
+    let (wan, events) = start(WanConfig::new(upstream).with_delay(Duration::from_millis(100)));
+    let mut client = connect(&wan);
+    let mut b = [0u8; 3];
+    client.read_exact(&mut b).expect("data before the reset");
+    assert_eq!(&b, b"bye");
+    let r = client.read(&mut b);
+    assert!(
+        matches!(&r, Err(e) if e.kind() == io::ErrorKind::ConnectionReset),
+        "client saw {r:?}"
+    );
+    wait_for(&events, "closed", |e| matches!(e, WanEvent::Closed { .. }));
+    assert_eq!(wan.stats().cuts, 0);
+}
+
+#[test]
+fn scheduled_stalls_come_and_go_without_losing_data() {
+    let (upstream, _) = echo_upstream();
+    let mut config = WanConfig::new(upstream);
+    config.stall_every = Some((Duration::from_millis(30), Duration::from_millis(60)));
+    config.stall_for = (Duration::from_millis(30), Duration::from_millis(60));
+    let (wan, events) = start(config);
+    let mut client = connect(&wan);
+    for i in 0..20u8 {
+        ping(&mut client, &[i; 100]);
+    }
+    wait_for(&events, "stall", |e| *e == WanEvent::Stall(true));
+    wait_for(&events, "resume", |e| *e == WanEvent::Stall(false));
+    ping(&mut client, b"still here");
+    assert_eq!(wan.stats().cuts, 0);
+}

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -147,7 +147,10 @@ impl<F: FnMut(&WanEvent)> Engine<F> {
                 }
             }
             // Wakes coalesce, so the whole queue is drained on every turn.
-            let commands = std::mem::take(&mut *self.shared.commands.lock());
+            let (commands, sent) = {
+                let mut queue = self.shared.commands.lock();
+                (std::mem::take(&mut queue.pending), queue.sent)
+            };
             let mut service_all = false;
             for command in commands {
                 match command {
@@ -158,6 +161,7 @@ impl<F: FnMut(&WanEvent)> Engine<F> {
                     other => service_all |= self.command(other),
                 }
             }
+            self.shared.mark_applied(sent);
             let now = Instant::now();
             service_all |= self.timers(now);
             if accept {
@@ -497,16 +501,15 @@ impl Io<'_> {
         // was full and writing has since made room (edge-triggered readiness will not
         // tell us again). Bounded, so one busy connection cannot starve the others;
         // `wants_read` brings it back on the next turn.
+        let counters = &self.shared.counters;
         for _ in 0..MAX_ROUNDS {
             if conn.upstream_ready {
-                match self.write(upstream, &mut conn.up) {
-                    Ok(n) => add(&self.shared.counters.bytes_up, n),
-                    Err(e) => return Outcome::Failed(format!("upstream write: {e}")),
+                if let Err(e) = self.write(upstream, &mut conn.up, &counters.bytes_up) {
+                    return Outcome::Failed(format!("toward upstream: {e}"));
                 }
             }
-            match self.write(&mut conn.client, &mut conn.down) {
-                Ok(n) => add(&self.shared.counters.bytes_down, n),
-                Err(e) => return Outcome::Failed(format!("client write: {e}")),
+            if let Err(e) = self.write(&mut conn.client, &mut conn.down, &counters.bytes_down) {
+                return Outcome::Failed(format!("toward client: {e}"));
             }
             if !(wants_read(&conn.up, limit)
                 || conn.upstream_ready && wants_read(&conn.down, limit))
@@ -554,15 +557,22 @@ impl Io<'_> {
                     break;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    pipe.push_reset(self.now, params);
+                }
                 Err(e) => return Err(e),
             }
         }
         Ok(())
     }
 
-    /// Write every due item; returns the bytes written.
-    fn write(&mut self, dst: &mut TcpStream, pipe: &mut Pipe) -> io::Result<u64> {
-        let mut total = 0u64;
+    /// Write every due item, counting the bytes delivered.
+    fn write(
+        &mut self,
+        dst: &mut TcpStream,
+        pipe: &mut Pipe,
+        delivered: &AtomicU64,
+    ) -> io::Result<()> {
         while let Some(item) = pipe.queue.front_mut() {
             if item.due() > self.now || pipe.write_blocked {
                 break;
@@ -572,7 +582,7 @@ impl Io<'_> {
                     Ok(n) => {
                         *written += n;
                         pipe.queued -= n;
-                        total += n as u64;
+                        delivered.fetch_add(n as u64, Ordering::Relaxed);
                         if *written == bytes.len() {
                             pipe.queue.pop_front();
                         }
@@ -583,6 +593,12 @@ impl Io<'_> {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(e),
                 },
+                Item::Reset { .. } => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionReset,
+                        "passing on the reset of the other side",
+                    ));
+                }
                 Item::Fin { .. } => {
                     // If the peer is already gone the next read or write says so.
                     let _ = dst.shutdown(Shutdown::Write);
@@ -591,12 +607,6 @@ impl Io<'_> {
                 }
             }
         }
-        Ok(total)
-    }
-}
-
-fn add(counter: &std::sync::atomic::AtomicU64, n: u64) {
-    if n > 0 {
-        counter.fetch_add(n, Ordering::Relaxed);
+        Ok(())
     }
 }

@@ -217,9 +217,26 @@ enum Command {
     Stop,
 }
 
+#[derive(Default)]
+struct CommandQueue {
+    pending: Vec<Command>,
+    /// Commands ever queued; the engine reports how many it has applied.
+    sent: u64,
+}
+
 struct Shared {
-    commands: parking_lot::Mutex<Vec<Command>>,
+    commands: parking_lot::Mutex<CommandQueue>,
+    applied: parking_lot::Mutex<u64>,
+    applied_changed: parking_lot::Condvar,
     counters: Counters,
+}
+
+impl Shared {
+    /// Called by the engine once every command counted in `sent` has taken effect.
+    fn mark_applied(&self, sent: u64) {
+        *self.applied.lock() = sent;
+        self.applied_changed.notify_all();
+    }
 }
 
 /// A running emulator. Dropping it stops it.
@@ -248,7 +265,9 @@ impl Wan {
         let poll = mio::Poll::new()?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), engine::WAKER)?);
         let shared = Arc::new(Shared {
-            commands: parking_lot::Mutex::new(Vec::new()),
+            commands: parking_lot::Mutex::new(CommandQueue::default()),
+            applied: parking_lot::Mutex::new(0),
+            applied_changed: parking_lot::Condvar::new(),
             counters: Counters::default(),
         });
         let engine = engine::Engine::new(config, poll, listener, Arc::clone(&shared), on_event)?;
@@ -267,6 +286,8 @@ impl Wan {
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
+
+    // The commands below return once the emulator thread has applied them.
 
     /// Reset every connection now: both the client and upstream get RST.
     pub fn cut_all(&self) {
@@ -314,7 +335,7 @@ impl Wan {
     /// Returns once the thread has ended. Calling it again does nothing.
     pub fn stop(&mut self) {
         if let Some(thread) = self.thread.take() {
-            self.send(Command::Stop);
+            self.push(Command::Stop);
             // A panic on the emulator thread has already been reported by the runtime.
             let _ = thread.join();
         }
@@ -325,10 +346,29 @@ impl Wan {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
+    /// Queue a command and return once the emulator thread has applied it, so that a
+    /// caller's next step (a connect, a write) already sees its effect.
     fn send(&self, command: Command) {
-        self.shared.commands.lock().push(command);
+        let ticket = self.push(command);
+        let mut applied = self.shared.applied.lock();
+        while *applied < ticket && self.is_running() {
+            // Timed so that a dead emulator thread cannot block the caller for ever.
+            self.shared
+                .applied_changed
+                .wait_for(&mut applied, Duration::from_millis(50));
+        }
+    }
+
+    fn push(&self, command: Command) -> u64 {
+        let ticket = {
+            let mut queue = self.shared.commands.lock();
+            queue.pending.push(command);
+            queue.sent += 1;
+            queue.sent
+        };
         // Fails only if the poll is gone, i.e. the thread has ended: nothing to tell.
         let _ = self.waker.wake();
+        ticket
     }
 }
 

@@ -97,12 +97,15 @@ pub(crate) enum Item {
     },
     /// The source half-closed; forward the FIN once everything before it is out.
     Fin { due: Instant },
+    /// The source reset its connection; pass the reset on after the data before it,
+    /// as the RST segment would arrive after them.
+    Reset { due: Instant },
 }
 
 impl Item {
     pub(crate) fn due(&self) -> Instant {
         match self {
-            Item::Data { due, .. } | Item::Fin { due } => *due,
+            Item::Data { due, .. } | Item::Fin { due } | Item::Reset { due } => *due,
         }
     }
 }
@@ -176,6 +179,14 @@ impl Pipe {
         self.read_eof = true;
         let due = self.monotonic(now + params.delay);
         self.queue.push_back(Item::Fin { due });
+        due
+    }
+
+    /// Queue the source's reset seen at `now`; nothing more is read from it.
+    pub(crate) fn push_reset(&mut self, now: Instant, params: &LinkParams) -> Instant {
+        self.read_eof = true;
+        let due = self.monotonic(now + params.delay);
+        self.queue.push_back(Item::Reset { due });
         due
     }
 
