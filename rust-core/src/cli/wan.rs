@@ -169,8 +169,8 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             break;
         }
     }
-    let stats = wan.stats();
     wan.stop();
+    let stats = wan.stats();
     println!(
         "wan: {} connections, {} cuts, {} refused, {} bytes up, {} bytes down",
         stats.connections, stats.cuts, stats.refused, stats.bytes_up, stats.bytes_down
