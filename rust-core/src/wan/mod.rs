@@ -14,13 +14,16 @@
 //! - Jitter varies each chunk's delay but a chunk is never delivered before an earlier
 //!   one (due times are made monotonic).
 //! - Bandwidth is a token bucket per connection and direction.
-//! - A FIN (half-close) is forwarded after the data queued before it.
+//! - A FIN (half-close) is forwarded after the data queued before it; so is a reset
+//!   (RST) from either side, which then closes the whole connection.
 //! - When a direction holds more than [`WanConfig::max_queue_bytes`], the emulator stops
 //!   reading its source; TCP flow control then pushes back on the sender.
 //! - [`Wan::stall`] freezes forwarding in both directions and keeps the sockets open.
 //!   Queued data is kept (buffered, not discarded) and new data is left in the kernel
 //!   (not read), so the sender sees back-pressure exactly as over a silent link. On
 //!   resume, chunks whose time has passed go out at once, in order.
+//! - Handle commands ([`Wan::cut_all`], [`Wan::set_outage`], ...) return once the
+//!   emulator thread has applied them: a connect made afterwards sees the new mode.
 
 mod engine;
 mod shaper;
