@@ -605,3 +605,302 @@ fn truncate_str(s: &str, max: usize) -> &str {
     }
     &s[..end]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello() -> Hello<'static> {
+        Hello {
+            version: VERSION,
+            epoch: 42,
+            nonce: [7; NONCE_LEN],
+            capacity: 255,
+            tx_last_processed: 9,
+            name: "buffer-1",
+        }
+    }
+
+    fn one(buf: &[u8]) -> Frame<'_> {
+        let (f, used) = decode(buf).unwrap().unwrap();
+        assert_eq!(used, buf.len());
+        f
+    }
+
+    fn body_err(kind: FrameType, body: &[u8]) -> FrameError {
+        let mut buf = (body.len() as u16).to_be_bytes().to_vec();
+        buf.push(kind as u8);
+        buf.extend_from_slice(body);
+        decode(&buf).unwrap_err()
+    }
+
+    #[test]
+    fn round_trips() {
+        let mut buf = vec![];
+        encode_hello(&mut buf, &hello());
+        assert_eq!(one(&buf), Frame::Hello(hello()));
+
+        let auth = Auth {
+            mac: [3; MAC_LEN],
+            known_sender_epoch: 5,
+            rx_last_stored: 6,
+            rx_limit: 261,
+        };
+        buf.clear();
+        encode_auth(&mut buf, &auth);
+        assert_eq!(one(&buf), Frame::Auth(auth));
+
+        let d = Data {
+            seq: 77,
+            coding: Coding::Binary,
+            from: Address::new("+4412").unwrap(),
+            to: Address::new("ALERTS").unwrap(),
+            payload: &[0, 1, 2, 255],
+        };
+        buf.clear();
+        encode_data(&mut buf, &d);
+        assert_eq!(one(&buf), Frame::Data(d));
+
+        buf.clear();
+        encode_ping(&mut buf);
+        assert_eq!(one(&buf), Frame::Ping);
+
+        buf.clear();
+        encode_close(&mut buf, CloseReason::AuthFailed, "bad tag");
+        assert_eq!(
+            one(&buf),
+            Frame::Close(Close {
+                reason: CloseReason::AuthFailed,
+                text: "bad tag"
+            })
+        );
+    }
+
+    #[test]
+    fn ack_writer_merges_runs() {
+        let mut buf = vec![];
+        let mut w = AckWriter::new(&mut buf, 10);
+        assert!(w.push_confirm(1, 3));
+        for s in [4, 5, 6] {
+            assert!(w.push_processed(s, Outcome::Accepted));
+        }
+        assert!(w.push_processed(7, Outcome::Rejected { code: 8 }));
+        assert!(w.push_processed(8, Outcome::Rejected { code: 8 }));
+        assert!(w.push_processed(2, Outcome::Accepted));
+        w.set_rx_limit(300);
+        let n = w.finish();
+        assert_eq!(n, buf.len());
+        let Frame::Ack(a) = one(&buf) else {
+            panic!("not an ack")
+        };
+        assert_eq!(a.rx_limit, 300);
+        assert_eq!(
+            a.confirms().collect::<Vec<_>>(),
+            vec![SeqRun { start: 1, count: 3 }]
+        );
+        assert_eq!(
+            a.processed().collect::<Vec<_>>(),
+            vec![
+                (SeqRun { start: 4, count: 3 }, Outcome::Accepted),
+                (SeqRun { start: 7, count: 2 }, Outcome::Rejected { code: 8 }),
+                (SeqRun { start: 2, count: 1 }, Outcome::Accepted),
+            ]
+        );
+    }
+
+    #[test]
+    fn ack_writer_stops_at_frame_limit() {
+        let mut buf = vec![];
+        let mut w = AckWriter::new(&mut buf, 0);
+        let mut pushed = 0;
+        // Every other seq: no merging, one entry each.
+        while w.push_processed(pushed * 2 + 1, Outcome::Accepted) {
+            pushed += 1;
+        }
+        assert_eq!(pushed as usize, MAX_ACK_ENTRIES);
+        w.finish();
+        assert!(buf.len() <= HEADER_LEN + MAX_BODY);
+        assert!(matches!(one(&buf), Frame::Ack(_)));
+    }
+
+    #[test]
+    fn partial_input_needs_more() {
+        let mut buf = vec![];
+        encode_hello(&mut buf, &hello());
+        for n in 0..buf.len() {
+            assert_eq!(decode(&buf[..n]), Ok(None));
+        }
+    }
+
+    #[test]
+    fn malformed_bodies() {
+        let mut h = vec![];
+        encode_hello(&mut h, &hello());
+        let body = h[HEADER_LEN..].to_vec();
+        let mut v = body.clone();
+        v[4] = 9;
+        assert_eq!(
+            body_err(FrameType::Hello, &v),
+            FrameError::BadVersion { got: 9 }
+        );
+        let mut v = body.clone();
+        v[0] = b'X';
+        assert_eq!(body_err(FrameType::Hello, &v), FrameError::BadMagic);
+        let mut v = body.clone();
+        v[5..13].copy_from_slice(&[0; 8]);
+        assert_eq!(
+            body_err(FrameType::Hello, &v),
+            FrameError::Invalid {
+                frame: FrameType::Hello,
+                field: "epoch"
+            }
+        );
+        let mut v = body.clone();
+        v[45..49].copy_from_slice(&0u32.to_be_bytes());
+        assert_eq!(
+            body_err(FrameType::Hello, &v),
+            FrameError::Invalid {
+                frame: FrameType::Hello,
+                field: "capacity"
+            }
+        );
+        let mut v = body.clone();
+        v[57] = 65;
+        assert_eq!(
+            body_err(FrameType::Hello, &v),
+            FrameError::Invalid {
+                frame: FrameType::Hello,
+                field: "name length"
+            }
+        );
+        let mut v = body.clone();
+        v[58] = 0xff;
+        assert_eq!(
+            body_err(FrameType::Hello, &v),
+            FrameError::Invalid {
+                frame: FrameType::Hello,
+                field: "name"
+            }
+        );
+        assert!(matches!(
+            body_err(FrameType::Auth, &[0; 55]),
+            FrameError::Truncated {
+                frame: FrameType::Auth,
+                field: "rx_limit",
+                ..
+            }
+        ));
+
+        let mut d = vec![];
+        encode_data(
+            &mut d,
+            &Data {
+                seq: 1,
+                coding: Coding::Text,
+                from: Address::new("1").unwrap(),
+                to: Address::new("2").unwrap(),
+                payload: b"hi",
+            },
+        );
+        let body = d[HEADER_LEN..].to_vec();
+        let invalid = |field| FrameError::Invalid {
+            frame: FrameType::Data,
+            field,
+        };
+        let mut v = body.clone();
+        v[8] = 2;
+        assert_eq!(body_err(FrameType::Data, &v), invalid("coding"));
+        let mut v = body.clone();
+        v[10] = b';';
+        assert_eq!(body_err(FrameType::Data, &v), invalid("from"));
+        let mut v = body.clone();
+        v[9] = 21;
+        assert_eq!(body_err(FrameType::Data, &v), invalid("from"));
+        let mut v = body.clone();
+        v[..8].copy_from_slice(&[0; 8]);
+        assert_eq!(body_err(FrameType::Data, &v), invalid("seq"));
+        let mut v = body[..13].to_vec();
+        v.extend_from_slice(&(MAX_PAYLOAD as u16 + 1).to_be_bytes());
+        assert_eq!(body_err(FrameType::Data, &v), invalid("payload length"));
+        let mut v = body.clone();
+        v.pop();
+        assert!(matches!(
+            body_err(FrameType::Data, &v),
+            FrameError::Truncated {
+                field: "payload",
+                need: 2,
+                have: 1,
+                ..
+            }
+        ));
+
+        let ack = |entries: &[u8], kind_count: u16| {
+            let mut b = 0u64.to_be_bytes().to_vec();
+            b.extend_from_slice(&0u16.to_be_bytes());
+            b.extend_from_slice(&kind_count.to_be_bytes());
+            b.extend_from_slice(entries);
+            b
+        };
+        let mut e = 1u64.to_be_bytes().to_vec();
+        e.extend_from_slice(&1u32.to_be_bytes());
+        e.push(2);
+        e.extend_from_slice(&0u32.to_be_bytes());
+        assert_eq!(
+            body_err(FrameType::Ack, &ack(&e, 1)),
+            FrameError::Invalid {
+                frame: FrameType::Ack,
+                field: "outcome"
+            }
+        );
+        let mut e = u64::MAX.to_be_bytes().to_vec();
+        e.extend_from_slice(&2u32.to_be_bytes());
+        e.push(0);
+        e.extend_from_slice(&0u32.to_be_bytes());
+        assert_eq!(
+            body_err(FrameType::Ack, &ack(&e, 1)),
+            FrameError::Invalid {
+                frame: FrameType::Ack,
+                field: "processed run"
+            }
+        );
+        assert!(matches!(
+            body_err(FrameType::Ack, &ack(&[], 1)),
+            FrameError::Truncated {
+                field: "processed",
+                ..
+            }
+        ));
+        assert_eq!(
+            body_err(FrameType::Close, &[0, 1, 0xff]),
+            FrameError::Invalid {
+                frame: FrameType::Close,
+                field: "text"
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_close_reason_decodes_as_other() {
+        let buf = [0, 2, 6, 77, 0];
+        assert_eq!(
+            one(&buf),
+            Frame::Close(Close {
+                reason: CloseReason::Other,
+                text: ""
+            })
+        );
+    }
+
+    #[test]
+    fn header_checks() {
+        assert_eq!(
+            decode(&[0x40, 0x01, 1]),
+            Err(FrameError::Oversized {
+                len: MAX_BODY + 1,
+                max: MAX_BODY
+            })
+        );
+        assert_eq!(decode(&[0, 0, 0]), Err(FrameError::UnknownType(0)));
+        assert_eq!(decode(&[0, 0, 7]), Err(FrameError::UnknownType(7)));
+    }
+}
