@@ -737,10 +737,21 @@ impl Endpoint {
                 high: last_stored_wire,
             });
         }
+        // Flow-control limit: the peer may reuse one of our slots only once it knows
+        // that slot's outcome. It surely knows those up to its own Last Processed;
+        // the others are announced again after the handshake, and the limit grows
+        // in the ACK that carries them.
+        let floor = if same_epoch {
+            self.rx_epoch_floor
+        } else {
+            self.rx.cursors().last_stored
+        };
+        let known_local = h.tx_last_processed.wrapping_add(offset).max(floor);
+        let safe_limit = self.rx.limit().min(known_local + self.rx.capacity() as u64);
         let plan = RxPlan {
             offset,
             new_epoch: !same_epoch,
-            limit_wire: self.rx_limit_wire(offset),
+            limit_wire: safe_limit.wrapping_sub(offset),
         };
         let mut auth = Auth {
             mac: [0; MAC_LEN],
