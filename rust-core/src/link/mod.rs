@@ -1,1 +1,1016 @@
 //! The pipelined buffer link: frames, handshake, sans-IO session with resynchronisation.
+//!
+//! One [`Endpoint`] per link and per process: it owns the sending [`Ring`] (messages
+//! from the local source to the peer) and the receiving [`RxRing`] (messages from the
+//! peer to the local application), so both directions (MT and MO) share one
+//! connection. It outlives connections: the runtime dials or accepts a TCP stream,
+//! calls [`Endpoint::connected`], feeds bytes, and on any failure calls
+//! [`Endpoint::connection_lost`] and dials again later. The endpoint never touches a
+//! socket or a clock.
+//!
+//! # Driving it (quinn-proto shape)
+//!
+//! * Getters: [`cursors`](Endpoint::cursors), [`rx_cursors`](Endpoint::rx_cursors),
+//!   [`counters`](Endpoint::counters), [`is_up`](Endpoint::is_up), [`epoch`](Endpoint::epoch).
+//! * Inputs: [`connected`](Endpoint::connected), [`handle_input`](Endpoint::handle_input),
+//!   [`handle_timeout`](Endpoint::handle_timeout), [`connection_lost`](Endpoint::connection_lost).
+//! * Application commands: [`send`](Endpoint::send), [`next_received`](Endpoint::next_received),
+//!   [`mark_processed`](Endpoint::mark_processed), [`close`](Endpoint::close).
+//! * Outputs: [`poll_transmit`](Endpoint::poll_transmit), [`poll_timeout`](Endpoint::poll_timeout),
+//!   [`poll_event`](Endpoint::poll_event).
+//!
+//! After any input or command, drain in this order: `poll_transmit` until it returns 0
+//! (write the bytes), `poll_timeout` (re-arm the timer), `poll_event` until `None`.
+//! On [`Event::LinkDown`] flush `poll_transmit` once more (a CLOSE frame may be
+//! queued), then close the socket; the endpoint is already disconnected.
+//!
+//! # Handshake
+//!
+//! Both sides send HELLO at once (version, link name, session epoch, 32-byte nonce,
+//! capacity, where their sending ring stands). On the peer's HELLO each side answers
+//! AUTH: HMAC-SHA256 under the pre-shared key over both HELLOs (prover's first) and
+//! the AUTH fields, plus where its receiving ring stands. The key never travels; the
+//! tags are compared in constant time; a HELLO carrying our own nonce (a reflection)
+//! is refused. A wrong tag or an unexpected peer name emits [`Event::AuthFailed`],
+//! queues CLOSE and ends the connection. Each side is up once it verified the peer's
+//! AUTH; data flows only then.
+//!
+//! # Synchronisation (the seed's Fig. 3)
+//!
+//! While disconnected both sides keep accepting from their own source until the ring
+//! is full ([`Full`] is back-pressure; nothing is dropped). The AUTH frame tells the
+//! sender exactly which of its seqs the receiver holds (`rx_last_stored`), so the
+//! sender marks those Confirmed and resends from there up to Last Sent, then carries
+//! on with new messages. The receiver stores strictly in order and ignores a seq it
+//! already holds, so every message reaches the application exactly once, in order.
+//! Processed outcomes whose notice may have been lost are announced again after the
+//! handshake; an ACK also carries the receiver's flow-control limit, so the sender
+//! never overruns the receiver's ring (capacities may differ).
+//!
+//! # Restarted peer
+//!
+//! The epoch is random per [`Endpoint`], so a restarted peer is recognised. Without
+//! a journal the restarted side has lost both rings; then:
+//! * Our sending ring: everything not Processed is sent again (Confirmed messages
+//!   fall back to Sent, the only time Last Confirmed moves backwards). Nothing we
+//!   accepted is lost; a message the dead peer had already handed on, but whose
+//!   Processed notice never reached us, is delivered a second time.
+//! * Our receiving ring: messages from the old peer incarnation that the application
+//!   has not taken yet are still delivered; the new incarnation's seqs are placed
+//!   after them (an offset between its numbering and ours), so local seqs keep
+//!   growing and delivery stays in order. Messages the dead peer had accepted but
+//!   not sent are lost with it unless its journal keeps them.
+
+pub mod frame;
+
+use crate::message::Message;
+use crate::ring::{Cursors, Full, Outcome, RingError, RxCursors, RxRing, SlotState, Stored};
+use crate::ring::{Ring, DEFAULT_CAPACITY, MAX_CAPACITY};
+use frame::{AckWriter, Auth, CloseReason, Frame, FrameError, FrameType, Hello};
+use frame::{MAC_LEN, MAX_BODY, MAX_NAME, NONCE_LEN, VERSION};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// Settings of one link endpoint.
+#[derive(Clone)]
+pub struct LinkConfig {
+    /// This side's name, sent in HELLO (at most 64 bytes).
+    pub name: String,
+    /// Pre-shared key; both sides must hold the same bytes.
+    pub psk: Vec<u8>,
+    /// If set, a peer announcing another name is refused.
+    pub expected_peer: Option<String>,
+    /// Slots in each ring (1..=65536).
+    pub capacity: usize,
+    /// Send a PING when nothing was sent for this long.
+    pub heartbeat_interval: Duration,
+    /// Declare the link down when nothing was received for this long.
+    pub dead_after: Duration,
+    /// Bytes one `poll_transmit` call appends at most (one DATA frame may overshoot).
+    pub max_transmit: usize,
+}
+
+impl std::fmt::Debug for LinkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkConfig")
+            .field("name", &self.name)
+            .field("psk", &"<hidden>")
+            .field("expected_peer", &self.expected_peer)
+            .field("capacity", &self.capacity)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("dead_after", &self.dead_after)
+            .field("max_transmit", &self.max_transmit)
+            .finish()
+    }
+}
+
+impl LinkConfig {
+    /// Defaults: 255 slots, heartbeat every 5 s, down after 15 s of silence, 64 KiB
+    /// per transmit.
+    pub fn new(name: &str, psk: &[u8]) -> Self {
+        LinkConfig {
+            name: name.to_owned(),
+            psk: psk.to_vec(),
+            expected_peer: None,
+            capacity: DEFAULT_CAPACITY,
+            heartbeat_interval: Duration::from_secs(5),
+            dead_after: Duration::from_secs(15),
+            max_transmit: 64 * 1024,
+        }
+    }
+}
+
+/// A configuration the endpoint refuses.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    #[error("link name is longer than {MAX_NAME} bytes")]
+    NameTooLong,
+    #[error("pre-shared key is empty")]
+    EmptyKey,
+    #[error("capacity {0} is outside 1..={MAX_CAPACITY}")]
+    Capacity(usize),
+    #[error("heartbeat interval must be non-zero and shorter than dead_after")]
+    Timers,
+}
+
+/// Why a connection had to end. After one, the connection is unusable; the
+/// endpoint and its rings carry on.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum LinkError {
+    #[error("malformed frame: {0}")]
+    Frame(#[from] FrameError),
+    #[error("peer's authentication tag is wrong (different pre-shared key?)")]
+    BadMac,
+    #[error("peer sent our own nonce back (reflection)")]
+    Reflected,
+    #[error("peer calls itself {got:?}, expected {expected:?}")]
+    PeerNameMismatch { expected: String, got: String },
+    #[error("seq {seq} outside the window {low}..={high}")]
+    SeqOutsideWindow { seq: u64, low: u64, high: u64 },
+    #[error("{frame:?} frame not allowed while {state}")]
+    Unexpected {
+        frame: FrameType,
+        state: &'static str,
+    },
+    #[error("ring refused a peer's update: {0}")]
+    Ring(#[from] RingError),
+    #[error("no connection")]
+    NotConnected,
+}
+
+/// Why the link went down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownReason {
+    /// The runtime reported the connection lost.
+    ConnectionLost,
+    /// Nothing received within `dead_after` (half-open link or dead peer).
+    Timeout,
+    /// Authentication failed (see the preceding [`Event::AuthFailed`]).
+    AuthFailed,
+    /// The peer broke the protocol.
+    Protocol(LinkError),
+    /// The peer sent CLOSE.
+    PeerClosed { reason: CloseReason, text: String },
+    /// [`Endpoint::close`] was called.
+    LocalClose,
+}
+
+/// What the application and runtime are told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Handshake completed. `peer_new_epoch`: our receiving ring had not seen this
+    /// peer epoch before (first contact, or the peer restarted).
+    LinkUp {
+        peer: String,
+        epoch: u64,
+        peer_new_epoch: bool,
+    },
+    /// The connection ended; close the socket (after flushing `poll_transmit`).
+    LinkDown { reason: DownReason },
+    /// The peer failed authentication; a `LinkDown` follows.
+    AuthFailed { reason: LinkError },
+    /// A new message is ready for [`Endpoint::next_received`] (local seq).
+    Received { seq: u64 },
+    /// A message we sent changed state. `outcome` is set for `Processed`.
+    StatusChanged {
+        seq: u64,
+        state: SlotState,
+        outcome: Option<Outcome>,
+        client_ref: u64,
+    },
+}
+
+/// Running totals, for monitoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub frames_in: u64,
+    pub frames_out: u64,
+    /// DATA frames sent for the first time.
+    pub data_sent: u64,
+    /// DATA frames sent again after a reconnection.
+    pub data_resent: u64,
+    /// New messages stored from the peer.
+    pub data_received: u64,
+    /// DATA frames ignored because the seq was already held.
+    pub duplicates: u64,
+    pub acks_sent: u64,
+    pub pings_sent: u64,
+    pub handshakes: u64,
+    pub auth_failures: u64,
+    pub link_downs: u64,
+}
+
+#[derive(Clone, Copy)]
+struct HelloRec {
+    epoch: u64,
+    nonce: [u8; NONCE_LEN],
+    capacity: u32,
+    tx_last_processed: u64,
+    name_len: u8,
+    name: [u8; MAX_NAME],
+}
+
+impl HelloRec {
+    fn from_frame(h: &Hello<'_>) -> Self {
+        let mut name = [0u8; MAX_NAME];
+        let n = h.name.len().min(MAX_NAME);
+        name[..n].copy_from_slice(&h.name.as_bytes()[..n]);
+        HelloRec {
+            epoch: h.epoch,
+            nonce: h.nonce,
+            capacity: h.capacity,
+            tx_last_processed: h.tx_last_processed,
+            name_len: n as u8,
+            name,
+        }
+    }
+    fn name(&self) -> &str {
+        std::str::from_utf8(&self.name[..self.name_len as usize]).unwrap_or("")
+    }
+    fn feed(&self, mac: &mut Hmac<Sha256>) {
+        mac.update(&self.epoch.to_be_bytes());
+        mac.update(&self.nonce);
+        mac.update(&self.capacity.to_be_bytes());
+        mac.update(&self.tx_last_processed.to_be_bytes());
+        mac.update(&[self.name_len]);
+        mac.update(self.name().as_bytes());
+    }
+}
+
+/// The receive-side view we announced in our AUTH, applied once the peer is verified.
+#[derive(Clone, Copy)]
+struct RxPlan {
+    offset: u64,
+    new_epoch: bool,
+    limit_wire: u64,
+}
+
+#[derive(Clone, Copy)]
+enum Conn {
+    Idle,
+    Handshake {
+        me: HelloRec,
+        peer: Option<(HelloRec, RxPlan)>,
+    },
+    Up {
+        peer: HelloRec,
+    },
+}
+
+/// One side of a link (see the module docs).
+pub struct Endpoint {
+    config: LinkConfig,
+    epoch: u64,
+    tx: Ring,
+    rx: RxRing,
+    conn: Conn,
+    events: VecDeque<Event>,
+    /// Control frames (HELLO, AUTH, CLOSE) waiting for `poll_transmit`.
+    ctrl: Vec<u8>,
+    /// A partial frame carried over between `handle_input` calls.
+    inbuf: Vec<u8>,
+    // Sending direction.
+    next_transmit: u64,
+    peer_rx_limit: u64,
+    // Receiving direction: local seq = wire seq + rx_offset (wrapping).
+    rx_peer_epoch: Option<u64>,
+    rx_offset: u64,
+    /// Local seqs up to here belong to earlier peer incarnations: never announced.
+    rx_epoch_floor: u64,
+    confirm_sent_upto: u64,
+    rx_limit_sent: u64,
+    pending_processed: VecDeque<u64>,
+    last_rx: Instant,
+    last_tx: Instant,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("name", &self.config.name)
+            .field("epoch", &self.epoch)
+            .field("up", &self.is_up())
+            .field("tx", &self.tx)
+            .field("rx", &self.rx)
+            .finish()
+    }
+}
+
+fn random_bytes(out: &mut [u8]) {
+    if getrandom::fill(out).is_ok() {
+        return;
+    }
+    // No OS entropy: fall back to std's randomly keyed hasher (still per-process unique).
+    use std::hash::{BuildHasher, Hasher};
+    for (i, chunk) in out.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        let v = h.finish().to_le_bytes();
+        chunk.copy_from_slice(&v[..chunk.len()]);
+    }
+}
+
+fn new_mac(psk: &[u8]) -> Hmac<Sha256> {
+    // HMAC accepts keys of any length; the error arm cannot be reached.
+    <Hmac<Sha256> as Mac>::new_from_slice(psk)
+        .unwrap_or_else(|_| <Hmac<Sha256> as Mac>::new_from_slice(&[0]).expect("1-byte key"))
+}
+
+fn auth_mac(psk: &[u8], prover: &HelloRec, verifier: &HelloRec, a: &Auth) -> Hmac<Sha256> {
+    let mut mac = new_mac(psk);
+    mac.update(b"smslink link v1 auth");
+    prover.feed(&mut mac);
+    verifier.feed(&mut mac);
+    mac.update(&a.known_sender_epoch.to_be_bytes());
+    mac.update(&a.rx_last_stored.to_be_bytes());
+    mac.update(&a.rx_limit.to_be_bytes());
+    mac
+}
+
+impl Endpoint {
+    /// A new endpoint with a fresh random epoch and empty rings, not connected.
+    pub fn new(config: LinkConfig, now: Instant) -> Result<Self, ConfigError> {
+        if config.name.len() > MAX_NAME {
+            return Err(ConfigError::NameTooLong);
+        }
+        if config.psk.is_empty() {
+            return Err(ConfigError::EmptyKey);
+        }
+        if !(1..=MAX_CAPACITY).contains(&config.capacity) {
+            return Err(ConfigError::Capacity(config.capacity));
+        }
+        if config.heartbeat_interval.is_zero() || config.heartbeat_interval >= config.dead_after {
+            return Err(ConfigError::Timers);
+        }
+        let mut e = [0u8; 8];
+        let mut epoch = 0;
+        while epoch == 0 {
+            random_bytes(&mut e);
+            epoch = u64::from_be_bytes(e);
+        }
+        let cap = config.capacity;
+        Ok(Endpoint {
+            tx: Ring::new(cap),
+            rx: RxRing::new(cap),
+            conn: Conn::Idle,
+            events: VecDeque::with_capacity(4 * cap + 16),
+            ctrl: Vec::with_capacity(512),
+            inbuf: Vec::with_capacity(MAX_BODY + frame::HEADER_LEN),
+            next_transmit: 1,
+            peer_rx_limit: 0,
+            rx_peer_epoch: None,
+            rx_offset: 0,
+            rx_epoch_floor: 0,
+            confirm_sent_upto: 0,
+            rx_limit_sent: 0,
+            pending_processed: VecDeque::with_capacity(2 * cap),
+            last_rx: now,
+            last_tx: now,
+            counters: Counters::default(),
+            epoch,
+            config,
+        })
+    }
+
+    // ---- getters ----
+
+    /// This endpoint's session epoch (random, never 0).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn config(&self) -> &LinkConfig {
+        &self.config
+    }
+
+    /// Cursors of the sending ring (our messages to the peer).
+    pub fn cursors(&self) -> Cursors {
+        self.tx.cursors()
+    }
+
+    /// Same as [`cursors`](Self::cursors).
+    pub fn tx_cursors(&self) -> Cursors {
+        self.tx.cursors()
+    }
+
+    /// Cursors of the receiving ring (the peer's messages, in local seqs).
+    pub fn rx_cursors(&self) -> RxCursors {
+        self.rx.cursors()
+    }
+
+    /// The sending ring (read only): slot states, outcomes, messages.
+    pub fn tx_ring(&self) -> &Ring {
+        &self.tx
+    }
+
+    /// The receiving ring (read only).
+    pub fn rx_ring(&self) -> &RxRing {
+        &self.rx
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Handshake complete and connection alive.
+    pub fn is_up(&self) -> bool {
+        matches!(self.conn, Conn::Up { .. })
+    }
+
+    /// A connection exists (handshaking or up).
+    pub fn is_connected(&self) -> bool {
+        !matches!(self.conn, Conn::Idle)
+    }
+
+    /// The peer's name, once up.
+    pub fn peer_name(&self) -> Option<&str> {
+        match &self.conn {
+            Conn::Up { peer } => Some(peer.name()),
+            _ => None,
+        }
+    }
+
+    // ---- application commands ----
+
+    /// Accept a message from the local source (Retrieved). Works connected or not.
+    /// Returns its seq, echoed in every [`Event::StatusChanged`].
+    pub fn send(&mut self, message: &Message) -> Result<u64, Full> {
+        self.tx.push(message)
+    }
+
+    /// The next message from the peer, in order, exactly once (local seq). Call
+    /// [`mark_processed`](Self::mark_processed) once it has been handed on.
+    pub fn next_received(&mut self) -> Option<(u64, &Message)> {
+        self.rx.deliver_next()
+    }
+
+    /// Report what became of a delivered message; the outcome goes back to the
+    /// peer, which then frees its slot. Any order is fine.
+    pub fn mark_processed(&mut self, seq: u64, outcome: Outcome) -> Result<(), RingError> {
+        self.rx.process(seq, outcome)?;
+        if seq > self.rx_epoch_floor {
+            self.pending_processed.push_back(seq);
+        }
+        Ok(())
+    }
+
+    /// Close the connection in an orderly way (CLOSE is queued for `poll_transmit`).
+    pub fn close(&mut self, _now: Instant) {
+        if self.is_connected() {
+            frame::encode_close(&mut self.ctrl, CloseReason::Normal, "closing");
+            self.link_down(DownReason::LocalClose);
+        }
+    }
+
+    // ---- inputs ----
+
+    /// A new connection (dialled or accepted) is ready: start the handshake.
+    /// An existing connection is considered lost first.
+    pub fn connected(&mut self, now: Instant) {
+        self.connection_lost(now);
+        self.ctrl.clear();
+        self.inbuf.clear();
+        let mut nonce = [0u8; NONCE_LEN];
+        random_bytes(&mut nonce);
+        let hello = Hello {
+            version: VERSION,
+            epoch: self.epoch,
+            nonce,
+            capacity: self.rx.capacity() as u32,
+            tx_last_processed: self.tx.cursors().last_processed,
+            name: &self.config.name,
+        };
+        frame::encode_hello(&mut self.ctrl, &hello);
+        let me = HelloRec::from_frame(&hello);
+        self.conn = Conn::Handshake { me, peer: None };
+        self.last_rx = now;
+        self.last_tx = now;
+    }
+
+    /// The runtime lost the connection (EOF, reset, write error). Emits `LinkDown`
+    /// if a connection existed; otherwise does nothing.
+    pub fn connection_lost(&mut self, _now: Instant) {
+        if self.is_connected() {
+            self.link_down(DownReason::ConnectionLost);
+        }
+    }
+
+    /// Bytes from the connection, in any chunking. On `Err` the connection is over
+    /// (a `LinkDown` was emitted and maybe a CLOSE queued).
+    pub fn handle_input(&mut self, mut data: &[u8], now: Instant) -> Result<(), LinkError> {
+        if !self.is_connected() {
+            return Err(LinkError::NotConnected);
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.counters.bytes_in += data.len() as u64;
+        self.last_rx = now;
+        // Finish a frame carried over from the previous call first.
+        if !self.inbuf.is_empty() {
+            let mut need = frame::HEADER_LEN;
+            loop {
+                let take = need.saturating_sub(self.inbuf.len()).min(data.len());
+                self.inbuf.extend_from_slice(&data[..take]);
+                data = &data[take..];
+                if self.inbuf.len() < need {
+                    return Ok(());
+                }
+                match frame::body_len(&self.inbuf) {
+                    Ok(Some(len)) if need == frame::HEADER_LEN + len => break,
+                    Ok(Some(len)) => need = frame::HEADER_LEN + len,
+                    Ok(None) => return Ok(()),
+                    Err(e) => return Err(self.fail(e.into())),
+                }
+            }
+            let carried = std::mem::take(&mut self.inbuf);
+            let res = self.process_frames(&carried, now);
+            self.inbuf = carried;
+            self.inbuf.clear();
+            res?;
+        }
+        let used = self.process_frames(data, now)?;
+        if self.is_connected() {
+            self.inbuf.extend_from_slice(&data[used..]);
+        }
+        Ok(())
+    }
+
+    /// Process every complete frame at the front of `buf`; returns bytes used.
+    fn process_frames(&mut self, buf: &[u8], now: Instant) -> Result<usize, LinkError> {
+        let mut at = 0;
+        while self.is_connected() {
+            match frame::decode(&buf[at..]) {
+                Ok(Some((f, used))) => {
+                    at += used;
+                    self.counters.frames_in += 1;
+                    if let Err(e) = self.handle_frame(f, now) {
+                        return Err(self.fail(e));
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return Err(self.fail(e.into())),
+            }
+        }
+        Ok(at)
+    }
+
+    /// Timers: declares the link dead after `dead_after` of silence.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.is_connected() && now >= self.last_rx + self.config.dead_after {
+            self.link_down(DownReason::Timeout);
+        }
+    }
+
+    // ---- outputs ----
+
+    /// Append bytes to send to `buf` (never clears it); returns how many were added.
+    /// Control frames first, then an ACK if anything is to be confirmed or
+    /// announced, then DATA up to the flow-control limit and `max_transmit`, then a
+    /// PING if nothing was sent for `heartbeat_interval`.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> usize {
+        let start = buf.len();
+        if !self.ctrl.is_empty() {
+            buf.extend_from_slice(&self.ctrl);
+            self.counters.frames_out += 1;
+            self.ctrl.clear();
+        }
+        if self.is_up() {
+            self.write_ack(buf);
+            self.write_data(buf, start);
+            if buf.len() == start && now >= self.last_tx + self.config.heartbeat_interval {
+                frame::encode_ping(buf);
+                self.counters.pings_sent += 1;
+                self.counters.frames_out += 1;
+            }
+        }
+        let n = buf.len() - start;
+        if n > 0 {
+            self.last_tx = now;
+            self.counters.bytes_out += n as u64;
+        }
+        n
+    }
+
+    /// When `handle_timeout` should next be called (then `poll_transmit`).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.conn {
+            Conn::Idle => None,
+            Conn::Handshake { .. } => Some(self.last_rx + self.config.dead_after),
+            Conn::Up { .. } => Some(
+                (self.last_rx + self.config.dead_after)
+                    .min(self.last_tx + self.config.heartbeat_interval),
+            ),
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ---- internals ----
+
+    fn fail(&mut self, err: LinkError) -> LinkError {
+        if !self.is_connected() {
+            return err;
+        }
+        let reason = match &err {
+            LinkError::BadMac | LinkError::Reflected | LinkError::PeerNameMismatch { .. } => {
+                self.counters.auth_failures += 1;
+                self.events.push_back(Event::AuthFailed {
+                    reason: err.clone(),
+                });
+                frame::encode_close(&mut self.ctrl, CloseReason::AuthFailed, &err.to_string());
+                DownReason::AuthFailed
+            }
+            LinkError::Frame(FrameError::BadVersion { .. }) => {
+                frame::encode_close(&mut self.ctrl, CloseReason::BadVersion, &err.to_string());
+                DownReason::Protocol(err.clone())
+            }
+            _ => {
+                frame::encode_close(&mut self.ctrl, CloseReason::ProtocolError, &err.to_string());
+                DownReason::Protocol(err.clone())
+            }
+        };
+        self.link_down(reason);
+        err
+    }
+
+    fn link_down(&mut self, reason: DownReason) {
+        self.conn = Conn::Idle;
+        self.inbuf.clear();
+        self.counters.link_downs += 1;
+        self.events.push_back(Event::LinkDown { reason });
+    }
+
+    fn rx_limit_wire(&self, offset: u64) -> u64 {
+        self.rx.limit().wrapping_sub(offset)
+    }
+
+    fn handle_frame(&mut self, f: Frame<'_>, now: Instant) -> Result<(), LinkError> {
+        let _ = now;
+        match (f, self.conn) {
+            (Frame::Ping, _) => Ok(()),
+            (Frame::Close(c), _) => {
+                self.link_down(DownReason::PeerClosed {
+                    reason: c.reason,
+                    text: c.text.to_owned(),
+                });
+                Ok(())
+            }
+            (Frame::Hello(h), Conn::Handshake { me, peer: None }) => self.on_hello(me, &h),
+            (
+                Frame::Auth(a),
+                Conn::Handshake {
+                    me,
+                    peer: Some((p, plan)),
+                },
+            ) => self.on_auth(me, p, plan, &a),
+            (Frame::Data(d), Conn::Up { .. }) => self.on_data(&d),
+            (Frame::Ack(a), Conn::Up { .. }) => self.on_ack(&a),
+            (f, conn) => Err(LinkError::Unexpected {
+                frame: f.frame_type(),
+                state: match conn {
+                    Conn::Idle => "idle",
+                    Conn::Handshake { peer: None, .. } => "waiting for HELLO",
+                    Conn::Handshake { .. } => "waiting for AUTH",
+                    Conn::Up { .. } => "up",
+                },
+            }),
+        }
+    }
+
+    fn on_hello(&mut self, me: HelloRec, h: &Hello<'_>) -> Result<(), LinkError> {
+        if h.nonce == me.nonce || h.epoch == self.epoch {
+            return Err(LinkError::Reflected);
+        }
+        if let Some(expected) = &self.config.expected_peer {
+            if expected != h.name {
+                return Err(LinkError::PeerNameMismatch {
+                    expected: expected.clone(),
+                    got: h.name.to_owned(),
+                });
+            }
+        }
+        let peer = HelloRec::from_frame(h);
+        let same_epoch = self.rx_peer_epoch == Some(h.epoch);
+        let offset = if same_epoch {
+            self.rx_offset
+        } else {
+            self.rx
+                .cursors()
+                .last_stored
+                .wrapping_sub(h.tx_last_processed)
+        };
+        let last_stored_wire = self.rx.cursors().last_stored.wrapping_sub(offset);
+        if h.tx_last_processed > last_stored_wire {
+            // Same epoch, but the peer claims outcomes for seqs we never stored.
+            return Err(LinkError::SeqOutsideWindow {
+                seq: h.tx_last_processed,
+                low: 0,
+                high: last_stored_wire,
+            });
+        }
+        // Flow-control limit: the peer may reuse one of our slots only once it knows
+        // that slot's outcome. It surely knows those up to its own Last Processed;
+        // the others are announced again after the handshake, and the limit grows
+        // in the ACK that carries them.
+        let floor = if same_epoch {
+            self.rx_epoch_floor
+        } else {
+            self.rx.cursors().last_stored
+        };
+        let known_local = h.tx_last_processed.wrapping_add(offset).max(floor);
+        let safe_limit = self.rx.limit().min(known_local + self.rx.capacity() as u64);
+        let plan = RxPlan {
+            offset,
+            new_epoch: !same_epoch,
+            limit_wire: safe_limit.wrapping_sub(offset),
+        };
+        let mut auth = Auth {
+            mac: [0; MAC_LEN],
+            known_sender_epoch: self.rx_peer_epoch.unwrap_or(0),
+            rx_last_stored: last_stored_wire,
+            rx_limit: plan.limit_wire,
+        };
+        let tag = auth_mac(&self.config.psk, &me, &peer, &auth)
+            .finalize()
+            .into_bytes();
+        auth.mac.copy_from_slice(&tag);
+        frame::encode_auth(&mut self.ctrl, &auth);
+        self.conn = Conn::Handshake {
+            me,
+            peer: Some((peer, plan)),
+        };
+        Ok(())
+    }
+
+    fn on_auth(
+        &mut self,
+        me: HelloRec,
+        peer: HelloRec,
+        plan: RxPlan,
+        a: &Auth,
+    ) -> Result<(), LinkError> {
+        auth_mac(&self.config.psk, &peer, &me, a)
+            .verify_slice(&a.mac)
+            .map_err(|_| LinkError::BadMac)?;
+        // The sending side: what the peer holds of ours.
+        let c = self.tx.cursors();
+        let peer_knows_us = a.known_sender_epoch == self.epoch;
+        // A peer that does not know our epoch holds nothing of ours beyond what our
+        // HELLO said was processed.
+        let (low, high) = if peer_knows_us {
+            (c.last_processed, c.last_sent)
+        } else {
+            (me.tx_last_processed, me.tx_last_processed)
+        };
+        if a.rx_last_stored < low || a.rx_last_stored > high {
+            return Err(LinkError::SeqOutsideWindow {
+                seq: a.rx_last_stored,
+                low,
+                high,
+            });
+        }
+        if a.rx_limit < a.rx_last_stored {
+            return Err(LinkError::SeqOutsideWindow {
+                seq: a.rx_limit,
+                low: a.rx_last_stored,
+                high: u64::MAX,
+            });
+        }
+        if !peer_knows_us {
+            let events = &mut self.events;
+            self.tx.unconfirm_all(|s| {
+                events.push_back(Event::StatusChanged {
+                    seq: s.seq,
+                    state: SlotState::Sent,
+                    outcome: None,
+                    client_ref: s.message.client_ref,
+                })
+            });
+        }
+        for seq in self.tx.cursors().last_confirmed + 1..=a.rx_last_stored {
+            self.confirm_one(seq)?;
+        }
+        self.next_transmit = a.rx_last_stored + 1;
+        self.peer_rx_limit = a.rx_limit;
+
+        // The receiving side: commit what we announced.
+        if plan.new_epoch {
+            self.rx_epoch_floor = self.rx.cursors().last_stored;
+            self.rx_peer_epoch = Some(peer.epoch);
+        }
+        self.rx_offset = plan.offset;
+        let rc = self.rx.cursors();
+        self.confirm_sent_upto = rc.last_stored;
+        self.rx_limit_sent = plan.limit_wire;
+        // Outcomes the peer may not have: everything Processed above its cursor.
+        self.pending_processed.clear();
+        let from = peer
+            .tx_last_processed
+            .wrapping_add(plan.offset)
+            .max(self.rx_epoch_floor);
+        for seq in from + 1..=rc.last_delivered {
+            if let Some(slot) = self.rx.slot(seq) {
+                if slot.state == crate::ring::RxState::Processed {
+                    self.pending_processed.push_back(seq);
+                }
+            }
+        }
+        self.counters.handshakes += 1;
+        self.events.push_back(Event::LinkUp {
+            peer: peer.name().to_owned(),
+            epoch: peer.epoch,
+            peer_new_epoch: plan.new_epoch,
+        });
+        self.conn = Conn::Up { peer };
+        Ok(())
+    }
+
+    fn confirm_one(&mut self, seq: u64) -> Result<(), LinkError> {
+        if self.tx.confirm(seq)? {
+            let s = self.tx.slot(seq);
+            self.events.push_back(Event::StatusChanged {
+                seq,
+                state: SlotState::Confirmed,
+                outcome: None,
+                client_ref: s.map_or(0, |s| s.message.client_ref),
+            });
+        }
+        Ok(())
+    }
+
+    fn on_data(&mut self, d: &frame::Data<'_>) -> Result<(), LinkError> {
+        let last_wire = self.rx.cursors().last_stored.wrapping_sub(self.rx_offset);
+        if d.seq <= last_wire {
+            self.counters.duplicates += 1;
+            return Ok(());
+        }
+        let limit = self.rx_limit_wire(self.rx_offset);
+        if d.seq != last_wire + 1 || d.seq > limit {
+            return Err(LinkError::SeqOutsideWindow {
+                seq: d.seq,
+                low: last_wire + 1,
+                high: (last_wire + 1).min(limit),
+            });
+        }
+        let local = d.seq.wrapping_add(self.rx_offset);
+        match self.rx.store(local, d.from, d.to, d.coding, d.payload)? {
+            Stored::New => {
+                self.counters.data_received += 1;
+                self.events.push_back(Event::Received { seq: local });
+            }
+            Stored::Duplicate => self.counters.duplicates += 1,
+        }
+        Ok(())
+    }
+
+    fn on_ack(&mut self, a: &frame::Ack<'_>) -> Result<(), LinkError> {
+        if a.rx_limit > self.peer_rx_limit {
+            self.peer_rx_limit = a.rx_limit;
+        }
+        for run in a.confirms() {
+            let (lo, hi) = self.clip_run(run)?;
+            for seq in lo..=hi {
+                self.confirm_one(seq)?;
+            }
+        }
+        for (run, outcome) in a.processed() {
+            let (lo, hi) = self.clip_run(run)?;
+            for seq in lo..=hi {
+                if self.tx.process(seq, outcome)? {
+                    let client_ref = self.tx.slot(seq).map_or(0, |s| s.message.client_ref);
+                    self.events.push_back(Event::StatusChanged {
+                        seq,
+                        state: SlotState::Processed,
+                        outcome: Some(outcome),
+                        client_ref,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The part of a run that still matters: above Last Processed; it must not reach
+    /// beyond Last Sent. An empty result is `(1, 0)`.
+    fn clip_run(&self, run: frame::SeqRun) -> Result<(u64, u64), LinkError> {
+        let c = self.tx.cursors();
+        if run.count == 0 {
+            return Ok((1, 0));
+        }
+        let hi = run.start + (run.count as u64 - 1);
+        if hi > c.last_sent {
+            return Err(LinkError::SeqOutsideWindow {
+                seq: hi,
+                low: c.last_processed + 1,
+                high: c.last_sent,
+            });
+        }
+        Ok((run.start.max(c.last_processed + 1), hi))
+    }
+
+    fn write_ack(&mut self, buf: &mut Vec<u8>) {
+        let last_stored = self.rx.cursors().last_stored;
+        let limit_now = self.rx_limit_wire(self.rx_offset);
+        let confirm = last_stored > self.confirm_sent_upto;
+        if !confirm && self.pending_processed.is_empty() && limit_now == self.rx_limit_sent {
+            return;
+        }
+        let off = self.rx_offset;
+        let mut w = AckWriter::new(buf, self.rx_limit_sent);
+        if confirm {
+            let first = self.confirm_sent_upto + 1;
+            let count = (last_stored - self.confirm_sent_upto).min(u32::MAX as u64) as u32;
+            w.push_confirm(first.wrapping_sub(off), count);
+            self.confirm_sent_upto = first + count as u64 - 1;
+        }
+        while let Some(&seq) = self.pending_processed.front() {
+            let outcome = match self.rx.slot(seq) {
+                Some(s) => s.outcome.unwrap_or(Outcome::Accepted),
+                None => {
+                    // Slot reused: the peer already learned this outcome.
+                    self.pending_processed.pop_front();
+                    continue;
+                }
+            };
+            if !w.push_processed(seq.wrapping_sub(off), outcome) {
+                break;
+            }
+            self.pending_processed.pop_front();
+        }
+        if self.pending_processed.is_empty() {
+            // Raise the limit only in a frame that announced every outcome, so the
+            // peer reuses a slot only after it knows that slot's outcome.
+            w.set_rx_limit(limit_now);
+            self.rx_limit_sent = limit_now;
+        }
+        w.finish();
+        self.counters.acks_sent += 1;
+        self.counters.frames_out += 1;
+    }
+
+    fn write_data(&mut self, buf: &mut Vec<u8>, start: usize) {
+        let c = self.tx.cursors();
+        let end = c.last_retrieved.min(self.peer_rx_limit);
+        while self.next_transmit <= end && buf.len() - start < self.config.max_transmit {
+            let seq = self.next_transmit;
+            let Some(slot) = self.tx.slot(seq) else {
+                break;
+            };
+            let m = &slot.message;
+            frame::encode_data(
+                buf,
+                &frame::Data {
+                    seq,
+                    coding: m.coding,
+                    from: m.from,
+                    to: m.to,
+                    payload: m.payload(),
+                },
+            );
+            let client_ref = m.client_ref;
+            self.counters.frames_out += 1;
+            match self.tx.mark_sent(seq) {
+                Ok(true) => {
+                    self.counters.data_sent += 1;
+                    self.events.push_back(Event::StatusChanged {
+                        seq,
+                        state: SlotState::Sent,
+                        outcome: None,
+                        client_ref,
+                    });
+                }
+                _ => self.counters.data_resent += 1,
+            }
+            self.next_transmit += 1;
+        }
+    }
+}

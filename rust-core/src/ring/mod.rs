@@ -1,1 +1,763 @@
 //! The circular array of slots (the seed's Fig. 2): states, cursors, fixed memory.
+//!
+//! Two mirrored arrays exist per direction of a link:
+//!
+//! * [`Ring`] on the sending side: a message is *Retrieved* from the local source,
+//!   *Sent* on the link, *Confirmed* when the peer has stored it, *Processed* when the
+//!   peer's application has handed it on (the slot is then free).
+//! * [`RxRing`] on the receiving side: a message is *Stored* when it arrives,
+//!   *Delivered* when the local application has taken it, *Processed* when the
+//!   application reports the outcome.
+//!
+//! Messages are numbered by a 64-bit sequence number starting at 1; the slot of a
+//! message is `seq % capacity`, so within one sender epoch a message sits at the
+//! same position in both arrays. All memory is allocated in the constructor; no
+//! operation allocates afterwards.
+//!
+//! # Cursors
+//!
+//! A cursor value `n` means "every seq `<= n` has reached this stage"; 0 means none
+//! yet. Confirmations and processing may happen out of order, so a message beyond a
+//! cursor may already be further along; the cursor moves when the gap closes.
+//!
+//! * `last_retrieved`: highest seq taken into the ring.
+//! * `last_sent`: highest seq put on the link at least once (sending is in order).
+//! * `last_confirmed`: highest seq such that every seq `<=` it is Confirmed or Processed.
+//! * `last_processed`: highest seq such that every seq `<=` it is Processed.
+//!
+//! Invariant: `last_processed <= last_confirmed <= last_sent <= last_retrieved` and
+//! `last_retrieved - last_processed <= capacity`. The ring is full when that
+//! difference equals the capacity: a Processed slot beyond a not-yet-processed one
+//! cannot be reused before the gap closes, because its index belongs to a later seq.
+
+use crate::message::{Address, Coding, Message};
+use thiserror::Error;
+
+/// Slots a ring has unless configured otherwise (the seed's 255).
+pub const DEFAULT_CAPACITY: usize = 255;
+/// Largest capacity accepted (bounds memory: about 700 bytes a slot).
+pub const MAX_CAPACITY: usize = 1 << 16;
+
+/// Stage of a message in the sending ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum SlotState {
+    /// Taken from the local source, not yet on the link.
+    Retrieved = 0,
+    /// Put on the link at least once, not yet confirmed.
+    Sent = 1,
+    /// The peer acknowledged that it stored the message.
+    Confirmed = 2,
+    /// The peer's application handed it on; the slot is free.
+    Processed = 3,
+}
+
+/// What became of a message once it was handed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The SMSC accepted the submit, or the IM server stored the message.
+    Accepted,
+    /// Refused downstream, with the SMSC's (or application's) error code.
+    Rejected { code: u32 },
+}
+
+/// The four cursors of a sending ring (see the module docs for their exact meaning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Cursors {
+    pub last_retrieved: u64,
+    pub last_sent: u64,
+    pub last_confirmed: u64,
+    pub last_processed: u64,
+}
+
+/// Stage of a message in the receiving ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum RxState {
+    /// Arrived and stored; waiting for the application.
+    Stored = 0,
+    /// Taken by the application, outcome not yet reported.
+    Delivered = 1,
+    /// Outcome reported; the slot is free.
+    Processed = 2,
+}
+
+/// The cursors of a receiving ring (same "all seqs `<=` n" rule as [`Cursors`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct RxCursors {
+    /// Highest seq stored; arrival is in order, so every seq below is stored too.
+    pub last_stored: u64,
+    /// Highest seq handed to the application (delivery is in order).
+    pub last_delivered: u64,
+    /// Highest seq such that every seq `<=` it is Processed.
+    pub last_processed: u64,
+}
+
+/// The ring has `capacity` messages that are not Processed: the source must wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("ring full: {capacity} messages not yet processed")]
+pub struct Full {
+    pub capacity: usize,
+}
+
+/// A state change that the ring refuses; nothing was modified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum RingError {
+    #[error("seq {seq} is not held in the ring (window {low}..={high})")]
+    NotInRing { seq: u64, low: u64, high: u64 },
+    #[error("seq {seq} is {state:?}, cannot become {wanted:?}")]
+    BadTransition {
+        seq: u64,
+        state: SlotState,
+        wanted: SlotState,
+    },
+    #[error("seq {seq} is {state:?} in the receive ring, cannot become {wanted:?}")]
+    BadRxTransition {
+        seq: u64,
+        state: RxState,
+        wanted: RxState,
+    },
+    #[error("seq {seq} arrived out of order (expected {expected})")]
+    OutOfOrder { seq: u64, expected: u64 },
+}
+
+/// One slot of the sending ring.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub seq: u64,
+    pub state: SlotState,
+    /// Set once the slot is Processed.
+    pub outcome: Option<Outcome>,
+    pub message: Message,
+}
+
+/// The sending ring (see the module docs).
+pub struct Ring {
+    slots: Box<[Slot]>,
+    cursors: Cursors,
+}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring")
+            .field("capacity", &self.slots.len())
+            .field("cursors", &self.cursors)
+            .finish()
+    }
+}
+
+fn check_capacity(capacity: usize) -> usize {
+    capacity.clamp(1, MAX_CAPACITY)
+}
+
+impl Ring {
+    /// A ring of `capacity` slots (clamped to `1..=MAX_CAPACITY`), all free.
+    pub fn new(capacity: usize) -> Self {
+        let capacity = check_capacity(capacity);
+        let empty = Slot {
+            seq: 0,
+            state: SlotState::Processed,
+            outcome: None,
+            message: Message::EMPTY,
+        };
+        Ring {
+            slots: vec![empty; capacity].into_boxed_slice(),
+            cursors: Cursors::default(),
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn cursors(&self) -> Cursors {
+        self.cursors
+    }
+
+    /// Messages not yet Processed (including Processed ones beyond a gap).
+    pub fn in_use(&self) -> usize {
+        (self.cursors.last_retrieved - self.cursors.last_processed) as usize
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.in_use() >= self.capacity()
+    }
+
+    fn index(&self, seq: u64) -> usize {
+        (seq % self.slots.len() as u64) as usize
+    }
+
+    /// The slot holding `seq`, if `seq` is within the live window
+    /// `(last_processed, last_retrieved]` or is a Processed seq whose slot was not reused.
+    pub fn slot(&self, seq: u64) -> Option<&Slot> {
+        if seq == 0 || seq > self.cursors.last_retrieved {
+            return None;
+        }
+        let slot = &self.slots[self.index(seq)];
+        (slot.seq == seq).then_some(slot)
+    }
+
+    fn live_slot_mut(&mut self, seq: u64) -> Result<&mut Slot, RingError> {
+        let c = self.cursors;
+        if seq <= c.last_processed || seq > c.last_retrieved {
+            return Err(RingError::NotInRing {
+                seq,
+                low: c.last_processed + 1,
+                high: c.last_retrieved,
+            });
+        }
+        let i = self.index(seq);
+        Ok(&mut self.slots[i])
+    }
+
+    /// Retrieve a message from the source: copy it into the next slot.
+    /// Moves Last Retrieved. Refuses (back-pressure) when full; never drops.
+    pub fn push(&mut self, message: &Message) -> Result<u64, Full> {
+        if self.is_full() {
+            return Err(Full {
+                capacity: self.capacity(),
+            });
+        }
+        let seq = self.cursors.last_retrieved + 1;
+        let i = self.index(seq);
+        let slot = &mut self.slots[i];
+        slot.seq = seq;
+        slot.state = SlotState::Retrieved;
+        slot.outcome = None;
+        slot.message.copy_from(message);
+        self.cursors.last_retrieved = seq;
+        Ok(seq)
+    }
+
+    /// Record that `seq` was put on the link. The first send must be in order and
+    /// moves Last Sent; a resend of a Sent message changes nothing.
+    /// Returns whether the state changed.
+    pub fn mark_sent(&mut self, seq: u64) -> Result<bool, RingError> {
+        let next = self.cursors.last_sent + 1;
+        let slot = self.live_slot_mut(seq)?;
+        match slot.state {
+            SlotState::Retrieved if seq == next => {
+                slot.state = SlotState::Sent;
+                self.cursors.last_sent = seq;
+                Ok(true)
+            }
+            SlotState::Retrieved => Err(RingError::OutOfOrder {
+                seq,
+                expected: next,
+            }),
+            SlotState::Sent => Ok(false),
+            state => Err(RingError::BadTransition {
+                seq,
+                state,
+                wanted: SlotState::Sent,
+            }),
+        }
+    }
+
+    /// The peer stored `seq`. Idempotent: a seq already Confirmed or Processed, or
+    /// already freed, is left alone (returns false). Moves Last Confirmed when a gap
+    /// closes.
+    pub fn confirm(&mut self, seq: u64) -> Result<bool, RingError> {
+        if seq != 0 && seq <= self.cursors.last_processed {
+            return Ok(false);
+        }
+        let slot = self.live_slot_mut(seq)?;
+        match slot.state {
+            SlotState::Sent => {
+                slot.state = SlotState::Confirmed;
+                self.advance();
+                Ok(true)
+            }
+            SlotState::Confirmed | SlotState::Processed => Ok(false),
+            state @ SlotState::Retrieved => Err(RingError::BadTransition {
+                seq,
+                state,
+                wanted: SlotState::Confirmed,
+            }),
+        }
+    }
+
+    /// The peer handed `seq` on with `outcome`. A Sent message becomes Processed
+    /// directly (the confirmation may still be on its way). Idempotent like
+    /// [`confirm`](Self::confirm). Moves Last Confirmed / Last Processed when gaps close.
+    pub fn process(&mut self, seq: u64, outcome: Outcome) -> Result<bool, RingError> {
+        if seq != 0 && seq <= self.cursors.last_processed {
+            return Ok(false);
+        }
+        let slot = self.live_slot_mut(seq)?;
+        match slot.state {
+            SlotState::Sent | SlotState::Confirmed => {
+                slot.state = SlotState::Processed;
+                slot.outcome = Some(outcome);
+                self.advance();
+                Ok(true)
+            }
+            SlotState::Processed => Ok(false),
+            state @ SlotState::Retrieved => Err(RingError::BadTransition {
+                seq,
+                state,
+                wanted: SlotState::Processed,
+            }),
+        }
+    }
+
+    /// The peer lost what it had stored (it restarted): every Confirmed message
+    /// becomes Sent again, and Last Confirmed falls back to Last Processed. This is
+    /// the only operation that moves a cursor backwards. Returns how many changed;
+    /// `on_change` sees each affected seq.
+    pub fn unconfirm_all(&mut self, mut on_change: impl FnMut(&Slot)) -> usize {
+        let c = self.cursors;
+        let mut changed = 0;
+        for seq in c.last_processed + 1..=c.last_sent {
+            let i = self.index(seq);
+            let slot = &mut self.slots[i];
+            if slot.state == SlotState::Confirmed {
+                slot.state = SlotState::Sent;
+                changed += 1;
+                on_change(slot);
+            }
+        }
+        self.cursors.last_confirmed = c.last_processed;
+        self.advance();
+        changed
+    }
+
+    fn advance(&mut self) {
+        let c = &mut self.cursors;
+        let cap = self.slots.len() as u64;
+        while c.last_processed < c.last_sent {
+            let s = &self.slots[((c.last_processed + 1) % cap) as usize];
+            if s.state != SlotState::Processed {
+                break;
+            }
+            c.last_processed += 1;
+        }
+        if c.last_confirmed < c.last_processed {
+            c.last_confirmed = c.last_processed;
+        }
+        while c.last_confirmed < c.last_sent {
+            let s = &self.slots[((c.last_confirmed + 1) % cap) as usize];
+            if !matches!(s.state, SlotState::Confirmed | SlotState::Processed) {
+                break;
+            }
+            c.last_confirmed += 1;
+        }
+    }
+}
+
+/// One slot of the receiving ring.
+#[derive(Debug, Clone)]
+pub struct RxSlot {
+    pub seq: u64,
+    pub state: RxState,
+    pub outcome: Option<Outcome>,
+    pub message: Message,
+}
+
+/// The receiving ring, the mirror of the peer's [`Ring`] (see the module docs).
+pub struct RxRing {
+    slots: Box<[RxSlot]>,
+    cursors: RxCursors,
+}
+
+impl std::fmt::Debug for RxRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RxRing")
+            .field("capacity", &self.slots.len())
+            .field("cursors", &self.cursors)
+            .finish()
+    }
+}
+
+/// Result of offering a message to the receiving ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// A new message; it will be delivered.
+    New,
+    /// Already held (a resend after reconnection); ignored.
+    Duplicate,
+}
+
+impl RxRing {
+    /// A receiving ring of `capacity` slots (clamped to `1..=MAX_CAPACITY`).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = check_capacity(capacity);
+        let empty = RxSlot {
+            seq: 0,
+            state: RxState::Processed,
+            outcome: None,
+            message: Message::EMPTY,
+        };
+        RxRing {
+            slots: vec![empty; capacity].into_boxed_slice(),
+            cursors: RxCursors::default(),
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn cursors(&self) -> RxCursors {
+        self.cursors
+    }
+
+    /// Highest seq that can be stored now (flow-control limit for the sender).
+    pub fn limit(&self) -> u64 {
+        self.cursors.last_processed + self.slots.len() as u64
+    }
+
+    /// Messages stored but not yet Processed.
+    pub fn in_use(&self) -> usize {
+        (self.cursors.last_stored - self.cursors.last_processed) as usize
+    }
+
+    fn index(&self, seq: u64) -> usize {
+        (seq % self.slots.len() as u64) as usize
+    }
+
+    /// The slot holding `seq`, if it has not been reused.
+    pub fn slot(&self, seq: u64) -> Option<&RxSlot> {
+        if seq == 0 || seq > self.cursors.last_stored {
+            return None;
+        }
+        let slot = &self.slots[self.index(seq)];
+        (slot.seq == seq).then_some(slot)
+    }
+
+    /// Store the message numbered `seq`, filling the slot in place. Arrival must be
+    /// in order: `seq <= last_stored` is a duplicate (ignored), `last_stored + 1` is
+    /// stored, anything else is refused. Moves Last Stored.
+    pub fn store(
+        &mut self,
+        seq: u64,
+        from: Address,
+        to: Address,
+        coding: Coding,
+        payload: &[u8],
+    ) -> Result<Stored, RingError> {
+        let expected = self.cursors.last_stored + 1;
+        if seq < expected {
+            return Ok(Stored::Duplicate);
+        }
+        if seq != expected {
+            return Err(RingError::OutOfOrder { seq, expected });
+        }
+        if seq > self.limit() {
+            return Err(RingError::NotInRing {
+                seq,
+                low: self.cursors.last_processed + 1,
+                high: self.limit(),
+            });
+        }
+        let i = self.index(seq);
+        let slot = &mut self.slots[i];
+        // Payload length was checked by the decoder; a longer one cannot be stored.
+        if slot.message.set_payload(payload).is_err() {
+            return Err(RingError::NotInRing {
+                seq,
+                low: expected,
+                high: expected,
+            });
+        }
+        slot.seq = seq;
+        slot.state = RxState::Stored;
+        slot.outcome = None;
+        slot.message.from = from;
+        slot.message.to = to;
+        slot.message.coding = coding;
+        slot.message.client_ref = 0;
+        self.cursors.last_stored = seq;
+        Ok(Stored::New)
+    }
+
+    /// Hand the next stored message to the application, in order. Moves Last Delivered.
+    pub fn deliver_next(&mut self) -> Option<(u64, &Message)> {
+        if self.cursors.last_delivered >= self.cursors.last_stored {
+            return None;
+        }
+        let seq = self.cursors.last_delivered + 1;
+        self.cursors.last_delivered = seq;
+        let i = self.index(seq);
+        let slot = &mut self.slots[i];
+        slot.state = RxState::Delivered;
+        Some((seq, &slot.message))
+    }
+
+    /// The application handed `seq` on with `outcome`. Must be Delivered; moves Last
+    /// Processed when a gap closes.
+    pub fn process(&mut self, seq: u64, outcome: Outcome) -> Result<(), RingError> {
+        let c = self.cursors;
+        if seq <= c.last_processed || seq > c.last_delivered {
+            let state = if seq <= c.last_processed {
+                RxState::Processed
+            } else {
+                RxState::Stored
+            };
+            if seq == 0 || seq > c.last_stored {
+                return Err(RingError::NotInRing {
+                    seq,
+                    low: c.last_processed + 1,
+                    high: c.last_delivered,
+                });
+            }
+            return Err(RingError::BadRxTransition {
+                seq,
+                state,
+                wanted: RxState::Processed,
+            });
+        }
+        let i = self.index(seq);
+        let slot = &mut self.slots[i];
+        if slot.state != RxState::Delivered {
+            return Err(RingError::BadRxTransition {
+                seq,
+                state: slot.state,
+                wanted: RxState::Processed,
+            });
+        }
+        slot.state = RxState::Processed;
+        slot.outcome = Some(outcome);
+        let cap = self.slots.len() as u64;
+        let c = &mut self.cursors;
+        while c.last_processed < c.last_delivered
+            && self.slots[((c.last_processed + 1) % cap) as usize].state == RxState::Processed
+        {
+            c.last_processed += 1;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(n: u64) -> Message {
+        let mut m = Message::text("1", "2", &format!("m{n}")).unwrap();
+        m.client_ref = n;
+        m
+    }
+
+    #[test]
+    fn push_until_full_then_refuse() {
+        let mut r = Ring::new(3);
+        assert_eq!(r.push(&msg(1)), Ok(1));
+        assert_eq!(r.push(&msg(2)), Ok(2));
+        assert_eq!(r.push(&msg(3)), Ok(3));
+        assert!(r.is_full());
+        assert_eq!(r.push(&msg(4)), Err(Full { capacity: 3 }));
+        assert_eq!(r.cursors().last_retrieved, 3);
+        assert_eq!(r.slot(2).unwrap().message.client_ref, 2);
+        assert_eq!(r.slot(2).unwrap().state, SlotState::Retrieved);
+    }
+
+    #[test]
+    fn each_step_moves_exactly_one_cursor() {
+        let mut r = Ring::new(4);
+        let c0 = r.cursors();
+        r.push(&msg(1)).unwrap();
+        let c1 = r.cursors();
+        assert_eq!(
+            c1,
+            Cursors {
+                last_retrieved: 1,
+                ..c0
+            }
+        );
+        assert!(r.mark_sent(1).unwrap());
+        let c2 = r.cursors();
+        assert_eq!(c2, Cursors { last_sent: 1, ..c1 });
+        assert!(r.confirm(1).unwrap());
+        let c3 = r.cursors();
+        assert_eq!(
+            c3,
+            Cursors {
+                last_confirmed: 1,
+                ..c2
+            }
+        );
+        assert!(r.process(1, Outcome::Accepted).unwrap());
+        let c4 = r.cursors();
+        assert_eq!(
+            c4,
+            Cursors {
+                last_processed: 1,
+                ..c3
+            }
+        );
+        assert_eq!(r.slot(1).unwrap().outcome, Some(Outcome::Accepted));
+    }
+
+    #[test]
+    fn out_of_order_confirm_moves_cursor_when_gap_closes() {
+        let mut r = Ring::new(8);
+        for n in 1..=4 {
+            r.push(&msg(n)).unwrap();
+            r.mark_sent(n).unwrap();
+        }
+        r.confirm(3).unwrap();
+        r.confirm(2).unwrap();
+        assert_eq!(r.cursors().last_confirmed, 0);
+        r.confirm(1).unwrap();
+        assert_eq!(r.cursors().last_confirmed, 3);
+        r.process(2, Outcome::Rejected { code: 11 }).unwrap();
+        assert_eq!(r.cursors().last_processed, 0);
+        r.process(1, Outcome::Accepted).unwrap();
+        assert_eq!(r.cursors().last_processed, 2);
+        // Processed straight from Sent (confirmation overtaken).
+        r.process(4, Outcome::Accepted).unwrap();
+        assert_eq!(r.cursors().last_confirmed, 4);
+        assert_eq!(r.cursors().last_processed, 2);
+        assert_eq!(
+            r.slot(2).unwrap().outcome,
+            Some(Outcome::Rejected { code: 11 })
+        );
+    }
+
+    #[test]
+    fn processed_beyond_gap_does_not_free_space() {
+        let mut r = Ring::new(2);
+        for n in 1..=2 {
+            r.push(&msg(n)).unwrap();
+            r.mark_sent(n).unwrap();
+        }
+        r.process(2, Outcome::Accepted).unwrap();
+        assert!(r.push(&msg(3)).is_err());
+        r.process(1, Outcome::Accepted).unwrap();
+        assert_eq!(r.push(&msg(3)), Ok(3));
+        assert_eq!(r.push(&msg(4)), Ok(4));
+        // Same position as seq % capacity: slot of 3 reused slot of 1.
+        assert!(r.slot(1).is_none());
+        assert_eq!(r.slot(3).unwrap().message.client_ref, 3);
+    }
+
+    #[test]
+    fn refused_transitions() {
+        let mut r = Ring::new(4);
+        r.push(&msg(1)).unwrap();
+        r.push(&msg(2)).unwrap();
+        assert!(matches!(
+            r.confirm(1),
+            Err(RingError::BadTransition {
+                state: SlotState::Retrieved,
+                ..
+            })
+        ));
+        assert!(matches!(
+            r.process(1, Outcome::Accepted),
+            Err(RingError::BadTransition { .. })
+        ));
+        assert_eq!(
+            r.mark_sent(2),
+            Err(RingError::OutOfOrder {
+                seq: 2,
+                expected: 1
+            })
+        );
+        assert!(matches!(r.confirm(9), Err(RingError::NotInRing { .. })));
+        assert!(matches!(r.mark_sent(0), Err(RingError::NotInRing { .. })));
+        r.mark_sent(1).unwrap();
+        assert!(!r.mark_sent(1).unwrap(), "resend changes nothing");
+        r.process(1, Outcome::Accepted).unwrap();
+        assert!(
+            !r.confirm(1).unwrap(),
+            "late confirm of a freed slot is ignored"
+        );
+        assert!(!r.process(1, Outcome::Accepted).unwrap());
+        r.mark_sent(2).unwrap();
+        r.process(2, Outcome::Accepted).unwrap();
+        assert!(matches!(r.mark_sent(2), Err(RingError::NotInRing { .. })));
+    }
+
+    #[test]
+    fn unconfirm_all_rewinds_confirmed_only() {
+        let mut r = Ring::new(8);
+        for n in 1..=4 {
+            r.push(&msg(n)).unwrap();
+            r.mark_sent(n).unwrap();
+        }
+        r.process(1, Outcome::Accepted).unwrap();
+        r.confirm(2).unwrap();
+        r.confirm(3).unwrap();
+        assert_eq!(r.cursors().last_confirmed, 3);
+        let mut seen = vec![];
+        assert_eq!(r.unconfirm_all(|s| seen.push(s.seq)), 2);
+        assert_eq!(seen, vec![2, 3]);
+        assert_eq!(r.cursors().last_confirmed, 1);
+        assert_eq!(r.slot(2).unwrap().state, SlotState::Sent);
+        assert_eq!(r.slot(1).unwrap().state, SlotState::Processed);
+    }
+
+    #[test]
+    fn seq_keeps_mirror_position_across_wraps() {
+        let mut r = Ring::new(5);
+        for n in 1..=23u64 {
+            let seq = r.push(&msg(n)).unwrap();
+            assert_eq!(seq, n);
+            r.mark_sent(seq).unwrap();
+            r.process(seq, Outcome::Accepted).unwrap();
+            assert_eq!(r.index(seq), (n % 5) as usize);
+        }
+        assert_eq!(r.in_use(), 0);
+    }
+
+    #[test]
+    fn rx_ring_in_order_store_deliver_process() {
+        let mut rx = RxRing::new(3);
+        let a = Address::new("1").unwrap();
+        let b = Address::new("2").unwrap();
+        assert_eq!(rx.store(1, a, b, Coding::Text, b"x"), Ok(Stored::New));
+        assert_eq!(rx.store(1, a, b, Coding::Text, b"x"), Ok(Stored::Duplicate));
+        assert_eq!(
+            rx.store(3, a, b, Coding::Text, b"z"),
+            Err(RingError::OutOfOrder {
+                seq: 3,
+                expected: 2
+            })
+        );
+        assert_eq!(rx.store(2, a, b, Coding::Binary, b"y"), Ok(Stored::New));
+        assert_eq!(rx.store(3, a, b, Coding::Text, b"z"), Ok(Stored::New));
+        assert!(matches!(
+            rx.store(4, a, b, Coding::Text, b"w"),
+            Err(RingError::NotInRing { .. })
+        ));
+        assert!(matches!(
+            rx.process(1, Outcome::Accepted),
+            Err(RingError::BadRxTransition {
+                state: RxState::Stored,
+                ..
+            })
+        ));
+        let (s, m) = rx.deliver_next().unwrap();
+        assert_eq!((s, m.payload()), (1, &b"x"[..]));
+        let (s, m) = rx.deliver_next().unwrap();
+        assert_eq!((s, m.payload(), m.coding), (2, &b"y"[..], Coding::Binary));
+        rx.process(2, Outcome::Accepted).unwrap();
+        assert_eq!(rx.cursors().last_processed, 0);
+        rx.process(1, Outcome::Rejected { code: 3 }).unwrap();
+        assert_eq!(
+            rx.cursors(),
+            RxCursors {
+                last_stored: 3,
+                last_delivered: 2,
+                last_processed: 2
+            }
+        );
+        assert!(matches!(
+            rx.process(1, Outcome::Accepted),
+            Err(RingError::BadRxTransition {
+                state: RxState::Processed,
+                ..
+            })
+        ));
+        assert_eq!(rx.limit(), 5);
+        assert_eq!(rx.store(4, a, b, Coding::Text, b"w"), Ok(Stored::New));
+        assert!(rx.slot(1).is_none());
+        assert_eq!(rx.slot(2).unwrap().outcome, Some(Outcome::Accepted));
+        assert!(matches!(
+            rx.process(9, Outcome::Accepted),
+            Err(RingError::NotInRing { .. })
+        ));
+    }
+}

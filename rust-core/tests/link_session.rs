@@ -1,0 +1,869 @@
+//! State transitions of the link endpoint, driven in virtual time without sockets.
+
+use smslink::link::frame::{self, CloseReason, FrameError, FrameType};
+use smslink::link::{ConfigError, DownReason, Endpoint, Event, LinkConfig, LinkError};
+use smslink::message::Message;
+use smslink::ring::{Cursors, Full, Outcome, SlotState};
+use std::time::{Duration, Instant};
+
+const PSK: &[u8] = b"correct horse battery staple";
+
+fn config(name: &str) -> LinkConfig {
+    let mut c = LinkConfig::new(name, PSK);
+    c.heartbeat_interval = Duration::from_secs(1);
+    c.dead_after = Duration::from_secs(3);
+    c
+}
+
+fn msg(n: u64) -> Message {
+    let mut m = Message::text("+61400000001", "12345", &format!("message {n}")).unwrap();
+    m.client_ref = 1000 + n;
+    m
+}
+
+/// Two endpoints and the events each emitted, joined by a lossless in-memory pipe.
+struct Pair {
+    now: Instant,
+    a: Endpoint,
+    b: Endpoint,
+    ev_a: Vec<Event>,
+    ev_b: Vec<Event>,
+}
+
+impl Pair {
+    fn new(ca: LinkConfig, cb: LinkConfig) -> Self {
+        let now = Instant::now();
+        Pair {
+            now,
+            a: Endpoint::new(ca, now).unwrap(),
+            b: Endpoint::new(cb, now).unwrap(),
+            ev_a: vec![],
+            ev_b: vec![],
+        }
+    }
+
+    fn standard() -> Self {
+        Pair::new(config("im-server"), config("buffer-1"))
+    }
+
+    fn connect(&mut self) {
+        self.a.connected(self.now);
+        self.b.connected(self.now);
+        self.drive();
+    }
+
+    fn lose(&mut self) {
+        self.a.connection_lost(self.now);
+        self.b.connection_lost(self.now);
+        self.collect();
+    }
+
+    fn collect(&mut self) {
+        while let Some(e) = self.a.poll_event() {
+            self.ev_a.push(e);
+        }
+        while let Some(e) = self.b.poll_event() {
+            self.ev_b.push(e);
+        }
+    }
+
+    /// Move bytes both ways until neither side has anything to send.
+    fn drive(&mut self) {
+        let mut buf = Vec::new();
+        for _ in 0..10_000 {
+            let mut moved = false;
+            buf.clear();
+            if self.a.poll_transmit(self.now, &mut buf) > 0 {
+                moved = true;
+                if self.b.is_connected() {
+                    let _ = self.b.handle_input(&buf, self.now);
+                }
+            }
+            buf.clear();
+            if self.b.poll_transmit(self.now, &mut buf) > 0 {
+                moved = true;
+                if self.a.is_connected() {
+                    let _ = self.a.handle_input(&buf, self.now);
+                }
+            }
+            self.collect();
+            if !moved {
+                return;
+            }
+        }
+        panic!("pair did not go idle");
+    }
+
+    fn deliver_all_b(&mut self, outcome: Outcome) -> Vec<(u64, String)> {
+        let mut got = vec![];
+        while let Some((seq, m)) = self.b.next_received() {
+            got.push((seq, m.text_str().unwrap().to_owned()));
+        }
+        for (seq, _) in &got {
+            self.b.mark_processed(*seq, outcome).unwrap();
+        }
+        got
+    }
+}
+
+fn statuses(events: &[Event], state: SlotState) -> Vec<(u64, Option<Outcome>, u64)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StatusChanged {
+                seq,
+                state: s,
+                outcome,
+                client_ref,
+            } if *s == state => Some((*seq, *outcome, *client_ref)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn downs(events: &[Event]) -> Vec<DownReason> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::LinkDown { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn handshake_brings_both_sides_up_with_names_and_epochs() {
+    let mut p = Pair::standard();
+    assert!(!p.a.is_up());
+    p.connect();
+    assert!(p.a.is_up() && p.b.is_up());
+    assert_eq!(p.a.peer_name(), Some("buffer-1"));
+    assert_eq!(
+        p.ev_a,
+        vec![Event::LinkUp {
+            peer: "buffer-1".into(),
+            epoch: p.b.epoch(),
+            peer_new_epoch: true
+        }]
+    );
+    assert!(matches!(&p.ev_b[..], [Event::LinkUp { peer, .. }] if peer == "im-server"));
+    assert_ne!(p.a.epoch(), p.b.epoch());
+    assert_eq!(p.a.counters().handshakes, 1);
+}
+
+#[test]
+fn message_walks_through_all_states_and_outcomes_return() {
+    let mut p = Pair::standard();
+    p.connect();
+    for n in 1..=3 {
+        assert_eq!(p.a.send(&msg(n)), Ok(n));
+    }
+    assert_eq!(p.a.cursors().last_retrieved, 3);
+    p.drive();
+    assert_eq!(
+        statuses(&p.ev_a, SlotState::Sent)
+            .iter()
+            .map(|s| s.0)
+            .collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        statuses(&p.ev_a, SlotState::Confirmed),
+        vec![(1, None, 1001), (2, None, 1002), (3, None, 1003)]
+    );
+    assert_eq!(
+        p.a.cursors(),
+        Cursors {
+            last_retrieved: 3,
+            last_sent: 3,
+            last_confirmed: 3,
+            last_processed: 0
+        }
+    );
+    let received: Vec<_> = p
+        .ev_b
+        .iter()
+        .filter_map(|e| match e {
+            Event::Received { seq } => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(received, vec![1, 2, 3]);
+    let mut got = vec![];
+    while let Some((seq, m)) = p.b.next_received() {
+        got.push((seq, m.text_str().unwrap().to_owned(), m.from.to_string()));
+    }
+    assert_eq!(got[0], (1, "message 1".into(), "+61400000001".into()));
+    assert_eq!(got.len(), 3);
+    // Out of order, one rejected.
+    p.b.mark_processed(3, Outcome::Accepted).unwrap();
+    p.b.mark_processed(1, Outcome::Rejected { code: 13 })
+        .unwrap();
+    p.drive();
+    assert_eq!(
+        statuses(&p.ev_a, SlotState::Processed),
+        vec![
+            (3, Some(Outcome::Accepted), 1003),
+            (1, Some(Outcome::Rejected { code: 13 }), 1001)
+        ]
+    );
+    assert_eq!(p.a.cursors().last_processed, 1);
+    p.b.mark_processed(2, Outcome::Accepted).unwrap();
+    p.drive();
+    assert_eq!(p.a.cursors().last_processed, 3);
+    assert_eq!(p.b.rx_cursors().last_processed, 3);
+    assert_eq!(p.a.tx_ring().in_use(), 0);
+    assert_eq!(
+        p.a.tx_ring().slot(1).unwrap().outcome,
+        Some(Outcome::Rejected { code: 13 })
+    );
+}
+
+#[test]
+fn both_directions_share_one_connection() {
+    let mut p = Pair::standard();
+    p.connect();
+    for n in 1..=5 {
+        p.a.send(&msg(n)).unwrap();
+        p.b.send(&msg(100 + n)).unwrap();
+    }
+    p.drive();
+    let b_got = p.deliver_all_b(Outcome::Accepted);
+    let mut a_got = vec![];
+    while let Some((seq, m)) = p.a.next_received() {
+        a_got.push((seq, m.text_str().unwrap().to_owned()));
+    }
+    for (seq, _) in &a_got {
+        p.a.mark_processed(*seq, Outcome::Accepted).unwrap();
+    }
+    p.drive();
+    assert_eq!(b_got.len(), 5);
+    assert_eq!(a_got[4], (5, "message 105".into()));
+    assert_eq!(p.a.cursors().last_processed, 5);
+    assert_eq!(p.b.cursors().last_processed, 5);
+}
+
+#[test]
+fn full_ring_refuses_until_processed() {
+    let mut ca = config("a");
+    ca.capacity = 4;
+    let mut p = Pair::new(ca, config("b"));
+    for n in 1..=4 {
+        p.a.send(&msg(n)).unwrap();
+    }
+    assert_eq!(p.a.send(&msg(5)), Err(Full { capacity: 4 }));
+    p.connect();
+    let got = p.deliver_all_b(Outcome::Accepted);
+    assert_eq!(got.len(), 4);
+    // Confirmed is not enough: only Processed frees a slot, and only after the
+    // outcome has crossed the link.
+    assert_eq!(p.a.send(&msg(5)), Err(Full { capacity: 4 }));
+    p.drive();
+    assert_eq!(p.a.send(&msg(5)), Ok(5));
+}
+
+#[test]
+fn receiver_capacity_limits_the_sender() {
+    let mut ca = config("a");
+    ca.capacity = 16;
+    let mut cb = config("b");
+    cb.capacity = 3;
+    let mut p = Pair::new(ca, cb);
+    p.connect();
+    for n in 1..=10 {
+        p.a.send(&msg(n)).unwrap();
+    }
+    p.drive();
+    assert_eq!(p.a.cursors().last_sent, 3, "never overruns the peer's ring");
+    let mut total = 0;
+    for _ in 0..10 {
+        total += p.deliver_all_b(Outcome::Accepted).len();
+        p.drive();
+    }
+    assert_eq!(total, 10);
+    assert_eq!(p.a.cursors().last_processed, 10);
+}
+
+#[test]
+fn wrong_key_fails_authentication_on_both_sides() {
+    let mut p = Pair::new(config("a"), LinkConfig::new("b", b"another key"));
+    p.a.connected(p.now);
+    p.b.connected(p.now);
+    let mut buf = vec![];
+    p.a.poll_transmit(p.now, &mut buf);
+    p.b.handle_input(&buf, p.now).unwrap();
+    buf.clear();
+    p.b.poll_transmit(p.now, &mut buf); // HELLO + AUTH
+    assert_eq!(p.a.handle_input(&buf, p.now), Err(LinkError::BadMac));
+    p.collect();
+    assert_eq!(
+        p.ev_a,
+        vec![
+            Event::AuthFailed {
+                reason: LinkError::BadMac
+            },
+            Event::LinkDown {
+                reason: DownReason::AuthFailed
+            }
+        ]
+    );
+    assert!(!p.a.is_connected());
+    assert_eq!(p.a.counters().auth_failures, 1);
+    // A's CLOSE still goes out, after its own AUTH (its HELLO left earlier).
+    buf.clear();
+    p.a.poll_transmit(p.now, &mut buf);
+    let mut rest = &buf[..];
+    let mut kinds = vec![];
+    while let Some((f, used)) = frame::decode(rest).unwrap() {
+        kinds.push(f.frame_type());
+        if let frame::Frame::Close(c) = f {
+            assert_eq!(c.reason, CloseReason::AuthFailed);
+        }
+        rest = &rest[used..];
+    }
+    assert_eq!(kinds, vec![FrameType::Auth, FrameType::Close]);
+    assert_eq!(p.b.handle_input(&buf, p.now), Err(LinkError::BadMac));
+    p.collect();
+    assert!(!p.b.is_up());
+    assert_eq!(downs(&p.ev_b), vec![DownReason::AuthFailed]);
+}
+
+#[test]
+fn unexpected_peer_name_is_refused() {
+    let mut ca = config("a");
+    ca.expected_peer = Some("buffer-7".into());
+    let mut p = Pair::new(ca, config("buffer-8"));
+    p.connect();
+    assert!(!p.a.is_up() && !p.b.is_up());
+    assert!(matches!(
+        &p.ev_a[0],
+        Event::AuthFailed { reason: LinkError::PeerNameMismatch { got, .. } } if got == "buffer-8"
+    ));
+    assert!(matches!(
+        downs(&p.ev_b)[..],
+        [DownReason::PeerClosed {
+            reason: CloseReason::AuthFailed,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn own_hello_reflected_back_is_refused() {
+    let now = Instant::now();
+    let mut a = Endpoint::new(config("a"), now).unwrap();
+    a.connected(now);
+    let mut hello = vec![];
+    a.poll_transmit(now, &mut hello);
+    assert_eq!(a.handle_input(&hello, now), Err(LinkError::Reflected));
+    assert!(matches!(a.poll_event(), Some(Event::AuthFailed { .. })));
+}
+
+#[test]
+fn bad_config_is_refused() {
+    let now = Instant::now();
+    let mut c = config("a");
+    c.capacity = 0;
+    assert_eq!(Endpoint::new(c, now).unwrap_err(), ConfigError::Capacity(0));
+    assert_eq!(
+        Endpoint::new(LinkConfig::new("a", b""), now).unwrap_err(),
+        ConfigError::EmptyKey
+    );
+    assert_eq!(
+        Endpoint::new(LinkConfig::new(&"n".repeat(65), PSK), now).unwrap_err(),
+        ConfigError::NameTooLong
+    );
+    let mut c = config("a");
+    c.heartbeat_interval = c.dead_after;
+    assert_eq!(Endpoint::new(c, now).unwrap_err(), ConfigError::Timers);
+}
+
+#[test]
+fn interrupted_link_resends_from_last_confirmed_and_delivers_once() {
+    let mut p = Pair::standard();
+    p.connect();
+    for n in 1..=10 {
+        p.a.send(&msg(n)).unwrap();
+    }
+    let mut buf = vec![];
+    p.a.poll_transmit(p.now, &mut buf);
+    // Only part of the stream arrives: the cut falls in the middle of a frame.
+    let cut = buf.len() * 45 / 100;
+    p.b.handle_input(&buf[..cut], p.now).unwrap();
+    let stored = p.b.rx_cursors().last_stored;
+    assert!(stored > 0 && stored < 10);
+    p.lose();
+    assert_eq!(downs(&p.ev_a), vec![DownReason::ConnectionLost]);
+    // Both sides keep accepting while down.
+    for n in 11..=13 {
+        p.a.send(&msg(n)).unwrap();
+    }
+    assert_eq!(p.a.cursors().last_sent, 10);
+    assert_eq!(p.a.cursors().last_confirmed, 0);
+    p.connect();
+    // The handshake told A what B holds: those are Confirmed without an ACK.
+    assert_eq!(p.a.counters().data_resent, 10 - stored);
+    let got = p.deliver_all_b(Outcome::Accepted);
+    let texts: Vec<_> = got.iter().map(|g| g.1.clone()).collect();
+    let want: Vec<_> = (1..=13).map(|n| format!("message {n}")).collect();
+    assert_eq!(texts, want, "each message exactly once, in order");
+    p.drive();
+    assert_eq!(p.a.cursors().last_processed, 13);
+    assert_eq!(p.b.counters().duplicates, 0);
+}
+
+#[test]
+fn outcome_lost_in_a_cut_is_announced_again() {
+    let mut p = Pair::standard();
+    p.connect();
+    p.a.send(&msg(1)).unwrap();
+    p.a.send(&msg(2)).unwrap();
+    p.drive();
+    p.b.next_received().unwrap();
+    p.b.next_received().unwrap();
+    p.b.mark_processed(2, Outcome::Rejected { code: 4 })
+        .unwrap();
+    let mut lost = vec![];
+    assert!(p.b.poll_transmit(p.now, &mut lost) > 0); // the ACK never arrives
+    p.lose();
+    p.b.mark_processed(1, Outcome::Accepted).unwrap(); // while down
+    p.connect();
+    assert_eq!(
+        statuses(&p.ev_a, SlotState::Processed),
+        vec![
+            (1, Some(Outcome::Accepted), 1001),
+            (2, Some(Outcome::Rejected { code: 4 }), 1002)
+        ]
+    );
+    assert_eq!(p.a.cursors().last_processed, 2);
+}
+
+#[test]
+fn duplicate_data_is_ignored() {
+    let mut p = Pair::standard();
+    p.connect();
+    p.a.send(&msg(1)).unwrap();
+    let mut buf = vec![];
+    p.a.poll_transmit(p.now, &mut buf);
+    p.b.handle_input(&buf, p.now).unwrap();
+    p.b.handle_input(&buf, p.now).unwrap();
+    assert_eq!(p.b.counters().duplicates, 1);
+    assert_eq!(p.b.rx_cursors().last_stored, 1);
+    p.collect();
+    assert_eq!(
+        p.ev_b
+            .iter()
+            .filter(|e| matches!(e, Event::Received { .. }))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn byte_at_a_time_input_works() {
+    let mut p = Pair::standard();
+    p.a.connected(p.now);
+    p.b.connected(p.now);
+    p.a.send(&msg(1)).unwrap();
+    for _ in 0..4 {
+        for (from, to) in [(0, 1), (1, 0)] {
+            let mut buf = vec![];
+            let (src, dst) = if from == 0 {
+                (&mut p.a, &mut p.b)
+            } else {
+                (&mut p.b, &mut p.a)
+            };
+            let _ = to;
+            src.poll_transmit(p.now, &mut buf);
+            for byte in buf.chunks(1) {
+                dst.handle_input(byte, p.now).unwrap();
+            }
+        }
+    }
+    assert!(p.a.is_up() && p.b.is_up());
+    assert_eq!(p.b.next_received().unwrap().1.text_str(), Some("message 1"));
+}
+
+#[test]
+fn heartbeat_and_dead_peer_detection() {
+    let mut p = Pair::standard();
+    p.connect();
+    let t0 = p.now;
+    assert_eq!(p.a.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+    let mut buf = vec![];
+    assert_eq!(p.a.poll_transmit(t0, &mut buf), 0, "nothing due yet");
+    let t1 = t0 + Duration::from_secs(1);
+    p.a.handle_timeout(t1);
+    assert_eq!(p.a.poll_transmit(t1, &mut buf), 3, "a PING");
+    assert_eq!(p.a.counters().pings_sent, 1);
+    p.b.handle_input(&buf, t1).unwrap();
+    // B heard A at t1; A hears nothing more (half-open): down at t0 + 3 s.
+    assert_eq!(p.a.poll_timeout(), Some(t0 + Duration::from_secs(2)));
+    let t3 = t0 + Duration::from_secs(3);
+    p.a.handle_timeout(t3 - Duration::from_millis(1));
+    assert!(p.a.is_up());
+    p.a.handle_timeout(t3);
+    assert!(!p.a.is_up());
+    assert!(p.b.is_up());
+    p.collect();
+    assert_eq!(downs(&p.ev_a), vec![DownReason::Timeout]);
+    assert_eq!(p.a.poll_timeout(), None);
+    p.b.handle_timeout(t1 + Duration::from_secs(3));
+    assert!(!p.b.is_up());
+}
+
+#[test]
+fn handshake_timeout() {
+    let now = Instant::now();
+    let mut a = Endpoint::new(config("a"), now).unwrap();
+    a.connected(now);
+    assert_eq!(a.poll_timeout(), Some(now + Duration::from_secs(3)));
+    a.handle_timeout(now + Duration::from_secs(3));
+    assert_eq!(
+        a.poll_event(),
+        Some(Event::LinkDown {
+            reason: DownReason::Timeout
+        })
+    );
+}
+
+#[test]
+fn restarted_receiver_gets_everything_not_processed_again() {
+    let mut p = Pair::standard();
+    p.connect();
+    for n in 1..=5 {
+        p.a.send(&msg(n)).unwrap();
+    }
+    p.drive();
+    p.b.next_received().unwrap();
+    p.b.mark_processed(1, Outcome::Accepted).unwrap();
+    p.drive();
+    assert_eq!(p.a.cursors().last_confirmed, 5);
+    assert_eq!(p.a.cursors().last_processed, 1);
+    p.lose();
+    // B restarts: new epoch, empty rings.
+    p.b = Endpoint::new(config("buffer-1"), p.now).unwrap();
+    p.ev_a.clear();
+    p.connect();
+    assert!(matches!(
+        p.ev_a.iter().find(|e| matches!(e, Event::LinkUp { .. })),
+        Some(Event::LinkUp {
+            peer_new_epoch: true,
+            ..
+        })
+    ));
+    // Confirmed fell back to Sent, then the new B confirmed them again.
+    assert_eq!(
+        statuses(&p.ev_a, SlotState::Sent)
+            .iter()
+            .map(|s| s.0)
+            .collect::<Vec<_>>(),
+        vec![2, 3, 4, 5]
+    );
+    let got = p.deliver_all_b(Outcome::Accepted);
+    assert_eq!(
+        got.iter().map(|g| g.1.as_str()).collect::<Vec<_>>(),
+        vec!["message 2", "message 3", "message 4", "message 5"]
+    );
+    p.drive();
+    assert_eq!(p.a.cursors().last_processed, 5);
+    assert_eq!(p.a.tx_ring().in_use(), 0);
+}
+
+#[test]
+fn restarted_sender_continues_after_undelivered_leftovers() {
+    let mut p = Pair::standard();
+    p.connect();
+    for n in 1..=3 {
+        p.a.send(&msg(n)).unwrap();
+    }
+    p.drive();
+    let (s1, _) = p.b.next_received().unwrap();
+    p.lose();
+    // A restarts with new work of its own.
+    p.a = Endpoint::new(config("im-server"), p.now).unwrap();
+    for n in 11..=12 {
+        p.a.send(&msg(n)).unwrap();
+    }
+    p.ev_b.clear();
+    p.connect();
+    assert!(matches!(
+        p.ev_b[0],
+        Event::LinkUp {
+            peer_new_epoch: true,
+            ..
+        }
+    ));
+    // Leftovers of the old incarnation first, then the new one's, in local seqs.
+    let mut got = vec![];
+    while let Some((seq, m)) = p.b.next_received() {
+        got.push((seq, m.text_str().unwrap().to_owned()));
+    }
+    assert_eq!(
+        got,
+        vec![
+            (2, "message 2".to_owned()),
+            (3, "message 3".to_owned()),
+            (4, "message 11".to_owned()),
+            (5, "message 12".to_owned())
+        ]
+    );
+    for seq in [s1, 2, 3, 4, 5] {
+        p.b.mark_processed(seq, Outcome::Accepted).unwrap();
+    }
+    p.drive();
+    assert!(p.a.is_up() && p.b.is_up());
+    assert_eq!(p.a.cursors().last_processed, 2);
+    assert_eq!(p.b.rx_cursors().last_processed, 5);
+}
+
+#[test]
+fn reconnect_with_same_epochs_is_not_a_new_epoch() {
+    let mut p = Pair::standard();
+    p.connect();
+    p.lose();
+    p.ev_a.clear();
+    p.connect();
+    assert!(matches!(
+        p.ev_a[..],
+        [Event::LinkUp {
+            peer_new_epoch: false,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn close_is_orderly() {
+    let mut p = Pair::standard();
+    p.connect();
+    p.a.close(p.now);
+    p.drive();
+    assert_eq!(downs(&p.ev_a), vec![DownReason::LocalClose]);
+    assert_eq!(
+        downs(&p.ev_b),
+        vec![DownReason::PeerClosed {
+            reason: CloseReason::Normal,
+            text: "closing".into()
+        }]
+    );
+}
+
+#[test]
+fn input_without_connection_is_refused() {
+    let now = Instant::now();
+    let mut a = Endpoint::new(config("a"), now).unwrap();
+    assert_eq!(a.handle_input(b"x", now), Err(LinkError::NotConnected));
+}
+
+// ---- malformed input: each case ends the connection with a typed error ----
+
+fn up_pair() -> Pair {
+    let mut p = Pair::standard();
+    p.connect();
+    p.ev_b.clear();
+    p
+}
+
+fn expect_protocol_error(p: &mut Pair, bytes: &[u8], want: LinkError) {
+    assert_eq!(p.b.handle_input(bytes, p.now), Err(want.clone()));
+    assert!(!p.b.is_connected());
+    p.collect();
+    assert_eq!(downs(&p.ev_b), vec![DownReason::Protocol(want)]);
+    let mut out = vec![];
+    p.b.poll_transmit(p.now, &mut out);
+    assert!(matches!(
+        frame::decode(&out),
+        Ok(Some((frame::Frame::Close(c), _))) if c.reason != CloseReason::Normal
+    ));
+}
+
+fn data_frame(seq: u64) -> Vec<u8> {
+    let m = msg(seq);
+    let mut buf = vec![];
+    frame::encode_data(
+        &mut buf,
+        &frame::Data {
+            seq,
+            coding: m.coding,
+            from: m.from,
+            to: m.to,
+            payload: m.payload(),
+        },
+    );
+    buf
+}
+
+#[test]
+fn oversized_frame_is_refused_from_its_header() {
+    let mut p = up_pair();
+    expect_protocol_error(
+        &mut p,
+        &[0xff, 0xff, 3],
+        LinkError::Frame(FrameError::Oversized {
+            len: 0xffff,
+            max: frame::MAX_BODY,
+        }),
+    );
+}
+
+#[test]
+fn unknown_frame_type_is_refused() {
+    let mut p = up_pair();
+    expect_protocol_error(
+        &mut p,
+        &[0, 0, 99],
+        LinkError::Frame(FrameError::UnknownType(99)),
+    );
+}
+
+#[test]
+fn truncated_body_is_refused() {
+    let mut p = up_pair();
+    // A DATA frame whose body ends inside the seq.
+    expect_protocol_error(
+        &mut p,
+        &[0, 4, 3, 0, 0, 0, 1],
+        LinkError::Frame(FrameError::Truncated {
+            frame: FrameType::Data,
+            field: "seq",
+            need: 8,
+            have: 4,
+        }),
+    );
+}
+
+#[test]
+fn trailing_bytes_are_refused() {
+    let mut p = up_pair();
+    expect_protocol_error(
+        &mut p,
+        &[0, 1, 5, 0],
+        LinkError::Frame(FrameError::TrailingBytes {
+            frame: FrameType::Ping,
+            extra: 1,
+        }),
+    );
+}
+
+#[test]
+fn seq_gap_is_refused() {
+    let mut p = up_pair();
+    expect_protocol_error(
+        &mut p,
+        &data_frame(3),
+        LinkError::SeqOutsideWindow {
+            seq: 3,
+            low: 1,
+            high: 1,
+        },
+    );
+}
+
+#[test]
+fn ack_for_unsent_seq_is_refused() {
+    let mut p = up_pair();
+    let mut buf = vec![];
+    let mut w = frame::AckWriter::new(&mut buf, 300);
+    w.push_confirm(1, 2);
+    w.finish();
+    expect_protocol_error(
+        &mut p,
+        &buf,
+        LinkError::SeqOutsideWindow {
+            seq: 2,
+            low: 1,
+            high: 0,
+        },
+    );
+}
+
+#[test]
+fn hello_after_handshake_is_refused() {
+    let mut p = up_pair();
+    let mut buf = vec![];
+    frame::encode_hello(
+        &mut buf,
+        &frame::Hello {
+            version: frame::VERSION,
+            epoch: 7,
+            nonce: [1; 32],
+            capacity: 255,
+            tx_last_processed: 0,
+            name: "x",
+        },
+    );
+    expect_protocol_error(
+        &mut p,
+        &buf,
+        LinkError::Unexpected {
+            frame: FrameType::Hello,
+            state: "up",
+        },
+    );
+}
+
+#[test]
+fn data_before_authentication_is_refused() {
+    let now = Instant::now();
+    let mut b = Endpoint::new(config("b"), now).unwrap();
+    b.connected(now);
+    assert_eq!(
+        b.handle_input(&data_frame(1), now),
+        Err(LinkError::Unexpected {
+            frame: FrameType::Data,
+            state: "waiting for HELLO"
+        })
+    );
+    assert_eq!(b.rx_cursors().last_stored, 0);
+}
+
+#[test]
+fn wrong_version_and_magic_are_refused() {
+    let now = Instant::now();
+    let mut hello = vec![];
+    frame::encode_hello(
+        &mut hello,
+        &frame::Hello {
+            version: frame::VERSION,
+            epoch: 7,
+            nonce: [1; 32],
+            capacity: 255,
+            tx_last_processed: 0,
+            name: "x",
+        },
+    );
+    let mut v2 = hello.clone();
+    v2[3 + 4] = 2;
+    let mut b = Endpoint::new(config("b"), now).unwrap();
+    b.connected(now);
+    assert_eq!(
+        b.handle_input(&v2, now),
+        Err(LinkError::Frame(FrameError::BadVersion { got: 2 }))
+    );
+    let mut out = vec![];
+    b.poll_transmit(now, &mut out);
+    let (_, used) = frame::decode(&out).unwrap().unwrap(); // our HELLO
+    assert!(matches!(
+        frame::decode(&out[used..]),
+        Ok(Some((frame::Frame::Close(c), _))) if c.reason == CloseReason::BadVersion
+    ));
+    let mut bad_magic = hello.clone();
+    bad_magic[3] = b'X';
+    b.connected(now);
+    assert_eq!(
+        b.handle_input(&bad_magic, now),
+        Err(LinkError::Frame(FrameError::BadMagic))
+    );
+}
+
+#[test]
+fn garbage_is_cut_off_without_touching_the_rings() {
+    let mut p = up_pair();
+    p.a.send(&msg(1)).unwrap();
+    p.drive();
+    let before = p.b.rx_cursors();
+    let _ = p.b.handle_input(b"GET / HTTP/1.1\r\n\r\n", p.now);
+    assert!(!p.b.is_connected());
+    assert_eq!(p.b.rx_cursors(), before);
+}
