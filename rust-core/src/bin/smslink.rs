@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "smslink", version, about = "Pipelined SMS buffer link between SMSCs and IM servers")]
+#[command(
+    name = "smslink",
+    version,
+    about = "Pipelined SMS buffer link between SMSCs and IM servers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -13,6 +17,8 @@ struct Cli {
 enum Command {
     /// Print the version and exit.
     Version,
+    /// Run a CIMD2 SMSC simulator.
+    SmscSim(Box<smslink::cli::smsc_sim::Args>),
 }
 
 fn main() {
@@ -22,6 +28,7 @@ fn main() {
             println!("smslink {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::SmscSim(args) => smslink::cli::smsc_sim::run(*args),
     };
     if let Err(e) = result {
         eprintln!("smslink: {e}");

@@ -9,6 +9,7 @@ mod codec;
 mod convert;
 mod error;
 mod packet;
+pub mod session;
 pub mod text;
 
 pub use codec::{

@@ -1,1 +1,3 @@
 //! Command-line front ends of the `smslink` subcommands (argument parsing only).
+
+pub mod smsc_sim;
