@@ -414,3 +414,52 @@ fn many_clients_at_once() {
     assert!(ok, "{c:?}");
     assert_eq!(c.connections, 8);
 }
+
+#[test]
+fn cli_runs_the_simulator() {
+    use std::process::{Command, Stdio};
+    let dir = std::env::temp_dir().join(format!("smslink-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let record = dir.join("record.jsonl");
+    let _ = std::fs::remove_file(&record);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smslink"))
+        .args(["smsc-sim", "--listen", "127.0.0.1:0", "--user", "alice"])
+        .args(["--password", "pw", "--processing-delay-ms", "5", "--record"])
+        .arg(&record)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stderr = child.stderr.take().expect("stderr");
+    let child = Kill(child);
+    // The first line names the bound address: no guessing, no waiting.
+    let mut stderr = BufReader::new(stderr);
+    let mut first = String::new();
+    stderr.read_line(&mut first).expect("read");
+    // Keep reading the log so the simulator never writes into a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let addr: SocketAddr = first
+        .trim()
+        .strip_prefix("smsc-sim: listening on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+    let mut d = Driver::connect(addr, client_config()).expect("connect");
+    assert_eq!(
+        d.wait_for(WAIT, |e| matches!(e, ClientEvent::LoggedIn))
+            .expect("io"),
+        Some(ClientEvent::LoggedIn)
+    );
+    assert_eq!(accepted_refs(&submit_all(&mut d, 1, 3)), vec![1, 2, 3]);
+    drop(child);
+    let text = std::fs::read_to_string(&record).expect("record");
+    assert_eq!(text.lines().count(), 3, "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

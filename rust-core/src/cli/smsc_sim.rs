@@ -109,7 +109,12 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         log: !args.quiet,
     };
     let sim = SmscSim::start(config)?;
-    eprintln!("smsc-sim: listening on {}", sim.local_addr());
+    {
+        use std::io::Write as _;
+        let mut err = std::io::stderr();
+        writeln!(err, "smsc-sim: listening on {}", sim.local_addr())?;
+        err.flush()?;
+    }
     sim.join()?;
     Ok(())
 }

@@ -20,6 +20,15 @@ use crate::cimd2::session::{
 };
 use crate::message::{Coding, Message};
 
+/// Log a line on stderr; a closed stderr must not take the simulator down
+/// (`eprintln!` would panic).
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CONNECTION: usize = 2;
@@ -153,7 +162,7 @@ impl EventLoop {
                     // Small packets, one at a time: do not let Nagle hold them back.
                     stream.set_nodelay(true)?;
                     if self.config.log {
-                        eprintln!("smsc-sim: client {peer} connected");
+                        log!("smsc-sim: client {peer} connected");
                     }
                     let session = ServerSession::new(
                         ServerConfig {
@@ -218,9 +227,10 @@ impl EventLoop {
                                     conn.dead = true;
                                     conn.out.clear();
                                     if self.config.log {
-                                        eprintln!(
+                                        log!(
                                             "smsc-sim: client {}: fault: cut after {} packets",
-                                            conn.peer, conn.packets_in
+                                            conn.peer,
+                                            conn.packets_in
                                         );
                                     }
                                     self.shared.update(|c| c.drops += 1);
@@ -294,7 +304,7 @@ impl EventLoop {
         if conn.dead {
             self.shared.update(|c| c.disconnections += 1);
             if self.config.log {
-                eprintln!("smsc-sim: client {} disconnected", conn.peer);
+                log!("smsc-sim: client {} disconnected", conn.peer);
             }
         }
         self.connections.insert(token, conn);
@@ -306,7 +316,7 @@ impl EventLoop {
                 ServerEvent::LoggedIn { user } => {
                     self.shared.update(|c| c.logins += 1);
                     if self.config.log {
-                        eprintln!("smsc-sim: client {}: logged in as {user:?}", conn.peer);
+                        log!("smsc-sim: client {}: logged in as {user:?}", conn.peer);
                     }
                     if self.config.mo_rate > 0.0 && conn.mo_next_at.is_none() {
                         conn.mo_next_at = Some(now);
@@ -315,7 +325,7 @@ impl EventLoop {
                 ServerEvent::LoginRejected { user } => {
                     self.shared.update(|c| c.login_failures += 1);
                     if self.config.log {
-                        eprintln!("smsc-sim: client {}: login refused for {user:?}", conn.peer);
+                        log!("smsc-sim: client {}: login refused for {user:?}", conn.peer);
                     }
                 }
                 ServerEvent::Submit {
@@ -331,7 +341,7 @@ impl EventLoop {
                 ServerEvent::DeliverFailed { client_ref, reason } => {
                     self.shared.update(|c| c.mo_failed += 1);
                     if self.config.log {
-                        eprintln!(
+                        log!(
                             "smsc-sim: client {}: MO {client_ref} failed: {reason:?}",
                             conn.peer
                         );
@@ -345,12 +355,12 @@ impl EventLoop {
                 ServerEvent::ProtocolViolation(v) => {
                     self.shared.update(|c| c.violations += 1);
                     if self.config.log {
-                        eprintln!("smsc-sim: client {}: protocol violation: {v:?}", conn.peer);
+                        log!("smsc-sim: client {}: protocol violation: {v:?}", conn.peer);
                     }
                 }
                 ServerEvent::Closed { reason } => {
                     if self.config.log {
-                        eprintln!("smsc-sim: client {}: session closed: {reason:?}", conn.peer);
+                        log!("smsc-sim: client {}: session closed: {reason:?}", conn.peer);
                     }
                 }
             }
@@ -423,7 +433,7 @@ impl EventLoop {
         };
         if let Err(e) = result {
             if self.config.log {
-                eprintln!("smsc-sim: client {}: cannot answer submit: {e}", conn.peer);
+                log!("smsc-sim: client {}: cannot answer submit: {e}", conn.peer);
             }
         }
     }
@@ -436,7 +446,7 @@ impl EventLoop {
             match conn.session.status_report(&report, now) {
                 Ok(()) => self.shared.update(|c| c.reports_sent += 1),
                 Err(e) if self.config.log => {
-                    eprintln!("smsc-sim: client {}: cannot send report: {e}", conn.peer)
+                    log!("smsc-sim: client {}: cannot send report: {e}", conn.peer)
                 }
                 Err(_) => {}
             }
@@ -461,7 +471,7 @@ impl EventLoop {
                     }
                     Err(e) => {
                         if self.config.log {
-                            eprintln!("smsc-sim: cannot send MO: {e}");
+                            log!("smsc-sim: cannot send MO: {e}");
                         }
                         conn.mo_next_at = None;
                         return;
@@ -470,7 +480,7 @@ impl EventLoop {
             }
             Err(e) => {
                 if self.config.log {
-                    eprintln!("smsc-sim: bad MO settings: {e}");
+                    log!("smsc-sim: bad MO settings: {e}");
                 }
                 conn.mo_next_at = None;
                 return;
@@ -503,7 +513,7 @@ impl EventLoop {
         }
         let written = writeln!(record, "{line}").and_then(|()| record.flush());
         if let Err(e) = written {
-            eprintln!("smsc-sim: cannot write the record: {e}");
+            log!("smsc-sim: cannot write the record: {e}");
         }
     }
 
