@@ -19,6 +19,8 @@ enum Command {
     Version,
     /// Run the WAN emulator: a TCP proxy adding delay, jitter, bandwidth limits, cuts and stalls.
     Wan(Box<smslink::cli::wan::Args>),
+    /// Run a CIMD2 SMSC simulator.
+    SmscSim(Box<smslink::cli::smsc_sim::Args>),
 }
 
 fn main() {
@@ -29,6 +31,7 @@ fn main() {
             Ok(())
         }
         Command::Wan(args) => smslink::cli::wan::run(*args),
+        Command::SmscSim(args) => smslink::cli::smsc_sim::run(*args),
     };
     if let Err(e) = result {
         eprintln!("smslink: {e}");

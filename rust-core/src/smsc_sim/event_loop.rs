@@ -1,0 +1,558 @@
+//! The simulator's mio loop: one thread, one `Poll`, every connection non-blocking.
+//! After each wake every connection is serviced: input fed to its session, due timers
+//! fired, the application part (answers, MO, status reports) run, output written.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{self, BufWriter, ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::time::cimd2_timestamp;
+use super::{Shared, SimConfig};
+use crate::cimd2::session::{
+    ServerConfig, ServerEvent, ServerSession, StatusReport, STATUS_DELIVERED,
+};
+use crate::message::{Coding, Message};
+
+/// Log a line on stderr; a closed stderr must not take the simulator down
+/// (`eprintln!` would panic).
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST_CONNECTION: usize = 2;
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What to do with a submit once its processing time is over.
+#[derive(Debug, Clone)]
+enum Verdict {
+    Accept {
+        message: Box<Message>,
+        status_report: bool,
+    },
+    Reject(u32),
+    Nack,
+}
+
+struct PendingAnswer {
+    at: Instant,
+    verdict: Verdict,
+}
+
+struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    session: ServerSession,
+    out: Vec<u8>,
+    written: usize,
+    packets_in: u64,
+    answer: Option<PendingAnswer>,
+    reports: VecDeque<StatusReport>,
+    mo_next_at: Option<Instant>,
+    mo_sent: u64,
+    /// Peer closed, fault cut, or session over: remove after this service pass.
+    dead: bool,
+}
+
+pub(super) struct EventLoop {
+    config: SimConfig,
+    poll: Poll,
+    listener: TcpListener,
+    waker: Arc<Waker>,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    connections: HashMap<Token, Connection>,
+    next_token: usize,
+    record: Option<BufWriter<File>>,
+    record_seq: u64,
+    rng: u64,
+    read_buf: Vec<u8>,
+}
+
+impl EventLoop {
+    pub fn bind(config: SimConfig, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(config.listen)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let record = match &config.record {
+            Some(path) => Some(BufWriter::new(
+                File::options().create(true).append(true).open(path)?,
+            )),
+            None => None,
+        };
+        Ok(EventLoop {
+            rng: config.seed | 1,
+            config,
+            poll,
+            listener,
+            waker,
+            shared,
+            stop,
+            connections: HashMap::new(),
+            next_token: FIRST_CONNECTION,
+            record,
+            record_seq: 0,
+            read_buf: vec![0; READ_CHUNK],
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.config.listen)
+    }
+
+    pub fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
+    }
+
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(256);
+        while !self.stop.load(Ordering::Acquire) {
+            let timeout = self
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(now)?,
+                    WAKER => {}
+                    token => {
+                        if event.is_readable() || event.is_read_closed() {
+                            self.read(token, now);
+                        }
+                    }
+                }
+            }
+            self.service_all(Instant::now());
+        }
+        if let Some(r) = self.record.as_mut() {
+            r.flush()?;
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, now: Instant) -> io::Result<()> {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, peer)) => {
+                    let token = Token(self.next_token);
+                    self.next_token += 1;
+                    self.poll.registry().register(
+                        &mut stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    // Small packets, one at a time: do not let Nagle hold them back.
+                    stream.set_nodelay(true)?;
+                    if self.config.log {
+                        log!("smsc-sim: client {peer} connected");
+                    }
+                    let session = ServerSession::new(
+                        ServerConfig {
+                            user: self.config.user.clone(),
+                            password: self.config.password.clone(),
+                            response_timeout: self.config.response_timeout,
+                            max_retries: self.config.max_retries,
+                            checksum: true,
+                            max_packet: 4096,
+                        },
+                        now,
+                    );
+                    self.connections.insert(
+                        token,
+                        Connection {
+                            stream,
+                            peer,
+                            session,
+                            out: Vec::new(),
+                            written: 0,
+                            packets_in: 0,
+                            answer: None,
+                            reports: VecDeque::new(),
+                            mo_next_at: None,
+                            mo_sent: 0,
+                            dead: false,
+                        },
+                    );
+                    self.shared.update(|c| c.connections += 1);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                // A connection that died between SYN and accept harms nothing else.
+                Err(e) if e.kind() == ErrorKind::ConnectionAborted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn read(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.connections.get_mut(&token) else {
+            return;
+        };
+        loop {
+            match conn.stream.read(&mut self.read_buf) {
+                Ok(0) => {
+                    conn.session.handle_connection_lost(now);
+                    conn.dead = true;
+                    return;
+                }
+                Ok(n) => {
+                    let bytes = &self.read_buf[..n];
+                    if let Some(limit) = self.config.drop_after {
+                        // Count packets by their ETX; the one that reaches the limit is
+                        // lost with the connection.
+                        for (i, b) in bytes.iter().enumerate() {
+                            if *b == 0x03 {
+                                conn.packets_in += 1;
+                                if conn.packets_in >= limit {
+                                    conn.session.handle_input(&bytes[..i], now);
+                                    conn.session.handle_connection_lost(now);
+                                    conn.dead = true;
+                                    conn.out.clear();
+                                    if self.config.log {
+                                        log!(
+                                            "smsc-sim: client {}: fault: cut after {} packets",
+                                            conn.peer,
+                                            conn.packets_in
+                                        );
+                                    }
+                                    self.shared.update(|c| c.drops += 1);
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    conn.session.handle_input(bytes, now);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    conn.session.handle_connection_lost(now);
+                    conn.dead = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.connections
+            .values()
+            .filter_map(|c| {
+                let mo = c.mo_next_at.filter(|_| c.session.can_deliver());
+                [
+                    c.session.poll_timeout(),
+                    c.answer.as_ref().map(|a| a.at),
+                    mo,
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+            })
+            .min()
+    }
+
+    fn service_all(&mut self, now: Instant) {
+        let tokens: Vec<Token> = self.connections.keys().copied().collect();
+        for token in tokens {
+            self.service(token, now);
+        }
+        self.connections.retain(|_, c| {
+            if c.dead {
+                // Fails only for a socket that is already gone; it is dropped either way.
+                let _ = c.stream.shutdown(std::net::Shutdown::Both);
+            }
+            !c.dead
+        });
+    }
+
+    fn service(&mut self, token: Token, now: Instant) {
+        let Some(mut conn) = self.connections.remove(&token) else {
+            return;
+        };
+        if !conn.dead {
+            if conn.session.poll_timeout().is_some_and(|t| t <= now) {
+                conn.session.handle_timeout(now);
+            }
+            self.drain_events(&mut conn, now);
+            self.answer_if_due(&mut conn, now);
+            self.send_requests(&mut conn, now);
+            self.drain_events(&mut conn, now);
+            conn.session.poll_transmit(&mut conn.out);
+            flush(&mut conn);
+            if conn.session.is_closed() {
+                conn.dead = true;
+            }
+        }
+        if conn.dead {
+            self.shared.update(|c| c.disconnections += 1);
+            if self.config.log {
+                log!("smsc-sim: client {} disconnected", conn.peer);
+            }
+        }
+        self.connections.insert(token, conn);
+    }
+
+    fn drain_events(&mut self, conn: &mut Connection, now: Instant) {
+        while let Some(event) = conn.session.poll_event() {
+            match event {
+                ServerEvent::LoggedIn { user } => {
+                    self.shared.update(|c| c.logins += 1);
+                    if self.config.log {
+                        log!("smsc-sim: client {}: logged in as {user:?}", conn.peer);
+                    }
+                    if self.config.mo_rate > 0.0 && conn.mo_next_at.is_none() {
+                        conn.mo_next_at = Some(now);
+                    }
+                }
+                ServerEvent::LoginRejected { user } => {
+                    self.shared.update(|c| c.login_failures += 1);
+                    if self.config.log {
+                        log!("smsc-sim: client {}: login refused for {user:?}", conn.peer);
+                    }
+                }
+                ServerEvent::Submit {
+                    message,
+                    status_report_request,
+                    ..
+                } => {
+                    self.shared.update(|c| c.submits_received += 1);
+                    conn.answer = Some(self.decide(message, status_report_request != 0, now));
+                }
+                ServerEvent::DeliverAcked { .. } => self.shared.update(|c| c.mo_acked += 1),
+                ServerEvent::DeliverRejected { .. } => self.shared.update(|c| c.mo_rejected += 1),
+                ServerEvent::DeliverFailed { client_ref, reason } => {
+                    self.shared.update(|c| c.mo_failed += 1);
+                    if self.config.log {
+                        log!(
+                            "smsc-sim: client {}: MO {client_ref} failed: {reason:?}",
+                            conn.peer
+                        );
+                    }
+                    // A client that stops answering is cut, as an SMSC would.
+                    conn.dead = true;
+                }
+                ServerEvent::StatusReportAcked => self.shared.update(|c| c.reports_acked += 1),
+                ServerEvent::StatusReportRejected { .. } => {}
+                ServerEvent::StatusReportFailed { .. } => conn.dead = true,
+                ServerEvent::ProtocolViolation(v) => {
+                    self.shared.update(|c| c.violations += 1);
+                    if self.config.log {
+                        log!("smsc-sim: client {}: protocol violation: {v:?}", conn.peer);
+                    }
+                }
+                ServerEvent::Closed { reason } => {
+                    if self.config.log {
+                        log!("smsc-sim: client {}: session closed: {reason:?}", conn.peer);
+                    }
+                }
+            }
+        }
+    }
+
+    fn decide(
+        &mut self,
+        message: Box<Message>,
+        status_report: bool,
+        now: Instant,
+    ) -> PendingAnswer {
+        let mut at = now + self.config.processing_delay;
+        if self.config.late_fraction > 0.0 && self.chance(self.config.late_fraction) {
+            at += self.config.late;
+        }
+        let verdict = if self.chance(self.config.nack_fraction) {
+            Verdict::Nack
+        } else if self.chance(self.config.reject_fraction) {
+            Verdict::Reject(self.config.reject_code)
+        } else {
+            Verdict::Accept {
+                message,
+                status_report,
+            }
+        };
+        PendingAnswer { at, verdict }
+    }
+
+    fn answer_if_due(&mut self, conn: &mut Connection, now: Instant) {
+        if !conn.answer.as_ref().is_some_and(|a| a.at <= now) {
+            return;
+        }
+        let Some(answer) = conn.answer.take() else {
+            return;
+        };
+        if conn.session.pending_submit().is_none() {
+            // The client went away or logged out meanwhile.
+            return;
+        }
+        let result = match answer.verdict {
+            Verdict::Nack => {
+                self.shared.update(|c| c.submits_nacked += 1);
+                conn.session.nack_submit(now)
+            }
+            Verdict::Reject(code) => {
+                self.shared.update(|c| c.submits_rejected += 1);
+                conn.session.reject_submit(code, now)
+            }
+            Verdict::Accept {
+                message,
+                status_report,
+            } => {
+                let timestamp = cimd2_timestamp(SystemTime::now());
+                self.record_submit(&message, &timestamp);
+                self.shared.update(|c| c.submits_accepted += 1);
+                if status_report {
+                    conn.reports.push_back(StatusReport {
+                        destination: message.to.as_str().to_owned(),
+                        originator: None,
+                        sc_timestamp: timestamp.clone(),
+                        status: STATUS_DELIVERED,
+                        status_error: None,
+                        discharge_time: Some(timestamp.clone()),
+                    });
+                }
+                conn.session
+                    .accept_submit(message.to.as_str(), &timestamp, now)
+            }
+        };
+        if let Err(e) = result {
+            if self.config.log {
+                log!("smsc-sim: client {}: cannot answer submit: {e}", conn.peer);
+            }
+        }
+    }
+
+    fn send_requests(&mut self, conn: &mut Connection, now: Instant) {
+        if !conn.session.can_deliver() {
+            return;
+        }
+        if let Some(report) = conn.reports.pop_front() {
+            match conn.session.status_report(&report, now) {
+                Ok(()) => self.shared.update(|c| c.reports_sent += 1),
+                Err(e) if self.config.log => {
+                    log!("smsc-sim: client {}: cannot send report: {e}", conn.peer)
+                }
+                Err(_) => {}
+            }
+            return;
+        }
+        let Some(due) = conn.mo_next_at else {
+            return;
+        };
+        if due > now {
+            return;
+        }
+        let n = conn.mo_sent + 1;
+        let text = self.config.mo_text.replace("{n}", &n.to_string());
+        match Message::text(&self.config.mo_from, &self.config.mo_to, &text) {
+            Ok(mut m) => {
+                m.client_ref = n;
+                debug_assert_eq!(m.coding, Coding::Text);
+                match conn.session.deliver(&m, now) {
+                    Ok(()) => {
+                        conn.mo_sent = n;
+                        self.shared.update(|c| c.mo_sent += 1);
+                    }
+                    Err(e) => {
+                        if self.config.log {
+                            log!("smsc-sim: cannot send MO: {e}");
+                        }
+                        conn.mo_next_at = None;
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                if self.config.log {
+                    log!("smsc-sim: bad MO settings: {e}");
+                }
+                conn.mo_next_at = None;
+                return;
+            }
+        }
+        let finished = self.config.mo_count > 0 && conn.mo_sent >= self.config.mo_count;
+        conn.mo_next_at = if finished {
+            None
+        } else {
+            let interval = Duration::from_secs_f64(1.0 / self.config.mo_rate);
+            // Keep the average rate, but never burst to catch up after a stall.
+            Some((due + interval).max(now))
+        };
+    }
+
+    fn record_submit(&mut self, message: &Message, timestamp: &str) {
+        self.record_seq += 1;
+        let Some(record) = self.record.as_mut() else {
+            return;
+        };
+        let mut line = serde_json::json!({
+            "seq": self.record_seq,
+            "from": message.from.as_str(),
+            "to": message.to.as_str(),
+            "timestamp": timestamp,
+        });
+        match message.text_str() {
+            Some(t) => line["text"] = t.into(),
+            None => line["hex"] = hex(message.payload()).into(),
+        }
+        let written = writeln!(record, "{line}").and_then(|()| record.flush());
+        if let Err(e) = written {
+            log!("smsc-sim: cannot write the record: {e}");
+        }
+    }
+
+    /// Pseudo-random draw (xorshift64*): true with probability `p`.
+    fn chance(&mut self, p: f64) -> bool {
+        if p <= 0.0 {
+            return false;
+        }
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
+        (r as f64 / (1u64 << 53) as f64) < p
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// Write what is queued until the socket would block; the rest waits for WRITABLE.
+fn flush(conn: &mut Connection) {
+    while conn.written < conn.out.len() {
+        match conn.stream.write(&conn.out[conn.written..]) {
+            Ok(0) => {
+                conn.dead = true;
+                return;
+            }
+            Ok(n) => conn.written += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => {
+                conn.dead = true;
+                return;
+            }
+        }
+    }
+    conn.out.clear();
+    conn.written = 0;
+}
