@@ -22,4 +22,6 @@ pub mod wan;
 
 pub mod smsc_sim;
 
+pub mod runtime;
+
 pub mod cli;

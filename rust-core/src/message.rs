@@ -83,7 +83,7 @@ pub enum Coding {
 
 /// One SMS: sender, recipient, coding, payload, and an opaque reference the
 /// application chose (echoed back with every status change).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Message {
     pub from: Address,
     pub to: Address,
@@ -159,6 +159,20 @@ impl Message {
         self.payload_len = other.payload_len;
     }
 }
+
+// Equality looks at the used part of the payload only: `copy_from` leaves the tail
+// of the buffer as it was.
+impl PartialEq for Message {
+    fn eq(&self, other: &Self) -> bool {
+        self.from == other.from
+            && self.to == other.to
+            && self.coding == other.coding
+            && self.client_ref == other.client_ref
+            && self.payload() == other.payload()
+    }
+}
+
+impl Eq for Message {}
 
 impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Print the version and exit.
     Version,
+    /// Run the WAN emulator: a TCP proxy adding delay, jitter, bandwidth limits, cuts and stalls.
+    Wan(Box<smslink::cli::wan::Args>),
     /// Run a CIMD2 SMSC simulator.
     SmscSim(Box<smslink::cli::smsc_sim::Args>),
 }
@@ -28,6 +30,7 @@ fn main() {
             println!("smslink {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::Wan(args) => smslink::cli::wan::run(*args),
         Command::SmscSim(args) => smslink::cli::smsc_sim::run(*args),
     };
     if let Err(e) = result {

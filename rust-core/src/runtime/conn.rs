@@ -1,0 +1,111 @@
+//! One non-blocking TCP connection as the drivers use it: read everything that is
+//! there, keep what could not be written, and say when the peer has gone.
+
+use mio::net::TcpStream;
+use std::io::{self, Read, Write};
+
+/// Upper bound on bytes read in one readiness event, so one busy peer cannot starve
+/// the others on the same loop (the rest is read on the next turn).
+const READ_BUDGET: usize = 1 << 20;
+
+#[derive(Debug)]
+pub struct Conn {
+    pub stream: TcpStream,
+    out: Vec<u8>,
+    out_pos: usize,
+    pub connected: bool,
+}
+
+/// What a read turn found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// Still open; `n` bytes were appended.
+    Open(usize),
+    /// The peer closed (EOF) after `n` more bytes.
+    Closed(usize),
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, connected: bool) -> Self {
+        // Small request/response packets: Nagle would add up to 40 ms per packet.
+        let _ = stream.set_nodelay(true);
+        Conn {
+            stream,
+            out: Vec::with_capacity(64 * 1024),
+            out_pos: 0,
+            connected,
+        }
+    }
+
+    /// Read until WouldBlock (or the budget), appending to `buf`.
+    pub fn read_into(&mut self, buf: &mut Vec<u8>) -> io::Result<ReadOutcome> {
+        let mut total = 0;
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Ok(ReadOutcome::Closed(total)),
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    total += n;
+                    if total >= READ_BUDGET {
+                        return Ok(ReadOutcome::Open(total));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(ReadOutcome::Open(total))
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The buffer the protocol appends its output to.
+    pub fn out_buf(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+
+    pub fn has_pending_output(&self) -> bool {
+        self.out_pos < self.out.len()
+    }
+
+    /// Write as much of the pending output as the socket takes.
+    pub fn flush(&mut self) -> io::Result<()> {
+        while self.out_pos < self.out.len() {
+            match self.stream.write(&self.out[self.out_pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        } else if self.out_pos > 256 * 1024 {
+            // Keep the buffer from creeping forward forever under a slow peer.
+            self.out.drain(..self.out_pos);
+            self.out_pos = 0;
+        }
+        Ok(())
+    }
+
+    /// A non-blocking connect finished: check whether it succeeded.
+    pub fn finish_connect(&mut self) -> io::Result<bool> {
+        if self.connected {
+            return Ok(true);
+        }
+        if let Some(e) = self.stream.take_error()? {
+            return Err(e);
+        }
+        match self.stream.peer_addr() {
+            Ok(_) => {
+                self.connected = true;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
