@@ -45,6 +45,8 @@ struct Pipe {
     cut_next: usize,
     /// Drop everything (a dead peer).
     black_hole: bool,
+    /// Per chunk, in order: drop it when true (random loss for property tests).
+    loss: VecDeque<bool>,
     /// Every packet that entered the pipe (dropped or not): (op, number).
     log: Vec<(u8, u8)>,
     tap: Option<Decoder>,
@@ -64,6 +66,9 @@ impl Pipe {
         }
         if self.cut_next > 0 {
             self.cut_next -= 1;
+            return;
+        }
+        if self.loss.pop_front() == Some(true) {
             return;
         }
         self.in_flight.push_back((arrive, bytes));
@@ -958,4 +963,157 @@ fn client_handles_delivers_before_login_and_refuses_a_second_one() {
     let out = client_out(&mut c);
     assert_eq!(ops(&out), vec![(98, 4)]);
     assert_eq!(out[0].error_code(), Some(1));
+}
+
+// ---- property: random loss, splitting and latency never duplicate or reorder ----
+
+mod lossy {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn run_scenario(
+        split: usize,
+        latency_ms: u64,
+        to_server_loss: Vec<bool>,
+        to_client_loss: Vec<bool>,
+        submits: u64,
+        mos: u64,
+    ) -> bool {
+        let mut p = Pair::default_pair();
+        p.split = split;
+        p.latency = Duration::from_millis(latency_ms);
+        p.to_server.loss = to_server_loss.into();
+        p.to_client.loss = to_client_loss.into();
+        let (mut next_submit, mut next_mo) = (1u64, 1u64);
+        let mut client_final: Vec<(u64, &'static str)> = Vec::new();
+        let mut client_delivered: Vec<String> = Vec::new();
+        let mut server_submits: Vec<String> = Vec::new();
+        let mut server_mo_final: Vec<(u64, &'static str)> = Vec::new();
+        let end = p.now + Duration::from_secs(120);
+        while p.now < end {
+            if p.client.can_submit() && next_submit <= submits {
+                p.client.submit(&msg(next_submit), p.now).expect("submit");
+                next_submit += 1;
+            }
+            if p.server.can_deliver() && next_mo <= mos {
+                p.server
+                    .deliver(&msg(1000 + next_mo), p.now)
+                    .expect("deliver");
+                next_mo += 1;
+            }
+            p.run(Duration::from_millis(5));
+            for e in p.take_client_events() {
+                match e {
+                    ClientEvent::SubmitAccepted { client_ref, .. } => {
+                        client_final.push((client_ref, "accepted"))
+                    }
+                    ClientEvent::SubmitRejected { client_ref, .. } => {
+                        client_final.push((client_ref, "rejected"))
+                    }
+                    ClientEvent::SubmitFailed { client_ref, .. } => {
+                        client_final.push((client_ref, "failed"))
+                    }
+                    ClientEvent::Deliver(m) => {
+                        client_delivered.push(m.text_str().unwrap_or_default().to_owned());
+                        p.client.ack_deliver(p.now).expect("ack");
+                    }
+                    _ => {}
+                }
+            }
+            for e in p.take_server_events() {
+                match e {
+                    ServerEvent::Submit { message, .. } => {
+                        server_submits.push(message.text_str().unwrap_or_default().to_owned());
+                        p.server
+                            .accept_submit("12345", "261130120000", p.now)
+                            .expect("accept");
+                    }
+                    ServerEvent::DeliverAcked { client_ref } => {
+                        server_mo_final.push((client_ref, "acked"))
+                    }
+                    ServerEvent::DeliverFailed { client_ref, .. } => {
+                        server_mo_final.push((client_ref, "failed"))
+                    }
+                    ServerEvent::DeliverRejected { client_ref, .. } => {
+                        server_mo_final.push((client_ref, "rejected"))
+                    }
+                    _ => {}
+                }
+            }
+            let submits_done = client_final.len() as u64 == next_submit - 1
+                && (next_submit > submits || p.client.is_closed());
+            let mos_done = server_mo_final.len() as u64 == next_mo - 1
+                && (next_mo > mos || p.client.is_closed());
+            if submits_done && mos_done {
+                break;
+            }
+        }
+        // Every submit that went out ended exactly once, in order.
+        let refs: Vec<u64> = client_final.iter().map(|(r, _)| *r).collect();
+        assert_eq!(
+            refs,
+            (1..next_submit).collect::<Vec<_>>(),
+            "{client_final:?}"
+        );
+        assert!(client_final.iter().all(|(_, k)| *k != "rejected"));
+        // The SMSC saw each message at most once, in order, and every accepted one.
+        let expected: Vec<String> = (1..next_submit).map(|n| format!("hello #{n}")).collect();
+        assert!(
+            expected.starts_with(&server_submits),
+            "duplicates or reordering at the SMSC: {server_submits:?}"
+        );
+        for (r, k) in &client_final {
+            if *k == "accepted" {
+                assert!(server_submits.contains(&format!("hello #{r}")));
+            }
+        }
+        // Same for MO in the other direction.
+        let expected: Vec<String> = (1..next_mo)
+            .map(|n| format!("hello #{}", 1000 + n))
+            .collect();
+        assert!(
+            expected.starts_with(&client_delivered),
+            "duplicates or reordering at the client: {client_delivered:?}"
+        );
+        for (r, k) in &server_mo_final {
+            if *k == "acked" {
+                assert!(client_delivered.contains(&format!("hello #{r}")));
+            }
+        }
+        // Unless the client gave up (too many losses in a row), everything went out.
+        if !p.client.is_closed() {
+            assert_eq!(next_submit - 1, submits);
+            assert_eq!(next_mo - 1, mos);
+        }
+        !p.client.is_closed()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn loss_split_latency_keep_exactly_once_in_order(
+            split in 0usize..6,
+            latency_ms in 1u64..300,
+            to_server_loss in proptest::collection::vec(proptest::bool::weighted(0.15), 0..60),
+            to_client_loss in proptest::collection::vec(proptest::bool::weighted(0.15), 0..60),
+            submits in 1u64..15,
+            mos in 0u64..8,
+        ) {
+            run_scenario(split, latency_ms, to_server_loss, to_client_loss, submits, mos);
+        }
+    }
+
+    #[test]
+    fn no_loss_delivers_everything() {
+        assert!(run_scenario(3, 40, vec![], vec![], 12, 6));
+    }
+
+    #[test]
+    fn scattered_loss_is_recovered() {
+        // Every fourth chunk lost in one direction: no request can lose all three
+        // tries, so retransmission recovers everything.
+        let pattern: Vec<bool> = (0..80).map(|i| i % 4 == 3).collect();
+        assert!(run_scenario(0, 25, pattern.clone(), vec![], 10, 5));
+        assert!(run_scenario(2, 25, vec![], pattern, 10, 5));
+    }
 }

@@ -233,6 +233,38 @@ fn test_cimd2_refuses_a_wrong_password() {
 }
 
 #[test]
+fn silent_test_cimd2_makes_login_time_out() {
+    if !have(&[TEST_CIMD2]) {
+        return;
+    }
+    // Activity 0 answers nothing, not even the login.
+    let port = free_port();
+    let mut smsc = start_test_cimd2(port, "0", &[]);
+    let mut config = kannel_client_config();
+    config.response_timeout = Duration::from_millis(200);
+    config.max_retries = 1;
+    let mut d = connect_when_listening(SocketAddr::from(([127, 0, 0, 1], port)), config);
+    let e = d
+        .wait_for(WAIT, |e| matches!(e, ClientEvent::Closed { .. }))
+        .expect("io");
+    assert_eq!(
+        e,
+        Some(ClientEvent::Closed {
+            reason: CloseReason::ResponseTimeout
+        })
+    );
+    assert!(!d.events.contains(&ClientEvent::LoggedIn));
+    drop(d);
+    let out = smsc.output_within(WAIT);
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        log.matches("RCV: Login").count(),
+        2,
+        "login sent twice: {log}"
+    );
+}
+
+#[test]
 fn our_client_takes_a_flood_of_delivers_from_test_cimd2() {
     if !have(&[TEST_CIMD2]) {
         return;

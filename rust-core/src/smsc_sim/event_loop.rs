@@ -65,19 +65,25 @@ struct Connection {
     dead: bool,
 }
 
+/// The socket side: listener, connections, readiness.
 pub(super) struct EventLoop {
-    config: SimConfig,
     poll: Poll,
     listener: TcpListener,
     waker: Arc<Waker>,
-    shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
     connections: HashMap<Token, Connection>,
     next_token: usize,
+    read_buf: Vec<u8>,
+    app: Smsc,
+}
+
+/// The SMSC side: what the simulated SMSC does with each session's events.
+struct Smsc {
+    config: SimConfig,
+    shared: Arc<Shared>,
     record: Option<BufWriter<File>>,
     record_seq: u64,
     rng: u64,
-    read_buf: Vec<u8>,
 }
 
 impl EventLoop {
@@ -94,23 +100,25 @@ impl EventLoop {
             None => None,
         };
         Ok(EventLoop {
-            rng: config.seed | 1,
-            config,
             poll,
             listener,
             waker,
-            shared,
             stop,
             connections: HashMap::new(),
             next_token: FIRST_CONNECTION,
-            record,
-            record_seq: 0,
             read_buf: vec![0; READ_CHUNK],
+            app: Smsc {
+                rng: config.seed | 1,
+                config,
+                shared,
+                record,
+                record_seq: 0,
+            },
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or(self.config.listen)
+        self.listener.local_addr().unwrap_or(self.app.config.listen)
     }
 
     pub fn waker(&self) -> Arc<Waker> {
@@ -142,7 +150,7 @@ impl EventLoop {
             }
             self.service_all(Instant::now());
         }
-        if let Some(r) = self.record.as_mut() {
+        if let Some(r) = self.app.record.as_mut() {
             r.flush()?;
         }
         Ok(())
@@ -161,15 +169,15 @@ impl EventLoop {
                     )?;
                     // Small packets, one at a time: do not let Nagle hold them back.
                     stream.set_nodelay(true)?;
-                    if self.config.log {
+                    if self.app.config.log {
                         log!("smsc-sim: client {peer} connected");
                     }
                     let session = ServerSession::new(
                         ServerConfig {
-                            user: self.config.user.clone(),
-                            password: self.config.password.clone(),
-                            response_timeout: self.config.response_timeout,
-                            max_retries: self.config.max_retries,
+                            user: self.app.config.user.clone(),
+                            password: self.app.config.password.clone(),
+                            response_timeout: self.app.config.response_timeout,
+                            max_retries: self.app.config.max_retries,
                             checksum: true,
                             max_packet: 4096,
                         },
@@ -191,7 +199,7 @@ impl EventLoop {
                             dead: false,
                         },
                     );
-                    self.shared.update(|c| c.connections += 1);
+                    self.app.shared.update(|c| c.connections += 1);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -215,7 +223,7 @@ impl EventLoop {
                 }
                 Ok(n) => {
                     let bytes = &self.read_buf[..n];
-                    if let Some(limit) = self.config.drop_after {
+                    if let Some(limit) = self.app.config.drop_after {
                         // Count packets by their ETX; the one that reaches the limit is
                         // lost with the connection.
                         for (i, b) in bytes.iter().enumerate() {
@@ -226,14 +234,14 @@ impl EventLoop {
                                     conn.session.handle_connection_lost(now);
                                     conn.dead = true;
                                     conn.out.clear();
-                                    if self.config.log {
+                                    if self.app.config.log {
                                         log!(
                                             "smsc-sim: client {}: fault: cut after {} packets",
                                             conn.peer,
                                             conn.packets_in
                                         );
                                     }
-                                    self.shared.update(|c| c.drops += 1);
+                                    self.app.shared.update(|c| c.drops += 1);
                                     return;
                                 }
                             }
@@ -270,9 +278,8 @@ impl EventLoop {
     }
 
     fn service_all(&mut self, now: Instant) {
-        let tokens: Vec<Token> = self.connections.keys().copied().collect();
-        for token in tokens {
-            self.service(token, now);
+        for conn in self.connections.values_mut() {
+            self.app.service(conn, now);
         }
         self.connections.retain(|_, c| {
             if c.dead {
@@ -282,21 +289,21 @@ impl EventLoop {
             !c.dead
         });
     }
+}
 
-    fn service(&mut self, token: Token, now: Instant) {
-        let Some(mut conn) = self.connections.remove(&token) else {
-            return;
-        };
+impl Smsc {
+    /// Run one connection: due timers, SMSC decisions, output.
+    fn service(&mut self, conn: &mut Connection, now: Instant) {
         if !conn.dead {
             if conn.session.poll_timeout().is_some_and(|t| t <= now) {
                 conn.session.handle_timeout(now);
             }
-            self.drain_events(&mut conn, now);
-            self.answer_if_due(&mut conn, now);
-            self.send_requests(&mut conn, now);
-            self.drain_events(&mut conn, now);
+            self.drain_events(conn, now);
+            self.answer_if_due(conn, now);
+            self.send_requests(conn, now);
+            self.drain_events(conn, now);
             conn.session.poll_transmit(&mut conn.out);
-            flush(&mut conn);
+            flush(conn);
             if conn.session.is_closed() {
                 conn.dead = true;
             }
@@ -307,7 +314,6 @@ impl EventLoop {
                 log!("smsc-sim: client {} disconnected", conn.peer);
             }
         }
-        self.connections.insert(token, conn);
     }
 
     fn drain_events(&mut self, conn: &mut Connection, now: Instant) {
