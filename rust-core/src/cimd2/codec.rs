@@ -127,6 +127,8 @@ impl Decoder {
         self.buf.len() - self.pos
     }
 
+    /// Buffer bytes as read from the peer. Bytes outside any packet (and the tail of an
+    /// oversized one) are counted or dropped here rather than stored.
     pub fn push(&mut self, bytes: &[u8]) {
         if self.pos > 0 {
             self.buf.drain(..self.pos);
@@ -161,6 +163,8 @@ impl Decoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// The next item, or `None` when more bytes are needed. Never panics; a broken
+    /// packet is a `Malformed` item and decoding resumes at the next STX.
     pub fn poll(&mut self) -> Option<Decoded> {
         if self.discarding {
             let avail = &self.buf[self.pos..];

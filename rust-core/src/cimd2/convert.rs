@@ -159,7 +159,6 @@ pub fn message_from_packet(p: &Packet) -> Result<Message, Cimd2Error> {
     };
     let mut octets = Vec::new();
     let has_udh = hex_param(p, param::USER_DATA_HEADER, &mut octets)?;
-    let udh_len = octets.len();
     if hex_param(p, param::USER_DATA_BINARY, &mut octets)? {
         if !has_udh && alphabet(dcs) == Alphabet::Ucs2 {
             let text = decode_ucs2(&octets).map_err(|source| Cimd2Error::Text {
@@ -177,7 +176,6 @@ pub fn message_from_packet(p: &Packet) -> Result<Message, Cimd2Error> {
     let user_data = p.get(param::USER_DATA).unwrap_or_default();
     if has_udh {
         gsm_codes_lossy(user_data, &mut octets);
-        debug_assert!(octets.len() >= udh_len);
         msg.coding = Coding::Binary;
         msg.set_payload(&octets)?;
     } else {

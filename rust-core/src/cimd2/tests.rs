@@ -595,6 +595,35 @@ fn memory_stays_bounded_without_stx_or_etx() {
     }
 }
 
+#[test]
+fn every_two_cut_split_of_a_mixed_stream_decodes_the_same() {
+    let mut stream = b"\r\n".to_vec();
+    stream.extend_from_slice(
+        b"\x0203:003\t021:4670000001\t023:12345\t056:0\t055:0\t044:0\t033:hello #1\t61\x03",
+    );
+    stream.extend_from_slice(b"zz\x0203:005\t021:1");
+    stream.extend_from_slice(b"\x0251:001\t3C\x03\x0251:001\t3D\x03");
+    // With 64 the submit is too long; with 128 it decodes.
+    for (max, packets) in [(64, 1), (128, 2)] {
+        let whole = decode_in_pieces(&stream, &[], max);
+        assert_eq!(whole.len(), 6, "{whole:?}");
+        let decoded = whole
+            .iter()
+            .filter(|d| matches!(d, Decoded::Packet(_)))
+            .count();
+        assert_eq!(decoded, packets);
+        for i in 0..=stream.len() {
+            for j in i..=stream.len() {
+                assert_eq!(
+                    decode_in_pieces(&stream, &[i, j], max),
+                    whole,
+                    "cuts {i} {j}"
+                );
+            }
+        }
+    }
+}
+
 // ---- Message conversion ----
 
 #[test]
