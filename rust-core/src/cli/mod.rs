@@ -1,4 +1,4 @@
 //! Command-line front ends of the `smslink` subcommands (argument parsing only).
 
-pub mod wan;
 pub mod smsc_sim;
+pub mod wan;

@@ -391,7 +391,7 @@ impl EventLoop {
     }
 
     fn answer_if_due(&mut self, conn: &mut Connection, now: Instant) {
-        if !conn.answer.as_ref().is_some_and(|a| a.at <= now) {
+        if conn.answer.as_ref().is_none_or(|a| a.at > now) {
             return;
         }
         let Some(answer) = conn.answer.take() else {
