@@ -85,8 +85,8 @@ fn pump(
             );
         }
         let mut any = false;
-        for i in 0..2 {
-            while let Some(ev) = nodes[i].try_event() {
+        for (i, node) in nodes.iter().enumerate() {
+            while let Some(ev) = node.try_event() {
                 any = true;
                 handle(i, ev, seen);
             }
