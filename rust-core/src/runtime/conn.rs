@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 
 /// Upper bound on bytes read in one readiness event, so one busy peer cannot starve
 /// the others on the same loop (the rest is read on the next turn).
-const READ_BUDGET: usize = 1 << 20;
+pub const READ_BUDGET: usize = 1 << 20;
 
 #[derive(Debug)]
 pub struct Conn {
@@ -67,6 +67,11 @@ impl Conn {
 
     pub fn has_pending_output(&self) -> bool {
         self.out_pos < self.out.len()
+    }
+
+    /// Bytes queued but not yet written.
+    pub fn pending_output(&self) -> usize {
+        self.out.len() - self.out_pos
     }
 
     /// Write as much of the pending output as the socket takes.

@@ -3,10 +3,15 @@
 //! timers from the sessions' deadlines, a mio `Waker` for work handed in by other
 //! threads, no busy polling and no sleeps.
 
+pub mod api;
 pub mod backoff;
 pub mod conn;
+pub mod node;
 pub mod notify;
+mod smsc;
 
+pub use api::*;
 pub use backoff::Backoff;
 pub use conn::{Conn, ReadOutcome};
+pub use node::Node;
 pub use notify::Notifier;

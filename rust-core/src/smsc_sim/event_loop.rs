@@ -397,7 +397,7 @@ impl Smsc {
     }
 
     fn answer_if_due(&mut self, conn: &mut Connection, now: Instant) {
-        if !conn.answer.as_ref().is_some_and(|a| a.at <= now) {
+        if conn.answer.as_ref().is_none_or(|a| a.at > now) {
             return;
         }
         let Some(answer) = conn.answer.take() else {

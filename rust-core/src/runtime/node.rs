@@ -1,0 +1,1011 @@
+//! A node: one event-loop thread that drives the link endpoints (and, on a buffer
+//! server, the CIMD2 session toward the SMSC), and the [`Node`] handle through which
+//! application threads send, acknowledge and read events.
+//!
+//! Hand-off is lock-free: each link has an SPSC queue of messages to send, one SPSC
+//! queue carries commands (acknowledgements, shutdown), one carries events out. The
+//! handle decides "full" itself, from the sending ring's Last Processed cursor that
+//! the loop publishes, so `send` answers at once with the sequence number the
+//! message will have: seqs are given out in the same order on both sides.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use parking_lot::Mutex;
+
+use super::api::*;
+use super::conn::{Conn, ReadOutcome, READ_BUDGET};
+use super::notify::Notifier;
+use super::smsc::SmscBridge;
+use super::Backoff;
+use crate::link::{Endpoint, Event as LinkEvent};
+use crate::message::Message;
+use crate::ring::Outcome;
+use crate::spsc::{self, Consumer, Producer};
+
+const WAKER: Token = Token(usize::MAX - 1);
+pub(super) const SMSC: Token = Token(usize::MAX - 2);
+/// Tokens of listeners and live connections: link id * 2 (+1 for the connection).
+const fn listener_token(link: LinkId) -> Token {
+    Token(link * 2)
+}
+const fn conn_token(link: LinkId) -> Token {
+    Token(link * 2 + 1)
+}
+/// Connections waiting for their link's current connection to end.
+const PENDING_BASE: usize = 1 << 40;
+/// Accepted connections waiting per link; more are refused at once.
+const MAX_PENDING: usize = 4;
+/// Stop asking the endpoint for more bytes while this much is unwritten.
+const OUTPUT_HIGH_WATER: usize = 256 * 1024;
+
+enum Command {
+    Ack {
+        link: LinkId,
+        seq: u64,
+        outcome: Outcome,
+    },
+    Shutdown {
+        flush: Duration,
+    },
+}
+
+/// Per-link state the handle shares with the loop.
+struct LinkShared {
+    name: String,
+    capacity: usize,
+    /// The handle's side of the send queue and the next seq it will give out.
+    producer: Mutex<(Producer<Message>, u64)>,
+    /// Published by the loop: the sending ring's Last Processed cursor.
+    last_processed: AtomicU64,
+    local_addr: Option<SocketAddr>,
+}
+
+struct Shared {
+    links: Vec<LinkShared>,
+    routes: Vec<(String, LinkId)>,
+    default_route: Option<LinkId>,
+    commands: Mutex<Producer<Command>>,
+    events: Mutex<Consumer<NodeEvent>>,
+    notifier: Notifier,
+    waker: Waker,
+    /// Set by the loop just before it blocks in `poll`: only then is a wake needed.
+    loop_idle: AtomicBool,
+    stopped: AtomicBool,
+    stats: Mutex<(Vec<LinkStats>, Option<SmscStats>)>,
+}
+
+impl Shared {
+    fn wake(&self) {
+        if self.loop_idle.swap(false, Ordering::AcqRel) {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// The application's handle on a running node. `Send + Sync`: any thread may call
+/// any method; calls from several threads are serialised per queue.
+pub struct Node {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<ShutdownReport>>,
+}
+
+impl Node {
+    /// Bind listeners, start the event-loop thread, begin dialling.
+    pub fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        if config.links.is_empty() {
+            return Err(NodeError::Config("a node needs at least one link".into()));
+        }
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let now = Instant::now();
+
+        let mut loop_links = Vec::new();
+        let mut shared_links = Vec::new();
+        let mut routes = Vec::new();
+        let mut default_route = None;
+        let mut ack_room = 64;
+        for (id, spec) in config.links.iter().enumerate() {
+            let endpoint = Endpoint::new(spec.config.clone(), now)
+                .map_err(|e| NodeError::Config(format!("link {:?}: {e}", spec.config.name)))?;
+            let capacity = spec.config.capacity;
+            ack_room += capacity;
+            let (producer, consumer) = spsc::channel(capacity);
+            let mut listener = None;
+            let mut local_addr = None;
+            if let Transport::Listen(addr) = spec.transport {
+                let mut l = TcpListener::bind(addr)?;
+                local_addr = Some(l.local_addr()?);
+                poll.registry()
+                    .register(&mut l, listener_token(id), Interest::READABLE)?;
+                listener = Some(l);
+            }
+            for p in &spec.prefixes {
+                routes.push((p.clone(), id));
+            }
+            if spec.default_route && default_route.is_none() {
+                default_route = Some(id);
+            }
+            let first_seq = endpoint.tx_cursors().last_retrieved + 1;
+            shared_links.push(LinkShared {
+                name: spec.config.name.clone(),
+                capacity,
+                producer: Mutex::new((producer, first_seq)),
+                last_processed: AtomicU64::new(endpoint.tx_cursors().last_processed),
+                local_addr,
+            });
+            loop_links.push(LinkDriver {
+                endpoint,
+                outgoing: consumer,
+                held: None,
+                transport: spec.transport.clone(),
+                listener,
+                conn: None,
+                pending: Vec::new(),
+                reconnect_at: matches!(spec.transport, Transport::Dial(_)).then_some(now),
+                backoff: Backoff::new(
+                    config.reconnect_min,
+                    config.reconnect_max,
+                    config.seed.wrapping_add(id as u64 * 7919),
+                ),
+                inbuf: Vec::with_capacity(64 * 1024),
+                peer: None,
+                connects: 0,
+                refused: 0,
+                local_addr,
+                token_id: id,
+                read_more: false,
+            });
+        }
+        // Longest prefix first, so the first match wins.
+        routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
+        if default_route.is_none() && routes.is_empty() {
+            default_route = Some(0);
+        }
+
+        let (cmd_tx, cmd_rx) = spsc::channel(ack_room);
+        let (ev_tx, ev_rx) = spsc::channel(config.event_capacity.max(16));
+        let shared = Arc::new(Shared {
+            links: shared_links,
+            routes,
+            default_route,
+            commands: Mutex::new(cmd_tx),
+            events: Mutex::new(ev_rx),
+            notifier: Notifier::new()?,
+            waker,
+            loop_idle: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            stats: Mutex::new((Vec::new(), None)),
+        });
+        let smsc = config.smsc.clone().map(|spec| {
+            SmscBridge::new(
+                spec,
+                Backoff::new(
+                    config.reconnect_min,
+                    config.reconnect_max,
+                    config.seed ^ 0xc1d2,
+                ),
+                now,
+            )
+        });
+        let mut event_loop = EventLoop {
+            poll,
+            shared: shared.clone(),
+            links: loop_links,
+            smsc,
+            commands: cmd_rx,
+            events: ev_tx,
+            overflow: std::collections::VecDeque::new(),
+            events_dropped: 0,
+            next_pending_token: PENDING_BASE,
+            shutdown_deadline: None,
+        };
+        event_loop.publish_stats();
+        let thread = std::thread::Builder::new()
+            .name("smslink-node".into())
+            .spawn(move || event_loop.run())?;
+        Ok(Node {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// The link a recipient number routes to (longest prefix, else the default).
+    pub fn route(&self, recipient: &str) -> Option<LinkId> {
+        self.shared
+            .routes
+            .iter()
+            .find(|(p, _)| recipient.starts_with(p.as_str()))
+            .map(|(_, id)| *id)
+            .or(self.shared.default_route)
+    }
+
+    pub fn link_id(&self, name: &str) -> Result<LinkId, NodeError> {
+        self.shared
+            .links
+            .iter()
+            .position(|l| l.name == name)
+            .ok_or_else(|| NodeError::UnknownLinkName(name.to_owned()))
+    }
+
+    pub fn link_count(&self) -> usize {
+        self.shared.links.len()
+    }
+
+    pub fn link_name(&self, link: LinkId) -> Option<&str> {
+        self.shared.links.get(link).map(|l| l.name.as_str())
+    }
+
+    /// Address a listening link is bound to.
+    pub fn local_addr(&self, link: LinkId) -> Option<SocketAddr> {
+        self.shared.links.get(link).and_then(|l| l.local_addr)
+    }
+
+    /// Route by recipient and hand the message over. Returns at once.
+    pub fn send(&self, message: &Message) -> Result<Receipt, NodeError> {
+        let link = self
+            .route(message.to.as_str())
+            .ok_or_else(|| NodeError::NoRoute(message.to.to_string()))?;
+        self.send_on(link, message)
+    }
+
+    /// Hand a message to a given link. Returns at once: its seq, or `Full`.
+    pub fn send_on(&self, link: LinkId, message: &Message) -> Result<Receipt, NodeError> {
+        let shared = &*self.shared;
+        let l = shared.links.get(link).ok_or(NodeError::UnknownLink(link))?;
+        if shared.stopped.load(Ordering::Acquire) {
+            return Err(NodeError::Stopped);
+        }
+        let seq = {
+            let mut guard = l.producer.lock();
+            let (producer, next_seq) = &mut *guard;
+            let in_flight = *next_seq - 1 - l.last_processed.load(Ordering::Acquire);
+            if in_flight >= l.capacity as u64 {
+                return Err(NodeError::Full {
+                    link,
+                    capacity: l.capacity,
+                });
+            }
+            // The queue is as large as the ring, so it has room whenever the ring has.
+            if producer.push(message.clone()).is_err() {
+                return Err(NodeError::Full {
+                    link,
+                    capacity: l.capacity,
+                });
+            }
+            let seq = *next_seq;
+            *next_seq += 1;
+            seq
+        };
+        shared.wake();
+        Ok(Receipt { link, seq })
+    }
+
+    /// Send many messages to one link; stops at the first refusal. Returns how
+    /// many were taken (their seqs follow each other, starting at the first receipt).
+    pub fn send_batch(
+        &self,
+        link: LinkId,
+        messages: &[Message],
+    ) -> Result<(usize, Option<u64>), NodeError> {
+        let shared = &*self.shared;
+        let l = shared.links.get(link).ok_or(NodeError::UnknownLink(link))?;
+        if shared.stopped.load(Ordering::Acquire) {
+            return Err(NodeError::Stopped);
+        }
+        let (taken, first) = {
+            let mut guard = l.producer.lock();
+            let (producer, next_seq) = &mut *guard;
+            let in_flight = *next_seq - 1 - l.last_processed.load(Ordering::Acquire);
+            let room = (l.capacity as u64).saturating_sub(in_flight) as usize;
+            let want = room.min(messages.len());
+            let mut iter = messages[..want].iter().cloned();
+            let taken = producer.push_from(&mut iter);
+            let first = (taken > 0).then_some(*next_seq);
+            *next_seq += taken as u64;
+            (taken, first)
+        };
+        if taken > 0 {
+            shared.wake();
+        }
+        Ok((taken, first))
+    }
+
+    /// The application has safely handed on a received message: tell the peer
+    /// (Processed), which frees its slot.
+    pub fn ack(&self, link: LinkId, seq: u64, outcome: Outcome) -> Result<(), NodeError> {
+        if link >= self.shared.links.len() {
+            return Err(NodeError::UnknownLink(link));
+        }
+        self.command(Command::Ack { link, seq, outcome })
+    }
+
+    fn command(&self, command: Command) -> Result<(), NodeError> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(NodeError::Stopped);
+        }
+        self.shared
+            .commands
+            .lock()
+            .push(command)
+            .map_err(|_| NodeError::Busy)?;
+        self.shared.wake();
+        Ok(())
+    }
+
+    /// The next event, if one is waiting.
+    pub fn try_event(&self) -> Option<NodeEvent> {
+        self.shared.events.lock().pop()
+    }
+
+    /// Wait up to `timeout` (`None`: forever) for an event.
+    pub fn wait_event(&self, timeout: Option<Duration>) -> Option<NodeEvent> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(e) = self.try_event() {
+                return Some(e);
+            }
+            if self.shared.stopped.load(Ordering::Acquire) {
+                // Whatever the loop pushed before it stopped is still there.
+                return self.try_event();
+            }
+            let left = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    Some(left)
+                }
+                None => None,
+            };
+            self.shared.notifier.wait(left);
+        }
+    }
+
+    /// Readable when events may be waiting (for select/poll/epoll/asyncio). After it
+    /// turns readable, call `clear_event_fd` and then `try_event` until `None`.
+    pub fn event_fd(&self) -> RawFd {
+        self.shared.notifier.as_raw_fd()
+    }
+
+    pub fn clear_event_fd(&self) {
+        self.shared.notifier.clear();
+    }
+
+    pub fn link_stats(&self, link: LinkId) -> Option<LinkStats> {
+        self.shared.stats.lock().0.get(link).cloned()
+    }
+
+    pub fn smsc_stats(&self) -> Option<SmscStats> {
+        self.shared.stats.lock().1
+    }
+
+    pub fn is_running(&self) -> bool {
+        !self.shared.stopped.load(Ordering::Acquire)
+    }
+
+    /// Stop taking new work, try for up to `flush` to get every sent message
+    /// Processed and every answer delivered, then close and report what is left.
+    pub fn shutdown(mut self, flush: Duration) -> ShutdownReport {
+        self.stop(flush)
+    }
+
+    fn stop(&mut self, flush: Duration) -> ShutdownReport {
+        let Some(thread) = self.thread.take() else {
+            return ShutdownReport::default();
+        };
+        // The command queue may be full of acks; the loop drains it every turn.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if self
+                .shared
+                .commands
+                .lock()
+                .push(Command::Shutdown { flush })
+                .is_ok()
+                || Instant::now() > deadline
+            {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        self.shared.loop_idle.store(true, Ordering::Release);
+        self.shared.wake();
+        thread.join().unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop(Duration::ZERO);
+    }
+}
+
+/// A connection accepted while the link already had one; promoted when it ends.
+struct PendingConn {
+    stream: TcpStream,
+    since: Instant,
+}
+
+pub(super) struct LinkDriver {
+    pub(super) endpoint: Endpoint,
+    outgoing: Consumer<Message>,
+    /// A message taken off the queue that the ring refused (should not happen:
+    /// the handle checks first), kept so that nothing is dropped.
+    held: Option<Message>,
+    transport: Transport,
+    listener: Option<TcpListener>,
+    conn: Option<Conn>,
+    pending: Vec<PendingConn>,
+    reconnect_at: Option<Instant>,
+    backoff: Backoff,
+    inbuf: Vec<u8>,
+    peer: Option<String>,
+    connects: u64,
+    refused: u64,
+    local_addr: Option<SocketAddr>,
+    /// Position in the node's link list (tokens derive from it).
+    token_id: LinkId,
+    /// The last read stopped at its budget: read again without waiting for readiness
+    /// (readiness is edge-triggered).
+    read_more: bool,
+}
+
+struct EventLoop {
+    poll: Poll,
+    shared: Arc<Shared>,
+    links: Vec<LinkDriver>,
+    smsc: Option<SmscBridge>,
+    commands: Consumer<Command>,
+    events: Producer<NodeEvent>,
+    /// Status and link events that did not fit the event queue (bounded: see `emit`).
+    overflow: std::collections::VecDeque<NodeEvent>,
+    events_dropped: u64,
+    next_pending_token: usize,
+    shutdown_deadline: Option<Instant>,
+}
+
+/// Status events kept when the application does not read them fast enough; beyond
+/// this they are counted and dropped (messages are never dropped: they wait in
+/// the rings).
+const MAX_OVERFLOW: usize = 1 << 16;
+
+impl EventLoop {
+    fn run(mut self) -> ShutdownReport {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let now = Instant::now();
+            self.turn(now);
+            if let Some(deadline) = self.shutdown_deadline {
+                if now >= deadline || self.is_drained() {
+                    break;
+                }
+            }
+            // Announce idleness, then look once more so a wake cannot be lost.
+            self.shared.loop_idle.store(true, Ordering::SeqCst);
+            if !self.commands.is_empty() || self.links.iter().any(|l| !l.outgoing.is_empty()) {
+                self.shared.loop_idle.store(false, Ordering::SeqCst);
+                continue;
+            }
+            let timeout = self
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    eprintln!("smslink: poll failed: {e}");
+                    break;
+                }
+            }
+            self.shared.loop_idle.store(false, Ordering::SeqCst);
+            let now = Instant::now();
+            for ev in events.iter() {
+                self.on_ready(ev.token(), ev.is_readable(), ev.is_writable(), now);
+            }
+        }
+        self.finish()
+    }
+
+    fn finish(mut self) -> ShutdownReport {
+        let now = Instant::now();
+        for link in &mut self.links {
+            link.endpoint.close(now);
+            if let Some(conn) = link.conn.as_mut() {
+                link.endpoint.poll_transmit(now, conn.out_buf());
+                let _ = conn.flush();
+            }
+        }
+        if let Some(smsc) = self.smsc.as_mut() {
+            smsc.close(now);
+        }
+        self.drain_link_events();
+        self.publish_stats();
+        self.flush_overflow();
+        self.shared.stopped.store(true, Ordering::Release);
+        self.shared.notifier.notify();
+        let stats = self.shared.stats.lock().clone();
+        ShutdownReport {
+            drained: stats.0.iter().all(|l| l.tx_in_use == 0),
+            links: stats.0,
+            smsc: stats.1,
+        }
+    }
+
+    fn is_drained(&self) -> bool {
+        self.links.iter().all(|l| {
+            l.endpoint.tx_ring().in_use() == 0 && l.outgoing.is_empty() && l.held.is_none()
+        }) && self.smsc.as_ref().is_none_or(|s| s.is_idle())
+    }
+
+    /// One pass over everything that may have work: commands, queued sends, the
+    /// SMSC bridge, timers, output, events.
+    fn turn(&mut self, now: Instant) {
+        self.drain_commands(now);
+        for link in &mut self.links {
+            link.take_outgoing();
+            link.check_timers(&self.poll, now);
+            link.accept(&self.poll, now, &mut self.next_pending_token);
+            if link.read_more {
+                link.read(&self.poll, now);
+            }
+        }
+        if let Some(smsc) = self.smsc.as_mut() {
+            smsc.turn(&self.poll, &mut self.links[0], now);
+        }
+        for link in &mut self.links {
+            link.endpoint.handle_timeout(now);
+            link.write(now);
+        }
+        self.drain_link_events();
+        // Bridge reacts to what the link just reported (freed slots, new MT).
+        if let Some(smsc) = self.smsc.as_mut() {
+            smsc.turn(&self.poll, &mut self.links[0], now);
+            for link in &mut self.links {
+                link.write(now);
+            }
+            self.drain_link_events();
+        }
+        self.deliver_received();
+        self.flush_overflow();
+        self.publish_stats();
+    }
+
+    fn drain_commands(&mut self, now: Instant) {
+        while let Some(cmd) = self.commands.pop() {
+            match cmd {
+                Command::Ack { link, seq, outcome } => {
+                    if let Some(l) = self.links.get_mut(link) {
+                        if let Err(e) = l.endpoint.mark_processed(seq, outcome) {
+                            eprintln!("smslink: link {}: ack of seq {seq}: {e}", l.name());
+                        }
+                    }
+                }
+                Command::Shutdown { flush } => {
+                    self.shared.stopped.store(true, Ordering::Release);
+                    self.shutdown_deadline = Some(now + flush);
+                    if let Some(smsc) = self.smsc.as_mut() {
+                        smsc.begin_shutdown();
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_ready(&mut self, token: Token, readable: bool, writable: bool, now: Instant) {
+        if token == WAKER {
+            return;
+        }
+        if token == SMSC {
+            if let Some(smsc) = self.smsc.as_mut() {
+                smsc.on_ready(&self.poll, readable, writable, now);
+            }
+            return;
+        }
+        if token.0 >= PENDING_BASE {
+            // Pending connections are only read once promoted; a close is noticed then.
+            return;
+        }
+        let id = token.0 / 2;
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        if token == listener_token(id) {
+            link.accept(&self.poll, now, &mut self.next_pending_token);
+        } else if token == conn_token(id) {
+            link.on_conn_ready(&self.poll, readable, writable, now);
+        }
+    }
+
+    fn drain_link_events(&mut self) {
+        for id in 0..self.links.len() {
+            while let Some(ev) = self.links[id].endpoint.poll_event() {
+                let out = match ev {
+                    LinkEvent::LinkUp { peer, .. } => {
+                        let link = &mut self.links[id];
+                        link.backoff.reset();
+                        link.peer = Some(peer.clone());
+                        eprintln!("smslink: link {} up (peer {peer})", link.name());
+                        Some(NodeEvent::LinkUp { link: id, peer })
+                    }
+                    LinkEvent::LinkDown { reason } => {
+                        let now = Instant::now();
+                        let link = &mut self.links[id];
+                        let reason = format!("{reason:?}");
+                        eprintln!("smslink: link {} down: {reason}", link.name());
+                        link.drop_conn(&self.poll, now);
+                        Some(NodeEvent::LinkDown { link: id, reason })
+                    }
+                    LinkEvent::AuthFailed { reason } => {
+                        eprintln!(
+                            "smslink: link {}: peer failed authentication: {reason}",
+                            self.links[id].name()
+                        );
+                        None
+                    }
+                    // Received messages are pulled in order by `deliver_received`.
+                    LinkEvent::Received { .. } => None,
+                    LinkEvent::StatusChanged {
+                        seq,
+                        state,
+                        outcome,
+                        client_ref,
+                    } => Some(NodeEvent::Status {
+                        link: id,
+                        seq,
+                        client_ref,
+                        state,
+                        outcome,
+                    }),
+                };
+                if let Some(ev) = out {
+                    self.emit(ev);
+                }
+            }
+            let tx = self.links[id].endpoint.tx_cursors();
+            self.shared.links[id]
+                .last_processed
+                .store(tx.last_processed, Ordering::Release);
+        }
+        if let Some(smsc) = self.smsc.as_mut() {
+            while let Some(ev) = smsc.poll_event() {
+                if self.overflow.len() < MAX_OVERFLOW {
+                    self.overflow.push_back(ev);
+                } else {
+                    self.events_dropped += 1;
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self, ev: NodeEvent) {
+        if self.overflow.is_empty() {
+            if let Err(ev) = self.events.push(ev) {
+                self.overflow.push_back(ev);
+            }
+            self.shared.notifier.notify();
+        } else if self.overflow.len() < MAX_OVERFLOW {
+            self.overflow.push_back(ev);
+        } else {
+            self.events_dropped += 1;
+        }
+    }
+
+    fn flush_overflow(&mut self) {
+        let mut pushed = false;
+        while let Some(ev) = self.overflow.pop_front() {
+            match self.events.push(ev) {
+                Ok(()) => pushed = true,
+                Err(ev) => {
+                    self.overflow.push_front(ev);
+                    break;
+                }
+            }
+        }
+        if pushed {
+            self.shared.notifier.notify();
+        }
+    }
+
+    /// Hand received messages to the application while the event queue has room
+    /// (the SMSC bridge takes link 0's itself). What stays in the ring waits there.
+    fn deliver_received(&mut self) {
+        let mut pushed = false;
+        for id in 0..self.links.len() {
+            if id == 0 && self.smsc.is_some() {
+                continue;
+            }
+            while self.overflow.is_empty() && self.events.free_slots() > 0 {
+                let Some((seq, message)) = self.links[id].endpoint.next_received() else {
+                    break;
+                };
+                let ev = NodeEvent::Received {
+                    link: id,
+                    seq,
+                    message: Box::new(message.clone()),
+                };
+                if self.events.push(ev).is_err() {
+                    break;
+                }
+                pushed = true;
+            }
+        }
+        if pushed {
+            self.shared.notifier.notify();
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        if self.links.iter().any(|l| l.read_more)
+            || self.smsc.as_ref().is_some_and(|s| s.read_more())
+        {
+            return Some(Instant::now());
+        }
+        let mut next = self.shutdown_deadline;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n: Instant| n.min(t)));
+            }
+        };
+        for link in &self.links {
+            consider(link.endpoint.poll_timeout());
+            consider(link.reconnect_at);
+            consider(
+                link.pending
+                    .first()
+                    .map(|p| p.since + link.pending_timeout()),
+            );
+        }
+        if let Some(smsc) = &self.smsc {
+            consider(smsc.next_deadline());
+        }
+        if self.shutdown_deadline.is_some() {
+            // While draining, look again often enough to notice completion.
+            consider(Some(Instant::now() + Duration::from_millis(20)));
+        }
+        next
+    }
+
+    fn publish_stats(&mut self) {
+        let links = self.links.iter().map(|l| l.stats()).collect();
+        let smsc = self.smsc.as_ref().map(|s| s.stats());
+        *self.shared.stats.lock() = (links, smsc);
+    }
+}
+
+impl LinkDriver {
+    pub(super) fn name(&self) -> &str {
+        &self.endpoint.config().name
+    }
+
+    fn pending_timeout(&self) -> Duration {
+        self.endpoint.config().dead_after
+    }
+
+    fn stats(&self) -> LinkStats {
+        LinkStats {
+            name: self.name().to_owned(),
+            up: self.endpoint.is_up(),
+            peer: self.peer.clone(),
+            local_addr: self.local_addr,
+            capacity: self.endpoint.config().capacity,
+            tx: self.endpoint.tx_cursors(),
+            rx: self.endpoint.rx_cursors(),
+            tx_in_use: self.endpoint.tx_ring().in_use(),
+            rx_in_use: self.endpoint.rx_ring().in_use(),
+            counters: self.endpoint.counters(),
+            connects: self.connects,
+            refused_connections: self.refused,
+        }
+    }
+
+    /// Move queued sends from the handle into the ring.
+    fn take_outgoing(&mut self) {
+        if let Some(m) = self.held.take() {
+            if self.endpoint.send(&m).is_err() {
+                self.held = Some(m);
+                return;
+            }
+        }
+        while let Some(m) = self.outgoing.pop() {
+            if self.endpoint.send(&m).is_err() {
+                self.held = Some(m);
+                return;
+            }
+        }
+    }
+
+    fn check_timers(&mut self, poll: &Poll, now: Instant) {
+        if let (Some(at), Transport::Dial(addr)) = (self.reconnect_at, &self.transport) {
+            if now >= at && self.conn.is_none() {
+                self.reconnect_at = None;
+                match TcpStream::connect(*addr) {
+                    Ok(mut stream) => {
+                        if poll
+                            .registry()
+                            .register(
+                                &mut stream,
+                                conn_token(self.token_id),
+                                Interest::READABLE | Interest::WRITABLE,
+                            )
+                            .is_ok()
+                        {
+                            self.conn = Some(Conn::new(stream, false));
+                        } else {
+                            self.schedule_reconnect(now);
+                        }
+                    }
+                    Err(_) => self.schedule_reconnect(now),
+                }
+            }
+        }
+        // Pending connections that waited too long are dropped.
+        let timeout = self.pending_timeout();
+        self.pending.retain_mut(|p| {
+            let keep = now < p.since + timeout;
+            if !keep {
+                let _ = poll.registry().deregister(&mut p.stream);
+            }
+            keep
+        });
+    }
+
+    fn schedule_reconnect(&mut self, now: Instant) {
+        if matches!(self.transport, Transport::Dial(_)) {
+            self.reconnect_at = Some(now + self.backoff.next_delay());
+        }
+    }
+
+    fn accept(&mut self, poll: &Poll, now: Instant, next_token: &mut usize) {
+        let name = self.name().to_owned();
+        let Some(listener) = self.listener.as_mut() else {
+            return;
+        };
+        loop {
+            match listener.accept() {
+                Ok((mut stream, peer)) => {
+                    if self.conn.is_none() {
+                        if poll
+                            .registry()
+                            .register(
+                                &mut stream,
+                                conn_token(self.token_id),
+                                Interest::READABLE | Interest::WRITABLE,
+                            )
+                            .is_ok()
+                        {
+                            self.conn = Some(Conn::new(stream, true));
+                            self.connects += 1;
+                            self.endpoint.connected(now);
+                        }
+                    } else if self.pending.len() < MAX_PENDING {
+                        let token = Token(*next_token);
+                        *next_token += 1;
+                        if poll
+                            .registry()
+                            .register(&mut stream, token, Interest::READABLE)
+                            .is_ok()
+                        {
+                            self.pending.push(PendingConn { stream, since: now });
+                        }
+                    } else {
+                        self.refused += 1;
+                        eprintln!(
+                            "smslink: link {name}: refused connection from {peer}: {} already waiting",
+                            MAX_PENDING
+                        );
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    eprintln!("smslink: link {name}: accept: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn on_conn_ready(&mut self, poll: &Poll, readable: bool, writable: bool, now: Instant) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        if !conn.connected && (writable || readable) {
+            match conn.finish_connect() {
+                Ok(true) => {
+                    self.connects += 1;
+                    self.endpoint.connected(now);
+                }
+                Ok(false) => return,
+                Err(_) => {
+                    self.drop_conn(poll, now);
+                    return;
+                }
+            }
+        }
+        if readable {
+            self.read(poll, now);
+        }
+        self.write(now);
+    }
+
+    fn read(&mut self, poll: &Poll, now: Instant) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        self.inbuf.clear();
+        let outcome = conn.read_into(&mut self.inbuf);
+        if !self.inbuf.is_empty() && self.endpoint.handle_input(&self.inbuf, now).is_err() {
+            // The endpoint emitted LinkDown (and maybe queued CLOSE); the event
+            // drain closes the socket after a last write.
+            self.write(now);
+            return;
+        }
+        match outcome {
+            Ok(ReadOutcome::Open(n)) => self.read_more = n >= READ_BUDGET,
+            Ok(ReadOutcome::Closed(_)) | Err(_) => {
+                self.endpoint.connection_lost(now);
+                self.drop_conn(poll, now);
+            }
+        }
+    }
+
+    /// Let the endpoint fill the output buffer and write what the socket takes.
+    fn write(&mut self, now: Instant) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        if !conn.connected {
+            return;
+        }
+        loop {
+            if conn.pending_output() >= OUTPUT_HIGH_WATER {
+                break;
+            }
+            if self.endpoint.poll_transmit(now, conn.out_buf()) == 0 {
+                break;
+            }
+        }
+        if conn.flush().is_err() {
+            self.endpoint.connection_lost(now);
+        }
+    }
+
+    /// Close the current connection; promote a waiting one or plan a redial.
+    pub(super) fn drop_conn(&mut self, poll: &Poll, now: Instant) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        // A CLOSE frame may be queued: one last try to get it out.
+        if conn.connected {
+            self.endpoint.poll_transmit(now, conn.out_buf());
+            let _ = conn.flush();
+        }
+        let _ = poll.registry().deregister(&mut conn.stream);
+        self.inbuf.clear();
+        self.read_more = false;
+        if !self.pending.is_empty() {
+            let mut p = self.pending.remove(0);
+            let _ = poll.registry().deregister(&mut p.stream);
+            if poll
+                .registry()
+                .register(
+                    &mut p.stream,
+                    conn_token(self.token_id),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .is_ok()
+            {
+                self.conn = Some(Conn::new(p.stream, true));
+                self.connects += 1;
+                self.endpoint.connected(now);
+            }
+        } else {
+            self.schedule_reconnect(now);
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The mio runtime over real loopback sockets: two nodes joined by a link, and a
+//! buffer server between an IM-side node and the SMSC simulator.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use smslink::cimd2::session::ClientConfig;
+use smslink::link::LinkConfig;
+use smslink::message::Message;
+use smslink::ring::{Outcome, SlotState};
+use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeEvent, SmscSpec, Transport};
+use smslink::smsc_sim::{SimConfig, SmscSim};
+
+const PSK: &[u8] = b"test key";
+
+fn link_config(name: &str, peer: &str) -> LinkConfig {
+    let mut c = LinkConfig::new(name, PSK);
+    c.expected_peer = Some(peer.to_owned());
+    c.heartbeat_interval = Duration::from_millis(200);
+    c.dead_after = Duration::from_secs(2);
+    c
+}
+
+fn im_node() -> Node {
+    let spec = LinkSpec::new(
+        link_config("im", "bs"),
+        Transport::Listen("127.0.0.1:0".parse().unwrap()),
+    );
+    Node::start(NodeConfig::new(vec![spec])).unwrap()
+}
+
+fn bs_config(im: SocketAddr) -> NodeConfig {
+    let spec = LinkSpec::new(link_config("bs", "im"), Transport::Dial(im));
+    let mut c = NodeConfig::new(vec![spec]);
+    c.reconnect_min = Duration::from_millis(20);
+    c.reconnect_max = Duration::from_millis(200);
+    c
+}
+
+/// What one side saw: messages received (in order) and final outcomes of its sends.
+#[derive(Default)]
+struct Seen {
+    received: Vec<String>,
+    processed: HashMap<u64, Outcome>,
+    ups: usize,
+}
+
+/// Pump events from both nodes until `done` or the deadline; the application on each
+/// side acknowledges every received message at once.
+fn pump(
+    nodes: [&Node; 2],
+    seen: &mut [Seen; 2],
+    deadline: Duration,
+    done: impl Fn(&[Seen; 2]) -> bool,
+) {
+    let end = Instant::now() + deadline;
+    let handle = |i: usize, ev: NodeEvent, seen: &mut [Seen; 2]| match ev {
+        NodeEvent::Received { link, seq, message } => {
+            seen[i]
+                .received
+                .push(message.text_str().unwrap_or("").to_owned());
+            nodes[i].ack(link, seq, Outcome::Accepted).unwrap();
+        }
+        NodeEvent::Status {
+            seq,
+            state: SlotState::Processed,
+            outcome,
+            ..
+        } => {
+            assert!(
+                seen[i].processed.insert(seq, outcome.unwrap()).is_none(),
+                "seq {seq} processed twice"
+            );
+        }
+        NodeEvent::LinkUp { .. } => seen[i].ups += 1,
+        _ => {}
+    };
+    while !done(seen) {
+        if Instant::now() >= end {
+            panic!(
+                "deadline passed: {:#?} {:#?}",
+                nodes[0].link_stats(0),
+                nodes[1].link_stats(0)
+            );
+        }
+        let mut any = false;
+        for (i, node) in nodes.iter().enumerate() {
+            while let Some(ev) = node.try_event() {
+                any = true;
+                handle(i, ev, seen);
+            }
+        }
+        if !any {
+            // Block briefly on one node's events (the other is polled next round).
+            if let Some(ev) = nodes[0].wait_event(Some(Duration::from_millis(2))) {
+                handle(0, ev, seen);
+            }
+        }
+    }
+}
+
+fn send_all(node: &Node, prefix: &str, n: usize, deadline: Instant) {
+    for i in 0..n {
+        let m = Message::text("100", "200", &format!("{prefix} {i}")).unwrap();
+        loop {
+            match node.send(&m) {
+                Ok(r) => {
+                    assert_eq!(r.seq, i as u64 + 1);
+                    break;
+                }
+                Err(smslink::runtime::NodeError::Full { .. }) => {
+                    assert!(Instant::now() < deadline, "ring never freed");
+                    std::thread::yield_now();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn two_nodes_carry_both_directions_exactly_once_in_order() {
+    let im = im_node();
+    let addr = im.local_addr(0).unwrap();
+    let bs = Node::start(bs_config(addr)).unwrap();
+    const N: usize = 3000;
+    let mut seen = [Seen::default(), Seen::default()];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    std::thread::scope(|s| {
+        s.spawn(|| send_all(&im, "mt", N, deadline));
+        s.spawn(|| send_all(&bs, "mo", N, deadline));
+        pump([&im, &bs], &mut seen, Duration::from_secs(60), |s| {
+            s[0].received.len() == N
+                && s[1].received.len() == N
+                && s[0].processed.len() == N
+                && s[1].processed.len() == N
+        });
+    });
+    for (side, prefix) in [(1, "mt"), (0, "mo")] {
+        let expected: Vec<String> = (0..N).map(|i| format!("{prefix} {i}")).collect();
+        assert_eq!(seen[side].received, expected);
+    }
+    let stats = im.link_stats(0).unwrap();
+    assert_eq!(stats.tx.last_processed, N as u64);
+    let report = bs.shutdown(Duration::from_secs(2));
+    assert!(report.drained);
+}
+
+#[test]
+fn full_ring_refuses_until_the_peer_processes() {
+    let im = im_node();
+    // No peer at all: the ring fills and refuses, nothing is lost.
+    let mut sent = 0;
+    loop {
+        let m = Message::text("1", "2", "x").unwrap();
+        match im.send(&m) {
+            Ok(_) => sent += 1,
+            Err(smslink::runtime::NodeError::Full { capacity, .. }) => {
+                assert_eq!(capacity, 255);
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(sent, 255);
+    // The peer comes: everything is delivered and the ring frees.
+    let addr = im.local_addr(0).unwrap();
+    let bs = Node::start(bs_config(addr)).unwrap();
+    let mut seen = [Seen::default(), Seen::default()];
+    pump([&im, &bs], &mut seen, Duration::from_secs(30), |s| {
+        s[0].processed.len() == 255
+    });
+    assert_eq!(seen[1].received.len(), 255);
+    assert!(im.send(&Message::text("1", "2", "again").unwrap()).is_ok());
+}
+
+#[test]
+fn garbage_peer_on_the_link_port_is_cut_off_alone() {
+    use std::io::{Read, Write};
+    let im = im_node();
+    let addr = im.local_addr(0).unwrap();
+    let bs = Node::start(bs_config(addr)).unwrap();
+    let mut seen = [Seen::default(), Seen::default()];
+    pump([&im, &bs], &mut seen, Duration::from_secs(10), |s| {
+        s[0].ups == 1
+    });
+    // A stranger connects while the link is up: it waits, and never disturbs it.
+    let mut stranger = std::net::TcpStream::connect(addr).unwrap();
+    stranger.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    bs.send(&Message::text("1", "2", "still flowing").unwrap())
+        .unwrap();
+    pump([&im, &bs], &mut seen, Duration::from_secs(10), |s| {
+        s[0].received.len() == 1
+    });
+    assert_eq!(seen[0].ups, 1);
+    drop(bs);
+    // With the real peer gone the stranger is promoted, fails the handshake, is cut.
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let mut total = 0;
+    loop {
+        match stranger.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) => {
+                assert!(
+                    matches!(e.kind(), std::io::ErrorKind::ConnectionReset),
+                    "{e}"
+                );
+                break;
+            }
+        }
+    }
+    let _ = total;
+}
+
+#[test]
+fn buffer_server_between_im_node_and_smsc() {
+    let dir = std::env::temp_dir().join(format!("smslink-rt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = dir.join("record.jsonl");
+    let _ = std::fs::remove_file(&record);
+    const N: usize = 400;
+    let sim = SmscSim::start(SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        mo_rate: 2000.0,
+        mo_count: N as u64,
+        record: Some(record.clone()),
+        log: false,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let im = im_node();
+    let mut cfg = bs_config(im.local_addr(0).unwrap());
+    cfg.smsc = Some(SmscSpec {
+        addr: sim.local_addr(),
+        client: ClientConfig {
+            user: "smslink".into(),
+            password: "secret".into(),
+            ..ClientConfig::default()
+        },
+    });
+    let bs = Node::start(cfg).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = [Seen::default(), Seen::default()];
+    std::thread::scope(|s| {
+        s.spawn(|| send_all(&im, "mt", N, deadline));
+        pump([&im, &bs], &mut seen, Duration::from_secs(60), |s| {
+            s[0].received.len() == N && s[0].processed.len() == N
+        });
+    });
+    // Every MT reached the SMSC once, in order, and was reported Accepted.
+    assert!(seen[0].processed.values().all(|o| *o == Outcome::Accepted));
+    let (counters, _) = sim.wait_for(Duration::from_secs(5), |c| c.submits_accepted >= N as u64);
+    assert_eq!(counters.submits_accepted, N as u64);
+    let _ = sim.stop();
+    let lines = std::fs::read_to_string(&record).unwrap();
+    let texts: Vec<String> = lines
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["text"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let expected: Vec<String> = (0..N).map(|i| format!("mt {i}")).collect();
+    assert_eq!(texts, expected);
+    // Every MO from the SMSC reached the IM node once, in order.
+    let expected: Vec<String> = (1..=N).map(|i| format!("mo #{i}")).collect();
+    assert_eq!(seen[0].received, expected);
+    let smsc = bs.smsc_stats().unwrap();
+    assert_eq!(smsc.mt_accepted, N as u64);
+}
