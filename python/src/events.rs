@@ -32,7 +32,6 @@ pub struct MessageReceived {
     recipient: String,
     text: Option<String>,
     data: Option<Py<PyBytes>>,
-    client_ref: u64,
 }
 
 /// A message this side sent moved on: 'sent' (on the wire), 'confirmed' (stored by
@@ -113,13 +112,12 @@ impl MessageReceived {
             None => "None".into(),
         };
         format!(
-            "MessageReceived(link={:?}, seq={}, sender={:?}, recipient={:?}, text={}, data={data}, client_ref={})",
+            "MessageReceived(link={:?}, seq={}, sender={:?}, recipient={:?}, text={}, data={data})",
             self.link.to_string(),
             self.seq,
             self.sender,
             self.recipient,
             repr_opt(&self.text),
-            self.client_ref
         )
     }
 }
@@ -269,7 +267,6 @@ pub fn to_py(py: Python<'_>, ev: NodeEvent, names: &[Py<PyString>]) -> PyResult<
                     recipient: message.to.as_str().to_owned(),
                     text,
                     data,
-                    client_ref: message.client_ref,
                 },
             )?
             .into_any()
