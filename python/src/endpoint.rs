@@ -204,6 +204,47 @@ impl Endpoint {
         None
     }
 
+    /// Wait up to `slice` for `link` to have room (GIL released by the caller).
+    /// Every Processed status is an event, so waiting for events is waiting for
+    /// room; wanted events are set aside for `next_event`, the rest dropped.
+    fn wait_room_slice(&self, link: LinkId, want: usize, slice: Duration) {
+        let end = Instant::now() + slice;
+        loop {
+            if self.node.free_slots(link).unwrap_or(want) >= want || !self.node.is_running() {
+                return;
+            }
+            let mut pending = self.pending.lock();
+            while pending.len() < self.event_capacity {
+                let Some(ev) = self.node.try_event() else {
+                    break;
+                };
+                if self.filter.wants(&ev) {
+                    pending.push_back(ev);
+                }
+            }
+            let full = pending.len() >= self.event_capacity;
+            drop(pending);
+            if self.node.free_slots(link).unwrap_or(want) >= want {
+                return;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            if full {
+                // The application is not reading the events it asked for: the
+                // node's queue back-pressures; look again after the slice.
+                std::thread::sleep(left);
+                return;
+            }
+            if let Some(ev) = self.node.wait_event(Some(left)) {
+                if self.filter.wants(&ev) {
+                    self.pending.lock().push_back(ev);
+                }
+            }
+        }
+    }
+
     /// Wait up to `wait` for a wanted event (GIL released by the caller).
     fn wait_wanted(&self, wait: Duration) -> Option<NodeEvent> {
         let deadline = Instant::now() + wait;
@@ -373,15 +414,24 @@ impl Endpoint {
         self.node.free_slots(self.link_id(link)?).or_raise()
     }
 
-    /// Block (GIL released) until `link` has room or `timeout` seconds pass;
-    /// returns whether it has room. Events that arrive meanwhile are kept for
-    /// `next_event`.
-    #[pyo3(signature = (link, timeout=None))]
-    fn wait_for_room(&self, py: Python<'_>, link: &str, timeout: Option<f64>) -> PyResult<bool> {
+    /// Block (GIL released) until `link` has room for `min_room` messages (at
+    /// most its capacity) or `timeout` seconds pass; returns whether it has.
+    /// Events that arrive meanwhile are kept for `next_event`. A bulk sender
+    /// wakes less often with a larger `min_room`.
+    #[pyo3(signature = (link, timeout=None, min_room=1))]
+    fn wait_for_room(
+        &self,
+        py: Python<'_>,
+        link: &str,
+        timeout: Option<f64>,
+        min_room: usize,
+    ) -> PyResult<bool> {
         let id = self.link_id(link)?;
+        let capacity = self.node.link_stats(id).map_or(1, |s| s.capacity);
+        let want = min_room.clamp(1, capacity.max(1));
         let deadline = crate::util::timeout(timeout)?.map(|t| Instant::now() + t);
         loop {
-            if self.node.free_slots(id).or_raise()? > 0 {
+            if self.node.free_slots(id).or_raise()? >= want {
                 return Ok(true);
             }
             if !self.node.is_running() {
@@ -397,22 +447,7 @@ impl Endpoint {
                 }
                 None => WAIT_SLICE,
             };
-            py.detach(|| {
-                let room_for_events = self.pending.lock().len() < self.event_capacity;
-                if room_for_events {
-                    // Each Processed status is an event: waiting for one is waiting
-                    // for room. Wanted events are kept, the rest dropped here.
-                    if let Some(ev) = self.node.wait_event(Some(slice)) {
-                        if self.filter.wants(&ev) {
-                            self.pending.lock().push_back(ev);
-                        }
-                    }
-                } else {
-                    // The application is not reading its events: the node's queue
-                    // back-pressures, so look again after a slice.
-                    std::thread::sleep(slice);
-                }
-            });
+            py.detach(|| self.wait_room_slice(id, want, slice));
             py.check_signals()?;
         }
     }
