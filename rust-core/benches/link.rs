@@ -62,10 +62,7 @@ fn drain(ep: &mut Endpoint) {
     while let Some(e) = ep.poll_event() {
         black_box(e);
     }
-    loop {
-        let Some((seq, m)) = ep.next_received() else {
-            break;
-        };
+    while let Some((seq, m)) = ep.next_received() {
         black_box(m.payload().len());
         let _ = ep.mark_processed(seq, Outcome::Accepted);
     }
