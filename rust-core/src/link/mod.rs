@@ -490,8 +490,12 @@ impl Endpoint {
 
     // ---- inputs ----
 
-    /// A new connection (dialled or accepted) is ready: start the handshake.
-    /// An existing connection is considered lost first.
+    /// A new connection (dialled or accepted) is ready: start the handshake
+    /// (HELLO is queued for `poll_transmit`). Any partial frame of an earlier
+    /// connection is discarded. If a connection still existed it is dropped first
+    /// and its `LinkDown` queued ahead of everything else; a runtime that closes
+    /// sockets on `LinkDown` should call [`connection_lost`](Self::connection_lost)
+    /// and drain events before calling this for the replacement socket.
     pub fn connected(&mut self, now: Instant) {
         self.connection_lost(now);
         self.ctrl.clear();
