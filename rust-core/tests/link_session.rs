@@ -867,3 +867,37 @@ fn garbage_is_cut_off_without_touching_the_rings() {
     assert!(!p.b.is_connected());
     assert_eq!(p.b.rx_cursors(), before);
 }
+
+#[test]
+fn handshake_trickling_bytes_still_times_out() {
+    let now = Instant::now();
+    let mut b = Endpoint::new(config("b"), now).unwrap();
+    b.connected(now);
+    let mut hello = vec![];
+    frame::encode_hello(
+        &mut hello,
+        &frame::Hello {
+            version: frame::VERSION,
+            epoch: 7,
+            nonce: [1; 32],
+            capacity: 255,
+            tx_last_processed: 0,
+            name: "slow",
+        },
+    );
+    // One byte a second keeps the line "alive" but never completes a handshake.
+    for (i, byte) in hello.chunks(1).take(3).enumerate() {
+        let t = now + Duration::from_secs(i as u64);
+        b.handle_timeout(t);
+        b.handle_input(byte, t).unwrap();
+    }
+    assert_eq!(b.poll_timeout(), Some(now + Duration::from_secs(3)));
+    b.handle_timeout(now + Duration::from_secs(3));
+    assert!(!b.is_connected());
+    assert_eq!(
+        b.poll_event(),
+        Some(Event::LinkDown {
+            reason: DownReason::Timeout
+        })
+    );
+}

@@ -307,6 +307,8 @@ pub struct Endpoint {
     pending_processed: VecDeque<u64>,
     last_rx: Instant,
     last_tx: Instant,
+    /// When the current connection started (the handshake must finish in time).
+    connected_at: Instant,
     counters: Counters,
 }
 
@@ -392,6 +394,7 @@ impl Endpoint {
             pending_processed: VecDeque::with_capacity(2 * cap),
             last_rx: now,
             last_tx: now,
+            connected_at: now,
             counters: Counters::default(),
             epoch,
             config,
@@ -515,6 +518,7 @@ impl Endpoint {
         self.conn = Conn::Handshake { me, peer: None };
         self.last_rx = now;
         self.last_tx = now;
+        self.connected_at = now;
     }
 
     /// The runtime lost the connection (EOF, reset, write error). Emits `LinkDown`
@@ -585,10 +589,13 @@ impl Endpoint {
         Ok(at)
     }
 
-    /// Timers: declares the link dead after `dead_after` of silence.
+    /// Timers: declares the link dead after `dead_after` of silence, or when the
+    /// handshake has not finished `dead_after` after `connected`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.is_connected() && now >= self.last_rx + self.config.dead_after {
-            self.link_down(DownReason::Timeout);
+        if let Some(deadline) = self.dead_at() {
+            if now >= deadline {
+                self.link_down(DownReason::Timeout);
+            }
         }
     }
 
@@ -626,11 +633,10 @@ impl Endpoint {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.conn {
             Conn::Idle => None,
-            Conn::Handshake { .. } => Some(self.last_rx + self.config.dead_after),
-            Conn::Up { .. } => Some(
-                (self.last_rx + self.config.dead_after)
-                    .min(self.last_tx + self.config.heartbeat_interval),
-            ),
+            Conn::Handshake { .. } => self.dead_at(),
+            Conn::Up { .. } => self
+                .dead_at()
+                .map(|d| d.min(self.last_tx + self.config.heartbeat_interval)),
         }
     }
 
@@ -639,6 +645,17 @@ impl Endpoint {
     }
 
     // ---- internals ----
+
+    /// When the connection is declared dead: `dead_after` of silence, and a
+    /// handshake (even one trickling bytes) must finish within `dead_after`.
+    fn dead_at(&self) -> Option<Instant> {
+        let silence = self.last_rx + self.config.dead_after;
+        match self.conn {
+            Conn::Idle => None,
+            Conn::Handshake { .. } => Some(silence.min(self.connected_at + self.config.dead_after)),
+            Conn::Up { .. } => Some(silence),
+        }
+    }
 
     fn fail(&mut self, err: LinkError) -> LinkError {
         if !self.is_connected() {
