@@ -487,6 +487,7 @@ impl Endpoint {
     pub fn close(&mut self, _now: Instant) {
         if self.is_connected() {
             frame::encode_close(&mut self.ctrl, CloseReason::Normal, "closing");
+            self.counters.frames_out += 1;
             self.link_down(DownReason::LocalClose);
         }
     }
@@ -514,6 +515,7 @@ impl Endpoint {
             name: &self.config.name,
         };
         frame::encode_hello(&mut self.ctrl, &hello);
+        self.counters.frames_out += 1;
         let me = HelloRec::from_frame(&hello);
         self.conn = Conn::Handshake { me, peer: None };
         self.last_rx = now;
@@ -609,7 +611,6 @@ impl Endpoint {
         let start = buf.len();
         if !self.ctrl.is_empty() {
             buf.extend_from_slice(&self.ctrl);
-            self.counters.frames_out += 1;
             self.ctrl.clear();
         }
         if self.is_up() {
@@ -668,14 +669,17 @@ impl Endpoint {
                     reason: err.clone(),
                 });
                 frame::encode_close(&mut self.ctrl, CloseReason::AuthFailed, &err.to_string());
+                self.counters.frames_out += 1;
                 DownReason::AuthFailed
             }
             LinkError::Frame(FrameError::BadVersion { .. }) => {
                 frame::encode_close(&mut self.ctrl, CloseReason::BadVersion, &err.to_string());
+                self.counters.frames_out += 1;
                 DownReason::Protocol(err.clone())
             }
             _ => {
                 frame::encode_close(&mut self.ctrl, CloseReason::ProtocolError, &err.to_string());
+                self.counters.frames_out += 1;
                 DownReason::Protocol(err.clone())
             }
         };
@@ -784,6 +788,7 @@ impl Endpoint {
             .into_bytes();
         auth.mac.copy_from_slice(&tag);
         frame::encode_auth(&mut self.ctrl, &auth);
+        self.counters.frames_out += 1;
         self.conn = Conn::Handshake {
             me,
             peer: Some((peer, plan)),
