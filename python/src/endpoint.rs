@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use pyo3::prelude::*;
-use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use smslink::message::Message;
 use smslink::ring::Outcome;
 use smslink::runtime::{LinkId, Node, NodeConfig, NodeError, NodeEvent};
@@ -18,7 +17,7 @@ use smslink::runtime::{LinkId, Node, NodeConfig, NodeError, NodeEvent};
 use crate::config::{Link, Smsc};
 use crate::errors::{config_error, ring_full, unknown_link, InvalidMessage};
 use crate::events::{self, StatusFilter};
-use crate::util::{message, raise, seconds, OrRaise, Payload};
+use crate::util::{message, payload_arg, raise, seconds, str_arg, utf8, OrRaise};
 
 /// Longest a wait holds the GIL away before looking at signals.
 const WAIT_SLICE: Duration = Duration::from_millis(200);
@@ -171,6 +170,9 @@ pub struct Endpoint {
     event_capacity: usize,
     /// Events taken off the node while waiting for room, not yet handed out.
     pending: Mutex<VecDeque<NodeEvent>>,
+    /// `send_batch`'s conversion buffer, kept so that a batch costs no allocation
+    /// (a thousand 700-byte messages would be a fresh mmap each time).
+    scratch: Mutex<Vec<Message>>,
 }
 
 impl Endpoint {
@@ -329,6 +331,7 @@ impl Endpoint {
             filter,
             event_capacity,
             pending: Mutex::new(VecDeque::new()),
+            scratch: Mutex::new(Vec::new()),
         })
     }
 
@@ -340,22 +343,26 @@ impl Endpoint {
     fn send(
         &self,
         py: Python<'_>,
-        sender: PyBackedStr,
-        recipient: PyBackedStr,
-        text: Option<PyBackedStr>,
-        data: Option<PyBackedBytes>,
+        sender: &Bound<'_, PyString>,
+        recipient: &Bound<'_, PyString>,
+        text: Option<&Bound<'_, PyString>>,
+        data: Option<&Bound<'_, PyBytes>>,
         client_ref: u64,
-        link: Option<PyBackedStr>,
+        link: Option<&Bound<'_, PyString>>,
     ) -> PyResult<Receipt> {
+        let text = match text {
+            Some(t) => Some(utf8(t)?),
+            None => None,
+        };
         let m = message(
-            &sender,
-            &recipient,
-            text.as_deref(),
-            data.as_deref(),
+            utf8(sender)?,
+            utf8(recipient)?,
+            text,
+            data.map(|d| d.as_bytes()),
             client_ref,
         )?;
         let sent = match link {
-            Some(name) => self.node.send_on(self.link_id(&name)?, &m),
+            Some(name) => self.node.send_on(self.link_id(utf8(name)?)?, &m),
             None => self.node.send(&m),
         };
         match sent {
@@ -374,7 +381,8 @@ impl Endpoint {
     fn send_batch(&self, link: &str, messages: &Bound<'_, PyAny>) -> PyResult<usize> {
         let id = self.link_id(link)?;
         let room = self.node.free_slots(id).or_raise()?;
-        let mut batch: Vec<Message> = Vec::new();
+        let mut batch = self.scratch.lock();
+        batch.clear();
         for item in messages.try_iter()? {
             if batch.len() >= room {
                 break;
@@ -391,21 +399,26 @@ impl Endpoint {
                     "send_batch item has {n} fields; expected (sender, recipient, text_or_bytes[, client_ref])"
                 )));
             }
-            let sender: PyBackedStr = tuple.get_item(0)?.extract()?;
-            let recipient: PyBackedStr = tuple.get_item(1)?.extract()?;
-            let payload: Payload = tuple.get_item(2)?.extract()?;
+            let sender = tuple.get_item(0)?;
+            let recipient = tuple.get_item(1)?;
+            let payload = tuple.get_item(2)?;
             let client_ref: u64 = if n == 4 {
                 tuple.get_item(3)?.extract()?
             } else {
                 0
             };
-            let m = match &payload {
-                Payload::Text(t) => message(&sender, &recipient, Some(t), None, client_ref)?,
-                Payload::Data(d) => message(&sender, &recipient, None, Some(d), client_ref)?,
-            };
+            let (text, data) = payload_arg(&payload)?;
+            let m = message(
+                str_arg("sender", &sender)?,
+                str_arg("recipient", &recipient)?,
+                text,
+                data,
+                client_ref,
+            )?;
             batch.push(m);
         }
         let (taken, _) = self.node.send_batch(id, &batch).or_raise()?;
+        batch.clear();
         Ok(taken)
     }
 
