@@ -194,3 +194,18 @@ def test_async_endpoint_wrapper_awaits_send() -> None:
         return texts
 
     assert asyncio.run(main()) == [f"w{i}" for i in range(5)]
+
+
+def test_closing_wakes_a_sender_waiting_for_room() -> None:
+    async def main() -> None:
+        ep = Endpoint([smslink.Link("im", "k", listen="127.0.0.1:0", default=True, capacity=1)])
+        await ep.send_async("1", "2", "fills it")
+        waiting = asyncio.create_task(ep.send_async("1", "2", "waits"))
+        for _ in range(3):
+            await asyncio.sleep(0)  # let it run until it waits for room
+        assert not waiting.done()
+        ep.close(0)
+        with pytest.raises(smslink.ClosedError):
+            await asyncio.wait_for(waiting, WAIT)
+
+    asyncio.run(main())
