@@ -83,14 +83,16 @@ def test_events_end_when_the_endpoint_closes() -> None:
     async def main() -> List[str]:
         im, bs = start_pair()
         seen: List[str] = []
+        up = asyncio.Event()
 
         async def consume() -> None:
             async for ev in im.events():
                 seen.append(type(ev).__name__)
+                if isinstance(ev, smslink.LinkUp):
+                    up.set()
 
         task = asyncio.create_task(consume())
-        while "LinkUp" not in seen:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(up.wait(), WAIT)
         bs.close(0)
         im.close(0)
         await asyncio.wait_for(task, WAIT)
