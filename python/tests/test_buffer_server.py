@@ -96,7 +96,7 @@ def test_nothing_lost_or_doubled_across_wan_cuts() -> None:
         cuts = 0
         deadline = time.monotonic() + 60
         while processed < n:
-            assert time.monotonic() < deadline, f"stuck at {processed} of {n} processed
+            assert time.monotonic() < deadline, f"stuck at {processed} of {n} processed"
             while sent < n:
                 try:
                     im.send("1", "2", f"w{sent}")
