@@ -1,1 +1,196 @@
+//! The ABI's own rules, checked from Rust: the panic boundary, pinned result numbers,
+//! out-parameters untouched on failure, text cut at the caller's buffer.
 
+use std::ffi::{c_char, CStr};
+use std::ptr::{null, null_mut};
+
+use crate::*;
+
+fn last_error() -> String {
+    let mut buf = [0 as c_char; 512];
+    let mut len = 0usize;
+    // SAFETY: a live buffer of the given size and a live out-parameter.
+    let rc = unsafe { smslink_last_error(buf.as_mut_ptr(), buf.len(), &mut len) };
+    assert_eq!(rc, SMSLINK_OK);
+    // SAFETY: smslink_last_error NUL-terminates within the buffer.
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn a_panic_becomes_smslink_panic_with_its_text() {
+    let rc = guard(|| panic!("boom in the core"));
+    assert_eq!(rc, SMSLINK_PANIC);
+    assert!(
+        last_error().contains("boom in the core"),
+        "{}",
+        last_error()
+    );
+    // The next call works as usual.
+    assert_eq!(guard(|| Ok(())), SMSLINK_OK);
+}
+
+#[test]
+fn result_numbers_are_pinned_and_named() {
+    let pinned = [
+        (SMSLINK_OK, 0, "SMSLINK_OK"),
+        (SMSLINK_NULL_PARAMETER, 1, "SMSLINK_NULL_PARAMETER"),
+        (SMSLINK_PANIC, 2, "SMSLINK_PANIC"),
+        (SMSLINK_INVALID_ARGUMENT, 3, "SMSLINK_INVALID_ARGUMENT"),
+        (SMSLINK_FULL, 4, "SMSLINK_FULL"),
+        (SMSLINK_NO_ROUTE, 5, "SMSLINK_NO_ROUTE"),
+        (SMSLINK_UNKNOWN_LINK, 6, "SMSLINK_UNKNOWN_LINK"),
+        (SMSLINK_STOPPED, 7, "SMSLINK_STOPPED"),
+        (SMSLINK_BUSY, 8, "SMSLINK_BUSY"),
+        (SMSLINK_CONFIG, 9, "SMSLINK_CONFIG"),
+        (SMSLINK_IO, 10, "SMSLINK_IO"),
+        (SMSLINK_BUFFER_TOO_SMALL, 11, "SMSLINK_BUFFER_TOO_SMALL"),
+        (SMSLINK_EMPTY, 12, "SMSLINK_EMPTY"),
+        (SMSLINK_NOT_FOUND, 13, "SMSLINK_NOT_FOUND"),
+        (SMSLINK_CALLBACK_ERROR, 14, "SMSLINK_CALLBACK_ERROR"),
+        (SMSLINK_MALFORMED, 15, "SMSLINK_MALFORMED"),
+        (SMSLINK_WRONG_THREAD, 16, "SMSLINK_WRONG_THREAD"),
+    ];
+    for (result, number, name) in pinned {
+        assert_eq!(result as u32, number);
+        // SAFETY: smslink_result_name returns a static NUL-terminated string.
+        let got = unsafe { CStr::from_ptr(smslink_result_name(number)) };
+        assert_eq!(got.to_str().unwrap(), name);
+    }
+    // SAFETY: as above.
+    let unknown = unsafe { CStr::from_ptr(smslink_result_name(17)) };
+    assert_eq!(unknown.to_str().unwrap(), "SMSLINK_UNKNOWN_RESULT");
+}
+
+#[test]
+fn version_is_the_crate_version() {
+    // SAFETY: a static NUL-terminated string.
+    let v = unsafe { CStr::from_ptr(smslink_version()) };
+    assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn last_error_is_cut_at_a_character_boundary_and_reports_the_full_length() {
+    set_last_error("é".repeat(10).as_str()); // 20 bytes
+    let mut buf = [1 as c_char; 6];
+    let mut len = 0usize;
+    // SAFETY: live buffer and out-parameter.
+    let rc = unsafe { smslink_last_error(buf.as_mut_ptr(), buf.len(), &mut len) };
+    assert_eq!(rc, SMSLINK_OK);
+    assert_eq!(len, 20);
+    // 5 bytes of room: two whole "é" (4 bytes), then the NUL.
+    // SAFETY: NUL-terminated within the buffer.
+    let text = unsafe { CStr::from_ptr(buf.as_ptr()) };
+    assert_eq!(text.to_str().unwrap(), "éé");
+    // Length only.
+    // SAFETY: NULL buffer with length 0 is allowed.
+    let rc = unsafe { smslink_last_error(null_mut(), 0, &mut len) };
+    assert_eq!((rc, len), (SMSLINK_OK, 20));
+}
+
+#[test]
+fn out_parameters_are_untouched_on_failure() {
+    let mut packet: *mut smslink_cimd2_packet = 0x1 as *mut _;
+    // SAFETY: a live out-parameter; the call fails before writing it.
+    let rc = unsafe { smslink_cimd2_packet_new(120, 1, &mut packet) };
+    assert_eq!(rc, SMSLINK_INVALID_ARGUMENT);
+    assert_eq!(packet, 0x1 as *mut _);
+
+    // SAFETY: live out-parameters.
+    unsafe {
+        let mut p = null_mut();
+        assert_eq!(smslink_cimd2_packet_new(3, 1, &mut p), SMSLINK_OK);
+        assert_eq!(
+            smslink_cimd2_packet_add_param(p, 21, b"46".as_ptr(), 2),
+            SMSLINK_OK
+        );
+        let mut buf = [7u8; 4];
+        let mut need = 0usize;
+        let rc = smslink_cimd2_packet_encode(p, false, buf.as_mut_ptr(), buf.len(), &mut need);
+        assert_eq!(rc, SMSLINK_BUFFER_TOO_SMALL);
+        assert_eq!(buf, [7u8; 4], "a too-small buffer is not written");
+        assert_eq!(need, 16); // STX, "03:001", TAB, "021:46", TAB, ETX
+        let mut code = 5u16;
+        let rc = smslink_cimd2_packet_param_at(p, 0, &mut code, buf.as_mut_ptr(), 1, &mut need);
+        assert_eq!((rc, code, need), (SMSLINK_BUFFER_TOO_SMALL, 5, 2));
+        smslink_cimd2_packet_free(p);
+    }
+}
+
+#[test]
+fn messages_round_trip_through_their_c_form() {
+    let mut m = smslink_core::message::Message::binary("Shop", "4670", &[0, 1, 2, 255]).unwrap();
+    m.client_ref = 42;
+    let c = smslink_message::from_message(&m);
+    assert_eq!(c.payload_len, 4);
+    assert_eq!(c.payload[4], 0, "payload is NUL-terminated");
+    assert_eq!(c.parse().unwrap(), m);
+
+    let t = smslink_core::message::Message::text("1", "2", "héllo").unwrap();
+    assert_eq!(smslink_message::from_message(&t).parse().unwrap(), t);
+}
+
+#[test]
+fn null_pointers_are_refused_everywhere_they_are_required() {
+    // SAFETY: every pointer is NULL or live; NULL is the point of the test.
+    unsafe {
+        assert_eq!(smslink_config_new(null_mut()), SMSLINK_NULL_PARAMETER);
+        let mut cfg = null_mut();
+        assert_eq!(smslink_config_new(&mut cfg), SMSLINK_OK);
+        let mut link = 0u32;
+        let name = c"n".as_ptr();
+        let addr = c"127.0.0.1:0".as_ptr();
+        assert_eq!(
+            smslink_config_add_link_listen(cfg, null(), b"k".as_ptr(), 1, addr, &mut link),
+            SMSLINK_NULL_PARAMETER
+        );
+        assert_eq!(
+            smslink_config_add_link_listen(cfg, name, null(), 1, addr, &mut link),
+            SMSLINK_NULL_PARAMETER
+        );
+        assert_eq!(
+            smslink_config_add_link_listen(cfg, name, b"k".as_ptr(), 1, null(), &mut link),
+            SMSLINK_NULL_PARAMETER
+        );
+        assert_eq!(
+            smslink_config_add_link_listen(cfg, name, b"k".as_ptr(), 1, addr, &mut link),
+            SMSLINK_OK
+        );
+        let mut node = null_mut();
+        assert_eq!(smslink_node_new(cfg, null_mut()), SMSLINK_NULL_PARAMETER);
+        assert_eq!(smslink_node_new(cfg, &mut node), SMSLINK_OK);
+        smslink_config_free(cfg);
+        let mut receipt = smslink_receipt { link: 9, seq: 9 };
+        assert_eq!(
+            smslink_node_send_text(node, c"1".as_ptr(), null(), c"x".as_ptr(), 0, &mut receipt),
+            SMSLINK_NULL_PARAMETER
+        );
+        assert_eq!(receipt, smslink_receipt { link: 9, seq: 9 });
+        assert_eq!(
+            smslink_node_send_text(
+                node,
+                c"1".as_ptr(),
+                c"2".as_ptr(),
+                c"x".as_ptr(),
+                0,
+                &mut receipt
+            ),
+            SMSLINK_OK
+        );
+        assert_eq!(receipt, smslink_receipt { link: 0, seq: 1 });
+        assert_eq!(
+            smslink_node_poll_event(node, null_mut()),
+            SMSLINK_NULL_PARAMETER
+        );
+        let mut stats = std::mem::MaybeUninit::<smslink_link_stats>::uninit();
+        assert_eq!(
+            smslink_node_link_stats(node, 0, stats.as_mut_ptr()),
+            SMSLINK_OK
+        );
+        let stats = stats.assume_init();
+        assert_eq!(CStr::from_ptr(stats.name.as_ptr()).to_str().unwrap(), "n");
+        assert_eq!(stats.capacity, 255);
+        assert_eq!(smslink_node_free(node), SMSLINK_OK);
+    }
+}
