@@ -91,11 +91,12 @@ fn last_error_is_cut_at_a_character_boundary_and_reports_the_full_length() {
 
 #[test]
 fn out_parameters_are_untouched_on_failure() {
-    let mut packet: *mut smslink_cimd2_packet = 0x1 as *mut _;
+    let sentinel: *mut smslink_cimd2_packet = std::ptr::dangling_mut();
+    let mut packet = sentinel;
     // SAFETY: a live out-parameter; the call fails before writing it.
     let rc = unsafe { smslink_cimd2_packet_new(120, 1, &mut packet) };
     assert_eq!(rc, SMSLINK_INVALID_ARGUMENT);
-    assert_eq!(packet, 0x1 as *mut _);
+    assert_eq!(packet, sentinel);
 
     // SAFETY: live out-parameters.
     unsafe {
