@@ -23,11 +23,34 @@ fn lib_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Build every example once per test run, into the target directory.
+/// Build the C library for this profile. Cargo does not build a cdylib/staticlib for
+/// integration tests (they link only rlibs, and this crate has none: its name would
+/// collide with the core crate's rlib), so the test asks cargo for it, in the same
+/// target directory and profile (nested cargo is fine: the lock is free by now).
+fn build_library(lib: &Path) {
+    let target_dir = lib.parent().expect("target directory");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .args(["build", "-p", "smslink-ffi", "--target-dir"])
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if lib.file_name().is_some_and(|n| n == "release") {
+        cargo.arg("--release");
+    }
+    let out = cargo.output().expect("run cargo build");
+    assert!(
+        out.status.success(),
+        "cargo build -p smslink-ffi failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Build the library and every example once per test run, into the target directory.
 fn build_dir() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let lib = lib_dir();
+        build_library(&lib);
         assert!(
             lib.join("libsmslink.so").exists() && lib.join("libsmslink.a").exists(),
             "libsmslink.so / libsmslink.a missing in {}",
