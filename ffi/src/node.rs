@@ -494,7 +494,8 @@ pub unsafe extern "C" fn smslink_config_add_link_listen(
 }
 
 /// Slots in each of the link's rings (1..=65536; default 255): how many messages
-/// may wait unprocessed before `send` answers SMSLINK_FULL. Both sides must agree.
+/// may wait unprocessed before `send` answers SMSLINK_FULL. Use the same value on
+/// both sides (each side's receiving ring has this many slots too).
 ///
 /// Thread safety: one thread at a time per configuration.
 #[no_mangle]
