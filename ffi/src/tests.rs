@@ -319,3 +319,154 @@ fn c_configured_buffer_server_carries_cimd2_traffic_both_ways() {
     assert_eq!(counters.submits_accepted, N as u64);
     im.shutdown(Duration::ZERO);
 }
+
+/// Several threads send on one node and several dispatch its events at once: every
+/// message gets its own seq, reaches the peer once, and each status event goes to
+/// exactly one dispatcher.
+#[test]
+fn concurrent_senders_and_dispatchers_share_a_node() {
+    use smslink_core::link::LinkConfig;
+    use smslink_core::ring::Outcome;
+    use smslink_core::runtime::{LinkSpec, Node, NodeConfig, NodeEvent, Transport};
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    const SENDERS: usize = 4;
+    const PER_SENDER: usize = 500;
+    const TOTAL: usize = SENDERS * PER_SENDER;
+
+    let mut link = LinkConfig::new("im", b"threads key");
+    link.capacity = 4096;
+    let spec = LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap()));
+    let im = Node::start(NodeConfig::new(vec![spec])).unwrap();
+    let im_addr = std::ffi::CString::new(im.local_addr(0).unwrap().to_string()).unwrap();
+
+    struct NodePtr(*mut smslink_node);
+    // SAFETY: the C API documents every node call used here as callable from any thread.
+    unsafe impl Sync for NodePtr {}
+    // SAFETY: live pointers; the node is freed once, after all threads end.
+    let bs = NodePtr(unsafe {
+        let mut cfg = null_mut();
+        assert_eq!(smslink_config_new(&mut cfg), SMSLINK_OK);
+        let mut link = 0;
+        let psk = b"threads key";
+        let rc = smslink_config_add_link_dial(
+            cfg,
+            c"bs".as_ptr(),
+            psk.as_ptr(),
+            psk.len(),
+            im_addr.as_ptr(),
+            &mut link,
+        );
+        assert_eq!(rc, SMSLINK_OK);
+        assert_eq!(
+            smslink_config_link_set_capacity(cfg, link, 4096),
+            SMSLINK_OK
+        );
+        assert_eq!(smslink_config_set_event_capacity(cfg, 1 << 15), SMSLINK_OK);
+        let mut node = null_mut();
+        assert_eq!(smslink_node_new(cfg, &mut node), SMSLINK_OK);
+        smslink_config_free(cfg);
+        node
+    });
+
+    struct Seen {
+        processed: Mutex<Vec<u64>>,
+    }
+    unsafe extern "C" fn on_event(
+        userdata: *mut std::ffi::c_void,
+        ev: *const smslink_event,
+    ) -> i32 {
+        // SAFETY: userdata is the `Seen` below, alive for the whole test; the event is
+        // valid during the call.
+        let (seen, ev) = unsafe { (&*(userdata as *const Seen), &*ev) };
+        if ev.kind == smslink_event_type::SMSLINK_EVENT_STATUS
+            && ev.state == smslink_slot_state::SMSLINK_STATE_PROCESSED
+        {
+            seen.processed.lock().unwrap().push(ev.seq);
+        }
+        0
+    }
+    let seen = Seen {
+        processed: Mutex::new(Vec::new()),
+    };
+    let receipts = Mutex::new(Vec::new());
+    let stop = AtomicBool::new(false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+
+    let mut received = HashSet::new();
+    std::thread::scope(|s| {
+        for t in 0..SENDERS {
+            let (bs, receipts) = (&bs, &receipts);
+            s.spawn(move || {
+                let mut mine = Vec::new();
+                let mut i = 0;
+                while i < PER_SENDER && Instant::now() < deadline {
+                    let text = std::ffi::CString::new(format!("t{t} m{i}")).unwrap();
+                    let mut r = smslink_receipt { link: 0, seq: 0 };
+                    // SAFETY: live node, strings and out-parameter.
+                    let rc = unsafe {
+                        smslink_node_send_text(
+                            bs.0,
+                            c"1".as_ptr(),
+                            c"2".as_ptr(),
+                            text.as_ptr(),
+                            0,
+                            &mut r,
+                        )
+                    };
+                    match rc {
+                        SMSLINK_OK => {
+                            mine.push(r.seq);
+                            i += 1;
+                        }
+                        SMSLINK_FULL => std::thread::yield_now(),
+                        other => panic!("send_text: {other:?}"),
+                    }
+                }
+                receipts.lock().unwrap().extend(mine);
+            });
+        }
+        for _ in 0..2 {
+            let (bs, seen, stop) = (&bs, &seen, &stop);
+            s.spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    let userdata = seen as *const Seen as *mut std::ffi::c_void;
+                    // SAFETY: live node; the callback only reads its arguments.
+                    let rc = unsafe {
+                        smslink_node_dispatch(bs.0, 10, Some(on_event), userdata, null_mut())
+                    };
+                    assert_eq!(rc, SMSLINK_OK);
+                }
+            });
+        }
+        // The peer: store every message's text once, acknowledge it.
+        while (received.len() < TOTAL || seen.processed.lock().unwrap().len() < TOTAL)
+            && Instant::now() < deadline
+        {
+            if let Some(NodeEvent::Received { link, seq, message }) =
+                im.wait_event(Some(Duration::from_millis(10)))
+            {
+                im.ack(link, seq, Outcome::Accepted).unwrap();
+                assert!(
+                    received.insert(message.text_str().unwrap().to_owned()),
+                    "duplicate {message:?}"
+                );
+            }
+        }
+        stop.store(true, Ordering::Release);
+    });
+
+    let mut seqs = receipts.into_inner().unwrap();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=TOTAL as u64).collect::<Vec<_>>());
+    assert_eq!(received.len(), TOTAL);
+    let mut processed = seen.processed.into_inner().unwrap();
+    processed.sort_unstable();
+    assert_eq!(processed, (1..=TOTAL as u64).collect::<Vec<_>>());
+    // SAFETY: no thread uses the node any more.
+    assert_eq!(unsafe { smslink_node_free(bs.0) }, SMSLINK_OK);
+    im.shutdown(Duration::ZERO);
+}
