@@ -56,16 +56,8 @@ fn login(sim: &SmscSim, config: ClientConfig) -> Driver {
 fn submit_all(d: &mut Driver, first: u64, count: u64) -> Vec<ClientEvent> {
     let mut results = Vec::new();
     for n in first..first + count {
-        d.session.submit(&msg(n), Instant::now()).expect("submit");
         let e = d
-            .wait_for(WAIT, |e| {
-                matches!(
-                    e,
-                    ClientEvent::SubmitAccepted { .. }
-                        | ClientEvent::SubmitRejected { .. }
-                        | ClientEvent::SubmitFailed { .. }
-                )
-            })
+            .submit_and_wait(&msg(n), WAIT)
             .expect("io")
             .unwrap_or_else(|| panic!("no answer to submit {n}: {:?}", d.events));
         results.push(e);
@@ -102,15 +94,9 @@ fn submits_are_accepted_and_recorded() {
         ClientEvent::SubmitAccepted { timestamp: Some(t), destination: Some(to), .. }
             if t.len() == 12 && to == "12345"
     ));
-    d.session.logout(Instant::now()).expect("logout");
-    let closed = d
-        .wait_for(WAIT, |e| matches!(e, ClientEvent::Closed { .. }))
-        .expect("io");
     assert_eq!(
-        closed,
-        Some(ClientEvent::Closed {
-            reason: CloseReason::LoggedOut
-        })
+        d.logout_and_wait(WAIT).expect("io"),
+        Some(CloseReason::LoggedOut)
     );
     let counters = sim.stop().expect("stop");
     assert_eq!(counters.logins, 1);
