@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::core::{negative, positive, Answer, Core, CoreConfig, Role, SessionEvent, ERR_SYNTAX};
+use super::core::{negative, positive, Answer, Core, Role, SessionEvent, ERR_SYNTAX};
 use super::{CloseReason, FailReason, SessionError, StatusReport, Violation};
 use crate::cimd2::{message_from_packet, param, submit_packet, Operation, Packet};
 use crate::message::Message;
@@ -106,14 +106,14 @@ pub struct ClientSession {
 impl ClientSession {
     pub fn new(config: ClientConfig, now: Instant) -> Self {
         let mut s = ClientSession {
-            core: Core::new(CoreConfig {
-                // Login is always 001 and numbering goes on at 003 (Kannel does the same).
-                first_number: 1,
-                response_timeout: config.response_timeout,
-                max_retries: config.max_retries,
-                checksum: config.checksum,
-                max_packet: config.max_packet,
-            }),
+            // Login is always 001 and numbering goes on at 003 (Kannel does the same).
+            core: Core::new(
+                1,
+                config.response_timeout,
+                config.max_retries,
+                config.checksum,
+                config.max_packet,
+            ),
             state: State::LoggingIn,
             last_activity: now,
             logout_wanted: false,

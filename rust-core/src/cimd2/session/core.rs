@@ -284,25 +284,19 @@ pub(super) struct Core<K, E> {
     violations: u64,
 }
 
-/// The settings both configs carry.
-pub(super) struct CoreConfig {
-    /// The number of our first request; its parity is ours for the whole session.
-    pub first_number: u8,
-    pub response_timeout: Duration,
-    pub max_retries: u32,
-    pub checksum: bool,
-    pub max_packet: usize,
-}
-
 impl<K, E: SessionEvent> Core<K, E> {
-    pub fn new(config: CoreConfig) -> Self {
+    /// `first_number` numbers our first request; its parity is ours for the whole
+    /// session. The rest are the settings both configs carry.
+    pub fn new(
+        first_number: u8,
+        response_timeout: Duration,
+        max_retries: u32,
+        checksum: bool,
+        max_packet: usize,
+    ) -> Self {
         Core {
-            wire: Wire::new(config.max_packet, config.checksum),
-            requests: Requester::new(
-                config.first_number,
-                config.response_timeout,
-                config.max_retries,
-            ),
+            wire: Wire::new(max_packet, checksum),
+            requests: Requester::new(first_number, response_timeout, max_retries),
             answers: Responder::default(),
             events: VecDeque::new(),
             violations: 0,

@@ -5,8 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::core::{
-    nack, negative, positive, Answer, Core, CoreConfig, Role, SessionEvent,
-    ERR_UNEXPECTED_OPERATION,
+    nack, negative, positive, Answer, Core, Role, SessionEvent, ERR_UNEXPECTED_OPERATION,
 };
 use super::{CloseReason, FailReason, SessionError, StatusReport, Violation};
 use crate::cimd2::{deliver_packet, message_from_packet, param, Cimd2Error, Operation, Packet};
@@ -112,14 +111,14 @@ pub struct ServerSession {
 impl ServerSession {
     pub fn new(config: ServerConfig, _now: Instant) -> Self {
         ServerSession {
-            core: Core::new(CoreConfig {
-                // SMSC requests use even numbers from 000.
-                first_number: 0,
-                response_timeout: config.response_timeout,
-                max_retries: config.max_retries,
-                checksum: config.checksum,
-                max_packet: config.max_packet,
-            }),
+            // SMSC requests use even numbers from 000.
+            core: Core::new(
+                0,
+                config.response_timeout,
+                config.max_retries,
+                config.checksum,
+                config.max_packet,
+            ),
             state: State::AwaitLogin,
             config,
         }
