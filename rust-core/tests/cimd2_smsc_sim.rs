@@ -45,9 +45,7 @@ fn msg(n: u64) -> Message {
 
 fn login(sim: &SmscSim, config: ClientConfig) -> Driver {
     let mut d = Driver::connect(sim.local_addr(), config).expect("connect");
-    let e = d
-        .wait_for(WAIT, |e| matches!(e, ClientEvent::LoggedIn))
-        .expect("io");
+    let e = d.wait_for_login(WAIT).expect("io");
     assert_eq!(e, Some(ClientEvent::LoggedIn), "{:?}", d.events);
     d
 }
@@ -121,9 +119,7 @@ fn wrong_password_is_refused() {
     let mut cfg = client_config();
     cfg.password = "nope".into();
     let mut d = Driver::connect(sim.local_addr(), cfg).expect("connect");
-    let e = d
-        .wait_for(WAIT, |e| matches!(e, ClientEvent::LoginFailed { .. }))
-        .expect("io");
+    let e = d.wait_for_login(WAIT).expect("io");
     assert!(
         matches!(e, Some(ClientEvent::LoginFailed { code: 100, .. })),
         "{e:?}"
@@ -386,10 +382,8 @@ fn many_clients_at_once() {
         .map(|t| {
             std::thread::spawn(move || {
                 let mut d = Driver::connect(addr, client_config()).expect("connect");
-                let e = d
-                    .wait_for(WAIT, |e| matches!(e, ClientEvent::LoggedIn))
-                    .expect("io");
-                assert!(e.is_some());
+                let e = d.wait_for_login(WAIT).expect("io");
+                assert_eq!(e, Some(ClientEvent::LoggedIn));
                 accepted_refs(&submit_all(&mut d, t * 1000, 50)).len()
             })
         })
@@ -439,8 +433,7 @@ fn cli_runs_the_simulator() {
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
     let mut d = Driver::connect(addr, client_config()).expect("connect");
     assert_eq!(
-        d.wait_for(WAIT, |e| matches!(e, ClientEvent::LoggedIn))
-            .expect("io"),
+        d.wait_for_login(WAIT).expect("io"),
         Some(ClientEvent::LoggedIn)
     );
     assert_eq!(accepted_refs(&submit_all(&mut d, 1, 3)), vec![1, 2, 3]);

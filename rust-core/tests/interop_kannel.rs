@@ -156,11 +156,7 @@ fn our_client_submits_to_test_cimd2() {
     }
     let (mut smsc, addr) = start_test_cimd2("1", &[]);
     let mut d = connect_when_listening(addr, kannel_client_config());
-    let e = d
-        .wait_for(WAIT, |e| {
-            matches!(e, ClientEvent::LoggedIn | ClientEvent::LoginFailed { .. })
-        })
-        .expect("io");
+    let e = d.wait_for_login(WAIT).expect("io");
     assert_eq!(e, Some(ClientEvent::LoggedIn));
     for n in 1..=10u64 {
         let mut m = Message::text("4670000001", "12345", &format!("hello #{n}")).expect("msg");
@@ -200,9 +196,7 @@ fn test_cimd2_refuses_a_wrong_password() {
     let mut config = kannel_client_config();
     config.password = "wrong".into();
     let mut d = connect_when_listening(addr, config);
-    let e = d
-        .wait_for(WAIT, |e| matches!(e, ClientEvent::LoginFailed { .. }))
-        .expect("io");
+    let e = d.wait_for_login(WAIT).expect("io");
     assert!(
         matches!(e, Some(ClientEvent::LoginFailed { code: 100, .. })),
         "{e:?}"

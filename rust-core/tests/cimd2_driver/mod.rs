@@ -107,6 +107,13 @@ impl Driver {
         }
     }
 
+    /// Wait for the answer to the login: `LoggedIn` or `LoginFailed`.
+    pub fn wait_for_login(&mut self, timeout: Duration) -> io::Result<Option<ClientEvent>> {
+        self.wait_for(timeout, |e| {
+            matches!(e, ClientEvent::LoggedIn | ClientEvent::LoginFailed { .. })
+        })
+    }
+
     /// Submit `message` and wait for its final answer: accepted, rejected or failed.
     pub fn submit_and_wait(
         &mut self,
