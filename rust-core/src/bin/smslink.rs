@@ -21,6 +21,9 @@ enum Command {
     Wan(Box<smslink::cli::wan::Args>),
     /// Run a CIMD2 SMSC simulator.
     SmscSim(Box<smslink::cli::smsc_sim::Args>),
+    /// One command, nothing to configure: SMSC simulator, buffer server, WAN emulator and
+    /// IM side in one process, traffic both ways over a bad link, live progress, final score.
+    Demo(Box<smslink::cli::demo::Args>),
 }
 
 fn main() {
@@ -32,6 +35,7 @@ fn main() {
         }
         Command::Wan(args) => smslink::cli::wan::run(*args),
         Command::SmscSim(args) => smslink::cli::smsc_sim::run(*args),
+        Command::Demo(args) => smslink::cli::demo::run(*args),
     };
     if let Err(e) = result {
         eprintln!("smslink: {e}");

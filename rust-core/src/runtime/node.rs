@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 
 use super::api::*;
 use super::conn::{Conn, ReadOutcome, READ_BUDGET};
+use super::log::Level;
 use super::notify::Notifier;
 use super::smsc::SmscBridge;
 use super::Backoff;
@@ -160,6 +161,7 @@ impl Node {
                 refused: 0,
                 local_addr,
                 token_id: id,
+                conn_addr: None,
                 read_more: false,
             });
         }
@@ -432,6 +434,46 @@ impl Drop for Node {
 struct PendingConn {
     stream: TcpStream,
     since: Instant,
+    token: Token,
+    peer: SocketAddr,
+    /// Its first bytes looked like a link HELLO: a real peer, never evicted by a flood.
+    hello_seen: bool,
+}
+
+/// What the first bytes of a waiting connection say about it.
+#[derive(Debug, PartialEq, Eq)]
+enum Screen {
+    /// Not enough bytes yet.
+    Unknown,
+    /// A link HELLO header.
+    Hello,
+    /// Something else (another protocol, garbage): refuse it now.
+    Foreign,
+}
+
+/// Check the start of a stream against the HELLO header: len:u16 type=1 "SMSL" version.
+fn screen_hello(head: &[u8]) -> Screen {
+    use crate::link::frame::{MAGIC, MAX_BODY};
+    let mut expected = [0u8; 7];
+    expected[2] = 1;
+    expected[3..7].copy_from_slice(&MAGIC);
+    for (i, b) in head.iter().take(7).enumerate() {
+        let ok = match i {
+            0 | 1 => true,
+            _ => *b == expected[i],
+        };
+        if !ok {
+            return Screen::Foreign;
+        }
+    }
+    if head.len() >= 2 && u16::from_be_bytes([head[0], head[1]]) as usize > MAX_BODY {
+        return Screen::Foreign;
+    }
+    if head.len() >= 7 {
+        Screen::Hello
+    } else {
+        Screen::Unknown
+    }
 }
 
 pub(super) struct LinkDriver {
@@ -453,6 +495,8 @@ pub(super) struct LinkDriver {
     local_addr: Option<SocketAddr>,
     /// Position in the node's link list (tokens derive from it).
     token_id: LinkId,
+    /// Remote address of the current connection (for log lines).
+    conn_addr: Option<SocketAddr>,
     /// The last read stopped at its budget: read again without waiting for readiness
     /// (readiness is edge-triggered).
     read_more: bool,
@@ -499,7 +543,7 @@ impl EventLoop {
                 .map(|d| d.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
-                    eprintln!("smslink: poll failed: {e}");
+                    crate::slog!(Level::Error, "event=poll_failed error=\"{e}\"");
                     break;
                 }
             }
@@ -582,7 +626,11 @@ impl EventLoop {
                 Command::Ack { link, seq, outcome } => {
                     if let Some(l) = self.links.get_mut(link) {
                         if let Err(e) = l.endpoint.mark_processed(seq, outcome) {
-                            eprintln!("smslink: link {}: ack of seq {seq}: {e}", l.name());
+                            crate::slog!(
+                                Level::Warn,
+                                "link={} event=bad_ack seq={seq} error=\"{e}\"",
+                                l.name()
+                            );
                         }
                     }
                 }
@@ -608,7 +656,12 @@ impl EventLoop {
             return;
         }
         if token.0 >= PENDING_BASE {
-            // Pending connections are only read once promoted; a close is noticed then.
+            // Waiting connections are only peeked at: refuse what is not a link peer.
+            for link in &mut self.links {
+                if link.screen_pending(&self.poll, token) {
+                    break;
+                }
+            }
             return;
         }
         let id = token.0 / 2;
@@ -630,21 +683,27 @@ impl EventLoop {
                         let link = &mut self.links[id];
                         link.backoff.reset();
                         link.peer = Some(peer.clone());
-                        eprintln!("smslink: link {} up (peer {peer})", link.name());
+                        crate::slog!(Level::Info, "link={} event=up peer={peer}", link.name());
                         Some(NodeEvent::LinkUp { link: id, peer })
                     }
                     LinkEvent::LinkDown { reason } => {
                         let now = Instant::now();
                         let link = &mut self.links[id];
                         let reason = format!("{reason:?}");
-                        eprintln!("smslink: link {} down: {reason}", link.name());
+                        crate::slog!(
+                            Level::Info,
+                            "link={} event=down reason={reason}",
+                            link.name()
+                        );
                         link.drop_conn(&self.poll, now);
                         Some(NodeEvent::LinkDown { link: id, reason })
                     }
                     LinkEvent::AuthFailed { reason } => {
-                        eprintln!(
-                            "smslink: link {}: peer failed authentication: {reason}",
-                            self.links[id].name()
+                        crate::slog!(
+                            Level::Warn,
+                            "link={} event=auth_failed peer_addr={} reason=\"{reason}\"",
+                            self.links[id].name(),
+                            self.links[id].conn_peer()
                         );
                         None
                     }
@@ -836,6 +895,7 @@ impl LinkDriver {
                             .is_ok()
                         {
                             self.conn = Some(Conn::new(stream, false));
+                            self.conn_addr = Some(*addr);
                         } else {
                             self.schedule_reconnect(now);
                         }
@@ -846,10 +906,19 @@ impl LinkDriver {
         }
         // Pending connections that waited too long are dropped.
         let timeout = self.pending_timeout();
+        let name = &self.endpoint.config().name;
+        let refused = &mut self.refused;
         self.pending.retain_mut(|p| {
             let keep = now < p.since + timeout;
             if !keep {
                 let _ = poll.registry().deregister(&mut p.stream);
+                *refused += 1;
+                crate::slog!(
+                    Level::Warn,
+                    "link={name} event=refused peer_addr={} reason=\"waited {:?} for the current connection to end\"",
+                    p.peer,
+                    timeout
+                );
             }
             keep
         });
@@ -879,11 +948,33 @@ impl LinkDriver {
                             )
                             .is_ok()
                         {
+                            crate::slog!(
+                                Level::Debug,
+                                "link={name} event=accepted peer_addr={peer}"
+                            );
                             self.conn = Some(Conn::new(stream, true));
+                            self.conn_addr = Some(peer);
                             self.connects += 1;
                             self.endpoint.connected(now);
                         }
-                    } else if self.pending.len() < MAX_PENDING {
+                        continue;
+                    }
+                    if self.pending.len() >= MAX_PENDING {
+                        // A flood of silent connections must not lock the real peer
+                        // out: the oldest one that never said HELLO makes room.
+                        if let Some(i) = self.pending.iter().position(|p| !p.hello_seen) {
+                            let mut old = self.pending.remove(i);
+                            let _ = poll.registry().deregister(&mut old.stream);
+                            self.refused += 1;
+                            crate::slog!(
+                                Level::Warn,
+                                "link={name} event=refused peer_addr={} reason=\"silent while {} connections waited\"",
+                                old.peer,
+                                MAX_PENDING
+                            );
+                        }
+                    }
+                    if self.pending.len() < MAX_PENDING {
                         let token = Token(*next_token);
                         *next_token += 1;
                         if poll
@@ -891,19 +982,26 @@ impl LinkDriver {
                             .register(&mut stream, token, Interest::READABLE)
                             .is_ok()
                         {
-                            self.pending.push(PendingConn { stream, since: now });
+                            self.pending.push(PendingConn {
+                                stream,
+                                since: now,
+                                token,
+                                peer,
+                                hello_seen: false,
+                            });
                         }
                     } else {
                         self.refused += 1;
-                        eprintln!(
-                            "smslink: link {name}: refused connection from {peer}: {} already waiting",
+                        crate::slog!(
+                            Level::Warn,
+                            "link={name} event=refused peer_addr={peer} reason=\"{} connections already waiting\"",
                             MAX_PENDING
                         );
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
-                    eprintln!("smslink: link {name}: accept: {e}");
+                    crate::slog!(Level::Warn, "link={name} event=accept_failed error=\"{e}\"");
                     break;
                 }
             }
@@ -975,6 +1073,48 @@ impl LinkDriver {
         }
     }
 
+    pub(super) fn conn_peer(&self) -> String {
+        self.conn_addr
+            .map_or_else(|| "-".to_owned(), |a| a.to_string())
+    }
+
+    /// Peek at a waiting connection that became readable; refuse it when it is not
+    /// a link peer or has gone. Returns whether the token was one of this link's.
+    fn screen_pending(&mut self, poll: &Poll, token: Token) -> bool {
+        let Some(i) = self.pending.iter().position(|p| p.token == token) else {
+            return false;
+        };
+        let mut head = [0u8; 7];
+        let verdict = match self.pending[i].stream.peek(&mut head) {
+            Ok(0) => Some("closed while waiting".to_owned()),
+            Ok(n) => match screen_hello(&head[..n]) {
+                Screen::Hello => {
+                    self.pending[i].hello_seen = true;
+                    None
+                }
+                Screen::Unknown => None,
+                Screen::Foreign => Some(format!(
+                    "not the link protocol (first bytes {:02x?})",
+                    &head[..n]
+                )),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(reason) = verdict {
+            let mut p = self.pending.remove(i);
+            let _ = poll.registry().deregister(&mut p.stream);
+            self.refused += 1;
+            crate::slog!(
+                Level::Warn,
+                "link={} event=refused peer_addr={} reason=\"{reason}\"",
+                self.name(),
+                p.peer
+            );
+        }
+        true
+    }
+
     /// Close the current connection; promote a waiting one or plan a redial.
     pub(super) fn drop_conn(&mut self, poll: &Poll, now: Instant) {
         let Some(mut conn) = self.conn.take() else {
@@ -988,8 +1128,11 @@ impl LinkDriver {
         let _ = poll.registry().deregister(&mut conn.stream);
         self.inbuf.clear();
         self.read_more = false;
+        self.conn_addr = None;
         if !self.pending.is_empty() {
-            let mut p = self.pending.remove(0);
+            // A peer that already said HELLO goes first.
+            let first = self.pending.iter().position(|p| p.hello_seen).unwrap_or(0);
+            let mut p = self.pending.remove(first);
             let _ = poll.registry().deregister(&mut p.stream);
             if poll
                 .registry()
@@ -1001,6 +1144,7 @@ impl LinkDriver {
                 .is_ok()
             {
                 self.conn = Some(Conn::new(p.stream, true));
+                self.conn_addr = Some(p.peer);
                 self.connects += 1;
                 self.endpoint.connected(now);
             }

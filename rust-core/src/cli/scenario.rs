@@ -1,0 +1,465 @@
+//! The whole chain in one process, for the demo, the benchmark and system tests:
+//!
+//! ```text
+//! IM-side Node --dial--> WAN emulator --> buffer server Node --CIMD2--> SMSC simulator
+//! ```
+//!
+//! The IM side sends `mt` messages (MT); the simulator originates `mo` messages
+//! (MO) toward the buffer server. One driver thread feeds the IM node, acknowledges
+//! what it receives and keeps score: every MT must come back Processed exactly once,
+//! every MO must arrive exactly once and in order.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::cimd2::session::ClientConfig;
+use crate::link::LinkConfig;
+use crate::message::Message;
+use crate::ring::{Outcome, SlotState};
+use crate::runtime::{LinkSpec, Node, NodeConfig, NodeError, NodeEvent, SmscSpec, Transport};
+use crate::smsc_sim::{SimConfig, SmscSim};
+use crate::wan::{Jitter, Wan, WanConfig};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// MT messages the IM side sends.
+    pub mt: u64,
+    /// MO messages the SMSC originates.
+    pub mo: u64,
+    /// Slots per ring.
+    pub capacity: usize,
+    /// One-way delay of the emulated link (each direction).
+    pub one_way: Duration,
+    /// Uniform jitter added to each direction's delay.
+    pub jitter: Duration,
+    /// SMSC time to answer each submit.
+    pub smsc_delay: Duration,
+    /// Random cuts of the link (both sides reset) at intervals in this range.
+    pub cut_every: Option<(Duration, Duration)>,
+    /// Half-open stalls: quiet periods between stalls, and stall lengths.
+    pub stall_every: Option<(Duration, Duration)>,
+    pub stall_for: (Duration, Duration),
+    pub heartbeat: Duration,
+    pub dead_after: Duration,
+    /// Fractions of submits the SMSC NACKs (retried by the session) or rejects.
+    pub nack_fraction: f64,
+    pub reject_fraction: f64,
+    pub reject_code: u32,
+    /// Record accepted submits as JSON lines here (order check at the SMSC).
+    pub record: Option<PathBuf>,
+    /// Give up after this long (what is missing is then counted as lost).
+    pub max_time: Duration,
+    pub seed: u64,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            mt: 1000,
+            mo: 1000,
+            capacity: 255,
+            one_way: Duration::ZERO,
+            jitter: Duration::ZERO,
+            smsc_delay: Duration::ZERO,
+            cut_every: None,
+            stall_every: None,
+            stall_for: (Duration::from_secs(1), Duration::from_secs(2)),
+            heartbeat: Duration::from_millis(300),
+            dead_after: Duration::from_millis(1500),
+            nack_fraction: 0.0,
+            reject_fraction: 0.0,
+            reject_code: 300,
+            record: None,
+            max_time: Duration::from_secs(120),
+            seed: 1,
+        }
+    }
+}
+
+/// Latencies in microseconds, summarised on demand.
+#[derive(Debug, Clone, Default)]
+pub struct Latencies(Vec<u32>);
+
+impl Latencies {
+    pub fn push(&mut self, d: Duration) {
+        self.0.push(d.as_micros().min(u32::MAX as u128) as u32);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The `q`-quantile (0..=1) in milliseconds; 0 when empty.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        if self.0.is_empty() {
+            return 0.0;
+        }
+        let mut v = self.0.clone();
+        let i = ((v.len() - 1) as f64 * q).round() as usize;
+        let (_, x, _) = v.select_nth_unstable(i);
+        *x as f64 / 1000.0
+    }
+}
+
+/// Live counters, handed to the progress callback about once a second.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub elapsed: Duration,
+    pub mt_sent: u64,
+    pub mt_processed: u64,
+    pub mo_received: u64,
+    pub link_up: bool,
+    pub reconnects: u64,
+    pub cuts: u64,
+    pub stalls: u64,
+    pub im_ring_in_use: usize,
+    pub bs_ring_in_use: usize,
+}
+
+/// How one direction went.
+#[derive(Debug, Clone, Default)]
+pub struct DirectionResult {
+    pub expected: u64,
+    /// Distinct messages that arrived (MO) or came back Processed (MT).
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub out_of_order: u64,
+    /// MT only: Processed with a rejection, as (seq, CIMD2 error code).
+    pub rejected: Vec<(u64, u32)>,
+    /// Time from the first message to the last one delivered.
+    pub seconds: f64,
+    pub latency: Latencies,
+}
+
+impl DirectionResult {
+    pub fn per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.delivered as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Everything the run measured.
+#[derive(Debug, Clone, Default)]
+pub struct ScenarioResult {
+    pub mt: DirectionResult,
+    pub mo: DirectionResult,
+    pub seconds: f64,
+    /// IM-side connects beyond the first.
+    pub reconnects: u64,
+    pub cuts: u64,
+    pub stalls: u64,
+    /// Submits the SMSC accepted or rejected beyond one per MT message.
+    pub smsc_duplicates: u64,
+    pub sim: crate::smsc_sim::Counters,
+    pub im_drained: bool,
+    pub bs_drained: bool,
+}
+
+impl ScenarioResult {
+    /// Nothing lost, nothing duplicated, nothing out of order.
+    pub fn clean(&self) -> bool {
+        self.mt.lost == 0
+            && self.mo.lost == 0
+            && self.mt.duplicated == 0
+            && self.mo.duplicated == 0
+            && self.mt.out_of_order == 0
+            && self.mo.out_of_order == 0
+            && self.smsc_duplicates == 0
+    }
+}
+
+const PSK: &[u8] = b"smslink scenario key";
+
+fn link(name: &str, peer: &str, s: &Scenario) -> LinkConfig {
+    let mut c = LinkConfig::new(name, PSK);
+    c.expected_peer = Some(peer.to_owned());
+    c.capacity = s.capacity;
+    c.heartbeat_interval = s.heartbeat;
+    c.dead_after = s.dead_after;
+    c
+}
+
+/// Start the four parts; returns them in the order they must stop.
+struct Parts {
+    im: Node,
+    bs: Node,
+    wan: Wan,
+    sim: SmscSim,
+}
+
+fn start(
+    s: &Scenario,
+    stalls: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> Result<Parts, Box<dyn std::error::Error>> {
+    let sim = SmscSim::start(SimConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        processing_delay: s.smsc_delay,
+        mo_rate: if s.mo > 0 { 1e9 } else { 0.0 },
+        mo_count: s.mo,
+        mo_text: "mo {n} {t}".into(),
+        nack_fraction: s.nack_fraction,
+        reject_fraction: s.reject_fraction,
+        reject_code: s.reject_code,
+        record: s.record.clone(),
+        // A long stall holds MO at the buffer server; the SMSC must not give up first.
+        response_timeout: Duration::from_secs(60),
+        seed: s.seed,
+        log: false,
+        ..SimConfig::default()
+    })?;
+    let mut bs_cfg = NodeConfig::new(vec![LinkSpec::new(
+        link("bs", "im", s),
+        Transport::Listen(SocketAddr::from(([127, 0, 0, 1], 0))),
+    )]);
+    bs_cfg.smsc = Some(SmscSpec {
+        addr: sim.local_addr(),
+        client: ClientConfig {
+            user: "smslink".into(),
+            password: "secret".into(),
+            ..ClientConfig::default()
+        },
+    });
+    bs_cfg.seed = s.seed ^ 0xb5;
+    let bs = Node::start(bs_cfg)?;
+    let bs_addr = bs
+        .local_addr(0)
+        .ok_or("buffer server has no listening address")?;
+    let mut wan_cfg = WanConfig::new(bs_addr).with_delay(s.one_way);
+    if !s.jitter.is_zero() {
+        wan_cfg = wan_cfg.with_jitter(Jitter::Uniform(s.jitter));
+    }
+    wan_cfg.cut_every = s.cut_every;
+    wan_cfg.stall_every = s.stall_every;
+    wan_cfg.stall_for = s.stall_for;
+    wan_cfg.seed = s.seed;
+    let wan = Wan::start_with_events(wan_cfg, move |ev| {
+        if *ev == crate::wan::WanEvent::Stall(true) {
+            stalls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    })?;
+    let mut im_cfg = NodeConfig::new(vec![LinkSpec::new(
+        link("im", "bs", s),
+        Transport::Dial(wan.local_addr()),
+    )]);
+    im_cfg.reconnect_min = Duration::from_millis(50);
+    im_cfg.reconnect_max = Duration::from_millis(500);
+    im_cfg.seed = s.seed ^ 0x1a;
+    let im = Node::start(im_cfg)?;
+    Ok(Parts { im, bs, wan, sim })
+}
+
+fn now_micros() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
+}
+
+/// The driver's score card.
+struct Score {
+    began: Instant,
+    sent_at: Vec<Option<Instant>>,
+    mt: DirectionResult,
+    mo: DirectionResult,
+    mo_seen: Vec<bool>,
+    mo_last: u64,
+    last_mt_at: Instant,
+    last_mo_at: Instant,
+    pending_acks: Vec<(usize, u64)>,
+}
+
+impl Score {
+    fn on_event(&mut self, im: &Node, ev: NodeEvent) {
+        match ev {
+            NodeEvent::Received { link, seq, message } => {
+                let text = message.text_str().unwrap_or("");
+                let mut words = text.split(' ').skip(1);
+                let n: u64 = words.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+                let t: u128 = words.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+                match self.mo_seen.get_mut(n as usize) {
+                    Some(seen) if n > 0 => {
+                        if *seen {
+                            self.mo.duplicated += 1;
+                        } else {
+                            *seen = true;
+                            self.mo.delivered += 1;
+                            let micros = now_micros().saturating_sub(t).min(u64::MAX as u128);
+                            self.mo.latency.push(Duration::from_micros(micros as u64));
+                            self.last_mo_at = Instant::now();
+                        }
+                        if n != self.mo_last + 1 {
+                            self.mo.out_of_order += 1;
+                        }
+                        self.mo_last = n;
+                    }
+                    _ => self.mo.duplicated += 1,
+                }
+                if matches!(im.ack(link, seq, Outcome::Accepted), Err(NodeError::Busy)) {
+                    self.pending_acks.push((link, seq));
+                }
+            }
+            NodeEvent::Status {
+                seq,
+                state: SlotState::Processed,
+                outcome,
+                ..
+            } => match self.sent_at.get_mut(seq.wrapping_sub(1) as usize) {
+                Some(slot @ Some(_)) => {
+                    if let Some(at) = slot.take() {
+                        self.mt.latency.push(at.elapsed());
+                    }
+                    self.mt.delivered += 1;
+                    self.last_mt_at = Instant::now();
+                    if let Some(Outcome::Rejected { code }) = outcome {
+                        self.mt.rejected.push((seq, code));
+                    }
+                }
+                _ => self.mt.duplicated += 1,
+            },
+            _ => {}
+        }
+    }
+}
+
+/// Run the scenario; `progress` is called about once a second.
+pub fn run(
+    s: &Scenario,
+    mut progress: impl FnMut(&Progress),
+) -> Result<ScenarioResult, Box<dyn std::error::Error>> {
+    let stall_count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let parts = start(s, stall_count.clone())?;
+    let stalls = || stall_count.load(std::sync::atomic::Ordering::Relaxed);
+    let Parts { im, bs, wan, .. } = &parts;
+    let began = Instant::now();
+    let deadline = began + s.max_time;
+    let mut score = Score {
+        began,
+        sent_at: vec![None; s.mt as usize],
+        mt: DirectionResult {
+            expected: s.mt,
+            ..DirectionResult::default()
+        },
+        mo: DirectionResult {
+            expected: s.mo,
+            ..DirectionResult::default()
+        },
+        mo_seen: vec![false; s.mo as usize + 1],
+        mo_last: 0,
+        last_mt_at: began,
+        last_mo_at: began,
+        pending_acks: Vec::new(),
+    };
+    let mut mt_sent = 0u64;
+    let mut next_progress = began + Duration::from_secs(1);
+    let mut bs_drained = false;
+    let mut text = String::new();
+
+    loop {
+        let now = Instant::now();
+        // Feed MT until the ring refuses.
+        while mt_sent < s.mt {
+            use std::fmt::Write as _;
+            text.clear();
+            let _ = write!(text, "mt {mt_sent}");
+            let m = Message::text("4670000002", "4670000001", &text)?;
+            match im.send_on(0, &m) {
+                Ok(r) => {
+                    if let Some(slot) = score.sent_at.get_mut((r.seq - 1) as usize) {
+                        *slot = Some(now);
+                    }
+                    mt_sent += 1;
+                }
+                Err(NodeError::Full { .. }) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Acknowledgements the command queue could not take before.
+        score
+            .pending_acks
+            .retain(|&(l, seq)| matches!(im.ack(l, seq, Outcome::Accepted), Err(NodeError::Busy)));
+        let mut any = false;
+        while let Some(ev) = im.try_event() {
+            any = true;
+            score.on_event(im, ev);
+        }
+        while bs.try_event().is_some() {
+            any = true;
+        }
+        let now = Instant::now();
+        if now >= next_progress {
+            next_progress += Duration::from_secs(1);
+            let im_stats = im.link_stats(0).unwrap_or_default();
+            let bs_stats = bs.link_stats(0).unwrap_or_default();
+            progress(&Progress {
+                elapsed: now - began,
+                mt_sent,
+                mt_processed: score.mt.delivered,
+                mo_received: score.mo.delivered,
+                link_up: im_stats.up,
+                reconnects: im_stats.connects.saturating_sub(1),
+                cuts: wan.stats().cuts,
+                stalls: stalls(),
+                im_ring_in_use: im_stats.tx_in_use,
+                bs_ring_in_use: bs_stats.tx_in_use,
+            });
+        }
+        if score.mt.delivered >= s.mt && score.mo.delivered >= s.mo {
+            // Done when the buffer server has seen every MO Processed too.
+            bs_drained = bs
+                .link_stats(0)
+                .is_some_and(|l| l.tx.last_processed >= s.mo && l.tx_in_use == 0);
+            if bs_drained {
+                break;
+            }
+        }
+        if now >= deadline {
+            break;
+        }
+        if !any {
+            if let Some(ev) = im.wait_event(Some(Duration::from_millis(2))) {
+                score.on_event(im, ev);
+            }
+        }
+    }
+    let mut mt = score.mt;
+    let mut mo = score.mo;
+    mt.lost = s.mt.saturating_sub(mt.delivered);
+    mo.lost = s.mo.saturating_sub(mo.delivered);
+    mt.seconds = (score.last_mt_at - score.began).as_secs_f64();
+    mo.seconds = (score.last_mo_at - score.began).as_secs_f64();
+    let im_stats = im.link_stats(0).unwrap_or_default();
+    let cuts = wan.stats().cuts;
+    let Parts {
+        im,
+        bs,
+        mut wan,
+        sim,
+    } = parts;
+    let im_report = im.shutdown(Duration::from_millis(500));
+    let _ = bs.shutdown(Duration::from_millis(200));
+    wan.stop();
+    let sim = sim.stop()?;
+    let smsc_duplicates =
+        (sim.submits_accepted + sim.submits_rejected).saturating_sub(mt.delivered);
+    Ok(ScenarioResult {
+        seconds: began.elapsed().as_secs_f64(),
+        reconnects: im_stats.connects.saturating_sub(1),
+        cuts,
+        stalls: stalls(),
+        smsc_duplicates,
+        sim,
+        im_drained: im_report.drained,
+        bs_drained,
+        mt,
+        mo,
+    })
+}
