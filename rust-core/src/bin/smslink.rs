@@ -24,6 +24,8 @@ enum Command {
     /// One command, nothing to configure: SMSC simulator, buffer server, WAN emulator and
     /// IM side in one process, traffic both ways over a bad link, live progress, final score.
     Demo(Box<smslink::cli::demo::Args>),
+    /// Run a buffer server next to an SMSC: CIMD2 toward it, the pipelined link toward the IM server.
+    BufferServer(Box<smslink::cli::buffer_server::Args>),
 }
 
 fn main() {
@@ -36,6 +38,7 @@ fn main() {
         Command::Wan(args) => smslink::cli::wan::run(*args),
         Command::SmscSim(args) => smslink::cli::smsc_sim::run(*args),
         Command::Demo(args) => smslink::cli::demo::run(*args),
+        Command::BufferServer(args) => smslink::cli::buffer_server::run(*args),
     };
     if let Err(e) = result {
         eprintln!("smslink: {e}");
