@@ -26,6 +26,8 @@ enum Command {
     Demo(Box<smslink::cli::demo::Args>),
     /// Run a buffer server next to an SMSC: CIMD2 toward it, the pipelined link toward the IM server.
     BufferServer(Box<smslink::cli::buffer_server::Args>),
+    /// Measure the same workload spoken directly (CIMD2 across the WAN) and buffered.
+    Bench(Box<smslink::cli::bench::Args>),
 }
 
 fn main() {
@@ -39,6 +41,7 @@ fn main() {
         Command::SmscSim(args) => smslink::cli::smsc_sim::run(*args),
         Command::Demo(args) => smslink::cli::demo::run(*args),
         Command::BufferServer(args) => smslink::cli::buffer_server::run(*args),
+        Command::Bench(args) => smslink::cli::bench::run(*args),
     };
     if let Err(e) = result {
         eprintln!("smslink: {e}");

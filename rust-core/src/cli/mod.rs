@@ -1,5 +1,6 @@
 //! Command-line front ends of the `smslink` subcommands (argument parsing only).
 
+pub mod bench;
 pub mod buffer_server;
 pub mod demo;
 pub mod scenario;

@@ -52,6 +52,12 @@ pub struct Scenario {
     /// Give up after this long (what is missing is then counted as lost).
     pub max_time: Duration,
     pub seed: u64,
+    /// Put the WAN emulator between the two nodes (off: the IM side dials the
+    /// buffer server directly, for loopback throughput).
+    pub via_wan: bool,
+    /// Run the buffer server as a child process of this `smslink` binary instead of
+    /// in-process (to measure its own memory; see [`Progress::bs_pid`]).
+    pub bs_binary: Option<PathBuf>,
 }
 
 impl Default for Scenario {
@@ -74,6 +80,8 @@ impl Default for Scenario {
             record: None,
             max_time: Duration::from_secs(120),
             seed: 1,
+            via_wan: true,
+            bs_binary: None,
         }
     }
 }
@@ -93,6 +101,10 @@ impl Latencies {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    pub fn extend(&mut self, other: &Latencies) {
+        self.0.extend_from_slice(&other.0);
     }
 
     /// The `q`-quantile (0..=1) in milliseconds; 0 when empty.
@@ -120,6 +132,8 @@ pub struct Progress {
     pub stalls: u64,
     pub im_ring_in_use: usize,
     pub bs_ring_in_use: usize,
+    /// The buffer server's process id when it runs as a child.
+    pub bs_pid: Option<u32>,
 }
 
 /// How one direction went.
@@ -133,7 +147,7 @@ pub struct DirectionResult {
     pub out_of_order: u64,
     /// MT only: Processed with a rejection, as (seq, CIMD2 error code).
     pub rejected: Vec<(u64, u32)>,
-    /// Time from the first message to the last one delivered.
+    /// Time from the link's first handshake to the last message delivered.
     pub seconds: f64,
     pub latency: Latencies,
 }
@@ -192,9 +206,70 @@ fn link(name: &str, peer: &str, s: &Scenario) -> LinkConfig {
 /// Start the four parts; returns them in the order they must stop.
 struct Parts {
     im: Node,
-    bs: Node,
-    wan: Wan,
+    bs: Option<Node>,
+    child: Option<ChildBs>,
+    wan: Option<Wan>,
     sim: SmscSim,
+}
+
+/// A buffer server running as a child process; killed when dropped.
+struct ChildBs(std::process::Child);
+
+impl Drop for ChildBs {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `smslink buffer-server` listening on an ephemeral port; returns it and the
+/// address it announced in its first log line.
+fn spawn_bs(
+    binary: &std::path::Path,
+    s: &Scenario,
+    smsc: SocketAddr,
+) -> Result<(ChildBs, SocketAddr), Box<dyn std::error::Error>> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(binary)
+        .args([
+            "buffer-server",
+            "--smsc-user",
+            "smslink",
+            "--smsc-password",
+            "secret",
+        ])
+        .args(["--smsc-addr", &smsc.to_string()])
+        .args([
+            "--link-name",
+            "bs",
+            "--link-peer",
+            "im",
+            "--link-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--link-capacity", &s.capacity.to_string()])
+        .args(["--link-heartbeat-ms", &s.heartbeat.as_millis().to_string()])
+        .args([
+            "--link-dead-after-ms",
+            &s.dead_after.as_millis().to_string(),
+        ])
+        .args(["--stats-interval-secs", "0", "--log-level", "info"])
+        .arg("--link-psk")
+        .arg(String::from_utf8_lossy(PSK).as_ref())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let child = ChildBs(child);
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let first = lines.next().ok_or("buffer server said nothing")??;
+    let addr = first
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("listen="))
+        .ok_or_else(|| format!("unexpected first line: {first}"))?
+        .parse()?;
+    // Keep draining its log so that it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    Ok((child, addr))
 }
 
 fn start(
@@ -230,10 +305,19 @@ fn start(
         },
     });
     bs_cfg.seed = s.seed ^ 0xb5;
-    let bs = Node::start(bs_cfg)?;
-    let bs_addr = bs
-        .local_addr(0)
-        .ok_or("buffer server has no listening address")?;
+    let (bs, child, bs_addr) = match &s.bs_binary {
+        Some(binary) => {
+            let (child, addr) = spawn_bs(binary, s, sim.local_addr())?;
+            (None, Some(child), addr)
+        }
+        None => {
+            let bs = Node::start(bs_cfg)?;
+            let addr = bs
+                .local_addr(0)
+                .ok_or("buffer server has no listening address")?;
+            (Some(bs), None, addr)
+        }
+    };
     let mut wan_cfg = WanConfig::new(bs_addr).with_delay(s.one_way);
     if !s.jitter.is_zero() {
         wan_cfg = wan_cfg.with_jitter(Jitter::Uniform(s.jitter));
@@ -242,20 +326,31 @@ fn start(
     wan_cfg.stall_every = s.stall_every;
     wan_cfg.stall_for = s.stall_for;
     wan_cfg.seed = s.seed;
-    let wan = Wan::start_with_events(wan_cfg, move |ev| {
-        if *ev == crate::wan::WanEvent::Stall(true) {
-            stalls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    })?;
+    let wan = if s.via_wan {
+        Some(Wan::start_with_events(wan_cfg, move |ev| {
+            if *ev == crate::wan::WanEvent::Stall(true) {
+                stalls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        })?)
+    } else {
+        None
+    };
+    let im_dials = wan.as_ref().map_or(bs_addr, |w| w.local_addr());
     let mut im_cfg = NodeConfig::new(vec![LinkSpec::new(
         link("im", "bs", s),
-        Transport::Dial(wan.local_addr()),
+        Transport::Dial(im_dials),
     )]);
     im_cfg.reconnect_min = Duration::from_millis(50);
     im_cfg.reconnect_max = Duration::from_millis(500);
     im_cfg.seed = s.seed ^ 0x1a;
     let im = Node::start(im_cfg)?;
-    Ok(Parts { im, bs, wan, sim })
+    Ok(Parts {
+        im,
+        bs,
+        child,
+        wan,
+        sim,
+    })
 }
 
 fn now_micros() -> u128 {
@@ -267,6 +362,8 @@ fn now_micros() -> u128 {
 /// The driver's score card.
 struct Score {
     began: Instant,
+    /// The link's first handshake: throughput is measured from here.
+    first_up: Option<Instant>,
     sent_at: Vec<Option<Instant>>,
     mt: DirectionResult,
     mo: DirectionResult,
@@ -325,6 +422,9 @@ impl Score {
                 }
                 _ => self.mt.duplicated += 1,
             },
+            NodeEvent::LinkUp { .. } => {
+                self.first_up.get_or_insert_with(Instant::now);
+            }
             _ => {}
         }
     }
@@ -338,11 +438,15 @@ pub fn run(
     let stall_count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let parts = start(s, stall_count.clone())?;
     let stalls = || stall_count.load(std::sync::atomic::Ordering::Relaxed);
-    let Parts { im, bs, wan, .. } = &parts;
+    let Parts {
+        im, bs, wan, child, ..
+    } = &parts;
+    let bs_pid = child.as_ref().map(|c| c.0.id());
     let began = Instant::now();
     let deadline = began + s.max_time;
     let mut score = Score {
         began,
+        first_up: None,
         sent_at: vec![None; s.mt as usize],
         mt: DirectionResult {
             expected: s.mt,
@@ -391,14 +495,17 @@ pub fn run(
             any = true;
             score.on_event(im, ev);
         }
-        while bs.try_event().is_some() {
+        while bs.as_ref().and_then(|b| b.try_event()).is_some() {
             any = true;
         }
         let now = Instant::now();
         if now >= next_progress {
             next_progress += Duration::from_secs(1);
             let im_stats = im.link_stats(0).unwrap_or_default();
-            let bs_stats = bs.link_stats(0).unwrap_or_default();
+            let bs_stats = bs
+                .as_ref()
+                .and_then(|b| b.link_stats(0))
+                .unwrap_or_default();
             progress(&Progress {
                 elapsed: now - began,
                 mt_sent,
@@ -406,17 +513,22 @@ pub fn run(
                 mo_received: score.mo.delivered,
                 link_up: im_stats.up,
                 reconnects: im_stats.connects.saturating_sub(1),
-                cuts: wan.stats().cuts,
+                cuts: wan.as_ref().map_or(0, |w| w.stats().cuts),
                 stalls: stalls(),
                 im_ring_in_use: im_stats.tx_in_use,
                 bs_ring_in_use: bs_stats.tx_in_use,
+                bs_pid,
             });
         }
         if score.mt.delivered >= s.mt && score.mo.delivered >= s.mo {
             // Done when the buffer server has seen every MO Processed too.
-            bs_drained = bs
-                .link_stats(0)
-                .is_some_and(|l| l.tx.last_processed >= s.mo && l.tx_in_use == 0);
+            bs_drained = match bs {
+                Some(bs) => bs
+                    .link_stats(0)
+                    .is_some_and(|l| l.tx.last_processed >= s.mo && l.tx_in_use == 0),
+                // A child's rings are not visible from here.
+                None => true,
+            };
             if bs_drained {
                 break;
             }
@@ -434,19 +546,32 @@ pub fn run(
     let mut mo = score.mo;
     mt.lost = s.mt.saturating_sub(mt.delivered);
     mo.lost = s.mo.saturating_sub(mo.delivered);
-    mt.seconds = (score.last_mt_at - score.began).as_secs_f64();
-    mo.seconds = (score.last_mo_at - score.began).as_secs_f64();
+    let from = score.first_up.unwrap_or(score.began);
+    mt.seconds = score
+        .last_mt_at
+        .saturating_duration_since(from)
+        .as_secs_f64();
+    mo.seconds = score
+        .last_mo_at
+        .saturating_duration_since(from)
+        .as_secs_f64();
     let im_stats = im.link_stats(0).unwrap_or_default();
-    let cuts = wan.stats().cuts;
+    let cuts = wan.as_ref().map_or(0, |w| w.stats().cuts);
     let Parts {
         im,
         bs,
-        mut wan,
+        child,
+        wan,
         sim,
     } = parts;
     let im_report = im.shutdown(Duration::from_millis(500));
-    let _ = bs.shutdown(Duration::from_millis(200));
-    wan.stop();
+    if let Some(bs) = bs {
+        let _ = bs.shutdown(Duration::from_millis(200));
+    }
+    drop(child);
+    if let Some(mut wan) = wan {
+        wan.stop();
+    }
     let sim = sim.stop()?;
     let smsc_duplicates =
         (sim.submits_accepted + sim.submits_rejected).saturating_sub(mt.delivered);
