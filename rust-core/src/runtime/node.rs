@@ -692,8 +692,9 @@ impl EventLoop {
                         let reason = format!("{reason:?}");
                         crate::slog!(
                             Level::Info,
-                            "link={} event=down reason={reason}",
-                            link.name()
+                            "link={} event=down peer_addr={} reason={reason}",
+                            link.name(),
+                            link.conn_peer()
                         );
                         link.drop_conn(&self.poll, now);
                         Some(NodeEvent::LinkDown { link: id, reason })
