@@ -223,7 +223,7 @@ impl Drop for ChildBs {
 }
 
 /// Start `smslink buffer-server` listening on an ephemeral port; returns it and the
-/// address it announced in its first log line.
+/// address it announced in its start log line.
 fn spawn_bs(
     binary: &std::path::Path,
     s: &Scenario,
@@ -261,12 +261,19 @@ fn spawn_bs(
     let stderr = child.stderr.take().ok_or("no stderr")?;
     let child = ChildBs(child);
     let mut lines = std::io::BufReader::new(stderr).lines();
-    let first = lines.next().ok_or("buffer server said nothing")??;
-    let addr = first
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("listen="))
-        .ok_or_else(|| format!("unexpected first line: {first}"))?
-        .parse()?;
+    // The start line comes first or close to it (the SMSC login may race it).
+    let mut addr = None;
+    for line in lines.by_ref().take(20) {
+        let line = line?;
+        if let Some(a) = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("listen="))
+        {
+            addr = Some(a.parse()?);
+            break;
+        }
+    }
+    let addr = addr.ok_or("buffer server did not say where it listens")?;
     // Keep draining its log so that it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines.by_ref() {});
     Ok((child, addr))

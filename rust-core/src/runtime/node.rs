@@ -162,6 +162,7 @@ impl Node {
                 local_addr,
                 token_id: id,
                 conn_addr: None,
+                accept_retry: false,
                 read_more: false,
             });
         }
@@ -495,7 +496,9 @@ pub(super) struct LinkDriver {
     local_addr: Option<SocketAddr>,
     /// Position in the node's link list (tokens derive from it).
     token_id: LinkId,
-    /// Remote address of the current connection (for log lines).
+    /// The last accept failed for lack of resources: try again every turn.
+    accept_retry: bool,
+    /// Remote address of the current (or last) connection, for log lines.
     conn_addr: Option<SocketAddr>,
     /// The last read stopped at its budget: read again without waiting for readiness
     /// (readiness is edge-triggered).
@@ -594,7 +597,11 @@ impl EventLoop {
         for link in &mut self.links {
             link.take_outgoing();
             link.check_timers(&self.poll, now);
-            link.accept(&self.poll, now, &mut self.next_pending_token);
+            // Accepting is driven by the listener's readiness; after a failed accept
+            // (e.g. out of descriptors) the edge is gone, so retry each turn.
+            if link.accept_retry {
+                link.accept(&self.poll, now, &mut self.next_pending_token);
+            }
             if link.read_more {
                 link.read(&self.poll, now);
             }
@@ -696,7 +703,12 @@ impl EventLoop {
                             link.name(),
                             link.conn_peer()
                         );
-                        link.drop_conn(&self.poll, now);
+                        // The connection this event is about may already be gone and
+                        // a waiting one promoted (the endpoint is then connected to
+                        // it): only a still-idle endpoint's socket is closed here.
+                        if !link.endpoint.is_connected() {
+                            link.drop_conn(&self.poll, now);
+                        }
                         Some(NodeEvent::LinkDown { link: id, reason })
                     }
                     LinkEvent::AuthFailed { reason } => {
@@ -813,6 +825,9 @@ impl EventLoop {
             }
         };
         for link in &self.links {
+            if link.accept_retry {
+                consider(Some(Instant::now() + Duration::from_millis(100)));
+            }
             consider(link.endpoint.poll_timeout());
             consider(link.reconnect_at);
             consider(
@@ -831,10 +846,17 @@ impl EventLoop {
         next
     }
 
+    /// Runs every turn, so it updates the shared snapshot in place: no allocation
+    /// once the strings are there.
     fn publish_stats(&mut self) {
-        let links = self.links.iter().map(|l| l.stats()).collect();
         let smsc = self.smsc.as_ref().map(|s| s.stats());
-        *self.shared.stats.lock() = (links, smsc);
+        let mut guard = self.shared.stats.lock();
+        let (links, shared_smsc) = &mut *guard;
+        links.resize_with(self.links.len(), LinkStats::default);
+        for (out, link) in links.iter_mut().zip(&self.links) {
+            link.write_stats(out);
+        }
+        *shared_smsc = smsc;
     }
 }
 
@@ -847,21 +869,24 @@ impl LinkDriver {
         self.endpoint.config().dead_after
     }
 
-    fn stats(&self) -> LinkStats {
-        LinkStats {
-            name: self.name().to_owned(),
-            up: self.endpoint.is_up(),
-            peer: self.peer.clone(),
-            local_addr: self.local_addr,
-            capacity: self.endpoint.config().capacity,
-            tx: self.endpoint.tx_cursors(),
-            rx: self.endpoint.rx_cursors(),
-            tx_in_use: self.endpoint.tx_ring().in_use(),
-            rx_in_use: self.endpoint.rx_ring().in_use(),
-            counters: self.endpoint.counters(),
-            connects: self.connects,
-            refused_connections: self.refused,
+    fn write_stats(&self, out: &mut LinkStats) {
+        if out.name != self.name() {
+            out.name.clear();
+            out.name.push_str(self.name());
         }
+        if out.peer != self.peer {
+            out.peer.clone_from(&self.peer);
+        }
+        out.up = self.endpoint.is_up();
+        out.local_addr = self.local_addr;
+        out.capacity = self.endpoint.config().capacity;
+        out.tx = self.endpoint.tx_cursors();
+        out.rx = self.endpoint.rx_cursors();
+        out.tx_in_use = self.endpoint.tx_ring().in_use();
+        out.rx_in_use = self.endpoint.rx_ring().in_use();
+        out.counters = self.endpoint.counters();
+        out.connects = self.connects;
+        out.refused_connections = self.refused;
     }
 
     /// Move queued sends from the handle into the ring.
@@ -1000,9 +1025,18 @@ impl LinkDriver {
                         );
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.accept_retry = false;
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // The peer gave up between SYN and accept: nothing to do.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
                 Err(e) => {
-                    crate::slog!(Level::Warn, "link={name} event=accept_failed error=\"{e}\"");
+                    if !self.accept_retry {
+                        crate::slog!(Level::Warn, "link={name} event=accept_failed error=\"{e}\"");
+                    }
+                    self.accept_retry = true;
                     break;
                 }
             }
@@ -1126,10 +1160,13 @@ impl LinkDriver {
             self.endpoint.poll_transmit(now, conn.out_buf());
             let _ = conn.flush();
         }
+        // The endpoint must not think it still talks over this socket (else the next
+        // connection's `connected` would report a stale LinkDown). No-op when idle.
+        self.endpoint.connection_lost(now);
         let _ = poll.registry().deregister(&mut conn.stream);
         self.inbuf.clear();
         self.read_more = false;
-        self.conn_addr = None;
+        // `conn_addr` stays: the LinkDown line for this connection is written after.
         if !self.pending.is_empty() {
             // A peer that already said HELLO goes first.
             let first = self.pending.iter().position(|p| p.hello_seen).unwrap_or(0);

@@ -248,6 +248,11 @@ impl EventLoop {
                         }
                     }
                     conn.session.handle_input(bytes, now);
+                    // A short read emptied the socket; the next arrival is a new
+                    // epoll edge, so another read would only say EAGAIN.
+                    if n < self.read_buf.len() {
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
