@@ -43,6 +43,8 @@ const fn conn_token(link: LinkId) -> Token {
 const PENDING_BASE: usize = 1 << 40;
 /// Accepted connections waiting per link; more are refused at once.
 const MAX_PENDING: usize = 4;
+/// Output of a busy link is gathered for this long before it is written.
+const WRITE_COALESCE: Duration = Duration::from_micros(500);
 /// Stop asking the endpoint for more bytes while this much is unwritten.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 
@@ -163,6 +165,8 @@ impl Node {
                 token_id: id,
                 conn_addr: None,
                 accept_retry: false,
+                last_write: None,
+                write_due: None,
                 read_more: false,
             });
         }
@@ -496,6 +500,9 @@ pub(super) struct LinkDriver {
     local_addr: Option<SocketAddr>,
     /// Position in the node's link list (tokens derive from it).
     token_id: LinkId,
+    /// When output was last written, and when held-back output is due.
+    last_write: Option<Instant>,
+    write_due: Option<Instant>,
     /// The last accept failed for lack of resources: try again every turn.
     accept_retry: bool,
     /// Remote address of the current (or last) connection, for log lines.
@@ -829,6 +836,7 @@ impl EventLoop {
                 consider(Some(Instant::now() + Duration::from_millis(100)));
             }
             consider(link.endpoint.poll_timeout());
+            consider(link.write_due);
             consider(link.reconnect_at);
             consider(
                 link.pending
@@ -1075,7 +1083,7 @@ impl LinkDriver {
         if !self.inbuf.is_empty() && self.endpoint.handle_input(&self.inbuf, now).is_err() {
             // The endpoint emitted LinkDown (and maybe queued CLOSE); the event
             // drain closes the socket after a last write.
-            self.write(now);
+            self.write_now(now);
             return;
         }
         match outcome {
@@ -1087,8 +1095,27 @@ impl LinkDriver {
         }
     }
 
-    /// Let the endpoint fill the output buffer and write what the socket takes.
+    /// Write soon: at once if the link wrote nothing for `WRITE_COALESCE`, else at
+    /// the end of that interval. Under load this turns one small ACK or DATA write
+    /// per message into one write per interval (and one wake-up of the peer), at a
+    /// cost of at most that interval in latency; an idle link writes at once.
     fn write(&mut self, now: Instant) {
+        if self.endpoint.is_up() {
+            if let Some(last) = self.last_write {
+                let due = last + WRITE_COALESCE;
+                if now < due {
+                    self.write_due = Some(due);
+                    return;
+                }
+            }
+        }
+        self.write_now(now);
+    }
+
+    /// Let the endpoint fill the output buffer and write what the socket takes.
+    fn write_now(&mut self, now: Instant) {
+        self.write_due = None;
+        self.last_write = Some(now);
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
