@@ -472,6 +472,7 @@ pub fn run(
     let mut mt_sent = 0u64;
     let mut next_progress = began + Duration::from_secs(1);
     let mut bs_drained = false;
+    let mut final_progress_done = false;
     let mut text = String::new();
 
     loop {
@@ -506,7 +507,10 @@ pub fn run(
             any = true;
         }
         let now = Instant::now();
-        if now >= next_progress {
+        let finished = score.mt.delivered >= s.mt && score.mo.delivered >= s.mo;
+        // Once a second, and once more at the end.
+        if now >= next_progress || (finished && !final_progress_done) {
+            final_progress_done = finished;
             next_progress += Duration::from_secs(1);
             let im_stats = im.link_stats(0).unwrap_or_default();
             let bs_stats = bs
@@ -527,7 +531,7 @@ pub fn run(
                 bs_pid,
             });
         }
-        if score.mt.delivered >= s.mt && score.mo.delivered >= s.mo {
+        if finished {
             // Done when the buffer server has seen every MO Processed too.
             bs_drained = match bs {
                 Some(bs) => bs
