@@ -378,6 +378,8 @@ impl Node {
 
     /// Readable when events may be waiting (for select/poll/epoll/asyncio). After it
     /// turns readable, call `clear_event_fd` and then `try_event` until `None`.
+    /// Do not read the descriptor yourself: `clear_event_fd` also re-arms the
+    /// notification (the loop writes to the descriptor once per clear, not per event).
     pub fn event_fd(&self) -> RawFd {
         self.shared.notifier.as_raw_fd()
     }
