@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use smslink::link::LinkConfig;
@@ -79,24 +79,55 @@ fn closed_by_peer(mut s: TcpStream, within: Duration) -> bool {
     }
 }
 
-fn wait_for_line(lines: &Mutex<Vec<String>>, what: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(l) = lines.lock().unwrap().iter().find(|l| what(l)) {
-            return l.clone();
+/// Log lines captured from the runtime, and a signal for each new one.
+#[derive(Default)]
+struct Captured {
+    lines: Mutex<Vec<String>>,
+    added: Condvar,
+}
+
+impl Captured {
+    /// Wait (up to 10 s) until `done` holds for the lines captured so far.
+    fn wait_until<T>(&self, mut done: impl FnMut(&[String]) -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut lines = self.lines.lock().unwrap();
+        loop {
+            if let Some(t) = done(&lines) {
+                return t;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let n = lines.len();
+            assert!(
+                !left.is_zero(),
+                "log condition not met; last lines: {:#?}",
+                &lines[n.saturating_sub(10)..]
+            );
+            lines = self.added.wait_timeout(lines, left).unwrap().0;
         }
-        assert!(Instant::now() < deadline, "no such log line");
-        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    fn wait_for_line(&self, what: impl Fn(&str) -> bool) -> String {
+        self.wait_until(|lines| lines.iter().find(|l| what(l)).cloned())
+    }
+
+    fn count(&self, what: impl Fn(&str) -> bool) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| what(l))
+            .count()
     }
 }
 
 #[test]
 fn each_bad_peer_is_refused_alone_and_other_links_go_on() {
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sink = lines.clone();
+    let captured = Arc::new(Captured::default());
+    let sink = captured.clone();
     log::set_level(Level::Debug);
     log::set_sink(Some(Box::new(move |_, line| {
-        sink.lock().unwrap().push(line.to_owned())
+        sink.lines.lock().unwrap().push(line.to_owned());
+        sink.added.notify_all();
     })));
 
     let any = || Transport::Listen("127.0.0.1:0".parse().unwrap());
@@ -120,7 +151,7 @@ fn each_bad_peer_is_refused_alone_and_other_links_go_on() {
         let me = s.local_addr().unwrap().to_string();
         s.write_all(&bytes).unwrap();
         assert!(closed_by_peer(s, Duration::from_secs(5)), "{what} not cut");
-        let line = wait_for_line(&lines, |l| l.contains("link=a") && l.contains(&me));
+        let line = captured.wait_for_line(|l| l.contains("link=a") && l.contains(&me));
         assert!(line.contains("event="), "{what}: {line}");
         // Link b carried on meanwhile.
         assert_eq!(carry(&server, 1, &im_b, 200, what).len(), 200);
@@ -128,40 +159,23 @@ fn each_bad_peer_is_refused_alone_and_other_links_go_on() {
 
     // A peer with the wrong key fails authentication, logged.
     let intruder = dialer("im-a", "a", b"a wrong key", port_a);
-    wait_for_line(&lines, |l| {
-        l.contains("link=a") && l.contains("event=auth_failed")
-    });
+    captured.wait_for_line(|l| l.contains("link=a") && l.contains("event=auth_failed"));
     drop(intruder);
 
     // A flood: many silent connections at once. The surplus is refused one by one.
-    let before = lines
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains("event=refused"))
-        .count();
+    let is_refusal = |l: &str| l.contains("link=a") && l.contains("event=refused");
+    let before = captured.count(is_refusal);
     let flood: Vec<TcpStream> = (0..150)
         .map(|_| TcpStream::connect(port_a).unwrap())
         .collect();
     let got = carry(&server, 1, &im_b, 1000, "during flood");
     let expected: Vec<String> = (0..1000).map(|i| format!("during flood {i}")).collect();
     assert_eq!(got, expected);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let refused = lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains("link=a") && l.contains("event=refused"))
-            .count()
-            - before;
-        // One flood connection holds the link, four wait; the rest were refused.
-        if refused >= 150 - 5 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "only {refused} refusals logged");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // One flood connection holds the link, four wait; the rest were refused.
+    captured.wait_until(|lines| {
+        let refused = lines.iter().filter(|l| is_refusal(l)).count() - before;
+        (refused >= 150 - 5).then_some(())
+    });
     drop(flood);
 
     // The attacked link still serves its real peer; link b was never interrupted.
