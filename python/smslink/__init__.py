@@ -43,6 +43,7 @@ from ._smslink import (
     StatusChanged,
     TxCursors,
     UnknownLink,
+    set_log_level,
 )
 
 #: Every kind of event an endpoint reports.
@@ -76,6 +77,7 @@ __all__ = [
     "StatusChanged",
     "TxCursors",
     "UnknownLink",
+    "set_log_level",
 ]
 
 

@@ -6,6 +6,7 @@ from typing_extensions import disjoint_base, final
 from typing import Any, ClassVar, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 __all__ = [
+    "set_log_level",
     "BusyError",
     "ClosedError",
     "CodecError",
@@ -43,6 +44,8 @@ __all__ = [
     "cimd2_encode",
     "cimd2_encode_text",
 ]
+
+def set_log_level(level: str) -> None: ...
 
 # --- errors -----------------------------------------------------------------
 

@@ -16,8 +16,19 @@ mod events;
 mod testing;
 mod util;
 
+/// How much the runtime writes to stderr: 'error', 'warn', 'info' (the default) or
+/// 'debug' (process-wide; lines are `<UTC time> <LEVEL> key=value ...`).
+#[pyfunction]
+fn set_log_level(level: &str) -> PyResult<()> {
+    let parsed: smslink::runtime::log::Level =
+        level.parse().map_err(|e: String| errors::config_error(e))?;
+    smslink::runtime::log::set_level(parsed);
+    Ok(())
+}
+
 #[pymodule]
 fn _smslink(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(set_log_level, m)?)?;
     errors::register(m)?;
     config::register(m)?;
     events::register(m)?;

@@ -94,3 +94,10 @@ def test_message_errors() -> None:
             ep.send("1", "2", "lone surrogate \ud800")
         with pytest.raises(smslink.InvalidMessage, match="str .text. or bytes .binary."):
             ep.send_batch("x", [("1", "2", 3)])  # type: ignore[list-item]
+
+
+def test_log_level_is_checked() -> None:
+    smslink.set_log_level("warn")
+    smslink.set_log_level("info")
+    with pytest.raises(smslink.ConfigError, match="error, warn, info, debug"):
+        smslink.set_log_level("loud")
