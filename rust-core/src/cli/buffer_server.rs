@@ -452,6 +452,18 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_config_is_valid() {
+        let example = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/buffer-server.toml"
+        );
+        let text = std::fs::read_to_string(example).unwrap();
+        let file: FileConfig = toml::from_str(&text).unwrap();
+        assert_eq!(file.link.capacity, Some(255));
+        assert_eq!(file.smsc.user.as_deref(), Some("smslink"));
+    }
+
+    #[test]
     fn unknown_keys_and_missing_essentials_are_errors() {
         let dir = std::env::temp_dir().join(format!("smslink-bs-cfg2-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
