@@ -21,6 +21,7 @@ from slixmpp.stanza import Message, Presence
 
 from . import commands
 from .events import (
+    AckLater,
     EndpointAdapter,
     Event,
     LinkDown,
@@ -90,6 +91,7 @@ class Gateway(ComponentXMPP):  # type: ignore[misc]
         self.buddy_presence: dict[str, dict[str, dict[str, str]]] = {}
         self._events_task: Optional[asyncio.Task[None]] = None
         self._retry_handle: Optional[asyncio.TimerHandle] = None
+        self._pending_acks: list[tuple[str, int]] = []
         self._stopping = False
         self.online = False
 
@@ -352,14 +354,28 @@ class Gateway(ComponentXMPP):  # type: ignore[misc]
                 self._report_failure(item, "cancel", "item-not-found", f"cannot send the SMS: {e}")
                 continue
             self.store.outbox_sent(item.ref, receipt.link, receipt.seq)
-        if waiting and self._retry_handle is None and not self._stopping:
+        if waiting:
+            self._schedule_retry()
+
+    def _schedule_retry(self) -> None:
+        if self._retry_handle is None and not self._stopping:
             self._retry_handle = asyncio.get_running_loop().call_later(
                 self.retry_interval, self._retry
             )
 
     def _retry(self) -> None:
         self._retry_handle = None
+        acks, self._pending_acks = self._pending_acks, []
+        for link, seq in acks:
+            self._ack(link, seq)
         self.pump_outbox()
+
+    def _ack(self, link: str, seq: int) -> None:
+        try:
+            self.sms.ack(link, seq)
+        except AckLater:
+            self._pending_acks.append((link, seq))
+            self._schedule_retry()
 
     def _report_failure(self, item: OutboxItem, etype: str, condition: str, text: str) -> None:
         if item.from_jid is None:
@@ -384,7 +400,7 @@ class Gateway(ComponentXMPP):  # type: ignore[misc]
         if isinstance(ev, SmsIn):
             # Stored before acknowledged: once the peer hears the ack it may forget it.
             self.store.inbox_put(ev.link, ev.seq, ev.sender, ev.recipient, ev.text)
-            self.sms.ack(ev.link, ev.seq)
+            self._ack(ev.link, ev.seq)
             self.process_inbox()
         elif isinstance(ev, SmsStatus):
             self._on_status(ev)

@@ -43,7 +43,9 @@ class SmsStatus:
 
     @property
     def rejected(self) -> bool:
-        return self.error_code is not None and self.error_code != 0 and not self.accepted
+        if self.accepted:
+            return False
+        return self.state.lower() == "processed" or bool(self.error_code)
 
     @property
     def final(self) -> bool:
@@ -54,7 +56,12 @@ Event = Union[LinkUp, LinkDown, SmsIn, SmsStatus]
 
 
 class RingFull(Exception):
-    """The sending ring of the link toward this number is full; retry later."""
+    """The sending ring of the link toward this number is full (or the endpoint is
+    momentarily busy); keep the message and retry later."""
+
+
+class AckLater(Exception):
+    """The endpoint could not take the acknowledgement right now; retry shortly."""
 
 
 class SendFailed(Exception):
@@ -77,13 +84,12 @@ def normalize(ev: Any) -> Optional[Event]:
     if kind == "LinkDown":
         return LinkDown(link)
     if kind in ("MessageReceived", "Received", "SmsIn"):
-        return SmsIn(
-            link,
-            int(ev.seq),
-            str(ev.sender),
-            str(ev.recipient),
-            str(ev.text),
-        )
+        text = getattr(ev, "text", None)
+        if text is None:
+            # A binary SMS: show what can be shown rather than lose it.
+            data = getattr(ev, "data", None) or b""
+            text = bytes(data).decode("utf-8", errors="replace")
+        return SmsIn(link, int(ev.seq), str(ev.sender), str(ev.recipient), str(text))
     if kind in ("StatusChanged", "Status", "SmsStatus"):
         code = getattr(ev, "error_code", None)
         accepted = getattr(ev, "accepted", None)
@@ -105,13 +111,17 @@ class EndpointAdapter:
     def __init__(self, endpoint: Any) -> None:
         self.endpoint = endpoint
         self._ring_full: tuple[type[BaseException], ...] = ()
+        self._busy: tuple[type[BaseException], ...] = ()
         self._refused: tuple[type[BaseException], ...] = ()
         try:
             import smslink  # type: ignore[import-not-found]
 
-            self._ring_full = (smslink.RingFull,)
             self._refused = (smslink.SmslinkError,)
-        except (ImportError, AttributeError):
+            self._ring_full = tuple(
+                getattr(smslink, n) for n in ("RingFull", "BusyError", "ClosedError") if hasattr(smslink, n)
+            )
+            self._busy = tuple(getattr(smslink, n) for n in ("BusyError",) if hasattr(smslink, n))
+        except ImportError:
             pass
 
     def send(self, sender: str, recipient: str, text: str, client_ref: int) -> Receipt:
@@ -130,7 +140,10 @@ class EndpointAdapter:
         return Receipt(str(r.link), int(r.seq))
 
     def ack(self, link: str, seq: int) -> None:
-        self.endpoint.ack(link, seq)
+        try:
+            self.endpoint.ack(link, seq)
+        except self._busy as e:
+            raise AckLater(str(e)) from e
 
     async def events(self) -> AsyncIterator[Event]:
         native = getattr(self.endpoint, "events", None)

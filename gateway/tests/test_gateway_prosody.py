@@ -36,6 +36,7 @@ def run(
             sms_number="12345",
             routes=[Route("au", ["+61"])],
             retry_interval=0.05,
+            reconnect_interval=0.1,
         )
         gw.start()
         alice = bob = None
@@ -55,6 +56,8 @@ def run(
 
 
 def show_of(p: Any) -> str:
+    if p is None:
+        return "none yet"
     return "unavailable" if p["type"] == "unavailable" else (p["show"] or "available")
 
 
@@ -199,3 +202,47 @@ def test_ring_full_queues_in_order(prosody: Prosody, tmp_path: Path) -> None:
         assert alice.errors == []
 
     run(prosody, tmp_path, body, capacity=2)
+
+
+def test_ack_retried_when_endpoint_busy(prosody: Prosody, tmp_path: Path) -> None:
+    async def body(gw: Gateway, fake: FakeEndpoint, alice: PcUser, bob: PcUser) -> None:
+        fake.busy_acks = 2
+        seq = fake.mo(PHONE, "MSG bob hi")
+        await wait_until(lambda: bob.bodies_from(PHONE_JID) == ["hi"], what="delivered")
+        await wait_until(lambda: fake.acked == [("au", seq)], what="acked once, after retries")
+
+    run(prosody, tmp_path, body)
+
+
+def test_sms_while_xmpp_server_down_waits_in_inbox(prosody: Prosody, tmp_path: Path) -> None:
+    async def body(gw: Gateway, fake: FakeEndpoint, alice: PcUser, bob: PcUser) -> None:
+        fake.up()
+        alice.send_presence(pto=PHONE_JID, ptype="subscribe")
+        await wait_until(
+            lambda: show_of(alice.last_presence_from(PHONE_JID)) == "available", what="up"
+        )
+        await asyncio.get_running_loop().run_in_executor(None, prosody.stop)
+        await wait_until(lambda: not gw.online, what="component sees the server gone")
+        fake.mo(PHONE, "MSG alice sent while the server was down")
+        # Stored, then acknowledged to the buffer; handled once the server is back.
+        await wait_until(lambda: len(fake.acked) == 1, what="ack")
+        assert [i.text for i in gw.store.inbox()] == ["MSG alice sent while the server was down"]
+        await asyncio.get_running_loop().run_in_executor(None, prosody.start)
+        await wait_until(lambda: gw.online, 15, what="component reconnected")
+        await wait_until(lambda: gw.store.inbox() == [], what="inbox handled")
+        # alice was offline meanwhile: the server kept the chat for her (mod_offline).
+        alice2 = await PcUser("alice", prosody.c2s_port).online()
+        try:
+            await wait_until(
+                lambda: alice2.bodies_from(PHONE_JID) == ["sent while the server was down"],
+                what="offline message",
+            )
+            # Her subscription survived too; the component answers the server's probe.
+            await wait_until(
+                lambda: show_of(alice2.last_presence_from(PHONE_JID)) == "available",
+                what="presence after restart",
+            )
+        finally:
+            await alice2.close()
+
+    run(prosody, tmp_path, body)

@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator, Callable, Optional
 
 import slixmpp
 
-from smslink_gateway.events import Event, LinkDown, LinkUp, Receipt, RingFull, SmsIn, SmsStatus
+from smslink_gateway.events import AckLater, Event, LinkDown, LinkUp, Receipt, RingFull, SmsIn, SmsStatus
 
 DOMAIN = "example.test"
 COMPONENT = "sms." + DOMAIN
@@ -68,8 +68,8 @@ http_ports = {{ }}
 https_ports = {{ }}
 component_ports = {{ {self.component_port} }}
 component_interfaces = {{ "127.0.0.1" }}
-modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "posix" }}
-modules_disabled = {{ "s2s"; "tls"; "offline" }}
+modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "posix"; "offline" }}
+modules_disabled = {{ "s2s"; "tls" }}
 authentication = "internal_hashed"
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
@@ -162,6 +162,7 @@ class PcUser(slixmpp.ClientXMPP):  # type: ignore[misc]
         self.register_plugin("xep_0184")
         self.plugin["xep_0184"].auto_ack = False
         self.add_event_handler("session_start", self._start)
+        self.add_event_handler("disconnected", lambda _: self.ready.clear())
         self.add_event_handler("message", self._message)
         self.add_event_handler("message_error", self.errors.append)
         self.add_event_handler("receipt_received", lambda m: self.receipts.append(m["receipt"]))
@@ -224,6 +225,7 @@ class FakeEndpoint:
     queue: "asyncio.Queue[Event]" = field(default_factory=asyncio.Queue)
     next_seq: int = 1
     next_mo_seq: int = 1
+    busy_acks: int = 0  # this many acks fail with AckLater first
 
     def send(self, sender: str, recipient: str, text: str, client_ref: int = 0) -> Receipt:
         if len(self.in_ring) >= self.capacity:
@@ -235,6 +237,9 @@ class FakeEndpoint:
         return Receipt(self.link, seq)
 
     def ack(self, link: str, seq: int) -> None:
+        if self.busy_acks > 0:
+            self.busy_acks -= 1
+            raise AckLater("busy")
         self.acked.append((link, seq))
 
     async def events(self) -> AsyncIterator[Event]:
