@@ -10,7 +10,7 @@ import os
 import signal
 from typing import Any, Optional
 
-from .component import Gateway, Route
+from .component import Gateway
 from .store import Store
 
 
@@ -99,7 +99,7 @@ async def _run(args: argparse.Namespace) -> None:
         endpoint=endpoint,
         store=store,
         sms_number=args.sms_number,
-        routes=[Route(s["name"], s["prefixes"], s["default"]) for s in args.link],
+        routes=None,  # the endpoint routes by the same prefixes
         user_domain=args.user_domain,
     )
     done = asyncio.Event()

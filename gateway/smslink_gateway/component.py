@@ -66,7 +66,7 @@ class Gateway(ComponentXMPP):  # type: ignore[misc]
         endpoint: Any,
         store: Store,
         sms_number: str,
-        routes: list[Route],
+        routes: Optional[list[Route]] = None,
         user_domain: Optional[str] = None,
         retry_interval: float = 0.5,
         reconnect_interval: float = 1.0,
@@ -81,12 +81,13 @@ class Gateway(ComponentXMPP):  # type: ignore[misc]
         self.sms = endpoint if isinstance(endpoint, EndpointAdapter) else EndpointAdapter(endpoint)
         self.store = store
         self.sms_number = sms_number
+        # Without explicit routes, the endpoint's own prefix routing decides.
         self.routes = routes
         domain = JID(jid).domain
         self.user_domain = user_domain or domain.split(".", 1)[-1]
         self.retry_interval = retry_interval
         self.reconnect_interval = reconnect_interval
-        self.link_up: dict[str, bool] = {r.link: False for r in routes}
+        self.link_up: dict[str, bool] = {}
         # phone -> buddy bare JID -> resource -> show ("" when plainly available)
         self.buddy_presence: dict[str, dict[str, dict[str, str]]] = {}
         self._events_task: Optional[asyncio.Task[None]] = None
@@ -189,6 +190,8 @@ class Gateway(ComponentXMPP):  # type: ignore[misc]
         return normalize_phone(jid.user)
 
     def route(self, phone: str) -> Optional[str]:
+        if self.routes is None:
+            return self.sms.route(phone)
         best: Optional[tuple[int, str]] = None
         for r in self.routes:
             for p in r.prefixes:

@@ -139,6 +139,14 @@ class EndpointAdapter:
             raise SendFailed(str(e)) from e
         return Receipt(str(r.link), int(r.seq))
 
+    def route(self, recipient: str) -> Optional[str]:
+        """The link the endpoint would send to `recipient` on (None: no route)."""
+        fn = getattr(self.endpoint, "route", None)
+        if fn is None:
+            return None
+        link = fn(recipient)
+        return None if link is None else str(link)
+
     def ack(self, link: str, seq: int) -> None:
         try:
             self.endpoint.ack(link, seq)
