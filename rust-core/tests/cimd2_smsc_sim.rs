@@ -204,6 +204,103 @@ fn withheld_deliver_answer_holds_back_the_next_mo() {
 }
 
 #[test]
+fn injected_mo_arrives_in_order_and_survives_a_lost_connection() {
+    let sim = SmscSim::start(sim_config()).expect("sim");
+    for n in 1..=3 {
+        sim.inject_mo(&Message::text("+61400000001", "12345", &format!("inj {n}")).expect("msg"))
+            .expect("inject");
+    }
+    // The first client takes "inj 1" and vanishes without answering.
+    let mut d = login(&sim, client_config());
+    let e = d
+        .wait_for(WAIT, |e| matches!(e, ClientEvent::Deliver(_)))
+        .expect("io");
+    assert!(matches!(e, Some(ClientEvent::Deliver(m)) if m.text_str() == Some("inj 1")));
+    drop(d);
+    let (c, ok) = sim.wait_for(WAIT, |c| c.disconnections == 1);
+    assert!(ok, "{c:?}");
+    assert_eq!(
+        sim.injected_pending(),
+        3,
+        "the unanswered MO is queued again"
+    );
+    // The next client gets all three, in order, each once.
+    let mut d = login(&sim, client_config());
+    let mut texts = Vec::new();
+    while texts.len() < 3 {
+        let e = d
+            .wait_for(WAIT, |e| matches!(e, ClientEvent::Deliver(_)))
+            .expect("io");
+        let Some(ClientEvent::Deliver(m)) = e else {
+            panic!("no deliver after {texts:?}: {:?}", d.events);
+        };
+        assert_eq!(m.from.as_str(), "+61400000001");
+        texts.push(m.text_str().unwrap_or_default().to_owned());
+        d.session.ack_deliver(Instant::now()).expect("ack");
+        d.flush().expect("flush");
+    }
+    assert_eq!(texts, ["inj 1", "inj 2", "inj 3"]);
+    let (c, ok) = sim.wait_for(WAIT, |c| c.mo_acked == 3);
+    assert!(ok, "{c:?}");
+    assert_eq!(sim.injected_pending(), 0);
+}
+
+#[test]
+fn accepted_submits_are_kept_and_reject_rules_pick_by_recipient() {
+    let sim = SmscSim::start(sim_config()).expect("sim");
+    sim.reject_recipients("+6149", 34);
+    sim.reject_recipients("+61499", 11);
+    let mut d = login(&sim, client_config());
+    let mut results = Vec::new();
+    for (n, to) in [
+        (1, "+61400000001"),
+        (2, "+61490000000"),
+        (3, "+61499000000"),
+    ] {
+        let mut m = Message::text("12345", to, &format!("mt {n}")).expect("msg");
+        m.client_ref = n;
+        d.session.submit(&m, Instant::now()).expect("submit");
+        let e = d
+            .wait_for(WAIT, |e| {
+                matches!(
+                    e,
+                    ClientEvent::SubmitAccepted { .. } | ClientEvent::SubmitRejected { .. }
+                )
+            })
+            .expect("io");
+        results.push(e);
+    }
+    assert!(matches!(
+        results[0],
+        Some(ClientEvent::SubmitAccepted { client_ref: 1, .. })
+    ));
+    assert!(matches!(
+        results[1],
+        Some(ClientEvent::SubmitRejected { code: 34, .. })
+    ));
+    assert!(
+        matches!(
+            results[2],
+            Some(ClientEvent::SubmitRejected { code: 11, .. })
+        ),
+        "the longest prefix decides"
+    );
+    let kept = sim.accepted();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].to.as_str(), "+61400000001");
+    assert_eq!(kept[0].text_str(), Some("mt 1"));
+    sim.clear_reject_rules();
+    let mut m = Message::text("12345", "+61490000000", "again").expect("msg");
+    m.client_ref = 4;
+    d.session.submit(&m, Instant::now()).expect("submit");
+    let e = d
+        .wait_for(WAIT, |e| matches!(e, ClientEvent::SubmitAccepted { .. }))
+        .expect("io");
+    assert!(e.is_some(), "{:?}", d.events);
+    assert_eq!(sim.accepted().len(), 2);
+}
+
+#[test]
 fn nacked_submits_are_retried_until_accepted() {
     let sim = SmscSim::start(SimConfig {
         nack_fraction: 0.3,

@@ -164,6 +164,7 @@ fn full_ring_refuses_until_the_peer_processes() {
         }
     }
     assert_eq!(sent, 255);
+    assert_eq!(im.free_slots(0), Ok(0));
     // The peer comes: everything is delivered and the ring frees.
     let addr = im.local_addr(0).unwrap();
     let bs = Node::start(bs_config(addr)).unwrap();
@@ -172,7 +173,40 @@ fn full_ring_refuses_until_the_peer_processes() {
         s[0].processed.len() == 255
     });
     assert_eq!(seen[1].received.len(), 255);
+    assert_eq!(
+        im.free_slots(0),
+        Ok(255),
+        "the cursor is published with the events"
+    );
     assert!(im.send(&Message::text("1", "2", "again").unwrap()).is_ok());
+    assert_eq!(im.free_slots(0), Ok(254));
+}
+
+#[test]
+fn close_through_a_shared_handle_wakes_a_waiting_thread() {
+    let im = std::sync::Arc::new(im_node());
+    let waiter = {
+        let im = im.clone();
+        std::thread::spawn(move || im.wait_event(None))
+    };
+    let report = im.close(Duration::ZERO);
+    assert!(report.drained);
+    assert_eq!(report.links.len(), 1);
+    assert_eq!(
+        waiter.join().unwrap(),
+        None,
+        "the waiter returns once stopped"
+    );
+    assert!(!im.is_running());
+    assert_eq!(
+        im.send(&Message::text("1", "2", "late").unwrap()),
+        Err(smslink::runtime::NodeError::Stopped)
+    );
+    assert_eq!(
+        im.close(Duration::ZERO).links.len(),
+        0,
+        "second close: no-op"
+    );
 }
 
 #[test]

@@ -93,7 +93,9 @@ impl Shared {
 /// any method; calls from several threads are serialised per queue.
 pub struct Node {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<ShutdownReport>>,
+    /// Taken by the first `close`; behind a lock so that `close` needs only `&self`
+    /// (bindings close a node that other threads may be waiting on).
+    thread: Mutex<Option<JoinHandle<ShutdownReport>>>,
 }
 
 impl Node {
@@ -212,7 +214,7 @@ impl Node {
             .spawn(move || event_loop.run())?;
         Ok(Node {
             shared,
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
         })
     }
 
@@ -317,6 +319,19 @@ impl Node {
         Ok((taken, first))
     }
 
+    /// How many more messages `link` takes now (its capacity less those not yet
+    /// Processed, counting ones still queued for the loop).
+    pub fn free_slots(&self, link: LinkId) -> Result<usize, NodeError> {
+        let l = self
+            .shared
+            .links
+            .get(link)
+            .ok_or(NodeError::UnknownLink(link))?;
+        let next_seq = l.producer.lock().1;
+        let in_flight = next_seq - 1 - l.last_processed.load(Ordering::Acquire);
+        Ok((l.capacity as u64).saturating_sub(in_flight) as usize)
+    }
+
     /// The application has safely handed on a received message: tell the peer
     /// (Processed), which frees its slot.
     pub fn ack(&self, link: LinkId, seq: u64, outcome: Outcome) -> Result<(), NodeError> {
@@ -393,12 +408,15 @@ impl Node {
 
     /// Stop taking new work, try for up to `flush` to get every sent message
     /// Processed and every answer delivered, then close and report what is left.
-    pub fn shutdown(mut self, flush: Duration) -> ShutdownReport {
-        self.stop(flush)
+    pub fn shutdown(self, flush: Duration) -> ShutdownReport {
+        self.close(flush)
     }
 
-    fn stop(&mut self, flush: Duration) -> ShutdownReport {
-        let Some(thread) = self.thread.take() else {
+    /// `shutdown` through a shared reference: the first call stops the node and
+    /// reports; later calls return an empty report at once. Threads blocked in
+    /// `wait_event` return when the loop has stopped.
+    pub fn close(&self, flush: Duration) -> ShutdownReport {
+        let Some(thread) = self.thread.lock().take() else {
             return ShutdownReport::default();
         };
         // The command queue may be full of acks; the loop drains it every turn.
@@ -424,7 +442,7 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        self.stop(Duration::ZERO);
+        self.close(Duration::ZERO);
     }
 }
 
@@ -668,9 +686,15 @@ impl EventLoop {
                 }
             }
             let tx = self.links[id].endpoint.tx_cursors();
-            self.shared.links[id]
+            let before = self.shared.links[id]
                 .last_processed
-                .store(tx.last_processed, Ordering::Release);
+                .swap(tx.last_processed, Ordering::AcqRel);
+            if before != tx.last_processed {
+                // The Processed events went out before the cursor moved: wake once
+                // more so that a sender who saw them and still found the ring full
+                // looks again.
+                self.shared.notifier.notify();
+            }
         }
         if let Some(smsc) = self.smsc.as_mut() {
             while let Some(ev) = smsc.poll_event() {

@@ -61,6 +61,9 @@ struct Connection {
     reports: VecDeque<StatusReport>,
     mo_next_at: Option<Instant>,
     mo_sent: u64,
+    /// An injected MO on its way to this client: put back in the queue if the
+    /// connection dies before the client answers.
+    injected: Option<(u64, Message)>,
     /// Peer closed, fault cut, or session over: remove after this service pass.
     dead: bool,
 }
@@ -83,8 +86,12 @@ struct Smsc {
     shared: Arc<Shared>,
     record: Option<BufWriter<File>>,
     record_seq: u64,
+    injected_seq: u64,
     rng: u64,
 }
+
+/// Marks the `client_ref` of injected MO messages.
+const INJECTED_REF: u64 = 1 << 63;
 
 impl EventLoop {
     pub fn bind(config: SimConfig, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> io::Result<Self> {
@@ -113,6 +120,7 @@ impl EventLoop {
                 shared,
                 record,
                 record_seq: 0,
+                injected_seq: 0,
             },
         })
     }
@@ -196,6 +204,7 @@ impl EventLoop {
                             reports: VecDeque::new(),
                             mo_next_at: None,
                             mo_sent: 0,
+                            injected: None,
                             dead: false,
                         },
                     );
@@ -309,6 +318,9 @@ impl Smsc {
             }
         }
         if conn.dead {
+            if let Some((_, message)) = conn.injected.take() {
+                self.shared.injected.lock().push_front(message);
+            }
             self.shared.update(|c| c.disconnections += 1);
             if self.config.log {
                 log!("smsc-sim: client {} disconnected", conn.peer);
@@ -342,8 +354,14 @@ impl Smsc {
                     self.shared.update(|c| c.submits_received += 1);
                     conn.answer = Some(self.decide(message, status_report_request != 0, now));
                 }
-                ServerEvent::DeliverAcked { .. } => self.shared.update(|c| c.mo_acked += 1),
-                ServerEvent::DeliverRejected { .. } => self.shared.update(|c| c.mo_rejected += 1),
+                ServerEvent::DeliverAcked { client_ref } => {
+                    Self::injected_answered(conn, client_ref);
+                    self.shared.update(|c| c.mo_acked += 1)
+                }
+                ServerEvent::DeliverRejected { client_ref, .. } => {
+                    Self::injected_answered(conn, client_ref);
+                    self.shared.update(|c| c.mo_rejected += 1)
+                }
                 ServerEvent::DeliverFailed { client_ref, reason } => {
                     self.shared.update(|c| c.mo_failed += 1);
                     if self.config.log {
@@ -373,6 +391,17 @@ impl Smsc {
         }
     }
 
+    /// The client answered a deliver: if it was the injected one, it is done.
+    fn injected_answered(conn: &mut Connection, client_ref: u64) {
+        if conn
+            .injected
+            .as_ref()
+            .is_some_and(|(r, _)| *r == client_ref)
+        {
+            conn.injected = None;
+        }
+    }
+
     fn decide(
         &mut self,
         message: Box<Message>,
@@ -383,7 +412,16 @@ impl Smsc {
         if self.config.late_fraction > 0.0 && self.chance(self.config.late_fraction) {
             at += self.config.late;
         }
-        let verdict = if self.chance(self.config.nack_fraction) {
+        let rule = self
+            .shared
+            .reject_rules
+            .lock()
+            .iter()
+            .find(|(prefix, _)| message.to.as_str().starts_with(prefix.as_str()))
+            .map(|(_, code)| *code);
+        let verdict = if let Some(code) = rule {
+            Verdict::Reject(code)
+        } else if self.chance(self.config.nack_fraction) {
             Verdict::Nack
         } else if self.chance(self.config.reject_fraction) {
             Verdict::Reject(self.config.reject_code)
@@ -422,6 +460,12 @@ impl Smsc {
             } => {
                 let timestamp = cimd2_timestamp(SystemTime::now());
                 self.record_submit(&message, &timestamp);
+                {
+                    let mut kept = self.shared.accepted.lock();
+                    if kept.len() < super::MAX_KEPT_SUBMITS {
+                        kept.push((*message).clone());
+                    }
+                }
                 self.shared.update(|c| c.submits_accepted += 1);
                 if status_report {
                     conn.reports.push_back(StatusReport {
@@ -457,6 +501,27 @@ impl Smsc {
                 Err(_) => {}
             }
             return;
+        }
+        if conn.injected.is_none() {
+            let next = self.shared.injected.lock().pop_front();
+            if let Some(mut message) = next {
+                self.injected_seq += 1;
+                // Own numbering space, apart from the `mo_rate` traffic's 1, 2, ...
+                message.client_ref = INJECTED_REF | self.injected_seq;
+                match conn.session.deliver(&message, now) {
+                    Ok(()) => {
+                        conn.injected = Some((message.client_ref, message));
+                        self.shared.update(|c| c.mo_sent += 1);
+                    }
+                    Err(e) => {
+                        // `can_deliver` held, so this is the message itself (say, too
+                        // long for one SMS): trying again would fail the same way.
+                        log!("smsc-sim: cannot deliver injected MO: {e}");
+                        self.shared.update(|c| c.mo_failed += 1);
+                    }
+                }
+                return;
+            }
         }
         let Some(due) = conn.mo_next_at else {
             return;

@@ -8,6 +8,7 @@
 mod event_loop;
 mod time;
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +20,11 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 pub use time::cimd2_timestamp;
+
+use crate::message::Message;
+
+/// Accepted submits kept for [`SmscSim::accepted`]; later ones are only counted.
+pub const MAX_KEPT_SUBMITS: usize = 1 << 20;
 
 /// How the simulated SMSC behaves.
 #[derive(Debug, Clone)]
@@ -108,11 +114,19 @@ pub struct Counters {
     pub drops: u64,
 }
 
-/// Counters behind a lock, with a condition variable so tests can wait for a state.
+/// Counters behind a lock, with a condition variable so tests can wait for a state;
+/// and what tests hand in (MO to deliver, reject rules) or read back (submits).
 #[derive(Default)]
 pub(crate) struct Shared {
     pub counters: Mutex<Counters>,
     pub changed: Condvar,
+    /// MO messages from `inject_mo`, delivered in order to whichever logged-in client
+    /// can take one next.
+    pub injected: Mutex<VecDeque<Message>>,
+    /// Accepted submits in the order they were accepted (at most `MAX_KEPT_SUBMITS`).
+    pub accepted: Mutex<Vec<Message>>,
+    /// Recipient prefix -> error code: matching submits are rejected with it.
+    pub reject_rules: Mutex<Vec<(String, u32)>>,
 }
 
 impl Shared {
@@ -182,6 +196,39 @@ impl SmscSim {
                 return (*counters, ok);
             }
         }
+    }
+
+    /// Queue a mobile-originated message for delivery to a logged-in client. Injected
+    /// messages go out in order, one at a time, before any `mo_rate` traffic; one
+    /// whose deliver fails (no answer, connection lost) is delivered again later, one
+    /// the client rejects is not.
+    pub fn inject_mo(&self, message: &Message) -> io::Result<()> {
+        self.shared.injected.lock().push_back(message.clone());
+        self.waker.wake()
+    }
+
+    /// Injected MO messages not yet acknowledged by a client (queued or in flight).
+    pub fn injected_pending(&self) -> usize {
+        self.shared.injected.lock().len()
+    }
+
+    /// Submits accepted so far, in order (the first `MAX_KEPT_SUBMITS` of them).
+    pub fn accepted(&self) -> Vec<Message> {
+        self.shared.accepted.lock().clone()
+    }
+
+    /// Reject every submit to a recipient starting with `prefix` with `code`
+    /// (the longest matching prefix decides; it wins over `reject_fraction`).
+    pub fn reject_recipients(&self, prefix: &str, code: u32) {
+        let mut rules = self.shared.reject_rules.lock();
+        rules.retain(|(p, _)| p != prefix);
+        rules.push((prefix.to_owned(), code));
+        rules.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
+    }
+
+    /// Drop every rule set by `reject_recipients`.
+    pub fn clear_reject_rules(&self) {
+        self.shared.reject_rules.lock().clear();
     }
 
     /// Block until the event loop ends by itself (an I/O error) — the CLI's main loop.
