@@ -42,7 +42,7 @@ def parse_link(spec: str) -> dict[str, Any]:
 
 
 def build_endpoint(links: list[dict[str, Any]]) -> Any:
-    import smslink  # type: ignore[import-not-found]
+    import smslink
 
     made = []
     for spec in links:

@@ -55,7 +55,7 @@ def normalize_phone(s: str) -> Optional[str]:
     return n if _PHONE.match(n) else None
 
 
-class Gateway(ComponentXMPP):  # type: ignore[misc]
+class Gateway(ComponentXMPP):
     def __init__(
         self,
         jid: str,
@@ -71,7 +71,7 @@ class Gateway(ComponentXMPP):  # type: ignore[misc]
         retry_interval: float = 0.5,
         reconnect_interval: float = 1.0,
     ) -> None:
-        super().__init__(
+        super().__init__(  # type: ignore[no-untyped-call]
             jid,
             secret,
             server,
@@ -102,7 +102,7 @@ class Gateway(ComponentXMPP):  # type: ignore[misc]
 
         # slixmpp keeps an in-memory roster for components and answers probes and
         # subscriptions from it; the gateway's store is the authority instead.
-        self.roster.auto_authorize = None
+        self.roster.auto_authorize = None  # type: ignore[assignment]
         self.roster.auto_subscribe = False
         for name, handler in [
             ("presence_subscribe", self._handle_subscribe),
@@ -474,7 +474,7 @@ class Gateway(ComponentXMPP):  # type: ignore[misc]
             if target is None:
                 self._sms_reply(phone, f"Unknown name {cmd.name}.")
                 return
-            self.send_message(mto=target[0], mfrom=me, mbody=cmd.text, mtype="chat")
+            self.send_message(mto=JID(target[0]), mfrom=me, mbody=cmd.text, mtype="chat")
             self.store.set_last_peer(phone, target[0])
         elif isinstance(cmd, commands.Add):
             target = self.resolve_buddy(phone, cmd.name)
@@ -491,14 +491,14 @@ class Gateway(ComponentXMPP):  # type: ignore[misc]
             else:
                 self._sms_reply(phone, f"{name} is already a buddy.")
         elif isinstance(cmd, commands.Remove):
-            b = self.store.buddy_by_name(phone, cmd.name)
-            if b is None:
+            gone = self.store.buddy_by_name(phone, cmd.name)
+            if gone is None:
                 self._sms_reply(phone, f"{cmd.name} is not a buddy.")
                 return
-            self.store.remove_buddy(phone, b.jid)
-            self.buddy_presence.get(phone, {}).pop(b.jid, None)
-            self.send_presence(pfrom=me, pto=b.jid, ptype="unsubscribe")
-            self._sms_reply(phone, f"Removed {b.name}.")
+            self.store.remove_buddy(phone, gone.jid)
+            self.buddy_presence.get(phone, {}).pop(gone.jid, None)
+            self.send_presence(pfrom=me, pto=gone.jid, ptype="unsubscribe")
+            self._sms_reply(phone, f"Removed {gone.name}.")
         elif isinstance(cmd, commands.Malformed):
             self._sms_reply(phone, f"Usage: {cmd.usage}")
         elif isinstance(cmd, commands.Help):
@@ -508,7 +508,7 @@ class Gateway(ComponentXMPP):  # type: ignore[misc]
             if peer is None:
                 self._sms_reply(phone, commands.HELP_TEXT)
             else:
-                self.send_message(mto=peer, mfrom=me, mbody=cmd.text, mtype="chat")
+                self.send_message(mto=JID(peer), mfrom=me, mbody=cmd.text, mtype="chat")
 
     def _on_message_error(self, msg: Message) -> None:
         """A chat from a phone could not be delivered: tell the phone by SMS."""

@@ -114,7 +114,7 @@ class EndpointAdapter:
         self._busy: tuple[type[BaseException], ...] = ()
         self._refused: tuple[type[BaseException], ...] = ()
         try:
-            import smslink  # type: ignore[import-not-found]
+            import smslink
 
             self._refused = (smslink.SmslinkError,)
             self._ring_full = tuple(
