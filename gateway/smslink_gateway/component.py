@@ -157,6 +157,7 @@ class Gateway(ComponentXMPP):
                 self.on_sms_event(ev)
             except Exception:
                 log.exception("handling %r", ev)
+        log.warning("the smslink endpoint closed; no more SMS events")
 
     def _on_session_start(self, _: Any) -> None:
         self.online = True

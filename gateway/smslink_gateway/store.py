@@ -86,7 +86,8 @@ class Store:
         # Used from the gateway's event-loop thread only.
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        # FULL: an MO is acknowledged to the buffer once its row is on disk.
+        self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
 
     def close(self) -> None:

@@ -179,6 +179,10 @@ def test_bad_contact_and_component_itself(prosody: Prosody, tmp_path: Path) -> N
         alice.chat(COMPONENT, "help?")
         await wait_until(lambda: alice.bodies_from(COMPONENT), what="hint")
         assert fake.sent == []
+        # Clients discover the component as an SMS gateway.
+        info = await alice.plugin["xep_0030"].get_info(jid=COMPONENT, timeout=10)
+        identities = info["disco_info"]["identities"]
+        assert any(i[0] == "gateway" and i[1] == "sms" for i in identities), identities
 
     run(prosody, tmp_path, body)
 

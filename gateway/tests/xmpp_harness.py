@@ -159,6 +159,7 @@ class PcUser(slixmpp.ClientXMPP):  # type: ignore[misc]
         self.presences: list[Any] = []
         self.subscribe_requests: list[str] = []
         self.ready = asyncio.Event()
+        self.register_plugin("xep_0030")
         self.register_plugin("xep_0184")
         self.plugin["xep_0184"].auto_ack = False
         self.add_event_handler("session_start", self._start)
