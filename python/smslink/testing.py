@@ -1,0 +1,15 @@
+"""In-process peers for tests and benchmarks (all on loopback, each on its own
+thread, none holding the GIL while it works):
+
+- :class:`SmscSim`: a CIMD2 SMSC; inject MO with ``inject_mo``, read accepted
+  submits with ``accepted()``, reject by recipient with ``reject_recipients``.
+- :class:`Wan`: a TCP proxy with delay, jitter, bandwidth, ``cut_all()``,
+  ``stall(True/False)`` and outages, to put between two endpoints.
+- :class:`Sink`: a link peer that acknowledges every message it receives.
+"""
+
+from __future__ import annotations
+
+from ._smslink import Sink, Sms, SmscSim, Wan
+
+__all__ = ["Sink", "Sms", "SmscSim", "Wan"]

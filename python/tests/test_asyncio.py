@@ -1,0 +1,141 @@
+"""asyncio: events() and send_async wait on the event descriptor through the loop,
+without polling and without blocking other tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import List, Tuple
+
+import pytest
+
+import smslink
+from smslink import Endpoint, MessageReceived, StatusChanged
+
+from conftest import WAIT, start_pair
+
+
+async def _acker(ep: Endpoint, want: int, texts: List[str]) -> None:
+    """Receive `want` messages on `ep` and acknowledge each."""
+    async for ev in ep.events():
+        if isinstance(ev, MessageReceived):
+            texts.append(ev.text or "")
+            ep.ack(ev.link, ev.seq)
+            if len(texts) == want:
+                return
+
+
+def test_events_and_send_async_through_a_small_ring() -> None:
+    async def main() -> Tuple[List[str], List[int]]:
+        im, bs = start_pair(capacity=3)
+        try:
+            texts: List[str] = []
+            acker = asyncio.create_task(_acker(bs, 20, texts))
+            # 20 messages through 3 slots: send_async must wait for room 17 times.
+            seqs = [(await im.send_async("1", "2", f"a{i}", timeout=WAIT)).seq for i in range(20)]
+            await asyncio.wait_for(acker, WAIT)
+            return texts, seqs
+        finally:
+            bs.close(0)
+            im.close(0)
+
+    texts, seqs = asyncio.run(main())
+    assert texts == [f"a{i}" for i in range(20)]
+    assert seqs == list(range(1, 21))
+
+
+def test_send_async_times_out_with_ring_full() -> None:
+    async def main() -> None:
+        with Endpoint([smslink.Link("im", "k", listen="127.0.0.1:0", default=True, capacity=1)]) as ep:
+            await ep.send_async("1", "2", "fills it")
+            with pytest.raises(smslink.RingFull):
+                await ep.send_async("1", "2", "no room", timeout=0.1)
+
+    asyncio.run(main())
+
+
+def test_waiting_for_events_does_not_busy_poll() -> None:
+    async def main() -> Tuple[float, int]:
+        with Endpoint([smslink.Link("im", "k", listen="127.0.0.1:0")]) as ep:
+            ticks = 0
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.01)
+                    ticks += 1
+
+            t = asyncio.create_task(ticker())
+            cpu = time.process_time()
+            assert await ep.next_event_async(timeout=0.5) is None
+            used = time.process_time() - cpu
+            t.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await t
+            return used, ticks
+
+    used, ticks = asyncio.run(main())
+    assert ticks >= 10, "other tasks ran while the endpoint waited"
+    assert used < 0.25, f"{used:.3f} s of CPU for a 0.5 s idle wait"
+
+
+def test_events_end_when_the_endpoint_closes() -> None:
+    async def main() -> List[str]:
+        im, bs = start_pair()
+        seen: List[str] = []
+
+        async def consume() -> None:
+            async for ev in im.events():
+                seen.append(type(ev).__name__)
+
+        task = asyncio.create_task(consume())
+        while "LinkUp" not in seen:
+            await asyncio.sleep(0.01)
+        bs.close(0)
+        im.close(0)
+        await asyncio.wait_for(task, WAIT)
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen[0] == "LinkUp"
+
+
+def test_status_changes_arrive_as_events() -> None:
+    async def main() -> List[str]:
+        im, bs = start_pair()
+        try:
+            texts: List[str] = []
+            acker = asyncio.create_task(_acker(bs, 1, texts))
+            r = await im.send_async("1", "2", "x", client_ref=5)
+            states = []
+            async for ev in im.events():
+                if isinstance(ev, StatusChanged) and ev.seq == r.seq:
+                    assert ev.client_ref == 5
+                    states.append(ev.state)
+                    if ev.state == "processed":
+                        break
+            await acker
+            return states
+        finally:
+            bs.close(0)
+            im.close(0)
+
+    assert asyncio.run(main()) == ["sent", "confirmed", "processed"]
+
+
+def test_one_endpoint_across_two_event_loops() -> None:
+    im, bs = start_pair()
+    try:
+        for round_ in range(2):
+
+            async def once() -> str:
+                texts: List[str] = []
+                acker = asyncio.create_task(_acker(bs, 1, texts))
+                await im.send_async("1", "2", f"loop {round_}")
+                await asyncio.wait_for(acker, WAIT)
+                return texts[0]
+
+            assert asyncio.run(once()) == f"loop {round_}"
+    finally:
+        bs.close(0)
+        im.close(0)

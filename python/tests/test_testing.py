@@ -1,0 +1,58 @@
+"""The test peers other suites build on."""
+
+from __future__ import annotations
+
+import smslink
+from smslink import Endpoint, StatusChanged
+from smslink.testing import Sink, SmscSim, Wan
+
+from conftest import WAIT, link, wait_event
+
+
+def test_sink_acknowledges_everything_with_the_chosen_outcome() -> None:
+    with Sink(link("sink", "im", listen="127.0.0.1:0"), error_code=7) as sink:
+        assert sink.address is not None
+        with Endpoint([link("im", "sink", dial=sink.address, default=True)]) as im:
+            for i in range(50):
+                im.send("1", "2", f"s{i}")
+            assert sink.wait_received(50, WAIT)
+            st = wait_event(im, StatusChanged, lambda s: s.state == "processed")
+            assert not st.accepted and st.error_code == 7
+        assert sink.received == 50
+
+
+def test_wan_stall_holds_traffic_and_resumes() -> None:
+    with Sink(link("sink", "im", listen="127.0.0.1:0")) as sink:
+        assert sink.address is not None
+        with Wan(sink.address, delay=0.01) as wan:
+            with Endpoint(
+                [link("im", "sink", dial=wan.address, default=True, dead_after=5.0)]
+            ) as im:
+                wait_event(im, smslink.LinkUp)
+                wan.stall(True)
+                im.send("1", "2", "held")
+                assert not sink.wait_received(1, 0.2), "stalled: nothing gets through"
+                wan.stall(False)
+                assert sink.wait_received(1, WAIT)
+            assert wan.stats()["connections"] >= 1
+
+
+def test_smsc_sim_counters_and_errors() -> None:
+    sim = SmscSim(log=False)
+    assert sim.address.startswith("127.0.0.1:")
+    assert sim.counters()["logins"] == 0
+    assert not sim.wait_for("logins", 1, 0.05)
+    try:
+        sim.wait_for("nonsense", 1, 0.01)
+    except smslink.ConfigError as e:
+        assert "counters()" in str(e)
+    else:
+        raise AssertionError("unknown counter accepted")
+    final = sim.stop()
+    assert final["connections"] == 0
+    try:
+        sim.inject_mo("1", "2", "x")
+    except smslink.ClosedError:
+        pass
+    else:
+        raise AssertionError("a stopped simulator took an MO")
