@@ -5,6 +5,10 @@ component -> IM-side smslink Endpoint -> WAN emulator (with cuts) -> buffer serv
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +19,7 @@ import smslink
 import smslink.testing
 
 from smslink_gateway import Gateway, Store
-from xmpp_harness import COMPONENT, DOMAIN, SECRET, PcUser, Prosody, wait_until
+from xmpp_harness import COMPONENT, DOMAIN, SECRET, PcUser, Prosody, show_of, wait_until
 
 PSK = b"full-system-test-key"
 GATEWAY_NUMBER = "12345"
@@ -31,7 +35,16 @@ class SmsSide:
     sim: Any
     buffer: Any
     wan: Any
-    im: Any
+    im: Any = None
+
+    def make_im(self) -> Any:
+        """The IM-side endpoint (the gateway's communication buffer)."""
+        self.im = smslink.Endpoint(
+            [smslink.Link("au", PSK, dial=self.wan.address, prefixes=["+61"])],
+            reconnect_min=0.05,
+            reconnect_max=0.5,
+        )
+        return self.im
 
     def accepted_to(self, phone: str) -> list[str]:
         return [s.text for s in self.sim.accepted() if s.recipient == phone]
@@ -57,15 +70,12 @@ def sms_side() -> Iterator[SmsSide]:
     drainer = threading.Thread(target=drain, daemon=True)
     drainer.start()
     wan = smslink.testing.Wan(buffer.local_addr("au"), delay=0.01)
-    im = smslink.Endpoint(
-        [smslink.Link("au", PSK, dial=wan.address, prefixes=["+61"])],
-        reconnect_min=0.05,
-        reconnect_max=0.5,
-    )
+    side = SmsSide(sim, buffer, wan)
     try:
-        yield SmsSide(sim, buffer, wan, im)
+        yield side
     finally:
-        im.close()
+        if side.im is not None:
+            side.im.close()
         wan.stop()
         stop.set()
         drainer.join(5)
@@ -73,10 +83,6 @@ def sms_side() -> Iterator[SmsSide]:
         sim.stop()
 
 
-def show_of(p: Any) -> str:
-    if p is None:
-        return "none yet"
-    return "unavailable" if p["type"] == "unavailable" else (p["show"] or "available")
 
 
 def test_full_system(prosody: Prosody, sms_side: SmsSide, tmp_path: Path) -> None:
@@ -89,13 +95,14 @@ def test_full_system(prosody: Prosody, sms_side: SmsSide, tmp_path: Path) -> Non
             SECRET,
             "127.0.0.1",
             prosody.component_port,
-            endpoint=s.im,
+            endpoint=s.make_im(),
             store=store,
             sms_number=GATEWAY_NUMBER,
             retry_interval=0.05,
             reconnect_interval=0.1,
         )
         gw.start()
+        await wait_until(lambda: gw.online, 10, "component connected")
         alice = await PcUser("alice", prosody.c2s_port).online()
         bob = await PcUser("bob", prosody.c2s_port).online()
         try:
@@ -123,6 +130,8 @@ def test_full_system(prosody: Prosody, sms_side: SmsSide, tmp_path: Path) -> Non
                 s.wan.cut_all()
             await asyncio.sleep(0)  # let the stanza out between cuts
         await wait_until(lambda: s.accepted_to(PHONE) == expected, 30, "30 SMS at the phone")
+        # ... and each one's final status came back to the gateway.
+        await wait_until(lambda: gw.store.outbox_count() == 0, 15, "all statuses back")
 
         # A cut shows: the phone contact goes away, and comes back.
         s.wan.set_outage("refuse")
@@ -164,6 +173,17 @@ def test_full_system(prosody: Prosody, sms_side: SmsSide, tmp_path: Path) -> Non
             lambda: alice.bodies_from(PHONE_JID) == ["hi alice", "lunch?"], 15, "MSG alice"
         )
 
+        # A burst of SMS from the phone with a cut in the middle: each arrives once,
+        # in order.
+        burst = [f"n{i}" for i in range(20)]
+        for i, text in enumerate(burst):
+            s.sim.inject_mo(PHONE, GATEWAY_NUMBER, f"@alice {text}")
+            if i == 9:
+                s.wan.cut_all()
+        await wait_until(
+            lambda: alice.bodies_from(PHONE_JID) == ["hi alice", "lunch?"] + burst, 20, "burst"
+        )
+
         # The SMSC refuses a number: alice gets an XMPP error with the reason.
         mid = alice.chat(f"{BAD_PHONE}@{COMPONENT}", "to nowhere")
         await wait_until(lambda: alice.errors, 15, "error stanza")
@@ -173,8 +193,65 @@ def test_full_system(prosody: Prosody, sms_side: SmsSide, tmp_path: Path) -> Non
 
         # Nothing lost or doubled on either side; every MO acknowledged and handled.
         assert s.accepted_to(PHONE)[:31] == expected + ["alice: while down"]
-        assert alice.bodies_from(PHONE_JID) == ["hi alice", "lunch?"]
+        assert alice.bodies_from(PHONE_JID) == ["hi alice", "lunch?"] + burst
+        assert s.wan.stats()["cuts"] >= 4, s.wan.stats()
         await wait_until(lambda: gw.store.outbox_count() == 0, 10, "outbox empty")
         assert gw.store.inbox() == []
 
     asyncio.run(main())
+
+
+def test_operator_command(prosody: Prosody, sms_side: SmsSide, tmp_path: Path) -> None:
+    """The README's one command, as a process: chat both ways, then SIGTERM."""
+    s = sms_side
+    psk_file = tmp_path / "au.psk"
+    psk_file.write_bytes(PSK + b"\n")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "smslink_gateway",
+            "--jid", COMPONENT,
+            "--server", "127.0.0.1",
+            "--port", str(prosody.component_port),
+            "--sms-number", GATEWAY_NUMBER,
+            "--db", str(tmp_path / "state.db"),
+            "--link", f"name=au,dial={s.wan.address},psk-file={psk_file},prefixes=+61",
+            *(["-v"] if os.environ.get("GW_DEBUG") else []),
+        ],
+        env={**os.environ, "SMSLINK_GATEWAY_SECRET": SECRET},
+        stdout=subprocess.DEVNULL,
+        stderr=None if os.environ.get("GW_DEBUG") else subprocess.PIPE,
+    )
+
+    async def main() -> None:
+        alice = await PcUser("alice", prosody.c2s_port).online()
+        try:
+            await alice.until_component_answers(COMPONENT)
+            alice.send_presence(pto=PHONE_JID, ptype="subscribe")
+            await wait_until(
+                lambda: show_of(alice.last_presence_from(PHONE_JID)) == "available", 20, "up"
+            )
+            alice.chat(PHONE_JID, "from the command line")
+            await wait_until(
+                lambda: s.accepted_to(PHONE) == ["alice: from the command line"], 15, "MT"
+            )
+            s.sim.inject_mo(PHONE, GATEWAY_NUMBER, "got it")
+            await wait_until(lambda: alice.bodies_from(PHONE_JID) == ["got it"], 15, "MO")
+            proc.send_signal(signal.SIGTERM)
+            # On the way out the gateway says the phone went offline.
+            await wait_until(
+                lambda: show_of(alice.last_presence_from(PHONE_JID)) == "unavailable", 15, "bye"
+            )
+        finally:
+            await alice.close()
+
+    try:
+        asyncio.run(main())
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        assert "Traceback" not in err, err

@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from smslink_gateway import Gateway, Route, Store
-from xmpp_harness import COMPONENT, DOMAIN, SECRET, FakeEndpoint, PcUser, Prosody, wait_until
+from xmpp_harness import (
+    COMPONENT,
+    DOMAIN,
+    SECRET,
+    FakeEndpoint,
+    PcUser,
+    Prosody,
+    show_of,
+    wait_until,
+)
 
 PHONE = "+61400000001"
 PHONE_JID = f"{PHONE}@{COMPONENT}"
@@ -55,10 +64,6 @@ def run(
     asyncio.run(main())
 
 
-def show_of(p: Any) -> str:
-    if p is None:
-        return "none yet"
-    return "unavailable" if p["type"] == "unavailable" else (p["show"] or "available")
 
 
 def test_phone_contact_presence_follows_link(prosody: Prosody, tmp_path: Path) -> None:

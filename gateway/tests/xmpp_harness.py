@@ -142,6 +142,15 @@ async def wait_until(cond: Callable[[], Any], timeout: float = 10.0, what: str =
         await asyncio.sleep(0.02)
 
 
+def show_of(p: Any) -> str:
+    """A presence as one word: available, away, ..., unavailable, error."""
+    if p is None:
+        return "none yet"
+    if p["type"] in ("unavailable", "error"):
+        return str(p["type"])
+    return str(p["show"] or "available")
+
+
 class PcUser(slixmpp.ClientXMPP):  # type: ignore[misc]
     """A PC user's XMPP client that records what it receives."""
 
@@ -188,6 +197,18 @@ class PcUser(slixmpp.ClientXMPP):  # type: ignore[misc]
         self.connect("127.0.0.1", self.port)
         await asyncio.wait_for(self.ready.wait(), timeout)
         return self
+
+    async def until_component_answers(self, jid: str, timeout: float = 20.0) -> None:
+        """Until the component is connected to the server (disco#info succeeds)."""
+        end = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                await self.plugin["xep_0030"].get_info(jid=jid, timeout=2)
+                return
+            except (slixmpp.exceptions.IqError, slixmpp.exceptions.IqTimeout):
+                if asyncio.get_running_loop().time() > end:
+                    raise
+                await asyncio.sleep(0.05)
 
     def bodies_from(self, jid: str) -> list[str]:
         return [m["body"] for m in self.messages if m["from"].bare == jid]
