@@ -35,12 +35,17 @@ class SmsSide:
     sim: Any
     buffer: Any
     wan: Any
+    capacity: int = 255
     im: Any = None
 
     def make_im(self) -> Any:
         """The IM-side endpoint (the gateway's communication buffer)."""
         self.im = smslink.Endpoint(
-            [smslink.Link("au", PSK, dial=self.wan.address, prefixes=["+61"])],
+            [
+                smslink.Link(
+                    "au", PSK, dial=self.wan.address, prefixes=["+61"], capacity=self.capacity
+                )
+            ],
             reconnect_min=0.05,
             reconnect_max=0.5,
         )
@@ -50,12 +55,15 @@ class SmsSide:
         return [s.text for s in self.sim.accepted() if s.recipient == phone]
 
 
-@pytest.fixture
-def sms_side() -> Iterator[SmsSide]:
+@pytest.fixture(params=[255])
+def sms_side(request: pytest.FixtureRequest) -> Iterator[SmsSide]:
+    """SMSC simulator, buffer server (rings of `param` slots) and the WAN emulator
+    in front of it; the test makes the IM-side endpoint with `make_im`."""
+    capacity = request.param
     sim = smslink.testing.SmscSim(user="smslink", password="secret")
     sim.reject_recipients("+614990", 300)
     buffer = smslink.Endpoint(
-        [smslink.Link("au", PSK, listen="127.0.0.1:0")],
+        [smslink.Link("au", PSK, listen="127.0.0.1:0", capacity=capacity)],
         smsc=smslink.Smsc(sim.address, "smslink", "secret"),
         reconnect_min=0.05,
         reconnect_max=0.5,
@@ -70,7 +78,7 @@ def sms_side() -> Iterator[SmsSide]:
     drainer = threading.Thread(target=drain, daemon=True)
     drainer.start()
     wan = smslink.testing.Wan(buffer.local_addr("au"), delay=0.01)
-    side = SmsSide(sim, buffer, wan)
+    side = SmsSide(sim, buffer, wan, capacity)
     try:
         yield side
     finally:
@@ -81,8 +89,6 @@ def sms_side() -> Iterator[SmsSide]:
         drainer.join(5)
         buffer.close()
         sim.stop()
-
-
 
 
 def test_full_system(prosody: Prosody, sms_side: SmsSide, tmp_path: Path) -> None:
@@ -255,3 +261,48 @@ def test_operator_command(prosody: Prosody, sms_side: SmsSide, tmp_path: Path) -
             proc.wait(timeout=10)
         err = proc.stderr.read().decode() if proc.stderr else ""
         assert "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("sms_side", [4], indirect=True)
+def test_full_ring_holds_messages_back_in_order(
+    prosody: Prosody, sms_side: SmsSide, tmp_path: Path
+) -> None:
+    """Rings of 4 slots and a stalled WAN: the real endpoint says RingFull; the
+    gateway keeps the rest and sends them as slots free, none lost, none doubled."""
+    s = sms_side
+
+    async def main() -> None:
+        store = Store(str(tmp_path / "gw.db"))
+        gw = Gateway(
+            COMPONENT,
+            SECRET,
+            "127.0.0.1",
+            prosody.component_port,
+            endpoint=s.make_im(),
+            store=store,
+            sms_number=GATEWAY_NUMBER,
+            retry_interval=0.05,
+        )
+        gw.start()
+        await wait_until(lambda: gw.online, 10, "component connected")
+        alice = await PcUser("alice", prosody.c2s_port).online()
+        try:
+            await wait_until(lambda: gw.link_up.get("au"), 15, "link up")
+            s.wan.stall(True)
+            expected = [f"alice: m{i}" for i in range(12)]
+            for i in range(12):
+                alice.chat(PHONE_JID, f"m{i}")
+            await wait_until(lambda: gw.store.outbox_count() == 12, 10, "all twelve stored")
+            # Four went into the ring; the other eight wait for room.
+            await wait_until(lambda: len(gw.store.outbox_queued()) == 8, 10, "eight held back")
+            assert s.accepted_to(PHONE) == []
+            s.wan.stall(False)
+            await wait_until(lambda: s.accepted_to(PHONE) == expected, 20, "all twelve, in order")
+            await wait_until(lambda: gw.store.outbox_count() == 0, 10, "outbox drained")
+            assert alice.errors == []
+        finally:
+            await alice.close()
+            await gw.stop()
+            store.close()
+
+    asyncio.run(main())

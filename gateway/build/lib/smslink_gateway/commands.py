@@ -1,0 +1,154 @@
+"""SMS commands a phone user sends to the gateway, and the SMS texts it answers with.
+
+Commands are case-insensitive and start the SMS:
+
+    WHO               which of my buddies are online
+    MSG alice hello   chat message to buddy alice (also: @alice hello)
+    ADD alice         add alice to my buddies (asks alice to share presence)
+    DEL alice         remove alice from my buddies
+    HELP              the list of commands
+
+Any other text is a reply to whoever chatted with this phone last; with nobody to
+reply to, the gateway answers with the help text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Union
+
+SMS_MAX = 160
+
+HELP_TEXT = "Commands: WHO | MSG name text | ADD name | DEL name | HELP. Other text replies to the last person who wrote to you."
+
+
+@dataclass(frozen=True)
+class Who:
+    pass
+
+
+@dataclass(frozen=True)
+class Msg:
+    name: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Add:
+    name: str
+
+
+@dataclass(frozen=True)
+class Remove:
+    name: str
+
+
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+@dataclass(frozen=True)
+class Plain:
+    text: str
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A command word with missing arguments: answer with its usage."""
+
+    usage: str
+
+
+Command = Union[Who, Msg, Add, Remove, Help, Plain, Malformed]
+
+
+def parse(text: str) -> Command:
+    stripped = text.strip()
+    if stripped.startswith("@"):
+        head, _, rest = stripped[1:].partition(" ")
+        if head and rest.strip():
+            return Msg(head, rest.strip())
+        return Malformed("@name text")
+    word, _, rest = stripped.partition(" ")
+    word = word.upper()
+    rest = rest.strip()
+    if word in ("WHO", "ONLINE"):
+        return Who()
+    if word in ("HELP", "?"):
+        return Help()
+    if word in ("MSG", "TO"):
+        name, _, body = rest.partition(" ")
+        if name and body.strip():
+            return Msg(name, body.strip())
+        return Malformed("MSG name text")
+    if word == "ADD":
+        if rest and " " not in rest:
+            return Add(rest)
+        return Malformed("ADD name")
+    if word in ("DEL", "REMOVE"):
+        if rest and " " not in rest:
+            return Remove(rest)
+        return Malformed("DEL name")
+    return Plain(stripped)
+
+
+def fit_sms(text: str, limit: int = SMS_MAX) -> str:
+    """Cut an answer to one SMS, marking the cut."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1] + "~"
+
+
+def who_text(online: list[tuple[str, Optional[str]]], offline: list[str]) -> str:
+    """`online`: (name, show) with show None for plain available."""
+    if not online and not offline:
+        return "You have no buddies yet. ADD name to add one."
+    parts = []
+    if online:
+        parts.append(
+            "Online: " + ", ".join(n if not s else f"{n} ({s})" for n, s in online)
+        )
+    else:
+        parts.append("Nobody online")
+    if offline:
+        parts.append("Offline: " + ", ".join(offline))
+    return fit_sms(". ".join(parts))
+
+
+# CIMD2 error codes (CIMD2 spec; the subset Kannel knows) for XMPP error texts.
+_CIMD2_ERRORS = {
+    1: "unexpected operation",
+    2: "syntax error",
+    3: "unsupported parameter",
+    4: "connection to SMSC lost",
+    5: "no response from SMSC",
+    6: "general system error",
+    7: "cannot find information",
+    8: "parameter formatting error",
+    9: "requested operation failed",
+    300: "incorrect destination address",
+    301: "incorrect number of destination addresses",
+    302: "syntax error in user data",
+    303: "bad combination of binary, header and normal data",
+    304: "incorrect data coding scheme",
+    305: "incorrect validity period",
+    306: "incorrect originator address",
+    307: "incorrect protocol identifier",
+    308: "incorrect first delivery parameters",
+    309: "incorrect reply path",
+    310: "incorrect status report request",
+    311: "incorrect cancel enabled",
+    312: "incorrect priority",
+    313: "incorrect tariff class",
+    314: "incorrect service description",
+    315: "incorrect transport type",
+    316: "incorrect message type",
+    318: "incorrect MMS parameter",
+    319: "incorrect operation timer",
+}
+
+
+def smsc_error_text(code: int) -> str:
+    meaning = _CIMD2_ERRORS.get(code, "rejected")
+    return f"SMSC rejected the SMS: error {code} ({meaning})"
