@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from smslink_gateway import Gateway, Route, Store
+from smslink_gateway import Gateway, Route, SmsStatus, Store
 from xmpp_harness import (
     COMPONENT,
     DOMAIN,
@@ -31,10 +31,12 @@ def run(
     tmp_path: Path,
     body: Callable[[Gateway, FakeEndpoint, PcUser, PcUser], Awaitable[None]],
     capacity: int = 255,
+    prepare: Callable[[Store], None] = lambda store: None,
 ) -> None:
     async def main() -> None:
         fake = FakeEndpoint(capacity=capacity)
         store = Store(str(tmp_path / "gw.db"))
+        prepare(store)
         gw = Gateway(
             COMPONENT,
             SECRET,
@@ -255,3 +257,22 @@ def test_sms_while_xmpp_server_down_waits_in_inbox(prosody: Prosody, tmp_path: P
             await alice2.close()
 
     run(prosody, tmp_path, body)
+
+
+def test_unfinished_sms_of_a_previous_run_are_sent_again(prosody: Prosody, tmp_path: Path) -> None:
+    def previous_run(store: Store) -> None:
+        ref = store.outbox_put("12345", PHONE, "alice: in flight", f"{ALICE}/pc", "m1")
+        store.outbox_sent(ref, "au", 41)
+        store.outbox_put("12345", PHONE, "alice: still queued", f"{ALICE}/pc", "m2")
+
+    async def body(gw: Gateway, fake: FakeEndpoint, alice: PcUser, bob: PcUser) -> None:
+        await wait_until(lambda: len(fake.sent) == 2, what="both handed to the new endpoint")
+        assert fake.texts_to(PHONE) == ["alice: in flight", "alice: still queued"]
+        # A late status for the old ring's slot matches nothing now.
+        fake.queue.put_nowait(SmsStatus("au", 41, 1, "processed", 300, False))
+        for seq in list(fake.in_ring):
+            fake.finish(seq)
+        await wait_until(lambda: gw.store.outbox_count() == 0, what="finished")
+        assert alice.errors == []
+
+    run(prosody, tmp_path, body, prepare=previous_run)
