@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use pyo3::prelude::*;
-use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use smslink::message::Message;
 use smslink::ring::Outcome;
 use smslink::runtime::{LinkId, Node, NodeConfig, NodeError, NodeEvent};
@@ -18,7 +17,7 @@ use smslink::runtime::{LinkId, Node, NodeConfig, NodeError, NodeEvent};
 use crate::config::{Link, Smsc};
 use crate::errors::{config_error, ring_full, unknown_link, InvalidMessage};
 use crate::events::{self, StatusFilter};
-use crate::util::{message, raise, seconds, OrRaise, Payload};
+use crate::util::{message, payload_arg, raise, seconds, str_arg, utf8, OrRaise};
 
 /// Longest a wait holds the GIL away before looking at signals.
 const WAIT_SLICE: Duration = Duration::from_millis(200);
@@ -171,6 +170,9 @@ pub struct Endpoint {
     event_capacity: usize,
     /// Events taken off the node while waiting for room, not yet handed out.
     pending: Mutex<VecDeque<NodeEvent>>,
+    /// `send_batch`'s conversion buffer, kept so that a batch costs no allocation
+    /// (a thousand 700-byte messages would be a fresh mmap each time).
+    scratch: Mutex<Vec<Message>>,
 }
 
 impl Endpoint {
@@ -202,6 +204,47 @@ impl Endpoint {
             }
         }
         None
+    }
+
+    /// Wait up to `slice` for `link` to have room (GIL released by the caller).
+    /// Every Processed status is an event, so waiting for events is waiting for
+    /// room; wanted events are set aside for `next_event`, the rest dropped.
+    fn wait_room_slice(&self, link: LinkId, want: usize, slice: Duration) {
+        let end = Instant::now() + slice;
+        loop {
+            if self.node.free_slots(link).unwrap_or(want) >= want || !self.node.is_running() {
+                return;
+            }
+            let mut pending = self.pending.lock();
+            while pending.len() < self.event_capacity {
+                let Some(ev) = self.node.try_event() else {
+                    break;
+                };
+                if self.filter.wants(&ev) {
+                    pending.push_back(ev);
+                }
+            }
+            let full = pending.len() >= self.event_capacity;
+            drop(pending);
+            if self.node.free_slots(link).unwrap_or(want) >= want {
+                return;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            if full {
+                // The application is not reading the events it asked for: the
+                // node's queue back-pressures; look again after the slice.
+                std::thread::sleep(left);
+                return;
+            }
+            if let Some(ev) = self.node.wait_event(Some(left)) {
+                if self.filter.wants(&ev) {
+                    self.pending.lock().push_back(ev);
+                }
+            }
+        }
     }
 
     /// Wait up to `wait` for a wanted event (GIL released by the caller).
@@ -288,6 +331,7 @@ impl Endpoint {
             filter,
             event_capacity,
             pending: Mutex::new(VecDeque::new()),
+            scratch: Mutex::new(Vec::new()),
         })
     }
 
@@ -299,22 +343,26 @@ impl Endpoint {
     fn send(
         &self,
         py: Python<'_>,
-        sender: PyBackedStr,
-        recipient: PyBackedStr,
-        text: Option<PyBackedStr>,
-        data: Option<PyBackedBytes>,
+        sender: &Bound<'_, PyString>,
+        recipient: &Bound<'_, PyString>,
+        text: Option<&Bound<'_, PyString>>,
+        data: Option<&Bound<'_, PyBytes>>,
         client_ref: u64,
-        link: Option<PyBackedStr>,
+        link: Option<&Bound<'_, PyString>>,
     ) -> PyResult<Receipt> {
+        let text = match text {
+            Some(t) => Some(utf8(t)?),
+            None => None,
+        };
         let m = message(
-            &sender,
-            &recipient,
-            text.as_deref(),
-            data.as_deref(),
+            utf8(sender)?,
+            utf8(recipient)?,
+            text,
+            data.map(|d| d.as_bytes()),
             client_ref,
         )?;
         let sent = match link {
-            Some(name) => self.node.send_on(self.link_id(&name)?, &m),
+            Some(name) => self.node.send_on(self.link_id(utf8(name)?)?, &m),
             None => self.node.send(&m),
         };
         match sent {
@@ -333,7 +381,8 @@ impl Endpoint {
     fn send_batch(&self, link: &str, messages: &Bound<'_, PyAny>) -> PyResult<usize> {
         let id = self.link_id(link)?;
         let room = self.node.free_slots(id).or_raise()?;
-        let mut batch: Vec<Message> = Vec::new();
+        let mut batch = self.scratch.lock();
+        batch.clear();
         for item in messages.try_iter()? {
             if batch.len() >= room {
                 break;
@@ -350,21 +399,26 @@ impl Endpoint {
                     "send_batch item has {n} fields; expected (sender, recipient, text_or_bytes[, client_ref])"
                 )));
             }
-            let sender: PyBackedStr = tuple.get_item(0)?.extract()?;
-            let recipient: PyBackedStr = tuple.get_item(1)?.extract()?;
-            let payload: Payload = tuple.get_item(2)?.extract()?;
+            let sender = tuple.get_item(0)?;
+            let recipient = tuple.get_item(1)?;
+            let payload = tuple.get_item(2)?;
             let client_ref: u64 = if n == 4 {
                 tuple.get_item(3)?.extract()?
             } else {
                 0
             };
-            let m = match &payload {
-                Payload::Text(t) => message(&sender, &recipient, Some(t), None, client_ref)?,
-                Payload::Data(d) => message(&sender, &recipient, None, Some(d), client_ref)?,
-            };
+            let (text, data) = payload_arg(&payload)?;
+            let m = message(
+                str_arg("sender", &sender)?,
+                str_arg("recipient", &recipient)?,
+                text,
+                data,
+                client_ref,
+            )?;
             batch.push(m);
         }
         let (taken, _) = self.node.send_batch(id, &batch).or_raise()?;
+        batch.clear();
         Ok(taken)
     }
 
@@ -373,15 +427,24 @@ impl Endpoint {
         self.node.free_slots(self.link_id(link)?).or_raise()
     }
 
-    /// Block (GIL released) until `link` has room or `timeout` seconds pass;
-    /// returns whether it has room. Events that arrive meanwhile are kept for
-    /// `next_event`.
-    #[pyo3(signature = (link, timeout=None))]
-    fn wait_for_room(&self, py: Python<'_>, link: &str, timeout: Option<f64>) -> PyResult<bool> {
+    /// Block (GIL released) until `link` has room for `min_room` messages (at
+    /// most its capacity) or `timeout` seconds pass; returns whether it has.
+    /// Events that arrive meanwhile are kept for `next_event`. A bulk sender
+    /// wakes less often with a larger `min_room`.
+    #[pyo3(signature = (link, timeout=None, min_room=1))]
+    fn wait_for_room(
+        &self,
+        py: Python<'_>,
+        link: &str,
+        timeout: Option<f64>,
+        min_room: usize,
+    ) -> PyResult<bool> {
         let id = self.link_id(link)?;
+        let capacity = self.node.link_stats(id).map_or(1, |s| s.capacity);
+        let want = min_room.clamp(1, capacity.max(1));
         let deadline = crate::util::timeout(timeout)?.map(|t| Instant::now() + t);
         loop {
-            if self.node.free_slots(id).or_raise()? > 0 {
+            if self.node.free_slots(id).or_raise()? >= want {
                 return Ok(true);
             }
             if !self.node.is_running() {
@@ -397,22 +460,7 @@ impl Endpoint {
                 }
                 None => WAIT_SLICE,
             };
-            py.detach(|| {
-                let room_for_events = self.pending.lock().len() < self.event_capacity;
-                if room_for_events {
-                    // Each Processed status is an event: waiting for one is waiting
-                    // for room. Wanted events are kept, the rest dropped here.
-                    if let Some(ev) = self.node.wait_event(Some(slice)) {
-                        if self.filter.wants(&ev) {
-                            self.pending.lock().push_back(ev);
-                        }
-                    }
-                } else {
-                    // The application is not reading its events: the node's queue
-                    // back-pressures, so look again after a slice.
-                    std::thread::sleep(slice);
-                }
-            });
+            py.detach(|| self.wait_room_slice(id, want, slice));
             py.check_signals()?;
         }
     }

@@ -4,7 +4,6 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyString};
 use smslink::message::{Coding, Message};
 use smslink::runtime::NodeError;
@@ -68,27 +67,55 @@ pub fn timeout(value: Option<f64>) -> PyResult<Option<Duration>> {
     }
 }
 
-/// Text or bytes payload, given either way.
-pub enum Payload {
-    Text(PyBackedStr),
-    Data(PyBackedBytes),
+extern "C" {
+    // Part of CPython's C API since 3.3 and of the limited API since 3.10, so every
+    // CPython this abi3 (3.9) module loads into exports it. pyo3 declares it only for
+    // 3.10+ limited builds; its 3.9 fallback copies each string into a new bytes object.
+    fn PyUnicode_AsUTF8AndSize(
+        unicode: *mut pyo3::ffi::PyObject,
+        size: *mut pyo3::ffi::Py_ssize_t,
+    ) -> *const std::os::raw::c_char;
 }
 
-impl<'a, 'py> FromPyObject<'a, 'py> for Payload {
-    type Error = PyErr;
-
-    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        if let Ok(s) = obj.cast::<PyString>() {
-            return Ok(Payload::Text(s.to_owned().try_into()?));
-        }
-        if let Ok(b) = obj.cast::<PyBytes>() {
-            return Ok(Payload::Data(b.to_owned().into()));
-        }
-        Err(InvalidMessage::new_err(format!(
-            "a message payload is str (text) or bytes (binary), not {}",
-            obj.get_type().name()?
-        )))
+/// The UTF-8 of a Python str without copying it (the str caches it).
+pub fn utf8<'a>(s: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
+    let mut size: pyo3::ffi::Py_ssize_t = 0;
+    // SAFETY: `s` is a live str; the call only reads it (and may fill its cache).
+    let p = unsafe { PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut size) };
+    if p.is_null() {
+        // Lone surrogates have no UTF-8; Python set the exception.
+        return Err(PyErr::fetch(s.py()));
     }
+    // SAFETY: CPython returns `size` bytes of valid UTF-8 owned by the str object,
+    // which lives at least as long as the borrow `'a`.
+    Ok(unsafe {
+        std::str::from_utf8_unchecked(std::slice::from_raw_parts(p.cast::<u8>(), size as usize))
+    })
+}
+
+/// A str argument, else an `InvalidMessage` naming `what`.
+pub fn str_arg<'a>(what: &str, obj: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
+    match obj.cast::<PyString>() {
+        Ok(s) => utf8(s),
+        Err(_) => Err(InvalidMessage::new_err(format!(
+            "{what} is a str, not {}",
+            obj.get_type().name()?
+        ))),
+    }
+}
+
+/// Text (str) or binary (bytes) payload, else an `InvalidMessage`.
+pub fn payload_arg<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<(Option<&'a str>, Option<&'a [u8]>)> {
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok((Some(utf8(s)?), None));
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok((None, Some(b.as_bytes())));
+    }
+    Err(InvalidMessage::new_err(format!(
+        "a message payload is str (text) or bytes (binary), not {}",
+        obj.get_type().name()?
+    )))
 }
 
 /// Build a message; exactly one of text and data may be given (neither: empty text).

@@ -90,3 +90,7 @@ def test_message_errors() -> None:
             ep.link_stats("nope")
         with pytest.raises(TypeError):
             ep.send(1, "2", "x")  # type: ignore[arg-type]
+        with pytest.raises(UnicodeEncodeError):
+            ep.send("1", "2", "lone surrogate \ud800")
+        with pytest.raises(smslink.InvalidMessage, match="str .text. or bytes .binary."):
+            ep.send_batch("x", [("1", "2", 3)])  # type: ignore[list-item]

@@ -867,3 +867,88 @@ fn garbage_is_cut_off_without_touching_the_rings() {
     assert!(!p.b.is_connected());
     assert_eq!(p.b.rx_cursors(), before);
 }
+
+#[test]
+fn handshake_trickling_bytes_still_times_out() {
+    let now = Instant::now();
+    let mut b = Endpoint::new(config("b"), now).unwrap();
+    b.connected(now);
+    let mut hello = vec![];
+    frame::encode_hello(
+        &mut hello,
+        &frame::Hello {
+            version: frame::VERSION,
+            epoch: 7,
+            nonce: [1; 32],
+            capacity: 255,
+            tx_last_processed: 0,
+            name: "slow",
+        },
+    );
+    // One byte a second keeps the line "alive" but never completes a handshake.
+    for (i, byte) in hello.chunks(1).take(3).enumerate() {
+        let t = now + Duration::from_secs(i as u64);
+        b.handle_timeout(t);
+        b.handle_input(byte, t).unwrap();
+    }
+    assert_eq!(b.poll_timeout(), Some(now + Duration::from_secs(3)));
+    b.handle_timeout(now + Duration::from_secs(3));
+    assert!(!b.is_connected());
+    assert_eq!(
+        b.poll_event(),
+        Some(Event::LinkDown {
+            reason: DownReason::Timeout
+        })
+    );
+}
+
+/// The seed's promise: across a 300 ms round trip, throughput is bounded by the
+/// window (255 / 0.3 s = 850 messages/s), not by the round trip (about 3/s for a
+/// stop-and-wait protocol). Virtual time, 1 ms ticks, one direction saturated.
+#[test]
+fn throughput_is_bounded_by_the_window_not_the_round_trip() {
+    let one_way = Duration::from_millis(150);
+    let start = Instant::now();
+    let mut a = Endpoint::new(LinkConfig::new("a", PSK), start).unwrap();
+    let mut b = Endpoint::new(LinkConfig::new("b", PSK), start).unwrap();
+    a.connected(start);
+    b.connected(start);
+    let mut ab: std::collections::VecDeque<(Instant, Vec<u8>)> = Default::default();
+    let mut ba: std::collections::VecDeque<(Instant, Vec<u8>)> = Default::default();
+    let m = msg(0);
+    let mut delivered_at = vec![];
+    for tick in 0..10_000u64 {
+        let now = start + Duration::from_millis(tick);
+        while a.send(&m).is_ok() {}
+        while ab.front().is_some_and(|(t, _)| *t <= now) {
+            let (_, bytes) = ab.pop_front().unwrap();
+            b.handle_input(&bytes, now).unwrap();
+        }
+        while ba.front().is_some_and(|(t, _)| *t <= now) {
+            let (_, bytes) = ba.pop_front().unwrap();
+            a.handle_input(&bytes, now).unwrap();
+        }
+        while let Some((seq, _)) = b.next_received() {
+            delivered_at.push(now);
+            b.mark_processed(seq, Outcome::Accepted).unwrap();
+        }
+        for (ep, pipe) in [(&mut a, &mut ab), (&mut b, &mut ba)] {
+            ep.handle_timeout(now);
+            let mut buf = vec![];
+            if ep.poll_transmit(now, &mut buf) > 0 {
+                pipe.push_back((now + one_way, buf));
+            }
+            while ep.poll_event().is_some() {}
+        }
+    }
+    assert!(a.is_up() && b.is_up());
+    // Steady state: from 2 s to 10 s.
+    let from = start + Duration::from_secs(2);
+    let n = delivered_at.iter().filter(|t| **t >= from).count() as f64;
+    let per_second = n / 8.0;
+    eprintln!("window-bound throughput at 300 ms RTT: {per_second} messages/s");
+    assert!(
+        (800.0..=860.0).contains(&per_second),
+        "{per_second} messages/s at 300 ms RTT"
+    );
+}

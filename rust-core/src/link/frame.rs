@@ -13,6 +13,21 @@
 //! ```
 //! All integers big-endian. Every body must be consumed exactly. Decoding never
 //! allocates and never panics; every malformation is a [`FrameError`].
+//!
+//! Field meanings:
+//! * HELLO `epoch`: random per process (never 0); `capacity`: the sender's receiving
+//!   ring (informational; flow control uses `rx_limit`); `tx_last_processed`: the
+//!   sender's sending-ring cursor, so the receiver can place a new epoch's seqs.
+//! * AUTH `mac`: HMAC-SHA256(psk, "smslink link v1 auth" || prover's HELLO fields ||
+//!   verifier's HELLO fields || the three AUTH fields below), compared in constant
+//!   time. `known_sender_epoch`: the peer epoch the receiving ring refers to (0:
+//!   none); `rx_last_stored` / `rx_limit`: in the sender's numbering.
+//! * DATA `coding`: 0 text (UTF-8), 1 binary; addresses at most 20 bytes of
+//!   `[A-Za-z0-9+- ]`; payload at most 640 bytes; `seq` never 0.
+//! * ACK runs cover `start..start+count`; `kind` 0 accepted (code 0), 1 rejected
+//!   with `code`; `rx_limit`: highest seq the receiver can store now.
+//! * CLOSE `reason`: 0 normal, 1 authentication failed, 2 protocol error, 3 bad
+//!   version (others decode as "other").
 
 use crate::message::{Address, Coding, MAX_ADDRESS, MAX_PAYLOAD};
 use crate::ring::Outcome;

@@ -760,4 +760,133 @@ mod tests {
             Err(RingError::NotInRing { .. })
         ));
     }
+
+    mod model {
+        use super::super::*;
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Push,
+            SendNext,
+            Confirm(u8),
+            Process(u8, bool),
+            Unconfirm,
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                3 => Just(Op::Push),
+                3 => Just(Op::SendNext),
+                3 => any::<u8>().prop_map(Op::Confirm),
+                3 => (any::<u8>(), any::<bool>()).prop_map(|(s, ok)| Op::Process(s, ok)),
+                1 => Just(Op::Unconfirm),
+            ]
+        }
+
+        /// The cursor definitions of the module docs, computed from scratch.
+        fn expected(model: &BTreeMap<u64, SlotState>, last_retrieved: u64) -> Cursors {
+            let upto = |ok: &dyn Fn(SlotState) -> bool| {
+                let mut n = 0;
+                while model.get(&(n + 1)).is_some_and(|s| ok(*s)) {
+                    n += 1;
+                }
+                n
+            };
+            Cursors {
+                last_retrieved,
+                last_sent: model
+                    .iter()
+                    .filter(|(_, s)| **s != SlotState::Retrieved)
+                    .map(|(q, _)| *q)
+                    .max()
+                    .unwrap_or(0),
+                last_confirmed: upto(&|s| matches!(s, SlotState::Confirmed | SlotState::Processed)),
+                last_processed: upto(&|s| s == SlotState::Processed),
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn ring_matches_model(cap in 1usize..6, ops in proptest::collection::vec(op(), 0..200)) {
+                let mut ring = Ring::new(cap);
+                let mut model: BTreeMap<u64, SlotState> = BTreeMap::new();
+                let mut last_retrieved = 0;
+                let m = Message::text("1", "2", "x").unwrap();
+                for op in ops {
+                    let c = ring.cursors();
+                    match op {
+                        Op::Push => {
+                            let r = ring.push(&m);
+                            if (last_retrieved - c.last_processed) as usize >= cap {
+                                prop_assert!(r.is_err());
+                            } else {
+                                last_retrieved += 1;
+                                prop_assert_eq!(r, Ok(last_retrieved));
+                                model.insert(last_retrieved, SlotState::Retrieved);
+                            }
+                        }
+                        Op::SendNext => {
+                            let seq = c.last_sent + 1;
+                            let r = ring.mark_sent(seq);
+                            if seq <= last_retrieved {
+                                prop_assert_eq!(r, Ok(true));
+                                model.insert(seq, SlotState::Sent);
+                            } else {
+                                prop_assert!(r.is_err());
+                            }
+                        }
+                        Op::Confirm(k) => {
+                            let seq = c.last_processed + (k as u64 % (cap as u64 + 1));
+                            let r = ring.confirm(seq);
+                            match model.get(&seq).copied() {
+                                Some(SlotState::Sent) if seq > c.last_processed => {
+                                    prop_assert_eq!(r, Ok(true));
+                                    model.insert(seq, SlotState::Confirmed);
+                                }
+                                Some(SlotState::Retrieved) => prop_assert!(r.is_err()),
+                                None => prop_assert!(r.is_err()),
+                                _ => prop_assert!(!r.unwrap_or(true)),
+                            }
+                        }
+                        Op::Process(k, ok) => {
+                            let seq = c.last_processed + (k as u64 % (cap as u64 + 1));
+                            let outcome = if ok { Outcome::Accepted } else { Outcome::Rejected { code: 1 } };
+                            let r = ring.process(seq, outcome);
+                            match model.get(&seq).copied() {
+                                Some(SlotState::Sent | SlotState::Confirmed) => {
+                                    prop_assert_eq!(r, Ok(true));
+                                    model.insert(seq, SlotState::Processed);
+                                    prop_assert_eq!(ring.slot(seq).map(|s| s.outcome), Some(Some(outcome)));
+                                }
+                                Some(SlotState::Retrieved) => prop_assert!(r.is_err()),
+                                None => prop_assert!(r.is_err()),
+                                _ => prop_assert!(!r.unwrap_or(true)),
+                            }
+                        }
+                        Op::Unconfirm => {
+                            ring.unconfirm_all(|_| {});
+                            for s in model.values_mut() {
+                                if *s == SlotState::Confirmed {
+                                    *s = SlotState::Sent;
+                                }
+                            }
+                        }
+                    }
+                    prop_assert_eq!(ring.cursors(), expected(&model, last_retrieved));
+                    let c = ring.cursors();
+                    prop_assert!(c.last_processed <= c.last_confirmed);
+                    prop_assert!(c.last_confirmed <= c.last_sent);
+                    prop_assert!(c.last_sent <= c.last_retrieved);
+                    prop_assert!(ring.in_use() <= cap);
+                    // Every live seq sits at seq % capacity with its own state.
+                    for seq in c.last_processed + 1..=c.last_retrieved {
+                        let slot = ring.slot(seq).expect("live slot");
+                        prop_assert_eq!(Some(&slot.state), model.get(&seq));
+                    }
+                }
+            }
+        }
+    }
 }

@@ -205,6 +205,7 @@ impl Node {
             events: ev_tx,
             overflow: std::collections::VecDeque::new(),
             events_dropped: 0,
+            wake_app: false,
             next_pending_token: PENDING_BASE,
             shutdown_deadline: None,
         };
@@ -486,6 +487,8 @@ struct EventLoop {
     /// Status and link events that did not fit the event queue (bounded: see `emit`).
     overflow: std::collections::VecDeque<NodeEvent>,
     events_dropped: u64,
+    /// Events were queued (or a cursor moved) since the last wake of the application.
+    wake_app: bool,
     next_pending_token: usize,
     shutdown_deadline: Option<Instant>,
 }
@@ -592,6 +595,11 @@ impl EventLoop {
         self.deliver_received();
         self.flush_overflow();
         self.publish_stats();
+        // One wake per turn for everything queued in it (a syscall per event would
+        // cost the loop more than the events themselves).
+        if std::mem::take(&mut self.wake_app) {
+            self.shared.notifier.notify();
+        }
     }
 
     fn drain_commands(&mut self, now: Instant) {
@@ -690,10 +698,10 @@ impl EventLoop {
                 .last_processed
                 .swap(tx.last_processed, Ordering::AcqRel);
             if before != tx.last_processed {
-                // The Processed events went out before the cursor moved: wake once
-                // more so that a sender who saw them and still found the ring full
-                // looks again.
-                self.shared.notifier.notify();
+                // The Processed events were queued before the cursor moved: the wake
+                // must come after this store, so that a sender who saw them and
+                // found the ring still full looks again.
+                self.wake_app = true;
             }
         }
         if let Some(smsc) = self.smsc.as_mut() {
@@ -712,7 +720,7 @@ impl EventLoop {
             if let Err(ev) = self.events.push(ev) {
                 self.overflow.push_back(ev);
             }
-            self.shared.notifier.notify();
+            self.wake_app = true;
         } else if self.overflow.len() < MAX_OVERFLOW {
             self.overflow.push_back(ev);
         } else {
@@ -732,7 +740,7 @@ impl EventLoop {
             }
         }
         if pushed {
-            self.shared.notifier.notify();
+            self.wake_app = true;
         }
     }
 
@@ -760,7 +768,7 @@ impl EventLoop {
             }
         }
         if pushed {
-            self.shared.notifier.notify();
+            self.wake_app = true;
         }
     }
 
