@@ -197,6 +197,12 @@ def test_full_system(prosody: Prosody, sms_side: SmsSide, tmp_path: Path) -> Non
         assert err["id"] == mid and err["from"].bare == f"{BAD_PHONE}@{COMPONENT}"
         assert "error 300" in err["error"]["text"]
 
+        # A number no link serves: refused at once, also as an XMPP error.
+        alice.chat(f"+15550000000@{COMPONENT}", "to America")
+        await wait_until(lambda: len(alice.errors) == 2, 15, "no-route error")
+        assert alice.errors[1]["error"]["condition"] == "item-not-found"
+        assert "cannot send the SMS" in alice.errors[1]["error"]["text"]
+
         # Nothing lost or doubled on either side; every MO acknowledged and handled.
         assert s.accepted_to(PHONE)[:31] == expected + ["alice: while down"]
         assert alice.bodies_from(PHONE_JID) == ["hi alice", "lunch?"] + burst

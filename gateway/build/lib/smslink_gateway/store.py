@@ -216,6 +216,12 @@ class Store:
     def outbox_sent(self, ref: int, link: str, seq: int) -> None:
         self.db.execute("UPDATE outbox SET link = ?, seq = ? WHERE ref = ?", (link, seq, ref))
 
+    def outbox_requeue_unfinished(self) -> int:
+        """Put MT whose final status never came (the previous run ended first) back
+        in the queue; returns how many."""
+        cur = self.db.execute("UPDATE outbox SET link = NULL, seq = NULL WHERE link IS NOT NULL")
+        return cur.rowcount
+
     def outbox_done(self, ref: int) -> None:
         self.db.execute("DELETE FROM outbox WHERE ref = ?", (ref,))
 
