@@ -361,6 +361,7 @@ class Gateway(ComponentXMPP):
                 waiting = True
                 continue
             except SendFailed as e:
+                log.warning("SMS %d to %s refused: %r", item.ref, item.phone, e.__cause__ or e)
                 self.store.outbox_done(item.ref)
                 self._report_failure(item, "cancel", "item-not-found", f"cannot send the SMS: {e}")
                 continue

@@ -201,7 +201,9 @@ def test_full_system(prosody: Prosody, sms_side: SmsSide, tmp_path: Path) -> Non
         alice.chat(f"+15550000000@{COMPONENT}", "to America")
         await wait_until(lambda: len(alice.errors) == 2, 15, "no-route error")
         assert alice.errors[1]["error"]["condition"] == "item-not-found"
-        assert "cannot send the SMS" in alice.errors[1]["error"]["text"]
+        assert alice.errors[1]["error"]["text"] == (
+            "cannot send the SMS: no SMS link serves +15550000000"
+        )
 
         # Nothing lost or doubled on either side; every MO acknowledged and handled.
         assert s.accepted_to(PHONE)[:31] == expected + ["alice: while down"]
