@@ -8,6 +8,9 @@ import asyncio
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+import pytest
+from slixmpp.exceptions import IqError
+
 from smslink_gateway import Gateway, Route, SmsStatus, Store
 from xmpp_harness import (
     COMPONENT,
@@ -190,6 +193,21 @@ def test_bad_contact_and_component_itself(prosody: Prosody, tmp_path: Path) -> N
         info = await alice.plugin["xep_0030"].get_info(jid=COMPONENT, timeout=10)
         identities = info["disco_info"]["identities"]
         assert any(i[0] == "gateway" and i[1] == "sms" for i in identities), identities
+        assert "jabber:iq:gateway" in info["disco_info"]["features"]
+        # The client's "add contact via gateway" turns a typed number into the JID.
+        ask = alice.make_iq_get(ito=COMPONENT)
+        ask.enable("gateway")
+        prompt = await ask.send(timeout=10)
+        assert prompt["gateway"]["prompt"] == "Phone number"
+        typed = alice.make_iq_set(ito=COMPONENT)
+        typed["gateway"]["prompt"] = "+61 400 000 001"
+        answer = await typed.send(timeout=10)
+        assert answer["gateway"]["jid"] == PHONE_JID
+        wrong = alice.make_iq_set(ito=COMPONENT)
+        wrong["gateway"]["prompt"] = "call me"
+        with pytest.raises(IqError) as refused:
+            await wrong.send(timeout=10)
+        assert refused.value.iq["error"]["condition"] == "not-acceptable"
 
     run(prosody, tmp_path, body)
 
