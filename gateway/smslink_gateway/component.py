@@ -517,7 +517,7 @@ class Gateway(ComponentXMPP):
             for b in self.store.buddies(phone):
                 show = self.buddy_show(phone, b.jid)
                 if show is None:
-                    offline.append(b.name if b.subscribed else b.name + "?")
+                    offline.append(b.name if b.subscribed else f"{b.name} (pending)")
                 else:
                     online.append((b.name, show or None))
             self._sms_reply(phone, commands.who_text(online, offline))

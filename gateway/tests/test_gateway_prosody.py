@@ -135,14 +135,16 @@ def test_sms_commands_add_who_msg(prosody: Prosody, tmp_path: Path) -> None:
         await wait_until(lambda: gw.buddy_show(PHONE, ALICE) is not None, what="alice's presence")
         fake.mo(PHONE, "add bob")
         await wait_until(lambda: gw.buddy_show(PHONE, BOB) is not None, what="bob's presence")
-        await wait_until(lambda: len(sms()) == 2, what="two ADD answers")
+        # carol is offline: her approval is pending.
+        fake.mo(PHONE, "ADD carol")
+        await wait_until(lambda: len(sms()) == 3, what="three ADD answers")
         assert sms()[0].startswith("Added alice")
         # bob goes offline; WHO answers from real presence.
         await bob.close()
         await wait_until(lambda: gw.buddy_show(PHONE, BOB) is None, what="bob offline")
         fake.mo(PHONE, "who")
-        await wait_until(lambda: len(sms()) == 3, what="WHO answer")
-        assert sms()[2] == "Online: alice. Offline: bob"
+        await wait_until(lambda: len(sms()) == 4, what="WHO answer")
+        assert sms()[3] == "Online: alice. Offline: bob, carol (pending)"
         # MSG by name: a chat from the phone's JID.
         fake.mo(PHONE, "MSG alice lunch at 1?")
         await wait_until(lambda: alice.bodies_from(PHONE_JID) == ["lunch at 1?"], what="MSG")
@@ -150,15 +152,18 @@ def test_sms_commands_add_who_msg(prosody: Prosody, tmp_path: Path) -> None:
         fake.mo(PHONE, "ok?")
         await wait_until(lambda: alice.bodies_from(PHONE_JID)[-1:] == ["ok?"], what="plain")
         # The buddy list survives in SQLite.
-        assert [b.name for b in gw.store.buddies(PHONE)] == ["alice", "bob"]
-        assert all(b.subscribed for b in gw.store.buddies(PHONE)), gw.store.buddies(PHONE)
+        assert [(b.name, b.subscribed) for b in gw.store.buddies(PHONE)] == [
+            ("alice", True),
+            ("bob", True),
+            ("carol", False),
+        ]
         fake.mo(PHONE, "DEL bob")
-        await wait_until(lambda: len(sms()) == 4, what="DEL answer")
-        assert [b.name for b in gw.store.buddies(PHONE)] == ["alice"]
+        await wait_until(lambda: len(sms()) == 5, what="DEL answer")
+        assert [b.name for b in gw.store.buddies(PHONE)] == ["alice", "carol"]
         fake.mo(PHONE, "MSG alice")
-        await wait_until(lambda: len(sms()) == 5, what="usage")
-        assert sms()[4] == "Usage: MSG name text"
-        assert len(fake.acked) == 7 and gw.store.inbox() == []
+        await wait_until(lambda: len(sms()) == 6, what="usage")
+        assert sms()[5] == "Usage: MSG name text"
+        assert len(fake.acked) == 8 and gw.store.inbox() == []
 
     run(prosody, tmp_path, body)
 
