@@ -285,6 +285,11 @@ class Gateway(ComponentXMPP):
             )
 
     def _on_subscribe(self, pres: Presence) -> None:
+        if not pres["to"].user:
+            # A user adding the gateway itself (clients list it as a transport).
+            self.send_presence(pfrom=self.boundjid.bare, pto=pres["from"].bare, ptype="subscribed")
+            self.send_presence(pfrom=self.boundjid.bare, pto=pres["from"].bare)
+            return
         phone = self.phone_of(pres["to"])
         if phone is None:
             self.send_presence(pfrom=pres["to"], pto=pres["from"].bare, ptype="unsubscribed")
@@ -301,6 +306,9 @@ class Gateway(ComponentXMPP):
         self.send_presence(pfrom=self.phone_jid(phone), pto=pres["from"].bare, ptype="unsubscribed")
 
     def _on_probe(self, pres: Presence) -> None:
+        if not pres["to"].user:
+            self.send_presence(pfrom=self.boundjid.bare, pto=pres["from"].bare)
+            return
         phone = self.phone_of(pres["to"])
         if phone is None:
             return

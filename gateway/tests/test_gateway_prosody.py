@@ -194,6 +194,11 @@ def test_bad_contact_and_component_itself(prosody: Prosody, tmp_path: Path) -> N
         alice.chat(COMPONENT, "help?")
         await wait_until(lambda: alice.bodies_from(COMPONENT), what="hint")
         assert fake.sent == []
+        # Added as a contact, the gateway itself shows online.
+        alice.send_presence(pto=COMPONENT, ptype="subscribe")
+        await wait_until(
+            lambda: show_of(alice.last_presence_from(COMPONENT)) == "available", what="gateway"
+        )
         # Clients discover the component as an SMS gateway.
         info = await alice.plugin["xep_0030"].get_info(jid=COMPONENT, timeout=10)
         identities = info["disco_info"]["identities"]

@@ -142,11 +142,14 @@ async def wait_until(cond: Callable[[], Any], timeout: float = 10.0, what: str =
         await asyncio.sleep(0.02)
 
 
+_SUBSCRIPTION_TYPES = ("subscribe", "subscribed", "unsubscribe", "unsubscribed")
+
+
 def show_of(p: Any) -> str:
     """A presence as one word: available, away, ..., unavailable, error."""
     if p is None:
         return "none yet"
-    if p["type"] in ("unavailable", "error"):
+    if p["type"] in ("unavailable", "error") + _SUBSCRIPTION_TYPES:
         return str(p["type"])
     return str(p["show"] or "available")
 
@@ -214,8 +217,9 @@ class PcUser(slixmpp.ClientXMPP):  # type: ignore[misc]
         return [m["body"] for m in self.messages if m["from"].bare == jid]
 
     def last_presence_from(self, jid: str) -> Optional[Any]:
+        """The latest availability (not subscription) presence from `jid`."""
         for p in reversed(self.presences):
-            if p["from"].bare == jid:
+            if p["from"].bare == jid and p["type"] not in _SUBSCRIPTION_TYPES:
                 return p
         return None
 
