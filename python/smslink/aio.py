@@ -20,7 +20,7 @@ from ._smslink import ClosedError, Receipt, RingFull
 if TYPE_CHECKING:
     from . import Endpoint, Event
 
-__all__ = ["events", "next_event", "send"]
+__all__ = ["AsyncEndpoint", "events", "next_event", "send"]
 
 
 class _Hub:
@@ -167,3 +167,54 @@ async def send(
             left = _remaining(deadline, hub.loop)
             if left == 0.0 or not await hub.changed(left):
                 raise
+
+
+class AsyncEndpoint:
+    """An endpoint seen from asyncio: ``await ep.send(...)`` waits for room,
+    ``async for event in ep.events()``, ``await ep.next_event()``; the rest is the
+    wrapped :class:`smslink.Endpoint` (``ack``, ``link_stats``, ...).
+
+        async with AsyncEndpoint(smslink.Endpoint([...])) as ep:
+            await ep.send("12345", "+61400000001", "hello")
+    """
+
+    def __init__(self, endpoint: "Endpoint") -> None:
+        self.endpoint = endpoint
+
+    async def send(
+        self,
+        sender: str,
+        recipient: str,
+        text: Optional[str] = None,
+        data: Optional[bytes] = None,
+        client_ref: int = 0,
+        link: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> Receipt:
+        return await send(
+            self.endpoint, sender, recipient, text=text, data=data, client_ref=client_ref,
+            link=link, timeout=timeout,
+        )
+
+    def events(self) -> AsyncIterator["Event"]:
+        return events(self.endpoint)
+
+    async def next_event(self, timeout: Optional[float] = None) -> "Optional[Event]":
+        return await next_event(self.endpoint, timeout)
+
+    def ack(self, link: str, seq: int, error_code: Optional[int] = None) -> None:
+        self.endpoint.ack(link, seq, error_code)
+
+    async def close(self, flush_timeout: float = 1.0) -> bool:
+        """Close without blocking the loop (the flush runs in a worker thread)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.endpoint.close, flush_timeout)
+
+    async def __aenter__(self) -> "AsyncEndpoint":
+        return self
+
+    async def __aexit__(self, *_args: object) -> None:
+        await self.close()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.endpoint, name)

@@ -381,7 +381,14 @@ impl Endpoint {
     fn send_batch(&self, link: &str, messages: &Bound<'_, PyAny>) -> PyResult<usize> {
         let id = self.link_id(link)?;
         let room = self.node.free_slots(id).or_raise()?;
-        let mut batch = self.scratch.lock();
+        // Iterating `messages` may run Python code that lets another thread in;
+        // never wait for the buffer while holding the GIL.
+        let mut own = Vec::new();
+        let mut shared = self.scratch.try_lock();
+        let batch: &mut Vec<Message> = match shared.as_deref_mut() {
+            Some(b) => b,
+            None => &mut own,
+        };
         batch.clear();
         for item in messages.try_iter()? {
             if batch.len() >= room {
@@ -417,8 +424,9 @@ impl Endpoint {
             )?;
             batch.push(m);
         }
-        let (taken, _) = self.node.send_batch(id, &batch).or_raise()?;
+        let sent = self.node.send_batch(id, batch);
         batch.clear();
+        let (taken, _) = sent.or_raise()?;
         Ok(taken)
     }
 

@@ -96,17 +96,24 @@ fn counter_fields(c: &Counters) -> [(&'static str, u64); 16] {
 /// The CIMD2 SMSC simulator, running on its own thread on a loopback port.
 #[pyclass(frozen, module = "smslink.testing")]
 pub struct SmscSim {
-    sim: Mutex<Option<Sim>>,
+    /// Shared with calls in progress: no lock is held while a call waits without
+    /// the GIL (another thread holding the GIL could then wait for that lock).
+    sim: Mutex<Option<Arc<Sim>>>,
     #[pyo3(get)]
     address: String,
 }
 
 impl SmscSim {
+    fn get(&self) -> PyResult<Arc<Sim>> {
+        self.sim
+            .lock()
+            .clone()
+            .ok_or_else(|| closed("SMSC simulator"))
+    }
+
     fn with<T>(&self, f: impl FnOnce(&Sim) -> T) -> PyResult<T> {
-        match self.sim.lock().as_ref() {
-            Some(sim) => Ok(f(sim)),
-            None => Err(closed("SMSC simulator")),
-        }
+        let sim = self.get()?;
+        Ok(f(&sim))
     }
 }
 
@@ -164,7 +171,7 @@ impl SmscSim {
             .map_err(|e| NetworkError::new_err(format!("SMSC simulator: {e}")))?;
         Ok(SmscSim {
             address: sim.local_addr().to_string(),
-            sim: Mutex::new(Some(sim)),
+            sim: Mutex::new(Some(Arc::new(sim))),
         })
     }
 
@@ -226,10 +233,7 @@ impl SmscSim {
             let slice = deadline
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(200));
-            let guard = self.sim.lock();
-            let Some(sim) = guard.as_ref() else {
-                return Err(closed("SMSC simulator"));
-            };
+            let sim = self.get()?;
             let (_, ok) = py.detach(|| {
                 sim.wait_for(slice, |c| {
                     counter_fields(c)
@@ -237,7 +241,6 @@ impl SmscSim {
                         .any(|(k, v)| *k == name && *v >= at_least)
                 })
             });
-            drop(guard);
             if ok {
                 return Ok(true);
             }
@@ -252,11 +255,14 @@ impl SmscSim {
     fn stop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let sim = self.sim.lock().take();
         let c = match sim {
-            Some(sim) => py
-                .detach(|| sim.stop())
-                .map_err(|e| NetworkError::new_err(e.to_string()))?,
-            None => Counters::default(),
-        };
+            Some(sim) => py.detach(|| match Arc::try_unwrap(sim) {
+                Ok(sim) => sim.stop().map_err(|e| e.to_string()),
+                // A call in progress holds it too; the last one to let go stops it.
+                Err(shared) => Ok(shared.counters()),
+            }),
+            None => Ok(Counters::default()),
+        }
+        .map_err(NetworkError::new_err)?;
         counters_dict(py, &c)
     }
 
@@ -279,17 +285,24 @@ impl SmscSim {
 /// jitter, bandwidth, cuts, stalls and outages.
 #[pyclass(frozen, module = "smslink.testing")]
 pub struct Wan {
-    wan: Mutex<Option<WanEmu>>,
+    /// Shared with calls in progress (see `SmscSim::sim`).
+    wan: Mutex<Option<Arc<WanEmu>>>,
     #[pyo3(get)]
     address: String,
 }
 
 impl Wan {
-    fn with<T>(&self, f: impl FnOnce(&WanEmu) -> T) -> PyResult<T> {
-        match self.wan.lock().as_ref() {
-            Some(w) => Ok(f(w)),
-            None => Err(closed("WAN emulator")),
-        }
+    fn get(&self) -> PyResult<Arc<WanEmu>> {
+        self.wan
+            .lock()
+            .clone()
+            .ok_or_else(|| closed("WAN emulator"))
+    }
+
+    /// Run a command without the GIL: each returns once the emulator applied it.
+    fn with<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&WanEmu) -> T + Send) -> PyResult<T> {
+        let w = self.get()?;
+        Ok(py.detach(|| f(&w)))
     }
 }
 
@@ -323,26 +336,23 @@ impl Wan {
             .map_err(|e| NetworkError::new_err(format!("WAN emulator: {e}")))?;
         Ok(Wan {
             address: wan.local_addr().to_string(),
-            wan: Mutex::new(Some(wan)),
+            wan: Mutex::new(Some(Arc::new(wan))),
         })
     }
 
     /// Reset every relayed connection now (both sides see the cut).
     fn cut_all(&self, py: Python<'_>) -> PyResult<()> {
-        let guard = self.wan.lock();
-        let w = guard.as_ref().ok_or_else(|| closed("WAN emulator"))?;
-        py.detach(|| w.cut_all());
-        Ok(())
+        self.with(py, |w| w.cut_all())
     }
 
     /// Freeze (True) or resume (False) all forwarding; sockets stay open.
-    fn stall(&self, stalled: bool) -> PyResult<()> {
-        self.with(|w| w.stall(stalled))
+    fn stall(&self, py: Python<'_>, stalled: bool) -> PyResult<()> {
+        self.with(py, |w| w.stall(stalled))
     }
 
     /// 'none' (normal), 'refuse' (cut, and reset new connections) or 'hang' (cut,
     /// and hold new connections unanswered).
-    fn set_outage(&self, outage: &str) -> PyResult<()> {
+    fn set_outage(&self, py: Python<'_>, outage: &str) -> PyResult<()> {
         let o = match outage {
             "none" => Outage::None,
             "refuse" => Outage::Refuse,
@@ -353,18 +363,18 @@ impl Wan {
                 )))
             }
         };
-        self.with(|w| w.set_outage(o))
+        self.with(py, |w| w.set_outage(o))
     }
 
     /// One-way delays in seconds, client to upstream and back.
-    fn set_delay(&self, up: f64, down: f64) -> PyResult<()> {
+    fn set_delay(&self, py: Python<'_>, up: f64, down: f64) -> PyResult<()> {
         let up = seconds("up", up, true)?;
         let down = seconds("down", down, true)?;
-        self.with(|w| w.set_delay(up, down))
+        self.with(py, |w| w.set_delay(up, down))
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.with(|w| w.stats())?;
+        let s = self.with(py, |w| w.stats())?;
         let d = PyDict::new(py);
         for (k, v) in [
             ("connections", s.connections),
@@ -381,9 +391,9 @@ impl Wan {
 
     fn stop(&self, py: Python<'_>) {
         let wan = self.wan.lock().take();
-        if let Some(mut w) = wan {
-            py.detach(|| w.stop());
-        }
+        // Dropping the last reference stops the emulator (a call in progress may
+        // hold the last one; it stops it when it returns).
+        py.detach(|| drop(wan));
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

@@ -175,3 +175,22 @@ def test_small_event_queue_back_pressures_and_loses_nothing() -> None:
             im.close(0)
 
     assert asyncio.run(main()) == [f"mo{i}" for i in range(200)]
+
+
+def test_async_endpoint_wrapper_awaits_send() -> None:
+    from smslink.aio import AsyncEndpoint
+
+    async def main() -> List[str]:
+        im, bs = start_pair(capacity=2)
+        async with AsyncEndpoint(im) as aim, AsyncEndpoint(bs) as abs_:
+            texts: List[str] = []
+            acker = asyncio.create_task(_acker(abs_.endpoint, 5, texts))
+            for i in range(5):
+                r = await aim.send("1", "2", f"w{i}")
+                assert r.link == "im"
+            await asyncio.wait_for(acker, WAIT)
+            assert aim.links == ["im"]
+        assert im.closed and bs.closed
+        return texts
+
+    assert asyncio.run(main()) == [f"w{i}" for i in range(5)]

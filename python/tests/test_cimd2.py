@@ -54,3 +54,9 @@ def test_codec_errors_are_actionable() -> None:
         cimd2.Packet(100, 1)
     with pytest.raises(cimd2.CodecError, match="pairs"):
         cimd2.encode(1, 1, ["nope"])  # type: ignore[list-item]
+
+
+def test_error_texts_name_the_smsc_reason() -> None:
+    assert cimd2.error_text(300) == "incorrect destination address"
+    assert cimd2.error_text(100) == "invalid login"
+    assert cimd2.error_text(777) == "SMSC error 777"

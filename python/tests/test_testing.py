@@ -56,3 +56,21 @@ def test_smsc_sim_counters_and_errors() -> None:
         pass
     else:
         raise AssertionError("a stopped simulator took an MO")
+
+
+def test_peers_answer_other_threads_while_one_waits() -> None:
+    """A thread waiting in SmscSim.wait_for (GIL released) must not block calls
+    from other threads, nor a stop."""
+    import threading
+
+    sim = SmscSim()
+    results: list = []
+    t = threading.Thread(target=lambda: results.append(sim.wait_for("logins", 1, 1.0)))
+    t.start()
+    for _ in range(20):
+        sim.inject_mo("1", "2", "queued")
+        assert sim.counters()["logins"] == 0
+    assert sim.injected_pending() == 20
+    t.join(WAIT)
+    assert results == [False]
+    sim.stop()
