@@ -77,7 +77,8 @@ def sms_side(request: pytest.FixtureRequest) -> Iterator[SmsSide]:
 
     drainer = threading.Thread(target=drain, daemon=True)
     drainer.start()
-    wan = smslink.testing.Wan(buffer.local_addr("au"), delay=0.01)
+    # A slow, jittery internet between the IM server and the buffer server.
+    wan = smslink.testing.Wan(buffer.local_addr("au"), delay=0.05, jitter=0.02, seed=7)
     side = SmsSide(sim, buffer, wan, capacity)
     try:
         yield side
