@@ -85,7 +85,14 @@ def main(argv: Optional[list[str]] = None) -> None:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(_run(args))
+    try:
+        asyncio.run(_run(args))
+    except Exception as e:
+        # Configuration and network errors (bad link option, port in use, ...)
+        # are for the operator to read, not a traceback.
+        if type(e).__module__.startswith("smslink") or isinstance(e, OSError):
+            p.exit(1, f"smslink-gateway: {e}\n")
+        raise
 
 
 async def _run(args: argparse.Namespace) -> None:

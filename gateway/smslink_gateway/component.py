@@ -182,11 +182,15 @@ class Gateway(ComponentXMPP):
             await self.disconnected
 
     async def _consume_events(self) -> None:
-        async for ev in self.sms.events():
-            try:
-                self.on_sms_event(ev)
-            except Exception:
-                log.exception("handling %r", ev)
+        try:
+            async for ev in self.sms.events():
+                try:
+                    self.on_sms_event(ev)
+                except Exception:
+                    log.exception("handling %r", ev)
+        except Exception:
+            log.exception("reading the smslink endpoint's events")
+            raise
         log.warning("the smslink endpoint closed; no more SMS events")
 
     def _on_session_start(self, _: Any) -> None:

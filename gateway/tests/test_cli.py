@@ -36,3 +36,21 @@ def test_parse_link_with_psk_file(tmp_path: Path) -> None:
 def test_parse_link_errors_say_what_is_wrong(bad: str, why: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match=why):
         parse_link(bad)
+
+
+def test_bad_endpoint_setting_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from smslink_gateway.cli import main
+
+    with pytest.raises(SystemExit) as exit:
+        main(
+            [
+                "--jid", "sms.example.test",
+                "--secret", "s",
+                "--sms-number", "12345",
+                "--db", str(tmp_path / "s.db"),
+                "--link", "name=au,dial=127.0.0.1:1,psk=k,capacity=100000",
+            ]
+        )
+    assert exit.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("smslink-gateway: ") and "capacity" in err and "Traceback" not in err

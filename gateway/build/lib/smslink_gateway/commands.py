@@ -116,39 +116,12 @@ def who_text(online: list[tuple[str, Optional[str]]], offline: list[str]) -> str
     return fit_sms(". ".join(parts))
 
 
-# CIMD2 error codes (CIMD2 spec; the subset Kannel knows) for XMPP error texts.
-_CIMD2_ERRORS = {
-    1: "unexpected operation",
-    2: "syntax error",
-    3: "unsupported parameter",
-    4: "connection to SMSC lost",
-    5: "no response from SMSC",
-    6: "general system error",
-    7: "cannot find information",
-    8: "parameter formatting error",
-    9: "requested operation failed",
-    300: "incorrect destination address",
-    301: "incorrect number of destination addresses",
-    302: "syntax error in user data",
-    303: "bad combination of binary, header and normal data",
-    304: "incorrect data coding scheme",
-    305: "incorrect validity period",
-    306: "incorrect originator address",
-    307: "incorrect protocol identifier",
-    308: "incorrect first delivery parameters",
-    309: "incorrect reply path",
-    310: "incorrect status report request",
-    311: "incorrect cancel enabled",
-    312: "incorrect priority",
-    313: "incorrect tariff class",
-    314: "incorrect service description",
-    315: "incorrect transport type",
-    316: "incorrect message type",
-    318: "incorrect MMS parameter",
-    319: "incorrect operation timer",
-}
-
-
 def smsc_error_text(code: int) -> str:
-    meaning = _CIMD2_ERRORS.get(code, "rejected")
+    """The reason a PC user reads when the SMSC refused an SMS."""
+    try:
+        from smslink.cimd2 import ERROR_TEXTS
+
+        meaning = ERROR_TEXTS.get(code, "rejected")
+    except ImportError:  # the store and commands work without the module
+        meaning = "rejected"
     return f"SMSC rejected the SMS: error {code} ({meaning})"

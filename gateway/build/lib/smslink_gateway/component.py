@@ -17,7 +17,10 @@ from typing import Any, Optional
 
 from slixmpp import JID, InvalidJID
 from slixmpp.componentxmpp import ComponentXMPP
-from slixmpp.stanza import Message, Presence
+from slixmpp.stanza import Iq, Message, Presence
+from slixmpp.xmlstream import ElementBase, register_stanza_plugin
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import StanzaPath
 
 from . import commands
 from .events import (
@@ -38,6 +41,20 @@ log = logging.getLogger("smslink_gateway")
 _PHONE = re.compile(r"^\+?[0-9]{3,20}$")
 # Bytes one SMS slot of the communication buffer carries (rust-core MAX_PAYLOAD).
 MAX_SMS_BYTES = 640
+
+
+class GatewayQuery(ElementBase):
+    """jabber:iq:gateway (XEP-0100 section 6.3): clients ask the gateway to turn what
+    a user typed (a phone number) into the contact's JID."""
+
+    name = "query"
+    namespace = "jabber:iq:gateway"
+    plugin_attrib = "gateway"
+    interfaces = {"desc", "prompt", "jid"}
+    sub_interfaces = interfaces
+
+
+register_stanza_plugin(Iq, GatewayQuery)
 
 
 @dataclass(frozen=True)
@@ -98,7 +115,13 @@ class Gateway(ComponentXMPP):
 
         self.register_plugin("xep_0030")
         self.register_plugin("xep_0184")
-        self.plugin["xep_0030"].add_identity(category="gateway", itype="sms", name="SMS gateway")
+        disco = self.plugin["xep_0030"]
+        disco.add_identity(category="gateway", itype="sms", name="SMS gateway")
+        for feature in ("jabber:iq:gateway", "urn:xmpp:receipts"):
+            disco.add_feature(feature)
+        self.register_handler(
+            Callback("SMS gateway prompt", StanzaPath("iq/gateway"), self._on_gateway_iq)
+        )
 
         # slixmpp keeps an in-memory roster for components and answers probes and
         # subscriptions from it; the gateway's store is the authority instead.
@@ -225,6 +248,26 @@ class Gateway(ComponentXMPP):
             return None
         return j.bare, (j.user if j.domain == self.user_domain else j.bare)
 
+    def _on_gateway_iq(self, iq: Any) -> None:
+        if iq["type"] == "get":
+            reply = iq.reply()
+            reply["gateway"]["desc"] = "Enter the phone number in international format, e.g. +61400000001"
+            reply["gateway"]["prompt"] = "Phone number"
+            reply.send()
+        elif iq["type"] == "set":
+            phone = normalize_phone(iq["gateway"]["prompt"])
+            if phone is None:
+                err = iq.reply(clear=True)
+                err["type"] = "error"
+                err["error"]["type"] = "modify"
+                err["error"]["condition"] = "not-acceptable"
+                err["error"]["text"] = "not a phone number"
+                err.send()
+                return
+            reply = iq.reply(clear=True)
+            reply["gateway"]["jid"] = str(self.phone_jid(phone))
+            reply.send()
+
     # -- presence of phone contacts (follows the link) ------------------------------
 
     def _send_phone_presence(self, phone: str, to: str) -> None:
@@ -242,6 +285,11 @@ class Gateway(ComponentXMPP):
             )
 
     def _on_subscribe(self, pres: Presence) -> None:
+        if not pres["to"].user:
+            # A user adding the gateway itself (clients list it as a transport).
+            self.send_presence(pfrom=self.boundjid.bare, pto=pres["from"].bare, ptype="subscribed")
+            self.send_presence(pfrom=self.boundjid.bare, pto=pres["from"].bare)
+            return
         phone = self.phone_of(pres["to"])
         if phone is None:
             self.send_presence(pfrom=pres["to"], pto=pres["from"].bare, ptype="unsubscribed")
@@ -258,6 +306,9 @@ class Gateway(ComponentXMPP):
         self.send_presence(pfrom=self.phone_jid(phone), pto=pres["from"].bare, ptype="unsubscribed")
 
     def _on_probe(self, pres: Presence) -> None:
+        if not pres["to"].user:
+            self.send_presence(pfrom=self.boundjid.bare, pto=pres["from"].bare)
+            return
         phone = self.phone_of(pres["to"])
         if phone is None:
             return
@@ -361,6 +412,7 @@ class Gateway(ComponentXMPP):
                 waiting = True
                 continue
             except SendFailed as e:
+                log.warning("SMS %d to %s refused: %r", item.ref, item.phone, e.__cause__ or e)
                 self.store.outbox_done(item.ref)
                 self._report_failure(item, "cancel", "item-not-found", f"cannot send the SMS: {e}")
                 continue
@@ -473,7 +525,7 @@ class Gateway(ComponentXMPP):
             for b in self.store.buddies(phone):
                 show = self.buddy_show(phone, b.jid)
                 if show is None:
-                    offline.append(b.name if b.subscribed else b.name + "?")
+                    offline.append(b.name if b.subscribed else f"{b.name} (pending)")
                 else:
                     online.append((b.name, show or None))
             self._sms_reply(phone, commands.who_text(online, offline))

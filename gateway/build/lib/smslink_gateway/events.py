@@ -134,6 +134,12 @@ class EndpointAdapter:
         except SendFailed:
             raise
         except self._refused as e:
+            # The PC user reads this; the operator's detail goes to the log.
+            kind = type(e).__name__
+            if kind == "NoRoute":
+                raise SendFailed(f"no SMS link serves {recipient}") from e
+            if kind == "InvalidMessage":
+                raise SendFailed(f"the message does not fit in an SMS ({e})") from e
             raise SendFailed(str(e)) from e
         except (ValueError, TypeError) as e:
             raise SendFailed(str(e)) from e
