@@ -107,6 +107,7 @@ def test_full_system(prosody: Prosody, sms_side: SmsSide, tmp_path: Path) -> Non
             sms_number=GATEWAY_NUMBER,
             retry_interval=0.05,
             reconnect_interval=0.1,
+            down_grace=0.2,
         )
         gw.start()
         await wait_until(lambda: gw.online, 10, "component connected")

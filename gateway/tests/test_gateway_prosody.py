@@ -51,6 +51,7 @@ def run(
             routes=[Route("au", ["+61"])],
             retry_interval=0.05,
             reconnect_interval=0.1,
+            down_grace=0.2,
         )
         gw.start()
         alice = bob = None
@@ -87,8 +88,13 @@ def test_phone_contact_presence_follows_link(prosody: Prosody, tmp_path: Path) -
         await wait_until(
             lambda: show_of(alice.last_presence_from(PHONE_JID)) == "available", what="up"
         )
+        # A cut healed at once shows nothing; one that lasts shows away.
+        fake.down()
+        fake.up()
         fake.down()
         await wait_until(lambda: show_of(alice.last_presence_from(PHONE_JID)) == "away", what="down")
+        shown = [show_of(p) for p in alice.presences if p["from"].bare == PHONE_JID]
+        assert shown == ["subscribed", "away", "available", "away"], shown
         # bob never subscribed: he hears nothing from the phone.
         assert bob.last_presence_from(PHONE_JID) is None
 
