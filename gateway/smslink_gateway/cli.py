@@ -77,6 +77,13 @@ def main(argv: Optional[list[str]] = None) -> None:
         required=True,
         help="name=..,dial=host:port,psk-file=..,prefixes=+61;+64[,default]; repeatable",
     )
+    p.add_argument(
+        "--away-after",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="show phone contacts away once their link has been down this long (default 3)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     if not args.secret:
@@ -108,6 +115,7 @@ async def _run(args: argparse.Namespace) -> None:
         sms_number=args.sms_number,
         routes=None,  # the endpoint routes by the same prefixes
         user_domain=args.user_domain,
+        down_grace=args.away_after,
     )
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
