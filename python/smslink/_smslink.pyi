@@ -403,6 +403,9 @@ class Wan:
         delay: float = 0.0,
         jitter: float = 0.0,
         bandwidth: Optional[int] = None,
+        cut_every: Optional[Tuple[float, float]] = None,
+        stall_every: Optional[Tuple[float, float]] = None,
+        stall_for: Tuple[float, float] = ...,
         listen: str = "127.0.0.1:0",
         seed: int = 0,
     ) -> "Wan": ...

@@ -310,16 +310,31 @@ impl Wan {
 impl Wan {
     #[new]
     #[pyo3(signature = (upstream, *, delay=0.0, jitter=0.0, bandwidth=None,
+                        cut_every=None, stall_every=None, stall_for=(1.0, 1.0),
                         listen="127.0.0.1:0", seed=0))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         upstream: &str,
         delay: f64,
         jitter: f64,
         bandwidth: Option<u64>,
+        cut_every: Option<(f64, f64)>,
+        stall_every: Option<(f64, f64)>,
+        stall_for: (f64, f64),
         listen: &str,
         seed: u64,
     ) -> PyResult<Self> {
+        let range = |what: &str, (lo, hi): (f64, f64)| -> PyResult<(Duration, Duration)> {
+            let lo_d = seconds(what, lo, false)?;
+            let hi_d = seconds(what, hi, false)?;
+            if hi_d < lo_d {
+                return Err(config_error(format!(
+                    "{what}: ({lo}, {hi}) is (min, max) seconds; max is below min"
+                )));
+            }
+            Ok((lo_d, hi_d))
+        };
         let mut config = WanConfig::new(socket_addr("upstream", upstream)?)
             .with_delay(seconds("delay", delay, true)?);
         let jitter = seconds("jitter", jitter, true)?;
@@ -329,6 +344,9 @@ impl Wan {
         if let Some(b) = bandwidth {
             config = config.with_bandwidth(b);
         }
+        config.cut_every = cut_every.map(|r| range("cut_every", r)).transpose()?;
+        config.stall_every = stall_every.map(|r| range("stall_every", r)).transpose()?;
+        config.stall_for = range("stall_for", stall_for)?;
         config.listen = socket_addr("listen", listen)?;
         config.seed = seed;
         let wan = py

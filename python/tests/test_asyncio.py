@@ -83,14 +83,16 @@ def test_events_end_when_the_endpoint_closes() -> None:
     async def main() -> List[str]:
         im, bs = start_pair()
         seen: List[str] = []
+        up = asyncio.Event()
 
         async def consume() -> None:
             async for ev in im.events():
                 seen.append(type(ev).__name__)
+                if isinstance(ev, smslink.LinkUp):
+                    up.set()
 
         task = asyncio.create_task(consume())
-        while "LinkUp" not in seen:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(up.wait(), WAIT)
         bs.close(0)
         im.close(0)
         await asyncio.wait_for(task, WAIT)
@@ -194,3 +196,18 @@ def test_async_endpoint_wrapper_awaits_send() -> None:
         return texts
 
     assert asyncio.run(main()) == [f"w{i}" for i in range(5)]
+
+
+def test_closing_wakes_a_sender_waiting_for_room() -> None:
+    async def main() -> None:
+        ep = Endpoint([smslink.Link("im", "k", listen="127.0.0.1:0", default=True, capacity=1)])
+        await ep.send_async("1", "2", "fills it")
+        waiting = asyncio.create_task(ep.send_async("1", "2", "waits"))
+        for _ in range(3):
+            await asyncio.sleep(0)  # let it run until it waits for room
+        assert not waiting.done()
+        ep.close(0)
+        with pytest.raises(smslink.ClosedError):
+            await asyncio.wait_for(waiting, WAIT)
+
+    asyncio.run(main())

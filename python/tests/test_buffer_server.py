@@ -3,6 +3,7 @@ simulator (CIMD2), both directions, rejections, and a WAN cut in between."""
 
 from __future__ import annotations
 
+import time
 from typing import Iterator, List, Tuple
 
 import pytest
@@ -93,7 +94,9 @@ def test_nothing_lost_or_doubled_across_wan_cuts() -> None:
         processed = 0
         sent = 0
         cuts = 0
+        deadline = time.monotonic() + 60
         while processed < n:
+            assert time.monotonic() < deadline, f"stuck at {processed} of {n} processed"
             while sent < n:
                 try:
                     im.send("1", "2", f"w{sent}")

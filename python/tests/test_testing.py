@@ -6,7 +6,7 @@ import smslink
 from smslink import Endpoint, StatusChanged
 from smslink.testing import Sink, SmscSim, Wan
 
-from conftest import WAIT, link, wait_event
+from conftest import WAIT, eventually, link, wait_event
 
 
 def test_sink_acknowledges_everything_with_the_chosen_outcome() -> None:
@@ -74,3 +74,30 @@ def test_peers_answer_other_threads_while_one_waits() -> None:
     t.join(WAIT)
     assert results == [False]
     sim.stop()
+
+
+def test_wan_scheduled_cuts_are_survived() -> None:
+    with Sink(link("sink", "im", listen="127.0.0.1:0")) as sink:
+        assert sink.address is not None
+        with Wan(sink.address, cut_every=(0.05, 0.1), seed=3) as wan:
+            with Endpoint(
+                [link("im", "sink", dial=wan.address, default=True)],
+                reconnect_min=0.01,
+                reconnect_max=0.05,
+            ) as im:
+                for i in range(100):
+                    while True:
+                        try:
+                            im.send("1", "2", f"c{i}")
+                            break
+                        except smslink.RingFull:
+                            assert im.wait_for_room("im", WAIT)
+                assert sink.wait_received(100, WAIT), sink.received
+                assert eventually(lambda: wan.stats()["cuts"] >= 1)
+        assert sink.received == 100, "each message once"
+    try:
+        Wan("127.0.0.1:1", cut_every=(2.0, 1.0))
+    except smslink.ConfigError as e:
+        assert "max is below min" in str(e)
+    else:
+        raise AssertionError("a reversed range was accepted")
