@@ -55,11 +55,12 @@ class SmsSide:
         return [s.text for s in self.sim.accepted() if s.recipient == phone]
 
 
-@pytest.fixture(params=[255])
+@pytest.fixture(params=[{}])
 def sms_side(request: pytest.FixtureRequest) -> Iterator[SmsSide]:
-    """SMSC simulator, buffer server (rings of `param` slots) and the WAN emulator
-    in front of it; the test makes the IM-side endpoint with `make_im`."""
-    capacity = request.param
+    """SMSC simulator, buffer server and the WAN emulator in front of it; the test
+    makes the IM-side endpoint with `make_im`. Param: {"capacity": ring slots,
+    "wan": more Wan options}."""
+    capacity = request.param.get("capacity", 255)
     sim = smslink.testing.SmscSim(user="smslink", password="secret")
     sim.reject_recipients("+614990", 300)
     buffer = smslink.Endpoint(
@@ -78,7 +79,9 @@ def sms_side(request: pytest.FixtureRequest) -> Iterator[SmsSide]:
     drainer = threading.Thread(target=drain, daemon=True)
     drainer.start()
     # A slow, jittery internet between the IM server and the buffer server.
-    wan = smslink.testing.Wan(buffer.local_addr("au"), delay=0.05, jitter=0.02, seed=7)
+    wan = smslink.testing.Wan(
+        buffer.local_addr("au"), delay=0.05, jitter=0.02, seed=7, **request.param.get("wan", {})
+    )
     side = SmsSide(sim, buffer, wan, capacity)
     try:
         yield side
@@ -273,7 +276,7 @@ def test_operator_command(prosody: Prosody, sms_side: SmsSide, tmp_path: Path) -
         assert "Traceback" not in err, err
 
 
-@pytest.mark.parametrize("sms_side", [4], indirect=True)
+@pytest.mark.parametrize("sms_side", [{"capacity": 4}], indirect=True)
 def test_full_ring_holds_messages_back_in_order(
     prosody: Prosody, sms_side: SmsSide, tmp_path: Path
 ) -> None:
@@ -312,6 +315,70 @@ def test_full_ring_holds_messages_back_in_order(
             assert alice.errors == []
         finally:
             await alice.close()
+            await gw.stop()
+            store.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("sms_side", [{"wan": {"cut_every": (0.2, 0.6)}}], indirect=True)
+def test_two_users_two_phones_under_random_cuts(
+    prosody: Prosody, sms_side: SmsSide, tmp_path: Path
+) -> None:
+    """The WAN cuts the link every 0.2-0.6 s while alice and bob each chat with a
+    phone and both phones answer: every message arrives exactly once, in order."""
+    s = sms_side
+    phone2 = "+61400000002"
+    phone2_jid = f"{phone2}@{COMPONENT}"
+    n = 60
+
+    async def main() -> None:
+        store = Store(str(tmp_path / "gw.db"))
+        gw = Gateway(
+            COMPONENT,
+            SECRET,
+            "127.0.0.1",
+            prosody.component_port,
+            endpoint=s.make_im(),
+            store=store,
+            sms_number=GATEWAY_NUMBER,
+            retry_interval=0.05,
+            down_grace=0.2,
+        )
+        gw.start()
+        await wait_until(lambda: gw.online, 10, "component connected")
+        alice = await PcUser("alice", prosody.c2s_port).online()
+        bob = await PcUser("bob", prosody.c2s_port).online()
+        try:
+            bob.chat(phone2_jid, "hello 2")  # so that phone 2's plain replies go to bob
+            await wait_until(lambda: s.accepted_to(phone2) == ["bob: hello 2"], 20, "first")
+            for i in range(n):
+                alice.chat(PHONE_JID, f"a{i}")
+                bob.chat(phone2_jid, f"b{i}")
+                s.sim.inject_mo(PHONE, GATEWAY_NUMBER, f"@alice p{i}")
+                s.sim.inject_mo(phone2, GATEWAY_NUMBER, f"q{i}")
+                if i % 20 == 19:
+                    # Traffic on both sides of a cut, whatever the machine's speed.
+                    cuts = s.wan.stats()["cuts"]
+                    await wait_until(lambda: s.wan.stats()["cuts"] > cuts, 5, "a cut")
+            await wait_until(
+                lambda: s.accepted_to(PHONE) == [f"alice: a{i}" for i in range(n)]
+                and s.accepted_to(phone2) == ["bob: hello 2"] + [f"bob: b{i}" for i in range(n)],
+                60,
+                "every chat at its phone once, in order",
+            )
+            await wait_until(
+                lambda: alice.bodies_from(PHONE_JID) == [f"p{i}" for i in range(n)]
+                and bob.bodies_from(phone2_jid) == [f"q{i}" for i in range(n)],
+                60,
+                "every SMS at its user once, in order",
+            )
+            assert s.wan.stats()["cuts"] >= 3, s.wan.stats()
+            await wait_until(lambda: gw.store.outbox_count() == 0, 20, "all statuses back")
+            assert gw.store.inbox() == [] and alice.errors == [] and bob.errors == []
+        finally:
+            await alice.close()
+            await bob.close()
             await gw.stop()
             store.close()
 

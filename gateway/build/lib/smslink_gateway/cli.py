@@ -77,6 +77,13 @@ def main(argv: Optional[list[str]] = None) -> None:
         required=True,
         help="name=..,dial=host:port,psk-file=..,prefixes=+61;+64[,default]; repeatable",
     )
+    p.add_argument(
+        "--away-after",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="show phone contacts away once their link has been down this long (default 3)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     if not args.secret:
@@ -85,7 +92,14 @@ def main(argv: Optional[list[str]] = None) -> None:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(_run(args))
+    try:
+        asyncio.run(_run(args))
+    except Exception as e:
+        # Configuration and network errors (bad link option, port in use, ...)
+        # are for the operator to read, not a traceback.
+        if type(e).__module__.startswith("smslink") or isinstance(e, OSError):
+            p.exit(1, f"smslink-gateway: {e}\n")
+        raise
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -101,6 +115,7 @@ async def _run(args: argparse.Namespace) -> None:
         sms_number=args.sms_number,
         routes=None,  # the endpoint routes by the same prefixes
         user_domain=args.user_domain,
+        down_grace=args.away_after,
     )
     done = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -87,6 +87,7 @@ class Gateway(ComponentXMPP):
         user_domain: Optional[str] = None,
         retry_interval: float = 0.5,
         reconnect_interval: float = 1.0,
+        down_grace: float = 3.0,
     ) -> None:
         super().__init__(  # type: ignore[no-untyped-call]
             jid,
@@ -105,6 +106,12 @@ class Gateway(ComponentXMPP):
         self.retry_interval = retry_interval
         self.reconnect_interval = reconnect_interval
         self.link_up: dict[str, bool] = {}
+        # What phone contacts' presence says about each link. A cut the link heals
+        # within `down_grace` seconds (it reconnects and resends by itself) is not
+        # worth two presence changes to every watcher.
+        self.link_shown_up: dict[str, bool] = {}
+        self.down_grace = down_grace
+        self._down_timers: dict[str, asyncio.TimerHandle] = {}
         # phone -> buddy bare JID -> resource -> show ("" when plainly available)
         self.buddy_presence: dict[str, dict[str, dict[str, str]]] = {}
         self._events_task: Optional[asyncio.Task[None]] = None
@@ -169,6 +176,8 @@ class Gateway(ComponentXMPP):
         self._stopping = True
         if self._retry_handle is not None:
             self._retry_handle.cancel()
+        for timer in self._down_timers.values():
+            timer.cancel()
         if self._events_task is not None:
             self._events_task.cancel()
             try:
@@ -182,11 +191,15 @@ class Gateway(ComponentXMPP):
             await self.disconnected
 
     async def _consume_events(self) -> None:
-        async for ev in self.sms.events():
-            try:
-                self.on_sms_event(ev)
-            except Exception:
-                log.exception("handling %r", ev)
+        try:
+            async for ev in self.sms.events():
+                try:
+                    self.on_sms_event(ev)
+                except Exception:
+                    log.exception("handling %r", ev)
+        except Exception:
+            log.exception("reading the smslink endpoint's events")
+            raise
         log.warning("the smslink endpoint closed; no more SMS events")
 
     def _on_session_start(self, _: Any) -> None:
@@ -274,7 +287,7 @@ class Gateway(ComponentXMPP):
         link = self.route(phone)
         if link is None:
             self.send_presence(pfrom=self.phone_jid(phone), pto=to, ptype="unavailable")
-        elif self.link_up.get(link, False):
+        elif self.link_shown_up.get(link, False):
             self.send_presence(pfrom=self.phone_jid(phone), pto=to, pstatus=f"SMS via {link}")
         else:
             self.send_presence(
@@ -471,12 +484,26 @@ class Gateway(ComponentXMPP):
             up = isinstance(ev, LinkUp)
             log.info("link %s %s", ev.link, "up" if up else "down")
             self.link_up[ev.link] = up
-            if self.online:
-                for phone, jid in self.store.watchers():
-                    if self.route(phone) == ev.link:
-                        self._send_phone_presence(phone, jid)
+            pending = self._down_timers.pop(ev.link, None)
+            if pending is not None:
+                pending.cancel()
             if up:
+                self._show_link(ev.link, True)
                 self.pump_outbox()
+            elif self.link_shown_up.get(ev.link, False):
+                self._down_timers[ev.link] = asyncio.get_running_loop().call_later(
+                    self.down_grace, self._show_link, ev.link, False
+                )
+
+    def _show_link(self, link: str, up: bool) -> None:
+        self._down_timers.pop(link, None)
+        if self.link_shown_up.get(link, False) == up:
+            return
+        self.link_shown_up[link] = up
+        if self.online:
+            for phone, jid in self.store.watchers():
+                if self.route(phone) == link:
+                    self._send_phone_presence(phone, jid)
 
     def _on_status(self, ev: SmsStatus) -> None:
         if not ev.final:
