@@ -107,3 +107,21 @@ def test_normalize_events_by_name() -> None:
     ok = SmsStatus("au", 1, 1, "Processed", None, True)
     assert ok.final and not ok.rejected
     assert not SmsStatus("au", 1, 1, "Confirmed", None, None).final
+
+
+def test_long_chats_split_into_sms_that_fit() -> None:
+    assert c.split_chat("alice", "hi") == ["alice: hi"]
+    words = " ".join(f"word{i}" for i in range(60))  # ~ 400 characters
+    parts = c.split_chat("alice", words)
+    assert parts is not None and len(parts) == 3
+    assert all(c.fits_one_sms(p) for p in parts)
+    assert [p.split(": ", 1)[0] for p in parts] == ["alice (1/3)", "alice (2/3)", "alice (3/3)"]
+    # Cut between words, nothing lost or repeated.
+    assert " ".join(p.split(": ", 1)[1] for p in parts) == words
+    # A character GSM lacks: UCS-2, 70 per SMS.
+    han = "中" * 100
+    parts = c.split_chat("bob", han)
+    assert parts is not None and len(parts) == 2
+    assert "".join(p.split(": ", 1)[1] for p in parts) == han
+    assert all(c.fits_one_sms(p) for p in parts)
+    assert c.split_chat("alice", "x" * 2000) is None

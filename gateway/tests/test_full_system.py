@@ -210,6 +210,14 @@ def test_full_system(prosody: Prosody, sms_side: SmsSide, tmp_path: Path) -> Non
             "cannot send the SMS: no SMS link serves +15550000000"
         )
 
+        # A chat longer than one SMS goes as numbered parts; the receipt follows the last.
+        long_body = " ".join(f"word{i}" for i in range(40))
+        mid = alice.chat(PHONE_JID, long_body, receipt=True)
+        await wait_until(lambda: mid in alice.receipts, 15, "receipt for the long chat")
+        tail = s.accepted_to(PHONE)[-2:]
+        assert [t.split(": ", 1)[0] for t in tail] == ["alice (1/2)", "alice (2/2)"]
+        assert " ".join(t.split(": ", 1)[1] for t in tail) == long_body
+
         # Nothing lost or doubled on either side; every MO acknowledged and handled.
         assert s.accepted_to(PHONE)[:31] == expected + ["alice: while down"]
         assert alice.bodies_from(PHONE_JID) == ["hi alice", "lunch?"] + burst
