@@ -145,11 +145,18 @@ def split_chat(name: str, body: str) -> Optional[list[str]]:
     return [f"{name} ({i}/{n}): {p}" for i, p in enumerate(parts, 1)]
 
 
-def fit_sms(text: str, limit: int = SMS_MAX) -> str:
-    """Cut an answer to one SMS, marking the cut."""
-    if len(text) <= limit:
+def fit_sms(text: str) -> str:
+    """Cut an answer to one SMS, marking the cut with "~"."""
+    if fits_one_sms(text):
         return text
-    return text[: limit - 1] + "~"
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits_one_sms(text[:mid] + "~"):
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo] + "~"
 
 
 def who_text(online: list[tuple[str, Optional[str]]], offline: list[str]) -> str:

@@ -32,12 +32,16 @@ def test_answers_fit_one_sms() -> None:
     assert len(c.HELP_TEXT) <= c.SMS_MAX
     many = [f"buddy{i}" for i in range(60)]
     text = c.who_text([(n, None) for n in many], many)
-    assert len(text) == c.SMS_MAX and text.endswith("~")
+    # "~" is a GSM extension character (two septets): 158 + 2 = 160.
+    assert len(text) == c.SMS_MAX - 1 and text.endswith("~") and c.fits_one_sms(text)
     assert c.who_text([("alice", "away"), ("bob", None)], ["carol"]) == (
         "Online: alice (away), bob. Offline: carol"
     )
     assert c.who_text([], ["carol"]) == "Nobody online. Offline: carol"
     assert c.who_text([], []).startswith("You have no buddies")
+    # Names GSM lacks make it a UCS-2 SMS: 70 characters.
+    cut = c.who_text([("中文" * 3, None)] * 20, [])
+    assert len(cut) == 70 and cut.endswith("~") and c.fits_one_sms(cut)
     assert "error 300 (incorrect destination address)" in c.smsc_error_text(300)
     assert "error 9999 (rejected)" in c.smsc_error_text(9999)
 
