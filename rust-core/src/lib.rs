@@ -25,3 +25,6 @@ pub mod smsc_sim;
 pub mod runtime;
 
 pub mod cli;
+
+#[doc(hidden)]
+pub mod fuzzing;

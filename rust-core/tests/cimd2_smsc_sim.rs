@@ -45,9 +45,7 @@ fn msg(n: u64) -> Message {
 
 fn login(sim: &SmscSim, config: ClientConfig) -> Driver {
     let mut d = Driver::connect(sim.local_addr(), config).expect("connect");
-    let e = d
-        .wait_for(WAIT, |e| matches!(e, ClientEvent::LoggedIn))
-        .expect("io");
+    let e = d.wait_for_login(WAIT).expect("io");
     assert_eq!(e, Some(ClientEvent::LoggedIn), "{:?}", d.events);
     d
 }
@@ -56,16 +54,8 @@ fn login(sim: &SmscSim, config: ClientConfig) -> Driver {
 fn submit_all(d: &mut Driver, first: u64, count: u64) -> Vec<ClientEvent> {
     let mut results = Vec::new();
     for n in first..first + count {
-        d.session.submit(&msg(n), Instant::now()).expect("submit");
         let e = d
-            .wait_for(WAIT, |e| {
-                matches!(
-                    e,
-                    ClientEvent::SubmitAccepted { .. }
-                        | ClientEvent::SubmitRejected { .. }
-                        | ClientEvent::SubmitFailed { .. }
-                )
-            })
+            .submit_and_wait(&msg(n), WAIT)
             .expect("io")
             .unwrap_or_else(|| panic!("no answer to submit {n}: {:?}", d.events));
         results.push(e);
@@ -102,15 +92,9 @@ fn submits_are_accepted_and_recorded() {
         ClientEvent::SubmitAccepted { timestamp: Some(t), destination: Some(to), .. }
             if t.len() == 12 && to == "12345"
     ));
-    d.session.logout(Instant::now()).expect("logout");
-    let closed = d
-        .wait_for(WAIT, |e| matches!(e, ClientEvent::Closed { .. }))
-        .expect("io");
     assert_eq!(
-        closed,
-        Some(ClientEvent::Closed {
-            reason: CloseReason::LoggedOut
-        })
+        d.logout_and_wait(WAIT).expect("io"),
+        Some(CloseReason::LoggedOut)
     );
     let counters = sim.stop().expect("stop");
     assert_eq!(counters.logins, 1);
@@ -135,9 +119,7 @@ fn wrong_password_is_refused() {
     let mut cfg = client_config();
     cfg.password = "nope".into();
     let mut d = Driver::connect(sim.local_addr(), cfg).expect("connect");
-    let e = d
-        .wait_for(WAIT, |e| matches!(e, ClientEvent::LoginFailed { .. }))
-        .expect("io");
+    let e = d.wait_for_login(WAIT).expect("io");
     assert!(
         matches!(e, Some(ClientEvent::LoginFailed { code: 100, .. })),
         "{e:?}"
@@ -497,10 +479,8 @@ fn many_clients_at_once() {
         .map(|t| {
             std::thread::spawn(move || {
                 let mut d = Driver::connect(addr, client_config()).expect("connect");
-                let e = d
-                    .wait_for(WAIT, |e| matches!(e, ClientEvent::LoggedIn))
-                    .expect("io");
-                assert!(e.is_some());
+                let e = d.wait_for_login(WAIT).expect("io");
+                assert_eq!(e, Some(ClientEvent::LoggedIn));
                 accepted_refs(&submit_all(&mut d, t * 1000, 50)).len()
             })
         })
@@ -550,8 +530,7 @@ fn cli_runs_the_simulator() {
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
     let mut d = Driver::connect(addr, client_config()).expect("connect");
     assert_eq!(
-        d.wait_for(WAIT, |e| matches!(e, ClientEvent::LoggedIn))
-            .expect("io"),
+        d.wait_for_login(WAIT).expect("io"),
         Some(ClientEvent::LoggedIn)
     );
     assert_eq!(accepted_refs(&submit_all(&mut d, 1, 3)), vec![1, 2, 3]);

@@ -1,11 +1,12 @@
 //! Replays the committed `link_frame` fuzz corpus (fuzz/corpus/link_frame/) through
-//! the same harness the fuzz target runs, without cargo-fuzz or nightly.
+//! the check the fuzz target runs (`smslink::fuzzing::check_link_frame`), without
+//! cargo-fuzz or nightly.
 //!
 //! `SMSLINK_WRITE_LINK_CORPUS=1 cargo test --test fuzz_corpus_link` rewrites the
 //! hand-made seed files (names starting with `seed_`).
 
+use smslink::fuzzing::{check_link_frame, link_up_endpoint};
 use smslink::link::frame::{self, AckWriter, CloseReason, Data, Hello};
-use smslink::link::fuzzing;
 use smslink::message::{Address, Coding};
 use smslink::ring::Outcome;
 use std::path::PathBuf;
@@ -110,7 +111,7 @@ fn corpus_replays_without_panic() {
     for entry in std::fs::read_dir(&dir).expect("corpus directory exists") {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
-        fuzzing::link_frame(&bytes);
+        check_link_frame(&bytes);
         n += 1;
     }
     assert!(n >= seeds().len(), "corpus has {n} files");
@@ -127,7 +128,7 @@ fn committed_seeds_match_their_generator() {
 #[test]
 fn good_seed_drives_the_endpoint_through_data_ack_and_close() {
     let now = Instant::now();
-    let mut b = fuzzing::up_endpoint(now);
+    let mut b = link_up_endpoint(now);
     assert!(b.is_up());
     b.handle_input(&good_stream(), now).unwrap();
     assert_eq!(b.rx_cursors().last_stored, 3);

@@ -121,8 +121,10 @@ fn kannel_client_config() -> ClientConfig {
     }
 }
 
-fn start_test_cimd2(port: u16, activity: &str, extra: &[&str]) -> Guard {
-    Guard::spawn(
+/// Start test_cimd2 on a free loopback port; returns it and its address.
+fn start_test_cimd2(activity: &str, extra: &[&str]) -> (Guard, SocketAddr) {
+    let port = free_port();
+    let guard = Guard::spawn(
         Command::new(TEST_CIMD2)
             .args([
                 "--port",
@@ -136,21 +138,15 @@ fn start_test_cimd2(port: u16, activity: &str, extra: &[&str]) -> Guard {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
-    )
+    );
+    (guard, SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 fn logout_and_close(mut d: Driver) {
-    d.session.logout(Instant::now()).expect("logout");
-    let e = d
-        .wait_for(WAIT, |e| matches!(e, ClientEvent::Closed { .. }))
-        .expect("io");
     assert_eq!(
-        e,
-        Some(ClientEvent::Closed {
-            reason: CloseReason::LoggedOut
-        })
+        d.logout_and_wait(WAIT).expect("io"),
+        Some(CloseReason::LoggedOut)
     );
-    drop(d);
 }
 
 #[test]
@@ -158,33 +154,14 @@ fn our_client_submits_to_test_cimd2() {
     if !have(&[TEST_CIMD2]) {
         return;
     }
-    let port = free_port();
-    let mut smsc = start_test_cimd2(port, "1", &[]);
-    let mut d = connect_when_listening(
-        SocketAddr::from(([127, 0, 0, 1], port)),
-        kannel_client_config(),
-    );
-    let e = d
-        .wait_for(WAIT, |e| {
-            matches!(e, ClientEvent::LoggedIn | ClientEvent::LoginFailed { .. })
-        })
-        .expect("io");
+    let (mut smsc, addr) = start_test_cimd2("1", &[]);
+    let mut d = connect_when_listening(addr, kannel_client_config());
+    let e = d.wait_for_login(WAIT).expect("io");
     assert_eq!(e, Some(ClientEvent::LoggedIn));
     for n in 1..=10u64 {
         let mut m = Message::text("4670000001", "12345", &format!("hello #{n}")).expect("msg");
         m.client_ref = n;
-        d.session.submit(&m, Instant::now()).expect("submit");
-        let e = d
-            .wait_for(WAIT, |e| {
-                matches!(
-                    e,
-                    ClientEvent::SubmitAccepted { .. }
-                        | ClientEvent::SubmitRejected { .. }
-                        | ClientEvent::SubmitFailed { .. }
-                )
-            })
-            .expect("io");
-        match e {
+        match d.submit_and_wait(&m, WAIT).expect("io") {
             Some(ClientEvent::SubmitAccepted {
                 client_ref,
                 timestamp: Some(ts),
@@ -215,14 +192,11 @@ fn test_cimd2_refuses_a_wrong_password() {
     if !have(&[TEST_CIMD2]) {
         return;
     }
-    let port = free_port();
-    let mut smsc = start_test_cimd2(port, "1", &[]);
+    let (mut smsc, addr) = start_test_cimd2("1", &[]);
     let mut config = kannel_client_config();
     config.password = "wrong".into();
-    let mut d = connect_when_listening(SocketAddr::from(([127, 0, 0, 1], port)), config);
-    let e = d
-        .wait_for(WAIT, |e| matches!(e, ClientEvent::LoginFailed { .. }))
-        .expect("io");
+    let mut d = connect_when_listening(addr, config);
+    let e = d.wait_for_login(WAIT).expect("io");
     assert!(
         matches!(e, Some(ClientEvent::LoginFailed { code: 100, .. })),
         "{e:?}"
@@ -238,12 +212,11 @@ fn silent_test_cimd2_makes_login_time_out() {
         return;
     }
     // Activity 0 answers nothing, not even the login.
-    let port = free_port();
-    let mut smsc = start_test_cimd2(port, "0", &[]);
+    let (mut smsc, addr) = start_test_cimd2("0", &[]);
     let mut config = kannel_client_config();
     config.response_timeout = Duration::from_millis(200);
     config.max_retries = 1;
-    let mut d = connect_when_listening(SocketAddr::from(([127, 0, 0, 1], port)), config);
+    let mut d = connect_when_listening(addr, config);
     let e = d
         .wait_for(WAIT, |e| matches!(e, ClientEvent::Closed { .. }))
         .expect("io");
@@ -270,12 +243,8 @@ fn our_client_takes_a_flood_of_delivers_from_test_cimd2() {
         return;
     }
     const N: usize = 60;
-    let port = free_port();
-    let mut smsc = start_test_cimd2(port, "3", &["--max", &N.to_string()]);
-    let mut d = connect_when_listening(
-        SocketAddr::from(([127, 0, 0, 1], port)),
-        kannel_client_config(),
-    );
+    let (mut smsc, addr) = start_test_cimd2("3", &["--max", &N.to_string()]);
+    let mut d = connect_when_listening(addr, kannel_client_config());
     let deadline = Instant::now() + WAIT;
     let (mut delivered, mut refused, mut submitted, mut accepted) = (0, 0, 0, 0);
     let mut logged_in = false;

@@ -694,6 +694,23 @@ fn data_frame(seq: u64) -> Vec<u8> {
     buf
 }
 
+/// A well-formed HELLO from a peer called `name`.
+fn hello_frame(name: &str) -> Vec<u8> {
+    let mut buf = vec![];
+    frame::encode_hello(
+        &mut buf,
+        &frame::Hello {
+            version: frame::VERSION,
+            epoch: 7,
+            nonce: [1; 32],
+            capacity: 255,
+            tx_last_processed: 0,
+            name,
+        },
+    );
+    buf
+}
+
 #[test]
 fn oversized_frame_is_refused_from_its_header() {
     let mut p = up_pair();
@@ -781,18 +798,7 @@ fn ack_for_unsent_seq_is_refused() {
 #[test]
 fn hello_after_handshake_is_refused() {
     let mut p = up_pair();
-    let mut buf = vec![];
-    frame::encode_hello(
-        &mut buf,
-        &frame::Hello {
-            version: frame::VERSION,
-            epoch: 7,
-            nonce: [1; 32],
-            capacity: 255,
-            tx_last_processed: 0,
-            name: "x",
-        },
-    );
+    let buf = hello_frame("x");
     expect_protocol_error(
         &mut p,
         &buf,
@@ -821,18 +827,7 @@ fn data_before_authentication_is_refused() {
 #[test]
 fn wrong_version_and_magic_are_refused() {
     let now = Instant::now();
-    let mut hello = vec![];
-    frame::encode_hello(
-        &mut hello,
-        &frame::Hello {
-            version: frame::VERSION,
-            epoch: 7,
-            nonce: [1; 32],
-            capacity: 255,
-            tx_last_processed: 0,
-            name: "x",
-        },
-    );
+    let hello = hello_frame("x");
     let mut v2 = hello.clone();
     v2[3 + 4] = 2;
     let mut b = Endpoint::new(config("b"), now).unwrap();
@@ -873,18 +868,7 @@ fn handshake_trickling_bytes_still_times_out() {
     let now = Instant::now();
     let mut b = Endpoint::new(config("b"), now).unwrap();
     b.connected(now);
-    let mut hello = vec![];
-    frame::encode_hello(
-        &mut hello,
-        &frame::Hello {
-            version: frame::VERSION,
-            epoch: 7,
-            nonce: [1; 32],
-            capacity: 255,
-            tx_last_processed: 0,
-            name: "slow",
-        },
-    );
+    let hello = hello_frame("slow");
     // One byte a second keeps the line "alive" but never completes a handshake.
     for (i, byte) in hello.chunks(1).take(3).enumerate() {
         let t = now + Duration::from_secs(i as u64);

@@ -307,3 +307,38 @@ fn buffer_server_between_im_node_and_smsc() {
     let smsc = bs.smsc_stats().unwrap();
     assert_eq!(smsc.mt_accepted, N as u64);
 }
+
+#[test]
+fn a_waiting_peer_takes_over_when_the_current_one_leaves() {
+    let im = im_node();
+    let addr = im.local_addr(0).unwrap();
+    let first = Node::start(bs_config(addr)).unwrap();
+    let mut seen = [Seen::default(), Seen::default()];
+    pump([&im, &first], &mut seen, Duration::from_secs(10), |s| {
+        s[0].ups == 1
+    });
+    // A second buffer server (same name and key, e.g. a restarted process) connects
+    // while the first still holds the link: it waits.
+    let second = Node::start(bs_config(addr)).unwrap();
+    // Its TCP connection is established (it waits in the listener's queue).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while second.link_stats(0).map_or(0, |l| l.connects) == 0 {
+        assert!(Instant::now() < deadline, "second never connected");
+        std::thread::yield_now();
+    }
+    drop(first);
+    // The waiting one is promoted and carries traffic; the link does not lock up.
+    let mut seen = [Seen::default(), Seen::default()];
+    send_all(
+        &second,
+        "after",
+        50,
+        Instant::now() + Duration::from_secs(20),
+    );
+    pump([&im, &second], &mut seen, Duration::from_secs(20), |s| {
+        s[0].received.len() == 50
+    });
+    assert!(seen[0].ups >= 1);
+    let expected: Vec<String> = (0..50).map(|i| format!("after {i}")).collect();
+    assert_eq!(seen[0].received, expected);
+}

@@ -25,27 +25,35 @@ fn push_spinning<T>(tx: &mut spsc::Producer<T>, mut item: T) {
     }
 }
 
+/// A producer thread pushes 0, 1, 2 into a ring of `capacity` (waiting for room when
+/// it is full) while this thread pops them, checking their order. Returns the
+/// consumer, emptied, and the producer's handle.
+fn three_items_in_order(capacity: usize) -> (spsc::Consumer<usize>, thread::JoinHandle<()>) {
+    let (mut tx, mut rx) = spsc::channel::<usize>(capacity);
+    let producer = thread::spawn(move || {
+        for i in 0..3 {
+            push_spinning(&mut tx, i);
+        }
+    });
+    let mut expected = 0;
+    while expected < 3 {
+        match rx.pop() {
+            Some(v) => {
+                assert_eq!(v, expected);
+                expected += 1;
+            }
+            None => thread::yield_now(),
+        }
+    }
+    (rx, producer)
+}
+
 /// Capacity 2 with 3 items: the producer fills the ring, waits for a slot, and the
 /// third item reuses slot 0 (wrap), racing with the consumer's reads.
 #[test]
 fn items_cross_threads_in_order_with_wrap() {
     loom::model(|| {
-        let (mut tx, mut rx) = spsc::channel::<usize>(2);
-        let producer = thread::spawn(move || {
-            for i in 0..3 {
-                push_spinning(&mut tx, i);
-            }
-        });
-        let mut expected = 0;
-        while expected < 3 {
-            match rx.pop() {
-                Some(v) => {
-                    assert_eq!(v, expected);
-                    expected += 1;
-                }
-                None => thread::yield_now(),
-            }
-        }
+        let (mut rx, producer) = three_items_in_order(2);
         assert!(rx.is_empty());
         producer.join().unwrap();
         assert_eq!(rx.pop(), None);
@@ -56,22 +64,7 @@ fn items_cross_threads_in_order_with_wrap() {
 #[test]
 fn capacity_one_wraps_positions() {
     loom::model(|| {
-        let (mut tx, mut rx) = spsc::channel::<usize>(1);
-        let producer = thread::spawn(move || {
-            for i in 0..3 {
-                push_spinning(&mut tx, i);
-            }
-        });
-        let mut expected = 0;
-        while expected < 3 {
-            match rx.pop() {
-                Some(v) => {
-                    assert_eq!(v, expected);
-                    expected += 1;
-                }
-                None => thread::yield_now(),
-            }
-        }
+        let (_rx, producer) = three_items_in_order(1);
         producer.join().unwrap();
     });
 }

@@ -491,13 +491,23 @@ fn abort(stream: TcpStream) {
 fn a_reset_arrives_after_the_data_sent_before_it() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let upstream = listener.local_addr().expect("addr");
+    let (read_tx, read_rx) = mpsc::channel::<()>();
     thread::spawn(move || {
         let (mut s, _) = listener.accept().expect("accept");
         s.write_all(b"bye").expect("write");
+        // Reset only once the emulator has read the bytes: a reset that reaches the
+        // kernel first makes it discard them before anyone can read them.
+        let _ = read_rx.recv_timeout(Duration::from_secs(10));
         abort(s);
     });
     let (wan, events) = start(WanConfig::new(upstream).with_delay(Duration::from_millis(100)));
     let mut client = connect(&wan);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while wan.stats().bytes_down < 3 {
+        assert!(Instant::now() < deadline, "emulator never read the data");
+        thread::yield_now();
+    }
+    read_tx.send(()).expect("signal");
     let mut b = [0u8; 3];
     client.read_exact(&mut b).expect("data before the reset");
     assert_eq!(&b, b"bye");

@@ -21,6 +21,13 @@ enum Command {
     Wan(Box<smslink::cli::wan::Args>),
     /// Run a CIMD2 SMSC simulator.
     SmscSim(Box<smslink::cli::smsc_sim::Args>),
+    /// One command, nothing to configure: SMSC simulator, buffer server, WAN emulator and
+    /// IM side in one process, traffic both ways over a bad link, live progress, final score.
+    Demo(Box<smslink::cli::demo::Args>),
+    /// Run a buffer server next to an SMSC: CIMD2 toward it, the pipelined link toward the IM server.
+    BufferServer(Box<smslink::cli::buffer_server::Args>),
+    /// Measure the same workload spoken directly (CIMD2 across the WAN) and buffered.
+    Bench(Box<smslink::cli::bench::Args>),
 }
 
 fn main() {
@@ -32,6 +39,9 @@ fn main() {
         }
         Command::Wan(args) => smslink::cli::wan::run(*args),
         Command::SmscSim(args) => smslink::cli::smsc_sim::run(*args),
+        Command::Demo(args) => smslink::cli::demo::run(*args),
+        Command::BufferServer(args) => smslink::cli::buffer_server::run(*args),
+        Command::Bench(args) => smslink::cli::bench::run(*args),
     };
     if let Err(e) = result {
         eprintln!("smslink: {e}");

@@ -1,4 +1,8 @@
 //! Command-line front ends of the `smslink` subcommands (argument parsing only).
 
+pub mod bench;
+pub mod buffer_server;
+pub mod demo;
+pub mod scenario;
 pub mod smsc_sim;
 pub mod wan;

@@ -47,7 +47,10 @@ impl Conn {
                 Ok(n) => {
                     buf.extend_from_slice(&chunk[..n]);
                     total += n;
-                    if total >= READ_BUDGET {
+                    // A short read emptied the socket buffer: epoll reports the next
+                    // arrival as a new edge, so asking again would only return
+                    // EAGAIN (one wasted syscall per wake, as tokio also reasons).
+                    if total >= READ_BUDGET || n < chunk.len() {
                         return Ok(ReadOutcome::Open(total));
                     }
                 }

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod backoff;
 pub mod conn;
+pub mod log;
 pub mod node;
 pub mod notify;
 mod smsc;

@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 
 use super::api::*;
 use super::conn::{Conn, ReadOutcome, READ_BUDGET};
+use super::log::Level;
 use super::notify::Notifier;
 use super::smsc::SmscBridge;
 use super::Backoff;
@@ -42,6 +43,8 @@ const fn conn_token(link: LinkId) -> Token {
 const PENDING_BASE: usize = 1 << 40;
 /// Accepted connections waiting per link; more are refused at once.
 const MAX_PENDING: usize = 4;
+/// Output of a busy link is gathered for this long before it is written.
+const WRITE_COALESCE: Duration = Duration::from_micros(500);
 /// Stop asking the endpoint for more bytes while this much is unwritten.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 
@@ -162,6 +165,10 @@ impl Node {
                 refused: 0,
                 local_addr,
                 token_id: id,
+                conn_addr: None,
+                accept_retry: false,
+                last_write: None,
+                write_due: None,
                 read_more: false,
             });
         }
@@ -387,6 +394,8 @@ impl Node {
 
     /// Readable when events may be waiting (for select/poll/epoll/asyncio). After it
     /// turns readable, call `clear_event_fd` and then `try_event` until `None`.
+    /// Do not read the descriptor yourself: `clear_event_fd` also re-arms the
+    /// notification (the loop writes to the descriptor once per clear, not per event).
     pub fn event_fd(&self) -> RawFd {
         self.shared.notifier.as_raw_fd()
     }
@@ -451,6 +460,46 @@ impl Drop for Node {
 struct PendingConn {
     stream: TcpStream,
     since: Instant,
+    token: Token,
+    peer: SocketAddr,
+    /// Its first bytes looked like a link HELLO: a real peer, never evicted by a flood.
+    hello_seen: bool,
+}
+
+/// What the first bytes of a waiting connection say about it.
+#[derive(Debug, PartialEq, Eq)]
+enum Screen {
+    /// Not enough bytes yet.
+    Unknown,
+    /// A link HELLO header.
+    Hello,
+    /// Something else (another protocol, garbage): refuse it now.
+    Foreign,
+}
+
+/// Check the start of a stream against the HELLO header: len:u16 type=1 "SMSL" version.
+fn screen_hello(head: &[u8]) -> Screen {
+    use crate::link::frame::{MAGIC, MAX_BODY};
+    let mut expected = [0u8; 7];
+    expected[2] = 1;
+    expected[3..7].copy_from_slice(&MAGIC);
+    for (i, b) in head.iter().take(7).enumerate() {
+        let ok = match i {
+            0 | 1 => true,
+            _ => *b == expected[i],
+        };
+        if !ok {
+            return Screen::Foreign;
+        }
+    }
+    if head.len() >= 2 && u16::from_be_bytes([head[0], head[1]]) as usize > MAX_BODY {
+        return Screen::Foreign;
+    }
+    if head.len() >= 7 {
+        Screen::Hello
+    } else {
+        Screen::Unknown
+    }
 }
 
 pub(super) struct LinkDriver {
@@ -472,6 +521,13 @@ pub(super) struct LinkDriver {
     local_addr: Option<SocketAddr>,
     /// Position in the node's link list (tokens derive from it).
     token_id: LinkId,
+    /// When output was last written, and when held-back output is due.
+    last_write: Option<Instant>,
+    write_due: Option<Instant>,
+    /// The last accept failed for lack of resources: try again every turn.
+    accept_retry: bool,
+    /// Remote address of the current (or last) connection, for log lines.
+    conn_addr: Option<SocketAddr>,
     /// The last read stopped at its budget: read again without waiting for readiness
     /// (readiness is edge-triggered).
     read_more: bool,
@@ -520,7 +576,7 @@ impl EventLoop {
                 .map(|d| d.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
-                    eprintln!("smslink: poll failed: {e}");
+                    crate::slog!(Level::Error, "event=poll_failed error=\"{e}\"");
                     break;
                 }
             }
@@ -571,7 +627,11 @@ impl EventLoop {
         for link in &mut self.links {
             link.take_outgoing();
             link.check_timers(&self.poll, now);
-            link.accept(&self.poll, now, &mut self.next_pending_token);
+            // Accepting is driven by the listener's readiness; after a failed accept
+            // (e.g. out of descriptors) the edge is gone, so retry each turn.
+            if link.accept_retry {
+                link.accept(&self.poll, now, &mut self.next_pending_token);
+            }
             if link.read_more {
                 link.read(&self.poll, now);
             }
@@ -608,7 +668,11 @@ impl EventLoop {
                 Command::Ack { link, seq, outcome } => {
                     if let Some(l) = self.links.get_mut(link) {
                         if let Err(e) = l.endpoint.mark_processed(seq, outcome) {
-                            eprintln!("smslink: link {}: ack of seq {seq}: {e}", l.name());
+                            crate::slog!(
+                                Level::Warn,
+                                "link={} event=bad_ack seq={seq} error=\"{e}\"",
+                                l.name()
+                            );
                         }
                     }
                 }
@@ -634,7 +698,12 @@ impl EventLoop {
             return;
         }
         if token.0 >= PENDING_BASE {
-            // Pending connections are only read once promoted; a close is noticed then.
+            // Waiting connections are only peeked at: refuse what is not a link peer.
+            for link in &mut self.links {
+                if link.screen_pending(&self.poll, token) {
+                    break;
+                }
+            }
             return;
         }
         let id = token.0 / 2;
@@ -656,21 +725,33 @@ impl EventLoop {
                         let link = &mut self.links[id];
                         link.backoff.reset();
                         link.peer = Some(peer.clone());
-                        eprintln!("smslink: link {} up (peer {peer})", link.name());
+                        crate::slog!(Level::Info, "link={} event=up peer={peer}", link.name());
                         Some(NodeEvent::LinkUp { link: id, peer })
                     }
                     LinkEvent::LinkDown { reason } => {
                         let now = Instant::now();
                         let link = &mut self.links[id];
                         let reason = format!("{reason:?}");
-                        eprintln!("smslink: link {} down: {reason}", link.name());
-                        link.drop_conn(&self.poll, now);
+                        crate::slog!(
+                            Level::Info,
+                            "link={} event=down peer_addr={} reason={reason}",
+                            link.name(),
+                            link.conn_peer()
+                        );
+                        // The connection this event is about may already be gone and
+                        // a waiting one promoted (the endpoint is then connected to
+                        // it): only a still-idle endpoint's socket is closed here.
+                        if !link.endpoint.is_connected() {
+                            link.drop_conn(&self.poll, now);
+                        }
                         Some(NodeEvent::LinkDown { link: id, reason })
                     }
                     LinkEvent::AuthFailed { reason } => {
-                        eprintln!(
-                            "smslink: link {}: peer failed authentication: {reason}",
-                            self.links[id].name()
+                        crate::slog!(
+                            Level::Warn,
+                            "link={} event=auth_failed peer_addr={} reason=\"{reason}\"",
+                            self.links[id].name(),
+                            self.links[id].conn_peer()
                         );
                         None
                     }
@@ -785,7 +866,11 @@ impl EventLoop {
             }
         };
         for link in &self.links {
+            if link.accept_retry {
+                consider(Some(Instant::now() + Duration::from_millis(100)));
+            }
             consider(link.endpoint.poll_timeout());
+            consider(link.write_due);
             consider(link.reconnect_at);
             consider(
                 link.pending
@@ -803,10 +888,17 @@ impl EventLoop {
         next
     }
 
+    /// Runs every turn, so it updates the shared snapshot in place: no allocation
+    /// once the strings are there.
     fn publish_stats(&mut self) {
-        let links = self.links.iter().map(|l| l.stats()).collect();
         let smsc = self.smsc.as_ref().map(|s| s.stats());
-        *self.shared.stats.lock() = (links, smsc);
+        let mut guard = self.shared.stats.lock();
+        let (links, shared_smsc) = &mut *guard;
+        links.resize_with(self.links.len(), LinkStats::default);
+        for (out, link) in links.iter_mut().zip(&self.links) {
+            link.write_stats(out);
+        }
+        *shared_smsc = smsc;
     }
 }
 
@@ -819,21 +911,24 @@ impl LinkDriver {
         self.endpoint.config().dead_after
     }
 
-    fn stats(&self) -> LinkStats {
-        LinkStats {
-            name: self.name().to_owned(),
-            up: self.endpoint.is_up(),
-            peer: self.peer.clone(),
-            local_addr: self.local_addr,
-            capacity: self.endpoint.config().capacity,
-            tx: self.endpoint.tx_cursors(),
-            rx: self.endpoint.rx_cursors(),
-            tx_in_use: self.endpoint.tx_ring().in_use(),
-            rx_in_use: self.endpoint.rx_ring().in_use(),
-            counters: self.endpoint.counters(),
-            connects: self.connects,
-            refused_connections: self.refused,
+    fn write_stats(&self, out: &mut LinkStats) {
+        if out.name != self.name() {
+            out.name.clear();
+            out.name.push_str(self.name());
         }
+        if out.peer != self.peer {
+            out.peer.clone_from(&self.peer);
+        }
+        out.up = self.endpoint.is_up();
+        out.local_addr = self.local_addr;
+        out.capacity = self.endpoint.config().capacity;
+        out.tx = self.endpoint.tx_cursors();
+        out.rx = self.endpoint.rx_cursors();
+        out.tx_in_use = self.endpoint.tx_ring().in_use();
+        out.rx_in_use = self.endpoint.rx_ring().in_use();
+        out.counters = self.endpoint.counters();
+        out.connects = self.connects;
+        out.refused_connections = self.refused;
     }
 
     /// Move queued sends from the handle into the ring.
@@ -868,6 +963,7 @@ impl LinkDriver {
                             .is_ok()
                         {
                             self.conn = Some(Conn::new(stream, false));
+                            self.conn_addr = Some(*addr);
                         } else {
                             self.schedule_reconnect(now);
                         }
@@ -878,10 +974,19 @@ impl LinkDriver {
         }
         // Pending connections that waited too long are dropped.
         let timeout = self.pending_timeout();
+        let name = &self.endpoint.config().name;
+        let refused = &mut self.refused;
         self.pending.retain_mut(|p| {
             let keep = now < p.since + timeout;
             if !keep {
                 let _ = poll.registry().deregister(&mut p.stream);
+                *refused += 1;
+                crate::slog!(
+                    Level::Warn,
+                    "link={name} event=refused peer_addr={} reason=\"waited {:?} for the current connection to end\"",
+                    p.peer,
+                    timeout
+                );
             }
             keep
         });
@@ -911,11 +1016,33 @@ impl LinkDriver {
                             )
                             .is_ok()
                         {
+                            crate::slog!(
+                                Level::Debug,
+                                "link={name} event=accepted peer_addr={peer}"
+                            );
                             self.conn = Some(Conn::new(stream, true));
+                            self.conn_addr = Some(peer);
                             self.connects += 1;
                             self.endpoint.connected(now);
                         }
-                    } else if self.pending.len() < MAX_PENDING {
+                        continue;
+                    }
+                    if self.pending.len() >= MAX_PENDING {
+                        // A flood of silent connections must not lock the real peer
+                        // out: the oldest one that never said HELLO makes room.
+                        if let Some(i) = self.pending.iter().position(|p| !p.hello_seen) {
+                            let mut old = self.pending.remove(i);
+                            let _ = poll.registry().deregister(&mut old.stream);
+                            self.refused += 1;
+                            crate::slog!(
+                                Level::Warn,
+                                "link={name} event=refused peer_addr={} reason=\"silent while {} connections waited\"",
+                                old.peer,
+                                MAX_PENDING
+                            );
+                        }
+                    }
+                    if self.pending.len() < MAX_PENDING {
                         let token = Token(*next_token);
                         *next_token += 1;
                         if poll
@@ -923,19 +1050,35 @@ impl LinkDriver {
                             .register(&mut stream, token, Interest::READABLE)
                             .is_ok()
                         {
-                            self.pending.push(PendingConn { stream, since: now });
+                            self.pending.push(PendingConn {
+                                stream,
+                                since: now,
+                                token,
+                                peer,
+                                hello_seen: false,
+                            });
                         }
                     } else {
                         self.refused += 1;
-                        eprintln!(
-                            "smslink: link {name}: refused connection from {peer}: {} already waiting",
+                        crate::slog!(
+                            Level::Warn,
+                            "link={name} event=refused peer_addr={peer} reason=\"{} connections already waiting\"",
                             MAX_PENDING
                         );
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.accept_retry = false;
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // The peer gave up between SYN and accept: nothing to do.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
                 Err(e) => {
-                    eprintln!("smslink: link {name}: accept: {e}");
+                    if !self.accept_retry {
+                        crate::slog!(Level::Warn, "link={name} event=accept_failed error=\"{e}\"");
+                    }
+                    self.accept_retry = true;
                     break;
                 }
             }
@@ -974,7 +1117,7 @@ impl LinkDriver {
         if !self.inbuf.is_empty() && self.endpoint.handle_input(&self.inbuf, now).is_err() {
             // The endpoint emitted LinkDown (and maybe queued CLOSE); the event
             // drain closes the socket after a last write.
-            self.write(now);
+            self.write_now(now);
             return;
         }
         match outcome {
@@ -986,8 +1129,27 @@ impl LinkDriver {
         }
     }
 
-    /// Let the endpoint fill the output buffer and write what the socket takes.
+    /// Write soon: at once if the link wrote nothing for `WRITE_COALESCE`, else at
+    /// the end of that interval. Under load this turns one small ACK or DATA write
+    /// per message into one write per interval (and one wake-up of the peer), at a
+    /// cost of at most that interval in latency; an idle link writes at once.
     fn write(&mut self, now: Instant) {
+        if self.endpoint.is_up() {
+            if let Some(last) = self.last_write {
+                let due = last + WRITE_COALESCE;
+                if now < due {
+                    self.write_due = Some(due);
+                    return;
+                }
+            }
+        }
+        self.write_now(now);
+    }
+
+    /// Let the endpoint fill the output buffer and write what the socket takes.
+    fn write_now(&mut self, now: Instant) {
+        self.write_due = None;
+        self.last_write = Some(now);
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
@@ -1007,6 +1169,48 @@ impl LinkDriver {
         }
     }
 
+    pub(super) fn conn_peer(&self) -> String {
+        self.conn_addr
+            .map_or_else(|| "-".to_owned(), |a| a.to_string())
+    }
+
+    /// Peek at a waiting connection that became readable; refuse it when it is not
+    /// a link peer or has gone. Returns whether the token was one of this link's.
+    fn screen_pending(&mut self, poll: &Poll, token: Token) -> bool {
+        let Some(i) = self.pending.iter().position(|p| p.token == token) else {
+            return false;
+        };
+        let mut head = [0u8; 7];
+        let verdict = match self.pending[i].stream.peek(&mut head) {
+            Ok(0) => Some("closed while waiting".to_owned()),
+            Ok(n) => match screen_hello(&head[..n]) {
+                Screen::Hello => {
+                    self.pending[i].hello_seen = true;
+                    None
+                }
+                Screen::Unknown => None,
+                Screen::Foreign => Some(format!(
+                    "not the link protocol (first bytes {:02x?})",
+                    &head[..n]
+                )),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(reason) = verdict {
+            let mut p = self.pending.remove(i);
+            let _ = poll.registry().deregister(&mut p.stream);
+            self.refused += 1;
+            crate::slog!(
+                Level::Warn,
+                "link={} event=refused peer_addr={} reason=\"{reason}\"",
+                self.name(),
+                p.peer
+            );
+        }
+        true
+    }
+
     /// Close the current connection; promote a waiting one or plan a redial.
     pub(super) fn drop_conn(&mut self, poll: &Poll, now: Instant) {
         let Some(mut conn) = self.conn.take() else {
@@ -1017,11 +1221,17 @@ impl LinkDriver {
             self.endpoint.poll_transmit(now, conn.out_buf());
             let _ = conn.flush();
         }
+        // The endpoint must not think it still talks over this socket (else the next
+        // connection's `connected` would report a stale LinkDown). No-op when idle.
+        self.endpoint.connection_lost(now);
         let _ = poll.registry().deregister(&mut conn.stream);
         self.inbuf.clear();
         self.read_more = false;
+        // `conn_addr` stays: the LinkDown line for this connection is written after.
         if !self.pending.is_empty() {
-            let mut p = self.pending.remove(0);
+            // A peer that already said HELLO goes first.
+            let first = self.pending.iter().position(|p| p.hello_seen).unwrap_or(0);
+            let mut p = self.pending.remove(first);
             let _ = poll.registry().deregister(&mut p.stream);
             if poll
                 .registry()
@@ -1033,6 +1243,7 @@ impl LinkDriver {
                 .is_ok()
             {
                 self.conn = Some(Conn::new(p.stream, true));
+                self.conn_addr = Some(p.peer);
                 self.connects += 1;
                 self.endpoint.connected(now);
             }

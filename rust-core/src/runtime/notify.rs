@@ -4,11 +4,15 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 #[derive(Debug)]
 pub struct Notifier {
     fd: OwnedFd,
+    /// The descriptor has been made readable and nobody cleared it since: further
+    /// notifies need no system call.
+    signalled: AtomicBool,
 }
 
 impl Notifier {
@@ -21,11 +25,15 @@ impl Notifier {
         // SAFETY: fd is a fresh descriptor that nothing else owns.
         Ok(Notifier {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            signalled: AtomicBool::new(false),
         })
     }
 
     /// Make the descriptor readable (wakes a waiter). Never blocks.
     pub fn notify(&self) {
+        if self.signalled.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a live u64. EAGAIN (counter saturated) still
         // leaves the fd readable, which is all a wake needs.
@@ -49,6 +57,10 @@ impl Notifier {
                 std::mem::size_of::<u64>(),
             )
         };
+        // Only after the read: a notify racing with it either landed before the
+        // read (consumed, and the caller drains its events next) or sees `false`
+        // and writes again.
+        self.signalled.store(false, Ordering::Release);
         n == 8
     }
 

@@ -17,6 +17,7 @@ use mio::{Interest, Poll};
 
 use super::api::{NodeEvent, SmscSpec, SmscStats};
 use super::conn::{Conn, ReadOutcome, READ_BUDGET};
+use super::log::Level;
 use super::node::{LinkDriver, SMSC};
 use super::Backoff;
 use crate::cimd2::session::{ClientEvent, ClientSession, SessionError};
@@ -165,7 +166,18 @@ impl SmscBridge {
             let _ = poll.registry().deregister(&mut conn.stream);
         }
         if self.stats.logged_in || self.session.is_some() {
+            crate::slog!(
+                Level::Warn,
+                "smsc={} event=down reason=\"{reason}\"",
+                self.spec.addr
+            );
             self.events.push_back(NodeEvent::SmscDown { reason });
+        } else {
+            crate::slog!(
+                Level::Debug,
+                "smsc={} event=connect_failed reason=\"{reason}\"",
+                self.spec.addr
+            );
         }
         self.session = None;
         // Never answered: the SMSC delivers it again on the next session.
@@ -239,11 +251,18 @@ impl SmscBridge {
         while let Some(ev) = self.session.as_mut().and_then(|s| s.poll_event()) {
             match ev {
                 ClientEvent::LoggedIn => {
+                    crate::slog!(Level::Info, "smsc={} event=logged_in", self.spec.addr);
                     self.stats.logged_in = true;
                     self.backoff.reset();
                     self.events.push_back(NodeEvent::SmscUp);
                 }
                 ClientEvent::LoginFailed { code, text } => {
+                    crate::slog!(
+                        Level::Error,
+                        "smsc={} event=login_refused code={code} text={:?}",
+                        self.spec.addr,
+                        text.as_deref().unwrap_or("")
+                    );
                     self.events.push_back(NodeEvent::SmscDown {
                         reason: format!("login refused: error {code} {}", text.unwrap_or_default()),
                     });
@@ -283,7 +302,11 @@ impl SmscBridge {
                 ClientEvent::ProtocolViolation(v) => {
                     self.stats.violations += 1;
                     let detail = format!("{v:?}");
-                    eprintln!("smslink: SMSC protocol violation: {detail}");
+                    crate::slog!(
+                        Level::Warn,
+                        "smsc={} event=protocol_violation detail=\"{detail}\"",
+                        self.spec.addr
+                    );
                     self.events.push_back(NodeEvent::SmscViolation { detail });
                 }
                 ClientEvent::Closed { reason } => {
@@ -314,7 +337,11 @@ impl SmscBridge {
             return;
         };
         if let Err(e) = link.endpoint.mark_processed(seq, outcome) {
-            eprintln!("smslink: link {}: MT seq {seq}: {e}", link.name());
+            crate::slog!(
+                Level::Warn,
+                "link={} event=mt_outcome_failed seq={seq} error=\"{e}\"",
+                link.name()
+            );
         }
         self.current_mt = None;
         self.mt_outstanding = false;
@@ -365,14 +392,22 @@ impl SmscBridge {
             }
             Err(SessionError::Encode(e)) => {
                 let seq = *seq;
-                eprintln!("smslink: MT seq {seq} cannot be sent as CIMD2: {e}");
+                crate::slog!(
+                    Level::Warn,
+                    "smsc={} event=mt_unencodable seq={seq} error=\"{e}\"",
+                    self.spec.addr
+                );
                 if let Err(e) = link.endpoint.mark_processed(
                     seq,
                     Outcome::Rejected {
                         code: ERR_UNENCODABLE,
                     },
                 ) {
-                    eprintln!("smslink: link {}: MT seq {seq}: {e}", link.name());
+                    crate::slog!(
+                        Level::Warn,
+                        "link={} event=mt_outcome_failed seq={seq} error=\"{e}\"",
+                        link.name()
+                    );
                 }
                 self.stats.mt_rejected += 1;
                 self.current_mt = None;

@@ -257,6 +257,11 @@ impl EventLoop {
                         }
                     }
                     conn.session.handle_input(bytes, now);
+                    // A short read emptied the socket; the next arrival is a new
+                    // epoll edge, so another read would only say EAGAIN.
+                    if n < self.read_buf.len() {
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -530,7 +535,14 @@ impl Smsc {
             return;
         }
         let n = conn.mo_sent + 1;
-        let text = self.config.mo_text.replace("{n}", &n.to_string());
+        let mut text = self.config.mo_text.replace("{n}", &n.to_string());
+        if text.contains("{t}") {
+            // Send time, so that a receiver can measure MO latency end to end.
+            let micros = SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros());
+            text = text.replace("{t}", &micros.to_string());
+        }
         match Message::text(&self.config.mo_from, &self.config.mo_to, &text) {
             Ok(mut m) => {
                 m.client_ref = n;

@@ -41,7 +41,8 @@ pub struct SimConfig {
     pub mo_count: u64,
     pub mo_from: String,
     pub mo_to: String,
-    /// MO text; `{n}` is replaced by the message's number (1, 2, ...).
+    /// MO text; `{n}` is replaced by the message's number (1, 2, ...), `{t}` by the
+    /// send time in microseconds since the Unix epoch.
     pub mo_text: String,
     /// Append one JSON line per accepted submit to this file.
     pub record: Option<PathBuf>,

@@ -9,7 +9,8 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use smslink::cimd2::session::{ClientConfig, ClientEvent, ClientSession};
+use smslink::cimd2::session::{ClientConfig, ClientEvent, ClientSession, CloseReason};
+use smslink::message::Message;
 
 pub struct Driver {
     stream: TcpStream,
@@ -104,5 +105,41 @@ impl Driver {
             }
             self.step(deadline)?;
         }
+    }
+
+    /// Wait for the answer to the login: `LoggedIn` or `LoginFailed`.
+    pub fn wait_for_login(&mut self, timeout: Duration) -> io::Result<Option<ClientEvent>> {
+        self.wait_for(timeout, |e| {
+            matches!(e, ClientEvent::LoggedIn | ClientEvent::LoginFailed { .. })
+        })
+    }
+
+    /// Submit `message` and wait for its final answer: accepted, rejected or failed.
+    pub fn submit_and_wait(
+        &mut self,
+        message: &Message,
+        timeout: Duration,
+    ) -> io::Result<Option<ClientEvent>> {
+        self.session
+            .submit(message, Instant::now())
+            .expect("submit while ready");
+        self.wait_for(timeout, |e| {
+            matches!(
+                e,
+                ClientEvent::SubmitAccepted { .. }
+                    | ClientEvent::SubmitRejected { .. }
+                    | ClientEvent::SubmitFailed { .. }
+            )
+        })
+    }
+
+    /// Log out and wait for the session to close; returns why it closed.
+    pub fn logout_and_wait(&mut self, timeout: Duration) -> io::Result<Option<CloseReason>> {
+        self.session.logout(Instant::now()).expect("logout");
+        let closed = self.wait_for(timeout, |e| matches!(e, ClientEvent::Closed { .. }))?;
+        Ok(match closed {
+            Some(ClientEvent::Closed { reason }) => Some(reason),
+            _ => None,
+        })
     }
 }

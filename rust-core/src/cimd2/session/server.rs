@@ -2,17 +2,13 @@
 //! and answers it when the application says so (so processing may take time), sends
 //! mobile-originated messages and status reports one at a time.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::core::{
-    error_of, error_text, general_error, is_response, nack, negative, positive, Arrival, Requester,
-    Responder, Wire, ERR_SYNTAX, ERR_UNEXPECTED_OPERATION,
+    nack, negative, positive, Answer, Core, Role, SessionEvent, ERR_UNEXPECTED_OPERATION,
 };
 use super::{CloseReason, FailReason, SessionError, StatusReport, Violation};
-use crate::cimd2::{
-    deliver_packet, message_from_packet, param, Cimd2Error, Decoded, Operation, Packet,
-};
+use crate::cimd2::{deliver_packet, message_from_packet, param, Cimd2Error, Operation, Packet};
 use crate::message::{Message, MessageError};
 
 /// Error 100: invalid login.
@@ -100,7 +96,7 @@ enum State {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Request {
+pub(super) enum Request {
     Deliver { client_ref: u64 },
     StatusReport,
 }
@@ -109,23 +105,21 @@ enum Request {
 pub struct ServerSession {
     config: ServerConfig,
     state: State,
-    wire: Wire,
-    requests: Requester<Request>,
-    answers: Responder,
-    events: VecDeque<ServerEvent>,
-    number_of_violations: u64,
+    core: Core<Request, ServerEvent>,
 }
 
 impl ServerSession {
     pub fn new(config: ServerConfig, _now: Instant) -> Self {
         ServerSession {
-            wire: Wire::new(config.max_packet, config.checksum),
             // SMSC requests use even numbers from 000.
-            requests: Requester::new(0, config.response_timeout, config.max_retries),
-            answers: Responder::default(),
-            events: VecDeque::new(),
+            core: Core::new(
+                0,
+                config.response_timeout,
+                config.max_retries,
+                config.checksum,
+                config.max_packet,
+            ),
             state: State::AwaitLogin,
-            number_of_violations: 0,
             config,
         }
     }
@@ -138,7 +132,7 @@ impl ServerSession {
 
     /// `deliver` / `status_report` would be accepted now.
     pub fn can_deliver(&self) -> bool {
-        self.state == State::Ready && self.requests.is_idle()
+        self.state == State::Ready && self.core.requests.is_idle()
     }
 
     pub fn is_closed(&self) -> bool {
@@ -147,7 +141,8 @@ impl ServerSession {
 
     /// The packet number of the submit waiting for `accept_submit`/`reject_submit`.
     pub fn pending_submit(&self) -> Option<u8> {
-        self.answers
+        self.core
+            .answers
             .pending()
             .filter(|(op, _)| *op == Operation::Submit)
             .map(|(_, n)| n)
@@ -155,45 +150,21 @@ impl ServerSession {
 
     /// Protocol violations seen so far.
     pub fn violations(&self) -> u64 {
-        self.number_of_violations
+        self.core.violations()
     }
 
     // ---- inputs ----
 
     pub fn handle_input(&mut self, bytes: &[u8], now: Instant) {
-        if self.state == State::Closed {
-            return;
-        }
-        self.wire.decoder.push(bytes);
-        while let Some(decoded) = self.wire.decoder.poll() {
-            match decoded {
-                Decoded::Packet(p) => self.on_packet(p, now),
-                Decoded::Skipped(bytes) => self.violation(Violation::Garbage { bytes }),
-                Decoded::Malformed { error, op, number } => {
-                    self.on_malformed(error.to_string(), op, number, now)
-                }
-            }
-            if self.state == State::Closed {
-                return;
-            }
-        }
+        self.read_input(bytes, now);
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.state == State::Closed {
-            return;
-        }
-        if self.requests.is_due(now) && !self.requests.retransmit(now, &mut self.wire) {
-            self.fail_outstanding(FailReason::ResponseTimeout);
-        }
+        self.on_timeout(now);
     }
 
     pub fn handle_connection_lost(&mut self, _now: Instant) {
-        if self.state == State::Closed {
-            return;
-        }
-        self.fail_outstanding(FailReason::ConnectionLost);
-        self.close(CloseReason::ConnectionLost);
+        self.on_connection_lost();
     }
 
     // ---- commands ----
@@ -210,18 +181,16 @@ impl ServerSession {
         let answer = positive(Operation::Submit, number)
             .with(param::DESTINATION_ADDRESS, destination)
             .with(param::SERVICE_CENTRE_TIMESTAMP, timestamp);
-        self.answers
-            .answer(Operation::Submit, answer, &mut self.wire);
+        self.core.answer(Operation::Submit, answer);
         Ok(())
     }
 
     /// Answer the pending submit with error `code` (a 300-range code for submits).
     pub fn reject_submit(&mut self, code: u32, _now: Instant) -> Result<(), SessionError> {
         let number = self.pending_submit_number()?;
-        self.answers.answer(
+        self.core.answer(
             Operation::Submit,
             negative(Operation::Submit, number, code, None),
-            &mut self.wire,
         );
         Ok(())
     }
@@ -229,26 +198,23 @@ impl ServerSession {
     /// Answer the pending submit with NACK: the client is to send it again.
     pub fn nack_submit(&mut self, _now: Instant) -> Result<(), SessionError> {
         let number = self.pending_submit_number()?;
-        self.wire.send(&nack(number));
+        self.core.wire.send(&nack(number));
         // A NACK is no answer: the client's resend is a new arrival, not a duplicate.
-        self.answers.clear();
+        self.core.answers.clear();
         Ok(())
     }
 
     /// Send a mobile-originated message (20).
     pub fn deliver(&mut self, message: &Message, now: Instant) -> Result<(), SessionError> {
         self.check_can_request()?;
-        let number = self.requests.take_number();
+        let core = &mut self.core;
+        let number = core.requests.take_number();
         let packet =
             deliver_packet(message, number).map_err(|e| SessionError::Encode(e.to_string()))?;
-        self.requests.start(
-            Request::Deliver {
-                client_ref: message.client_ref,
-            },
-            packet,
-            now,
-            &mut self.wire,
-        );
+        let kind = Request::Deliver {
+            client_ref: message.client_ref,
+        };
+        core.requests.start(kind, packet, now, &mut core.wire);
         Ok(())
     }
 
@@ -259,7 +225,8 @@ impl ServerSession {
         now: Instant,
     ) -> Result<(), SessionError> {
         self.check_can_request()?;
-        let number = self.requests.take_number();
+        let core = &mut self.core;
+        let number = core.requests.take_number();
         let mut p = Packet::new(Operation::DeliverStatusReport, number)
             .with(param::DESTINATION_ADDRESS, &report.destination);
         if let Some(o) = &report.originator {
@@ -275,26 +242,26 @@ impl ServerSession {
         }
         p.validate()
             .map_err(|e| SessionError::Encode(e.to_string()))?;
-        self.requests
-            .start(Request::StatusReport, p, now, &mut self.wire);
+        core.requests
+            .start(Request::StatusReport, p, now, &mut core.wire);
         Ok(())
     }
 
     // ---- outputs ----
 
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> usize {
-        self.wire.poll_transmit(buf)
+        self.core.wire.poll_transmit(buf)
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.state == State::Closed {
             return None;
         }
-        self.requests.deadline()
+        self.core.requests.deadline()
     }
 
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.events.pop_front()
+        self.core.events.pop_front()
     }
 
     // ---- internals ----
@@ -303,7 +270,7 @@ impl ServerSession {
         match self.state {
             State::Closed => Err(SessionError::Closed),
             State::AwaitLogin => Err(SessionError::NotReady),
-            State::Ready if !self.requests.is_idle() => Err(SessionError::Busy),
+            State::Ready if !self.core.requests.is_idle() => Err(SessionError::Busy),
             State::Ready => Ok(()),
         }
     }
@@ -315,126 +282,17 @@ impl ServerSession {
         self.pending_submit().ok_or(SessionError::NothingPending)
     }
 
-    fn violation(&mut self, v: Violation) {
-        self.number_of_violations += 1;
-        self.events.push_back(ServerEvent::ProtocolViolation(v));
-    }
-
-    fn close(&mut self, reason: CloseReason) {
-        if self.state != State::Closed {
-            self.state = State::Closed;
-            self.answers.clear();
-            self.events.push_back(ServerEvent::Closed { reason });
-        }
-    }
-
-    fn on_packet(&mut self, p: Packet, now: Instant) {
-        let code = p.op.code();
-        match p.op {
-            Operation::Alive => self.wire.send(&positive(Operation::Alive, p.number)),
-            Operation::Nack => self.on_nack(p, now),
-            Operation::GeneralError => self.on_general_error(p),
-            _ if is_response(code) => self.on_response(p, now),
-            Operation::Login
-            | Operation::Logout
-            | Operation::Submit
-            | Operation::EnquireStatus
-            | Operation::DeliveryRequest
-            | Operation::Cancel
-            | Operation::Set
-            | Operation::Get => self.on_client_request(p),
-            _ => {
-                self.violation(Violation::UnexpectedOperation {
-                    op: code,
-                    number: p.number,
-                });
-                self.wire
-                    .send(&general_error(p.number, ERR_UNEXPECTED_OPERATION, None));
-            }
-        }
-    }
-
-    fn on_client_request(&mut self, p: Packet) {
-        let op = p.op;
-        let number = p.number;
-        match self.answers.classify(op, number) {
-            Arrival::RepeatOfPending => return,
-            Arrival::RepeatOfAnswered => {
-                self.answers.replay(&mut self.wire);
-                return;
-            }
-            Arrival::SecondRequest => {
-                self.violation(Violation::SecondRequest {
-                    op: op.code(),
-                    number,
-                });
-                // "Not now, send it again": the answer a stop-and-wait client expects.
-                self.wire.send(&nack(number));
-                return;
-            }
-            Arrival::New => {}
-        }
-        match op {
-            Operation::Login => self.on_login(&p),
-            Operation::Logout => {
-                self.answers
-                    .answer(op, positive(op, number), &mut self.wire);
-                self.close(CloseReason::LoggedOut);
-            }
-            _ if self.state != State::Ready => {
-                self.violation(Violation::NotLoggedIn {
-                    op: op.code(),
-                    number,
-                });
-                self.answers.answer(
-                    op,
-                    negative(op, number, ERR_UNEXPECTED_OPERATION, Some("not logged in")),
-                    &mut self.wire,
-                );
-            }
-            Operation::Submit => match message_from_packet(&p).and_then(require_destination) {
-                Ok(message) => {
-                    self.answers.set_pending(op, number);
-                    self.events.push_back(ServerEvent::Submit {
-                        message: Box::new(message),
-                        number,
-                        status_report_request: p.get_u32(param::STATUS_REPORT_REQUEST).unwrap_or(0),
-                    });
-                }
-                Err(e) => {
-                    let code = submit_error_code(&e);
-                    self.violation(Violation::InvalidMessage {
-                        op: op.code(),
-                        number,
-                        code,
-                        error: e.to_string(),
-                    });
-                    self.answers
-                        .answer(op, negative(op, number, code, None), &mut self.wire);
-                }
-            },
-            _ => {
-                // Enquire, delivery request, cancel, set, get: not offered.
-                self.answers.answer(
-                    op,
-                    negative(op, number, ERR_UNEXPECTED_OPERATION, None),
-                    &mut self.wire,
-                );
-            }
-        }
-    }
-
     fn on_login(&mut self, p: &Packet) {
         let user = p.get_str(param::USER_IDENTITY).unwrap_or("");
         let password = p.get_str(param::PASSWORD).unwrap_or("");
         let answer = if user == self.config.user && password == self.config.password {
             self.state = State::Ready;
-            self.events.push_back(ServerEvent::LoggedIn {
+            self.core.events.push_back(ServerEvent::LoggedIn {
                 user: user.to_owned(),
             });
             positive(Operation::Login, p.number)
         } else {
-            self.events.push_back(ServerEvent::LoginRejected {
+            self.core.events.push_back(ServerEvent::LoginRejected {
                 user: user.to_owned(),
             });
             negative(
@@ -444,125 +302,127 @@ impl ServerSession {
                 Some("invalid login"),
             )
         };
-        self.answers
-            .answer(Operation::Login, answer, &mut self.wire);
+        self.core.answer(Operation::Login, answer);
+    }
+}
+
+impl SessionEvent for ServerEvent {
+    fn violation(v: Violation) -> Self {
+        ServerEvent::ProtocolViolation(v)
     }
 
-    fn on_response(&mut self, p: Packet, now: Instant) {
-        let expected = self
-            .requests
-            .outstanding()
-            .filter(|o| o.packet.number == p.number)
-            .map(|o| o.packet.op.response() == Some(p.op));
-        match expected {
-            None => {
-                self.violation(Violation::UnexpectedResponse {
-                    op: p.op.code(),
-                    number: p.number,
-                });
-                return;
-            }
-            Some(false) => {
-                self.violation(Violation::UnexpectedResponse {
-                    op: p.op.code(),
-                    number: p.number,
-                });
-                if !self.requests.retransmit(now, &mut self.wire) {
-                    self.fail_outstanding(FailReason::ResponseTimeout);
-                }
-                return;
-            }
-            Some(true) => {}
+    fn closed(reason: CloseReason) -> Self {
+        ServerEvent::Closed { reason }
+    }
+}
+
+impl Role for ServerSession {
+    type Request = Request;
+    type Event = ServerEvent;
+    const ANSWERS_UNREADABLE_OPERATION: bool = true;
+
+    fn core(&mut self) -> &mut Core<Request, ServerEvent> {
+        &mut self.core
+    }
+
+    fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        if self.state != State::Closed {
+            self.state = State::Closed;
+            self.core.closed(reason);
         }
-        let Some(out) = self.requests.take() else {
-            return;
-        };
-        self.finish(out.kind, error_of(&p), error_text(&p));
     }
 
-    fn finish(&mut self, kind: Request, error: Option<u32>, text: Option<String>) {
-        let event = match (kind, error) {
-            (Request::Deliver { client_ref }, None) => ServerEvent::DeliverAcked { client_ref },
-            (Request::Deliver { client_ref }, Some(code)) => ServerEvent::DeliverRejected {
-                client_ref,
-                code,
-                text,
-            },
-            (Request::StatusReport, None) => ServerEvent::StatusReportAcked,
-            (Request::StatusReport, Some(code)) => ServerEvent::StatusReportRejected { code },
-        };
-        self.events.push_back(event);
+    fn accepts(op: Operation) -> bool {
+        matches!(
+            op,
+            Operation::Login
+                | Operation::Logout
+                | Operation::Submit
+                | Operation::EnquireStatus
+                | Operation::DeliveryRequest
+                | Operation::Cancel
+                | Operation::Set
+                | Operation::Get
+        )
     }
 
-    fn on_nack(&mut self, p: Packet, now: Instant) {
+    fn on_peer_request(&mut self, p: Packet, _now: Instant) {
+        let op = p.op;
         let number = p.number;
-        let ours = self.requests.matches(number);
-        let even = number % 2 == 0;
-        if self.requests.is_idle() || !(ours || even) {
-            self.violation(Violation::StrayError {
-                op: p.op.code(),
-                number,
-                code: error_of(&p),
-            });
-            return;
-        }
-        if !ours {
-            self.requests.adopt_number(number);
-        }
-        if !self.requests.retransmit(now, &mut self.wire) {
-            self.fail_outstanding(FailReason::ResponseTimeout);
-        }
-    }
-
-    fn on_general_error(&mut self, p: Packet) {
-        let code = error_of(&p).unwrap_or(ERR_UNEXPECTED_OPERATION);
-        if !self.requests.matches(p.number) {
-            self.violation(Violation::StrayError {
-                op: p.op.code(),
-                number: p.number,
-                code: Some(code),
-            });
-            return;
-        }
-        if let Some(out) = self.requests.take() {
-            self.finish(out.kind, Some(code), error_text(&p));
-        }
-    }
-
-    fn on_malformed(&mut self, error: String, op: Option<u8>, number: Option<u8>, now: Instant) {
-        self.violation(Violation::Malformed { error, op, number });
-        let Some(number) = number else {
-            return;
-        };
-        let Some(op) = op else {
-            self.wire.send(&general_error(number, ERR_SYNTAX, None));
-            return;
-        };
-        if is_response(op) || op == Operation::Nack.code() || op == Operation::GeneralError.code() {
-            if self.requests.matches(number) && !self.requests.retransmit(now, &mut self.wire) {
-                self.fail_outstanding(FailReason::ResponseTimeout);
+        match op {
+            Operation::Login => self.on_login(&p),
+            Operation::Logout => {
+                self.core.answer(op, positive(op, number));
+                self.close(CloseReason::LoggedOut);
             }
-            return;
-        }
-        match Operation::from_code(op) {
-            Operation::Other(_) | Operation::DeliverMessage | Operation::DeliverStatusReport => {
-                self.wire
-                    .send(&general_error(number, ERR_UNEXPECTED_OPERATION, None))
+            _ if self.state != State::Ready => {
+                self.core.violation(Violation::NotLoggedIn {
+                    op: op.code(),
+                    number,
+                });
+                self.core.answer(
+                    op,
+                    negative(op, number, ERR_UNEXPECTED_OPERATION, Some("not logged in")),
+                );
             }
-            // A request we know, garbled on the way: NACK asks for it again.
-            _ => self.wire.send(&nack(number)),
+            Operation::Submit => match message_from_packet(&p).and_then(require_destination) {
+                Ok(message) => {
+                    self.core.answers.set_pending(op, number);
+                    self.core.events.push_back(ServerEvent::Submit {
+                        message: Box::new(message),
+                        number,
+                        status_report_request: p.get_u32(param::STATUS_REPORT_REQUEST).unwrap_or(0),
+                    });
+                }
+                Err(e) => {
+                    let code = submit_error_code(&e);
+                    self.core.violation(Violation::InvalidMessage {
+                        op: op.code(),
+                        number,
+                        code,
+                        error: e.to_string(),
+                    });
+                    self.core.answer(op, negative(op, number, code, None));
+                }
+            },
+            _ => {
+                // Enquire, delivery request, cancel, set, get: not offered.
+                self.core
+                    .answer(op, negative(op, number, ERR_UNEXPECTED_OPERATION, None));
+            }
         }
     }
 
-    fn fail_outstanding(&mut self, reason: FailReason) {
-        let Some(out) = self.requests.take() else {
-            return;
+    fn finish(&mut self, kind: Request, answer: Answer<'_>, _now: Instant) {
+        let event = match (kind, answer) {
+            (Request::Deliver { client_ref }, Answer::Accepted(_)) => {
+                ServerEvent::DeliverAcked { client_ref }
+            }
+            (Request::Deliver { client_ref }, Answer::Refused { code, text }) => {
+                ServerEvent::DeliverRejected {
+                    client_ref,
+                    code,
+                    text,
+                }
+            }
+            (Request::StatusReport, Answer::Accepted(_)) => ServerEvent::StatusReportAcked,
+            (Request::StatusReport, Answer::Refused { code, .. }) => {
+                ServerEvent::StatusReportRejected { code }
+            }
         };
-        let event = match out.kind {
+        self.core.events.push_back(event);
+    }
+
+    fn fail(&mut self, kind: Request, reason: FailReason) {
+        let event = match kind {
             Request::Deliver { client_ref } => ServerEvent::DeliverFailed { client_ref, reason },
             Request::StatusReport => ServerEvent::StatusReportFailed { reason },
         };
-        self.events.push_back(event);
+        self.core.events.push_back(event);
     }
 }
 

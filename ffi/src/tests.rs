@@ -1,0 +1,472 @@
+//! The ABI's own rules, checked from Rust: the panic boundary, pinned result numbers,
+//! out-parameters untouched on failure, text cut at the caller's buffer.
+
+use std::ffi::{c_char, CStr};
+use std::ptr::{null, null_mut};
+
+use crate::*;
+
+fn last_error() -> String {
+    let mut buf = [0 as c_char; 512];
+    let mut len = 0usize;
+    // SAFETY: a live buffer of the given size and a live out-parameter.
+    let rc = unsafe { smslink_last_error(buf.as_mut_ptr(), buf.len(), &mut len) };
+    assert_eq!(rc, SMSLINK_OK);
+    // SAFETY: smslink_last_error NUL-terminates within the buffer.
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn a_panic_becomes_smslink_panic_with_its_text() {
+    let rc = guard(|| panic!("boom in the core"));
+    assert_eq!(rc, SMSLINK_PANIC);
+    assert!(
+        last_error().contains("boom in the core"),
+        "{}",
+        last_error()
+    );
+    // The next call works as usual.
+    assert_eq!(guard(|| Ok(())), SMSLINK_OK);
+}
+
+#[test]
+fn result_numbers_are_pinned_and_named() {
+    let pinned = [
+        (SMSLINK_OK, 0, "SMSLINK_OK"),
+        (SMSLINK_NULL_PARAMETER, 1, "SMSLINK_NULL_PARAMETER"),
+        (SMSLINK_PANIC, 2, "SMSLINK_PANIC"),
+        (SMSLINK_INVALID_ARGUMENT, 3, "SMSLINK_INVALID_ARGUMENT"),
+        (SMSLINK_FULL, 4, "SMSLINK_FULL"),
+        (SMSLINK_NO_ROUTE, 5, "SMSLINK_NO_ROUTE"),
+        (SMSLINK_UNKNOWN_LINK, 6, "SMSLINK_UNKNOWN_LINK"),
+        (SMSLINK_STOPPED, 7, "SMSLINK_STOPPED"),
+        (SMSLINK_BUSY, 8, "SMSLINK_BUSY"),
+        (SMSLINK_CONFIG, 9, "SMSLINK_CONFIG"),
+        (SMSLINK_IO, 10, "SMSLINK_IO"),
+        (SMSLINK_BUFFER_TOO_SMALL, 11, "SMSLINK_BUFFER_TOO_SMALL"),
+        (SMSLINK_EMPTY, 12, "SMSLINK_EMPTY"),
+        (SMSLINK_NOT_FOUND, 13, "SMSLINK_NOT_FOUND"),
+        (SMSLINK_CALLBACK_ERROR, 14, "SMSLINK_CALLBACK_ERROR"),
+        (SMSLINK_MALFORMED, 15, "SMSLINK_MALFORMED"),
+        (SMSLINK_WRONG_THREAD, 16, "SMSLINK_WRONG_THREAD"),
+    ];
+    for (result, number, name) in pinned {
+        assert_eq!(result as u32, number);
+        // SAFETY: smslink_result_name returns a static NUL-terminated string.
+        let got = unsafe { CStr::from_ptr(smslink_result_name(number)) };
+        assert_eq!(got.to_str().unwrap(), name);
+    }
+    // SAFETY: as above.
+    let unknown = unsafe { CStr::from_ptr(smslink_result_name(17)) };
+    assert_eq!(unknown.to_str().unwrap(), "SMSLINK_UNKNOWN_RESULT");
+}
+
+#[test]
+fn version_is_the_crate_version() {
+    // SAFETY: a static NUL-terminated string.
+    let v = unsafe { CStr::from_ptr(smslink_version()) };
+    assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn last_error_is_cut_at_a_character_boundary_and_reports_the_full_length() {
+    set_last_error("é".repeat(10).as_str()); // 20 bytes
+    let mut buf = [1 as c_char; 6];
+    let mut len = 0usize;
+    // SAFETY: live buffer and out-parameter.
+    let rc = unsafe { smslink_last_error(buf.as_mut_ptr(), buf.len(), &mut len) };
+    assert_eq!(rc, SMSLINK_OK);
+    assert_eq!(len, 20);
+    // 5 bytes of room: two whole "é" (4 bytes), then the NUL.
+    // SAFETY: NUL-terminated within the buffer.
+    let text = unsafe { CStr::from_ptr(buf.as_ptr()) };
+    assert_eq!(text.to_str().unwrap(), "éé");
+    // Length only.
+    // SAFETY: NULL buffer with length 0 is allowed.
+    let rc = unsafe { smslink_last_error(null_mut(), 0, &mut len) };
+    assert_eq!((rc, len), (SMSLINK_OK, 20));
+}
+
+#[test]
+fn out_parameters_are_untouched_on_failure() {
+    let sentinel: *mut smslink_cimd2_packet = std::ptr::dangling_mut();
+    let mut packet = sentinel;
+    // SAFETY: a live out-parameter; the call fails before writing it.
+    let rc = unsafe { smslink_cimd2_packet_new(120, 1, &mut packet) };
+    assert_eq!(rc, SMSLINK_INVALID_ARGUMENT);
+    assert_eq!(packet, sentinel);
+
+    // SAFETY: live out-parameters.
+    unsafe {
+        let mut p = null_mut();
+        assert_eq!(smslink_cimd2_packet_new(3, 1, &mut p), SMSLINK_OK);
+        assert_eq!(
+            smslink_cimd2_packet_add_param(p, 21, b"46".as_ptr(), 2),
+            SMSLINK_OK
+        );
+        let mut buf = [7u8; 4];
+        let mut need = 0usize;
+        let rc = smslink_cimd2_packet_encode(p, false, buf.as_mut_ptr(), buf.len(), &mut need);
+        assert_eq!(rc, SMSLINK_BUFFER_TOO_SMALL);
+        assert_eq!(buf, [7u8; 4], "a too-small buffer is not written");
+        assert_eq!(need, 16); // STX, "03:001", TAB, "021:46", TAB, ETX
+        let mut code = 5u16;
+        let rc = smslink_cimd2_packet_param_at(p, 0, &mut code, buf.as_mut_ptr(), 1, &mut need);
+        assert_eq!((rc, code, need), (SMSLINK_BUFFER_TOO_SMALL, 5, 2));
+        smslink_cimd2_packet_free(p);
+    }
+}
+
+#[test]
+fn messages_round_trip_through_their_c_form() {
+    let mut m = smslink_core::message::Message::binary("Shop", "4670", &[0, 1, 2, 255]).unwrap();
+    m.client_ref = 42;
+    let c = smslink_message::from_message(&m);
+    assert_eq!(c.payload_len, 4);
+    assert_eq!(c.payload[4], 0, "payload is NUL-terminated");
+    assert_eq!(c.parse().unwrap(), m);
+
+    let t = smslink_core::message::Message::text("1", "2", "héllo").unwrap();
+    assert_eq!(smslink_message::from_message(&t).parse().unwrap(), t);
+}
+
+#[test]
+fn null_pointers_are_refused_everywhere_they_are_required() {
+    // SAFETY: every pointer is NULL or live; NULL is the point of the test.
+    unsafe {
+        assert_eq!(smslink_config_new(null_mut()), SMSLINK_NULL_PARAMETER);
+        let mut cfg = null_mut();
+        assert_eq!(smslink_config_new(&mut cfg), SMSLINK_OK);
+        let mut link = 0u32;
+        let name = c"n".as_ptr();
+        let addr = c"127.0.0.1:0".as_ptr();
+        assert_eq!(
+            smslink_config_add_link_listen(cfg, null(), b"k".as_ptr(), 1, addr, &mut link),
+            SMSLINK_NULL_PARAMETER
+        );
+        assert_eq!(
+            smslink_config_add_link_listen(cfg, name, null(), 1, addr, &mut link),
+            SMSLINK_NULL_PARAMETER
+        );
+        assert_eq!(
+            smslink_config_add_link_listen(cfg, name, b"k".as_ptr(), 1, null(), &mut link),
+            SMSLINK_NULL_PARAMETER
+        );
+        assert_eq!(
+            smslink_config_add_link_listen(cfg, name, b"k".as_ptr(), 1, addr, &mut link),
+            SMSLINK_OK
+        );
+        let mut node = null_mut();
+        assert_eq!(smslink_node_new(cfg, null_mut()), SMSLINK_NULL_PARAMETER);
+        assert_eq!(smslink_node_new(cfg, &mut node), SMSLINK_OK);
+        smslink_config_free(cfg);
+        let mut receipt = smslink_receipt { link: 9, seq: 9 };
+        assert_eq!(
+            smslink_node_send_text(node, c"1".as_ptr(), null(), c"x".as_ptr(), 0, &mut receipt),
+            SMSLINK_NULL_PARAMETER
+        );
+        assert_eq!(receipt, smslink_receipt { link: 9, seq: 9 });
+        assert_eq!(
+            smslink_node_send_text(
+                node,
+                c"1".as_ptr(),
+                c"2".as_ptr(),
+                c"x".as_ptr(),
+                0,
+                &mut receipt
+            ),
+            SMSLINK_OK
+        );
+        assert_eq!(receipt, smslink_receipt { link: 0, seq: 1 });
+        assert_eq!(
+            smslink_node_poll_event(node, null_mut()),
+            SMSLINK_NULL_PARAMETER
+        );
+        let mut stats = std::mem::MaybeUninit::<smslink_link_stats>::uninit();
+        assert_eq!(
+            smslink_node_link_stats(node, 0, stats.as_mut_ptr()),
+            SMSLINK_OK
+        );
+        let stats = stats.assume_init();
+        assert_eq!(CStr::from_ptr(stats.name.as_ptr()).to_str().unwrap(), "n");
+        assert_eq!(stats.capacity, 255);
+        assert_eq!(smslink_node_free(node), SMSLINK_OK);
+    }
+}
+
+/// A buffer server speaking CIMD2, configured and observed only through the C API:
+/// MO from the simulated SMSC reach a Rust IM-side node, MT from it reach the SMSC.
+#[test]
+fn c_configured_buffer_server_carries_cimd2_traffic_both_ways() {
+    use smslink_core::link::LinkConfig;
+    use smslink_core::message::Message;
+    use smslink_core::ring::{Outcome, SlotState};
+    use smslink_core::runtime::{LinkSpec, Node, NodeConfig, NodeEvent, Transport};
+    use smslink_core::smsc_sim::{SimConfig, SmscSim};
+    use std::time::{Duration, Instant};
+
+    const N: usize = 30;
+    let sim = SmscSim::start(SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        mo_rate: 1000.0,
+        mo_count: N as u64,
+        log: false,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let mut link = LinkConfig::new("im", b"cimd key");
+    link.expected_peer = Some("bs".into());
+    let spec = LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap()));
+    let im = Node::start(NodeConfig::new(vec![spec])).unwrap();
+
+    let im_addr = std::ffi::CString::new(im.local_addr(0).unwrap().to_string()).unwrap();
+    let smsc_addr = std::ffi::CString::new(sim.local_addr().to_string()).unwrap();
+    // SAFETY: live pointers throughout; every handle is freed below.
+    let bs = unsafe {
+        let mut cfg = null_mut();
+        assert_eq!(smslink_config_new(&mut cfg), SMSLINK_OK);
+        let mut link = 9;
+        let rc = smslink_config_add_link_dial(
+            cfg,
+            c"bs".as_ptr(),
+            b"cimd key".as_ptr(),
+            8,
+            im_addr.as_ptr(),
+            &mut link,
+        );
+        assert_eq!((rc, link), (SMSLINK_OK, 0));
+        assert_eq!(
+            smslink_config_set_smsc(
+                cfg,
+                smsc_addr.as_ptr(),
+                c"smslink".as_ptr(),
+                c"secret".as_ptr()
+            ),
+            SMSLINK_OK
+        );
+        assert_eq!(smslink_config_set_reconnect(cfg, 20, 200), SMSLINK_OK);
+        let mut bs = null_mut();
+        assert_eq!(smslink_node_new(cfg, &mut bs), SMSLINK_OK);
+        smslink_config_free(cfg);
+        bs
+    };
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut mo = Vec::new();
+    let mut mt_accepted = 0;
+    let mut mt_sent = 0;
+    let mut smsc_up = false;
+    while (mo.len() < N || mt_accepted < N || !smsc_up) && Instant::now() < deadline {
+        while mt_sent < N {
+            let m = Message::text("12345", "4670000001", &format!("mt {mt_sent}")).unwrap();
+            match im.send(&m) {
+                Ok(_) => mt_sent += 1,
+                Err(_) => break,
+            }
+        }
+        if let Some(ev) = im.wait_event(Some(Duration::from_millis(20))) {
+            match ev {
+                NodeEvent::Received { link, seq, message } => {
+                    im.ack(link, seq, Outcome::Accepted).unwrap();
+                    mo.push(message.text_str().unwrap().to_owned());
+                }
+                NodeEvent::Status {
+                    state: SlotState::Processed,
+                    outcome: Some(Outcome::Accepted),
+                    ..
+                } => mt_accepted += 1,
+                _ => {}
+            }
+        }
+        let mut ev = std::mem::MaybeUninit::<smslink_event>::uninit();
+        // SAFETY: live node and out-parameter.
+        while unsafe { smslink_node_poll_event(bs, ev.as_mut_ptr()) } == SMSLINK_OK {
+            // SAFETY: written on SMSLINK_OK.
+            let ev = unsafe { ev.assume_init_ref() };
+            smsc_up |= ev.kind == smslink_event_type::SMSLINK_EVENT_SMSC_UP;
+        }
+    }
+    let expected: Vec<String> = (1..=N).map(|i| format!("mo #{i}")).collect();
+    assert_eq!(mo, expected);
+    assert_eq!(mt_accepted, N);
+    assert!(
+        smsc_up,
+        "SMSC_UP event seen through smslink_node_poll_event"
+    );
+    // The statistics are a snapshot the node's loop publishes after each turn.
+    let mut stats = smslink_smsc_stats::default();
+    loop {
+        // SAFETY: live node and out-parameter.
+        assert_eq!(
+            unsafe { smslink_node_smsc_stats(bs, &mut stats) },
+            SMSLINK_OK
+        );
+        let settled = stats.mo_received == N as u64 && stats.mt_accepted == N as u64;
+        if settled || Instant::now() > deadline {
+            break;
+        }
+        // SAFETY: live node; waiting for any event is only a pause until the loop moves.
+        let mut ev = std::mem::MaybeUninit::<smslink_event>::uninit();
+        unsafe { smslink_node_wait_event(bs, 20, ev.as_mut_ptr()) };
+    }
+    // SAFETY: the node is freed once.
+    assert_eq!(unsafe { smslink_node_free(bs) }, SMSLINK_OK);
+    assert!(stats.logged_in);
+    assert_eq!((stats.mo_received, stats.mt_accepted), (N as u64, N as u64));
+    let counters = sim.stop().unwrap();
+    assert_eq!(counters.submits_accepted, N as u64);
+    im.shutdown(Duration::ZERO);
+}
+
+/// Several threads send on one node and several dispatch its events at once: every
+/// message gets its own seq, reaches the peer once, and each status event goes to
+/// exactly one dispatcher.
+#[test]
+fn concurrent_senders_and_dispatchers_share_a_node() {
+    use smslink_core::link::LinkConfig;
+    use smslink_core::ring::Outcome;
+    use smslink_core::runtime::{LinkSpec, Node, NodeConfig, NodeEvent, Transport};
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    const SENDERS: usize = 4;
+    const PER_SENDER: usize = 500;
+    const TOTAL: usize = SENDERS * PER_SENDER;
+
+    let mut link = LinkConfig::new("im", b"threads key");
+    link.capacity = 4096;
+    let spec = LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap()));
+    let im = Node::start(NodeConfig::new(vec![spec])).unwrap();
+    let im_addr = std::ffi::CString::new(im.local_addr(0).unwrap().to_string()).unwrap();
+
+    struct NodePtr(*mut smslink_node);
+    // SAFETY: the C API documents every node call used here as callable from any thread.
+    unsafe impl Sync for NodePtr {}
+    // SAFETY: live pointers; the node is freed once, after all threads end.
+    let bs = NodePtr(unsafe {
+        let mut cfg = null_mut();
+        assert_eq!(smslink_config_new(&mut cfg), SMSLINK_OK);
+        let mut link = 0;
+        let psk = b"threads key";
+        let rc = smslink_config_add_link_dial(
+            cfg,
+            c"bs".as_ptr(),
+            psk.as_ptr(),
+            psk.len(),
+            im_addr.as_ptr(),
+            &mut link,
+        );
+        assert_eq!(rc, SMSLINK_OK);
+        assert_eq!(
+            smslink_config_link_set_capacity(cfg, link, 4096),
+            SMSLINK_OK
+        );
+        assert_eq!(smslink_config_set_event_capacity(cfg, 1 << 15), SMSLINK_OK);
+        let mut node = null_mut();
+        assert_eq!(smslink_node_new(cfg, &mut node), SMSLINK_OK);
+        smslink_config_free(cfg);
+        node
+    });
+
+    struct Seen {
+        processed: Mutex<Vec<u64>>,
+    }
+    unsafe extern "C" fn on_event(
+        userdata: *mut std::ffi::c_void,
+        ev: *const smslink_event,
+    ) -> i32 {
+        // SAFETY: userdata is the `Seen` below, alive for the whole test; the event is
+        // valid during the call.
+        let (seen, ev) = unsafe { (&*(userdata as *const Seen), &*ev) };
+        if ev.kind == smslink_event_type::SMSLINK_EVENT_STATUS
+            && ev.state == smslink_slot_state::SMSLINK_STATE_PROCESSED
+        {
+            seen.processed.lock().unwrap().push(ev.seq);
+        }
+        0
+    }
+    let seen = Seen {
+        processed: Mutex::new(Vec::new()),
+    };
+    let receipts = Mutex::new(Vec::new());
+    let stop = AtomicBool::new(false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+
+    let mut received = HashSet::new();
+    std::thread::scope(|s| {
+        for t in 0..SENDERS {
+            let (bs, receipts) = (&bs, &receipts);
+            s.spawn(move || {
+                let mut mine = Vec::new();
+                let mut i = 0;
+                while i < PER_SENDER && Instant::now() < deadline {
+                    let text = std::ffi::CString::new(format!("t{t} m{i}")).unwrap();
+                    let mut r = smslink_receipt { link: 0, seq: 0 };
+                    // SAFETY: live node, strings and out-parameter.
+                    let rc = unsafe {
+                        smslink_node_send_text(
+                            bs.0,
+                            c"1".as_ptr(),
+                            c"2".as_ptr(),
+                            text.as_ptr(),
+                            0,
+                            &mut r,
+                        )
+                    };
+                    match rc {
+                        SMSLINK_OK => {
+                            mine.push(r.seq);
+                            i += 1;
+                        }
+                        SMSLINK_FULL => std::thread::yield_now(),
+                        other => panic!("send_text: {other:?}"),
+                    }
+                }
+                receipts.lock().unwrap().extend(mine);
+            });
+        }
+        for _ in 0..2 {
+            let (bs, seen, stop) = (&bs, &seen, &stop);
+            s.spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    let userdata = seen as *const Seen as *mut std::ffi::c_void;
+                    // SAFETY: live node; the callback only reads its arguments.
+                    let rc = unsafe {
+                        smslink_node_dispatch(bs.0, 10, Some(on_event), userdata, null_mut())
+                    };
+                    assert_eq!(rc, SMSLINK_OK);
+                }
+            });
+        }
+        // The peer: store every message's text once, acknowledge it.
+        while (received.len() < TOTAL || seen.processed.lock().unwrap().len() < TOTAL)
+            && Instant::now() < deadline
+        {
+            if let Some(NodeEvent::Received { link, seq, message }) =
+                im.wait_event(Some(Duration::from_millis(10)))
+            {
+                im.ack(link, seq, Outcome::Accepted).unwrap();
+                assert!(
+                    received.insert(message.text_str().unwrap().to_owned()),
+                    "duplicate {message:?}"
+                );
+            }
+        }
+        stop.store(true, Ordering::Release);
+    });
+
+    let mut seqs = receipts.into_inner().unwrap();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=TOTAL as u64).collect::<Vec<_>>());
+    assert_eq!(received.len(), TOTAL);
+    let mut processed = seen.processed.into_inner().unwrap();
+    processed.sort_unstable();
+    assert_eq!(processed, (1..=TOTAL as u64).collect::<Vec<_>>());
+    // SAFETY: no thread uses the node any more.
+    assert_eq!(unsafe { smslink_node_free(bs.0) }, SMSLINK_OK);
+    im.shutdown(Duration::ZERO);
+}

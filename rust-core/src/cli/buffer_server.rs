@@ -1,0 +1,465 @@
+//! `smslink buffer-server`: the daemon that sits next to an SMSC. A CIMD2 client
+//! toward the SMSC, the pipelined link toward the IM server (listening or dialling),
+//! a ring in between. Configuration from a TOML file, every option overridable by a
+//! flag; structured log lines on stderr; Ctrl-C / SIGTERM shut it down gracefully.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::cimd2::session::ClientConfig;
+use crate::link::LinkConfig;
+use crate::runtime::log::{self, Level};
+use crate::runtime::{
+    LinkSpec, LinkStats, Node, NodeConfig, NodeEvent, ShutdownReport, SmscSpec, SmscStats,
+    Transport,
+};
+use crate::slog;
+
+/// Run a buffer server: CIMD2 client toward the SMSC, pipelined link toward the IM server.
+///
+/// Every option may come from the TOML file given with --config (keys in brackets
+/// below, e.g. `[smsc] addr = "10.0.0.5:9971"`); a flag overrides the file.
+#[derive(clap::Args, Debug, Default)]
+pub struct Args {
+    /// TOML configuration file. Example:
+    /// `log_level = "info"`, `stats_interval_secs = 10`,
+    /// `[smsc] addr = "127.0.0.1:9971"  user = "smslink"  password = "secret"`,
+    /// `[link] name = "bs1"  peer = "im"  psk_file = "/etc/smslink/psk"  listen = "0.0.0.0:7010"`.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// [smsc] addr: the SMSC's CIMD2 address (host:port).
+    #[arg(long, value_name = "ADDR")]
+    pub smsc_addr: Option<SocketAddr>,
+    /// [smsc] user: CIMD2 login user identity.
+    #[arg(long, value_name = "USER")]
+    pub smsc_user: Option<String>,
+    /// [smsc] password: CIMD2 login password.
+    #[arg(long, value_name = "PASSWORD")]
+    pub smsc_password: Option<String>,
+    /// [smsc] keepalive_secs: send a CIMD2 alive after this many idle seconds (0: never). Default 60.
+    #[arg(long, value_name = "SECS")]
+    pub smsc_keepalive_secs: Option<u64>,
+    /// [smsc] response_timeout_secs: wait this long for the SMSC's answer before resending. Default 10.
+    #[arg(long, value_name = "SECS")]
+    pub smsc_response_timeout_secs: Option<u64>,
+
+    /// [link] name: this buffer server's name on the link (sent in HELLO). Default "bs".
+    #[arg(long, value_name = "NAME")]
+    pub link_name: Option<String>,
+    /// [link] peer: accept only an IM side announcing this name (default: any name).
+    #[arg(long, value_name = "NAME")]
+    pub link_peer: Option<String>,
+    /// [link] psk: the pre-shared key both link ends hold (prefer psk_file).
+    #[arg(long, value_name = "KEY")]
+    pub link_psk: Option<String>,
+    /// [link] psk_file: read the pre-shared key from this file (trailing newline ignored).
+    #[arg(long, value_name = "FILE")]
+    pub link_psk_file: Option<PathBuf>,
+    /// [link] listen: wait for the IM server's connection on this address.
+    #[arg(long, value_name = "ADDR", conflicts_with = "link_dial")]
+    pub link_listen: Option<SocketAddr>,
+    /// [link] dial: connect out to the IM server at this address (for NAT); default: listen on 0.0.0.0:7010.
+    #[arg(long, value_name = "ADDR")]
+    pub link_dial: Option<SocketAddr>,
+    /// [link] capacity: slots in each ring (messages in flight per direction). Default 255.
+    #[arg(long, value_name = "N")]
+    pub link_capacity: Option<usize>,
+    /// [link] heartbeat_ms: send a PING after this long without sending. Default 5000.
+    #[arg(long, value_name = "MS")]
+    pub link_heartbeat_ms: Option<u64>,
+    /// [link] dead_after_ms: declare the link down after this long without hearing the peer. Default 15000.
+    #[arg(long, value_name = "MS")]
+    pub link_dead_after_ms: Option<u64>,
+
+    /// [reconnect] min_ms: first reconnect delay (doubles per failure, with jitter). Default 100.
+    #[arg(long, value_name = "MS")]
+    pub reconnect_min_ms: Option<u64>,
+    /// [reconnect] max_ms: longest reconnect delay. Default 5000.
+    #[arg(long, value_name = "MS")]
+    pub reconnect_max_ms: Option<u64>,
+
+    /// [log_level]: error, warn, info or debug. Default info.
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// [stats_interval_secs]: log a counters line this often (0: never). Default 10.
+    #[arg(long, value_name = "SECS")]
+    pub stats_interval_secs: Option<u64>,
+    /// [shutdown_flush_secs]: on Ctrl-C/SIGTERM, wait up to this long for in-flight messages. Default 5.
+    #[arg(long, value_name = "SECS")]
+    pub shutdown_flush_secs: Option<u64>,
+}
+
+/// The TOML file: the same options, grouped.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub log_level: Option<String>,
+    pub stats_interval_secs: Option<u64>,
+    pub shutdown_flush_secs: Option<u64>,
+    #[serde(default)]
+    pub smsc: FileSmsc,
+    #[serde(default)]
+    pub link: FileLink,
+    #[serde(default)]
+    pub reconnect: FileReconnect,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSmsc {
+    pub addr: Option<SocketAddr>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub keepalive_secs: Option<u64>,
+    pub response_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLink {
+    pub name: Option<String>,
+    pub peer: Option<String>,
+    pub psk: Option<String>,
+    pub psk_file: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub dial: Option<SocketAddr>,
+    pub capacity: Option<usize>,
+    pub heartbeat_ms: Option<u64>,
+    pub dead_after_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileReconnect {
+    pub min_ms: Option<u64>,
+    pub max_ms: Option<u64>,
+}
+
+/// The merged settings the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub node: NodeConfig,
+    pub log_level: Level,
+    pub stats_interval: Duration,
+    pub shutdown_flush: Duration,
+}
+
+fn read_psk(path: &Path) -> Result<Vec<u8>, String> {
+    let mut bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read psk file {}: {e}", path.display()))?;
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    Ok(bytes)
+}
+
+impl Args {
+    /// Merge flags over the file over the defaults, and check the result.
+    pub fn settings(&self) -> Result<Settings, String> {
+        let file: FileConfig = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let smsc_addr = self
+            .smsc_addr
+            .or(file.smsc.addr)
+            .ok_or("no SMSC address: give --smsc-addr or [smsc] addr")?;
+        let psk = match (&self.link_psk, &self.link_psk_file) {
+            (Some(k), _) => k.as_bytes().to_vec(),
+            (None, Some(p)) => read_psk(p)?,
+            (None, None) => match (&file.link.psk, &file.link.psk_file) {
+                (Some(k), _) => k.as_bytes().to_vec(),
+                (None, Some(p)) => read_psk(p)?,
+                (None, None) => {
+                    return Err(
+                        "no link key: give --link-psk/--link-psk-file or [link] psk/psk_file"
+                            .into(),
+                    )
+                }
+            },
+        };
+        if psk.is_empty() {
+            return Err("the link key is empty".into());
+        }
+        let mut link = LinkConfig::new(
+            self.link_name
+                .as_deref()
+                .or(file.link.name.as_deref())
+                .unwrap_or("bs"),
+            &psk,
+        );
+        link.expected_peer = self.link_peer.clone().or(file.link.peer.clone());
+        if let Some(c) = self.link_capacity.or(file.link.capacity) {
+            link.capacity = c;
+        }
+        if let Some(ms) = self.link_heartbeat_ms.or(file.link.heartbeat_ms) {
+            link.heartbeat_interval = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.link_dead_after_ms.or(file.link.dead_after_ms) {
+            link.dead_after = Duration::from_millis(ms);
+        }
+        // A flag for one transport overrides the file's choice of the other.
+        let transport = match (self.link_listen, self.link_dial) {
+            (Some(a), _) => Transport::Listen(a),
+            (None, Some(a)) => Transport::Dial(a),
+            (None, None) => match (file.link.listen, file.link.dial) {
+                (Some(_), Some(_)) => {
+                    return Err("[link] has both listen and dial; choose one".into())
+                }
+                (Some(a), None) => Transport::Listen(a),
+                (None, Some(a)) => Transport::Dial(a),
+                (None, None) => Transport::Listen(SocketAddr::from(([0, 0, 0, 0], 7010))),
+            },
+        };
+        let mut client = ClientConfig {
+            user: self
+                .smsc_user
+                .clone()
+                .or(file.smsc.user.clone())
+                .unwrap_or_default(),
+            password: self
+                .smsc_password
+                .clone()
+                .or(file.smsc.password.clone())
+                .unwrap_or_default(),
+            ..ClientConfig::default()
+        };
+        if let Some(s) = self.smsc_keepalive_secs.or(file.smsc.keepalive_secs) {
+            client.keepalive = Duration::from_secs(s);
+        }
+        if let Some(s) = self
+            .smsc_response_timeout_secs
+            .or(file.smsc.response_timeout_secs)
+        {
+            client.response_timeout = Duration::from_secs(s.max(1));
+        }
+        let mut node = NodeConfig::new(vec![LinkSpec::new(link, transport)]);
+        node.smsc = Some(SmscSpec {
+            addr: smsc_addr,
+            client,
+        });
+        if let Some(ms) = self.reconnect_min_ms.or(file.reconnect.min_ms) {
+            node.reconnect_min = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.reconnect_max_ms.or(file.reconnect.max_ms) {
+            node.reconnect_max = Duration::from_millis(ms);
+        }
+        if node.reconnect_max < node.reconnect_min {
+            return Err("reconnect max is below reconnect min".into());
+        }
+        let log_level = self
+            .log_level
+            .as_deref()
+            .or(file.log_level.as_deref())
+            .unwrap_or("info")
+            .parse()?;
+        Ok(Settings {
+            node,
+            log_level,
+            stats_interval: Duration::from_secs(
+                self.stats_interval_secs
+                    .or(file.stats_interval_secs)
+                    .unwrap_or(10),
+            ),
+            shutdown_flush: Duration::from_secs(
+                self.shutdown_flush_secs
+                    .or(file.shutdown_flush_secs)
+                    .unwrap_or(5),
+            ),
+        })
+    }
+}
+
+/// One counters line: messages each way, ring occupancy and cursors, reconnects,
+/// SMSC errors.
+pub fn stats_line(link: &LinkStats, smsc: Option<&SmscStats>) -> String {
+    let s = smsc.copied().unwrap_or_default();
+    format!(
+        "event=stats link={} up={} peer={} connects={} refused={} \
+         mo_from_smsc={} mo_processed={} mo_ring_in_use={} mo_cursors={}/{}/{}/{} \
+         mt_received={} mt_submitted={} mt_accepted={} mt_rejected={} mt_resubmitted={} mt_ring_in_use={} \
+         smsc_up={} smsc_connects={} smsc_backpressured={} smsc_violations={} \
+         link_resent={} link_duplicates={} link_downs={} auth_failures={}",
+        link.name,
+        link.up,
+        link.peer.as_deref().unwrap_or("-"),
+        link.connects,
+        link.refused_connections,
+        s.mo_received,
+        link.tx.last_processed,
+        link.tx_in_use,
+        link.tx.last_retrieved,
+        link.tx.last_sent,
+        link.tx.last_confirmed,
+        link.tx.last_processed,
+        link.counters.data_received - link.counters.duplicates,
+        s.mt_submitted,
+        s.mt_accepted,
+        s.mt_rejected,
+        s.mt_resubmitted,
+        link.rx_in_use,
+        s.logged_in,
+        s.connects,
+        s.mo_backpressured,
+        s.violations,
+        link.counters.data_resent,
+        link.counters.duplicates,
+        link.counters.link_downs,
+        link.counters.auth_failures,
+    )
+}
+
+fn report_shutdown(report: &ShutdownReport) {
+    for l in &report.links {
+        slog!(
+            Level::Info,
+            "event=shutdown_report link={} drained={} mo_still_in_ring={} mo_cursors={}/{}/{}/{} mt_still_in_ring={}",
+            l.name,
+            l.tx_in_use == 0,
+            l.tx_in_use,
+            l.tx.last_retrieved,
+            l.tx.last_sent,
+            l.tx.last_confirmed,
+            l.tx.last_processed,
+            l.rx_in_use,
+        );
+        if let Some(s) = &report.smsc {
+            slog!(Level::Info, "{}", stats_line(l, Some(s)));
+        }
+    }
+}
+
+pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let settings = args.settings()?;
+    log::set_level(settings.log_level);
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let smsc_addr = settings.node.smsc.as_ref().map(|s| s.addr);
+    let transport = settings.node.links[0].transport.clone();
+    let node = Node::start(settings.node.clone())?;
+    match transport {
+        Transport::Listen(_) => slog!(
+            Level::Info,
+            "event=started link={} listen={} smsc={}",
+            node.link_name(0).unwrap_or("-"),
+            node.local_addr(0).map_or("-".into(), |a| a.to_string()),
+            smsc_addr.map_or("-".into(), |a| a.to_string()),
+        ),
+        Transport::Dial(a) => slog!(
+            Level::Info,
+            "event=started link={} dial={a} smsc={}",
+            node.link_name(0).unwrap_or("-"),
+            smsc_addr.map_or("-".into(), |a| a.to_string()),
+        ),
+    }
+    let mut next_stats = Instant::now() + settings.stats_interval;
+    while !stop.load(Ordering::Relaxed) && node.is_running() {
+        // Wake at least every 200 ms to notice a signal.
+        if let Some(ev) = node.wait_event(Some(Duration::from_millis(200))) {
+            log_event(&ev);
+            while let Some(ev) = node.try_event() {
+                log_event(&ev);
+            }
+        }
+        if !settings.stats_interval.is_zero() && Instant::now() >= next_stats {
+            next_stats += settings.stats_interval;
+            if let Some(l) = node.link_stats(0) {
+                slog!(
+                    Level::Info,
+                    "{}",
+                    stats_line(&l, node.smsc_stats().as_ref())
+                );
+            }
+        }
+    }
+    slog!(
+        Level::Info,
+        "event=shutting_down flush_secs={}",
+        settings.shutdown_flush.as_secs()
+    );
+    let report = node.shutdown(settings.shutdown_flush);
+    report_shutdown(&report);
+    Ok(())
+}
+
+fn log_event(ev: &NodeEvent) {
+    match ev {
+        // Link up/down and refusals are logged by the runtime itself.
+        NodeEvent::SmscUp => slog!(Level::Debug, "event=smsc_up"),
+        NodeEvent::SmscDown { reason } => slog!(Level::Info, "event=smsc_down reason={reason:?}"),
+        NodeEvent::Status {
+            seq,
+            state,
+            outcome,
+            ..
+        } => slog!(
+            Level::Debug,
+            "event=mo_status seq={seq} state={state:?} outcome={outcome:?}"
+        ),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = std::env::temp_dir().join(format!("smslink-bs-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bs.toml");
+        std::fs::write(
+            &file,
+            "log_level = \"warn\"\n[smsc]\naddr = \"127.0.0.1:9971\"\nuser = \"u\"\n\
+             [link]\npsk = \"k\"\ndial = \"127.0.0.1:7010\"\ncapacity = 100\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from([
+            "x",
+            "--config",
+            file.to_str().unwrap(),
+            "--link-capacity",
+            "50",
+            "--link-listen",
+            "127.0.0.1:0",
+        ]);
+        let s = cli.args.settings().unwrap();
+        assert_eq!(s.node.links[0].config.capacity, 50);
+        assert!(matches!(s.node.links[0].transport, Transport::Listen(_)));
+        assert_eq!(s.log_level, Level::Warn);
+        assert_eq!(s.node.smsc.as_ref().unwrap().client.user, "u");
+        assert_eq!(s.stats_interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_essentials_are_errors() {
+        let dir = std::env::temp_dir().join(format!("smslink-bs-cfg2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bs.toml");
+        std::fs::write(&file, "[smsc]\nadress = \"127.0.0.1:9971\"\n").unwrap();
+        let cli = Cli::parse_from(["x", "--config", file.to_str().unwrap()]);
+        assert!(cli.args.settings().unwrap_err().contains("adress"));
+        let cli = Cli::parse_from(["x", "--smsc-addr", "127.0.0.1:1"]);
+        assert!(cli.args.settings().unwrap_err().contains("link key"));
+    }
+}

@@ -1,0 +1,601 @@
+//! The whole chain in one process, for the demo, the benchmark and system tests:
+//!
+//! ```text
+//! IM-side Node --dial--> WAN emulator --> buffer server Node --CIMD2--> SMSC simulator
+//! ```
+//!
+//! The IM side sends `mt` messages (MT); the simulator originates `mo` messages
+//! (MO) toward the buffer server. One driver thread feeds the IM node, acknowledges
+//! what it receives and keeps score: every MT must come back Processed exactly once,
+//! every MO must arrive exactly once and in order.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::cimd2::session::ClientConfig;
+use crate::link::LinkConfig;
+use crate::message::Message;
+use crate::ring::{Outcome, SlotState};
+use crate::runtime::{LinkSpec, Node, NodeConfig, NodeError, NodeEvent, SmscSpec, Transport};
+use crate::smsc_sim::{SimConfig, SmscSim};
+use crate::wan::{Jitter, Wan, WanConfig};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// MT messages the IM side sends.
+    pub mt: u64,
+    /// MO messages the SMSC originates.
+    pub mo: u64,
+    /// Slots per ring.
+    pub capacity: usize,
+    /// One-way delay of the emulated link (each direction).
+    pub one_way: Duration,
+    /// Uniform jitter added to each direction's delay.
+    pub jitter: Duration,
+    /// SMSC time to answer each submit.
+    pub smsc_delay: Duration,
+    /// Random cuts of the link (both sides reset) at intervals in this range.
+    pub cut_every: Option<(Duration, Duration)>,
+    /// Half-open stalls: quiet periods between stalls, and stall lengths.
+    pub stall_every: Option<(Duration, Duration)>,
+    pub stall_for: (Duration, Duration),
+    pub heartbeat: Duration,
+    pub dead_after: Duration,
+    /// Fractions of submits the SMSC NACKs (retried by the session) or rejects.
+    pub nack_fraction: f64,
+    pub reject_fraction: f64,
+    pub reject_code: u32,
+    /// Record accepted submits as JSON lines here (order check at the SMSC).
+    pub record: Option<PathBuf>,
+    /// Give up after this long (what is missing is then counted as lost).
+    pub max_time: Duration,
+    pub seed: u64,
+    /// Put the WAN emulator between the two nodes (off: the IM side dials the
+    /// buffer server directly, for loopback throughput).
+    pub via_wan: bool,
+    /// Run the buffer server as a child process of this `smslink` binary instead of
+    /// in-process (to measure its own memory; see [`Progress::bs_pid`]).
+    pub bs_binary: Option<PathBuf>,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            mt: 1000,
+            mo: 1000,
+            capacity: 255,
+            one_way: Duration::ZERO,
+            jitter: Duration::ZERO,
+            smsc_delay: Duration::ZERO,
+            cut_every: None,
+            stall_every: None,
+            stall_for: (Duration::from_secs(1), Duration::from_secs(2)),
+            heartbeat: Duration::from_millis(300),
+            dead_after: Duration::from_millis(1500),
+            nack_fraction: 0.0,
+            reject_fraction: 0.0,
+            reject_code: 300,
+            record: None,
+            max_time: Duration::from_secs(120),
+            seed: 1,
+            via_wan: true,
+            bs_binary: None,
+        }
+    }
+}
+
+/// Latencies in microseconds, summarised on demand.
+#[derive(Debug, Clone, Default)]
+pub struct Latencies(Vec<u32>);
+
+impl Latencies {
+    pub fn push(&mut self, d: Duration) {
+        self.0.push(d.as_micros().min(u32::MAX as u128) as u32);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn extend(&mut self, other: &Latencies) {
+        self.0.extend_from_slice(&other.0);
+    }
+
+    /// The `q`-quantile (0..=1) in milliseconds; 0 when empty.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        if self.0.is_empty() {
+            return 0.0;
+        }
+        let mut v = self.0.clone();
+        let i = ((v.len() - 1) as f64 * q).round() as usize;
+        let (_, x, _) = v.select_nth_unstable(i);
+        *x as f64 / 1000.0
+    }
+}
+
+/// Live counters, handed to the progress callback about once a second.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub elapsed: Duration,
+    pub mt_sent: u64,
+    pub mt_processed: u64,
+    pub mo_received: u64,
+    pub link_up: bool,
+    pub reconnects: u64,
+    pub cuts: u64,
+    pub stalls: u64,
+    pub im_ring_in_use: usize,
+    pub bs_ring_in_use: usize,
+    /// The buffer server's process id when it runs as a child.
+    pub bs_pid: Option<u32>,
+}
+
+/// How one direction went.
+#[derive(Debug, Clone, Default)]
+pub struct DirectionResult {
+    pub expected: u64,
+    /// Distinct messages that arrived (MO) or came back Processed (MT).
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub out_of_order: u64,
+    /// MT only: Processed with a rejection, as (seq, CIMD2 error code).
+    pub rejected: Vec<(u64, u32)>,
+    /// Time from the link's first handshake to the last message delivered.
+    pub seconds: f64,
+    pub latency: Latencies,
+}
+
+impl DirectionResult {
+    pub fn per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.delivered as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Everything the run measured.
+#[derive(Debug, Clone, Default)]
+pub struct ScenarioResult {
+    pub mt: DirectionResult,
+    pub mo: DirectionResult,
+    pub seconds: f64,
+    /// IM-side connects beyond the first.
+    pub reconnects: u64,
+    pub cuts: u64,
+    pub stalls: u64,
+    /// Submits the SMSC accepted or rejected beyond one per MT message.
+    pub smsc_duplicates: u64,
+    pub sim: crate::smsc_sim::Counters,
+    pub im_drained: bool,
+    pub bs_drained: bool,
+}
+
+impl ScenarioResult {
+    /// Nothing lost, nothing duplicated, nothing out of order.
+    pub fn clean(&self) -> bool {
+        self.mt.lost == 0
+            && self.mo.lost == 0
+            && self.mt.duplicated == 0
+            && self.mo.duplicated == 0
+            && self.mt.out_of_order == 0
+            && self.mo.out_of_order == 0
+            && self.smsc_duplicates == 0
+    }
+}
+
+const PSK: &[u8] = b"smslink scenario key";
+
+fn link(name: &str, peer: &str, s: &Scenario) -> LinkConfig {
+    let mut c = LinkConfig::new(name, PSK);
+    c.expected_peer = Some(peer.to_owned());
+    c.capacity = s.capacity;
+    c.heartbeat_interval = s.heartbeat;
+    c.dead_after = s.dead_after;
+    c
+}
+
+/// Start the four parts; returns them in the order they must stop.
+struct Parts {
+    im: Node,
+    bs: Option<Node>,
+    child: Option<ChildBs>,
+    wan: Option<Wan>,
+    sim: SmscSim,
+}
+
+/// A buffer server running as a child process; killed when dropped.
+struct ChildBs(std::process::Child);
+
+impl Drop for ChildBs {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `smslink buffer-server` listening on an ephemeral port; returns it and the
+/// address it announced in its start log line.
+fn spawn_bs(
+    binary: &std::path::Path,
+    s: &Scenario,
+    smsc: SocketAddr,
+) -> Result<(ChildBs, SocketAddr), Box<dyn std::error::Error>> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(binary)
+        .args([
+            "buffer-server",
+            "--smsc-user",
+            "smslink",
+            "--smsc-password",
+            "secret",
+        ])
+        .args(["--smsc-addr", &smsc.to_string()])
+        .args([
+            "--link-name",
+            "bs",
+            "--link-peer",
+            "im",
+            "--link-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--link-capacity", &s.capacity.to_string()])
+        .args(["--link-heartbeat-ms", &s.heartbeat.as_millis().to_string()])
+        .args([
+            "--link-dead-after-ms",
+            &s.dead_after.as_millis().to_string(),
+        ])
+        .args(["--stats-interval-secs", "0", "--log-level", "info"])
+        .arg("--link-psk")
+        .arg(String::from_utf8_lossy(PSK).as_ref())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let child = ChildBs(child);
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    // The start line comes first or close to it (the SMSC login may race it).
+    let mut addr = None;
+    for line in lines.by_ref().take(20) {
+        let line = line?;
+        if let Some(a) = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("listen="))
+        {
+            addr = Some(a.parse()?);
+            break;
+        }
+    }
+    let addr = addr.ok_or("buffer server did not say where it listens")?;
+    // Keep draining its log so that it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    Ok((child, addr))
+}
+
+fn start(
+    s: &Scenario,
+    stalls: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> Result<Parts, Box<dyn std::error::Error>> {
+    let sim = SmscSim::start(SimConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        processing_delay: s.smsc_delay,
+        mo_rate: if s.mo > 0 { 1e9 } else { 0.0 },
+        mo_count: s.mo,
+        mo_text: "mo {n} {t}".into(),
+        nack_fraction: s.nack_fraction,
+        reject_fraction: s.reject_fraction,
+        reject_code: s.reject_code,
+        record: s.record.clone(),
+        // A long stall holds MO at the buffer server; the SMSC must not give up first.
+        response_timeout: Duration::from_secs(60),
+        seed: s.seed,
+        log: false,
+        ..SimConfig::default()
+    })?;
+    let mut bs_cfg = NodeConfig::new(vec![LinkSpec::new(
+        link("bs", "im", s),
+        Transport::Listen(SocketAddr::from(([127, 0, 0, 1], 0))),
+    )]);
+    bs_cfg.smsc = Some(SmscSpec {
+        addr: sim.local_addr(),
+        client: ClientConfig {
+            user: "smslink".into(),
+            password: "secret".into(),
+            ..ClientConfig::default()
+        },
+    });
+    bs_cfg.seed = s.seed ^ 0xb5;
+    let (bs, child, bs_addr) = match &s.bs_binary {
+        Some(binary) => {
+            let (child, addr) = spawn_bs(binary, s, sim.local_addr())?;
+            (None, Some(child), addr)
+        }
+        None => {
+            let bs = Node::start(bs_cfg)?;
+            let addr = bs
+                .local_addr(0)
+                .ok_or("buffer server has no listening address")?;
+            (Some(bs), None, addr)
+        }
+    };
+    let mut wan_cfg = WanConfig::new(bs_addr).with_delay(s.one_way);
+    if !s.jitter.is_zero() {
+        wan_cfg = wan_cfg.with_jitter(Jitter::Uniform(s.jitter));
+    }
+    wan_cfg.cut_every = s.cut_every;
+    wan_cfg.stall_every = s.stall_every;
+    wan_cfg.stall_for = s.stall_for;
+    wan_cfg.seed = s.seed;
+    let wan = if s.via_wan {
+        Some(Wan::start_with_events(wan_cfg, move |ev| {
+            if *ev == crate::wan::WanEvent::Stall(true) {
+                stalls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        })?)
+    } else {
+        None
+    };
+    let im_dials = wan.as_ref().map_or(bs_addr, |w| w.local_addr());
+    let mut im_cfg = NodeConfig::new(vec![LinkSpec::new(
+        link("im", "bs", s),
+        Transport::Dial(im_dials),
+    )]);
+    im_cfg.reconnect_min = Duration::from_millis(50);
+    im_cfg.reconnect_max = Duration::from_millis(500);
+    im_cfg.seed = s.seed ^ 0x1a;
+    let im = Node::start(im_cfg)?;
+    Ok(Parts {
+        im,
+        bs,
+        child,
+        wan,
+        sim,
+    })
+}
+
+fn now_micros() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
+}
+
+/// The driver's score card.
+struct Score {
+    began: Instant,
+    /// The link's first handshake: throughput is measured from here.
+    first_up: Option<Instant>,
+    sent_at: Vec<Option<Instant>>,
+    mt: DirectionResult,
+    mo: DirectionResult,
+    mo_seen: Vec<bool>,
+    mo_last: u64,
+    last_mt_at: Instant,
+    last_mo_at: Instant,
+    pending_acks: Vec<(usize, u64)>,
+}
+
+impl Score {
+    fn on_event(&mut self, im: &Node, ev: NodeEvent) {
+        match ev {
+            NodeEvent::Received { link, seq, message } => {
+                let text = message.text_str().unwrap_or("");
+                let mut words = text.split(' ').skip(1);
+                let n: u64 = words.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+                let t: u128 = words.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+                match self.mo_seen.get_mut(n as usize) {
+                    Some(seen) if n > 0 => {
+                        if *seen {
+                            self.mo.duplicated += 1;
+                        } else {
+                            *seen = true;
+                            self.mo.delivered += 1;
+                            let micros = now_micros().saturating_sub(t).min(u64::MAX as u128);
+                            self.mo.latency.push(Duration::from_micros(micros as u64));
+                            self.last_mo_at = Instant::now();
+                        }
+                        if n != self.mo_last + 1 {
+                            self.mo.out_of_order += 1;
+                        }
+                        self.mo_last = n;
+                    }
+                    _ => self.mo.duplicated += 1,
+                }
+                if matches!(im.ack(link, seq, Outcome::Accepted), Err(NodeError::Busy)) {
+                    self.pending_acks.push((link, seq));
+                }
+            }
+            NodeEvent::Status {
+                seq,
+                state: SlotState::Processed,
+                outcome,
+                ..
+            } => match self.sent_at.get_mut(seq.wrapping_sub(1) as usize) {
+                Some(slot @ Some(_)) => {
+                    if let Some(at) = slot.take() {
+                        self.mt.latency.push(at.elapsed());
+                    }
+                    self.mt.delivered += 1;
+                    self.last_mt_at = Instant::now();
+                    if let Some(Outcome::Rejected { code }) = outcome {
+                        self.mt.rejected.push((seq, code));
+                    }
+                }
+                _ => self.mt.duplicated += 1,
+            },
+            NodeEvent::LinkUp { .. } => {
+                self.first_up.get_or_insert_with(Instant::now);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Run the scenario; `progress` is called about once a second.
+pub fn run(
+    s: &Scenario,
+    mut progress: impl FnMut(&Progress),
+) -> Result<ScenarioResult, Box<dyn std::error::Error>> {
+    let stall_count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let parts = start(s, stall_count.clone())?;
+    let stalls = || stall_count.load(std::sync::atomic::Ordering::Relaxed);
+    let Parts {
+        im, bs, wan, child, ..
+    } = &parts;
+    let bs_pid = child.as_ref().map(|c| c.0.id());
+    let began = Instant::now();
+    let deadline = began + s.max_time;
+    let mut score = Score {
+        began,
+        first_up: None,
+        sent_at: vec![None; s.mt as usize],
+        mt: DirectionResult {
+            expected: s.mt,
+            ..DirectionResult::default()
+        },
+        mo: DirectionResult {
+            expected: s.mo,
+            ..DirectionResult::default()
+        },
+        mo_seen: vec![false; s.mo as usize + 1],
+        mo_last: 0,
+        last_mt_at: began,
+        last_mo_at: began,
+        pending_acks: Vec::new(),
+    };
+    let mut mt_sent = 0u64;
+    let mut next_progress = began + Duration::from_secs(1);
+    let mut bs_drained = false;
+    let mut final_progress_done = false;
+    let mut text = String::new();
+
+    loop {
+        let now = Instant::now();
+        // Feed MT until the ring refuses.
+        while mt_sent < s.mt {
+            use std::fmt::Write as _;
+            text.clear();
+            let _ = write!(text, "mt {mt_sent}");
+            let m = Message::text("4670000002", "4670000001", &text)?;
+            match im.send_on(0, &m) {
+                Ok(r) => {
+                    if let Some(slot) = score.sent_at.get_mut((r.seq - 1) as usize) {
+                        *slot = Some(now);
+                    }
+                    mt_sent += 1;
+                }
+                Err(NodeError::Full { .. }) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Acknowledgements the command queue could not take before.
+        score
+            .pending_acks
+            .retain(|&(l, seq)| matches!(im.ack(l, seq, Outcome::Accepted), Err(NodeError::Busy)));
+        let mut any = false;
+        while let Some(ev) = im.try_event() {
+            any = true;
+            score.on_event(im, ev);
+        }
+        while bs.as_ref().and_then(|b| b.try_event()).is_some() {
+            any = true;
+        }
+        let now = Instant::now();
+        let finished = score.mt.delivered >= s.mt && score.mo.delivered >= s.mo;
+        // Once a second, and once more at the end.
+        if now >= next_progress || (finished && !final_progress_done) {
+            final_progress_done = finished;
+            next_progress += Duration::from_secs(1);
+            let im_stats = im.link_stats(0).unwrap_or_default();
+            let bs_stats = bs
+                .as_ref()
+                .and_then(|b| b.link_stats(0))
+                .unwrap_or_default();
+            progress(&Progress {
+                elapsed: now - began,
+                mt_sent,
+                mt_processed: score.mt.delivered,
+                mo_received: score.mo.delivered,
+                link_up: im_stats.up,
+                reconnects: im_stats.connects.saturating_sub(1),
+                cuts: wan.as_ref().map_or(0, |w| w.stats().cuts),
+                stalls: stalls(),
+                im_ring_in_use: im_stats.tx_in_use,
+                bs_ring_in_use: bs_stats.tx_in_use,
+                bs_pid,
+            });
+        }
+        if finished {
+            // Done when the buffer server has seen every MO Processed too.
+            bs_drained = match bs {
+                Some(bs) => bs
+                    .link_stats(0)
+                    .is_some_and(|l| l.tx.last_processed >= s.mo && l.tx_in_use == 0),
+                // A child's rings are not visible from here.
+                None => true,
+            };
+            if bs_drained {
+                break;
+            }
+        }
+        if now >= deadline {
+            break;
+        }
+        if !any {
+            if let Some(ev) = im.wait_event(Some(Duration::from_millis(2))) {
+                score.on_event(im, ev);
+            }
+        }
+    }
+    let mut mt = score.mt;
+    let mut mo = score.mo;
+    mt.lost = s.mt.saturating_sub(mt.delivered);
+    mo.lost = s.mo.saturating_sub(mo.delivered);
+    let from = score.first_up.unwrap_or(score.began);
+    mt.seconds = score
+        .last_mt_at
+        .saturating_duration_since(from)
+        .as_secs_f64();
+    mo.seconds = score
+        .last_mo_at
+        .saturating_duration_since(from)
+        .as_secs_f64();
+    let im_stats = im.link_stats(0).unwrap_or_default();
+    let cuts = wan.as_ref().map_or(0, |w| w.stats().cuts);
+    let Parts {
+        im,
+        bs,
+        child,
+        wan,
+        sim,
+    } = parts;
+    let im_report = im.shutdown(Duration::from_millis(500));
+    if let Some(bs) = bs {
+        let _ = bs.shutdown(Duration::from_millis(200));
+    }
+    drop(child);
+    if let Some(mut wan) = wan {
+        wan.stop();
+    }
+    let sim = sim.stop()?;
+    let smsc_duplicates =
+        (sim.submits_accepted + sim.submits_rejected).saturating_sub(mt.delivered);
+    Ok(ScenarioResult {
+        seconds: began.elapsed().as_secs_f64(),
+        reconnects: im_stats.connects.saturating_sub(1),
+        cuts,
+        stalls: stalls(),
+        smsc_duplicates,
+        sim,
+        im_drained: im_report.drained,
+        bs_drained,
+        mt,
+        mo,
+    })
+}

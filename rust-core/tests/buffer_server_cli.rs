@@ -1,0 +1,107 @@
+//! `smslink buffer-server` as an operator runs it: configured from a TOML file with a
+//! flag overriding it, logging in to the SMSC, carrying MO to an IM-side node, and on
+//! SIGTERM shutting down with a report of what is left in the rings.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use smslink::link::LinkConfig;
+use smslink::ring::Outcome;
+use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeEvent, Transport};
+use smslink::smsc_sim::{SimConfig, SmscSim};
+
+#[test]
+fn runs_from_a_config_file_and_reports_on_sigterm() {
+    const MO: u64 = 300;
+    let sim = SmscSim::start(SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        mo_rate: 1e6,
+        mo_count: MO,
+        log: false,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("smslink-bs-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("psk"), "cli test key\n").unwrap();
+    let config = dir.join("bs.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "log_level = \"info\"\nstats_interval_secs = 1\nshutdown_flush_secs = 2\n\
+             [smsc]\naddr = \"{}\"\nuser = \"smslink\"\npassword = \"secret\"\n\
+             [link]\nname = \"bs\"\npeer = \"im\"\npsk_file = \"{}\"\nlisten = \"127.0.0.1:1\"\n",
+            sim.local_addr(),
+            dir.join("psk").display()
+        ),
+    )
+    .unwrap();
+    // The flag overrides the file's (unusable) listen address.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smslink"))
+        .args(["buffer-server", "--config"])
+        .arg(&config)
+        .args(["--link-listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_line = |what: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) if l.contains(what) => return l,
+                Ok(_) => {}
+                Err(_) => panic!("no log line with {what:?}"),
+            }
+        }
+    };
+    let started = wait_line("event=started");
+    let addr = started
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("listen="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    wait_line("event=logged_in");
+
+    let mut c = LinkConfig::new("im", b"cli test key");
+    c.expected_peer = Some("bs".into());
+    let im = Node::start(NodeConfig::new(vec![LinkSpec::new(
+        c,
+        Transport::Dial(addr),
+    )]))
+    .unwrap();
+    let mut received = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while received < MO {
+        assert!(Instant::now() < deadline, "{received} of {MO} MO arrived");
+        if let Some(NodeEvent::Received { link, seq, .. }) =
+            im.wait_event(Some(Duration::from_millis(100)))
+        {
+            received += 1;
+            im.ack(link, seq, Outcome::Accepted).unwrap();
+        }
+    }
+    let stats = wait_line(&format!("mo_processed={MO} "));
+    assert!(stats.contains("smsc_up=true"), "{stats}");
+
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let report = wait_line("event=shutdown_report");
+    assert!(report.contains("drained=true"), "{report}");
+    assert!(report.contains("mo_still_in_ring=0"), "{report}");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    drop(im);
+}

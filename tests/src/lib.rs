@@ -1,0 +1,1 @@
+//! Cross-part system tests live in `tests/`; this library is empty.
