@@ -71,6 +71,13 @@ def normalize_phone(s: str) -> Optional[str]:
 
 
 class Gateway(ComponentXMPP):
+    """The component. `jid`/`secret`: its name and the server's component_secret;
+    `server`/`port`: the server's component port. `endpoint`: the IM-side
+    `smslink.Endpoint` (or an `EndpointAdapter`); `store`: its SQLite state;
+    `sms_number`: the sender phones see and reply to; `routes`: only when the
+    endpoint cannot say which link serves a number. Call `start()` inside a running
+    event loop and `await stop()` at the end."""
+
     def __init__(
         self,
         jid: str,

@@ -93,11 +93,70 @@ def parse(text: str) -> Command:
     return Plain(stripped)
 
 
-def fit_sms(text: str, limit: int = SMS_MAX) -> str:
-    """Cut an answer to one SMS, marking the cut."""
-    if len(text) <= limit:
+def fits_one_sms(text: str) -> bool:
+    """Whether the text travels as one SMS (160 GSM septets, or 70 UCS-2 units when
+    it has a character GSM lacks), as the buffer server will encode it."""
+    try:
+        from smslink.cimd2 import encode_text
+        from smslink import SmslinkError
+    except ImportError:  # without the module: the plain GSM limit
+        return len(text) <= SMS_MAX
+    try:
+        encode_text(text)
+    except SmslinkError:
+        return False
+    return True
+
+
+MAX_PARTS = 9
+
+
+def split_chat(name: str, body: str) -> Optional[list[str]]:
+    """The SMS texts for a chat from `name`: one `name: body` when it fits, else up
+    to nine `name (i/n): ...` parts, cut at spaces where possible. None when even
+    nine SMS cannot carry it."""
+    whole = f"{name}: {body}"
+    if fits_one_sms(whole):
+        return [whole]
+    head = f"{name} (9/9): "  # every part's prefix has this length (n < 10)
+    parts: list[str] = []
+    rest = body
+    while rest:
+        if len(parts) == MAX_PARTS:
+            return None
+        # The longest prefix of `rest` that fits, by bisection on its length.
+        lo, hi = 0, len(rest)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits_one_sms(head + rest[:mid]):
+                lo = mid
+            else:
+                hi = mid - 1
+        if lo == 0:
+            return None
+        cut = lo
+        if cut < len(rest):
+            space = rest.rfind(" ", 0, cut)
+            if space > cut // 2:
+                cut = space + 1
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    n = len(parts)
+    return [f"{name} ({i}/{n}): {p}" for i, p in enumerate(parts, 1)]
+
+
+def fit_sms(text: str) -> str:
+    """Cut an answer to one SMS, marking the cut with "~"."""
+    if fits_one_sms(text):
         return text
-    return text[: limit - 1] + "~"
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits_one_sms(text[:mid] + "~"):
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo] + "~"
 
 
 def who_text(online: list[tuple[str, Optional[str]]], offline: list[str]) -> str:

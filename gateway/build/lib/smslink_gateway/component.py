@@ -39,8 +39,6 @@ from .store import InboxItem, OutboxItem, Store
 log = logging.getLogger("smslink_gateway")
 
 _PHONE = re.compile(r"^\+?[0-9]{3,20}$")
-# Bytes one SMS slot of the communication buffer carries (rust-core MAX_PAYLOAD).
-MAX_SMS_BYTES = 640
 
 
 class GatewayQuery(ElementBase):
@@ -117,6 +115,8 @@ class Gateway(ComponentXMPP):
         self._events_task: Optional[asyncio.Task[None]] = None
         self._retry_handle: Optional[asyncio.TimerHandle] = None
         self._pending_acks: list[tuple[str, int]] = []
+        # Chats already answered with an error (insertion-ordered, bounded).
+        self._reported: dict[tuple[str, str], None] = {}
         self._stopping = False
         self.online = False
 
@@ -381,19 +381,23 @@ class Gateway(ComponentXMPP):
             return
         sender = msg["from"]
         name = sender.user if sender.domain == self.user_domain else sender.bare
-        text = f"{name}: {body}"
-        if len(text.encode("utf-8")) > MAX_SMS_BYTES:
-            self._error(msg, "modify", "not-acceptable", "too long for an SMS")
+        parts = commands.split_chat(name, body)
+        if parts is None:
+            self._error(
+                msg, "modify", "not-acceptable", f"too long: more than {commands.MAX_PARTS} SMS"
+            )
             return
         self.store.set_last_peer(phone, sender.bare)
-        self.store.outbox_put(
-            self.sms_number,
-            phone,
-            text,
-            from_jid=str(sender),
-            msg_id=msg["id"] or None,
-            want_receipt=bool(msg["request_receipt"]),
-        )
+        for i, text in enumerate(parts, 1):
+            self.store.outbox_put(
+                self.sms_number,
+                phone,
+                text,
+                from_jid=str(sender),
+                msg_id=msg["id"] or None,
+                # The receipt comes with the last part.
+                want_receipt=bool(msg["request_receipt"]) and i == len(parts),
+            )
         self.pump_outbox()
 
     def _reply(self, msg: Message, text: str) -> None:
@@ -454,6 +458,13 @@ class Gateway(ComponentXMPP):
             self._schedule_retry()
 
     def _report_failure(self, item: OutboxItem, etype: str, condition: str, text: str) -> None:
+        if item.msg_id is not None and item.from_jid is not None:
+            key = (item.from_jid, item.msg_id)
+            if key in self._reported:
+                return  # another part of the same chat already failed
+            self._reported[key] = None
+            while len(self._reported) > 1000:
+                self._reported.pop(next(iter(self._reported)))
         if item.from_jid is None:
             log.warning("SMS to %s failed: %s", item.phone, text)
             return
@@ -464,7 +475,7 @@ class Gateway(ComponentXMPP):
         if item.msg_id:
             err["id"] = item.msg_id
         # The original body, as RFC 6120 allows, so the user sees which message failed.
-        err["body"] = item.text.split(": ", 1)[-1]
+        err["body"] = item.text.split(": ", 1)[-1]  # without the "alice: " prefix
         err["error"]["type"] = etype
         err["error"]["condition"] = condition
         err["error"]["text"] = text
