@@ -1,0 +1,134 @@
+"""`smslink-gateway`: run the component against an XMPP server and one or more
+buffer servers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from typing import Any, Optional
+
+from .component import Gateway
+from .store import Store
+
+
+def parse_link(spec: str) -> dict[str, Any]:
+    """`name=au,dial=bs.example.net:7000,psk-file=/etc/smslink/au.psk,prefixes=+61;+64[,default]`"""
+    out: dict[str, Any] = {"prefixes": [], "default": False}
+    for part in spec.split(","):
+        key, eq, value = part.partition("=")
+        key = key.strip()
+        if not eq:
+            if key == "default":
+                out["default"] = True
+                continue
+            raise argparse.ArgumentTypeError(f"link option {key!r} needs a value")
+        if key == "prefixes":
+            out["prefixes"] = [p for p in value.split(";") if p]
+        elif key in ("name", "dial", "listen", "psk", "psk-file", "capacity"):
+            out[key] = value
+        else:
+            raise argparse.ArgumentTypeError(f"unknown link option {key!r}")
+    if "name" not in out or ("dial" not in out and "listen" not in out):
+        raise argparse.ArgumentTypeError("a link needs name= and dial= (or listen=)")
+    if "psk-file" in out:
+        with open(out.pop("psk-file"), "rb") as f:
+            out["psk"] = f.read().strip()
+    if "psk" not in out:
+        raise argparse.ArgumentTypeError("a link needs psk= or psk-file=")
+    return out
+
+
+def build_endpoint(links: list[dict[str, Any]]) -> Any:
+    import smslink
+
+    made = []
+    for spec in links:
+        kw: dict[str, Any] = {"prefixes": spec["prefixes"], "default": spec["default"]}
+        for key in ("dial", "listen"):
+            if key in spec:
+                kw[key] = spec[key]
+        if "capacity" in spec:
+            kw["capacity"] = int(spec["capacity"])
+        psk = spec["psk"]
+        made.append(smslink.Link(spec["name"], psk if isinstance(psk, bytes) else psk.encode(), **kw))
+    return smslink.Endpoint(links=made)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    p = argparse.ArgumentParser(prog="smslink-gateway", description=__doc__)
+    p.add_argument("--jid", required=True, help="component JID, e.g. sms.example.org")
+    p.add_argument(
+        "--secret",
+        default=os.environ.get("SMSLINK_GATEWAY_SECRET"),
+        help="component secret (or env SMSLINK_GATEWAY_SECRET)",
+    )
+    p.add_argument("--server", default="127.0.0.1", help="XMPP server host (component port)")
+    p.add_argument("--port", type=int, default=5347)
+    p.add_argument("--user-domain", help="domain of PC users (default: the component's parent)")
+    p.add_argument("--sms-number", required=True, help="the number phones see and reply to")
+    p.add_argument("--db", required=True, help="SQLite file for rosters, inbox and outbox")
+    p.add_argument(
+        "--link",
+        action="append",
+        type=parse_link,
+        required=True,
+        help="name=..,dial=host:port,psk-file=..,prefixes=+61;+64[,default]; repeatable",
+    )
+    p.add_argument(
+        "--away-after",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="show phone contacts away once their link has been down this long (default 3)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+    if not args.secret:
+        p.error("--secret or SMSLINK_GATEWAY_SECRET is required")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(_run(args))
+    except Exception as e:
+        # Configuration and network errors (bad link option, port in use, ...)
+        # are for the operator to read, not a traceback.
+        if type(e).__module__.startswith("smslink") or isinstance(e, OSError):
+            p.exit(1, f"smslink-gateway: {e}\n")
+        raise
+
+
+async def _run(args: argparse.Namespace) -> None:
+    endpoint = build_endpoint(args.link)
+    store = Store(args.db)
+    gw = Gateway(
+        args.jid,
+        args.secret,
+        args.server,
+        args.port,
+        endpoint=endpoint,
+        store=store,
+        sms_number=args.sms_number,
+        routes=None,  # the endpoint routes by the same prefixes
+        user_domain=args.user_domain,
+        down_grace=args.away_after,
+    )
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    gw.start()
+    await done.wait()
+    await gw.stop()
+    close = getattr(endpoint, "close", None)
+    if close is not None:
+        close()
+    store.close()
+
+
+if __name__ == "__main__":
+    main()
