@@ -951,24 +951,11 @@ impl LinkDriver {
         if let (Some(at), Transport::Dial(addr)) = (self.reconnect_at, &self.transport) {
             if now >= at && self.conn.is_none() {
                 self.reconnect_at = None;
-                match TcpStream::connect(*addr) {
-                    Ok(mut stream) => {
-                        if poll
-                            .registry()
-                            .register(
-                                &mut stream,
-                                conn_token(self.token_id),
-                                Interest::READABLE | Interest::WRITABLE,
-                            )
-                            .is_ok()
-                        {
-                            self.conn = Some(Conn::new(stream, false));
-                            self.conn_addr = Some(*addr);
-                        } else {
-                            self.schedule_reconnect(now);
-                        }
-                    }
-                    Err(_) => self.schedule_reconnect(now),
+                let addr = *addr;
+                let adopted = TcpStream::connect(addr)
+                    .is_ok_and(|stream| self.adopt(poll, stream, addr, false, now));
+                if !adopted {
+                    self.schedule_reconnect(now);
                 }
             }
         }
@@ -992,6 +979,33 @@ impl LinkDriver {
         });
     }
 
+    /// Make `stream` the link's connection. An accepted (already `connected`)
+    /// stream starts the handshake at once; a dialled one once the connect finishes.
+    fn adopt(
+        &mut self,
+        poll: &Poll,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        connected: bool,
+        now: Instant,
+    ) -> bool {
+        let token = conn_token(self.token_id);
+        if poll
+            .registry()
+            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+            .is_err()
+        {
+            return false;
+        }
+        self.conn = Some(Conn::new(stream, connected));
+        self.conn_addr = Some(peer);
+        if connected {
+            self.connects += 1;
+            self.endpoint.connected(now);
+        }
+        true
+    }
+
     fn schedule_reconnect(&mut self, now: Instant) {
         if matches!(self.transport, Transport::Dial(_)) {
             self.reconnect_at = Some(now + self.backoff.next_delay());
@@ -1000,30 +1014,18 @@ impl LinkDriver {
 
     fn accept(&mut self, poll: &Poll, now: Instant, next_token: &mut usize) {
         let name = self.name().to_owned();
-        let Some(listener) = self.listener.as_mut() else {
-            return;
-        };
         loop {
+            let Some(listener) = self.listener.as_mut() else {
+                return;
+            };
             match listener.accept() {
                 Ok((mut stream, peer)) => {
                     if self.conn.is_none() {
-                        if poll
-                            .registry()
-                            .register(
-                                &mut stream,
-                                conn_token(self.token_id),
-                                Interest::READABLE | Interest::WRITABLE,
-                            )
-                            .is_ok()
-                        {
+                        if self.adopt(poll, stream, peer, true, now) {
                             crate::slog!(
                                 Level::Debug,
                                 "link={name} event=accepted peer_addr={peer}"
                             );
-                            self.conn = Some(Conn::new(stream, true));
-                            self.conn_addr = Some(peer);
-                            self.connects += 1;
-                            self.endpoint.connected(now);
                         }
                         continue;
                     }
@@ -1233,20 +1235,7 @@ impl LinkDriver {
             let first = self.pending.iter().position(|p| p.hello_seen).unwrap_or(0);
             let mut p = self.pending.remove(first);
             let _ = poll.registry().deregister(&mut p.stream);
-            if poll
-                .registry()
-                .register(
-                    &mut p.stream,
-                    conn_token(self.token_id),
-                    Interest::READABLE | Interest::WRITABLE,
-                )
-                .is_ok()
-            {
-                self.conn = Some(Conn::new(p.stream, true));
-                self.conn_addr = Some(p.peer);
-                self.connects += 1;
-                self.endpoint.connected(now);
-            }
+            self.adopt(poll, p.stream, p.peer, true, now);
         } else {
             self.schedule_reconnect(now);
         }
