@@ -99,6 +99,61 @@ impl Conn {
         Ok(())
     }
 
+    /// Close without losing what was written: send the rest, then FIN, then read and
+    /// discard until the peer closes too or `deadline` passes. Closing a socket with
+    /// unread input makes the kernel send a reset, and a reset can destroy data the
+    /// peer has received but not yet read (here: the last acknowledgements).
+    pub fn close_gracefully(&mut self, deadline: std::time::Instant) {
+        use std::os::fd::AsRawFd;
+        if !self.connected {
+            return;
+        }
+        let fd = self.stream.as_raw_fd();
+        let mut fin_sent = false;
+        let mut scratch = [0u8; 4096];
+        loop {
+            if !fin_sent {
+                if self.flush().is_err() {
+                    return;
+                }
+                if !self.has_pending_output() {
+                    let _ = self.stream.shutdown(std::net::Shutdown::Write);
+                    fin_sent = true;
+                }
+            }
+            loop {
+                match self.stream.read(&mut scratch) {
+                    Ok(0) if fin_sent => return,
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return,
+                }
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let mut pfd = libc::pollfd {
+                fd,
+                events: if fin_sent {
+                    libc::POLLIN
+                } else {
+                    libc::POLLIN | libc::POLLOUT
+                },
+                revents: 0,
+            };
+            let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+            // SAFETY: one valid pollfd on a descriptor this connection owns.
+            if unsafe { libc::poll(&mut pfd, 1, ms) } < 0
+                && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted
+            {
+                return;
+            }
+        }
+    }
+
     /// A non-blocking connect finished: check whether it succeeded.
     pub fn finish_connect(&mut self) -> io::Result<bool> {
         if self.connected {

@@ -591,11 +591,24 @@ impl EventLoop {
 
     fn finish(mut self) -> ShutdownReport {
         let now = Instant::now();
+        // The peer must get the last acknowledgements and the CLOSE; bounded so a
+        // dead peer cannot hold the shutdown.
+        let linger_until = now + Duration::from_millis(500);
         for link in &mut self.links {
+            if let Some(conn) = link.conn.as_mut() {
+                // What the endpoint still has to say while up (acknowledgements and
+                // outcomes, which write coalescing may have held back) goes before
+                // the CLOSE: after `close` the endpoint no longer sends them.
+                for _ in 0..1024 {
+                    if link.endpoint.poll_transmit(now, conn.out_buf()) == 0 {
+                        break;
+                    }
+                }
+            }
             link.endpoint.close(now);
             if let Some(conn) = link.conn.as_mut() {
                 link.endpoint.poll_transmit(now, conn.out_buf());
-                let _ = conn.flush();
+                conn.close_gracefully(linger_until);
             }
         }
         if let Some(smsc) = self.smsc.as_mut() {
