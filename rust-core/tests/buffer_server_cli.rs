@@ -55,13 +55,23 @@ fn runs_from_a_config_file_and_reports_on_sigterm() {
             }
         }
     });
+    // Lines from the node's thread and the main thread interleave in any order, so
+    // every line seen is kept and searched, not consumed.
+    let seen = std::cell::RefCell::new(Vec::<String>::new());
     let wait_line = |what: &str| -> String {
+        if let Some(l) = seen.borrow().iter().find(|l| l.contains(what)) {
+            return l.clone();
+        }
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(l) if l.contains(what) => return l,
-                Ok(_) => {}
+                Ok(l) => {
+                    seen.borrow_mut().push(l.clone());
+                    if l.contains(what) {
+                        return l;
+                    }
+                }
                 Err(_) => panic!("no log line with {what:?}"),
             }
         }
