@@ -26,6 +26,8 @@ enum Command {
     Demo(Box<smslink::cli::demo::Args>),
     /// Run a buffer server next to an SMSC: CIMD2 toward it, the pipelined link toward the IM server.
     BufferServer(Box<smslink::cli::buffer_server::Args>),
+    /// Run the IM side's communication buffer: MO out on stdout as JSON lines, MT in on stdin.
+    ImEndpoint(Box<smslink::cli::im_endpoint::Args>),
     /// Measure the same workload spoken directly (CIMD2 across the WAN) and buffered.
     Bench(Box<smslink::cli::bench::Args>),
 }
@@ -41,6 +43,7 @@ fn main() {
         Command::SmscSim(args) => smslink::cli::smsc_sim::run(*args),
         Command::Demo(args) => smslink::cli::demo::run(*args),
         Command::BufferServer(args) => smslink::cli::buffer_server::run(*args),
+        Command::ImEndpoint(args) => smslink::cli::im_endpoint::run(*args),
         Command::Bench(args) => smslink::cli::bench::run(*args),
     };
     if let Err(e) = result {
