@@ -256,3 +256,93 @@ fn bad_calls_get_their_documented_codes() {
         );
     }
 }
+
+/// Build the `smslink` command for this profile, next to the library.
+fn smslink_binary() -> PathBuf {
+    let lib = lib_dir();
+    let target_dir = lib.parent().expect("target directory");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .args(["build", "-p", "smslink", "--bin", "smslink", "--target-dir"])
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if lib.file_name().is_some_and(|n| n == "release") {
+        cargo.arg("--release");
+    }
+    let out = cargo.output().expect("run cargo build");
+    assert!(
+        out.status.success(),
+        "cargo build -p smslink failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lib.join("smslink")
+}
+
+#[test]
+fn toy_smsc_talks_to_the_smslink_im_endpoint_command() {
+    use std::io::{BufRead, BufReader, Write};
+    const COUNT: usize = 200;
+    let build = build_dir().to_path_buf();
+    let mut im = Command::new(smslink_binary())
+        .args(["im-endpoint", "--listen", "127.0.0.1:0", "--psk", "toy key"])
+        .args(["--peer", "bs", "--log-level", "warn"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start smslink im-endpoint");
+    let mut stdin = im.stdin.take().expect("stdin");
+    let mut lines = BufReader::new(im.stdout.take().expect("stdout")).lines();
+    let started: serde_json::Value =
+        serde_json::from_str(&lines.next().expect("started line").expect("read")).expect("json");
+    let addr = started["listen"]
+        .as_str()
+        .expect("listen address")
+        .to_owned();
+    // The IM side's application: answer every MO with one MT, count the outcomes.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut mo, mut accepted, mut rejected) = (0, 0, 0);
+        for line in lines.map_while(Result::ok) {
+            let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+            match v["event"].as_str() {
+                Some("mo") => {
+                    mo += 1;
+                    let (from, to, text) = (&v["from"], &v["to"], &v["text"]);
+                    let (from, to, text) = (from.as_str(), to.as_str(), text.as_str());
+                    writeln!(
+                        stdin,
+                        "{} {} re: {}",
+                        to.unwrap(),
+                        from.unwrap(),
+                        text.unwrap()
+                    )
+                    .expect("write MT");
+                }
+                Some("mt_status") if v["outcome"] == "accepted" => accepted += 1,
+                Some("mt_status") => rejected += 1,
+                _ => {}
+            }
+            // Keep reading after the count is complete: the command's stdout stays
+            // open until it stops (its final line is written then).
+            if mo == COUNT && accepted + rejected == COUNT {
+                let _ = done_tx.send((mo, accepted, rejected));
+            }
+        }
+    });
+    let out = Command::new(build.join("shared").join("toy_smsc"))
+        .args([&COUNT.to_string(), addr.as_str()])
+        .output()
+        .expect("run toy_smsc");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "toy_smsc failed:\n{stdout}");
+    assert_has(
+        &stdout,
+        "toy_smsc: mt received 200 (delivered 180, unknown handset 20), in order yes",
+    );
+    let counts = done_rx.recv_timeout(Duration::from_secs(30));
+    // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
+    unsafe { libc::kill(im.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(counts, Ok((COUNT, 180, 20)));
+    assert!(im.wait().expect("im-endpoint exit").success());
+}
