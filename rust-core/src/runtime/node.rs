@@ -70,6 +70,22 @@ struct LinkShared {
     local_addr: Option<SocketAddr>,
 }
 
+impl LinkShared {
+    /// Messages the link takes now, given the next seq the handle will give out:
+    /// capacity less those given out and not yet Processed.
+    fn room(&self, next_seq: u64) -> usize {
+        let in_flight = next_seq - 1 - self.last_processed.load(Ordering::Acquire);
+        (self.capacity as u64).saturating_sub(in_flight) as usize
+    }
+
+    fn full(&self, link: LinkId) -> NodeError {
+        NodeError::Full {
+            link,
+            capacity: self.capacity,
+        }
+    }
+}
+
 struct Shared {
     links: Vec<LinkShared>,
     routes: Vec<(String, LinkId)>,
@@ -275,19 +291,9 @@ impl Node {
         let seq = {
             let mut guard = l.producer.lock();
             let (producer, next_seq) = &mut *guard;
-            let in_flight = *next_seq - 1 - l.last_processed.load(Ordering::Acquire);
-            if in_flight >= l.capacity as u64 {
-                return Err(NodeError::Full {
-                    link,
-                    capacity: l.capacity,
-                });
-            }
             // The queue is as large as the ring, so it has room whenever the ring has.
-            if producer.push(message.clone()).is_err() {
-                return Err(NodeError::Full {
-                    link,
-                    capacity: l.capacity,
-                });
+            if l.room(*next_seq) == 0 || producer.push(message.clone()).is_err() {
+                return Err(l.full(link));
             }
             let seq = *next_seq;
             *next_seq += 1;
@@ -312,9 +318,7 @@ impl Node {
         let (taken, first) = {
             let mut guard = l.producer.lock();
             let (producer, next_seq) = &mut *guard;
-            let in_flight = *next_seq - 1 - l.last_processed.load(Ordering::Acquire);
-            let room = (l.capacity as u64).saturating_sub(in_flight) as usize;
-            let want = room.min(messages.len());
+            let want = l.room(*next_seq).min(messages.len());
             let mut iter = messages[..want].iter().cloned();
             let taken = producer.push_from(&mut iter);
             let first = (taken > 0).then_some(*next_seq);
@@ -336,8 +340,7 @@ impl Node {
             .get(link)
             .ok_or(NodeError::UnknownLink(link))?;
         let next_seq = l.producer.lock().1;
-        let in_flight = next_seq - 1 - l.last_processed.load(Ordering::Acquire);
-        Ok((l.capacity as u64).saturating_sub(in_flight) as usize)
+        Ok(l.room(next_seq))
     }
 
     /// The application has safely handed on a received message: tell the peer

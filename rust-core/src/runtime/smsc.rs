@@ -99,7 +99,7 @@ impl SmscBridge {
         if let Some(session) = self.session.as_mut() {
             let _ = session.logout(now);
         }
-        self.write(now);
+        self.write();
         self.conn = None;
         self.session = None;
     }
@@ -124,7 +124,7 @@ impl SmscBridge {
         if readable {
             self.read(poll, now);
         }
-        self.write(now);
+        self.write();
     }
 
     fn read(&mut self, poll: &Poll, now: Instant) {
@@ -143,8 +143,7 @@ impl SmscBridge {
         }
     }
 
-    fn write(&mut self, now: Instant) {
-        let _ = now;
+    fn write(&mut self) {
         let (Some(conn), Some(session)) = (self.conn.as_mut(), self.session.as_mut()) else {
             return;
         };
@@ -218,7 +217,7 @@ impl SmscBridge {
                 }
             }
         }
-        self.write(now);
+        self.write();
     }
 
     fn dial_if_due(&mut self, poll: &Poll, now: Instant) {
