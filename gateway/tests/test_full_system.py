@@ -5,6 +5,7 @@ component -> IM-side smslink Endpoint -> WAN emulator (with cuts) -> buffer serv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, AsyncIterator, Iterator
 
 import pytest
 import smslink
@@ -95,34 +96,51 @@ def sms_side(request: pytest.FixtureRequest) -> Iterator[SmsSide]:
         sim.stop()
 
 
+@contextlib.asynccontextmanager
+async def gateway_online(
+    prosody: Prosody, s: SmsSide, tmp_path: Path, users: tuple[str, ...], **options: Any
+) -> AsyncIterator[tuple[Gateway, list[PcUser]]]:
+    """The gateway on the real endpoint, connected to Prosody, with these PC users
+    online; everything is closed again afterwards, whatever happened."""
+    store = Store(str(tmp_path / "gw.db"))
+    gw = Gateway(
+        COMPONENT,
+        SECRET,
+        "127.0.0.1",
+        prosody.component_port,
+        endpoint=s.make_im(),
+        store=store,
+        sms_number=GATEWAY_NUMBER,
+        **options,
+    )
+    gw.start()
+    clients: list[PcUser] = []
+    try:
+        await wait_until(lambda: gw.online, 10, "component connected")
+        for user in users:
+            clients.append(await PcUser(user, prosody.c2s_port).online())
+        yield gw, clients
+    finally:
+        for client in clients:
+            await client.close()
+        await gw.stop()
+        store.close()
+
+
 def test_full_system(prosody: Prosody, sms_side: SmsSide, tmp_path: Path) -> None:
     s = sms_side
 
     async def main() -> None:
-        store = Store(str(tmp_path / "gw.db"))
-        gw = Gateway(
-            COMPONENT,
-            SECRET,
-            "127.0.0.1",
-            prosody.component_port,
-            endpoint=s.make_im(),
-            store=store,
-            sms_number=GATEWAY_NUMBER,
+        async with gateway_online(
+            prosody,
+            s,
+            tmp_path,
+            ("alice", "bob"),
             retry_interval=0.05,
             reconnect_interval=0.1,
             down_grace=0.2,
-        )
-        gw.start()
-        await wait_until(lambda: gw.online, 10, "component connected")
-        alice = await PcUser("alice", prosody.c2s_port).online()
-        bob = await PcUser("bob", prosody.c2s_port).online()
-        try:
+        ) as (gw, (alice, bob)):
             await scenario(gw, alice, bob)
-        finally:
-            await alice.close()
-            await bob.close()
-            await gw.stop()
-            store.close()
 
     async def scenario(gw: Gateway, alice: PcUser, bob: PcUser) -> None:
         # alice adds the phone; its presence follows the link.
@@ -293,21 +311,9 @@ def test_full_ring_holds_messages_back_in_order(
     s = sms_side
 
     async def main() -> None:
-        store = Store(str(tmp_path / "gw.db"))
-        gw = Gateway(
-            COMPONENT,
-            SECRET,
-            "127.0.0.1",
-            prosody.component_port,
-            endpoint=s.make_im(),
-            store=store,
-            sms_number=GATEWAY_NUMBER,
-            retry_interval=0.05,
-        )
-        gw.start()
-        await wait_until(lambda: gw.online, 10, "component connected")
-        alice = await PcUser("alice", prosody.c2s_port).online()
-        try:
+        async with gateway_online(
+            prosody, s, tmp_path, ("alice",), retry_interval=0.05
+        ) as (gw, (alice,)):
             await wait_until(lambda: gw.link_up.get("au"), 15, "link up")
             s.wan.stall(True)
             expected = [f"alice: m{i}" for i in range(12)]
@@ -321,10 +327,6 @@ def test_full_ring_holds_messages_back_in_order(
             await wait_until(lambda: s.accepted_to(PHONE) == expected, 20, "all twelve, in order")
             await wait_until(lambda: gw.store.outbox_count() == 0, 10, "outbox drained")
             assert alice.errors == []
-        finally:
-            await alice.close()
-            await gw.stop()
-            store.close()
 
     asyncio.run(main())
 
@@ -341,23 +343,9 @@ def test_two_users_two_phones_under_random_cuts(
     n = 60
 
     async def main() -> None:
-        store = Store(str(tmp_path / "gw.db"))
-        gw = Gateway(
-            COMPONENT,
-            SECRET,
-            "127.0.0.1",
-            prosody.component_port,
-            endpoint=s.make_im(),
-            store=store,
-            sms_number=GATEWAY_NUMBER,
-            retry_interval=0.05,
-            down_grace=0.2,
-        )
-        gw.start()
-        await wait_until(lambda: gw.online, 10, "component connected")
-        alice = await PcUser("alice", prosody.c2s_port).online()
-        bob = await PcUser("bob", prosody.c2s_port).online()
-        try:
+        async with gateway_online(
+            prosody, s, tmp_path, ("alice", "bob"), retry_interval=0.05, down_grace=0.2
+        ) as (gw, (alice, bob)):
             bob.chat(phone2_jid, "hello 2")  # so that phone 2's plain replies go to bob
             await wait_until(lambda: s.accepted_to(phone2) == ["bob: hello 2"], 20, "first")
             for i in range(n):
@@ -384,10 +372,5 @@ def test_two_users_two_phones_under_random_cuts(
             assert s.wan.stats()["cuts"] >= 3, s.wan.stats()
             await wait_until(lambda: gw.store.outbox_count() == 0, 20, "all statuses back")
             assert gw.store.inbox() == [] and alice.errors == [] and bob.errors == []
-        finally:
-            await alice.close()
-            await bob.close()
-            await gw.stop()
-            store.close()
 
     asyncio.run(main())
