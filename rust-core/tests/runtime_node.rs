@@ -109,9 +109,10 @@ fn send_all(node: &Node, prefix: &str, n: usize, deadline: Instant) {
                     assert_eq!(r.seq, i as u64 + 1);
                     break;
                 }
-                Err(smslink::runtime::NodeError::Full { .. }) => {
-                    assert!(Instant::now() < deadline, "ring never freed");
-                    std::thread::yield_now();
+                Err(smslink::runtime::NodeError::Full { link, .. }) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let room = node.wait_for_room(link, 1, Some(left)).unwrap();
+                    assert!(room > 0, "ring never freed");
                 }
                 Err(e) => panic!("{e}"),
             }
@@ -180,6 +181,56 @@ fn full_ring_refuses_until_the_peer_processes() {
     );
     assert!(im.send(&Message::text("1", "2", "again").unwrap()).is_ok());
     assert_eq!(im.free_slots(0), Ok(254));
+}
+
+#[test]
+fn a_sender_waiting_for_room_wakes_when_the_peer_processes() {
+    let im = im_node();
+    for _ in 0..255 {
+        im.send(&Message::text("1", "2", "x").unwrap()).unwrap();
+    }
+    assert_eq!(
+        im.wait_for_room(0, 1, Some(Duration::from_millis(20))),
+        Ok(0),
+        "no peer: the wait times out with no room"
+    );
+    let addr = im.local_addr(0).unwrap();
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| im.wait_for_room(0, 100, Some(Duration::from_secs(30))));
+        let bs = Node::start(bs_config(addr)).unwrap();
+        let mut seen = [Seen::default(), Seen::default()];
+        // Only the peer's side is pumped: the waiter alone watches the IM side's room.
+        let end = Instant::now() + Duration::from_secs(30);
+        while seen[1].received.len() < 255 && Instant::now() < end {
+            if let Some(NodeEvent::Received { link, seq, message }) =
+                bs.wait_event(Some(Duration::from_millis(50)))
+            {
+                seen[1]
+                    .received
+                    .push(message.text_str().unwrap_or("").into());
+                bs.ack(link, seq, Outcome::Accepted).unwrap();
+            }
+        }
+        let room = waiter.join().unwrap().unwrap();
+        assert!(room >= 100, "woken with {room} free slots");
+    });
+}
+
+#[test]
+fn a_sender_waiting_for_room_returns_when_the_node_closes() {
+    let im = std::sync::Arc::new(im_node());
+    for _ in 0..255 {
+        im.send(&Message::text("1", "2", "x").unwrap()).unwrap();
+    }
+    let waiter = {
+        let im = im.clone();
+        std::thread::spawn(move || im.wait_for_room(0, 1, None))
+    };
+    im.close(Duration::ZERO);
+    assert_eq!(
+        waiter.join().unwrap(),
+        Err(smslink::runtime::NodeError::Stopped)
+    );
 }
 
 #[test]

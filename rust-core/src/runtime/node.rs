@@ -98,12 +98,26 @@ struct Shared {
     loop_idle: AtomicBool,
     stopped: AtomicBool,
     stats: Mutex<(Vec<LinkStats>, Option<SmscStats>)>,
+    /// Senders blocked in `wait_for_room`; the loop signals `room_changed` when a
+    /// Processed cursor moves (or the node stops) and someone waits.
+    room_waiters: std::sync::atomic::AtomicUsize,
+    room_lock: Mutex<()>,
+    room_changed: parking_lot::Condvar,
 }
 
 impl Shared {
     fn wake(&self) {
         if self.loop_idle.swap(false, Ordering::AcqRel) {
             let _ = self.waker.wake();
+        }
+    }
+
+    /// Called by the loop after a Processed cursor moved or the node stopped. The
+    /// lock orders this after a waiter's last look at the cursor: no lost wake-up.
+    fn signal_room(&self) {
+        if self.room_waiters.load(Ordering::SeqCst) > 0 {
+            let _guard = self.room_lock.lock();
+            self.room_changed.notify_all();
         }
     }
 }
@@ -207,6 +221,9 @@ impl Node {
             loop_idle: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             stats: Mutex::new((Vec::new(), None)),
+            room_waiters: std::sync::atomic::AtomicUsize::new(0),
+            room_lock: Mutex::new(()),
+            room_changed: parking_lot::Condvar::new(),
         });
         let smsc = config.smsc.clone().map(|spec| {
             SmscBridge::new(
@@ -341,6 +358,45 @@ impl Node {
             .ok_or(NodeError::UnknownLink(link))?;
         let next_seq = l.producer.lock().1;
         Ok(l.room(next_seq))
+    }
+
+    /// Block until `link` takes at least `min_room` messages (capped at its
+    /// capacity), the node stops, or `timeout` passes (`None`: no limit). Returns the
+    /// room there is (which may be less than asked on timeout). Woken by the loop when
+    /// the link's Processed cursor moves: no polling, no sleeping.
+    pub fn wait_for_room(
+        &self,
+        link: LinkId,
+        min_room: usize,
+        timeout: Option<Duration>,
+    ) -> Result<usize, NodeError> {
+        let shared = &*self.shared;
+        let l = shared.links.get(link).ok_or(NodeError::UnknownLink(link))?;
+        let want = min_room.clamp(1, l.capacity.max(1));
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let room = || l.room(l.producer.lock().1);
+        shared.room_waiters.fetch_add(1, Ordering::SeqCst);
+        let mut guard = shared.room_lock.lock();
+        let result = loop {
+            let now_room = room();
+            if now_room >= want {
+                break Ok(now_room);
+            }
+            if shared.stopped.load(Ordering::Acquire) {
+                break Err(NodeError::Stopped);
+            }
+            match deadline {
+                Some(d) => {
+                    if shared.room_changed.wait_until(&mut guard, d).timed_out() {
+                        break Ok(room());
+                    }
+                }
+                None => shared.room_changed.wait(&mut guard),
+            }
+        };
+        drop(guard);
+        shared.room_waiters.fetch_sub(1, Ordering::SeqCst);
+        result
     }
 
     /// The application has safely handed on a received message: tell the peer
@@ -622,6 +678,7 @@ impl EventLoop {
         self.flush_overflow();
         self.shared.stopped.store(true, Ordering::Release);
         self.shared.notifier.notify();
+        self.shared.signal_room();
         let stats = self.shared.stats.lock().clone();
         ShutdownReport {
             drained: stats.0.iter().all(|l| l.tx_in_use == 0),
@@ -694,6 +751,7 @@ impl EventLoop {
                 }
                 Command::Shutdown { flush } => {
                     self.shared.stopped.store(true, Ordering::Release);
+                    self.shared.signal_room();
                     self.shutdown_deadline = Some(now + flush);
                     if let Some(smsc) = self.smsc.as_mut() {
                         smsc.begin_shutdown();
@@ -799,6 +857,7 @@ impl EventLoop {
                 // must come after this store, so that a sender who saw them and
                 // found the ring still full looks again.
                 self.wake_app = true;
+                self.shared.signal_room();
             }
         }
         if let Some(smsc) = self.smsc.as_mut() {
