@@ -47,7 +47,7 @@ fn in_memory(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("submit_round_trip_in_memory", |b| {
         b.iter(|| {
-            client.submit(&m, now).expect("submit");
+            client.submit(1, &m, now).expect("submit");
             wire.clear();
             client.poll_transmit(&mut wire);
             server.handle_input(&wire, now);
@@ -103,7 +103,7 @@ fn loopback(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("submit_round_trip_loopback_sim", |b| {
         b.iter(|| {
-            client.submit(&m, Instant::now()).expect("submit");
+            client.submit(1, &m, Instant::now()).expect("submit");
             pump(&mut client, |e| {
                 matches!(e, ClientEvent::SubmitAccepted { .. })
             });

@@ -1,11 +1,11 @@
-//! Throughput of `smslink::spsc` across two threads: items per second for a small
+//! Throughput of `smslink::runtime::spsc` across two threads: items per second for a small
 //! `Copy` payload and for a `Message`-sized one, single push/pop and batched.
 //!
 //! `cargo bench -p smslink --bench spsc -- --warm-up-time 1 --measurement-time 3`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use smslink::message::Message;
-use smslink::spsc;
+use smslink::runtime::spsc;
 use std::hint::black_box;
 use std::thread;
 

@@ -1,10 +1,11 @@
 //! smslink: a pipelined, self-synchronising buffer link between SMSCs and IM servers.
 //!
 //! The data flow follows the module layout:
-//! `message` (what travels) -> `cimd2` (codec, then sessions) -> `ring` / `link`
-//! (mirrored slots and the pipelined protocol) -> `runtime` (mio driver) -> bindings
-//! (`ffi/`, `python/`). Every protocol module is sans-IO: bytes and `now` in, frames,
-//! timers and events out.
+//! `message` (what travels) -> `cimd2` (codec, then sessions) -> `smsc` (what the
+//! buffer server needs of any SMSC protocol) -> `ring` / `link` (mirrored slots and
+//! the pipelined protocol) -> `bridge` (the buffer server: SMSC session <-> link) ->
+//! `runtime` (mio driver) -> bindings (`ffi/`, `python/`). Every module below
+//! `runtime` is sans-IO: bytes and `now` in, frames, timers and events out.
 
 pub mod message;
 
@@ -14,9 +15,9 @@ pub mod ring;
 
 pub mod link;
 
-pub mod spsc;
+pub mod smsc;
 
-pub mod sync;
+pub mod bridge;
 
 pub mod wan;
 

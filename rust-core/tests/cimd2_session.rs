@@ -197,7 +197,9 @@ impl Pair {
 
     /// Submit `m` and let the server accept it; returns the client's events.
     fn submit_and_accept(&mut self, m: &Message) -> Vec<ClientEvent> {
-        self.client.submit(m, self.now).expect("submit");
+        self.client
+            .submit(m.client_ref, m, self.now)
+            .expect("submit");
         self.run(Duration::from_millis(50));
         let submitted = self.take_server_events();
         assert!(
@@ -227,9 +229,9 @@ fn msg(n: u64) -> Message {
     m
 }
 
-fn accepted(client_ref: u64) -> ClientEvent {
+fn accepted(id: u64) -> ClientEvent {
     ClientEvent::SubmitAccepted {
-        client_ref,
+        id,
         timestamp: Some("261130120000".into()),
         destination: Some("12345".into()),
     }
@@ -241,7 +243,10 @@ fn accepted(client_ref: u64) -> ClientEvent {
 fn login_succeeds_with_packet_001() {
     let mut p = Pair::default_pair();
     assert!(!p.client.is_ready());
-    assert_eq!(p.client.submit(&msg(1), p.now), Err(SessionError::NotReady));
+    assert_eq!(
+        p.client.submit(1, &msg(1), p.now),
+        Err(SessionError::NotReady)
+    );
     p.run(Duration::from_millis(100));
     assert_eq!(p.client_events, vec![ClientEvent::LoggedIn]);
     assert_eq!(
@@ -280,7 +285,10 @@ fn login_with_wrong_password_fails_and_closes() {
         }]
     );
     assert!(p.client.is_closed() && !p.server.is_logged_in());
-    assert_eq!(p.client.submit(&msg(1), p.now), Err(SessionError::Closed));
+    assert_eq!(
+        p.client.submit(1, &msg(1), p.now),
+        Err(SessionError::Closed)
+    );
 }
 
 #[test]
@@ -295,9 +303,9 @@ fn submit_accepted_then_next_number() {
 #[test]
 fn one_outstanding_submit_at_a_time() {
     let mut p = Pair::logged_in();
-    p.client.submit(&msg(1), p.now).expect("first");
+    p.client.submit(1, &msg(1), p.now).expect("first");
     assert!(!p.client.can_submit());
-    assert_eq!(p.client.submit(&msg(2), p.now), Err(SessionError::Busy));
+    assert_eq!(p.client.submit(2, &msg(2), p.now), Err(SessionError::Busy));
     // The server takes its time (processing delay): the client just waits.
     p.run(Duration::from_millis(500));
     assert_eq!(p.server.pending_submit(), Some(3));
@@ -313,14 +321,14 @@ fn one_outstanding_submit_at_a_time() {
 #[test]
 fn submit_rejected_with_error_code() {
     let mut p = Pair::logged_in();
-    p.client.submit(&msg(3), p.now).expect("submit");
+    p.client.submit(3, &msg(3), p.now).expect("submit");
     p.run(Duration::from_millis(50));
     p.server.reject_submit(300, p.now).expect("reject");
     p.run(Duration::from_millis(50));
     assert_eq!(
         p.take_client_events(),
         vec![ClientEvent::SubmitRejected {
-            client_ref: 3,
+            id: 3,
             code: 300,
             text: None
         }]
@@ -331,7 +339,7 @@ fn submit_rejected_with_error_code() {
 #[test]
 fn lost_response_is_recovered_by_retransmission_without_duplicate() {
     let mut p = Pair::logged_in();
-    p.client.submit(&msg(1), p.now).expect("submit");
+    p.client.submit(1, &msg(1), p.now).expect("submit");
     p.run(Duration::from_millis(50));
     p.to_client.cut_next = 1; // the 53 is lost
     p.server
@@ -360,7 +368,7 @@ fn lost_request_is_retransmitted() {
 
 impl Pair {
     fn submit_and_accept_after_retry(&mut self) -> Vec<ClientEvent> {
-        self.client.submit(&msg(1), self.now).expect("submit");
+        self.client.submit(1, &msg(1), self.now).expect("submit");
         self.run(TIMEOUT + Duration::from_millis(100));
         assert_eq!(self.server.pending_submit(), Some(3));
         self.server
@@ -375,7 +383,7 @@ impl Pair {
 fn unanswered_submit_fails_after_retries_and_closes() {
     let mut p = Pair::logged_in();
     p.to_server.black_hole = true;
-    p.client.submit(&msg(9), p.now).expect("submit");
+    p.client.submit(9, &msg(9), p.now).expect("submit");
     p.run(TIMEOUT * 3 - Duration::from_millis(10));
     assert!(p.take_client_events().is_empty());
     p.run(Duration::from_millis(20));
@@ -383,7 +391,7 @@ fn unanswered_submit_fails_after_retries_and_closes() {
         p.take_client_events(),
         vec![
             ClientEvent::SubmitFailed {
-                client_ref: 9,
+                id: 9,
                 reason: FailReason::ResponseTimeout
             },
             ClientEvent::Closed {
@@ -398,14 +406,14 @@ fn unanswered_submit_fails_after_retries_and_closes() {
 #[test]
 fn connection_lost_fails_outstanding_submit() {
     let mut p = Pair::logged_in();
-    p.client.submit(&msg(4), p.now).expect("submit");
+    p.client.submit(4, &msg(4), p.now).expect("submit");
     p.client.handle_connection_lost(p.now);
     p.collect();
     assert_eq!(
         p.take_client_events(),
         vec![
             ClientEvent::SubmitFailed {
-                client_ref: 4,
+                id: 4,
                 reason: FailReason::ConnectionLost
             },
             ClientEvent::Closed {
@@ -528,7 +536,7 @@ fn status_report_round_trip() {
 #[test]
 fn submits_and_delivers_interleave() {
     let mut p = Pair::logged_in();
-    p.client.submit(&msg(1), p.now).expect("submit");
+    p.client.submit(1, &msg(1), p.now).expect("submit");
     p.server.deliver(&msg(100), p.now).expect("deliver");
     p.run(Duration::from_millis(50));
     p.client.ack_deliver(p.now).expect("ack");
@@ -591,7 +599,7 @@ fn smsc_alive_is_answered_with_90() {
 #[test]
 fn nack_makes_the_client_resend_with_the_same_number() {
     let mut p = Pair::logged_in();
-    p.client.submit(&msg(1), p.now).expect("submit");
+    p.client.submit(1, &msg(1), p.now).expect("submit");
     p.run(Duration::from_millis(50));
     p.server.nack_submit(p.now).expect("nack");
     p.run(Duration::from_millis(50));
@@ -692,7 +700,7 @@ fn byte_by_byte_and_latency() {
     assert!(p.client_events.is_empty(), "login needs a full round trip");
     p.run(Duration::from_millis(2));
     assert_eq!(p.take_client_events(), vec![ClientEvent::LoggedIn]);
-    p.client.submit(&msg(1), p.now).expect("submit");
+    p.client.submit(1, &msg(1), p.now).expect("submit");
     p.run(Duration::from_millis(150));
     p.server
         .accept_submit("12345", "261130120000", p.now)
@@ -705,7 +713,7 @@ fn byte_by_byte_and_latency() {
 #[test]
 fn logout_closes_both_sides() {
     let mut p = Pair::logged_in();
-    p.client.submit(&msg(1), p.now).expect("submit");
+    p.client.submit(1, &msg(1), p.now).expect("submit");
     // Logout waits for the outstanding submit.
     p.client.logout(p.now).expect("logout");
     assert!(!p.client.can_submit());
@@ -879,17 +887,17 @@ fn client_adopts_the_number_of_an_odd_nack() {
     let mut c = ClientSession::new(client_config(), now);
     assert_eq!(ops(&client_out(&mut c)), vec![(1, 1)]);
     c.handle_input(&bytes_of(&Packet::new(Operation::LoginResponse, 1)), now);
-    c.submit(&msg(1), now).expect("submit");
+    c.submit(1, &msg(1), now).expect("submit");
     assert_eq!(ops(&client_out(&mut c)), vec![(3, 3)]);
     c.handle_input(&bytes_of(&Packet::new(Operation::Nack, 9)), now);
     assert_eq!(ops(&client_out(&mut c)), vec![(3, 9)]);
     c.handle_input(&bytes_of(&Packet::new(Operation::SubmitResponse, 9)), now);
     while let Some(e) = c.poll_event() {
-        if let ClientEvent::SubmitAccepted { client_ref, .. } = e {
-            assert_eq!(client_ref, 1);
+        if let ClientEvent::SubmitAccepted { id, .. } = e {
+            assert_eq!(id, 1);
         }
     }
-    c.submit(&msg(2), now).expect("submit");
+    c.submit(2, &msg(2), now).expect("submit");
     assert_eq!(ops(&client_out(&mut c)), vec![(3, 11)]);
 }
 
@@ -900,7 +908,7 @@ fn client_ignores_a_response_with_another_number() {
     client_out(&mut c);
     c.handle_input(&bytes_of(&Packet::new(Operation::LoginResponse, 1)), now);
     assert_eq!(c.poll_event(), Some(ClientEvent::LoggedIn));
-    c.submit(&msg(1), now).expect("submit");
+    c.submit(1, &msg(1), now).expect("submit");
     client_out(&mut c);
     c.handle_input(&bytes_of(&Packet::new(Operation::SubmitResponse, 7)), now);
     assert_eq!(
@@ -922,7 +930,7 @@ fn client_ignores_a_response_with_another_number() {
     assert_eq!(
         c.poll_event(),
         Some(ClientEvent::SubmitRejected {
-            client_ref: 1,
+            id: 1,
             code: 2,
             text: None
         })
@@ -992,7 +1000,9 @@ mod lossy {
         let end = p.now + Duration::from_secs(120);
         while p.now < end {
             if p.client.can_submit() && next_submit <= submits {
-                p.client.submit(&msg(next_submit), p.now).expect("submit");
+                p.client
+                    .submit(next_submit, &msg(next_submit), p.now)
+                    .expect("submit");
                 next_submit += 1;
             }
             if p.server.can_deliver() && next_mo <= mos {
@@ -1004,15 +1014,9 @@ mod lossy {
             p.run(Duration::from_millis(5));
             for e in p.take_client_events() {
                 match e {
-                    ClientEvent::SubmitAccepted { client_ref, .. } => {
-                        client_final.push((client_ref, "accepted"))
-                    }
-                    ClientEvent::SubmitRejected { client_ref, .. } => {
-                        client_final.push((client_ref, "rejected"))
-                    }
-                    ClientEvent::SubmitFailed { client_ref, .. } => {
-                        client_final.push((client_ref, "failed"))
-                    }
+                    ClientEvent::SubmitAccepted { id, .. } => client_final.push((id, "accepted")),
+                    ClientEvent::SubmitRejected { id, .. } => client_final.push((id, "rejected")),
+                    ClientEvent::SubmitFailed { id, .. } => client_final.push((id, "failed")),
                     ClientEvent::Deliver(m) => {
                         client_delivered.push(m.text_str().unwrap_or_default().to_owned());
                         // The same batch of events may also close the session (a

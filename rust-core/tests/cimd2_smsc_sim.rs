@@ -67,7 +67,7 @@ fn accepted_refs(results: &[ClientEvent]) -> Vec<u64> {
     results
         .iter()
         .filter_map(|e| match e {
-            ClientEvent::SubmitAccepted { client_ref, .. } => Some(*client_ref),
+            ClientEvent::SubmitAccepted { id, .. } => Some(*id),
             _ => None,
         })
         .collect()
@@ -241,7 +241,9 @@ fn accepted_submits_are_kept_and_reject_rules_pick_by_recipient() {
     ] {
         let mut m = Message::text("12345", to, &format!("mt {n}")).expect("msg");
         m.client_ref = n;
-        d.session.submit(&m, Instant::now()).expect("submit");
+        d.session
+            .submit(m.client_ref, &m, Instant::now())
+            .expect("submit");
         let e = d
             .wait_for(WAIT, |e| {
                 matches!(
@@ -254,7 +256,7 @@ fn accepted_submits_are_kept_and_reject_rules_pick_by_recipient() {
     }
     assert!(matches!(
         results[0],
-        Some(ClientEvent::SubmitAccepted { client_ref: 1, .. })
+        Some(ClientEvent::SubmitAccepted { id: 1, .. })
     ));
     assert!(matches!(
         results[1],
@@ -274,7 +276,9 @@ fn accepted_submits_are_kept_and_reject_rules_pick_by_recipient() {
     sim.clear_reject_rules();
     let mut m = Message::text("12345", "+61490000000", "again").expect("msg");
     m.client_ref = 4;
-    d.session.submit(&m, Instant::now()).expect("submit");
+    d.session
+        .submit(m.client_ref, &m, Instant::now())
+        .expect("submit");
     let e = d
         .wait_for(WAIT, |e| matches!(e, ClientEvent::SubmitAccepted { .. }))
         .expect("io");
@@ -351,7 +355,7 @@ fn drop_after_cuts_the_connection() {
     let results = submit_all(&mut d, 1, 3);
     assert_eq!(accepted_refs(&results), vec![1, 2]);
     assert!(
-        matches!(results[2], ClientEvent::SubmitFailed { client_ref: 3, .. }),
+        matches!(results[2], ClientEvent::SubmitFailed { id: 3, .. }),
         "{:?}",
         results[2]
     );

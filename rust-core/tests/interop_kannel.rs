@@ -163,11 +163,11 @@ fn our_client_submits_to_test_cimd2() {
         m.client_ref = n;
         match d.submit_and_wait(&m, WAIT).expect("io") {
             Some(ClientEvent::SubmitAccepted {
-                client_ref,
+                id,
                 timestamp: Some(ts),
                 destination: Some(to),
             }) => {
-                assert_eq!(client_ref, n);
+                assert_eq!(id, n);
                 assert_eq!(ts.len(), 12, "yymmddhhmmss");
                 assert_eq!(to, "12345");
             }
@@ -268,7 +268,9 @@ fn our_client_takes_a_flood_of_delivers_from_test_cimd2() {
         // Submits go out between the delivers: one outstanding per direction.
         if submitted < 3 && d.session.can_submit() {
             let m = Message::text("4670000001", "12345", "mt during mo flood").expect("msg");
-            d.session.submit(&m, Instant::now()).expect("submit");
+            d.session
+                .submit(submitted + 1, &m, Instant::now())
+                .expect("submit");
             submitted += 1;
         }
         d.flush().expect("flush");

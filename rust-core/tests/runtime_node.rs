@@ -320,14 +320,14 @@ fn buffer_server_between_im_node_and_smsc() {
     .unwrap();
     let im = im_node();
     let mut cfg = bs_config(im.local_addr(0).unwrap());
-    cfg.smsc = Some(SmscSpec {
-        addr: sim.local_addr(),
-        client: ClientConfig {
+    cfg.links[0].smsc = Some(SmscSpec::cimd2(
+        sim.local_addr(),
+        ClientConfig {
             user: "smslink".into(),
             password: "secret".into(),
             ..ClientConfig::default()
         },
-    });
+    ));
     let bs = Node::start(cfg).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = [Seen::default(), Seen::default()];

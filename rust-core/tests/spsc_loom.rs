@@ -1,4 +1,4 @@
-//! Loom model checks of `smslink::spsc`: every interleaving and every value a weak load
+//! Loom model checks of `smslink::runtime::spsc`: every interleaving and every value a weak load
 //! may return, for small rings. Build and run with
 //! `RUSTFLAGS="--cfg loom" cargo test -p smslink --release --test spsc_loom`.
 
@@ -7,7 +7,7 @@
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use smslink::spsc;
+use smslink::runtime::spsc;
 
 /// Counts its drops, so the model can check nothing is dropped twice or leaked.
 struct Counted(Arc<AtomicUsize>, usize);

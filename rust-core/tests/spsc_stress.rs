@@ -4,7 +4,7 @@
 #![cfg(not(loom))]
 
 use smslink::message::Message;
-use smslink::spsc;
+use smslink::runtime::spsc;
 use std::thread;
 
 const ITEMS: u64 = 1_000_000;

@@ -6,10 +6,12 @@
 //! submit and deliver packets.
 
 mod codec;
+pub mod codes;
 mod convert;
 mod error;
 mod packet;
 pub mod session;
+mod smsc_client;
 pub mod text;
 
 pub use codec::{
@@ -20,6 +22,7 @@ pub use convert::{
 };
 pub use error::{Cimd2Error, TextError};
 pub use packet::{param, Operation, Packet};
+pub use smsc_client::Cimd2Client;
 pub use text::{decode_text, decode_text_lossy, decode_ucs2_hex, encode_text, UserData};
 
 #[cfg(test)]

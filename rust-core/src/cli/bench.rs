@@ -283,9 +283,8 @@ pub fn direct(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
             break;
         }
         if outstanding.is_none() && mt_next < mt && session.can_submit() {
-            let mut m = Message::text("4670000002", "4670000001", &format!("mt {mt_next}"))?;
-            m.client_ref = mt_next + 1;
-            session.submit(&m, now)?;
+            let m = Message::text("4670000002", "4670000001", &format!("mt {mt_next}"))?;
+            session.submit(mt_next + 1, &m, now)?;
             outstanding = Some(now);
             mt_next += 1;
         }

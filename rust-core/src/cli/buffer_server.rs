@@ -243,11 +243,11 @@ impl Args {
         {
             client.response_timeout = Duration::from_secs(s.max(1));
         }
-        let mut node = NodeConfig::new(vec![LinkSpec::new(link, transport)]);
-        node.smsc = Some(SmscSpec {
-            addr: smsc_addr,
-            client,
-        });
+        let mut node = NodeConfig::new(vec![LinkSpec::buffer_server(
+            link,
+            transport,
+            SmscSpec::cimd2(smsc_addr, client),
+        )]);
         if let Some(ms) = self.reconnect_min_ms.or(file.reconnect.min_ms) {
             node.reconnect_min = Duration::from_millis(ms);
         }
@@ -346,7 +346,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
-    let smsc_addr = settings.node.smsc.as_ref().map(|s| s.addr);
+    let smsc_addr = settings.node.links[0].smsc.as_ref().map(|s| s.addr);
     let transport = settings.node.links[0].transport.clone();
     let node = Node::start(settings.node.clone())?;
     match transport {
@@ -397,8 +397,10 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 fn log_event(ev: &NodeEvent) {
     match ev {
         // Link up/down and refusals are logged by the runtime itself.
-        NodeEvent::SmscUp => slog!(Level::Debug, "event=smsc_up"),
-        NodeEvent::SmscDown { reason } => slog!(Level::Info, "event=smsc_down reason={reason:?}"),
+        NodeEvent::SmscUp { .. } => slog!(Level::Debug, "event=smsc_up"),
+        NodeEvent::SmscDown { reason, .. } => {
+            slog!(Level::Info, "event=smsc_down reason={reason:?}")
+        }
         NodeEvent::Status {
             seq,
             state,
@@ -447,8 +449,14 @@ mod tests {
         assert_eq!(s.node.links[0].config.capacity, 50);
         assert!(matches!(s.node.links[0].transport, Transport::Listen(_)));
         assert_eq!(s.log_level, Level::Warn);
-        assert_eq!(s.node.smsc.as_ref().unwrap().client.user, "u");
+        assert_eq!(smsc_user(&s), "u");
         assert_eq!(s.stats_interval, Duration::from_secs(10));
+    }
+
+    fn smsc_user(s: &Settings) -> &str {
+        match &s.node.links[0].smsc.as_ref().expect("an SMSC").protocol {
+            crate::runtime::SmscProtocol::Cimd2(c) => &c.user,
+        }
     }
 
     #[test]

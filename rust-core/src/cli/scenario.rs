@@ -299,18 +299,18 @@ fn start(
         log: false,
         ..SimConfig::default()
     })?;
-    let mut bs_cfg = NodeConfig::new(vec![LinkSpec::new(
+    let mut bs_cfg = NodeConfig::new(vec![LinkSpec::buffer_server(
         link("bs", "im", s),
         Transport::Listen(SocketAddr::from(([127, 0, 0, 1], 0))),
+        SmscSpec::cimd2(
+            sim.local_addr(),
+            ClientConfig {
+                user: "smslink".into(),
+                password: "secret".into(),
+                ..ClientConfig::default()
+            },
+        ),
     )]);
-    bs_cfg.smsc = Some(SmscSpec {
-        addr: sim.local_addr(),
-        client: ClientConfig {
-            user: "smslink".into(),
-            password: "secret".into(),
-            ..ClientConfig::default()
-        },
-    });
     bs_cfg.seed = s.seed ^ 0xb5;
     let (bs, child, bs_addr) = match &s.bs_binary {
         Some(binary) => {

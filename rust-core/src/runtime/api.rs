@@ -4,10 +4,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::bridge::BridgeConfig;
+pub use crate::bridge::SmscStats;
 use crate::cimd2::session::ClientConfig;
 use crate::link::{Counters, LinkConfig};
 use crate::message::Message;
 use crate::ring::{Cursors, Outcome, RxCursors, SlotState};
+use crate::smsc::SmscClient;
 use thiserror::Error;
 
 /// How a link finds its peer. Operators put buffer servers behind NAT, so either
@@ -29,6 +32,9 @@ pub struct LinkSpec {
     pub prefixes: Vec<String>,
     /// Messages whose recipient matches no prefix go here.
     pub default_route: bool,
+    /// The buffer-server role: the link's local end is this SMSC (its MO go out on
+    /// the link, the link's MT are submitted to it) instead of the application.
+    pub smsc: Option<SmscSpec>,
 }
 
 impl LinkSpec {
@@ -38,24 +44,60 @@ impl LinkSpec {
             transport,
             prefixes: Vec::new(),
             default_route: false,
+            smsc: None,
+        }
+    }
+
+    /// A buffer server's link: its local end is the SMSC `smsc`.
+    pub fn buffer_server(config: LinkConfig, transport: Transport, smsc: SmscSpec) -> Self {
+        LinkSpec {
+            smsc: Some(smsc),
+            ..LinkSpec::new(config, transport)
         }
     }
 }
 
-/// The SMSC a buffer server talks CIMD2 to.
+/// The SMSC protocol a buffer server speaks, with its session settings.
+#[derive(Debug, Clone)]
+pub enum SmscProtocol {
+    Cimd2(ClientConfig),
+}
+
+impl SmscProtocol {
+    /// A fresh client session of this protocol.
+    pub fn client(&self) -> Box<dyn SmscClient> {
+        match self {
+            SmscProtocol::Cimd2(c) => Box::new(crate::cimd2::Cimd2Client::new(c.clone())),
+        }
+    }
+}
+
+/// The SMSC a buffer server connects to.
 #[derive(Debug, Clone)]
 pub struct SmscSpec {
     pub addr: SocketAddr,
-    pub client: ClientConfig,
+    pub protocol: SmscProtocol,
+    /// Retries of temporarily refused MT.
+    pub bridge: BridgeConfig,
+}
+
+impl SmscSpec {
+    /// A CIMD2 SMSC at `addr`, default retry settings.
+    pub fn cimd2(addr: SocketAddr, client: ClientConfig) -> Self {
+        SmscSpec {
+            addr,
+            protocol: SmscProtocol::Cimd2(client),
+            bridge: BridgeConfig::default(),
+        }
+    }
 }
 
 /// Everything a node (buffer server or IM-side endpoint) runs.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
+    /// A link with an `smsc` makes the node a buffer server for that SMSC; on the
+    /// others the application sends and receives through the handle.
     pub links: Vec<LinkSpec>,
-    /// With an SMSC, the node is a buffer server: the first link's MO source and MT
-    /// sink is the SMSC. Without one, the application is both (through the handle).
-    pub smsc: Option<SmscSpec>,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     /// Events buffered for the application before the loop stops taking received
@@ -69,7 +111,6 @@ impl NodeConfig {
     pub fn new(links: Vec<LinkSpec>) -> Self {
         NodeConfig {
             links,
-            smsc: None,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             event_capacity: 8192,
@@ -137,12 +178,12 @@ pub enum NodeEvent {
         state: SlotState,
         outcome: Option<Outcome>,
     },
-    /// The CIMD2 session to the SMSC logged in.
-    SmscUp,
-    /// The CIMD2 session to the SMSC ended; the node reconnects.
-    SmscDown { reason: String },
+    /// The session to the SMSC of buffer-server link `link` logged in.
+    SmscUp { link: LinkId },
+    /// That session ended; the node reconnects.
+    SmscDown { link: LinkId, reason: String },
     /// The SMSC did something the protocol does not allow (the session goes on).
-    SmscViolation { detail: String },
+    SmscViolation { link: LinkId, detail: String },
 }
 
 /// A snapshot of one link, as an operator reads it.
@@ -162,28 +203,15 @@ pub struct LinkStats {
     pub counters: Counters,
     pub connects: u64,
     pub refused_connections: u64,
-}
-
-/// A snapshot of the SMSC side of a buffer server.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SmscStats {
-    pub logged_in: bool,
-    pub connects: u64,
-    pub mo_received: u64,
-    /// MO held unconfirmed at the SMSC because the ring was full.
-    pub mo_backpressured: u64,
-    pub mt_submitted: u64,
-    pub mt_accepted: u64,
-    pub mt_rejected: u64,
-    pub mt_resubmitted: u64,
-    pub status_reports: u64,
-    pub violations: u64,
+    /// On a buffer-server link: its SMSC side.
+    pub smsc: Option<SmscStats>,
 }
 
 /// What was left when the node stopped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShutdownReport {
     pub links: Vec<LinkStats>,
+    /// The first buffer-server link's SMSC side.
     pub smsc: Option<SmscStats>,
     /// True when every sending ring was empty (all Processed) at the end.
     pub drained: bool,

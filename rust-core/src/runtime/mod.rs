@@ -1,18 +1,30 @@
 //! The mio runtime: thin drivers that move bytes and time between sockets and the
-//! sans-IO sessions (`cimd2::session`, `link`). One event-loop thread per endpoint,
-//! timers from the sessions' deadlines, a mio `Waker` for work handed in by other
-//! threads, no busy polling and no sleeps.
+//! sans-IO cores (`link`, `bridge`). One event-loop thread per node, timers from the
+//! cores' deadlines, a mio `Waker` for work handed in by other threads, no busy
+//! polling and no sleeps.
+//!
+//! * `handle`: the [`Node`] application threads hold (send, ack, wait, events);
+//! * `shared`: what the handle and the loop share (queues, published cursors);
+//! * `event_loop`: the thread, one turn at a time;
+//! * `link_driver`: one link's sockets (dial, listen, waiting connections);
+//! * `smsc_driver`: a buffer server's TCP connection to its SMSC, around the bridge;
+//! * `conn`, `backoff`, `notify`, `spsc` (+ `sync`, loom-checked): the small parts.
 
 pub mod api;
 pub mod backoff;
 pub mod conn;
+mod event_loop;
+mod handle;
+mod link_driver;
 pub mod log;
-pub mod node;
 pub mod notify;
-mod smsc;
+mod shared;
+mod smsc_driver;
+pub mod spsc;
+pub mod sync;
 
 pub use api::*;
 pub use backoff::Backoff;
 pub use conn::{Conn, ReadOutcome};
-pub use node::Node;
+pub use handle::Node;
 pub use notify::Notifier;

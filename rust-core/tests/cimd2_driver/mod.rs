@@ -121,7 +121,7 @@ impl Driver {
         timeout: Duration,
     ) -> io::Result<Option<ClientEvent>> {
         self.session
-            .submit(message, Instant::now())
+            .submit(message.client_ref, message, Instant::now())
             .expect("submit while ready");
         self.wait_for(timeout, |e| {
             matches!(

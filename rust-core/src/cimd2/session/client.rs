@@ -49,9 +49,9 @@ pub enum ClientEvent {
     LoggedIn,
     /// Login refused (900 error or general error); the session closes.
     LoginFailed { code: u32, text: Option<String> },
-    /// The SMSC accepted the submit of the message with this `client_ref`.
+    /// The SMSC accepted the submit with this `id` (the caller's, given to `submit`).
     SubmitAccepted {
-        client_ref: u64,
+        id: u64,
         /// 060 service centre timestamp, the SMSC's key for status reports.
         timestamp: Option<String>,
         /// 021 destination echoed by the SMSC.
@@ -59,13 +59,13 @@ pub enum ClientEvent {
     },
     /// The SMSC refused the submit (900 error code); final for this message.
     SubmitRejected {
-        client_ref: u64,
+        id: u64,
         code: u32,
         text: Option<String>,
     },
     /// No answer (timeout after every retry, or connection lost); the message was
     /// not necessarily accepted and should be submitted again on a new session.
-    SubmitFailed { client_ref: u64, reason: FailReason },
+    SubmitFailed { id: u64, reason: FailReason },
     /// A mobile-originated message. Answer it with `ack_deliver` or `reject_deliver`.
     Deliver(Box<Message>),
     /// A status report. Answer it with `ack_deliver` or `reject_deliver`.
@@ -88,7 +88,7 @@ enum State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Request {
     Login,
-    Submit { client_ref: u64 },
+    Submit { id: u64 },
     Alive,
     Logout,
 }
@@ -147,6 +147,11 @@ impl ClientSession {
         self.core.answers.pending().is_some()
     }
 
+    /// The packet number of the deliver or status report waiting for an answer.
+    pub fn pending_deliver(&self) -> Option<u8> {
+        self.core.answers.pending().map(|(_, number)| number)
+    }
+
     // ---- inputs ----
 
     pub fn handle_input(&mut self, bytes: &[u8], now: Instant) {
@@ -169,17 +174,12 @@ impl ClientSession {
 
     // ---- commands ----
 
-    /// Submit (03) one message. Refused unless logged in with nothing outstanding.
-    pub fn submit(&mut self, message: &Message, now: Instant) -> Result<(), SessionError> {
+    /// Submit (03) one message under the caller's `id`, which the outcome event
+    /// echoes. Refused unless logged in with nothing outstanding.
+    pub fn submit(&mut self, id: u64, message: &Message, now: Instant) -> Result<(), SessionError> {
         self.check_can_request()?;
         let packet = submit_packet(message, 0).map_err(|e| SessionError::Encode(e.to_string()))?;
-        self.start_request(
-            Request::Submit {
-                client_ref: message.client_ref,
-            },
-            packet,
-            now,
-        );
+        self.start_request(Request::Submit { id }, packet, now);
         Ok(())
     }
 
@@ -364,21 +364,19 @@ impl Role for ClientSession {
                     .push_back(ClientEvent::LoginFailed { code, text });
                 self.close(CloseReason::LoginRejected { code });
             }
-            (Request::Submit { client_ref }, Answer::Accepted(p)) => {
+            (Request::Submit { id }, Answer::Accepted(p)) => {
                 self.core.events.push_back(ClientEvent::SubmitAccepted {
-                    client_ref,
+                    id,
                     timestamp: p
                         .get_str(param::SERVICE_CENTRE_TIMESTAMP)
                         .map(str::to_owned),
                     destination: p.get_str(param::DESTINATION_ADDRESS).map(str::to_owned),
                 });
             }
-            (Request::Submit { client_ref }, Answer::Refused { code, text }) => {
-                self.core.events.push_back(ClientEvent::SubmitRejected {
-                    client_ref,
-                    code,
-                    text,
-                });
+            (Request::Submit { id }, Answer::Refused { code, text }) => {
+                self.core
+                    .events
+                    .push_back(ClientEvent::SubmitRejected { id, code, text });
             }
             // Even an SMSC that does not know alive answered: the line is alive.
             (Request::Alive, _) => {}
@@ -389,10 +387,10 @@ impl Role for ClientSession {
 
     fn fail(&mut self, kind: Request, reason: FailReason) {
         match kind {
-            Request::Submit { client_ref } => {
+            Request::Submit { id } => {
                 self.core
                     .events
-                    .push_back(ClientEvent::SubmitFailed { client_ref, reason });
+                    .push_back(ClientEvent::SubmitFailed { id, reason });
             }
             Request::Login | Request::Alive => {}
             Request::Logout => {

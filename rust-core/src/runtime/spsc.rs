@@ -25,7 +25,7 @@
 use std::fmt;
 use std::mem::MaybeUninit;
 
-use crate::sync::{Arc, AtomicBool, AtomicUsize, Ordering, UnsafeCell};
+use crate::runtime::sync::{Arc, AtomicBool, AtomicUsize, Ordering, UnsafeCell};
 
 /// Keeps `T` on a cache line of its own so that two hot atomics do not falsely share.
 ///

@@ -1,0 +1,387 @@
+//! The buffer server itself, sans-IO: one SMSC client session joined to one link
+//! endpoint. This is the product's reason to exist (the seed's buffer server), so it
+//! lives in a state machine of its own and is proven in the whole-path simulation
+//! (`tests/buffer_server_sim.rs`); the runtime only moves bytes and time for it.
+//!
+//! * **MO** (SMSC -> link): a message from the SMSC goes into the link's sending ring
+//!   and only then is the SMSC answered positively. While the ring is full the answer
+//!   is withheld: the SMSC waits, nothing is dropped. A message whose answer never
+//!   left (the connection broke) is delivered again by the SMSC.
+//! * **MT** (link -> SMSC): messages are taken from the receiving ring in order and
+//!   submitted as far as the session's window allows (1 for CIMD2). The SMSC's
+//!   answer becomes the message's Processed outcome on the link. A submit that got no
+//!   answer is submitted again (at least once); a temporary refusal is retried after
+//!   a back-off, up to `max_attempts`; a permanent one is final.
+//!
+//! # Driving it
+//! Inputs: `smsc_connected`, `smsc_input`, `smsc_connection_lost`, `handle_timeout`
+//! (all with `now`). After any input, and after the link endpoint changed (new
+//! messages received, ring slots freed), call [`Bridge::poll`] with the endpoint; then
+//! drain `smsc_transmit` (bytes for the SMSC), the endpoint's own output,
+//! `poll_timeout` and `poll_event`.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::link::Endpoint;
+use crate::message::Message;
+use crate::ring::Outcome;
+use crate::smsc::{MoAnswer, MoToken, Permanence, SmscClient, SmscEvent, SubmitError};
+
+/// Settings of a [`Bridge`].
+#[derive(Debug, Clone)]
+pub struct BridgeConfig {
+    /// First wait before resubmitting a temporarily refused MT; doubles per attempt.
+    pub retry_after: Duration,
+    /// Longest wait between attempts.
+    pub retry_max: Duration,
+    /// Attempts (submits that got an answer) before a temporarily refused MT is
+    /// reported as rejected with the SMSC's last code.
+    pub max_attempts: u32,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        BridgeConfig {
+            retry_after: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+            max_attempts: 10,
+        }
+    }
+}
+
+/// What the bridge tells the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BridgeEvent {
+    /// The session toward the SMSC logged in.
+    SmscUp,
+    /// The session toward the SMSC ended; the driver dials again.
+    SmscDown { reason: String },
+    /// The SMSC did something the protocol does not allow (the session goes on).
+    SmscViolation { detail: String },
+    /// An MT cannot be expressed in the SMSC's protocol: it was reported rejected.
+    MtUnencodable { seq: u64, reason: String },
+    /// The link refused an MT's outcome (a bug if it ever happens; logged).
+    OutcomeRefused { seq: u64, error: String },
+}
+
+/// Counters of the SMSC side of a buffer server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SmscStats {
+    pub logged_in: bool,
+    pub connects: u64,
+    pub mo_received: u64,
+    /// MO held unanswered at the SMSC because the ring was full.
+    pub mo_backpressured: u64,
+    pub mt_submitted: u64,
+    pub mt_accepted: u64,
+    pub mt_rejected: u64,
+    /// Submits of a message that had been submitted before (no answer, or a
+    /// temporary refusal).
+    pub mt_resubmitted: u64,
+    /// Temporary refusals (throttling, congestion): the message is tried again.
+    pub mt_temporary_failures: u64,
+    pub status_reports: u64,
+    pub violations: u64,
+}
+
+/// An MT taken from the link and not yet decided by the SMSC.
+#[derive(Debug)]
+struct Mt {
+    seq: u64,
+    message: Message,
+    /// Submitted on the present session, awaiting the answer.
+    submitted: bool,
+    /// Not to be submitted before this instant (after a temporary refusal).
+    not_before: Option<Instant>,
+    /// Submits that got a (temporary) answer.
+    attempts: u32,
+    /// Submits made, answered or not.
+    submits: u32,
+}
+
+/// The buffer server's state machine: see the module docs.
+pub struct Bridge {
+    smsc: Box<dyn SmscClient>,
+    config: BridgeConfig,
+    /// MO the ring could not take yet, oldest first; the SMSC waits for the answers.
+    held_mo: VecDeque<(MoToken, Message)>,
+    /// MT taken from the link, oldest first, until the SMSC decides them.
+    mt: VecDeque<Mt>,
+    events: VecDeque<BridgeEvent>,
+    stats: SmscStats,
+    shutting_down: bool,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge")
+            .field("protocol", &self.smsc.protocol())
+            .field("held_mo", &self.held_mo.len())
+            .field("mt", &self.mt.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl Bridge {
+    pub fn new(smsc: Box<dyn SmscClient>, config: BridgeConfig) -> Self {
+        Bridge {
+            smsc,
+            config,
+            held_mo: VecDeque::new(),
+            mt: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: SmscStats::default(),
+            shutting_down: false,
+        }
+    }
+
+    // ---- getters ----
+
+    pub fn stats(&self) -> SmscStats {
+        self.stats
+    }
+
+    pub fn protocol(&self) -> &'static str {
+        self.smsc.protocol()
+    }
+
+    /// The SMSC connection is in use and its session has not ended.
+    pub fn smsc_is_open(&self) -> bool {
+        self.smsc.is_open()
+    }
+
+    /// Nothing is half-way: no MO waiting for the ring, no MT waiting for the SMSC.
+    pub fn is_idle(&self) -> bool {
+        self.held_mo.is_empty() && self.mt.is_empty()
+    }
+
+    /// MT taken from the link and not yet decided by the SMSC.
+    pub fn mt_pending(&self) -> usize {
+        self.mt.len()
+    }
+
+    // ---- inputs ----
+
+    /// A new TCP connection to the SMSC is up.
+    pub fn smsc_connected(&mut self, now: Instant) {
+        self.stats.connects += 1;
+        self.smsc.connected(now);
+    }
+
+    pub fn smsc_input(&mut self, bytes: &[u8], now: Instant) {
+        self.smsc.handle_input(bytes, now);
+    }
+
+    /// The TCP connection to the SMSC is gone.
+    pub fn smsc_connection_lost(&mut self, now: Instant) {
+        self.smsc.connection_lost(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.smsc.poll_timeout().is_some_and(|t| t <= now) {
+            self.smsc.handle_timeout(now);
+        }
+    }
+
+    /// Stop taking MT from the link; finish those taken, then log out.
+    pub fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+    }
+
+    // ---- the step ----
+
+    /// React to everything that happened: the SMSC's events, room in the link's
+    /// sending ring, MT waiting in its receiving ring.
+    pub fn poll(&mut self, link: &mut Endpoint, now: Instant) {
+        while let Some(event) = self.smsc.poll_event() {
+            self.on_smsc_event(event, link, now);
+        }
+        self.store_held_mo(link, now);
+        self.submit_mt(link, now);
+        if self.shutting_down && self.mt.is_empty() && self.smsc.is_open() {
+            self.smsc.logout(now);
+        }
+    }
+
+    // ---- outputs ----
+
+    /// Bytes to write to the SMSC; returns how many were appended to `buf`.
+    pub fn smsc_transmit(&mut self, buf: &mut Vec<u8>) -> usize {
+        self.smsc.poll_transmit(buf)
+    }
+
+    /// When `handle_timeout` (then `poll`) must run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let retry = if self.smsc.submit_room() > 0 {
+            self.mt.iter().filter_map(|m| m.not_before).min()
+        } else {
+            None
+        };
+        match (self.smsc.poll_timeout(), retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<BridgeEvent> {
+        self.events.pop_front()
+    }
+
+    // ---- internals ----
+
+    fn on_smsc_event(&mut self, event: SmscEvent, link: &mut Endpoint, now: Instant) {
+        match event {
+            SmscEvent::Up => {
+                self.stats.logged_in = true;
+                self.events.push_back(BridgeEvent::SmscUp);
+            }
+            SmscEvent::Down { reason } => {
+                self.stats.logged_in = false;
+                // Never answered: the SMSC delivers them again on the next session.
+                self.held_mo.clear();
+                for mt in &mut self.mt {
+                    mt.submitted = false;
+                }
+                self.events.push_back(BridgeEvent::SmscDown { reason });
+            }
+            SmscEvent::Accepted { id, .. } => {
+                if self.finish_mt(link, id, Outcome::Accepted) {
+                    self.stats.mt_accepted += 1;
+                }
+            }
+            SmscEvent::Rejected {
+                id,
+                code,
+                permanence,
+                ..
+            } => self.on_rejected(link, id, code, permanence, now),
+            SmscEvent::Unanswered { id } => {
+                if let Some(mt) = self.mt.iter_mut().find(|m| m.seq == id) {
+                    mt.submitted = false;
+                }
+            }
+            SmscEvent::Mo { token, message } => {
+                self.stats.mo_received += 1;
+                // Behind a held MO, a newer one waits too: order is kept.
+                if self.held_mo.is_empty() && link.send(&message).is_ok() {
+                    self.smsc.answer(token, MoAnswer::Accept, now);
+                } else {
+                    self.stats.mo_backpressured += 1;
+                    self.held_mo.push_back((token, *message));
+                }
+            }
+            SmscEvent::StatusReport { token, .. } => {
+                self.stats.status_reports += 1;
+                self.smsc.answer(token, MoAnswer::Accept, now);
+            }
+            SmscEvent::Violation { detail } => {
+                self.stats.violations += 1;
+                self.events.push_back(BridgeEvent::SmscViolation { detail });
+            }
+        }
+    }
+
+    fn on_rejected(
+        &mut self,
+        link: &mut Endpoint,
+        id: u64,
+        code: u32,
+        permanence: Permanence,
+        now: Instant,
+    ) {
+        let Some(mt) = self.mt.iter_mut().find(|m| m.seq == id && m.submitted) else {
+            return;
+        };
+        mt.submitted = false;
+        mt.attempts += 1;
+        if permanence == Permanence::Temporary && mt.attempts < self.config.max_attempts {
+            self.stats.mt_temporary_failures += 1;
+            let factor = 1u32 << (mt.attempts - 1).min(16);
+            let wait = self
+                .config
+                .retry_after
+                .saturating_mul(factor)
+                .min(self.config.retry_max);
+            mt.not_before = Some(now + wait);
+            return;
+        }
+        if self.finish_mt(link, id, Outcome::Rejected { code }) {
+            self.stats.mt_rejected += 1;
+        }
+    }
+
+    /// The SMSC decided `seq`: report the outcome over the link and forget it.
+    fn finish_mt(&mut self, link: &mut Endpoint, seq: u64, outcome: Outcome) -> bool {
+        let Some(i) = self.mt.iter().position(|m| m.seq == seq) else {
+            return false;
+        };
+        self.mt.remove(i);
+        if let Err(e) = link.mark_processed(seq, outcome) {
+            self.events.push_back(BridgeEvent::OutcomeRefused {
+                seq,
+                error: e.to_string(),
+            });
+        }
+        true
+    }
+
+    fn store_held_mo(&mut self, link: &mut Endpoint, now: Instant) {
+        while let Some((token, message)) = self.held_mo.front() {
+            if link.send(message).is_err() {
+                return;
+            }
+            self.smsc.answer(*token, MoAnswer::Accept, now);
+            self.held_mo.pop_front();
+        }
+    }
+
+    fn submit_mt(&mut self, link: &mut Endpoint, now: Instant) {
+        while self.smsc.submit_room() > 0 {
+            let due = self
+                .mt
+                .iter()
+                .position(|m| !m.submitted && m.not_before.is_none_or(|t| t <= now));
+            let i = match due {
+                Some(i) => i,
+                None if self.shutting_down => return,
+                None => {
+                    let Some((seq, message)) = link.next_received() else {
+                        return;
+                    };
+                    self.mt.push_back(Mt {
+                        seq,
+                        message: message.clone(),
+                        submitted: false,
+                        not_before: None,
+                        attempts: 0,
+                        submits: 0,
+                    });
+                    self.mt.len() - 1
+                }
+            };
+            let mt = &mut self.mt[i];
+            match self.smsc.submit(mt.seq, &mt.message, now) {
+                Ok(()) => {
+                    mt.submitted = true;
+                    mt.not_before = None;
+                    if mt.submits > 0 {
+                        self.stats.mt_resubmitted += 1;
+                    }
+                    mt.submits += 1;
+                    self.stats.mt_submitted += 1;
+                }
+                Err(SubmitError::NoRoom) => return,
+                Err(SubmitError::Unencodable { reason, code }) => {
+                    let seq = mt.seq;
+                    self.events
+                        .push_back(BridgeEvent::MtUnencodable { seq, reason });
+                    if self.finish_mt(link, seq, Outcome::Rejected { code }) {
+                        self.stats.mt_rejected += 1;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! CIMD2 behind the protocol-neutral [`SmscClient`]: one [`ClientSession`] per TCP
+//! connection, its events translated into [`SmscEvent`]s.
+
+use std::time::Instant;
+
+use super::codes;
+use super::session::{ClientConfig, ClientEvent, ClientSession, SessionError, StatusReport};
+use crate::message::Message;
+use crate::smsc::{self, MoAnswer, MoToken, SmscClient, SmscEvent, SubmitError, SubmitId};
+
+/// The CIMD2 status code (061) that means "delivered".
+const DELIVERED: u32 = 4;
+/// Status codes the SMSC reports once it has given up on a message.
+const FAILED: [u32; 6] = [2, 3, 6, 7, 8, 9];
+
+/// A CIMD2 client toward one SMSC, across reconnections.
+pub struct Cimd2Client {
+    config: ClientConfig,
+    session: Option<ClientSession>,
+    /// Counts connections, so that an answer meant for a deliver of an earlier
+    /// connection never answers a newer deliver with the same packet number.
+    generation: u32,
+    /// The login was refused with this text; `Down` says so.
+    login_refused: Option<String>,
+}
+
+impl Cimd2Client {
+    pub fn new(config: ClientConfig) -> Self {
+        Cimd2Client {
+            config,
+            session: None,
+            generation: 0,
+            login_refused: None,
+        }
+    }
+
+    fn token(&self, number: u8) -> MoToken {
+        MoToken((self.generation << 8) | u32::from(number))
+    }
+
+    fn translate(&mut self, event: ClientEvent) -> Option<SmscEvent> {
+        Some(match event {
+            ClientEvent::LoggedIn => SmscEvent::Up,
+            ClientEvent::LoginFailed { code, text } => {
+                self.login_refused = Some(format!(
+                    "login refused: error {code} {}",
+                    text.or_else(|| codes::error_text(code).map(str::to_owned))
+                        .unwrap_or_default()
+                ));
+                return None;
+            }
+            ClientEvent::SubmitAccepted { id, timestamp, .. } => SmscEvent::Accepted {
+                id,
+                smsc_id: timestamp,
+            },
+            ClientEvent::SubmitRejected { id, code, text } => SmscEvent::Rejected {
+                id,
+                code,
+                permanence: codes::permanence(code),
+                text,
+            },
+            ClientEvent::SubmitFailed { id, .. } => SmscEvent::Unanswered { id },
+            ClientEvent::Deliver(message) => SmscEvent::Mo {
+                token: self.pending_token()?,
+                message,
+            },
+            ClientEvent::StatusReport(report) => SmscEvent::StatusReport {
+                token: self.pending_token()?,
+                report: neutral_report(report),
+            },
+            ClientEvent::ProtocolViolation(v) => SmscEvent::Violation {
+                detail: format!("{v:?}"),
+            },
+            ClientEvent::Closed { reason } => SmscEvent::Down {
+                reason: self
+                    .login_refused
+                    .take()
+                    .unwrap_or_else(|| format!("{reason:?}")),
+            },
+        })
+    }
+
+    fn pending_token(&self) -> Option<MoToken> {
+        let number = self.session.as_ref()?.pending_deliver()?;
+        Some(self.token(number))
+    }
+}
+
+fn neutral_report(r: StatusReport) -> smsc::StatusReport {
+    smsc::StatusReport {
+        smsc_id: r.sc_timestamp,
+        recipient: r.destination,
+        delivered: r.status == DELIVERED,
+        failed: FAILED.contains(&r.status),
+        status: r.status,
+        error: r.status_error,
+    }
+}
+
+impl SmscClient for Cimd2Client {
+    fn protocol(&self) -> &'static str {
+        "cimd2"
+    }
+
+    fn connected(&mut self, now: Instant) {
+        self.generation = self.generation.wrapping_add(1) & 0x00ff_ffff;
+        self.login_refused = None;
+        self.session = Some(ClientSession::new(self.config.clone(), now));
+    }
+
+    fn connection_lost(&mut self, now: Instant) {
+        if let Some(session) = self.session.as_mut() {
+            session.handle_connection_lost(now);
+        }
+    }
+
+    fn handle_input(&mut self, bytes: &[u8], now: Instant) {
+        if let Some(session) = self.session.as_mut() {
+            session.handle_input(bytes, now);
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if let Some(session) = self.session.as_mut() {
+            session.handle_timeout(now);
+        }
+    }
+
+    fn submit_room(&self) -> usize {
+        usize::from(self.session.as_ref().is_some_and(|s| s.can_submit()))
+    }
+
+    fn submit(&mut self, id: SubmitId, message: &Message, now: Instant) -> Result<(), SubmitError> {
+        let session = self.session.as_mut().ok_or(SubmitError::NoRoom)?;
+        session.submit(id, message, now).map_err(|e| match e {
+            SessionError::Encode(reason) => SubmitError::Unencodable {
+                reason,
+                code: codes::ERR_PARAMETER_FORMATTING,
+            },
+            _ => SubmitError::NoRoom,
+        })
+    }
+
+    fn answer(&mut self, token: MoToken, answer: MoAnswer, now: Instant) {
+        let Some(number) = self.session.as_ref().and_then(|s| s.pending_deliver()) else {
+            return;
+        };
+        if self.token(number) != token {
+            return;
+        }
+        if let Some(session) = self.session.as_mut() {
+            let _ = match answer {
+                MoAnswer::Accept => session.ack_deliver(now),
+                // CIMD2 has no "later": a negative answer makes the SMSC retry.
+                MoAnswer::RetryLater => session.reject_deliver(codes::TEMPORARY_REFUSAL, now),
+            };
+        }
+    }
+
+    fn logout(&mut self, now: Instant) {
+        if let Some(session) = self.session.as_mut() {
+            if session.is_ready() && session.can_submit() {
+                let _ = session.logout(now);
+            }
+        }
+    }
+
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> usize {
+        self.session.as_mut().map_or(0, |s| s.poll_transmit(buf))
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.session.as_ref().and_then(|s| s.poll_timeout())
+    }
+
+    fn poll_event(&mut self) -> Option<SmscEvent> {
+        loop {
+            let event = self.session.as_mut()?.poll_event()?;
+            if let Some(e) = self.translate(event) {
+                return Some(e);
+            }
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.session.as_ref().is_some_and(|s| !s.is_closed())
+    }
+}

@@ -1,0 +1,487 @@
+//! The event-loop thread of a node: one `mio::Poll` for every link's sockets (and
+//! every SMSC connection), timers from the sans-IO cores' deadlines, a `Waker` for
+//! work the handle queues. Each turn drains the hand-off queues, lets every link
+//! and bridge react, writes, and publishes events and cursors to the handle.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use parking_lot::{Condvar, Mutex};
+
+use super::api::*;
+use super::link_driver::{LinkDriver, Role};
+use super::log::Level;
+use super::notify::Notifier;
+use super::shared::{Command, LinkShared, Shared};
+use super::smsc_driver::SmscDriver;
+use super::spsc::{self, Consumer, Producer};
+use super::Backoff;
+use crate::bridge::Bridge;
+use crate::link::{Endpoint, Event as LinkEvent};
+
+const WAKER: Token = Token(usize::MAX - 1);
+/// Tokens of a link's listener, connection and SMSC connection: link id * 3 (+1, +2).
+const TOKENS_PER_LINK: usize = 3;
+/// Connections waiting for their link's current connection to end.
+const PENDING_BASE: usize = 1 << 40;
+/// Status events kept when the application does not read them fast enough; beyond
+/// this they are counted and dropped (messages are never dropped: they wait in
+/// the rings).
+const MAX_OVERFLOW: usize = 1 << 16;
+
+/// Bind listeners, build every link (and bridge), start the thread.
+pub(super) fn spawn(
+    config: NodeConfig,
+) -> Result<(Arc<Shared>, JoinHandle<ShutdownReport>), NodeError> {
+    if config.links.is_empty() {
+        return Err(NodeError::Config("a node needs at least one link".into()));
+    }
+    let poll = Poll::new()?;
+    let waker = Waker::new(poll.registry(), WAKER)?;
+    let now = Instant::now();
+
+    let mut loop_links = Vec::new();
+    let mut shared_links = Vec::new();
+    let mut routes = Vec::new();
+    let mut default_route = None;
+    let mut ack_room = 64;
+    for (id, spec) in config.links.iter().enumerate() {
+        let endpoint = Endpoint::new(spec.config.clone(), now)
+            .map_err(|e| NodeError::Config(format!("link {:?}: {e}", spec.config.name)))?;
+        let capacity = spec.config.capacity;
+        ack_room += capacity;
+        let (producer, consumer) = spsc::channel(capacity);
+        let base = id * TOKENS_PER_LINK;
+        let mut listener = None;
+        if let Transport::Listen(addr) = spec.transport {
+            let mut l = TcpListener::bind(addr)?;
+            poll.registry()
+                .register(&mut l, Token(base), Interest::READABLE)?;
+            listener = Some(l);
+        }
+        let local_addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
+        for p in &spec.prefixes {
+            routes.push((p.clone(), id));
+        }
+        if spec.default_route && default_route.is_none() {
+            default_route = Some(id);
+        }
+        let role = match &spec.smsc {
+            None => Role::Application,
+            Some(smsc) => Role::BufferServer(Box::new(SmscDriver::new(
+                id,
+                smsc.addr,
+                Token(base + 2),
+                Bridge::new(smsc.protocol.client(), smsc.bridge.clone()),
+                Backoff::new(
+                    config.reconnect_min,
+                    config.reconnect_max,
+                    config.seed ^ 0xc1d2 ^ (id as u64) << 32,
+                ),
+                now,
+            ))),
+        };
+        shared_links.push(LinkShared {
+            name: spec.config.name.clone(),
+            capacity,
+            serves_smsc: spec.smsc.is_some(),
+            producer: Mutex::new((producer, endpoint.tx_cursors().last_retrieved + 1)),
+            last_processed: AtomicU64::new(endpoint.tx_cursors().last_processed),
+            local_addr,
+        });
+        loop_links.push(LinkDriver::new(
+            endpoint,
+            role,
+            consumer,
+            spec.transport.clone(),
+            listener,
+            (Token(base), Token(base + 1)),
+            Backoff::new(
+                config.reconnect_min,
+                config.reconnect_max,
+                config.seed.wrapping_add(id as u64 * 7919),
+            ),
+            now,
+        ));
+    }
+    // Longest prefix first, so the first match wins.
+    routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
+    if default_route.is_none() && routes.is_empty() {
+        default_route = shared_links.iter().position(|l| !l.serves_smsc);
+    }
+
+    let (cmd_tx, cmd_rx) = spsc::channel(ack_room);
+    let (ev_tx, ev_rx) = spsc::channel(config.event_capacity.max(16));
+    let shared = Arc::new(Shared {
+        links: shared_links,
+        routes,
+        default_route,
+        commands: Mutex::new(cmd_tx),
+        events: Mutex::new(ev_rx),
+        notifier: Notifier::new()?,
+        waker,
+        loop_idle: AtomicBool::new(false),
+        stopped: AtomicBool::new(false),
+        stats: Mutex::new(Vec::new()),
+        room_waiters: AtomicUsize::new(0),
+        room_lock: Mutex::new(()),
+        room_changed: Condvar::new(),
+    });
+    let mut event_loop = EventLoop {
+        poll,
+        shared: shared.clone(),
+        links: loop_links,
+        commands: cmd_rx,
+        events: ev_tx,
+        overflow: VecDeque::new(),
+        events_dropped: 0,
+        wake_app: false,
+        next_pending_token: PENDING_BASE,
+        shutdown_deadline: None,
+    };
+    event_loop.publish_stats();
+    let thread = std::thread::Builder::new()
+        .name("smslink-node".into())
+        .spawn(move || event_loop.run())?;
+    Ok((shared, thread))
+}
+
+struct EventLoop {
+    poll: Poll,
+    shared: Arc<Shared>,
+    links: Vec<LinkDriver>,
+    commands: Consumer<Command>,
+    events: Producer<NodeEvent>,
+    /// Status and link events that did not fit the event queue (bounded: see `emit`).
+    overflow: VecDeque<NodeEvent>,
+    events_dropped: u64,
+    /// Events were queued (or a cursor moved) since the last wake of the application.
+    wake_app: bool,
+    next_pending_token: usize,
+    shutdown_deadline: Option<Instant>,
+}
+
+impl EventLoop {
+    fn run(mut self) -> ShutdownReport {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let now = Instant::now();
+            self.turn(now);
+            if let Some(deadline) = self.shutdown_deadline {
+                if now >= deadline || self.is_drained() {
+                    break;
+                }
+            }
+            // Announce idleness, then look once more so a wake cannot be lost.
+            self.shared.loop_idle.store(true, Ordering::SeqCst);
+            if !self.commands.is_empty() || self.links.iter().any(|l| !l.outgoing.is_empty()) {
+                self.shared.loop_idle.store(false, Ordering::SeqCst);
+                continue;
+            }
+            let timeout = self
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    crate::slog!(Level::Error, "event=poll_failed error=\"{e}\"");
+                    break;
+                }
+            }
+            self.shared.loop_idle.store(false, Ordering::SeqCst);
+            let now = Instant::now();
+            for ev in events.iter() {
+                self.on_ready(ev.token(), ev.is_readable(), ev.is_writable(), now);
+            }
+        }
+        self.finish()
+    }
+
+    fn finish(mut self) -> ShutdownReport {
+        let now = Instant::now();
+        // The peer must get the last acknowledgements and the CLOSE; bounded so a
+        // dead peer cannot hold the shutdown.
+        let linger_until = now + Duration::from_millis(500);
+        for link in &mut self.links {
+            link.finish(now, linger_until);
+        }
+        self.drain_link_events();
+        self.publish_stats();
+        self.flush_overflow();
+        self.shared.stopped.store(true, Ordering::Release);
+        self.shared.notifier.notify();
+        self.shared.signal_room();
+        let links = self.shared.stats.lock().clone();
+        ShutdownReport {
+            drained: links.iter().all(|l| l.tx_in_use == 0),
+            smsc: links.iter().find_map(|l| l.smsc),
+            links,
+        }
+    }
+
+    fn is_drained(&self) -> bool {
+        self.links.iter().all(|l| l.is_drained())
+    }
+
+    /// One pass over everything that may have work: commands, queued sends, the
+    /// bridges, timers, output, events.
+    fn turn(&mut self, now: Instant) {
+        self.drain_commands(now);
+        for link in &mut self.links {
+            link.take_outgoing();
+            link.check_timers(&self.poll, now);
+            // Accepting is driven by the listener's readiness; after a failed accept
+            // (e.g. out of descriptors) the edge is gone, so retry each turn.
+            link.retry_accept(&self.poll, now, &mut self.next_pending_token);
+            link.read_leftover(&self.poll, now);
+            link.bridge_turn(&self.poll, now);
+            link.endpoint.handle_timeout(now);
+            link.write(now);
+        }
+        self.drain_link_events();
+        // Bridges react to what their link just reported (freed slots, new MT).
+        if self
+            .links
+            .iter()
+            .any(|l| matches!(l.role, Role::BufferServer(_)))
+        {
+            for link in &mut self.links {
+                link.bridge_turn(&self.poll, now);
+                link.write(now);
+            }
+            self.drain_link_events();
+        }
+        self.deliver_received();
+        self.flush_overflow();
+        self.publish_stats();
+        // One wake per turn for everything queued in it (a syscall per event would
+        // cost the loop more than the events themselves).
+        if std::mem::take(&mut self.wake_app) {
+            self.shared.notifier.notify();
+        }
+    }
+
+    fn drain_commands(&mut self, now: Instant) {
+        while let Some(cmd) = self.commands.pop() {
+            match cmd {
+                Command::Ack { link, seq, outcome } => {
+                    if let Some(l) = self.links.get_mut(link) {
+                        if let Err(e) = l.endpoint.mark_processed(seq, outcome) {
+                            crate::slog!(
+                                Level::Warn,
+                                "link={} event=bad_ack seq={seq} error=\"{e}\"",
+                                l.name()
+                            );
+                        }
+                    }
+                }
+                Command::Shutdown { flush } => {
+                    self.shared.stopped.store(true, Ordering::Release);
+                    self.shared.signal_room();
+                    self.shutdown_deadline = Some(now + flush);
+                    for link in &mut self.links {
+                        if let Some(smsc) = link.smsc_mut() {
+                            smsc.begin_shutdown();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_ready(&mut self, token: Token, readable: bool, writable: bool, now: Instant) {
+        if token == WAKER {
+            return;
+        }
+        if token.0 >= PENDING_BASE {
+            // Waiting connections are only peeked at: refuse what is not a link peer.
+            for link in &mut self.links {
+                if link.screen_pending(&self.poll, token) {
+                    break;
+                }
+            }
+            return;
+        }
+        let Some(link) = self.links.get_mut(token.0 / TOKENS_PER_LINK) else {
+            return;
+        };
+        if token == link.listener_token {
+            link.accept(&self.poll, now, &mut self.next_pending_token);
+        } else if token == link.conn_token {
+            link.on_conn_ready(&self.poll, readable, writable, now);
+        } else if let Some(smsc) = link.smsc_mut().filter(|s| s.token() == token) {
+            smsc.on_ready(&self.poll, readable, writable, now);
+        }
+    }
+
+    fn drain_link_events(&mut self) {
+        for id in 0..self.links.len() {
+            while let Some(ev) = self.links[id].endpoint.poll_event() {
+                let out = match ev {
+                    LinkEvent::LinkUp { peer, .. } => {
+                        let link = &mut self.links[id];
+                        link.on_link_up(&peer);
+                        crate::slog!(Level::Info, "link={} event=up peer={peer}", link.name());
+                        Some(NodeEvent::LinkUp { link: id, peer })
+                    }
+                    LinkEvent::LinkDown { reason } => {
+                        let now = Instant::now();
+                        let link = &mut self.links[id];
+                        let reason = format!("{reason:?}");
+                        crate::slog!(
+                            Level::Info,
+                            "link={} event=down peer_addr={} reason={reason}",
+                            link.name(),
+                            link.conn_peer()
+                        );
+                        // The connection this event is about may already be gone and
+                        // a waiting one promoted (the endpoint is then connected to
+                        // it): only a still-idle endpoint's socket is closed here.
+                        if !link.endpoint.is_connected() {
+                            link.drop_conn(&self.poll, now);
+                        }
+                        Some(NodeEvent::LinkDown { link: id, reason })
+                    }
+                    LinkEvent::AuthFailed { reason } => {
+                        crate::slog!(
+                            Level::Warn,
+                            "link={} event=auth_failed peer_addr={} reason=\"{reason}\"",
+                            self.links[id].name(),
+                            self.links[id].conn_peer()
+                        );
+                        None
+                    }
+                    // Received messages are pulled in order by `deliver_received`
+                    // (or by the link's bridge).
+                    LinkEvent::Received { .. } => None,
+                    LinkEvent::StatusChanged {
+                        seq,
+                        state,
+                        outcome,
+                        client_ref,
+                    } => Some(NodeEvent::Status {
+                        link: id,
+                        seq,
+                        client_ref,
+                        state,
+                        outcome,
+                    }),
+                };
+                if let Some(ev) = out {
+                    self.emit(ev);
+                }
+            }
+            let tx = self.links[id].endpoint.tx_cursors();
+            let before = self.shared.links[id]
+                .last_processed
+                .swap(tx.last_processed, Ordering::AcqRel);
+            if before != tx.last_processed {
+                // The Processed events were queued before the cursor moved: the wake
+                // must come after this store, so that a sender who saw them and
+                // found the ring still full looks again.
+                self.wake_app = true;
+                self.shared.signal_room();
+            }
+            if let Some(smsc) = self.links[id].smsc_mut() {
+                while let Some(ev) = smsc.poll_event() {
+                    if self.overflow.len() < MAX_OVERFLOW {
+                        self.overflow.push_back(ev);
+                    } else {
+                        self.events_dropped += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self, ev: NodeEvent) {
+        if self.overflow.is_empty() {
+            if let Err(ev) = self.events.push(ev) {
+                self.overflow.push_back(ev);
+            }
+            self.wake_app = true;
+        } else if self.overflow.len() < MAX_OVERFLOW {
+            self.overflow.push_back(ev);
+        } else {
+            self.events_dropped += 1;
+        }
+    }
+
+    fn flush_overflow(&mut self) {
+        let mut pushed = false;
+        while let Some(ev) = self.overflow.pop_front() {
+            match self.events.push(ev) {
+                Ok(()) => pushed = true,
+                Err(ev) => {
+                    self.overflow.push_front(ev);
+                    break;
+                }
+            }
+        }
+        if pushed {
+            self.wake_app = true;
+        }
+    }
+
+    /// Hand received messages to the application while the event queue has room
+    /// (a buffer-server link's bridge takes its own). What stays in the ring waits
+    /// there.
+    fn deliver_received(&mut self) {
+        let mut pushed = false;
+        for (id, link) in self.links.iter_mut().enumerate() {
+            if !matches!(link.role, Role::Application) {
+                continue;
+            }
+            while self.overflow.is_empty() && self.events.free_slots() > 0 {
+                let Some((seq, message)) = link.endpoint.next_received() else {
+                    break;
+                };
+                let ev = NodeEvent::Received {
+                    link: id,
+                    seq,
+                    message: Box::new(message.clone()),
+                };
+                if self.events.push(ev).is_err() {
+                    break;
+                }
+                pushed = true;
+            }
+        }
+        if pushed {
+            self.wake_app = true;
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let now = Instant::now();
+        if self.links.iter().any(|l| l.wants_read()) {
+            return Some(now);
+        }
+        let mut next = self.shutdown_deadline;
+        for link in &self.links {
+            if let Some(t) = link.next_deadline(now) {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        }
+        if self.shutdown_deadline.is_some() {
+            // While draining, look again often enough to notice completion.
+            let soon = now + Duration::from_millis(20);
+            next = Some(next.map_or(soon, |n| n.min(soon)));
+        }
+        next
+    }
+
+    /// Runs every turn, so it updates the shared snapshot in place: no allocation
+    /// once the strings are there.
+    fn publish_stats(&mut self) {
+        let mut links = self.shared.stats.lock();
+        links.resize_with(self.links.len(), LinkStats::default);
+        for (out, link) in links.iter_mut().zip(&self.links) {
+            link.write_stats(out);
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! What the application's handle and the event-loop thread share: the hand-off
+//! queues, the cursors the loop publishes, the wake-ups in both directions.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use mio::Waker;
+use parking_lot::{Condvar, Mutex};
+
+use super::api::{LinkId, LinkStats, NodeError, NodeEvent};
+use super::notify::Notifier;
+use super::spsc::{Consumer, Producer};
+use crate::message::Message;
+use crate::ring::Outcome;
+
+/// What the handle asks of the loop besides sending.
+pub(super) enum Command {
+    Ack {
+        link: LinkId,
+        seq: u64,
+        outcome: Outcome,
+    },
+    Shutdown {
+        flush: Duration,
+    },
+}
+
+/// Per-link state the handle shares with the loop.
+pub(super) struct LinkShared {
+    pub(super) name: String,
+    pub(super) capacity: usize,
+    /// The link's far side is an SMSC: the application does not send on it.
+    pub(super) serves_smsc: bool,
+    /// The handle's side of the send queue and the seq the ring will give the next
+    /// message pushed into it. The queue is the only way into the ring and keeps
+    /// order, so the handle can tell the caller that number at once.
+    pub(super) producer: Mutex<(Producer<Message>, u64)>,
+    /// Published by the loop: the sending ring's Last Processed cursor.
+    pub(super) last_processed: AtomicU64,
+    pub(super) local_addr: Option<SocketAddr>,
+}
+
+impl LinkShared {
+    /// Messages the link takes now, given the next seq the ring will give out:
+    /// capacity less those given out and not yet Processed.
+    pub(super) fn room(&self, next_seq: u64) -> usize {
+        let in_flight = next_seq - 1 - self.last_processed.load(Ordering::Acquire);
+        (self.capacity as u64).saturating_sub(in_flight) as usize
+    }
+
+    pub(super) fn full(&self, link: LinkId) -> NodeError {
+        NodeError::Full {
+            link,
+            capacity: self.capacity,
+        }
+    }
+}
+
+pub(super) struct Shared {
+    pub(super) links: Vec<LinkShared>,
+    pub(super) routes: Vec<(String, LinkId)>,
+    pub(super) default_route: Option<LinkId>,
+    pub(super) commands: Mutex<Producer<Command>>,
+    pub(super) events: Mutex<Consumer<NodeEvent>>,
+    pub(super) notifier: Notifier,
+    pub(super) waker: Waker,
+    /// Set by the loop just before it blocks in `poll`: only then is a wake needed.
+    pub(super) loop_idle: AtomicBool,
+    pub(super) stopped: AtomicBool,
+    pub(super) stats: Mutex<Vec<LinkStats>>,
+    /// Senders blocked in `wait_for_room`; the loop signals `room_changed` when a
+    /// Processed cursor moves (or the node stops) and someone waits.
+    pub(super) room_waiters: AtomicUsize,
+    pub(super) room_lock: Mutex<()>,
+    pub(super) room_changed: Condvar,
+}
+
+impl Shared {
+    /// Wake the loop if it is (about to be) blocked.
+    pub(super) fn wake(&self) {
+        if self.loop_idle.swap(false, Ordering::AcqRel) {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Called by the loop after a Processed cursor moved or the node stopped. The
+    /// lock orders this after a waiter's last look at the cursor: no lost wake-up.
+    pub(super) fn signal_room(&self) {
+        if self.room_waiters.load(Ordering::SeqCst) > 0 {
+            let _guard = self.room_lock.lock();
+            self.room_changed.notify_all();
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The TCP connection from a buffer server to its SMSC, driving the sans-IO
+//! [`Bridge`]: dial (again, with back-off), move bytes in and out, report the
+//! connection's end. Everything the buffer server *decides* is in `bridge`.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use mio::{Interest, Poll, Token};
+
+use super::api::{LinkId, NodeEvent};
+use super::conn::{Conn, ReadOutcome, READ_BUDGET};
+use super::log::Level;
+use super::Backoff;
+use crate::bridge::{Bridge, BridgeEvent, SmscStats};
+use crate::link::Endpoint;
+
+pub(super) struct SmscDriver {
+    link: LinkId,
+    addr: SocketAddr,
+    token: Token,
+    bridge: Bridge,
+    backoff: Backoff,
+    conn: Option<Conn>,
+    reconnect_at: Option<Instant>,
+    inbuf: Vec<u8>,
+    read_more: bool,
+    events: VecDeque<NodeEvent>,
+    shutting_down: bool,
+}
+
+impl SmscDriver {
+    pub(super) fn new(
+        link: LinkId,
+        addr: SocketAddr,
+        token: Token,
+        bridge: Bridge,
+        backoff: Backoff,
+        now: Instant,
+    ) -> Self {
+        SmscDriver {
+            link,
+            addr,
+            token,
+            bridge,
+            backoff,
+            conn: None,
+            reconnect_at: Some(now),
+            inbuf: Vec::with_capacity(16 * 1024),
+            read_more: false,
+            events: VecDeque::new(),
+            shutting_down: false,
+        }
+    }
+
+    pub(super) fn token(&self) -> Token {
+        self.token
+    }
+
+    pub(super) fn stats(&self) -> SmscStats {
+        self.bridge.stats()
+    }
+
+    pub(super) fn poll_event(&mut self) -> Option<NodeEvent> {
+        self.events.pop_front()
+    }
+
+    pub(super) fn read_more(&self) -> bool {
+        self.read_more
+    }
+
+    pub(super) fn is_idle(&self) -> bool {
+        self.bridge.is_idle()
+    }
+
+    pub(super) fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        self.bridge.begin_shutdown();
+    }
+
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        match (self.bridge.poll_timeout(), self.reconnect_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The node stops: log out if possible and write what is left.
+    pub(super) fn close(&mut self, now: Instant) {
+        self.bridge.begin_shutdown();
+        self.write();
+        let _ = now;
+        self.conn = None;
+    }
+
+    pub(super) fn on_ready(&mut self, poll: &Poll, readable: bool, writable: bool, now: Instant) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        if !conn.connected && (readable || writable) {
+            match conn.finish_connect() {
+                Ok(true) => self.bridge.smsc_connected(now),
+                Ok(false) => return,
+                Err(e) => {
+                    self.lost(poll, now, format!("connect to {}: {e}", self.addr));
+                    return;
+                }
+            }
+        }
+        if readable {
+            self.read(poll, now);
+        }
+        self.write();
+    }
+
+    /// One pass: read what a budget-limited read left, dial if due, timers, then the
+    /// bridge's step with the link endpoint, then output.
+    pub(super) fn turn(&mut self, poll: &Poll, link: &mut Endpoint, now: Instant) {
+        if self.read_more {
+            self.read(poll, now);
+        }
+        self.dial_if_due(poll, now);
+        self.bridge.handle_timeout(now);
+        self.bridge.poll(link, now);
+        self.drain_bridge_events();
+        if self.conn.as_ref().is_some_and(|c| c.connected) && !self.bridge.smsc_is_open() {
+            // The session ended (logout, refused login, dead line): last bytes out,
+            // then close and dial again.
+            self.write();
+            self.lost(poll, now, "session ended".into());
+            self.bridge.poll(link, now);
+            self.drain_bridge_events();
+        }
+        self.write();
+    }
+
+    fn read(&mut self, poll: &Poll, now: Instant) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        self.inbuf.clear();
+        let outcome = conn.read_into(&mut self.inbuf);
+        if !self.inbuf.is_empty() {
+            self.bridge.smsc_input(&self.inbuf, now);
+        }
+        match outcome {
+            Ok(ReadOutcome::Open(n)) => self.read_more = n >= READ_BUDGET,
+            Ok(ReadOutcome::Closed(_)) => self.lost(poll, now, "SMSC closed the connection".into()),
+            Err(e) => self.lost(poll, now, format!("read: {e}")),
+        }
+    }
+
+    fn write(&mut self) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        if !conn.connected {
+            return;
+        }
+        self.bridge.smsc_transmit(conn.out_buf());
+        // A write error shows up as a read error or EOF on the next readiness.
+        let _ = conn.flush();
+    }
+
+    /// The connection is gone: tell the bridge (its events follow on the next
+    /// step), plan a redial.
+    fn lost(&mut self, poll: &Poll, now: Instant, reason: String) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let _ = poll.registry().deregister(&mut conn.stream);
+        let was_connected = conn.connected;
+        self.bridge.smsc_connection_lost(now);
+        self.read_more = false;
+        if was_connected {
+            crate::slog!(
+                Level::Debug,
+                "smsc={} event=connection_closed reason=\"{reason}\"",
+                self.addr
+            );
+        } else {
+            crate::slog!(
+                Level::Debug,
+                "smsc={} event=connect_failed reason=\"{reason}\"",
+                self.addr
+            );
+        }
+        if !self.shutting_down {
+            self.reconnect_at = Some(now + self.backoff.next_delay());
+        }
+    }
+
+    fn dial_if_due(&mut self, poll: &Poll, now: Instant) {
+        let Some(at) = self.reconnect_at else {
+            return;
+        };
+        if now < at || self.conn.is_some() || self.shutting_down {
+            return;
+        }
+        self.reconnect_at = None;
+        let registered = TcpStream::connect(self.addr).and_then(|mut stream| {
+            poll.registry()
+                .register(
+                    &mut stream,
+                    self.token,
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .map(|()| stream)
+        });
+        match registered {
+            Ok(stream) => self.conn = Some(Conn::new(stream, false)),
+            Err(_) => self.reconnect_at = Some(now + self.backoff.next_delay()),
+        }
+    }
+
+    /// The bridge's events become the application's (and log lines).
+    fn drain_bridge_events(&mut self) {
+        let link = self.link;
+        while let Some(event) = self.bridge.poll_event() {
+            let out = match event {
+                BridgeEvent::SmscUp => {
+                    crate::slog!(Level::Info, "smsc={} event=logged_in", self.addr);
+                    self.backoff.reset();
+                    NodeEvent::SmscUp { link }
+                }
+                BridgeEvent::SmscDown { reason } => {
+                    crate::slog!(
+                        Level::Warn,
+                        "smsc={} event=down reason=\"{reason}\"",
+                        self.addr
+                    );
+                    NodeEvent::SmscDown { link, reason }
+                }
+                BridgeEvent::SmscViolation { detail } => {
+                    crate::slog!(
+                        Level::Warn,
+                        "smsc={} event=protocol_violation detail=\"{detail}\"",
+                        self.addr
+                    );
+                    NodeEvent::SmscViolation { link, detail }
+                }
+                BridgeEvent::MtUnencodable { seq, reason } => {
+                    crate::slog!(
+                        Level::Warn,
+                        "smsc={} event=mt_unencodable seq={seq} error=\"{reason}\"",
+                        self.addr
+                    );
+                    continue;
+                }
+                BridgeEvent::OutcomeRefused { seq, error } => {
+                    crate::slog!(
+                        Level::Warn,
+                        "smsc={} event=mt_outcome_failed seq={seq} error=\"{error}\"",
+                        self.addr
+                    );
+                    continue;
+                }
+            };
+            self.events.push_back(out);
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The protocol-neutral SMSC client session: what the buffer server (`bridge`) needs
+//! from any SMSC protocol. CIMD2 implements it (`cimd2::Cimd2Client`); SMPP will.
+//!
+//! One [`SmscClient`] lives as long as the buffer server and outlives its TCP
+//! connections: the driver reports `connected` / `connection_lost`, moves bytes with
+//! `handle_input` / `poll_transmit` and time with `handle_timeout` / `poll_timeout`,
+//! and drains `poll_event` after every input. Like every core below the runtime it
+//! never touches a socket, a clock or a thread.
+//!
+//! Submits carry *our* id (the link sequence number of the MT); the session reports
+//! each one exactly once per attempt as `Accepted`, `Rejected` or `Unanswered`.
+//! Messages from the SMSC (MO, status reports) carry a [`MoToken`]; the session keeps
+//! the SMSC waiting for its answer until the bridge calls `answer` with that token.
+
+use std::time::Instant;
+
+use crate::message::Message;
+
+/// Our identifier of a submitted message: the sequence number the link's ring gave it.
+pub type SubmitId = u64;
+
+/// Which message from the SMSC an answer is for (protocol-specific: the CIMD2 packet
+/// number, the SMPP sequence number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MoToken(pub u32);
+
+/// How the bridge answers a message from the SMSC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoAnswer {
+    /// Stored safely: the SMSC may forget it.
+    Accept,
+    /// Not taken now; the SMSC should deliver it again later (SMPP: ESME_RX_T_APPN).
+    RetryLater,
+}
+
+/// The outcome of a submitted message as far as the SMSC has decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permanence {
+    /// The SMSC will not take this message, ever (bad address, bad content...).
+    Permanent,
+    /// The SMSC could not take it now (congestion, throttling, system error): the
+    /// message is resubmitted later.
+    Temporary,
+}
+
+/// A delivery status report, in the terms every protocol shares.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatusReport {
+    /// The SMSC's id of the submitted message (CIMD2: the service centre timestamp of
+    /// the submit; SMPP: receipted_message_id).
+    pub smsc_id: String,
+    /// The recipient of the original message.
+    pub recipient: String,
+    /// The handset got the message.
+    pub delivered: bool,
+    /// The SMSC gave up on the message (a final failure); neither flag: still trying.
+    pub failed: bool,
+    /// The protocol's own status and error codes, for logs.
+    pub status: u32,
+    pub error: Option<u32>,
+}
+
+/// What an SMSC session reports to the bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SmscEvent {
+    /// Logged in / bound: submits may start.
+    Up,
+    /// The session is over (refused login, logout, dead line, lost connection); the
+    /// driver closes the connection after writing what `poll_transmit` still has and
+    /// dials again later. Submits outstanding were reported `Unanswered` before this.
+    Down { reason: String },
+    /// The SMSC accepted a submit.
+    Accepted {
+        id: SubmitId,
+        /// The SMSC's id of the message (for matching status reports).
+        smsc_id: Option<String>,
+    },
+    /// The SMSC refused a submit.
+    Rejected {
+        id: SubmitId,
+        code: u32,
+        permanence: Permanence,
+        text: Option<String>,
+    },
+    /// A submit got no answer (timeout, lost connection): it may or may not have been
+    /// accepted, and is submitted again.
+    Unanswered { id: SubmitId },
+    /// A mobile-originated message; answer it with `answer(token, ..)`.
+    Mo {
+        token: MoToken,
+        message: Box<Message>,
+    },
+    /// A delivery status report; answer it with `answer(token, ..)`.
+    StatusReport {
+        token: MoToken,
+        report: StatusReport,
+    },
+    /// The SMSC did something the protocol does not allow; the session goes on.
+    Violation { detail: String },
+}
+
+/// Why a submit was not started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// No room now (not logged in, window full, throttled): try again later.
+    #[error("the session takes no submit now")]
+    NoRoom,
+    /// The message cannot be expressed in this protocol; it never will be.
+    #[error("the message cannot be encoded: {reason}")]
+    Unencodable { reason: String, code: u32 },
+}
+
+/// A protocol's client session toward one SMSC, across its connections.
+pub trait SmscClient: Send {
+    /// The protocol's name, for logs (`"cimd2"`, `"smpp"`).
+    fn protocol(&self) -> &'static str;
+
+    // ---- inputs from the driver ----
+
+    /// A new connection is up: start logging in.
+    fn connected(&mut self, now: Instant);
+    /// The connection is gone: outstanding submits become `Unanswered`, unanswered
+    /// MO are forgotten (the SMSC delivers them again), and `Down` follows.
+    fn connection_lost(&mut self, now: Instant);
+    fn handle_input(&mut self, bytes: &[u8], now: Instant);
+    fn handle_timeout(&mut self, now: Instant);
+
+    // ---- commands from the bridge ----
+
+    /// How many more submits may be outstanding now: 0 while not logged in; CIMD2
+    /// allows 1, SMPP a window.
+    fn submit_room(&self) -> usize;
+    /// Submit `message` under our `id`; its outcome comes back as an event with `id`.
+    fn submit(&mut self, id: SubmitId, message: &Message, now: Instant) -> Result<(), SubmitError>;
+    /// Answer the SMSC's message `token`. An unknown token (its connection is gone) is
+    /// ignored.
+    fn answer(&mut self, token: MoToken, answer: MoAnswer, now: Instant);
+    /// Log out politely once nothing is outstanding (shutdown).
+    fn logout(&mut self, now: Instant);
+
+    // ---- outputs ----
+
+    /// Append bytes to write to `buf`; returns how many.
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> usize;
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn poll_event(&mut self) -> Option<SmscEvent>;
+    /// A connection is in use and the session on it has not ended.
+    fn is_open(&self) -> bool;
+}
