@@ -190,6 +190,13 @@ impl Bridge {
         self.shutting_down = true;
     }
 
+    /// Log out now (the node stops): an outstanding submit's answer is awaited first
+    /// by protocols that require it.
+    pub fn logout(&mut self, now: Instant) {
+        self.shutting_down = true;
+        self.smsc.logout(now);
+    }
+
     // ---- the step ----
 
     /// React to everything that happened: the SMSC's events, room in the link's
@@ -385,3 +392,6 @@ impl Bridge {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -159,9 +159,9 @@ impl SmscClient for Cimd2Client {
 
     fn logout(&mut self, now: Instant) {
         if let Some(session) = self.session.as_mut() {
-            if session.is_ready() && session.can_submit() {
-                let _ = session.logout(now);
-            }
+            // Closed already: nothing to say. Otherwise logout follows any answer
+            // still awaited (CIMD2 allows one request at a time).
+            let _ = session.logout(now);
         }
     }
 

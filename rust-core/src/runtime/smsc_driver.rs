@@ -88,9 +88,8 @@ impl SmscDriver {
 
     /// The node stops: log out if possible and write what is left.
     pub(super) fn close(&mut self, now: Instant) {
-        self.bridge.begin_shutdown();
+        self.bridge.logout(now);
         self.write();
-        let _ = now;
         self.conn = None;
     }
 

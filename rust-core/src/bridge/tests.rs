@@ -1,0 +1,391 @@
+//! The bridge against a scripted SMSC session and a real link pair in memory. The
+//! whole path under faults is proven in `tests/buffer_server_sim.rs`; these pin the
+//! individual rules.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::link::{Event, LinkConfig};
+use crate::ring::SlotState;
+use crate::smsc::{MoAnswer, MoToken, Permanence, SmscEvent, SubmitError, SubmitId};
+
+/// An SMSC session whose events the test scripts and whose commands it records.
+#[derive(Default)]
+struct Script {
+    window: usize,
+    open: bool,
+    outstanding: Vec<SubmitId>,
+    submitted: Vec<SubmitId>,
+    answers: Vec<(MoToken, MoAnswer)>,
+    events: VecDeque<SmscEvent>,
+    logouts: usize,
+}
+
+/// The bridge owns its session; the test keeps a handle to the same script.
+#[derive(Clone, Default)]
+struct Fake(std::sync::Arc<parking_lot::Mutex<Script>>);
+
+impl SmscClient for Fake {
+    fn protocol(&self) -> &'static str {
+        "fake"
+    }
+    fn connected(&mut self, _now: Instant) {
+        self.0.lock().open = true;
+    }
+    fn connection_lost(&mut self, _now: Instant) {
+        let mut s = self.0.lock();
+        s.open = false;
+        let lost: Vec<_> = s.outstanding.drain(..).collect();
+        for id in lost {
+            s.events.push_back(SmscEvent::Unanswered { id });
+        }
+        s.events.push_back(SmscEvent::Down {
+            reason: "lost".into(),
+        });
+    }
+    fn handle_input(&mut self, _bytes: &[u8], _now: Instant) {}
+    fn handle_timeout(&mut self, _now: Instant) {}
+    fn submit_room(&self) -> usize {
+        let s = self.0.lock();
+        if s.open {
+            s.window.saturating_sub(s.outstanding.len())
+        } else {
+            0
+        }
+    }
+    fn submit(
+        &mut self,
+        id: SubmitId,
+        message: &Message,
+        _now: Instant,
+    ) -> Result<(), SubmitError> {
+        if message.text_str() == Some("unencodable") {
+            return Err(SubmitError::Unencodable {
+                reason: "test".into(),
+                code: 8,
+            });
+        }
+        let mut s = self.0.lock();
+        s.outstanding.push(id);
+        s.submitted.push(id);
+        Ok(())
+    }
+    fn answer(&mut self, token: MoToken, answer: MoAnswer, _now: Instant) {
+        self.0.lock().answers.push((token, answer));
+    }
+    fn logout(&mut self, _now: Instant) {
+        self.0.lock().logouts += 1;
+    }
+    fn poll_transmit(&mut self, _buf: &mut Vec<u8>) -> usize {
+        0
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn poll_event(&mut self) -> Option<SmscEvent> {
+        self.0.lock().events.pop_front()
+    }
+    fn is_open(&self) -> bool {
+        self.0.lock().open
+    }
+}
+
+impl Fake {
+    fn answer_submit(&self, event: SmscEvent) {
+        let id = match &event {
+            SmscEvent::Accepted { id, .. } | SmscEvent::Rejected { id, .. } => *id,
+            _ => unreachable!("not a submit answer"),
+        };
+        let mut s = self.0.lock();
+        s.outstanding.retain(|o| *o != id);
+        s.events.push_back(event);
+    }
+}
+
+/// The buffer server's endpoint ("bs") and the IM side's ("im"), joined in memory.
+struct World {
+    now: Instant,
+    bs: Endpoint,
+    im: Endpoint,
+    bridge: Bridge,
+    smsc: Fake,
+    im_events: Vec<Event>,
+}
+
+impl World {
+    fn new(window: usize, capacity: usize) -> World {
+        let now = Instant::now();
+        let config = |name: &str| {
+            let mut c = LinkConfig::new(name, b"bridge test key");
+            c.capacity = capacity;
+            c
+        };
+        let smsc = Fake::default();
+        smsc.0.lock().window = window;
+        let config_bridge = BridgeConfig {
+            retry_after: Duration::from_secs(1),
+            retry_max: Duration::from_secs(4),
+            max_attempts: 3,
+        };
+        let mut w = World {
+            now,
+            bs: Endpoint::new(config("bs"), now).unwrap(),
+            im: Endpoint::new(config("im"), now).unwrap(),
+            bridge: Bridge::new(Box::new(smsc.clone()), config_bridge),
+            smsc,
+            im_events: Vec::new(),
+        };
+        w.bs.connected(now);
+        w.im.connected(now);
+        w.bridge.smsc_connected(now);
+        w.pump();
+        w
+    }
+
+    /// Move bytes both ways and let the bridge react until nothing changes.
+    fn pump(&mut self) {
+        let mut buf = Vec::new();
+        for _ in 0..50 {
+            self.bridge.poll(&mut self.bs, self.now);
+            let mut moved = false;
+            buf.clear();
+            while self.bs.poll_transmit(self.now, &mut buf) > 0 {}
+            if !buf.is_empty() {
+                moved = true;
+                self.im.handle_input(&buf, self.now).unwrap();
+            }
+            buf.clear();
+            while self.im.poll_transmit(self.now, &mut buf) > 0 {}
+            if !buf.is_empty() {
+                moved = true;
+                self.bs.handle_input(&buf, self.now).unwrap();
+            }
+            while let Some(e) = self.im.poll_event() {
+                self.im_events.push(e);
+            }
+            while self.bs.poll_event().is_some() {}
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.bridge.handle_timeout(self.now);
+        self.pump();
+    }
+
+    fn send_mt(&mut self, text: &str) -> u64 {
+        let seq = self
+            .im
+            .send(&Message::text("1000", "+4670", text).unwrap())
+            .unwrap();
+        self.pump();
+        seq
+    }
+
+    /// Final outcomes the IM side heard, by seq.
+    fn outcomes(&self) -> Vec<(u64, Outcome)> {
+        self.im_events
+            .iter()
+            .filter_map(|e| match e {
+                Event::StatusChanged {
+                    seq,
+                    state: SlotState::Processed,
+                    outcome: Some(o),
+                    ..
+                } => Some((*seq, *o)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn submitted(&self) -> Vec<SubmitId> {
+        self.smsc.0.lock().submitted.clone()
+    }
+
+    fn mo(&mut self, token: u32, text: &str) {
+        let message = Box::new(Message::text("+4670", "1000", text).unwrap());
+        self.smsc.0.lock().events.push_back(SmscEvent::Mo {
+            token: MoToken(token),
+            message,
+        });
+        self.pump();
+    }
+
+    fn im_received(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some((seq, m)) = self.im.next_received() {
+            out.push(m.text_str().unwrap_or("").to_owned());
+            self.im.mark_processed(seq, Outcome::Accepted).unwrap();
+        }
+        self.pump();
+        out
+    }
+}
+
+#[test]
+fn mt_is_submitted_under_its_link_seq_and_the_answer_becomes_its_outcome() {
+    let mut w = World::new(1, 8);
+    let a = w.send_mt("a");
+    let b = w.send_mt("b");
+    assert_eq!(w.submitted(), vec![a], "window 1: one at a time");
+    w.smsc.answer_submit(SmscEvent::Accepted {
+        id: a,
+        smsc_id: None,
+    });
+    w.pump();
+    assert_eq!(w.submitted(), vec![a, b]);
+    w.smsc.answer_submit(SmscEvent::Rejected {
+        id: b,
+        code: 300,
+        permanence: Permanence::Permanent,
+        text: None,
+    });
+    w.pump();
+    assert_eq!(
+        w.outcomes(),
+        vec![(a, Outcome::Accepted), (b, Outcome::Rejected { code: 300 })]
+    );
+    assert!(w.bridge.is_idle());
+    let s = w.bridge.stats();
+    assert_eq!((s.mt_submitted, s.mt_accepted, s.mt_rejected), (2, 1, 1));
+}
+
+#[test]
+fn a_window_keeps_several_submits_outstanding_and_answers_come_in_any_order() {
+    let mut w = World::new(3, 16);
+    let seqs: Vec<u64> = (0..5).map(|i| w.send_mt(&format!("m{i}"))).collect();
+    assert_eq!(w.submitted(), seqs[..3]);
+    for id in [seqs[2], seqs[0]] {
+        w.smsc
+            .answer_submit(SmscEvent::Accepted { id, smsc_id: None });
+    }
+    w.pump();
+    assert_eq!(w.submitted(), seqs, "two answers made room for two more");
+    let outcomes: Vec<u64> = w.outcomes().iter().map(|o| o.0).collect();
+    assert_eq!(outcomes, vec![seqs[2], seqs[0]]);
+}
+
+#[test]
+fn a_submit_without_answer_is_submitted_again_on_the_next_session() {
+    let mut w = World::new(1, 8);
+    let a = w.send_mt("a");
+    w.bridge.smsc_connection_lost(w.now);
+    w.pump();
+    assert_eq!(w.submitted(), vec![a]);
+    w.bridge.smsc_connected(w.now);
+    w.pump();
+    assert_eq!(w.submitted(), vec![a, a]);
+    assert_eq!(w.bridge.stats().mt_resubmitted, 1);
+    w.smsc.answer_submit(SmscEvent::Accepted {
+        id: a,
+        smsc_id: None,
+    });
+    w.pump();
+    assert_eq!(
+        w.outcomes(),
+        vec![(a, Outcome::Accepted)],
+        "exactly one outcome"
+    );
+}
+
+#[test]
+fn a_temporary_refusal_is_retried_after_a_growing_back_off_then_given_up() {
+    let mut w = World::new(1, 8);
+    let a = w.send_mt("a");
+    let refuse = |w: &mut World| {
+        w.smsc.answer_submit(SmscEvent::Rejected {
+            id: a,
+            code: 6,
+            permanence: Permanence::Temporary,
+            text: None,
+        });
+        w.pump();
+    };
+    refuse(&mut w);
+    assert_eq!(w.submitted().len(), 1, "not before the back-off");
+    assert_eq!(
+        w.bridge.poll_timeout(),
+        Some(w.now + Duration::from_secs(1))
+    );
+    w.advance(Duration::from_secs(1));
+    assert_eq!(w.submitted().len(), 2);
+    refuse(&mut w);
+    w.advance(Duration::from_secs(1));
+    assert_eq!(w.submitted().len(), 2, "the second wait is twice as long");
+    w.advance(Duration::from_secs(1));
+    assert_eq!(w.submitted().len(), 3);
+    refuse(&mut w);
+    // max_attempts = 3: the third refusal is final, with the SMSC's code.
+    assert_eq!(w.outcomes(), vec![(a, Outcome::Rejected { code: 6 })]);
+    assert_eq!(w.bridge.stats().mt_temporary_failures, 2);
+}
+
+#[test]
+fn a_message_the_protocol_cannot_carry_is_rejected_and_the_next_one_goes() {
+    let mut w = World::new(1, 8);
+    let bad = w.send_mt("unencodable");
+    let good = w.send_mt("fine");
+    assert_eq!(w.submitted(), vec![good]);
+    assert_eq!(w.outcomes(), vec![(bad, Outcome::Rejected { code: 8 })]);
+    assert!(matches!(
+        w.bridge.poll_event(),
+        Some(BridgeEvent::MtUnencodable { seq, .. }) if seq == bad
+    ));
+}
+
+#[test]
+fn mo_is_answered_only_once_stored_and_held_in_order_while_the_ring_is_full() {
+    let mut w = World::new(1, 2);
+    w.mo(1, "one");
+    w.mo(2, "two");
+    // The ring (2 slots) holds both; the IM side has not processed them yet.
+    w.mo(3, "three");
+    w.mo(4, "four");
+    let answered: Vec<u32> = w.smsc.0.lock().answers.iter().map(|a| a.0 .0).collect();
+    assert_eq!(answered, vec![1, 2], "three and four wait unanswered");
+    assert_eq!(w.bridge.stats().mo_backpressured, 2);
+    assert_eq!(w.im_received(), vec!["one", "two"]);
+    assert_eq!(w.im_received(), vec!["three", "four"]);
+    let answers = w.smsc.0.lock().answers.clone();
+    assert_eq!(
+        answers,
+        (1..=4)
+            .map(|t| (MoToken(t), MoAnswer::Accept))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn held_mo_are_forgotten_when_the_smsc_connection_goes() {
+    let mut w = World::new(1, 1);
+    w.mo(1, "stored");
+    w.mo(2, "held");
+    w.bridge.smsc_connection_lost(w.now);
+    w.pump();
+    assert!(w.bridge.is_idle(), "the SMSC delivers the held one again");
+    assert_eq!(w.im_received(), vec!["stored"]);
+}
+
+#[test]
+fn shutdown_takes_no_new_mt_and_logs_out_once_the_last_is_decided() {
+    let mut w = World::new(1, 8);
+    let a = w.send_mt("a");
+    w.bridge.begin_shutdown();
+    let _b = w.send_mt("b");
+    assert_eq!(w.smsc.0.lock().logouts, 0);
+    w.smsc.answer_submit(SmscEvent::Accepted {
+        id: a,
+        smsc_id: None,
+    });
+    w.pump();
+    assert_eq!(
+        w.submitted(),
+        vec![a],
+        "b stays in the ring for the next run"
+    );
+    assert!(w.smsc.0.lock().logouts > 0);
+}
