@@ -18,13 +18,7 @@ pub mod spsc;
 
 pub mod sync;
 
-pub mod wan;
-
-pub mod smsc_sim;
-
 pub mod runtime;
-
-pub mod cli;
 
 #[doc(hidden)]
 pub mod fuzzing;

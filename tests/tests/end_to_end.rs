@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use smslink::cli::scenario::{self, Scenario};
+use smslink_tools::scenario::{self, Scenario};
 
 fn temp_file(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("smslink-e2e-{}", std::process::id()));

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use cimd2_driver::Driver;
 use smslink::cimd2::session::{ClientConfig, ClientEvent, CloseReason, Violation};
 use smslink::message::Message;
-use smslink::smsc_sim::{SimConfig, SmscSim};
+use smslink_tools::smsc_sim::{SimConfig, SmscSim};
 
 const TEST_CIMD2: &str = "/usr/lib/kannel/test/test_cimd2";
 const BEARERBOX: &str = "/usr/sbin/bearerbox";

@@ -13,11 +13,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::cimd2::session::ClientConfig;
-use crate::link::LinkConfig;
-use crate::message::Message;
-use crate::ring::{Outcome, SlotState};
-use crate::runtime::{LinkSpec, Node, NodeConfig, NodeError, NodeEvent, SmscSpec, Transport};
+use smslink::cimd2::session::ClientConfig;
+use smslink::link::LinkConfig;
+use smslink::message::Message;
+use smslink::ring::{Outcome, SlotState};
+use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeError, NodeEvent, SmscSpec, Transport};
+
 use crate::smsc_sim::{SimConfig, SmscSim};
 use crate::wan::{Jitter, Wan, WanConfig};
 

@@ -12,13 +12,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
+use smslink::cimd2::session::{
+    ServerConfig, ServerEvent, ServerSession, StatusReport, STATUS_DELIVERED,
+};
+use smslink::message::{Coding, Message};
 
 use super::time::cimd2_timestamp;
 use super::{Shared, SimConfig};
-use crate::cimd2::session::{
-    ServerConfig, ServerEvent, ServerSession, StatusReport, STATUS_DELIVERED,
-};
-use crate::message::{Coding, Message};
 
 /// Log a line on stderr; a closed stderr must not take the simulator down
 /// (`eprintln!` would panic).

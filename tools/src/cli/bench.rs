@@ -8,9 +8,10 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::scenario::{self, Latencies, Scenario};
-use crate::cimd2::session::{ClientConfig, ClientEvent, ClientSession};
-use crate::message::Message;
+use smslink::cimd2::session::{ClientConfig, ClientEvent, ClientSession};
+use smslink::message::Message;
+
+use crate::scenario::{self, Latencies, Scenario};
 use crate::smsc_sim::{SimConfig, SmscSim};
 use crate::wan::{Jitter, Wan, WanConfig};
 
@@ -337,7 +338,7 @@ pub fn direct(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
 }
 
 pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    crate::runtime::log::set_level(crate::runtime::log::Level::Error);
+    smslink::runtime::log::set_level(smslink::runtime::log::Level::Error);
     let mut results = Vec::new();
     if matches!(args.mode, Modes::Direct | Modes::Both) {
         let r = direct(&args)?;

@@ -1,7 +1,7 @@
 //! The CIMD2 SMSC simulator behind `smslink smsc-sim`.
 //!
 //! One thread runs a mio event loop over a listening socket and any number of client
-//! connections; each connection is a sans-IO [`ServerSession`](crate::cimd2::session::ServerSession)
+//! connections; each connection is a sans-IO [`ServerSession`](smslink::cimd2::session::ServerSession)
 //! and timers come from the sessions' deadlines. Tests, the demo and benchmarks start
 //! it in-process with [`SmscSim::start`]; the CLI is a thin wrapper.
 
@@ -18,10 +18,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
+use smslink::message::Message;
 
 pub use time::cimd2_timestamp;
-
-use crate::message::Message;
 
 /// Accepted submits kept for [`SmscSim::accepted`]; later ones are only counted.
 pub const MAX_KEPT_SUBMITS: usize = 1 << 20;
