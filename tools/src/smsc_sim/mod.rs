@@ -6,6 +6,7 @@
 //! it in-process with [`SmscSim::start`]; the CLI is a thin wrapper.
 
 mod event_loop;
+mod record;
 mod time;
 
 use std::collections::VecDeque;
@@ -43,7 +44,8 @@ pub struct SimConfig {
     /// MO text; `{n}` is replaced by the message's number (1, 2, ...), `{t}` by the
     /// send time in microseconds since the Unix epoch.
     pub mo_text: String,
-    /// Append one JSON line per accepted submit to this file.
+    /// Append one JSON line per accepted submit to this file: `seq`, `from`, `to`,
+    /// `timestamp` and `text` (or `hex` for a binary payload).
     pub record: Option<PathBuf>,
     /// Cut each connection when its Nth packet arrives (that packet is lost).
     pub drop_after: Option<u64>,
