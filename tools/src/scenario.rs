@@ -181,7 +181,9 @@ pub struct ScenarioResult {
 }
 
 impl ScenarioResult {
-    /// Nothing lost, nothing duplicated, nothing out of order.
+    /// Nothing lost, nothing duplicated, nothing out of order: the verdict of the run,
+    /// which every caller of [`run`] checks (a run that finds losses still returns `Ok`).
+    #[must_use]
     pub fn clean(&self) -> bool {
         self.mt.lost == 0
             && self.mo.lost == 0
@@ -438,7 +440,8 @@ impl Score {
     }
 }
 
-/// Run the scenario; `progress` is called about once a second.
+/// Run the scenario; `progress` is called about once a second. `Err` means the parts
+/// could not run; whether the messages came through is [`ScenarioResult::clean`].
 pub fn run(
     s: &Scenario,
     mut progress: impl FnMut(&Progress),
