@@ -204,7 +204,7 @@ fn c_configured_buffer_server_carries_cimd2_traffic_both_ways() {
     use smslink_core::message::Message;
     use smslink_core::ring::{Outcome, SlotState};
     use smslink_core::runtime::{LinkSpec, Node, NodeConfig, NodeEvent, Transport};
-    use smslink_core::smsc_sim::{SimConfig, SmscSim};
+    use smslink_tools::smsc_sim::{SimConfig, SmscSim};
     use std::time::{Duration, Instant};
 
     const N: usize = 30;

@@ -13,8 +13,8 @@ use pyo3::types::{PyBytes, PyDict};
 use smslink::message::Message;
 use smslink::ring::Outcome;
 use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeEvent};
-use smslink::smsc_sim::{Counters, SimConfig, SmscSim as Sim};
-use smslink::wan::{Jitter, Outage, Wan as WanEmu, WanConfig};
+use smslink_tools::smsc_sim::{Counters, SimConfig, SmscSim as Sim};
+use smslink_tools::wan::{Jitter, Outage, Wan as WanEmu, WanConfig};
 
 use crate::config::Link;
 use crate::errors::{config_error, ClosedError, NetworkError};

@@ -2,7 +2,7 @@
 //! both directions at once, full cycle: send, transmit, decode, store, confirm,
 //! deliver, process, outcome back, slot freed.
 //!
-//! `cargo bench -p smslink --bench link -- --warm-up-time 1 --measurement-time 3`
+//! `cargo bench -p smslink-core --bench link -- --warm-up-time 1 --measurement-time 3`
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use smslink::link::{Endpoint, LinkConfig};

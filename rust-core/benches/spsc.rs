@@ -1,7 +1,7 @@
 //! Throughput of `smslink::runtime::spsc` across two threads: items per second for a small
 //! `Copy` payload and for a `Message`-sized one, single push/pop and batched.
 //!
-//! `cargo bench -p smslink --bench spsc -- --warm-up-time 1 --measurement-time 3`
+//! `cargo bench -p smslink-core --bench spsc -- --warm-up-time 1 --measurement-time 3`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use smslink::message::Message;

@@ -19,13 +19,7 @@ pub mod smsc;
 
 pub mod bridge;
 
-pub mod wan;
-
-pub mod smsc_sim;
-
 pub mod runtime;
-
-pub mod cli;
 
 #[doc(hidden)]
 pub mod fuzzing;

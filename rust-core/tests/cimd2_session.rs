@@ -987,6 +987,10 @@ mod lossy {
         submits: u64,
         mos: u64,
     ) -> bool {
+        let lossy = to_server_loss
+            .iter()
+            .chain(&to_client_loss)
+            .any(|&lost| lost);
         let mut p = Pair::default_pair();
         p.split = split;
         p.latency = Duration::from_millis(latency_ms);
@@ -997,6 +1001,7 @@ mod lossy {
         let mut client_delivered: Vec<String> = Vec::new();
         let mut server_submits: Vec<String> = Vec::new();
         let mut server_mo_final: Vec<(u64, &'static str)> = Vec::new();
+        let mut closed_because: Option<CloseReason> = None;
         let end = p.now + Duration::from_secs(120);
         while p.now < end {
             if p.client.can_submit() && next_submit <= submits {
@@ -1027,6 +1032,7 @@ mod lossy {
                             Err(e) => panic!("ack: {e}"),
                         }
                     }
+                    ClientEvent::Closed { reason } => closed_because = Some(reason),
                     _ => {}
                 }
             }
@@ -1104,8 +1110,13 @@ mod lossy {
                 assert!(client_delivered.contains(&format!("hello #{r}")));
             }
         }
-        // Unless the client gave up (too many losses in a row), everything went out.
-        if !p.client.is_closed() {
+        // Unless the client gave up (too many losses in a row), everything went out;
+        // and giving up has no other cause.
+        if p.client.is_closed() {
+            assert_eq!(closed_because, Some(CloseReason::ResponseTimeout));
+            assert!(lossy, "the session closed although nothing was lost");
+        } else {
+            assert_eq!(closed_because, None);
             assert_eq!(next_submit - 1, submits);
             assert_eq!(next_mo - 1, mos);
         }

@@ -1,6 +1,6 @@
 //! Loom model checks of `smslink::runtime::spsc`: every interleaving and every value a weak load
 //! may return, for small rings. Build and run with
-//! `RUSTFLAGS="--cfg loom" cargo test -p smslink --release --test spsc_loom`.
+//! `RUSTFLAGS="--cfg loom" cargo test -p smslink-core --release --test spsc_loom`.
 
 #![cfg(loom)]
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use smslink::cli::scenario::{self, Scenario};
+use smslink_tools::scenario::{self, Scenario};
 
 fn temp_file(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("smslink-e2e-{}", std::process::id()));
@@ -46,6 +46,7 @@ fn both_directions_through_cuts_and_stalls_exactly_once_in_order() {
     };
     smslink::runtime::log::set_level(smslink::runtime::log::Level::Warn);
     let r = scenario::run(&s, |_| {}).unwrap();
+    assert!(r.clean(), "lost, duplicated or reordered: {r:?}");
     // The faults really happened.
     assert!(r.cuts >= 1, "no cut happened: {r:?}");
     assert!(r.stalls >= 1, "no stall happened: {r:?}");
@@ -86,6 +87,7 @@ fn smsc_rejections_are_reported_with_their_code_and_the_rest_flow() {
     };
     smslink::runtime::log::set_level(smslink::runtime::log::Level::Warn);
     let r = scenario::run(&s, |_| {}).unwrap();
+    assert!(r.clean(), "lost, duplicated or reordered: {r:?}");
     assert_eq!(r.mt.delivered, N, "{r:?}");
     assert_eq!(r.mt.duplicated, 0);
     assert!(r.sim.submits_nacked > 0, "no NACK was drawn");

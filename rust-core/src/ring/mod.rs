@@ -814,6 +814,10 @@ mod tests {
                 let mut model: BTreeMap<u64, SlotState> = BTreeMap::new();
                 let mut last_retrieved = 0;
                 let m = Message::text("1", "2", "x").unwrap();
+                // Checked before the first operation too, so that no case (not even
+                // one without operations) passes unchecked.
+                prop_assert_eq!(ring.cursors(), expected(&model, last_retrieved));
+                prop_assert_eq!(ring.in_use(), 0);
                 for op in ops {
                     let c = ring.cursors();
                     match op {

@@ -7,7 +7,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use smslink::wan::{CutReason, Jitter, Outage, Wan, WanConfig, WanEvent};
+use smslink_tools::wan::{CutReason, Jitter, Outage, Wan, WanConfig, WanEvent};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 

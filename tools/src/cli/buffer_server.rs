@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::cimd2::session::ClientConfig;
-use crate::link::LinkConfig;
-use crate::runtime::log::{self, Level};
-use crate::runtime::{
+use smslink::cimd2::session::ClientConfig;
+use smslink::link::LinkConfig;
+use smslink::runtime::log::{self, Level};
+use smslink::runtime::{
     LinkSpec, LinkStats, Node, NodeConfig, NodeEvent, ShutdownReport, SmscSpec, SmscStats,
     Transport,
 };
-use crate::slog;
+use smslink::slog;
 
 /// Run a buffer server: CIMD2 client toward the SMSC, pipelined link toward the IM server.
 ///

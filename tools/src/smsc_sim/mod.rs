@@ -1,11 +1,12 @@
 //! The CIMD2 SMSC simulator behind `smslink smsc-sim`.
 //!
 //! One thread runs a mio event loop over a listening socket and any number of client
-//! connections; each connection is a sans-IO [`ServerSession`](crate::cimd2::session::ServerSession)
+//! connections; each connection is a sans-IO [`ServerSession`](smslink::cimd2::session::ServerSession)
 //! and timers come from the sessions' deadlines. Tests, the demo and benchmarks start
 //! it in-process with [`SmscSim::start`]; the CLI is a thin wrapper.
 
 mod event_loop;
+mod record;
 mod time;
 
 use std::collections::VecDeque;
@@ -18,10 +19,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
+use smslink::message::Message;
 
 pub use time::cimd2_timestamp;
-
-use crate::message::Message;
 
 /// Accepted submits kept for [`SmscSim::accepted`]; later ones are only counted.
 pub const MAX_KEPT_SUBMITS: usize = 1 << 20;
@@ -44,7 +44,8 @@ pub struct SimConfig {
     /// MO text; `{n}` is replaced by the message's number (1, 2, ...), `{t}` by the
     /// send time in microseconds since the Unix epoch.
     pub mo_text: String,
-    /// Append one JSON line per accepted submit to this file.
+    /// Append one JSON line per accepted submit to this file: `seq`, `from`, `to`,
+    /// `timestamp` and `text` (or `hex` for a binary payload).
     pub record: Option<PathBuf>,
     /// Cut each connection when its Nth packet arrives (that packet is lost).
     pub drop_after: Option<u64>,

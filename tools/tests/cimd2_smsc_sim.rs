@@ -11,7 +11,7 @@ use cimd2_driver::Driver;
 use smslink::cimd2::session::{ClientConfig, ClientEvent, CloseReason};
 use smslink::cimd2::{encode, param, Decoded, Decoder, Operation, Packet};
 use smslink::message::Message;
-use smslink::smsc_sim::{Counters, SimConfig, SmscSim};
+use smslink_tools::smsc_sim::{Counters, SimConfig, SmscSim};
 
 const WAIT: Duration = Duration::from_secs(10);
 

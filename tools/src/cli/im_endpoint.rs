@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::link::LinkConfig;
-use crate::message::Message;
-use crate::ring::{Outcome, SlotState};
-use crate::runtime::log::{self, Level};
-use crate::runtime::{LinkSpec, Node, NodeConfig, NodeError, NodeEvent, Transport};
-use crate::slog;
+use smslink::link::LinkConfig;
+use smslink::message::Message;
+use smslink::ring::{Outcome, SlotState};
+use smslink::runtime::log::{self, Level};
+use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeError, NodeEvent, Transport};
+use smslink::slog;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

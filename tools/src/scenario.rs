@@ -13,11 +13,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::cimd2::session::ClientConfig;
-use crate::link::LinkConfig;
-use crate::message::Message;
-use crate::ring::{Outcome, SlotState};
-use crate::runtime::{LinkSpec, Node, NodeConfig, NodeError, NodeEvent, SmscSpec, Transport};
+use smslink::cimd2::session::ClientConfig;
+use smslink::link::LinkConfig;
+use smslink::message::Message;
+use smslink::ring::{Outcome, SlotState};
+use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeError, NodeEvent, SmscSpec, Transport};
+
 use crate::smsc_sim::{SimConfig, SmscSim};
 use crate::wan::{Jitter, Wan, WanConfig};
 
@@ -180,7 +181,9 @@ pub struct ScenarioResult {
 }
 
 impl ScenarioResult {
-    /// Nothing lost, nothing duplicated, nothing out of order.
+    /// Nothing lost, nothing duplicated, nothing out of order: the verdict of the run,
+    /// which every caller of [`run`] checks (a run that finds losses still returns `Ok`).
+    #[must_use]
     pub fn clean(&self) -> bool {
         self.mt.lost == 0
             && self.mo.lost == 0
@@ -437,7 +440,8 @@ impl Score {
     }
 }
 
-/// Run the scenario; `progress` is called about once a second.
+/// Run the scenario; `progress` is called about once a second. `Err` means the parts
+/// could not run; whether the messages came through is [`ScenarioResult::clean`].
 pub fn run(
     s: &Scenario,
     mut progress: impl FnMut(&Progress),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use smslink::link::LinkConfig;
 use smslink::ring::Outcome;
 use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeEvent, Transport};
-use smslink::smsc_sim::{SimConfig, SmscSim};
+use smslink_tools::smsc_sim::{SimConfig, SmscSim};
 
 #[test]
 fn runs_from_a_config_file_and_reports_on_sigterm() {

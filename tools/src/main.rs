@@ -18,18 +18,18 @@ enum Command {
     /// Print the version and exit.
     Version,
     /// Run the WAN emulator: a TCP proxy adding delay, jitter, bandwidth limits, cuts and stalls.
-    Wan(Box<smslink::cli::wan::Args>),
+    Wan(Box<smslink_tools::cli::wan::Args>),
     /// Run a CIMD2 SMSC simulator.
-    SmscSim(Box<smslink::cli::smsc_sim::Args>),
+    SmscSim(Box<smslink_tools::cli::smsc_sim::Args>),
     /// One command, nothing to configure: SMSC simulator, buffer server, WAN emulator and
     /// IM side in one process, traffic both ways over a bad link, live progress, final score.
-    Demo(Box<smslink::cli::demo::Args>),
+    Demo(Box<smslink_tools::cli::demo::Args>),
     /// Run a buffer server next to an SMSC: CIMD2 toward it, the pipelined link toward the IM server.
-    BufferServer(Box<smslink::cli::buffer_server::Args>),
+    BufferServer(Box<smslink_tools::cli::buffer_server::Args>),
     /// Run the IM side's communication buffer: MO out on stdout as JSON lines, MT in on stdin.
-    ImEndpoint(Box<smslink::cli::im_endpoint::Args>),
+    ImEndpoint(Box<smslink_tools::cli::im_endpoint::Args>),
     /// Measure the same workload spoken directly (CIMD2 across the WAN) and buffered.
-    Bench(Box<smslink::cli::bench::Args>),
+    Bench(Box<smslink_tools::cli::bench::Args>),
 }
 
 fn main() {
@@ -39,12 +39,12 @@ fn main() {
             println!("smslink {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Wan(args) => smslink::cli::wan::run(*args),
-        Command::SmscSim(args) => smslink::cli::smsc_sim::run(*args),
-        Command::Demo(args) => smslink::cli::demo::run(*args),
-        Command::BufferServer(args) => smslink::cli::buffer_server::run(*args),
-        Command::ImEndpoint(args) => smslink::cli::im_endpoint::run(*args),
-        Command::Bench(args) => smslink::cli::bench::run(*args),
+        Command::Wan(args) => smslink_tools::cli::wan::run(*args),
+        Command::SmscSim(args) => smslink_tools::cli::smsc_sim::run(*args),
+        Command::Demo(args) => smslink_tools::cli::demo::run(*args),
+        Command::BufferServer(args) => smslink_tools::cli::buffer_server::run(*args),
+        Command::ImEndpoint(args) => smslink_tools::cli::im_endpoint::run(*args),
+        Command::Bench(args) => smslink_tools::cli::bench::run(*args),
     };
     if let Err(e) = result {
         eprintln!("smslink: {e}");

@@ -4,6 +4,5 @@ pub mod bench;
 pub mod buffer_server;
 pub mod demo;
 pub mod im_endpoint;
-pub mod scenario;
 pub mod smsc_sim;
 pub mod wan;

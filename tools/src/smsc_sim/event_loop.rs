@@ -12,13 +12,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-
-use super::time::cimd2_timestamp;
-use super::{Shared, SimConfig};
-use crate::cimd2::session::{
+use smslink::cimd2::session::{
     ServerConfig, ServerEvent, ServerSession, StatusReport, STATUS_DELIVERED,
 };
-use crate::message::{Coding, Message};
+use smslink::message::{Coding, Message};
+
+use super::record::submit_line;
+use super::time::cimd2_timestamp;
+use super::{Shared, SimConfig};
 
 /// Log a line on stderr; a closed stderr must not take the simulator down
 /// (`eprintln!` would panic).
@@ -584,16 +585,7 @@ impl Smsc {
         let Some(record) = self.record.as_mut() else {
             return;
         };
-        let mut line = serde_json::json!({
-            "seq": self.record_seq,
-            "from": message.from.as_str(),
-            "to": message.to.as_str(),
-            "timestamp": timestamp,
-        });
-        match message.text_str() {
-            Some(t) => line["text"] = t.into(),
-            None => line["hex"] = hex(message.payload()).into(),
-        }
+        let line = submit_line(self.record_seq, message, timestamp);
         let written = writeln!(record, "{line}").and_then(|()| record.flush());
         if let Err(e) = written {
             log!("smsc-sim: cannot write the record: {e}");
@@ -613,10 +605,6 @@ impl Smsc {
         let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
         (r as f64 / (1u64 << 53) as f64) < p
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
 /// Write what is queued until the socket would block; the rest waits for WRITABLE.

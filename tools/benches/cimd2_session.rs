@@ -11,7 +11,7 @@ use smslink::cimd2::session::{
     ClientConfig, ClientEvent, ClientSession, ServerConfig, ServerEvent, ServerSession,
 };
 use smslink::message::Message;
-use smslink::smsc_sim::{SimConfig, SmscSim};
+use smslink_tools::smsc_sim::{SimConfig, SmscSim};
 
 fn client_config() -> ClientConfig {
     ClientConfig {

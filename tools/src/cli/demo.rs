@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::scenario::{self, Scenario, ScenarioResult};
+use crate::scenario::{self, Scenario, ScenarioResult};
 
 /// Run SMSC simulator, buffer server, WAN emulator and IM side in one process and
 /// carry traffic both ways across a link that is cut and stalled now and then.
@@ -53,7 +53,7 @@ fn range(v: &[u64]) -> Option<(Duration, Duration)> {
 }
 
 pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    crate::runtime::log::set_level(crate::runtime::log::Level::Warn);
+    smslink::runtime::log::set_level(smslink::runtime::log::Level::Warn);
     let s = Scenario {
         mt: args.mt,
         mo: args.mo,

@@ -10,7 +10,7 @@ use smslink::link::LinkConfig;
 use smslink::message::Message;
 use smslink::ring::{Outcome, SlotState};
 use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeEvent, SmscSpec, Transport};
-use smslink::smsc_sim::{SimConfig, SmscSim};
+use smslink_tools::smsc_sim::{SimConfig, SmscSim};
 
 const PSK: &[u8] = b"test key";
 
