@@ -250,13 +250,13 @@ impl smslink_event {
                 }
                 e
             }
-            NodeEvent::SmscUp => Self::empty(SMSLINK_EVENT_SMSC_UP),
-            NodeEvent::SmscDown { reason } => {
+            NodeEvent::SmscUp { .. } => Self::empty(SMSLINK_EVENT_SMSC_UP),
+            NodeEvent::SmscDown { reason, .. } => {
                 let mut e = Self::empty(SMSLINK_EVENT_SMSC_DOWN);
                 fill_c_array(&mut e.detail, reason);
                 e
             }
-            NodeEvent::SmscViolation { detail } => {
+            NodeEvent::SmscViolation { detail, .. } => {
                 let mut e = Self::empty(SMSLINK_EVENT_SMSC_VIOLATION);
                 fill_c_array(&mut e.detail, detail);
                 e
@@ -336,6 +336,9 @@ pub struct smslink_smsc_stats {
 /// A node configuration being built. Not thread-safe: one thread at a time.
 pub struct smslink_config {
     config: NodeConfig,
+    /// Set by `smslink_config_set_smsc`: served by the first link (the C API's
+    /// buffer server has one link toward the IM side).
+    smsc: Option<SmscSpec>,
 }
 
 impl BoxHandle for smslink_config {}
@@ -409,6 +412,7 @@ pub unsafe extern "C" fn smslink_config_new(out: *mut *mut smslink_config) -> sm
         let out = out_ptr(out, "out")?;
         let config = smslink_config {
             config: NodeConfig::new(Vec::new()),
+            smsc: None,
         };
         write_out(out, config.into_raw());
         Ok(())
@@ -615,14 +619,14 @@ pub unsafe extern "C" fn smslink_config_set_smsc(
         let addr = socket_addr(unsafe { arg_str(addr, "addr") }?)?;
         let user = unsafe { arg_str(user, "user") }?;
         let password = unsafe { arg_str(password, "password") }?;
-        config.config.smsc = Some(SmscSpec {
+        config.smsc = Some(SmscSpec::cimd2(
             addr,
-            client: ClientConfig {
+            ClientConfig {
                 user: user.to_owned(),
                 password: password.to_owned(),
                 ..ClientConfig::default()
             },
-        });
+        ));
         Ok(())
     })
 }
@@ -686,7 +690,11 @@ pub unsafe extern "C" fn smslink_node_new(
         // SAFETY: per the header's contract.
         let config = unsafe { arg_ref(config, "config") }?;
         let out = out_ptr(out, "out")?;
-        let node = Node::start(config.config.clone()).map_err(node_error)?;
+        let mut node_config = config.config.clone();
+        if let (Some(smsc), Some(link)) = (&config.smsc, node_config.links.first_mut()) {
+            link.smsc = Some(smsc.clone());
+        }
+        let node = Node::start(node_config).map_err(node_error)?;
         let handle = smslink_node {
             node,
             stash: Mutex::new(None),

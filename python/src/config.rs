@@ -190,7 +190,7 @@ impl Smsc {
         Ok(Smsc {
             addr,
             user,
-            spec: SmscSpec { addr: sock, client },
+            spec: SmscSpec::cimd2(sock, client),
         })
     }
 

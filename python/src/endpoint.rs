@@ -310,7 +310,10 @@ impl Endpoint {
             Some(names) => StatusFilter::from_names(&names)?,
         };
         let mut config = NodeConfig::new(links.iter().map(|l| l.spec()).collect());
-        config.smsc = smsc.map(|s| s.spec());
+        // The SMSC is served by the first link (the one toward the IM side).
+        if let (Some(smsc), Some(first)) = (smsc, config.links.first_mut()) {
+            first.smsc = Some(smsc.spec());
+        }
         config.event_capacity = event_capacity;
         config.reconnect_min = seconds("reconnect_min", reconnect_min, false)?;
         config.reconnect_max = seconds("reconnect_max", reconnect_max, false)?;

@@ -292,9 +292,11 @@ pub fn to_py(py: Python<'_>, ev: NodeEvent, names: &[Py<PyString>]) -> PyResult<
             },
         )?
         .into_any(),
-        NodeEvent::SmscUp => Py::new(py, SmscUp {})?.into_any(),
-        NodeEvent::SmscDown { reason } => Py::new(py, SmscDown { reason })?.into_any(),
-        NodeEvent::SmscViolation { detail } => Py::new(py, SmscViolation { detail })?.into_any(),
+        NodeEvent::SmscUp { .. } => Py::new(py, SmscUp {})?.into_any(),
+        NodeEvent::SmscDown { reason, .. } => Py::new(py, SmscDown { reason })?.into_any(),
+        NodeEvent::SmscViolation { detail, .. } => {
+            Py::new(py, SmscViolation { detail })?.into_any()
+        }
     };
     Ok(obj)
 }

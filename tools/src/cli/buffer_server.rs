@@ -455,7 +455,7 @@ mod tests {
 
     fn smsc_user(s: &Settings) -> &str {
         match &s.node.links[0].smsc.as_ref().expect("an SMSC").protocol {
-            crate::runtime::SmscProtocol::Cimd2(c) => &c.user,
+            smslink::runtime::SmscProtocol::Cimd2(c) => &c.user,
         }
     }
 
