@@ -160,9 +160,10 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 loop {
                     match node.send(&message) {
                         Ok(_) => break,
-                        Err(NodeError::Full { .. }) if !stop.load(Ordering::Relaxed) => {
-                            // The ring frees as the buffer server reports outcomes.
-                            std::thread::sleep(Duration::from_millis(1));
+                        Err(NodeError::Full { link, .. }) if !stop.load(Ordering::Relaxed) => {
+                            // The ring frees as the buffer server reports outcomes;
+                            // the node wakes us then. Bounded so a signal is noticed.
+                            let _ = node.wait_for_room(link, 1, Some(Duration::from_millis(200)));
                         }
                         Err(e) => {
                             slog!(Level::Warn, "event=mt_refused reason={:?}", e.to_string());
