@@ -4,6 +4,7 @@
 use std::ffi::{c_char, CStr};
 use std::ptr::{null, null_mut};
 
+use crate::abi::{guard, set_last_error};
 use crate::*;
 
 fn last_error() -> String {
