@@ -1,11 +1,16 @@
-//! The result code every fallible C function returns, and its names.
+//! The result code every fallible C function returns. The enum below is the one
+//! list: cbindgen makes the header's constants from it and the derives make the
+//! names `smslink_result_name` gives out, so a code added here has both.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, CString};
+use std::sync::OnceLock;
+
+use strum::IntoEnumIterator;
 
 /// What every fallible function returns. Numbers are part of the ABI: a value is
 /// never reused for another meaning, new ones are only appended.
 #[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter, strum::IntoStaticStr)]
 pub enum smslink_result {
     /// Success.
     SMSLINK_OK = 0,
@@ -55,25 +60,22 @@ pub use smslink_result::*;
 /// Thread safety: any thread, any time.
 #[no_mangle]
 pub extern "C" fn smslink_result_name(result: u32) -> *const c_char {
-    let name: &'static str = match result {
-        0 => "SMSLINK_OK\0",
-        1 => "SMSLINK_NULL_PARAMETER\0",
-        2 => "SMSLINK_PANIC\0",
-        3 => "SMSLINK_INVALID_ARGUMENT\0",
-        4 => "SMSLINK_FULL\0",
-        5 => "SMSLINK_NO_ROUTE\0",
-        6 => "SMSLINK_UNKNOWN_LINK\0",
-        7 => "SMSLINK_STOPPED\0",
-        8 => "SMSLINK_BUSY\0",
-        9 => "SMSLINK_CONFIG\0",
-        10 => "SMSLINK_IO\0",
-        11 => "SMSLINK_BUFFER_TOO_SMALL\0",
-        12 => "SMSLINK_EMPTY\0",
-        13 => "SMSLINK_NOT_FOUND\0",
-        14 => "SMSLINK_CALLBACK_ERROR\0",
-        15 => "SMSLINK_MALFORMED\0",
-        16 => "SMSLINK_WRONG_THREAD\0",
-        _ => "SMSLINK_UNKNOWN_RESULT\0",
-    };
-    name.as_ptr().cast()
+    static UNKNOWN: &std::ffi::CStr = c"SMSLINK_UNKNOWN_RESULT";
+    names()
+        .iter()
+        .find(|(code, _)| *code as u32 == result)
+        .map_or(UNKNOWN.as_ptr(), |(_, name)| name.as_ptr())
+}
+
+/// Every code with its name as a C string, made once (C keeps the pointers forever).
+fn names() -> &'static [(smslink_result, CString)] {
+    static NAMES: OnceLock<Vec<(smslink_result, CString)>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        smslink_result::iter()
+            .map(|code| {
+                let name: &'static str = code.into();
+                (code, CString::new(name).expect("a variant name has no NUL"))
+            })
+            .collect()
+    })
 }

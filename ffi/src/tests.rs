@@ -64,6 +64,32 @@ fn result_numbers_are_pinned_and_named() {
     assert_eq!(unknown.to_str().unwrap(), "SMSLINK_UNKNOWN_RESULT");
 }
 
+/// The enum is the only list of codes: each has its name from `smslink_result_name`
+/// and its constant in the committed header, with the same number.
+#[test]
+fn every_result_code_is_named_and_in_the_header() {
+    use strum::IntoEnumIterator;
+    let header =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../include/smslink.h"))
+            .expect("read include/smslink.h");
+    let codes: Vec<smslink_result> = smslink_result::iter().collect();
+    assert_eq!(codes.len(), 17);
+    for code in codes {
+        // SAFETY: smslink_result_name returns a static NUL-terminated string.
+        let name = unsafe { CStr::from_ptr(smslink_result_name(code as u32)) };
+        let name = name.to_str().unwrap();
+        assert_eq!(name, format!("{code:?}"));
+        let line = format!("  {name} = {},", code as u32);
+        assert!(
+            header.lines().any(|l| l == line),
+            "no {line:?} in the header"
+        );
+    }
+    // SAFETY: as above.
+    let unknown = unsafe { CStr::from_ptr(smslink_result_name(u32::MAX)) };
+    assert_eq!(unknown.to_str().unwrap(), "SMSLINK_UNKNOWN_RESULT");
+}
+
 #[test]
 fn version_is_the_crate_version() {
     // SAFETY: a static NUL-terminated string.
