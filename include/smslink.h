@@ -675,7 +675,8 @@ const char *smslink_result_name(uint32_t result);
 
 // Hand a message over, routed by its recipient. Returns at once: SMSLINK_OK with the
 // link and sequence number in `*out_receipt` (which may be NULL when not wanted), or
-// SMSLINK_FULL (nothing stored: retry once a status event shows progress),
+// SMSLINK_FULL (nothing stored: retry after `smslink_node_wait_for_room`, or once a
+// status event shows progress),
 // SMSLINK_NO_ROUTE, SMSLINK_INVALID_ARGUMENT (bad address or payload),
 // SMSLINK_STOPPED.
 //
@@ -729,6 +730,24 @@ smslink_result smslink_node_send_batch(const struct smslink_node *node,
                                        size_t count,
                                        size_t *out_taken,
                                        uint64_t *out_first_seq);
+
+// Block until `link` takes at least `min_room` more messages (0 counts as 1; more
+// than the link's capacity counts as the capacity), for up to `timeout_ms`
+// (0: only look, negative: no limit). The node's loop wakes the caller when the
+// peer has processed messages: no polling, and no event is taken off the node.
+// On SMSLINK_OK writes the room there is (at least what was asked) to `*out_room`.
+//
+// Errors: SMSLINK_FULL (less room than asked when the timeout passed; `*out_room`
+// untouched), SMSLINK_UNKNOWN_LINK, SMSLINK_STOPPED.
+//
+// Thread safety: any thread, several at once; also inside one of this node's own
+// callbacks (room is freed by the node's loop, not by the caller), though the
+// events behind the one being handled then wait too.
+smslink_result smslink_node_wait_for_room(const struct smslink_node *node,
+                                          uint32_t link,
+                                          size_t min_room,
+                                          int32_t timeout_ms,
+                                          size_t *out_room);
 
 // A snapshot of a link's cursors and counters into `*out`.
 //

@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
 
 use crate::result::smslink_result::{self, *};
 
@@ -124,6 +125,11 @@ pub(crate) unsafe fn arg_bytes<'a>(
     }
     // SAFETY: caller contract: `len` readable bytes.
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// A `timeout_ms` argument: negative waits without limit.
+pub(crate) fn timeout_from_ms(timeout_ms: i32) -> Option<Duration> {
+    u64::try_from(timeout_ms).ok().map(Duration::from_millis)
 }
 
 /// Check that an out-parameter is not NULL before any side effect.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use smslink_core::ring::Outcome;
 use smslink_core::runtime::NodeEvent;
 
-use crate::abi::{arg_ref, guard, out_ptr, write_out, Error};
+use crate::abi::{arg_ref, guard, out_ptr, timeout_from_ms, write_out, Error};
 use crate::event::{
     smslink_event, smslink_event_callback, SMSLINK_OUTCOME_ACCEPTED, SMSLINK_OUTCOME_REJECTED,
 };
@@ -62,7 +62,7 @@ impl smslink_node {
         if let Some(ev) = self.next_event() {
             return Some(ev);
         }
-        let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
+        let timeout = timeout_from_ms(timeout_ms);
         if timeout == Some(Duration::ZERO) {
             return None;
         }

@@ -4,12 +4,14 @@
 use std::cell::RefCell;
 use std::ffi::c_char;
 
+use smslink_core::runtime::NodeError;
+
 use smslink_core::message::Message;
 
-use crate::abi::{arg_bytes, arg_ref, arg_str, guard, out_ptr, write_out, Error};
+use crate::abi::{arg_bytes, arg_ref, arg_str, guard, out_ptr, timeout_from_ms, write_out, Error};
 use crate::message::{smslink_message, smslink_receipt};
 use crate::node::{node_error, smslink_node};
-use crate::result::smslink_result;
+use crate::result::smslink_result::{self, *};
 
 thread_local! {
     /// Messages of a batch, converted from their C form.
@@ -28,7 +30,8 @@ fn receipt_out(out: *mut smslink_receipt, r: smslink_core::runtime::Receipt) {
 
 /// Hand a message over, routed by its recipient. Returns at once: SMSLINK_OK with the
 /// link and sequence number in `*out_receipt` (which may be NULL when not wanted), or
-/// SMSLINK_FULL (nothing stored: retry once a status event shows progress),
+/// SMSLINK_FULL (nothing stored: retry after `smslink_node_wait_for_room`, or once a
+/// status event shows progress),
 /// SMSLINK_NO_ROUTE, SMSLINK_INVALID_ARGUMENT (bad address or payload),
 /// SMSLINK_STOPPED.
 ///
@@ -177,6 +180,54 @@ pub unsafe extern "C" fn smslink_node_send_batch(
         if let Some(first) = first {
             write_out(out_first_seq, first);
         }
+        Ok(())
+    })
+}
+
+/// Block until `link` takes at least `min_room` more messages (0 counts as 1; more
+/// than the link's capacity counts as the capacity), for up to `timeout_ms`
+/// (0: only look, negative: no limit). The node's loop wakes the caller when the
+/// peer has processed messages: no polling, and no event is taken off the node.
+/// On SMSLINK_OK writes the room there is (at least what was asked) to `*out_room`.
+///
+/// Errors: SMSLINK_FULL (less room than asked when the timeout passed; `*out_room`
+/// untouched), SMSLINK_UNKNOWN_LINK, SMSLINK_STOPPED.
+///
+/// Thread safety: any thread, several at once; also inside one of this node's own
+/// callbacks (room is freed by the node's loop, not by the caller), though the
+/// events behind the one being handled then wait too.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_node_wait_for_room(
+    node: *const smslink_node,
+    link: u32,
+    min_room: usize,
+    timeout_ms: i32,
+    out_room: *mut usize,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let node = unsafe { arg_ref(node, "node") }?;
+        let out_room = out_ptr(out_room, "out_room")?;
+        let link = link as usize;
+        let capacity = node
+            .node
+            .link_stats(link)
+            .ok_or_else(|| node_error(NodeError::UnknownLink(link)))?
+            .capacity;
+        let room = node
+            .node
+            .wait_for_room(link, min_room, timeout_from_ms(timeout_ms))
+            .map_err(node_error)?;
+        let wanted = min_room.clamp(1, capacity.max(1));
+        if room < wanted {
+            return Err(Error::new(
+                SMSLINK_FULL,
+                format!(
+                    "link {link} takes {room} more messages after {timeout_ms} ms, not {wanted}"
+                ),
+            ));
+        }
+        write_out(out_room, room);
         Ok(())
     })
 }
