@@ -58,6 +58,7 @@ struct callback_state {
   smslink_result dispatch_inside;
   smslink_result wait_inside;
   smslink_result shutdown_inside;
+  smslink_result room_inside;
 };
 
 static int failing_callback(void *userdata, const smslink_event *ev) {
@@ -76,6 +77,8 @@ static int reentrant_callback(void *userdata, const smslink_event *ev) {
   st->shutdown_inside = smslink_node_shutdown(st->node, 0, NULL);
   st->dispatch_inside = smslink_node_dispatch(st->node, 0, failing_callback, st, NULL);
   st->wait_inside = smslink_node_wait_event(st->node, 0, &other);
+  size_t room = 0;
+  st->room_inside = smslink_node_wait_for_room(st->node, 0, 1, 0, &room);
   return 0;
 }
 
@@ -105,6 +108,7 @@ static void null_handles(void) {
   EXPECT(smslink_node_poll_event(NULL, &ev), SMSLINK_NULL_PARAMETER);
   EXPECT(smslink_node_wait_event(NULL, 0, &ev), SMSLINK_NULL_PARAMETER);
   EXPECT(smslink_node_dispatch(NULL, 0, failing_callback, NULL, &n), SMSLINK_NULL_PARAMETER);
+  EXPECT(smslink_node_wait_for_room(NULL, 0, 1, 0, &n), SMSLINK_NULL_PARAMETER);
   EXPECT(smslink_node_event_fd(NULL, &fd), SMSLINK_NULL_PARAMETER);
   EXPECT(smslink_node_clear_event_fd(NULL), SMSLINK_NULL_PARAMETER);
   EXPECT(smslink_node_link_stats(NULL, 0, &ls), SMSLINK_NULL_PARAMETER);
@@ -213,6 +217,13 @@ static void config_errors(void) {
   EXPECT(smslink_node_send_text(node, "1", "4612", "c", 3, &untouched), SMSLINK_FULL);
   expect_true(!(r.seq != 1 || untouched.seq != 77), __LINE__, "receipts: first seq %llu, after FULL %llu", (unsigned long long)r.seq,
            (unsigned long long)untouched.seq);
+  /* Waiting for room: still none after the timeout, and the out-parameter untouched. */
+  size_t room = 99;
+  EXPECT(smslink_node_wait_for_room(node, 0, 1, 0, &room), SMSLINK_FULL);
+  EXPECT(smslink_node_wait_for_room(node, 0, 1, 20, &room), SMSLINK_FULL);
+  expect_true(room == 99, __LINE__, "out_room written on FULL: %zu", room);
+  EXPECT(smslink_node_wait_for_room(node, 3, 1, 0, &room), SMSLINK_UNKNOWN_LINK);
+  EXPECT(smslink_node_wait_for_room(node, 0, 1, 0, NULL), SMSLINK_NULL_PARAMETER);
   EXPECT(smslink_node_send_text(node, "1", "3312", "c", 3, NULL), SMSLINK_NO_ROUTE);
   EXPECT(smslink_node_send_text(node, "1", "this address is much too long", "c", 3, NULL),
          SMSLINK_INVALID_ARGUMENT);
@@ -302,6 +313,8 @@ static void callbacks(void) {
   expect("shutdown inside callback", re.shutdown_inside, SMSLINK_WRONG_THREAD, __LINE__);
   expect("dispatch inside callback", re.dispatch_inside, SMSLINK_WRONG_THREAD, __LINE__);
   expect("wait inside callback", re.wait_inside, SMSLINK_WRONG_THREAD, __LINE__);
+  /* Waiting for room is allowed there: the node's loop frees it, not this thread. */
+  expect("wait for room inside callback", re.room_inside, SMSLINK_OK, __LINE__);
   EXPECT(smslink_node_free(bs), SMSLINK_OK);
   EXPECT(smslink_node_free(im), SMSLINK_OK);
 }

@@ -3,7 +3,8 @@
  * itself is the SMSC side) and exchanges messages with an IM-side endpoint.
  *
  *   toy_smsc [COUNT]           runs the IM side too, in a second thread of this
- *                              program (a second node joined over loopback TCP)
+ *                              program (a second node joined over loopback TCP,
+ *                              rings of 16 slots so that both sides meet a full one)
  *   toy_smsc COUNT HOST:PORT   dials an IM-side endpoint elsewhere (this side's
  *                              link is "bs", the peer must be "im", pre-shared
  *                              key "toy key", 1024 slots), which must answer
@@ -11,11 +12,15 @@
  *
  * The stack hands each mobile-originated (MO) message to smslink and gets "stored"
  * (a sequence number) or SMSLINK_FULL back at once. Mobile-terminated (MT) messages
- * arrive through a callback; the stack "delivers" each one to the handset and
- * reports the outcome with smslink_node_ack (handsets ending in 9 are unknown:
+ * arrive through a callback; the stack "delivers" each one to the handset and, as
+ * a network's delivery report comes back later, reports the outcome with
+ * smslink_node_ack one dispatch round later (handsets ending in 9 are unknown:
  * rejected with code 13).
  *
- * The IM side acknowledges every MO and answers it with an MT "re: <text>".
+ * The IM side acknowledges every MO and answers it with an MT "re: <text>". When
+ * its ring toward the stack is full it blocks in smslink_node_wait_for_room until
+ * the stack has processed an MT (its thread does nothing else), where the stack's
+ * own loop, which must keep dispatching, goes back to dispatch on SMSLINK_FULL.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -28,6 +33,8 @@
 #include "smslink.h"
 
 static const char PSK[] = "toy key";
+/* Ring slots when both sides run here: small, so that both meet a full ring. */
+static const uint32_t LOCAL_CAPACITY = 16;
 
 static double now_s(void) {
   struct timespec ts;
@@ -58,6 +65,7 @@ struct im_side {
   long mo_received;
   long mt_accepted;
   long mt_rejected;
+  long room_waits;
   int mo_in_order;
   double deadline;
 };
@@ -87,9 +95,14 @@ static void *im_thread(void *arg) {
                                     (uint64_t)im->mo_received, NULL);
         if (rc != SMSLINK_FULL)
           break;
-        /* Ring full: the handset side has not caught up. Real servers would queue. */
-        struct timespec pause = {0, 1000000};
-        nanosleep(&pause, NULL);
+        /* Ring full: the handset side has not caught up. Sleep until it has
+           processed one (the node wakes this thread), then send again. */
+        im->room_waits++;
+        size_t room = 0;
+        int left_ms = (int)((im->deadline - now_s()) * 1000);
+        rc = smslink_node_wait_for_room(im->node, ev.link, 1, left_ms > 0 ? left_ms : 0, &room);
+        if (rc != SMSLINK_OK)
+          die("im wait_for_room", rc);
       }
       if (rc != SMSLINK_OK)
         die("im send_text", rc);
@@ -105,8 +118,21 @@ static void *im_thread(void *arg) {
 
 /* ---- the SMSC stack with its embedded buffer server ---- */
 
+/* An MT delivered to a handset whose outcome is not reported yet. */
+struct report {
+  uint32_t link;
+  uint64_t seq;
+  int unknown;
+};
+
+/* At most a ring's worth of MT is ever unacknowledged (1024 slots at most here). */
+#define MAX_REPORTS 1024
+
 struct stack {
   smslink_node *node;
+  struct report reports[MAX_REPORTS];
+  size_t n_reports; /* collected by the callback */
+  size_t n_due;     /* the first n_due are reported by the next report_outcomes */
   long count;
   long mo_accepted;
   long mo_rejected;
@@ -126,14 +152,12 @@ static int on_event(void *userdata, const smslink_event *ev) {
     printf("toy_smsc: link down: %s\n", ev->detail);
     break;
   case SMSLINK_EVENT_RECEIVED: {
-    /* An MT for a handset: "deliver" it, then report the outcome. */
+    /* An MT for a handset: "deliver" it; its outcome is reported later. */
+    if (s->n_reports == MAX_REPORTS)
+      return 1; /* stops dispatch; this event comes back on the next one */
     size_t len = strlen(ev->message.to);
     int unknown = len > 0 && ev->message.to[len - 1] == '9';
-    smslink_result rc =
-        unknown ? smslink_node_ack(s->node, ev->link, ev->seq, SMSLINK_OUTCOME_REJECTED, 13)
-                : smslink_node_ack(s->node, ev->link, ev->seq, SMSLINK_OUTCOME_ACCEPTED, 0);
-    if (rc != SMSLINK_OK)
-      return 1; /* stops dispatch; this event comes back on the next one */
+    s->reports[s->n_reports++] = (struct report){ev->link, ev->seq, unknown};
     char want[48];
     snprintf(want, sizeof want, "re: mo %ld", s->mt_delivered + s->mt_unknown);
     if (strcmp((const char *)ev->message.payload, want) != 0)
@@ -158,8 +182,26 @@ static int on_event(void *userdata, const smslink_event *ev) {
   return 0;
 }
 
+/* Acknowledge the outcomes that are due; the rest are due next time. */
+static void report_outcomes(struct stack *s) {
+  size_t done = 0;
+  for (; done < s->n_due; done++) {
+    const struct report *r = &s->reports[done];
+    smslink_result rc =
+        r->unknown ? smslink_node_ack(s->node, r->link, r->seq, SMSLINK_OUTCOME_REJECTED, 13)
+                   : smslink_node_ack(s->node, r->link, r->seq, SMSLINK_OUTCOME_ACCEPTED, 0);
+    if (rc == SMSLINK_BUSY)
+      break; /* too many acknowledgements queued: the rest go next time */
+    if (rc != SMSLINK_OK)
+      die("ack", rc);
+  }
+  s->n_reports -= done;
+  memmove(s->reports, s->reports + done, s->n_reports * sizeof s->reports[0]);
+  s->n_due = s->n_reports;
+}
+
 static smslink_node *start_node(const char *name, const char *peer, const char *addr,
-                                int listen) {
+                                int listen, uint32_t capacity) {
   smslink_config *cfg = NULL;
   uint32_t link = 0;
   smslink_node *node = NULL;
@@ -171,7 +213,7 @@ static smslink_node *start_node(const char *name, const char *peer, const char *
     CHECK(smslink_config_add_link_dial(cfg, name, (const uint8_t *)PSK, strlen(PSK), addr,
                                        &link));
   CHECK(smslink_config_link_set_expected_peer(cfg, link, peer));
-  CHECK(smslink_config_link_set_capacity(cfg, link, 1024));
+  CHECK(smslink_config_link_set_capacity(cfg, link, capacity));
   CHECK(smslink_config_link_set_default(cfg, link));
   CHECK(smslink_config_set_reconnect(cfg, 20, 500));
   CHECK(smslink_node_new(cfg, &node));
@@ -196,7 +238,7 @@ int main(int argc, char **argv) {
   pthread_t im_tid;
   char im_addr[64];
   if (remote == NULL) {
-    im.node = start_node("im", "bs", "127.0.0.1:0", 1);
+    im.node = start_node("im", "bs", "127.0.0.1:0", 1, LOCAL_CAPACITY);
     uint16_t port = 0;
     CHECK(smslink_node_local_port(im.node, 0, &port));
     snprintf(im_addr, sizeof im_addr, "127.0.0.1:%u", (unsigned)port);
@@ -213,7 +255,7 @@ int main(int argc, char **argv) {
   struct stack s = {0};
   s.mt_in_order = 1;
   s.count = count;
-  s.node = start_node("bs", "im", im_addr, 0);
+  s.node = start_node("bs", "im", im_addr, 0, remote == NULL ? LOCAL_CAPACITY : 1024);
 
   long next_mo = 0;
   long full_answers = 0;
@@ -243,6 +285,14 @@ int main(int argc, char **argv) {
     smslink_result rc = smslink_node_dispatch(s.node, 20, on_event, &s, &handled);
     if (rc != SMSLINK_OK && rc != SMSLINK_CALLBACK_ERROR)
       die("dispatch", rc);
+    report_outcomes(&s);
+  }
+  /* The last delivery reports. */
+  while (s.n_reports > 0 && now_s() < deadline) {
+    s.n_due = s.n_reports;
+    report_outcomes(&s);
+    if (s.n_reports > 0)
+      CHECK(smslink_node_dispatch(s.node, 20, on_event, &s, NULL));
   }
 
   smslink_link_stats stats;
@@ -263,6 +313,7 @@ int main(int argc, char **argv) {
     printf("im: mo received %ld, in order %s; mt processed %ld (accepted %ld, rejected %ld)\n",
            im.mo_received, im.mo_in_order ? "yes" : "no", im.mt_accepted + im.mt_rejected,
            im.mt_accepted, im.mt_rejected);
+    printf("im: waited for room %ld times\n", im.room_waits);
     ok = ok && im.mo_received == count &&
          im.mo_in_order && im.mt_accepted == s.mt_delivered && im.mt_rejected == s.mt_unknown;
   }

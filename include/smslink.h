@@ -21,26 +21,11 @@
 /** The version of this header; compare with smslink_version() at run time. */
 #define SMSLINK_VERSION "0.1.0"
 
-// Bytes of an address array: 20 characters and the NUL.
-#define SMSLINK_ADDRESS_SIZE 21
-
-// Largest payload of one message, in bytes.
-#define SMSLINK_MAX_PAYLOAD 640
-
-// Bytes of a payload array: the payload and a NUL after it (so text can be printed).
-#define SMSLINK_PAYLOAD_SIZE 641
-
 // Bytes of a link name array: 64 bytes and the NUL.
 #define SMSLINK_NAME_SIZE 65
 
 // Bytes of the text in an event (peer name, reason): cut to fit, NUL-terminated.
 #define SMSLINK_DETAIL_SIZE 256
-
-// `smslink_message.coding`: UTF-8 text.
-#define SMSLINK_CODING_TEXT 0
-
-// `smslink_message.coding`: raw octets.
-#define SMSLINK_CODING_BINARY 1
 
 // `smslink_node_ack` outcome / `smslink_event.outcome`: no outcome (yet).
 #define SMSLINK_OUTCOME_NONE 0
@@ -50,6 +35,21 @@
 
 // Refused downstream; `error_code` says why.
 #define SMSLINK_OUTCOME_REJECTED 2
+
+// Bytes of an address array: 20 characters and the NUL.
+#define SMSLINK_ADDRESS_SIZE 21
+
+// Largest payload of one message, in bytes.
+#define SMSLINK_MAX_PAYLOAD 640
+
+// Bytes of a payload array: the payload and a NUL after it (so text can be printed).
+#define SMSLINK_PAYLOAD_SIZE 641
+
+// `smslink_message.coding`: UTF-8 text.
+#define SMSLINK_CODING_TEXT 0
+
+// `smslink_message.coding`: raw octets.
+#define SMSLINK_CODING_BINARY 1
 
 // What every fallible function returns. Numbers are part of the ABI: a value is
 // never reused for another meaning, new ones are only appended.
@@ -190,13 +190,6 @@ typedef struct smslink_message {
   uint8_t payload[SMSLINK_PAYLOAD_SIZE];
 } smslink_message;
 
-// Where a sent message went: the link and its sequence number there (status events
-// and the peer's acknowledgement name it by this pair).
-typedef struct smslink_receipt {
-  uint32_t link;
-  uint64_t seq;
-} smslink_receipt;
-
 // One event, copied out of the node: no pointer inside refers to smslink memory.
 typedef struct smslink_event {
   smslink_event_type kind;
@@ -223,6 +216,13 @@ typedef struct smslink_event {
 // the dispatch, which returns SMSLINK_CALLBACK_ERROR and keeps this event to be
 // delivered again by the next poll or dispatch.
 typedef int (*smslink_event_callback)(void *userdata, const struct smslink_event *event);
+
+// Where a sent message went: the link and its sequence number there (status events
+// and the peer's acknowledgement name it by this pair).
+typedef struct smslink_receipt {
+  uint32_t link;
+  uint64_t seq;
+} smslink_receipt;
 
 // A snapshot of one link (taken by the node's loop after its latest turn).
 typedef struct smslink_link_stats {
@@ -290,12 +290,6 @@ extern "C" {
 //
 // Thread safety: any thread, any time.
 const char *smslink_version(void);
-
-// A static NUL-terminated name for a result code, e.g. "SMSLINK_FULL"
-// ("SMSLINK_UNKNOWN_RESULT" for a number this library does not know).
-//
-// Thread safety: any thread, any time.
-const char *smslink_result_name(uint32_t result);
 
 // Copy the description of the most recent failed call on this thread into `buf`
 // (`len` bytes), NUL-terminated and cut to fit. Writes `*out_len` with the length
@@ -536,94 +530,6 @@ smslink_result smslink_config_set_reconnect(struct smslink_config *config,
 // Thread safety: one thread at a time per configuration.
 smslink_result smslink_config_set_event_capacity(struct smslink_config *config, uint32_t capacity);
 
-// Start a node from `config` (which stays the caller's: free it when convenient):
-// binds listening links, starts the node's event-loop thread, begins dialling.
-// Writes the handle to `*out`; free it with `smslink_node_free` or
-// `smslink_node_shutdown`.
-//
-// Errors: SMSLINK_CONFIG (no link, bad capacity or name...), SMSLINK_IO (bind).
-//
-// Thread safety: any thread; `config` must not be changed meanwhile.
-smslink_result smslink_node_new(const struct smslink_config *config, struct smslink_node **out);
-
-// Stop the node at once and free it (NULL: nothing happens, SMSLINK_OK). Messages
-// not yet processed stay unprocessed: the peer's ring keeps what it stored.
-//
-// Returns SMSLINK_WRONG_THREAD (and frees nothing) when called from inside one of
-// this node's own dispatch callbacks.
-//
-// Thread safety: any thread, but no other call may be using `node` during or after.
-smslink_result smslink_node_free(struct smslink_node *node);
-
-// Stop taking new messages, try for up to `flush_ms` to get every sent message
-// processed by the peer, then stop and free the node (NULL: nothing happens).
-// When `out_drained` is not NULL, writes whether every sending ring ended empty.
-//
-// Returns SMSLINK_WRONG_THREAD (and frees nothing) when called from inside one of
-// this node's own dispatch callbacks.
-//
-// Thread safety: any thread, but no other call may be using `node` during or after.
-smslink_result smslink_node_shutdown(struct smslink_node *node,
-                                     uint32_t flush_ms,
-                                     bool *out_drained);
-
-// Hand a message over, routed by its recipient. Returns at once: SMSLINK_OK with the
-// link and sequence number in `*out_receipt` (which may be NULL when not wanted), or
-// SMSLINK_FULL (nothing stored: retry once a status event shows progress),
-// SMSLINK_NO_ROUTE, SMSLINK_INVALID_ARGUMENT (bad address or payload),
-// SMSLINK_STOPPED.
-//
-// Thread safety: any thread; concurrent senders are serialised per link.
-smslink_result smslink_node_send(const struct smslink_node *node,
-                                 const struct smslink_message *message,
-                                 struct smslink_receipt *out_receipt);
-
-// `smslink_node_send` on a given link instead of by route (SMSLINK_UNKNOWN_LINK
-// when there is no such link).
-//
-// Thread safety: any thread; concurrent senders are serialised per link.
-smslink_result smslink_node_send_on(const struct smslink_node *node,
-                                    uint32_t link,
-                                    const struct smslink_message *message,
-                                    struct smslink_receipt *out_receipt);
-
-// Send a text message (`text`: NUL-terminated UTF-8, at most 640 bytes), routed by
-// `to`. As `smslink_node_send` otherwise.
-//
-// Thread safety: any thread; concurrent senders are serialised per link.
-smslink_result smslink_node_send_text(const struct smslink_node *node,
-                                      const char *from,
-                                      const char *to,
-                                      const char *text,
-                                      uint64_t client_ref,
-                                      struct smslink_receipt *out_receipt);
-
-// Send `len` raw octets (at most 640), routed by `to`. As `smslink_node_send`
-// otherwise.
-//
-// Thread safety: any thread; concurrent senders are serialised per link.
-smslink_result smslink_node_send_binary(const struct smslink_node *node,
-                                        const char *from,
-                                        const char *to,
-                                        const uint8_t *data,
-                                        size_t len,
-                                        uint64_t client_ref,
-                                        struct smslink_receipt *out_receipt);
-
-// Hand `count` messages to `link` in one go, in order, as far as the ring has room.
-// Writes how many were taken to `*out_taken`; their sequence numbers follow each
-// other from `*out_first_seq` (written only when at least one was taken;
-// `out_first_seq` may be NULL). Taking fewer than `count` (even 0) is SMSLINK_OK:
-// the ring was full. A malformed message fails the whole call before any is taken.
-//
-// Thread safety: any thread; concurrent senders are serialised per link.
-smslink_result smslink_node_send_batch(const struct smslink_node *node,
-                                       uint32_t link,
-                                       const struct smslink_message *messages,
-                                       size_t count,
-                                       size_t *out_taken,
-                                       uint64_t *out_first_seq);
-
 // Report the outcome of a received message (`link`, `seq` from its RECEIVED
 // event) once it is safely handed on: `outcome` is SMSLINK_OUTCOME_ACCEPTED, or
 // SMSLINK_OUTCOME_REJECTED with `error_code`. Frees its slot on both sides; the
@@ -692,6 +598,37 @@ smslink_result smslink_node_event_fd(const struct smslink_node *node, int *out_f
 // Thread safety: any thread.
 smslink_result smslink_node_clear_event_fd(const struct smslink_node *node);
 
+// Start a node from `config` (which stays the caller's: free it when convenient):
+// binds listening links, starts the node's event-loop thread, begins dialling.
+// Writes the handle to `*out`; free it with `smslink_node_free` or
+// `smslink_node_shutdown`.
+//
+// Errors: SMSLINK_CONFIG (no link, bad capacity or name...), SMSLINK_IO (bind).
+//
+// Thread safety: any thread; `config` must not be changed meanwhile.
+smslink_result smslink_node_new(const struct smslink_config *config, struct smslink_node **out);
+
+// Stop the node at once and free it (NULL: nothing happens, SMSLINK_OK). Messages
+// not yet processed stay unprocessed: the peer's ring keeps what it stored.
+//
+// Returns SMSLINK_WRONG_THREAD (and frees nothing) when called from inside one of
+// this node's own dispatch callbacks.
+//
+// Thread safety: any thread, but no other call may be using `node` during or after.
+smslink_result smslink_node_free(struct smslink_node *node);
+
+// Stop taking new messages, try for up to `flush_ms` to get every sent message
+// processed by the peer, then stop and free the node (NULL: nothing happens).
+// When `out_drained` is not NULL, writes whether every sending ring ended empty.
+//
+// Returns SMSLINK_WRONG_THREAD (and frees nothing) when called from inside one of
+// this node's own dispatch callbacks.
+//
+// Thread safety: any thread, but no other call may be using `node` during or after.
+smslink_result smslink_node_shutdown(struct smslink_node *node,
+                                     uint32_t flush_ms,
+                                     bool *out_drained);
+
 // Number of links in `*out_count`.
 //
 // Thread safety: any thread.
@@ -729,6 +666,88 @@ smslink_result smslink_node_local_addr(const struct smslink_node *node,
 smslink_result smslink_node_local_port(const struct smslink_node *node,
                                        uint32_t link,
                                        uint16_t *out_port);
+
+// A static NUL-terminated name for a result code, e.g. "SMSLINK_FULL"
+// ("SMSLINK_UNKNOWN_RESULT" for a number this library does not know).
+//
+// Thread safety: any thread, any time.
+const char *smslink_result_name(uint32_t result);
+
+// Hand a message over, routed by its recipient. Returns at once: SMSLINK_OK with the
+// link and sequence number in `*out_receipt` (which may be NULL when not wanted), or
+// SMSLINK_FULL (nothing stored: retry after `smslink_node_wait_for_room`, or once a
+// status event shows progress),
+// SMSLINK_NO_ROUTE, SMSLINK_INVALID_ARGUMENT (bad address or payload),
+// SMSLINK_STOPPED.
+//
+// Thread safety: any thread; concurrent senders are serialised per link.
+smslink_result smslink_node_send(const struct smslink_node *node,
+                                 const struct smslink_message *message,
+                                 struct smslink_receipt *out_receipt);
+
+// `smslink_node_send` on a given link instead of by route (SMSLINK_UNKNOWN_LINK
+// when there is no such link).
+//
+// Thread safety: any thread; concurrent senders are serialised per link.
+smslink_result smslink_node_send_on(const struct smslink_node *node,
+                                    uint32_t link,
+                                    const struct smslink_message *message,
+                                    struct smslink_receipt *out_receipt);
+
+// Send a text message (`text`: NUL-terminated UTF-8, at most 640 bytes), routed by
+// `to`. As `smslink_node_send` otherwise.
+//
+// Thread safety: any thread; concurrent senders are serialised per link.
+smslink_result smslink_node_send_text(const struct smslink_node *node,
+                                      const char *from,
+                                      const char *to,
+                                      const char *text,
+                                      uint64_t client_ref,
+                                      struct smslink_receipt *out_receipt);
+
+// Send `len` raw octets (at most 640), routed by `to`. As `smslink_node_send`
+// otherwise.
+//
+// Thread safety: any thread; concurrent senders are serialised per link.
+smslink_result smslink_node_send_binary(const struct smslink_node *node,
+                                        const char *from,
+                                        const char *to,
+                                        const uint8_t *data,
+                                        size_t len,
+                                        uint64_t client_ref,
+                                        struct smslink_receipt *out_receipt);
+
+// Hand `count` messages to `link` in one go, in order, as far as the ring has room.
+// Writes how many were taken to `*out_taken`; their sequence numbers follow each
+// other from `*out_first_seq` (written only when at least one was taken;
+// `out_first_seq` may be NULL). Taking fewer than `count` (even 0) is SMSLINK_OK:
+// the ring was full. A malformed message fails the whole call before any is taken.
+//
+// Thread safety: any thread; concurrent senders are serialised per link.
+smslink_result smslink_node_send_batch(const struct smslink_node *node,
+                                       uint32_t link,
+                                       const struct smslink_message *messages,
+                                       size_t count,
+                                       size_t *out_taken,
+                                       uint64_t *out_first_seq);
+
+// Block until `link` takes at least `min_room` more messages (0 counts as 1; more
+// than the link's capacity counts as the capacity), for up to `timeout_ms`
+// (0: only look, negative: no limit). The node's loop wakes the caller when the
+// peer has processed messages: no polling, and no event is taken off the node.
+// On SMSLINK_OK writes the room there is (at least what was asked) to `*out_room`.
+//
+// Errors: SMSLINK_FULL (less room than asked when the timeout passed; `*out_room`
+// untouched), SMSLINK_UNKNOWN_LINK, SMSLINK_STOPPED.
+//
+// Thread safety: any thread, several at once; also inside one of this node's own
+// callbacks (room is freed by the node's loop, not by the caller), though the
+// events behind the one being handled then wait too.
+smslink_result smslink_node_wait_for_room(const struct smslink_node *node,
+                                          uint32_t link,
+                                          size_t min_room,
+                                          int32_t timeout_ms,
+                                          size_t *out_room);
 
 // A snapshot of a link's cursors and counters into `*out`.
 //

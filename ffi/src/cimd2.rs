@@ -5,7 +5,12 @@ use smslink_core::cimd2::{
     encode, message_from_packet, submit_packet, Decoded, Decoder, Operation, Packet,
 };
 
-use crate::*;
+use crate::abi::{
+    arg_bytes, arg_mut, arg_ref, copy_to_buffer, guard, guard_void, out_ptr, write_out, BoxHandle,
+    Error,
+};
+use crate::message::smslink_message;
+use crate::result::smslink_result::{self, *};
 
 /// One CIMD2 packet: operation, packet number and parameters in wire order.
 /// Not thread-safe: one thread at a time (it may move between threads).

@@ -4,6 +4,7 @@
 use std::ffi::{c_char, CStr};
 use std::ptr::{null, null_mut};
 
+use crate::abi::{guard, set_last_error};
 use crate::*;
 
 fn last_error() -> String {
@@ -60,6 +61,32 @@ fn result_numbers_are_pinned_and_named() {
     }
     // SAFETY: as above.
     let unknown = unsafe { CStr::from_ptr(smslink_result_name(17)) };
+    assert_eq!(unknown.to_str().unwrap(), "SMSLINK_UNKNOWN_RESULT");
+}
+
+/// The enum is the only list of codes: each has its name from `smslink_result_name`
+/// and its constant in the committed header, with the same number.
+#[test]
+fn every_result_code_is_named_and_in_the_header() {
+    use strum::IntoEnumIterator;
+    let header =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../include/smslink.h"))
+            .expect("read include/smslink.h");
+    let codes: Vec<smslink_result> = smslink_result::iter().collect();
+    assert_eq!(codes.len(), 17);
+    for code in codes {
+        // SAFETY: smslink_result_name returns a static NUL-terminated string.
+        let name = unsafe { CStr::from_ptr(smslink_result_name(code as u32)) };
+        let name = name.to_str().unwrap();
+        assert_eq!(name, format!("{code:?}"));
+        let line = format!("  {name} = {},", code as u32);
+        assert!(
+            header.lines().any(|l| l == line),
+            "no {line:?} in the header"
+        );
+    }
+    // SAFETY: as above.
+    let unknown = unsafe { CStr::from_ptr(smslink_result_name(u32::MAX)) };
     assert_eq!(unknown.to_str().unwrap(), "SMSLINK_UNKNOWN_RESULT");
 }
 
@@ -468,5 +495,172 @@ fn concurrent_senders_and_dispatchers_share_a_node() {
     assert_eq!(processed, (1..=TOTAL as u64).collect::<Vec<_>>());
     // SAFETY: no thread uses the node any more.
     assert_eq!(unsafe { smslink_node_free(bs.0) }, SMSLINK_OK);
+    im.shutdown(Duration::ZERO);
+}
+
+/// A node with one link of `capacity` slots dialling `addr` (or listening there).
+fn c_node(name: &std::ffi::CStr, addr: &str, capacity: u32) -> *mut smslink_node {
+    let addr = std::ffi::CString::new(addr).unwrap();
+    // SAFETY: live pointers; the configuration is freed here, the node by the caller.
+    unsafe {
+        let mut cfg = null_mut();
+        assert_eq!(smslink_config_new(&mut cfg), SMSLINK_OK);
+        let mut link = 9;
+        let psk = b"room key";
+        let rc = smslink_config_add_link_dial(
+            cfg,
+            name.as_ptr(),
+            psk.as_ptr(),
+            psk.len(),
+            addr.as_ptr(),
+            &mut link,
+        );
+        assert_eq!((rc, link), (SMSLINK_OK, 0));
+        assert_eq!(
+            smslink_config_link_set_capacity(cfg, 0, capacity),
+            SMSLINK_OK
+        );
+        assert_eq!(smslink_config_set_reconnect(cfg, 10, 100), SMSLINK_OK);
+        let mut node = null_mut();
+        assert_eq!(smslink_node_new(cfg, &mut node), SMSLINK_OK);
+        smslink_config_free(cfg);
+        node
+    }
+}
+
+fn send(node: *mut smslink_node, text: &std::ffi::CStr) -> smslink_result {
+    // SAFETY: live node and strings.
+    unsafe {
+        smslink_node_send_text(
+            node,
+            c"1".as_ptr(),
+            c"2".as_ptr(),
+            text.as_ptr(),
+            0,
+            null_mut(),
+        )
+    }
+}
+
+#[test]
+fn wait_for_room_on_a_full_ring_times_out_with_full_and_writes_nothing() {
+    // Nobody answers on port 1: the two slots stay taken.
+    let node = c_node(c"bs", "127.0.0.1:1", 2);
+    assert_eq!(send(node, c"a"), SMSLINK_OK);
+    assert_eq!(send(node, c"b"), SMSLINK_OK);
+    assert_eq!(send(node, c"c"), SMSLINK_FULL);
+    let mut room = 77usize;
+    // SAFETY: live node and out-parameter (or NULL, which is the point).
+    unsafe {
+        assert_eq!(
+            smslink_node_wait_for_room(node, 0, 1, 0, &mut room),
+            SMSLINK_FULL
+        );
+        let start = std::time::Instant::now();
+        assert_eq!(
+            smslink_node_wait_for_room(node, 0, 1, 50, &mut room),
+            SMSLINK_FULL
+        );
+        assert!(start.elapsed() >= std::time::Duration::from_millis(50));
+        assert!(
+            last_error().contains("takes 0 more messages"),
+            "{}",
+            last_error()
+        );
+        assert_eq!(room, 77, "out_room untouched on failure");
+        assert_eq!(
+            smslink_node_wait_for_room(node, 1, 1, 0, &mut room),
+            SMSLINK_UNKNOWN_LINK
+        );
+        assert_eq!(
+            smslink_node_wait_for_room(null(), 0, 1, 0, &mut room),
+            SMSLINK_NULL_PARAMETER
+        );
+        assert_eq!(
+            smslink_node_wait_for_room(node, 0, 1, 0, null_mut()),
+            SMSLINK_NULL_PARAMETER
+        );
+        assert_eq!(room, 77);
+        assert_eq!(smslink_node_free(node), SMSLINK_OK);
+    }
+}
+
+#[test]
+fn wait_for_room_asks_at_most_the_capacity() {
+    let node = c_node(c"bs", "127.0.0.1:1", 4);
+    let mut room = 0usize;
+    // SAFETY: live node and out-parameter.
+    unsafe {
+        // An empty ring has all its room: more than the capacity is not waited for
+        // (a wrong cap would end in SMSLINK_FULL after the timeout).
+        assert_eq!(
+            smslink_node_wait_for_room(node, 0, 100, 5000, &mut room),
+            SMSLINK_OK
+        );
+        assert_eq!(room, 4);
+        assert_eq!(send(node, c"a"), SMSLINK_OK);
+        assert_eq!(
+            smslink_node_wait_for_room(node, 0, 0, 0, &mut room),
+            SMSLINK_OK
+        );
+        assert_eq!(room, 3, "0 counts as 1");
+        assert_eq!(smslink_node_free(node), SMSLINK_OK);
+    }
+}
+
+/// A sender blocked on a full ring returns once the peer has processed enough, and
+/// the status events of those messages are all still there for the application.
+#[test]
+fn wait_for_room_wakes_when_the_peer_processes_and_leaves_the_events() {
+    use smslink_core::link::LinkConfig;
+    use smslink_core::ring::Outcome;
+    use smslink_core::runtime::{LinkSpec, Node, NodeConfig, NodeEvent, Transport};
+    use std::time::Duration;
+
+    let mut link = LinkConfig::new("im", b"room key");
+    link.capacity = 4;
+    let spec = LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap()));
+    let im = Node::start(NodeConfig::new(vec![spec])).unwrap();
+    let bs = c_node(c"bs", &im.local_addr(0).unwrap().to_string(), 4);
+    for text in [c"m0", c"m1", c"m2", c"m3"] {
+        assert_eq!(send(bs, text), SMSLINK_OK);
+    }
+    assert_eq!(send(bs, c"m4"), SMSLINK_FULL);
+
+    struct NodePtr(*mut smslink_node);
+    // SAFETY: smslink_node_wait_for_room may be called from any thread.
+    unsafe impl Send for NodePtr {}
+    let waiter_node = NodePtr(bs);
+    let waiter = std::thread::spawn(move || {
+        let node = waiter_node;
+        let mut room = 0usize;
+        // SAFETY: the node outlives this thread (joined before it is freed).
+        let rc = unsafe { smslink_node_wait_for_room(node.0, 0, 4, 30_000, &mut room) };
+        (rc, room)
+    });
+    // All four slots free only once the peer has acknowledged all four messages.
+    let mut acked = 0;
+    while acked < 4 {
+        if let Some(NodeEvent::Received { link, seq, .. }) =
+            im.wait_event(Some(Duration::from_secs(30)))
+        {
+            im.ack(link, seq, Outcome::Accepted).unwrap();
+            acked += 1;
+        }
+    }
+    assert_eq!(waiter.join().unwrap(), (SMSLINK_OK, 4));
+
+    let mut processed = Vec::new();
+    let mut ev = std::mem::MaybeUninit::<smslink_event>::uninit();
+    // SAFETY: live node and out-parameter; `ev` is written on SMSLINK_OK.
+    while unsafe { smslink_node_poll_event(bs, ev.as_mut_ptr()) } == SMSLINK_OK {
+        let ev = unsafe { ev.assume_init_ref() };
+        if ev.state == smslink_slot_state::SMSLINK_STATE_PROCESSED {
+            processed.push(ev.seq);
+        }
+    }
+    assert_eq!(processed, [1, 2, 3, 4]);
+    // SAFETY: no other thread uses the node any more.
+    assert_eq!(unsafe { smslink_node_free(bs) }, SMSLINK_OK);
     im.shutdown(Duration::ZERO);
 }

@@ -117,9 +117,13 @@ fn assert_has(output: &str, line: &str) {
 fn toy_smsc_exchanges_mo_and_mt_with_the_im_side_through_both_libraries() {
     for kind in ["shared", "static"] {
         let out = run(kind, "toy_smsc", &["500"]);
-        assert_has(
-            &out,
-            "toy_smsc: mo sent 500, processed 500 (accepted 500, rejected 0), full answers 0",
+        // Rings of 16 slots: the stack may meet SMSLINK_FULL (and dispatch meanwhile),
+        // the IM side waits for room; every message still arrives once, in order.
+        assert!(
+            out.lines().any(|l| l.starts_with(
+                "toy_smsc: mo sent 500, processed 500 (accepted 500, rejected 0), full answers "
+            )),
+            "{out}"
         );
         assert_has(
             &out,

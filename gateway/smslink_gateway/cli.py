@@ -10,6 +10,8 @@ import os
 import signal
 from typing import Any, Optional
 
+import smslink
+
 from .component import Gateway
 from .store import Store
 
@@ -41,9 +43,7 @@ def parse_link(spec: str) -> dict[str, Any]:
     return out
 
 
-def build_endpoint(links: list[dict[str, Any]]) -> Any:
-    import smslink
-
+def build_endpoint(links: list[dict[str, Any]]) -> smslink.Endpoint:
     made = []
     for spec in links:
         kw: dict[str, Any] = {"prefixes": spec["prefixes"], "default": spec["default"]}
@@ -54,7 +54,8 @@ def build_endpoint(links: list[dict[str, Any]]) -> Any:
             kw["capacity"] = int(spec["capacity"])
         psk = spec["psk"]
         made.append(smslink.Link(spec["name"], psk if isinstance(psk, bytes) else psk.encode(), **kw))
-    return smslink.Endpoint(links=made)
+    endpoint: smslink.Endpoint = smslink.Endpoint(made)
+    return endpoint
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -97,7 +98,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     except Exception as e:
         # Configuration and network errors (bad link option, port in use, ...)
         # are for the operator to read, not a traceback.
-        if type(e).__module__.startswith("smslink") or isinstance(e, OSError):
+        if isinstance(e, (smslink.SmslinkError, OSError)):
             p.exit(1, f"smslink-gateway: {e}\n")
         raise
 
@@ -124,9 +125,7 @@ async def _run(args: argparse.Namespace) -> None:
     gw.start()
     await done.wait()
     await gw.stop()
-    close = getattr(endpoint, "close", None)
-    if close is not None:
-        close()
+    endpoint.close()
     store.close()
 
 

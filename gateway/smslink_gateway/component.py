@@ -13,8 +13,9 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
+import smslink
 from slixmpp import JID, InvalidJID
 from slixmpp.componentxmpp import ComponentXMPP
 from slixmpp.stanza import Iq, Message, Presence
@@ -26,11 +27,13 @@ from . import commands
 from .events import (
     AckLater,
     EndpointAdapter,
+    EndpointClosed,
     Event,
     LinkDown,
     LinkUp,
     RingFull,
     SendFailed,
+    SmsBuffer,
     SmsIn,
     SmsStatus,
 )
@@ -73,7 +76,7 @@ def normalize_phone(s: str) -> Optional[str]:
 class Gateway(ComponentXMPP):
     """The component. `jid`/`secret`: its name and the server's component_secret;
     `server`/`port`: the server's component port. `endpoint`: the IM-side
-    `smslink.Endpoint` (or an `EndpointAdapter`); `store`: its SQLite state;
+    `smslink.Endpoint` (or any other `SmsBuffer`); `store`: its SQLite state;
     `sms_number`: the sender phones see and reply to; `routes`: only when the
     endpoint cannot say which link serves a number. Call `start()` inside a running
     event loop and `await stop()` at the end."""
@@ -85,7 +88,7 @@ class Gateway(ComponentXMPP):
         server: str,
         port: int,
         *,
-        endpoint: Any,
+        endpoint: Union[smslink.Endpoint, SmsBuffer],
         store: Store,
         sms_number: str,
         routes: Optional[list[Route]] = None,
@@ -101,7 +104,12 @@ class Gateway(ComponentXMPP):
             port,
             plugin_config={"xep_0184": {"auto_ack": False, "auto_request": False}},
         )
-        self.sms = endpoint if isinstance(endpoint, EndpointAdapter) else EndpointAdapter(endpoint)
+        self.sms: SmsBuffer = (
+            EndpointAdapter(endpoint) if isinstance(endpoint, smslink.Endpoint) else endpoint
+        )
+        # Once the endpoint is closed nothing more is sent: the outbox keeps what is
+        # queued for the next run instead of retrying as if a ring were full.
+        self.sms_closed = False
         self.store = store
         self.sms_number = sms_number
         # Without explicit routes, the endpoint's own prefix routing decides.
@@ -207,7 +215,7 @@ class Gateway(ComponentXMPP):
         except Exception:
             log.exception("reading the smslink endpoint's events")
             raise
-        log.warning("the smslink endpoint closed; no more SMS events")
+        self._sms_gone("no more SMS events")
 
     def _on_session_start(self, _: Any) -> None:
         self.online = True
@@ -419,9 +427,19 @@ class Gateway(ComponentXMPP):
         err["error"]["text"] = text
         err.send()
 
+    def _sms_gone(self, what: str) -> None:
+        if not self.sms_closed:
+            self.sms_closed = True
+            log.warning("the smslink endpoint is closed; %s (queued SMS wait for the next run)", what)
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
+            self._retry_handle = None
+
     def pump_outbox(self) -> None:
         """Hand queued MT to the communication buffer, oldest first; a full ring holds
-        back only the messages for its own link."""
+        back only the messages for its own link. A closed endpoint stops it."""
+        if self.sms_closed:
+            return
         blocked: set[Optional[str]] = set()
         waiting = False
         for item in self.store.outbox_queued():
@@ -435,6 +453,9 @@ class Gateway(ComponentXMPP):
                 blocked.add(link)
                 waiting = True
                 continue
+            except EndpointClosed:
+                self._sms_gone("nothing more is sent")
+                return
             except SendFailed as e:
                 log.warning("SMS %d to %s refused: %r", item.ref, item.phone, e.__cause__ or e)
                 self.store.outbox_done(item.ref)
@@ -445,7 +466,7 @@ class Gateway(ComponentXMPP):
             self._schedule_retry()
 
     def _schedule_retry(self) -> None:
-        if self._retry_handle is None and not self._stopping:
+        if self._retry_handle is None and not self._stopping and not self.sms_closed:
             self._retry_handle = asyncio.get_running_loop().call_later(
                 self.retry_interval, self._retry
             )
@@ -463,6 +484,10 @@ class Gateway(ComponentXMPP):
         except AckLater:
             self._pending_acks.append((link, seq))
             self._schedule_retry()
+        except EndpointClosed:
+            # Stored already; unacknowledged, the buffer server keeps it and sends it
+            # to the next run again (handled twice then, never lost).
+            self._sms_gone("SMS are no longer acknowledged")
 
     def _report_failure(self, item: OutboxItem, etype: str, condition: str, text: str) -> None:
         if item.msg_id is not None and item.from_jid is not None:

@@ -1,12 +1,13 @@
-"""The communication-buffer events the gateway reacts to, independent of how the
-endpoint spells them, and the thin adapter around an smslink endpoint."""
+"""The communication-buffer events the gateway reacts to, what it needs from the
+buffer (`SmsBuffer`), and the adapter that gives an `smslink.Endpoint` that shape."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Optional, Union
+from typing import AsyncIterator, Optional, Protocol, Union
+
+import smslink
+from smslink.aio import AsyncEndpoint
 
 
 @dataclass(frozen=True)
@@ -68,129 +69,86 @@ class SendFailed(Exception):
     """The endpoint refused the message for good (no route, bad number, too long...)."""
 
 
+class EndpointClosed(Exception):
+    """The endpoint is closed: nothing can be sent or acknowledged any more, and
+    retrying would not help (unlike `RingFull`)."""
+
+
 @dataclass(frozen=True)
 class Receipt:
     link: str
     seq: int
 
 
-def normalize(ev: Any) -> Optional[Event]:
-    """Translate an smslink event object into ours (by name, so that small API
-    differences between module versions do not matter). Unknown kinds are ignored."""
-    kind = type(ev).__name__
-    link = str(getattr(ev, "link", ""))
-    if kind == "LinkUp":
-        return LinkUp(link)
-    if kind == "LinkDown":
-        return LinkDown(link)
-    if kind in ("MessageReceived", "Received", "SmsIn"):
-        text = getattr(ev, "text", None)
+class SmsBuffer(Protocol):
+    """What the gateway needs from the communication buffer, in its own terms: `send`
+    raises `RingFull`, `SendFailed` or `EndpointClosed`; `ack` raises `AckLater` or
+    `EndpointClosed`; `events()` yields `Event`s until the buffer is closed."""
+
+    def send(self, sender: str, recipient: str, text: str, client_ref: int) -> Receipt: ...
+
+    def route(self, recipient: str) -> Optional[str]: ...
+
+    def ack(self, link: str, seq: int) -> None: ...
+
+    def events(self) -> AsyncIterator[Event]: ...
+
+
+def normalize(ev: smslink.Event) -> Optional[Event]:
+    """Translate an smslink event into ours. A buffer server's SMSC events are not
+    the gateway's business (None)."""
+    if isinstance(ev, smslink.LinkUp):
+        return LinkUp(ev.link)
+    if isinstance(ev, smslink.LinkDown):
+        return LinkDown(ev.link)
+    if isinstance(ev, smslink.MessageReceived):
+        text = ev.text
         if text is None:
             # A binary SMS: show what can be shown rather than lose it.
-            data = getattr(ev, "data", None) or b""
-            text = bytes(data).decode("utf-8", errors="replace")
-        return SmsIn(link, int(ev.seq), str(ev.sender), str(ev.recipient), str(text))
-    if kind in ("StatusChanged", "Status", "SmsStatus"):
-        code = getattr(ev, "error_code", None)
-        accepted = getattr(ev, "accepted", None)
-        return SmsStatus(
-            link,
-            int(ev.seq),
-            int(getattr(ev, "client_ref", 0)),
-            str(getattr(ev, "state", "")),
-            None if code is None else int(code),
-            None if accepted is None else bool(accepted),
-        )
+            text = (ev.data or b"").decode("utf-8", errors="replace")
+        return SmsIn(ev.link, ev.seq, ev.sender, ev.recipient, text)
+    if isinstance(ev, smslink.StatusChanged):
+        return SmsStatus(ev.link, ev.seq, ev.client_ref, ev.state, ev.error_code, ev.accepted)
     return None
 
 
 class EndpointAdapter:
-    """Wraps an `smslink.Endpoint` (or anything with its shape) for the gateway:
-    `send` raises our `RingFull`/`SendFailed`, `events()` yields our event types."""
+    """An `smslink.Endpoint` as the gateway's `SmsBuffer`."""
 
-    def __init__(self, endpoint: Any) -> None:
+    def __init__(self, endpoint: smslink.Endpoint) -> None:
         self.endpoint = endpoint
-        self._ring_full: tuple[type[BaseException], ...] = ()
-        self._busy: tuple[type[BaseException], ...] = ()
-        self._refused: tuple[type[BaseException], ...] = ()
-        try:
-            import smslink
-
-            self._refused = (smslink.SmslinkError,)
-            self._ring_full = tuple(
-                getattr(smslink, n) for n in ("RingFull", "BusyError", "ClosedError") if hasattr(smslink, n)
-            )
-            self._busy = tuple(getattr(smslink, n) for n in ("BusyError",) if hasattr(smslink, n))
-        except ImportError:
-            pass
+        self._async = AsyncEndpoint(endpoint)
 
     def send(self, sender: str, recipient: str, text: str, client_ref: int) -> Receipt:
         try:
             r = self.endpoint.send(sender, recipient, text=text, client_ref=client_ref)
-        except RingFull:
-            raise
-        except self._ring_full as e:
+        except (smslink.RingFull, smslink.BusyError) as e:
             raise RingFull(str(e)) from e
-        except SendFailed:
-            raise
-        except self._refused as e:
-            # The PC user reads this; the operator's detail goes to the log.
-            kind = type(e).__name__
-            if kind == "NoRoute":
-                raise SendFailed(f"no SMS link serves {recipient}") from e
-            if kind == "InvalidMessage":
-                raise SendFailed(f"the message does not fit in an SMS ({e})") from e
+        except smslink.ClosedError as e:
+            raise EndpointClosed(str(e)) from e
+        # The PC user reads these; the operator's detail goes to the log.
+        except smslink.NoRoute as e:
+            raise SendFailed(f"no SMS link serves {recipient}") from e
+        except smslink.InvalidMessage as e:
+            raise SendFailed(f"the message does not fit in an SMS ({e})") from e
+        except (smslink.SmslinkError, ValueError) as e:
             raise SendFailed(str(e)) from e
-        except (ValueError, TypeError) as e:
-            raise SendFailed(str(e)) from e
-        return Receipt(str(r.link), int(r.seq))
+        return Receipt(r.link, r.seq)
 
     def route(self, recipient: str) -> Optional[str]:
         """The link the endpoint would send to `recipient` on (None: no route)."""
-        fn = getattr(self.endpoint, "route", None)
-        if fn is None:
-            return None
-        link = fn(recipient)
-        return None if link is None else str(link)
+        return self.endpoint.route(recipient)
 
     def ack(self, link: str, seq: int) -> None:
         try:
             self.endpoint.ack(link, seq)
-        except self._busy as e:
+        except smslink.BusyError as e:
             raise AckLater(str(e)) from e
+        except smslink.ClosedError as e:
+            raise EndpointClosed(str(e)) from e
 
     async def events(self) -> AsyncIterator[Event]:
-        native = getattr(self.endpoint, "events", None)
-        if native is not None:
-            async for ev in native():
-                n = normalize(ev)
-                if n is not None:
-                    yield n
-            return
-        # Fallback: a reader thread blocking in next_event (which releases the GIL).
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        stop = threading.Event()
-
-        def reader() -> None:
-            while not stop.is_set():
-                try:
-                    ev = self.endpoint.next_event(0.2)
-                except Exception as e:  # the endpoint stopped: tell the consumer
-                    loop.call_soon_threadsafe(queue.put_nowait, e)
-                    return
-                if ev is not None:
-                    loop.call_soon_threadsafe(queue.put_nowait, ev)
-
-        t = threading.Thread(target=reader, name="smslink-events", daemon=True)
-        t.start()
-        try:
-            while True:
-                ev = await queue.get()
-                if isinstance(ev, Exception):
-                    return
-                n = normalize(ev)
-                if n is not None:
-                    yield n
-        finally:
-            stop.set()
+        async for ev in self._async.events():
+            n = normalize(ev)
+            if n is not None:
+                yield n

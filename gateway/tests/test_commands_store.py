@@ -6,7 +6,7 @@ from pathlib import Path
 
 from smslink_gateway import commands as c
 from smslink_gateway.component import normalize_phone
-from smslink_gateway.events import LinkUp, SmsIn, SmsStatus, normalize
+from smslink_gateway.events import SmsStatus
 from smslink_gateway.store import Store
 
 
@@ -88,28 +88,11 @@ def test_store_roundtrip(tmp_path: Path) -> None:
     s.close()
 
 
-def test_normalize_events_by_name() -> None:
-    class LinkUpEv:
-        link = "au"
-
-    LinkUpEv.__name__ = "LinkUp"
-
-    class MessageReceived:
-        link, seq, sender, recipient, text = "au", 3, "+614", "12345", "hi"
-
-    class StatusChanged:
-        link, seq, client_ref, state, error_code, accepted = "au", 4, 9, "Processed", 300, False
-
-    class Other:
-        pass
-
-    assert normalize(LinkUpEv()) == LinkUp("au")
-    assert normalize(MessageReceived()) == SmsIn("au", 3, "+614", "12345", "hi")
-    st = normalize(StatusChanged())
-    assert isinstance(st, SmsStatus) and st.rejected and st.final
-    assert normalize(Other()) is None
+def test_sms_status_final_and_rejected() -> None:
     ok = SmsStatus("au", 1, 1, "Processed", None, True)
     assert ok.final and not ok.rejected
+    refused = SmsStatus("au", 4, 9, "processed", 300, False)
+    assert refused.final and refused.rejected
     assert not SmsStatus("au", 1, 1, "Confirmed", None, None).final
 
 

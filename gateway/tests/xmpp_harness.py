@@ -240,8 +240,8 @@ class PcUser(slixmpp.ClientXMPP):  # type: ignore[misc]
 
 @dataclass
 class FakeEndpoint:
-    """The communication buffer's shape without the link: a ring of `capacity` slots
-    per link, sends recorded, events injected by the test."""
+    """The communication buffer's shape (`SmsBuffer`) without the link: a ring of
+    `capacity` slots per link, sends recorded, events injected by the test."""
 
     capacity: int = 255
     link: str = "au"
@@ -261,6 +261,9 @@ class FakeEndpoint:
         self.in_ring[seq] = client_ref
         self.sent.append((self.link, seq, sender, recipient, text, client_ref))
         return Receipt(self.link, seq)
+
+    def route(self, recipient: str) -> Optional[str]:
+        return self.link
 
     def ack(self, link: str, seq: int) -> None:
         if self.busy_acks > 0:

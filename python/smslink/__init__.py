@@ -3,7 +3,7 @@
 An :class:`Endpoint` runs the IM side of a link (or, given ``smsc=``, a buffer
 server): ``send`` returns at once with a :class:`Receipt` or raises
 :class:`RingFull`; received messages, status changes and link up/down arrive as
-events (``next_event``, or ``async for event in endpoint.events()``).
+events (``next_event``; from asyncio, :class:`smslink.aio.AsyncEndpoint`).
 
     import smslink
 
@@ -15,14 +15,14 @@ events (``next_event``, or ``async for event in endpoint.events()``).
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Optional, Union
+from typing import Union
 
-from . import _smslink
 from ._smslink import (
     BusyError,
     ClosedError,
     CodecError,
     ConfigError,
+    Endpoint,
     InvalidMessage,
     Link,
     LinkDown,
@@ -81,50 +81,6 @@ __all__ = [
 ]
 
 
-class Endpoint(_smslink.Endpoint):
-    """A running smslink node; see the package docs and ``_smslink.pyi``.
-
-    Adds asyncio to the compiled class: :meth:`events`, :meth:`send_async` and
-    :meth:`next_event_async` wait on the endpoint's event descriptor through the
-    running loop (``loop.add_reader``), never by polling. Use either the blocking
-    ``next_event``/``poll_events`` or the asyncio methods on one endpoint, not both.
-    """
-
-    def events(self) -> AsyncIterator[Event]:
-        """Every event, as it comes, until the endpoint is closed."""
-        from . import aio
-
-        return aio.events(self)
-
-    async def next_event_async(self, timeout: Optional[float] = None) -> Optional[Event]:
-        """The next event, or None after ``timeout`` seconds or once closed."""
-        from . import aio
-
-        return await aio.next_event(self, timeout)
-
-    async def send_async(
-        self,
-        sender: str,
-        recipient: str,
-        text: Optional[str] = None,
-        data: Optional[bytes] = None,
-        client_ref: int = 0,
-        link: Optional[str] = None,
-        timeout: Optional[float] = None,
-    ) -> Receipt:
-        """``send``, waiting (without blocking the loop) while the link is full.
-
-        Raises :class:`RingFull` if there is still no room after ``timeout``
-        seconds (None: wait as long as it takes).
-        """
-        from . import aio
-
-        return await aio.send(
-            self, sender, recipient, text=text, data=data, client_ref=client_ref,
-            link=link, timeout=timeout,
-        )
-
-
 class BufferServer(Endpoint):
     """An :class:`Endpoint` in the buffer server's role.
 
@@ -133,3 +89,8 @@ class BufferServer(Endpoint):
     submitted. Without it, the application plays the SMSC: it sends MO with
     ``send`` and receives MT as :class:`MessageReceived` events.
     """
+
+
+# Imported last: `smslink.aio` after `import smslink`, without an import circle (aio
+# imports only the compiled module).
+from . import aio  # noqa: E402

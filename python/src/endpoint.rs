@@ -4,7 +4,6 @@
 //! receipt or `RingFull`). Every wait (`next_event`, `wait_for_room`, `close`)
 //! releases the GIL, in slices so that Ctrl-C is noticed.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -15,12 +14,12 @@ use smslink::ring::Outcome;
 use smslink::runtime::{LinkId, Node, NodeConfig, NodeError, NodeEvent};
 
 use crate::config::{Link, Smsc};
-use crate::errors::{config_error, ring_full, unknown_link, InvalidMessage};
+use crate::errors::{config_error, raise, ring_full, unknown_link, InvalidMessage, OrRaise};
 use crate::events::{self, StatusFilter};
-use crate::util::{message, payload_arg, raise, seconds, str_arg, utf8, OrRaise};
+use crate::util::{message, payload_arg, seconds, str_arg, utf8};
 
-/// Longest a wait holds the GIL away before looking at signals.
-const WAIT_SLICE: Duration = Duration::from_millis(200);
+/// Longest a wait holds the GIL away before looking at signals (Ctrl-C).
+const WAIT_SLICE: Duration = Duration::from_millis(100);
 
 /// Where `send` put a message: the link's name and the message's sequence number
 /// there (the same number appears in its `StatusChanged` events).
@@ -168,8 +167,6 @@ pub struct Endpoint {
     name_strs: Vec<String>,
     filter: StatusFilter,
     event_capacity: usize,
-    /// Events taken off the node while waiting for room, not yet handed out.
-    pending: Mutex<VecDeque<NodeEvent>>,
     /// `send_batch`'s conversion buffer, kept so that a batch costs no allocation
     /// (a thousand 700-byte messages would be a fresh mmap each time).
     scratch: Mutex<Vec<Message>>,
@@ -193,58 +190,14 @@ impl Endpoint {
         }
     }
 
-    /// Next wanted event without waiting: what was set aside first, then the node.
+    /// Next wanted event without waiting.
     fn take_event(&self) -> Option<NodeEvent> {
-        if let Some(ev) = self.pending.lock().pop_front() {
-            return Some(ev);
-        }
         while let Some(ev) = self.node.try_event() {
             if self.filter.wants(&ev) {
                 return Some(ev);
             }
         }
         None
-    }
-
-    /// Wait up to `slice` for `link` to have room (GIL released by the caller).
-    /// Every Processed status is an event, so waiting for events is waiting for
-    /// room; wanted events are set aside for `next_event`, the rest dropped.
-    fn wait_room_slice(&self, link: LinkId, want: usize, slice: Duration) {
-        let end = Instant::now() + slice;
-        loop {
-            if self.node.free_slots(link).unwrap_or(want) >= want || !self.node.is_running() {
-                return;
-            }
-            let mut pending = self.pending.lock();
-            while pending.len() < self.event_capacity {
-                let Some(ev) = self.node.try_event() else {
-                    break;
-                };
-                if self.filter.wants(&ev) {
-                    pending.push_back(ev);
-                }
-            }
-            let full = pending.len() >= self.event_capacity;
-            drop(pending);
-            if self.node.free_slots(link).unwrap_or(want) >= want {
-                return;
-            }
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            if full {
-                // The application is not reading the events it asked for: the
-                // node's queue back-pressures; look again after the slice.
-                std::thread::sleep(left);
-                return;
-            }
-            if let Some(ev) = self.node.wait_event(Some(left)) {
-                if self.filter.wants(&ev) {
-                    self.pending.lock().push_back(ev);
-                }
-            }
-        }
     }
 
     /// Wait up to `wait` for a wanted event (GIL released by the caller).
@@ -333,7 +286,6 @@ impl Endpoint {
             name_strs,
             filter,
             event_capacity,
-            pending: Mutex::new(VecDeque::new()),
             scratch: Mutex::new(Vec::new()),
         })
     }
@@ -438,10 +390,11 @@ impl Endpoint {
         self.node.free_slots(self.link_id(link)?).or_raise()
     }
 
-    /// Block (GIL released) until `link` has room for `min_room` messages (at
-    /// most its capacity) or `timeout` seconds pass; returns whether it has.
-    /// Events that arrive meanwhile are kept for `next_event`. A bulk sender
-    /// wakes less often with a larger `min_room`.
+    /// Block (GIL released) until `link` takes `min_room` more messages (at most
+    /// its capacity) or `timeout` seconds pass; returns whether it does. The node
+    /// wakes the wait as the peer processes messages, and takes no event off the
+    /// endpoint meanwhile. Ctrl-C interrupts it. A bulk sender wakes less often
+    /// with a larger `min_room`.
     #[pyo3(signature = (link, timeout=None, min_room=1))]
     fn wait_for_room(
         &self,
@@ -455,23 +408,19 @@ impl Endpoint {
         let want = min_room.clamp(1, capacity.max(1));
         let deadline = crate::util::timeout(timeout)?.map(|t| Instant::now() + t);
         loop {
-            if self.node.free_slots(id).or_raise()? >= want {
-                return Ok(true);
-            }
-            if !self.node.is_running() {
-                return Err(raise(NodeError::Stopped));
-            }
             let slice = match deadline {
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Ok(false);
-                    }
-                    left.min(WAIT_SLICE)
-                }
+                Some(d) => d.saturating_duration_since(Instant::now()).min(WAIT_SLICE),
                 None => WAIT_SLICE,
             };
-            py.detach(|| self.wait_room_slice(id, want, slice));
+            let room = py
+                .detach(|| self.node.wait_for_room(id, want, Some(slice)))
+                .or_raise()?;
+            if room >= want {
+                return Ok(true);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
             py.check_signals()?;
         }
     }

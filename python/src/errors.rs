@@ -1,5 +1,5 @@
 //! One exception hierarchy under `SmslinkError`, and the one place where a runtime
-//! error becomes a Python exception.
+//! error becomes a Python exception (`raise`, `OrRaise`).
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -86,7 +86,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 pub fn ring_full(link: &str, capacity: usize) -> PyErr {
     RingFull::new_err(format!(
         "link {link:?} is full: {capacity} messages sent and not yet processed by the peer; \
-         wait for room (wait_for_room, a 'processed' StatusChanged event, or send_async) \
+         wait for room (wait_for_room, a 'processed' StatusChanged event, or \
+         smslink.aio.AsyncEndpoint.send) \
          and send again, or give the link a larger capacity"
     ))
 }
@@ -102,26 +103,35 @@ pub fn config_error(message: impl Into<String>) -> PyErr {
     ConfigError::new_err(message.into())
 }
 
-impl From<crate::util::Error> for PyErr {
-    fn from(e: crate::util::Error) -> PyErr {
-        match e.0 {
-            NodeError::Full { link, capacity } => ring_full(&format!("#{link}"), capacity),
-            NodeError::NoRoute(recipient) => NoRoute::new_err(format!(
-                "no link routes recipient {recipient:?}: give a link prefixes=[...] that \
-                 match it, mark one link default=True, or pass link=..."
-            )),
-            NodeError::UnknownLink(id) => UnknownLink::new_err(format!("no link with id {id}")),
-            NodeError::UnknownLinkName(name) => {
-                UnknownLink::new_err(format!("no link named {name:?}"))
-            }
-            NodeError::Stopped => ClosedError::new_err(
-                "the endpoint is closed; create a new one to send or acknowledge again",
-            ),
-            NodeError::Busy => BusyError::new_err(
-                "too many acknowledgements queued for the event loop; retry shortly",
-            ),
-            NodeError::Config(detail) => ConfigError::new_err(detail),
-            NodeError::Io(detail) => NetworkError::new_err(detail),
+/// The Python exception for a runtime error (`RingFull` names the link by number;
+/// the endpoint, which knows the names, words its own).
+pub fn raise(e: NodeError) -> PyErr {
+    match e {
+        NodeError::Full { link, capacity } => ring_full(&format!("#{link}"), capacity),
+        NodeError::NoRoute(recipient) => NoRoute::new_err(format!(
+            "no link routes recipient {recipient:?}: give a link prefixes=[...] that \
+             match it, mark one link default=True, or pass link=..."
+        )),
+        NodeError::UnknownLink(id) => UnknownLink::new_err(format!("no link with id {id}")),
+        NodeError::UnknownLinkName(name) => UnknownLink::new_err(format!("no link named {name:?}")),
+        NodeError::Stopped => ClosedError::new_err(
+            "the endpoint is closed; create a new one to send or acknowledge again",
+        ),
+        NodeError::Busy => {
+            BusyError::new_err("too many acknowledgements queued for the event loop; retry shortly")
         }
+        NodeError::Config(detail) => ConfigError::new_err(detail),
+        NodeError::Io(detail) => NetworkError::new_err(detail),
+    }
+}
+
+/// `result.or_raise()?`: a runtime result as a Python one.
+pub trait OrRaise<T> {
+    fn or_raise(self) -> PyResult<T>;
+}
+
+impl<T> OrRaise<T> for Result<T, NodeError> {
+    fn or_raise(self) -> PyResult<T> {
+        self.map_err(raise)
     }
 }

@@ -17,8 +17,8 @@ use smslink_tools::smsc_sim::{Counters, SimConfig, SmscSim as Sim};
 use smslink_tools::wan::{Jitter, Outage, Wan as WanEmu, WanConfig};
 
 use crate::config::Link;
-use crate::errors::{config_error, ClosedError, NetworkError};
-use crate::util::{message, payload_to_py, repr_opt, seconds, socket_addr, OrRaise};
+use crate::errors::{config_error, ClosedError, NetworkError, OrRaise};
+use crate::util::{message, payload_to_py, repr_opt, seconds, socket_addr};
 
 fn closed(what: &str) -> PyErr {
     ClosedError::new_err(format!("the {what} was stopped; start a new one"))

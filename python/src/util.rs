@@ -6,27 +6,8 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 use smslink::message::{Coding, Message};
-use smslink::runtime::NodeError;
 
 use crate::errors::{config_error, InvalidMessage};
-
-/// A runtime error on its way to Python (the orphan rule forbids `From<NodeError> for
-/// PyErr` directly; see `errors.rs` for the mapping).
-pub struct Error(pub NodeError);
-
-pub fn raise(e: NodeError) -> PyErr {
-    Error(e).into()
-}
-
-pub trait OrRaise<T> {
-    fn or_raise(self) -> PyResult<T>;
-}
-
-impl<T> OrRaise<T> for Result<T, NodeError> {
-    fn or_raise(self) -> PyResult<T> {
-        self.map_err(|e| Error(e).into())
-    }
-}
 
 /// `"host:port"` (a name is resolved; the first address wins).
 pub fn socket_addr(what: &str, text: &str) -> PyResult<SocketAddr> {

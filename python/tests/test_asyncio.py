@@ -1,5 +1,6 @@
-"""asyncio: events() and send_async wait on the event descriptor through the loop,
-without polling and without blocking other tasks."""
+"""asyncio through smslink.aio.AsyncEndpoint: events and room to send are awaited on
+the event descriptor through the loop, without polling and without blocking other
+tasks."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import pytest
 
 import smslink
 from smslink import Endpoint, MessageReceived, StatusChanged
+from smslink.aio import AsyncEndpoint
 
 from conftest import WAIT, start_pair
 
 
-async def _acker(ep: Endpoint, want: int, texts: List[str]) -> None:
+async def _acker(ep: AsyncEndpoint, want: int, texts: List[str]) -> None:
     """Receive `want` messages on `ep` and acknowledge each."""
     async for ev in ep.events():
         if isinstance(ev, MessageReceived):
@@ -25,38 +27,55 @@ async def _acker(ep: Endpoint, want: int, texts: List[str]) -> None:
                 return
 
 
-def test_events_and_send_async_through_a_small_ring() -> None:
+def test_events_and_send_through_a_small_ring() -> None:
     async def main() -> Tuple[List[str], List[int]]:
         im, bs = start_pair(capacity=3)
-        try:
+        async with AsyncEndpoint(im) as aim, AsyncEndpoint(bs) as abs_:
             texts: List[str] = []
-            acker = asyncio.create_task(_acker(bs, 20, texts))
-            # 20 messages through 3 slots: send_async must wait for room 17 times.
-            seqs = [(await im.send_async("1", "2", f"a{i}", timeout=WAIT)).seq for i in range(20)]
+            acker = asyncio.create_task(_acker(abs_, 20, texts))
+            # 20 messages through 3 slots: send must wait for room 17 times.
+            seqs = [(await aim.send("1", "2", f"a{i}", timeout=WAIT)).seq for i in range(20)]
             await asyncio.wait_for(acker, WAIT)
-            return texts, seqs
-        finally:
-            bs.close(0)
-            im.close(0)
+            assert aim.links == ["im"]
+        assert im.closed and bs.closed
+        return texts, seqs
 
     texts, seqs = asyncio.run(main())
     assert texts == [f"a{i}" for i in range(20)]
     assert seqs == list(range(1, 21))
 
 
-def test_send_async_times_out_with_ring_full() -> None:
+def test_send_times_out_with_ring_full() -> None:
     async def main() -> None:
-        with Endpoint([smslink.Link("im", "k", listen="127.0.0.1:0", default=True, capacity=1)]) as ep:
-            await ep.send_async("1", "2", "fills it")
+        ep = Endpoint([smslink.Link("im", "k", listen="127.0.0.1:0", default=True, capacity=1)])
+        async with AsyncEndpoint(ep) as aep:
+            await aep.send("1", "2", "fills it")
             with pytest.raises(smslink.RingFull):
-                await ep.send_async("1", "2", "no room", timeout=0.1)
+                await aep.send("1", "2", "no room", timeout=0.1)
 
     asyncio.run(main())
 
 
+def test_a_sender_that_reads_no_events_still_gets_room() -> None:
+    """With room for 16 events and 3 statuses per message, the hub's queue is full
+    long before 60 messages are through; a sender waiting for room is still woken."""
+
+    async def main() -> List[str]:
+        im, bs = start_pair(capacity=2, event_capacity=16)
+        async with AsyncEndpoint(im) as aim, AsyncEndpoint(bs) as abs_:
+            texts: List[str] = []
+            acker = asyncio.create_task(_acker(abs_, 60, texts))
+            for i in range(60):
+                await aim.send("1", "2", f"s{i}", timeout=WAIT)
+            await asyncio.wait_for(acker, WAIT)
+            return texts
+
+    assert asyncio.run(main()) == [f"s{i}" for i in range(60)]
+
+
 def test_waiting_for_events_does_not_busy_poll() -> None:
     async def main() -> Tuple[float, int]:
-        with Endpoint([smslink.Link("im", "k", listen="127.0.0.1:0")]) as ep:
+        async with AsyncEndpoint(Endpoint([smslink.Link("im", "k", listen="127.0.0.1:0")])) as ep:
             ticks = 0
 
             async def ticker() -> None:
@@ -67,7 +86,7 @@ def test_waiting_for_events_does_not_busy_poll() -> None:
 
             t = asyncio.create_task(ticker())
             cpu = time.process_time()
-            assert await ep.next_event_async(timeout=0.5) is None
+            assert await ep.next_event(timeout=0.5) is None
             used = time.process_time() - cpu
             t.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -80,37 +99,38 @@ def test_waiting_for_events_does_not_busy_poll() -> None:
 
 
 def test_events_end_when_the_endpoint_closes() -> None:
-    async def main() -> List[str]:
+    async def main() -> List[object]:
         im, bs = start_pair()
-        seen: List[str] = []
+        aim = AsyncEndpoint(im)
+        seen: List[object] = []
         up = asyncio.Event()
 
         async def consume() -> None:
-            async for ev in im.events():
-                seen.append(type(ev).__name__)
+            async for ev in aim.events():
+                seen.append(ev)
                 if isinstance(ev, smslink.LinkUp):
                     up.set()
 
         task = asyncio.create_task(consume())
         await asyncio.wait_for(up.wait(), WAIT)
         bs.close(0)
-        im.close(0)
+        await aim.close(0)
         await asyncio.wait_for(task, WAIT)
         return seen
 
     seen = asyncio.run(main())
-    assert seen[0] == "LinkUp"
+    assert isinstance(seen[0], smslink.LinkUp)
 
 
 def test_status_changes_arrive_as_events() -> None:
     async def main() -> List[str]:
         im, bs = start_pair()
-        try:
+        async with AsyncEndpoint(im) as aim, AsyncEndpoint(bs) as abs_:
             texts: List[str] = []
-            acker = asyncio.create_task(_acker(bs, 1, texts))
-            r = await im.send_async("1", "2", "x", client_ref=5)
+            acker = asyncio.create_task(_acker(abs_, 1, texts))
+            r = await aim.send("1", "2", "x", client_ref=5)
             states = []
-            async for ev in im.events():
+            async for ev in aim.events():
                 if isinstance(ev, StatusChanged) and ev.seq == r.seq:
                     assert ev.client_ref == 5
                     states.append(ev.state)
@@ -118,22 +138,20 @@ def test_status_changes_arrive_as_events() -> None:
                         break
             await acker
             return states
-        finally:
-            bs.close(0)
-            im.close(0)
 
     assert asyncio.run(main()) == ["sent", "confirmed", "processed"]
 
 
 def test_one_endpoint_across_two_event_loops() -> None:
     im, bs = start_pair()
+    aim, abs_ = AsyncEndpoint(im), AsyncEndpoint(bs)
     try:
         for round_ in range(2):
 
             async def once() -> str:
                 texts: List[str] = []
-                acker = asyncio.create_task(_acker(bs, 1, texts))
-                await im.send_async("1", "2", f"loop {round_}")
+                acker = asyncio.create_task(_acker(abs_, 1, texts))
+                await aim.send("1", "2", f"loop {round_}")
                 await asyncio.wait_for(acker, WAIT)
                 return texts[0]
 
@@ -158,56 +176,42 @@ def test_small_event_queue_back_pressures_and_loses_nothing() -> None:
             [smslink.Link("bs", "k", dial=addr, default=True, expected_peer="im")],
             status_events=[],
         )
-        try:
+        async with AsyncEndpoint(im) as aim, AsyncEndpoint(bs) as abs_:
             n = 200
             for i in range(n):
-                await bs.send_async("+61400000001", "12345", f"mo{i}")
+                await abs_.send("+61400000001", "12345", f"mo{i}")
             got: List[str] = []
-            async for ev in im.events():
+            async for ev in aim.events():
                 if isinstance(ev, MessageReceived):
                     got.append(ev.text or "")
-                    im.ack(ev.link, ev.seq)
+                    aim.ack(ev.link, ev.seq)
                     if len(got) % 50 == 0:
                         await asyncio.sleep(0.05)  # a slow consumer, now and then
                     if len(got) == n:
                         break
             return got
-        finally:
-            bs.close(0)
-            im.close(0)
 
     assert asyncio.run(main()) == [f"mo{i}" for i in range(200)]
-
-
-def test_async_endpoint_wrapper_awaits_send() -> None:
-    from smslink.aio import AsyncEndpoint
-
-    async def main() -> List[str]:
-        im, bs = start_pair(capacity=2)
-        async with AsyncEndpoint(im) as aim, AsyncEndpoint(bs) as abs_:
-            texts: List[str] = []
-            acker = asyncio.create_task(_acker(abs_.endpoint, 5, texts))
-            for i in range(5):
-                r = await aim.send("1", "2", f"w{i}")
-                assert r.link == "im"
-            await asyncio.wait_for(acker, WAIT)
-            assert aim.links == ["im"]
-        assert im.closed and bs.closed
-        return texts
-
-    assert asyncio.run(main()) == [f"w{i}" for i in range(5)]
 
 
 def test_closing_wakes_a_sender_waiting_for_room() -> None:
     async def main() -> None:
         ep = Endpoint([smslink.Link("im", "k", listen="127.0.0.1:0", default=True, capacity=1)])
-        await ep.send_async("1", "2", "fills it")
-        waiting = asyncio.create_task(ep.send_async("1", "2", "waits"))
+        aep = AsyncEndpoint(ep)
+        await aep.send("1", "2", "fills it")
+        waiting = asyncio.create_task(aep.send("1", "2", "waits"))
         for _ in range(3):
             await asyncio.sleep(0)  # let it run until it waits for room
         assert not waiting.done()
-        ep.close(0)
+        await aep.close(0)
         with pytest.raises(smslink.ClosedError):
             await asyncio.wait_for(waiting, WAIT)
 
     asyncio.run(main())
+
+
+def test_one_async_spelling() -> None:
+    """asyncio lives in smslink.aio only: the endpoint has no async methods of its own."""
+    for name in ("events", "send_async", "next_event_async"):
+        assert not hasattr(Endpoint, name), name
+    assert smslink.aio.__all__ == ["AsyncEndpoint"]

@@ -3,6 +3,8 @@ outcomes, routing, batches, cursors, full rings, closing."""
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from typing import List, Tuple
 
@@ -82,14 +84,76 @@ def test_full_ring_refuses_then_frees() -> None:
         for _ in range(4):
             ev = wait_event(bs, MessageReceived)
             bs.ack(ev.link, ev.seq)
-        assert im.wait_for_room("im", timeout=WAIT)
+        assert im.wait_for_room("im", timeout=WAIT, min_room=4)
         assert im.send("1", "2", "now there is room").seq == 5
-        # Events that arrived while waiting for room are not lost.
-        kinds = [type(e).__name__ for e in im.poll_events()]
-        assert "StatusChanged" in kinds
+        # Waiting for room took no event off the endpoint: every status is there.
+        processed = [
+            e.seq
+            for e in im.poll_events()
+            if isinstance(e, StatusChanged) and e.state == "processed"
+        ]
+        assert processed == [1, 2, 3, 4]
     finally:
         bs.close(0)
         im.close(0)
+
+
+def test_wait_for_room_asks_at_most_the_capacity() -> None:
+    with Endpoint([link("im", "x", listen="127.0.0.1:0", capacity=4)]) as ep:
+        # An empty ring has all its room; more than the capacity is not waited for.
+        assert ep.wait_for_room("im", timeout=0, min_room=1000)
+        ep.send("1", "2", "one", link="im")
+        assert ep.wait_for_room("im", timeout=0, min_room=3)
+        assert not ep.wait_for_room("im", timeout=0, min_room=4)
+        with pytest.raises(smslink.UnknownLink):
+            ep.wait_for_room("nope", timeout=0)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_wait_for_room_is_interrupted_by_a_signal() -> None:
+    """A wait without timeout on a ring nobody empties ends with the exception the
+    signal handler raises (as Ctrl-C raises KeyboardInterrupt)."""
+
+    def on_alarm(_signum: int, _frame: object) -> None:
+        raise _Interrupted()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        with Endpoint([link("im", "x", listen="127.0.0.1:0", capacity=1)]) as ep:
+            ep.send("1", "2", "fills it", link="im")
+            signal.setitimer(signal.ITIMER_REAL, 0.2)
+            start = time.monotonic()
+            with pytest.raises(_Interrupted):
+                ep.wait_for_room("im")
+            assert time.monotonic() - start < WAIT
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_closing_wakes_a_blocked_wait_for_room() -> None:
+    ep = Endpoint([link("im", "x", listen="127.0.0.1:0", capacity=1)])
+    ep.send("1", "2", "fills it", link="im")
+    outcome: List[BaseException] = []
+    entered = threading.Event()
+
+    def waiter() -> None:
+        entered.set()
+        try:
+            ep.wait_for_room("im")
+        except BaseException as e:  # noqa: B036 - handed to the test thread
+            outcome.append(e)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    assert entered.wait(WAIT)
+    ep.close(0)
+    t.join(WAIT)
+    assert not t.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], smslink.ClosedError)
 
 
 def test_send_batch_takes_what_fits_in_order() -> None:

@@ -1,0 +1,326 @@
+//! The node configuration builder: links (dial or listen, capacity, peer name,
+//! heartbeat, routing), the SMSC, reconnection and the event queue.
+
+use std::ffi::c_char;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use smslink_core::cimd2::session::ClientConfig;
+use smslink_core::link::LinkConfig;
+use smslink_core::runtime::{LinkSpec, NodeConfig, SmscSpec, Transport};
+
+use crate::abi::{
+    arg_bytes, arg_mut, arg_str, guard, guard_void, out_ptr, write_out, BoxHandle, Error,
+};
+use crate::result::smslink_result::{self, *};
+
+/// Bytes of a link name array: 64 bytes and the NUL.
+pub const SMSLINK_NAME_SIZE: usize = 65;
+
+/// A node configuration being built. Not thread-safe: one thread at a time.
+pub struct smslink_config {
+    pub(crate) config: NodeConfig,
+    /// Set by `smslink_config_set_smsc`: served by the first link (the C API's
+    /// buffer server has one link toward the IM side).
+    pub(crate) smsc: Option<SmscSpec>,
+}
+
+impl smslink_config {
+    /// The node configuration with the SMSC placed on the link that serves it.
+    pub(crate) fn node_config(&self) -> NodeConfig {
+        let mut config = self.config.clone();
+        if let (Some(smsc), Some(link)) = (&self.smsc, config.links.first_mut()) {
+            link.smsc = Some(smsc.clone());
+        }
+        config
+    }
+}
+
+impl BoxHandle for smslink_config {}
+
+fn socket_addr(s: &str) -> Result<SocketAddr, Error> {
+    s.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| Error::invalid(format!("{s:?} is not a host:port address")))
+}
+
+fn link_spec(config: &mut smslink_config, link: u32) -> Result<&mut LinkSpec, Error> {
+    config.config.links.get_mut(link as usize).ok_or_else(|| {
+        Error::new(
+            SMSLINK_UNKNOWN_LINK,
+            format!("no link {link} in this configuration"),
+        )
+    })
+}
+
+/// A new, empty node configuration in `*out` (free it with `smslink_config_free`).
+///
+/// Thread safety: any thread. The configuration itself must be used by one thread
+/// at a time.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_config_new(out: *mut *mut smslink_config) -> smslink_result {
+    guard(|| {
+        let out = out_ptr(out, "out")?;
+        let config = smslink_config {
+            config: NodeConfig::new(Vec::new()),
+            smsc: None,
+        };
+        write_out(out, config.into_raw());
+        Ok(())
+    })
+}
+
+/// Free a configuration (NULL: nothing happens). Nodes made from it are unaffected.
+///
+/// Thread safety: no other call may be using `config`.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_config_free(config: *mut smslink_config) {
+    // SAFETY: caller contract: from smslink_config_new, not yet freed, or NULL.
+    guard_void(|| unsafe { smslink_config::free_raw(config) })
+}
+
+fn add_link(
+    config: *mut smslink_config,
+    name: *const c_char,
+    psk: *const u8,
+    psk_len: usize,
+    addr: *const c_char,
+    listen: bool,
+    out_link: *mut u32,
+) -> Result<(), Error> {
+    // SAFETY: pointer arguments per the header's contract.
+    let config = unsafe { arg_mut(config, "config") }?;
+    let name = unsafe { arg_str(name, "name") }?;
+    let psk = unsafe { arg_bytes(psk, psk_len, "psk") }?;
+    let addr = socket_addr(unsafe { arg_str(addr, "addr") }?)?;
+    let out_link = out_ptr(out_link, "out_link")?;
+    if name.is_empty() || name.len() > SMSLINK_NAME_SIZE - 1 {
+        return Err(Error::invalid("link name must be 1 to 64 bytes"));
+    }
+    if psk.is_empty() {
+        return Err(Error::invalid("the pre-shared key must not be empty"));
+    }
+    let transport = if listen {
+        Transport::Listen(addr)
+    } else {
+        Transport::Dial(addr)
+    };
+    let id = config.config.links.len() as u32;
+    config
+        .config
+        .links
+        .push(LinkSpec::new(LinkConfig::new(name, psk), transport));
+    write_out(out_link, id);
+    Ok(())
+}
+
+/// Add a link that dials `addr` ("host:port") and redials after every interruption.
+/// `name` is this side's name in the handshake; `psk` (`psk_len` bytes, not empty)
+/// is the key both sides share. Writes the new link's id (0, 1, ... in order of
+/// addition) to `*out_link`.
+///
+/// Thread safety: one thread at a time per configuration.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_config_add_link_dial(
+    config: *mut smslink_config,
+    name: *const c_char,
+    psk: *const u8,
+    psk_len: usize,
+    addr: *const c_char,
+    out_link: *mut u32,
+) -> smslink_result {
+    guard(|| add_link(config, name, psk, psk_len, addr, false, out_link))
+}
+
+/// Add a link that accepts its peer on `addr` ("127.0.0.1:0" picks a free port; read
+/// it with `smslink_node_local_port`). Otherwise as `smslink_config_add_link_dial`.
+///
+/// Thread safety: one thread at a time per configuration.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_config_add_link_listen(
+    config: *mut smslink_config,
+    name: *const c_char,
+    psk: *const u8,
+    psk_len: usize,
+    addr: *const c_char,
+    out_link: *mut u32,
+) -> smslink_result {
+    guard(|| add_link(config, name, psk, psk_len, addr, true, out_link))
+}
+
+/// Slots in each of the link's rings (1..=65536; default 255): how many messages
+/// may wait unprocessed before `send` answers SMSLINK_FULL. Use the same value on
+/// both sides (each side's receiving ring has this many slots too).
+///
+/// Thread safety: one thread at a time per configuration.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_config_link_set_capacity(
+    config: *mut smslink_config,
+    link: u32,
+    capacity: u32,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let config = unsafe { arg_mut(config, "config") }?;
+        if capacity == 0 || capacity > 65536 {
+            return Err(Error::invalid(format!(
+                "capacity {capacity} is outside 1..=65536"
+            )));
+        }
+        link_spec(config, link)?.config.capacity = capacity as usize;
+        Ok(())
+    })
+}
+
+/// Refuse a peer that announces any other name than `peer_name`.
+///
+/// Thread safety: one thread at a time per configuration.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_config_link_set_expected_peer(
+    config: *mut smslink_config,
+    link: u32,
+    peer_name: *const c_char,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let config = unsafe { arg_mut(config, "config") }?;
+        let peer = unsafe { arg_str(peer_name, "peer_name") }?;
+        link_spec(config, link)?.config.expected_peer = Some(peer.to_owned());
+        Ok(())
+    })
+}
+
+/// Heartbeat: send a ping after `heartbeat_ms` of silence, declare the link down
+/// after `dead_after_ms` without hearing from the peer (defaults 5000 and 15000).
+///
+/// Thread safety: one thread at a time per configuration.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_config_link_set_heartbeat(
+    config: *mut smslink_config,
+    link: u32,
+    heartbeat_ms: u32,
+    dead_after_ms: u32,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let config = unsafe { arg_mut(config, "config") }?;
+        if heartbeat_ms == 0 || dead_after_ms <= heartbeat_ms {
+            return Err(Error::invalid(
+                "heartbeat must be > 0 and dead_after longer than heartbeat",
+            ));
+        }
+        let spec = link_spec(config, link)?;
+        spec.config.heartbeat_interval = Duration::from_millis(heartbeat_ms.into());
+        spec.config.dead_after = Duration::from_millis(dead_after_ms.into());
+        Ok(())
+    })
+}
+
+/// Route recipients starting with `prefix` to this link (longest prefix wins).
+///
+/// Thread safety: one thread at a time per configuration.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_config_link_add_prefix(
+    config: *mut smslink_config,
+    link: u32,
+    prefix: *const c_char,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let config = unsafe { arg_mut(config, "config") }?;
+        let prefix = unsafe { arg_str(prefix, "prefix") }?;
+        link_spec(config, link)?.prefixes.push(prefix.to_owned());
+        Ok(())
+    })
+}
+
+/// Route recipients that match no prefix to this link. Without any prefix or default,
+/// link 0 is the default.
+///
+/// Thread safety: one thread at a time per configuration.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_config_link_set_default(
+    config: *mut smslink_config,
+    link: u32,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let config = unsafe { arg_mut(config, "config") }?;
+        link_spec(config, link)?.default_route = true;
+        Ok(())
+    })
+}
+
+/// Make the node a buffer server speaking CIMD2 to the SMSC at `addr`, logging in as
+/// `user` / `password`: link 0 then carries the SMSC's MO out and MT in, and the
+/// application does not see them. Without this, the application is the SMSC side
+/// (it sends MO with `smslink_node_send`, receives MT as events).
+///
+/// Thread safety: one thread at a time per configuration.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_config_set_smsc(
+    config: *mut smslink_config,
+    addr: *const c_char,
+    user: *const c_char,
+    password: *const c_char,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let config = unsafe { arg_mut(config, "config") }?;
+        let addr = socket_addr(unsafe { arg_str(addr, "addr") }?)?;
+        let user = unsafe { arg_str(user, "user") }?;
+        let password = unsafe { arg_str(password, "password") }?;
+        config.smsc = Some(SmscSpec::cimd2(
+            addr,
+            ClientConfig {
+                user: user.to_owned(),
+                password: password.to_owned(),
+                ..ClientConfig::default()
+            },
+        ));
+        Ok(())
+    })
+}
+
+/// Delay before redialling a link or the SMSC: from `min_ms`, doubling with jitter up
+/// to `max_ms` (defaults 100 and 5000).
+///
+/// Thread safety: one thread at a time per configuration.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_config_set_reconnect(
+    config: *mut smslink_config,
+    min_ms: u32,
+    max_ms: u32,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let config = unsafe { arg_mut(config, "config") }?;
+        if min_ms == 0 || max_ms < min_ms {
+            return Err(Error::invalid("need 0 < min_ms <= max_ms"));
+        }
+        config.config.reconnect_min = Duration::from_millis(min_ms.into());
+        config.config.reconnect_max = Duration::from_millis(max_ms.into());
+        Ok(())
+    })
+}
+
+/// Events buffered for the application (default 8192) before the node stops taking
+/// received messages off the links, which then holds back the peer.
+///
+/// Thread safety: one thread at a time per configuration.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_config_set_event_capacity(
+    config: *mut smslink_config,
+    capacity: u32,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let config = unsafe { arg_mut(config, "config") }?;
+        if capacity == 0 {
+            return Err(Error::invalid("event capacity must be > 0"));
+        }
+        config.config.event_capacity = capacity as usize;
+        Ok(())
+    })
+}

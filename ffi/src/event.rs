@@ -1,0 +1,177 @@
+//! Events as C sees them: a plain struct copied out of the node (no pointer into
+//! smslink memory), its kinds and states, and the dispatch callback's type.
+
+use std::ffi::{c_char, c_int};
+
+use smslink_core::ring::{Outcome, SlotState};
+use smslink_core::runtime::NodeEvent;
+
+use crate::abi::fill_c_array;
+use crate::message::{
+    smslink_message, SMSLINK_ADDRESS_SIZE, SMSLINK_CODING_TEXT, SMSLINK_PAYLOAD_SIZE,
+};
+
+/// Bytes of the text in an event (peer name, reason): cut to fit, NUL-terminated.
+pub const SMSLINK_DETAIL_SIZE: usize = 256;
+
+/// `smslink_node_ack` outcome / `smslink_event.outcome`: no outcome (yet).
+pub const SMSLINK_OUTCOME_NONE: u32 = 0;
+/// Handed on successfully (SMSC accepted it, IM server stored it).
+pub const SMSLINK_OUTCOME_ACCEPTED: u32 = 1;
+/// Refused downstream; `error_code` says why.
+pub const SMSLINK_OUTCOME_REJECTED: u32 = 2;
+
+/// Kind of a `smslink_event`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum smslink_event_type {
+    /// Handshake with the peer done; `detail` is the peer's name.
+    SMSLINK_EVENT_LINK_UP = 1,
+    /// The link's connection ended; `detail` says why. The node reconnects.
+    SMSLINK_EVENT_LINK_DOWN = 2,
+    /// `message` arrived on `link` as `seq`: hand it on, then `smslink_node_ack`.
+    SMSLINK_EVENT_RECEIVED = 3,
+    /// A message this side sent (`link`, `seq`, `client_ref`) reached `state`;
+    /// once SMSLINK_STATE_PROCESSED, `outcome` and `error_code` say how it ended.
+    SMSLINK_EVENT_STATUS = 4,
+    /// The CIMD2 session to the SMSC logged in.
+    SMSLINK_EVENT_SMSC_UP = 5,
+    /// The CIMD2 session ended; `detail` says why. The node reconnects.
+    SMSLINK_EVENT_SMSC_DOWN = 6,
+    /// The SMSC broke the protocol (`detail`); the session goes on.
+    SMSLINK_EVENT_SMSC_VIOLATION = 7,
+}
+
+/// Stage of a sent message, in `smslink_event.state`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum smslink_slot_state {
+    /// Not a status event.
+    SMSLINK_STATE_NONE = 0,
+    /// Stored in the ring, not yet on the link.
+    SMSLINK_STATE_RETRIEVED = 1,
+    /// Put on the link, not yet confirmed.
+    SMSLINK_STATE_SENT = 2,
+    /// The peer stored it.
+    SMSLINK_STATE_CONFIRMED = 3,
+    /// The peer handed it on; the slot is free again.
+    SMSLINK_STATE_PROCESSED = 4,
+}
+
+/// One event, copied out of the node: no pointer inside refers to smslink memory.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct smslink_event {
+    pub kind: smslink_event_type,
+    /// The link concerned (0 for SMSC events).
+    pub link: u32,
+    /// RECEIVED: the sequence number to acknowledge. STATUS: the sent message's.
+    pub seq: u64,
+    /// STATUS: the `client_ref` the message was sent with.
+    pub client_ref: u64,
+    /// STATUS: the stage reached; SMSLINK_STATE_NONE otherwise.
+    pub state: smslink_slot_state,
+    /// STATUS at PROCESSED: SMSLINK_OUTCOME_ACCEPTED or _REJECTED; else _NONE.
+    pub outcome: u32,
+    /// With SMSLINK_OUTCOME_REJECTED: the SMSC's or application's error code.
+    pub error_code: u32,
+    /// RECEIVED: the message (payload NUL-terminated after `payload_len` bytes).
+    pub message: smslink_message,
+    /// LINK_UP: peer name. LINK_DOWN, SMSC_DOWN, SMSC_VIOLATION: reason. Else "".
+    pub detail: [c_char; SMSLINK_DETAIL_SIZE],
+}
+
+impl smslink_event {
+    fn empty(kind: smslink_event_type) -> smslink_event {
+        smslink_event {
+            kind,
+            link: 0,
+            seq: 0,
+            client_ref: 0,
+            state: smslink_slot_state::SMSLINK_STATE_NONE,
+            outcome: SMSLINK_OUTCOME_NONE,
+            error_code: 0,
+            message: smslink_message {
+                from: [0; SMSLINK_ADDRESS_SIZE],
+                to: [0; SMSLINK_ADDRESS_SIZE],
+                coding: SMSLINK_CODING_TEXT,
+                client_ref: 0,
+                payload_len: 0,
+                payload: [0; SMSLINK_PAYLOAD_SIZE],
+            },
+            detail: [0; SMSLINK_DETAIL_SIZE],
+        }
+    }
+
+    pub(crate) fn from_event(ev: &NodeEvent) -> smslink_event {
+        use smslink_event_type::*;
+        match ev {
+            NodeEvent::LinkUp { link, peer } => {
+                let mut e = Self::empty(SMSLINK_EVENT_LINK_UP);
+                e.link = *link as u32;
+                fill_c_array(&mut e.detail, peer);
+                e
+            }
+            NodeEvent::LinkDown { link, reason } => {
+                let mut e = Self::empty(SMSLINK_EVENT_LINK_DOWN);
+                e.link = *link as u32;
+                fill_c_array(&mut e.detail, reason);
+                e
+            }
+            NodeEvent::Received { link, seq, message } => {
+                let mut e = Self::empty(SMSLINK_EVENT_RECEIVED);
+                e.link = *link as u32;
+                e.seq = *seq;
+                e.client_ref = message.client_ref;
+                e.message = smslink_message::from_message(message);
+                e
+            }
+            NodeEvent::Status {
+                link,
+                seq,
+                client_ref,
+                state,
+                outcome,
+            } => {
+                let mut e = Self::empty(SMSLINK_EVENT_STATUS);
+                e.link = *link as u32;
+                e.seq = *seq;
+                e.client_ref = *client_ref;
+                e.state = match state {
+                    SlotState::Retrieved => smslink_slot_state::SMSLINK_STATE_RETRIEVED,
+                    SlotState::Sent => smslink_slot_state::SMSLINK_STATE_SENT,
+                    SlotState::Confirmed => smslink_slot_state::SMSLINK_STATE_CONFIRMED,
+                    SlotState::Processed => smslink_slot_state::SMSLINK_STATE_PROCESSED,
+                };
+                match outcome {
+                    None => {}
+                    Some(Outcome::Accepted) => e.outcome = SMSLINK_OUTCOME_ACCEPTED,
+                    Some(Outcome::Rejected { code }) => {
+                        e.outcome = SMSLINK_OUTCOME_REJECTED;
+                        e.error_code = *code;
+                    }
+                }
+                e
+            }
+            NodeEvent::SmscUp { .. } => Self::empty(SMSLINK_EVENT_SMSC_UP),
+            NodeEvent::SmscDown { reason, .. } => {
+                let mut e = Self::empty(SMSLINK_EVENT_SMSC_DOWN);
+                fill_c_array(&mut e.detail, reason);
+                e
+            }
+            NodeEvent::SmscViolation { detail, .. } => {
+                let mut e = Self::empty(SMSLINK_EVENT_SMSC_VIOLATION);
+                fill_c_array(&mut e.detail, detail);
+                e
+            }
+        }
+    }
+}
+
+/// Called by `smslink_node_dispatch` on the caller's thread, once per event.
+/// `event` is valid only during the call. Return 0 to go on; any other value stops
+/// the dispatch, which returns SMSLINK_CALLBACK_ERROR and keeps this event to be
+/// delivered again by the next poll or dispatch.
+pub type smslink_event_callback = Option<
+    unsafe extern "C" fn(userdata: *mut std::ffi::c_void, event: *const smslink_event) -> c_int,
+>;

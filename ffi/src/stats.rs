@@ -1,0 +1,159 @@
+//! Snapshots of a node's links and SMSC session, taken by its loop after each turn.
+
+use std::ffi::c_char;
+
+use smslink_core::runtime::NodeError;
+
+use crate::abi::{arg_ref, fill_c_array, guard, out_ptr, write_out, Error};
+use crate::config::SMSLINK_NAME_SIZE;
+use crate::node::{node_error, smslink_node};
+use crate::result::smslink_result::{self, *};
+
+/// A snapshot of one link (taken by the node's loop after its latest turn).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct smslink_link_stats {
+    /// This side's link name, NUL-terminated.
+    pub name: [c_char; SMSLINK_NAME_SIZE],
+    /// Handshake done and the connection alive.
+    pub up: bool,
+    /// Slots in each ring.
+    pub capacity: u32,
+    /// Sending ring cursors: last seq taken in, put on the wire, confirmed stored by
+    /// the peer, processed by the peer.
+    pub tx_last_retrieved: u64,
+    pub tx_last_sent: u64,
+    pub tx_last_confirmed: u64,
+    pub tx_last_processed: u64,
+    /// Receiving ring cursors: last seq stored, handed to the application, acknowledged.
+    pub rx_last_stored: u64,
+    pub rx_last_delivered: u64,
+    pub rx_last_processed: u64,
+    /// Messages in the sending / receiving ring not yet processed.
+    pub tx_in_use: u32,
+    pub rx_in_use: u32,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub frames_in: u64,
+    pub frames_out: u64,
+    /// DATA frames sent for the first time / again after a reconnection.
+    pub data_sent: u64,
+    pub data_resent: u64,
+    /// New messages stored from the peer / duplicates ignored.
+    pub data_received: u64,
+    pub duplicates: u64,
+    pub acks_sent: u64,
+    pub pings_sent: u64,
+    pub handshakes: u64,
+    pub auth_failures: u64,
+    pub link_downs: u64,
+    /// Connections made or accepted / refused because too many were waiting.
+    pub connects: u64,
+    pub refused_connections: u64,
+}
+
+/// A snapshot of the SMSC side of a buffer server.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct smslink_smsc_stats {
+    pub logged_in: bool,
+    pub connects: u64,
+    pub mo_received: u64,
+    /// MO held unconfirmed at the SMSC because the ring was full.
+    pub mo_backpressured: u64,
+    pub mt_submitted: u64,
+    pub mt_accepted: u64,
+    pub mt_rejected: u64,
+    pub mt_resubmitted: u64,
+    pub status_reports: u64,
+    pub violations: u64,
+}
+
+/// A snapshot of a link's cursors and counters into `*out`.
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_node_link_stats(
+    node: *const smslink_node,
+    link: u32,
+    out: *mut smslink_link_stats,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let node = unsafe { arg_ref(node, "node") }?;
+        let out = out_ptr(out, "out")?;
+        let s = node
+            .node
+            .link_stats(link as usize)
+            .ok_or_else(|| node_error(NodeError::UnknownLink(link as usize)))?;
+        let c = &s.counters;
+        let mut stats = smslink_link_stats {
+            name: [0; SMSLINK_NAME_SIZE],
+            up: s.up,
+            capacity: s.capacity as u32,
+            tx_last_retrieved: s.tx.last_retrieved,
+            tx_last_sent: s.tx.last_sent,
+            tx_last_confirmed: s.tx.last_confirmed,
+            tx_last_processed: s.tx.last_processed,
+            rx_last_stored: s.rx.last_stored,
+            rx_last_delivered: s.rx.last_delivered,
+            rx_last_processed: s.rx.last_processed,
+            tx_in_use: s.tx_in_use as u32,
+            rx_in_use: s.rx_in_use as u32,
+            bytes_in: c.bytes_in,
+            bytes_out: c.bytes_out,
+            frames_in: c.frames_in,
+            frames_out: c.frames_out,
+            data_sent: c.data_sent,
+            data_resent: c.data_resent,
+            data_received: c.data_received,
+            duplicates: c.duplicates,
+            acks_sent: c.acks_sent,
+            pings_sent: c.pings_sent,
+            handshakes: c.handshakes,
+            auth_failures: c.auth_failures,
+            link_downs: c.link_downs,
+            connects: s.connects,
+            refused_connections: s.refused_connections,
+        };
+        fill_c_array(&mut stats.name, &s.name);
+        write_out(out, stats);
+        Ok(())
+    })
+}
+
+/// A snapshot of the SMSC session's counters (SMSLINK_NOT_FOUND on a node without
+/// an SMSC).
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_node_smsc_stats(
+    node: *const smslink_node,
+    out: *mut smslink_smsc_stats,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let node = unsafe { arg_ref(node, "node") }?;
+        let out = out_ptr(out, "out")?;
+        let s = node
+            .node
+            .smsc_stats()
+            .ok_or_else(|| Error::new(SMSLINK_NOT_FOUND, "this node has no SMSC"))?;
+        write_out(
+            out,
+            smslink_smsc_stats {
+                logged_in: s.logged_in,
+                connects: s.connects,
+                mo_received: s.mo_received,
+                mo_backpressured: s.mo_backpressured,
+                mt_submitted: s.mt_submitted,
+                mt_accepted: s.mt_accepted,
+                mt_rejected: s.mt_rejected,
+                mt_resubmitted: s.mt_resubmitted,
+                status_reports: s.status_reports,
+                violations: s.violations,
+            },
+        );
+        Ok(())
+    })
+}
