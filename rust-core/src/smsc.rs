@@ -110,19 +110,33 @@ pub enum SubmitError {
     Unencodable { reason: String, code: u32 },
 }
 
+/// Which of a session's TCP connections: 0, or 0 and 1 for a protocol that binds a
+/// transmitter and a receiver separately (SMPP's TX + RX pair).
+pub type ConnIndex = usize;
+
 /// A protocol's client session toward one SMSC, across its connections.
+///
+/// A session uses `connection_count()` TCP connections at once; the driver dials
+/// them all, reports each with `connected(i)`, and moves bytes per connection. The
+/// session is one unit: when `is_open()` turns false after having been open, the
+/// driver closes every connection and dials again later.
 pub trait SmscClient: Send {
     /// The protocol's name, for logs (`"cimd2"`, `"smpp"`).
     fn protocol(&self) -> &'static str;
 
+    /// How many TCP connections the session uses at once (1 for most).
+    fn connection_count(&self) -> usize {
+        1
+    }
+
     // ---- inputs from the driver ----
 
-    /// A new connection is up: start logging in.
-    fn connected(&mut self, now: Instant);
-    /// The connection is gone: outstanding submits become `Unanswered`, unanswered
+    /// Connection `conn` is up: start logging in on it.
+    fn connected(&mut self, conn: ConnIndex, now: Instant);
+    /// Connection `conn` is gone: outstanding submits become `Unanswered`, unanswered
     /// MO are forgotten (the SMSC delivers them again), and `Down` follows.
-    fn connection_lost(&mut self, now: Instant);
-    fn handle_input(&mut self, bytes: &[u8], now: Instant);
+    fn connection_lost(&mut self, conn: ConnIndex, now: Instant);
+    fn handle_input(&mut self, conn: ConnIndex, bytes: &[u8], now: Instant);
     fn handle_timeout(&mut self, now: Instant);
 
     // ---- commands from the bridge ----
@@ -140,10 +154,10 @@ pub trait SmscClient: Send {
 
     // ---- outputs ----
 
-    /// Append bytes to write to `buf`; returns how many.
-    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> usize;
+    /// Append bytes to write on connection `conn` to `buf`; returns how many.
+    fn poll_transmit(&mut self, conn: ConnIndex, buf: &mut Vec<u8>) -> usize;
     fn poll_timeout(&self) -> Option<Instant>;
     fn poll_event(&mut self) -> Option<SmscEvent>;
-    /// A connection is in use and the session on it has not ended.
+    /// The session has started (a connection was reported) and has not ended.
     fn is_open(&self) -> bool;
 }

@@ -14,8 +14,8 @@
 //!   a back-off, up to `max_attempts`; a permanent one is final.
 //!
 //! # Driving it
-//! Inputs: `smsc_connected`, `smsc_input`, `smsc_connection_lost`, `handle_timeout`
-//! (all with `now`). After any input, and after the link endpoint changed (new
+//! Inputs: `smsc_connected`, `smsc_input`, `smsc_connection_lost` (per TCP
+//! connection, see `smsc_connection_count`), `handle_timeout` (all with `now`). After any input, and after the link endpoint changed (new
 //! messages received, ring slots freed), call [`Bridge::poll`] with the endpoint; then
 //! drain `smsc_transmit` (bytes for the SMSC), the endpoint's own output,
 //! `poll_timeout` and `poll_event`.
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use crate::link::Endpoint;
 use crate::message::Message;
 use crate::ring::Outcome;
-use crate::smsc::{MoAnswer, MoToken, Permanence, SmscClient, SmscEvent, SubmitError};
+use crate::smsc::{ConnIndex, MoAnswer, MoToken, Permanence, SmscClient, SmscEvent, SubmitError};
 
 /// Settings of a [`Bridge`].
 #[derive(Debug, Clone)]
@@ -164,19 +164,24 @@ impl Bridge {
 
     // ---- inputs ----
 
-    /// A new TCP connection to the SMSC is up.
-    pub fn smsc_connected(&mut self, now: Instant) {
+    /// How many TCP connections to the SMSC the session uses at once.
+    pub fn smsc_connection_count(&self) -> usize {
+        self.smsc.connection_count()
+    }
+
+    /// TCP connection `conn` to the SMSC is up.
+    pub fn smsc_connected(&mut self, conn: ConnIndex, now: Instant) {
         self.stats.connects += 1;
-        self.smsc.connected(now);
+        self.smsc.connected(conn, now);
     }
 
-    pub fn smsc_input(&mut self, bytes: &[u8], now: Instant) {
-        self.smsc.handle_input(bytes, now);
+    pub fn smsc_input(&mut self, conn: ConnIndex, bytes: &[u8], now: Instant) {
+        self.smsc.handle_input(conn, bytes, now);
     }
 
-    /// The TCP connection to the SMSC is gone.
-    pub fn smsc_connection_lost(&mut self, now: Instant) {
-        self.smsc.connection_lost(now);
+    /// TCP connection `conn` to the SMSC is gone.
+    pub fn smsc_connection_lost(&mut self, conn: ConnIndex, now: Instant) {
+        self.smsc.connection_lost(conn, now);
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -214,9 +219,10 @@ impl Bridge {
 
     // ---- outputs ----
 
-    /// Bytes to write to the SMSC; returns how many were appended to `buf`.
-    pub fn smsc_transmit(&mut self, buf: &mut Vec<u8>) -> usize {
-        self.smsc.poll_transmit(buf)
+    /// Bytes to write to the SMSC on connection `conn`; returns how many were
+    /// appended to `buf`.
+    pub fn smsc_transmit(&mut self, conn: ConnIndex, buf: &mut Vec<u8>) -> usize {
+        self.smsc.poll_transmit(conn, buf)
     }
 
     /// When `handle_timeout` (then `poll`) must run next.

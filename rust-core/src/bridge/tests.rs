@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::link::{Event, LinkConfig};
 use crate::ring::SlotState;
-use crate::smsc::{MoAnswer, MoToken, Permanence, SmscEvent, SubmitError, SubmitId};
+use crate::smsc::{ConnIndex, MoAnswer, MoToken, Permanence, SmscEvent, SubmitError, SubmitId};
 
 /// An SMSC session whose events the test scripts and whose commands it records.
 #[derive(Default)]
@@ -30,10 +30,10 @@ impl SmscClient for Fake {
     fn protocol(&self) -> &'static str {
         "fake"
     }
-    fn connected(&mut self, _now: Instant) {
+    fn connected(&mut self, _conn: ConnIndex, _now: Instant) {
         self.0.lock().open = true;
     }
-    fn connection_lost(&mut self, _now: Instant) {
+    fn connection_lost(&mut self, _conn: ConnIndex, _now: Instant) {
         let mut s = self.0.lock();
         s.open = false;
         let lost: Vec<_> = s.outstanding.drain(..).collect();
@@ -44,7 +44,7 @@ impl SmscClient for Fake {
             reason: "lost".into(),
         });
     }
-    fn handle_input(&mut self, _bytes: &[u8], _now: Instant) {}
+    fn handle_input(&mut self, _conn: ConnIndex, _bytes: &[u8], _now: Instant) {}
     fn handle_timeout(&mut self, _now: Instant) {}
     fn submit_room(&self) -> usize {
         let s = self.0.lock();
@@ -77,7 +77,7 @@ impl SmscClient for Fake {
     fn logout(&mut self, _now: Instant) {
         self.0.lock().logouts += 1;
     }
-    fn poll_transmit(&mut self, _buf: &mut Vec<u8>) -> usize {
+    fn poll_transmit(&mut self, _conn: ConnIndex, _buf: &mut Vec<u8>) -> usize {
         0
     }
     fn poll_timeout(&self) -> Option<Instant> {
@@ -138,7 +138,7 @@ impl World {
         };
         w.bs.connected(now);
         w.im.connected(now);
-        w.bridge.smsc_connected(now);
+        w.bridge.smsc_connected(0, now);
         w.pump();
         w
     }
@@ -273,10 +273,10 @@ fn a_window_keeps_several_submits_outstanding_and_answers_come_in_any_order() {
 fn a_submit_without_answer_is_submitted_again_on_the_next_session() {
     let mut w = World::new(1, 8);
     let a = w.send_mt("a");
-    w.bridge.smsc_connection_lost(w.now);
+    w.bridge.smsc_connection_lost(0, w.now);
     w.pump();
     assert_eq!(w.submitted(), vec![a]);
-    w.bridge.smsc_connected(w.now);
+    w.bridge.smsc_connected(0, w.now);
     w.pump();
     assert_eq!(w.submitted(), vec![a, a]);
     assert_eq!(w.bridge.stats().mt_resubmitted, 1);
@@ -364,7 +364,7 @@ fn held_mo_are_forgotten_when_the_smsc_connection_goes() {
     let mut w = World::new(1, 1);
     w.mo(1, "stored");
     w.mo(2, "held");
-    w.bridge.smsc_connection_lost(w.now);
+    w.bridge.smsc_connection_lost(0, w.now);
     w.pump();
     assert!(w.bridge.is_idle(), "the SMSC delivers the held one again");
     assert_eq!(w.im_received(), vec!["stored"]);

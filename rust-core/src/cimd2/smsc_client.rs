@@ -6,7 +6,9 @@ use std::time::Instant;
 use super::codes;
 use super::session::{ClientConfig, ClientEvent, ClientSession, SessionError, StatusReport};
 use crate::message::Message;
-use crate::smsc::{self, MoAnswer, MoToken, SmscClient, SmscEvent, SubmitError, SubmitId};
+use crate::smsc::{
+    self, ConnIndex, MoAnswer, MoToken, SmscClient, SmscEvent, SubmitError, SubmitId,
+};
 
 /// The CIMD2 status code (061) that means "delivered".
 const DELIVERED: u32 = 4;
@@ -102,19 +104,19 @@ impl SmscClient for Cimd2Client {
         "cimd2"
     }
 
-    fn connected(&mut self, now: Instant) {
+    fn connected(&mut self, _conn: ConnIndex, now: Instant) {
         self.generation = self.generation.wrapping_add(1) & 0x00ff_ffff;
         self.login_refused = None;
         self.session = Some(ClientSession::new(self.config.clone(), now));
     }
 
-    fn connection_lost(&mut self, now: Instant) {
+    fn connection_lost(&mut self, _conn: ConnIndex, now: Instant) {
         if let Some(session) = self.session.as_mut() {
             session.handle_connection_lost(now);
         }
     }
 
-    fn handle_input(&mut self, bytes: &[u8], now: Instant) {
+    fn handle_input(&mut self, _conn: ConnIndex, bytes: &[u8], now: Instant) {
         if let Some(session) = self.session.as_mut() {
             session.handle_input(bytes, now);
         }
@@ -165,7 +167,7 @@ impl SmscClient for Cimd2Client {
         }
     }
 
-    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> usize {
+    fn poll_transmit(&mut self, _conn: ConnIndex, buf: &mut Vec<u8>) -> usize {
         self.session.as_mut().map_or(0, |s| s.poll_transmit(buf))
     }
 

@@ -25,8 +25,8 @@ use crate::bridge::Bridge;
 use crate::link::{Endpoint, Event as LinkEvent};
 
 const WAKER: Token = Token(usize::MAX - 1);
-/// Tokens of a link's listener, connection and SMSC connection: link id * 3 (+1, +2).
-const TOKENS_PER_LINK: usize = 3;
+/// Tokens of a link: its listener, its connection, then its SMSC connections.
+const TOKENS_PER_LINK: usize = 2 + SmscDriver::MAX_CONNECTIONS;
 /// Connections waiting for their link's current connection to end.
 const PENDING_BASE: usize = 1 << 40;
 /// Status events kept when the application does not read them fast enough; beyond
@@ -313,8 +313,10 @@ impl EventLoop {
             link.accept(&self.poll, now, &mut self.next_pending_token);
         } else if token == link.conn_token {
             link.on_conn_ready(&self.poll, readable, writable, now);
-        } else if let Some(smsc) = link.smsc_mut().filter(|s| s.token() == token) {
-            smsc.on_ready(&self.poll, readable, writable, now);
+        } else if let Some(smsc) = link.smsc_mut() {
+            if let Some(i) = smsc.conn_of(token) {
+                smsc.on_ready(&self.poll, i, readable, writable, now);
+            }
         }
     }
 

@@ -19,43 +19,54 @@ use crate::link::Endpoint;
 pub(super) struct SmscDriver {
     link: LinkId,
     addr: SocketAddr,
-    token: Token,
+    /// Poll token of connection 0; connection `i` has `first_token + i`.
+    first_token: Token,
     bridge: Bridge,
     backoff: Backoff,
-    conn: Option<Conn>,
+    /// One slot per connection the session uses (SMPP's TX + RX pair: two).
+    conns: Vec<Option<Conn>>,
     reconnect_at: Option<Instant>,
     inbuf: Vec<u8>,
-    read_more: bool,
+    /// Connections whose last read stopped at its budget.
+    read_more: Vec<bool>,
     events: VecDeque<NodeEvent>,
     shutting_down: bool,
 }
 
 impl SmscDriver {
+    /// The most TCP connections one SMSC session may use (tokens are set aside).
+    pub(super) const MAX_CONNECTIONS: usize = 2;
+
     pub(super) fn new(
         link: LinkId,
         addr: SocketAddr,
-        token: Token,
+        first_token: Token,
         bridge: Bridge,
         backoff: Backoff,
         now: Instant,
     ) -> Self {
+        let n = bridge
+            .smsc_connection_count()
+            .clamp(1, Self::MAX_CONNECTIONS);
         SmscDriver {
             link,
             addr,
-            token,
+            first_token,
             bridge,
             backoff,
-            conn: None,
+            conns: (0..n).map(|_| None).collect(),
             reconnect_at: Some(now),
             inbuf: Vec::with_capacity(16 * 1024),
-            read_more: false,
+            read_more: vec![false; n],
             events: VecDeque::new(),
             shutting_down: false,
         }
     }
 
-    pub(super) fn token(&self) -> Token {
-        self.token
+    /// The connection a poll token belongs to, if it is one of this driver's.
+    pub(super) fn conn_of(&self, token: Token) -> Option<usize> {
+        let i = token.0.checked_sub(self.first_token.0)?;
+        (i < self.conns.len()).then_some(i)
     }
 
     pub(super) fn stats(&self) -> SmscStats {
@@ -67,7 +78,7 @@ impl SmscDriver {
     }
 
     pub(super) fn read_more(&self) -> bool {
-        self.read_more
+        self.read_more.iter().any(|r| *r)
     }
 
     pub(super) fn is_idle(&self) -> bool {
@@ -90,16 +101,25 @@ impl SmscDriver {
     pub(super) fn close(&mut self, now: Instant) {
         self.bridge.logout(now);
         self.write();
-        self.conn = None;
+        for conn in &mut self.conns {
+            *conn = None;
+        }
     }
 
-    pub(super) fn on_ready(&mut self, poll: &Poll, readable: bool, writable: bool, now: Instant) {
-        let Some(conn) = self.conn.as_mut() else {
+    pub(super) fn on_ready(
+        &mut self,
+        poll: &Poll,
+        i: usize,
+        readable: bool,
+        writable: bool,
+        now: Instant,
+    ) {
+        let Some(conn) = self.conns[i].as_mut() else {
             return;
         };
         if !conn.connected && (readable || writable) {
             match conn.finish_connect() {
-                Ok(true) => self.bridge.smsc_connected(now),
+                Ok(true) => self.bridge.smsc_connected(i, now),
                 Ok(false) => return,
                 Err(e) => {
                     self.lost(poll, now, format!("connect to {}: {e}", self.addr));
@@ -108,7 +128,7 @@ impl SmscDriver {
             }
         }
         if readable {
-            self.read(poll, now);
+            self.read(poll, i, now);
         }
         self.write();
     }
@@ -116,14 +136,17 @@ impl SmscDriver {
     /// One pass: read what a budget-limited read left, dial if due, timers, then the
     /// bridge's step with the link endpoint, then output.
     pub(super) fn turn(&mut self, poll: &Poll, link: &mut Endpoint, now: Instant) {
-        if self.read_more {
-            self.read(poll, now);
+        for i in 0..self.conns.len() {
+            if self.read_more[i] {
+                self.read(poll, i, now);
+            }
         }
         self.dial_if_due(poll, now);
         self.bridge.handle_timeout(now);
         self.bridge.poll(link, now);
         self.drain_bridge_events();
-        if self.conn.as_ref().is_some_and(|c| c.connected) && !self.bridge.smsc_is_open() {
+        let connected = self.conns.iter().flatten().any(|c| c.connected);
+        if connected && !self.bridge.smsc_is_open() {
             // The session ended (logout, refused login, dead line): last bytes out,
             // then close and dial again.
             self.write();
@@ -134,57 +157,66 @@ impl SmscDriver {
         self.write();
     }
 
-    fn read(&mut self, poll: &Poll, now: Instant) {
-        let Some(conn) = self.conn.as_mut() else {
+    fn read(&mut self, poll: &Poll, i: usize, now: Instant) {
+        let Some(conn) = self.conns[i].as_mut() else {
             return;
         };
         self.inbuf.clear();
         let outcome = conn.read_into(&mut self.inbuf);
         if !self.inbuf.is_empty() {
-            self.bridge.smsc_input(&self.inbuf, now);
+            self.bridge.smsc_input(i, &self.inbuf, now);
         }
         match outcome {
-            Ok(ReadOutcome::Open(n)) => self.read_more = n >= READ_BUDGET,
+            Ok(ReadOutcome::Open(n)) => self.read_more[i] = n >= READ_BUDGET,
             Ok(ReadOutcome::Closed(_)) => self.lost(poll, now, "SMSC closed the connection".into()),
             Err(e) => self.lost(poll, now, format!("read: {e}")),
         }
     }
 
     fn write(&mut self) {
-        let Some(conn) = self.conn.as_mut() else {
-            return;
-        };
-        if !conn.connected {
-            return;
+        for (i, slot) in self.conns.iter_mut().enumerate() {
+            let Some(conn) = slot.as_mut() else {
+                continue;
+            };
+            if !conn.connected {
+                continue;
+            }
+            self.bridge.smsc_transmit(i, conn.out_buf());
+            // A write error shows up as a read error or EOF on the next readiness.
+            let _ = conn.flush();
         }
-        self.bridge.smsc_transmit(conn.out_buf());
-        // A write error shows up as a read error or EOF on the next readiness.
-        let _ = conn.flush();
     }
 
-    /// The connection is gone: tell the bridge (its events follow on the next
-    /// step), plan a redial.
+    /// A connection is gone, so the session is: close every connection, tell the
+    /// bridge (its events follow on the next step), plan a redial.
     fn lost(&mut self, poll: &Poll, now: Instant, reason: String) {
-        let Some(mut conn) = self.conn.take() else {
-            return;
-        };
-        let _ = poll.registry().deregister(&mut conn.stream);
-        let was_connected = conn.connected;
-        self.bridge.smsc_connection_lost(now);
-        self.read_more = false;
-        if was_connected {
-            crate::slog!(
-                Level::Debug,
-                "smsc={} event=connection_closed reason=\"{reason}\"",
-                self.addr
-            );
-        } else {
-            crate::slog!(
-                Level::Debug,
-                "smsc={} event=connect_failed reason=\"{reason}\"",
-                self.addr
-            );
+        let mut had_any = false;
+        let mut was_connected = false;
+        for i in 0..self.conns.len() {
+            let Some(mut conn) = self.conns[i].take() else {
+                continue;
+            };
+            had_any = true;
+            let _ = poll.registry().deregister(&mut conn.stream);
+            if conn.connected {
+                was_connected = true;
+                self.bridge.smsc_connection_lost(i, now);
+            }
+            self.read_more[i] = false;
         }
+        if !had_any {
+            return;
+        }
+        let event = if was_connected {
+            "connection_closed"
+        } else {
+            "connect_failed"
+        };
+        crate::slog!(
+            Level::Debug,
+            "smsc={} event={event} reason=\"{reason}\"",
+            self.addr
+        );
         if !self.shutting_down {
             self.reconnect_at = Some(now + self.backoff.next_delay());
         }
@@ -194,22 +226,28 @@ impl SmscDriver {
         let Some(at) = self.reconnect_at else {
             return;
         };
-        if now < at || self.conn.is_some() || self.shutting_down {
+        if now < at || self.conns.iter().any(Option::is_some) || self.shutting_down {
             return;
         }
         self.reconnect_at = None;
-        let registered = TcpStream::connect(self.addr).and_then(|mut stream| {
-            poll.registry()
-                .register(
-                    &mut stream,
-                    self.token,
-                    Interest::READABLE | Interest::WRITABLE,
-                )
-                .map(|()| stream)
-        });
-        match registered {
-            Ok(stream) => self.conn = Some(Conn::new(stream, false)),
-            Err(_) => self.reconnect_at = Some(now + self.backoff.next_delay()),
+        for i in 0..self.conns.len() {
+            let token = Token(self.first_token.0 + i);
+            let registered = TcpStream::connect(self.addr).and_then(|mut stream| {
+                poll.registry()
+                    .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+                    .map(|()| stream)
+            });
+            match registered {
+                Ok(stream) => self.conns[i] = Some(Conn::new(stream, false)),
+                Err(e) => {
+                    // Closes those already dialled and plans the next attempt.
+                    self.lost(poll, now, format!("connect to {}: {e}", self.addr));
+                    if self.reconnect_at.is_none() && !self.shutting_down {
+                        self.reconnect_at = Some(now + self.backoff.next_delay());
+                    }
+                    return;
+                }
+            }
         }
     }
 
