@@ -8,6 +8,8 @@
 
 pub mod message;
 
+pub mod sms;
+
 pub mod cimd2;
 
 pub mod ring;
