@@ -10,6 +10,8 @@ pub mod message;
 
 pub mod sms;
 
+pub mod smpp;
+
 pub mod cimd2;
 
 pub mod ring;
