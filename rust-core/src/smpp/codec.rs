@@ -261,7 +261,8 @@ impl<'a> Reader<'a> {
             };
             return Err(SmppError::field(field, error));
         };
-        let value = COctetString::new(&window[..nul]).map_err(|e| SmppError::field(field, e))?;
+        // The NUL found within the first N octets bounds the length and ends the value.
+        let value = COctetString::from_checked(&window[..nul]);
         self.pos += nul + 1;
         Ok(value)
     }

@@ -187,6 +187,18 @@ impl<const N: usize> COctetString<N> {
         })
     }
 
+    /// A value the caller has checked: shorter than `N` octets, no NUL.
+    pub(crate) fn from_checked(value: &[u8]) -> COctetString<N> {
+        debug_assert!(value.len() < N && !value.contains(&0));
+        let mut bytes = [0; N];
+        let len = value.len().min(Self::MAX_LEN);
+        bytes[..len].copy_from_slice(&value[..len]);
+        COctetString {
+            len: len as u8,
+            bytes,
+        }
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
     }
