@@ -9,6 +9,10 @@
 
 pub mod message;
 
+pub mod sms;
+
+pub mod smpp;
+
 pub mod cimd2;
 
 pub mod ring;

@@ -9,7 +9,7 @@ use super::text::{
 use crate::message::{Address, Coding, Message};
 
 /// Longest alphanumeric originator (027).
-pub const MAX_ALPHANUMERIC_ORIGINATOR: usize = 11;
+pub use crate::sms::MAX_ALPHANUMERIC_ORIGINATOR;
 
 /// Op 03 as a client sends it: 021 destination, 023 (numeric) or 027 (alphanumeric)
 /// originator when there is one, then 033 text, or 034 hex with 030.

@@ -3,6 +3,7 @@
 use thiserror::Error;
 
 use crate::message::MessageError;
+pub use crate::sms::TextError;
 
 /// Why a packet could not be decoded, built or converted.
 ///
@@ -43,33 +44,4 @@ pub enum Cimd2Error {
     },
     #[error(transparent)]
     Message(#[from] MessageError),
-}
-
-/// Why text could not be converted to or from its CIMD2 / GSM 03.38 / UCS-2 form.
-///
-/// Offsets count from the start of the value being decoded.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum TextError {
-    #[error("text needs {septets} GSM 7-bit septets; one SMS holds 160")]
-    TooLongGsm { septets: usize },
-    #[error("text needs {units} UCS-2 code units; one SMS holds 70")]
-    TooLongUcs2 { units: usize },
-    #[error("binary user data of {octets} octets; one SMS holds 140")]
-    TooLongBinary { octets: usize },
-    #[error("byte 0x{byte:02X} at offset {offset} is not a GSM 03.38 code")]
-    NotGsm { offset: usize, byte: u8 },
-    #[error("unknown CIMD2 escape `_{}{}` at offset {offset}", char::from(.escape[0]), char::from(.escape[1]))]
-    UnknownEscape { offset: usize, escape: [u8; 2] },
-    #[error("CIMD2 escape `_` at offset {offset} is cut short")]
-    TruncatedEscape { offset: usize },
-    #[error("GSM escape at offset {offset} is not followed by an extension-table code")]
-    BadExtension { offset: usize },
-    #[error("byte 0x{byte:02X} at offset {offset} is not a hex digit")]
-    NotHex { offset: usize, byte: u8 },
-    #[error("{len} hex digits: an even number is required")]
-    OddHex { len: usize },
-    #[error("UCS-2 data of {octets} octets is not a whole number of code units")]
-    OddUcs2 { octets: usize },
-    #[error("unpaired UTF-16 surrogate at octet {offset}")]
-    UnpairedSurrogate { offset: usize },
 }
