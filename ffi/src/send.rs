@@ -4,14 +4,12 @@
 use std::cell::RefCell;
 use std::ffi::c_char;
 
-use smslink_core::runtime::NodeError;
-
 use smslink_core::message::Message;
 
 use crate::abi::{arg_bytes, arg_ref, arg_str, guard, out_ptr, timeout_from_ms, write_out, Error};
 use crate::message::{smslink_message, smslink_receipt};
 use crate::node::{node_error, smslink_node};
-use crate::result::smslink_result::{self, *};
+use crate::result::smslink_result;
 
 thread_local! {
     /// Messages of a batch, converted from their C form.
@@ -209,24 +207,10 @@ pub unsafe extern "C" fn smslink_node_wait_for_room(
         let node = unsafe { arg_ref(node, "node") }?;
         let out_room = out_ptr(out_room, "out_room")?;
         let link = link as usize;
-        let capacity = node
-            .node
-            .link_stats(link)
-            .ok_or_else(|| node_error(NodeError::UnknownLink(link)))?
-            .capacity;
         let room = node
             .node
             .wait_for_room(link, min_room, timeout_from_ms(timeout_ms))
             .map_err(node_error)?;
-        let wanted = min_room.clamp(1, capacity.max(1));
-        if room < wanted {
-            return Err(Error::new(
-                SMSLINK_FULL,
-                format!(
-                    "link {link} takes {room} more messages after {timeout_ms} ms, not {wanted}"
-                ),
-            ));
-        }
         write_out(out_room, room);
         Ok(())
     })

@@ -404,19 +404,16 @@ impl Endpoint {
         min_room: usize,
     ) -> PyResult<bool> {
         let id = self.link_id(link)?;
-        let capacity = self.node.link_stats(id).map_or(1, |s| s.capacity);
-        let want = min_room.clamp(1, capacity.max(1));
         let deadline = crate::util::timeout(timeout)?.map(|t| Instant::now() + t);
         loop {
             let slice = match deadline {
                 Some(d) => d.saturating_duration_since(Instant::now()).min(WAIT_SLICE),
                 None => WAIT_SLICE,
             };
-            let room = py
-                .detach(|| self.node.wait_for_room(id, want, Some(slice)))
-                .or_raise()?;
-            if room >= want {
-                return Ok(true);
+            match py.detach(|| self.node.wait_for_room(id, min_room, Some(slice))) {
+                Ok(_) => return Ok(true),
+                Err(NodeError::Full { .. }) => {}
+                Err(e) => return Err(e).or_raise(),
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(false);

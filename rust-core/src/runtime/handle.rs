@@ -154,9 +154,9 @@ impl Node {
     }
 
     /// Block until `link` takes at least `min_room` messages (capped at its
-    /// capacity), the node stops, or `timeout` passes (`None`: no limit). Returns the
-    /// room there is (which may be less than asked on timeout). Woken by the loop when
-    /// the link's Processed cursor moves: no polling, no sleeping.
+    /// capacity; 0 counts as 1) and return the room there is; `Full` when `timeout`
+    /// passes first (`None`: no limit), `Stopped` when the node stops. Woken by the
+    /// loop when the link's Processed cursor moves: no polling, no sleeping.
     pub fn wait_for_room(
         &self,
         link: LinkId,
@@ -181,7 +181,12 @@ impl Node {
             match deadline {
                 Some(d) => {
                     if shared.room_changed.wait_until(&mut guard, d).timed_out() {
-                        break Ok(room());
+                        let now_room = room();
+                        break if now_room >= want {
+                            Ok(now_room)
+                        } else {
+                            Err(l.full(link))
+                        };
                     }
                 }
                 None => shared.room_changed.wait(&mut guard),
