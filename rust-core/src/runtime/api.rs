@@ -61,6 +61,7 @@ impl LinkSpec {
 #[derive(Debug, Clone)]
 pub enum SmscProtocol {
     Cimd2(ClientConfig),
+    Smpp(crate::smpp::SmppConfig),
 }
 
 impl SmscProtocol {
@@ -68,6 +69,7 @@ impl SmscProtocol {
     pub fn client(&self) -> Box<dyn SmscClient> {
         match self {
             SmscProtocol::Cimd2(c) => Box::new(crate::cimd2::Cimd2Client::new(c.clone())),
+            SmscProtocol::Smpp(c) => Box::new(crate::smpp::SmppClient::new(c.clone())),
         }
     }
 }
@@ -87,6 +89,16 @@ impl SmscSpec {
         SmscSpec {
             addr,
             protocol: SmscProtocol::Cimd2(client),
+            bridge: BridgeConfig::default(),
+        }
+    }
+
+    /// An SMPP 3.4 SMSC at `addr` (the ESME binds as `client.bind` says), default
+    /// retry settings.
+    pub fn smpp(addr: SocketAddr, client: crate::smpp::SmppConfig) -> Self {
+        SmscSpec {
+            addr,
+            protocol: SmscProtocol::Smpp(client),
             bridge: BridgeConfig::default(),
         }
     }
