@@ -456,6 +456,7 @@ mod tests {
     fn smsc_user(s: &Settings) -> &str {
         match &s.node.links[0].smsc.as_ref().expect("an SMSC").protocol {
             smslink::runtime::SmscProtocol::Cimd2(c) => &c.user,
+            other => panic!("a CIMD2 SMSC expected: {other:?}"),
         }
     }
 
