@@ -1,5 +1,5 @@
-//! `smslink buffer-server`: the daemon that sits next to an SMSC. A CIMD2 client
-//! toward the SMSC, the pipelined link toward the IM server (listening or dialling),
+//! `smslink buffer-server`: the daemon that sits next to an SMSC. A CIMD2 or SMPP
+//! client toward the SMSC, the pipelined link toward the IM server (listening or dialling),
 //! a ring in between. Configuration from a TOML file, every option overridable by a
 //! flag; structured log lines on stderr; Ctrl-C / SIGTERM shut it down gracefully.
 
@@ -19,8 +19,9 @@ use smslink::runtime::{
     Transport,
 };
 use smslink::slog;
+use smslink::smpp::{BindMode, SmppConfig};
 
-/// Run a buffer server: CIMD2 client toward the SMSC, pipelined link toward the IM server.
+/// Run a buffer server: CIMD2 or SMPP client toward the SMSC, pipelined link toward the IM server.
 ///
 /// Every option may come from the TOML file given with --config (keys in brackets
 /// below, e.g. `[smsc] addr = "10.0.0.5:9971"`); a flag overrides the file.
@@ -33,21 +34,39 @@ pub struct Args {
     #[arg(long, short, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// [smsc] addr: the SMSC's CIMD2 address (host:port).
+    /// [smsc] protocol: cimd2 or smpp (SMPP 3.4). Default cimd2.
+    #[arg(long, value_name = "PROTOCOL")]
+    pub smsc_protocol: Option<String>,
+    /// [smsc] addr: the SMSC's address (host:port).
     #[arg(long, value_name = "ADDR")]
     pub smsc_addr: Option<SocketAddr>,
-    /// [smsc] user: CIMD2 login user identity.
+    /// [smsc] user: CIMD2 user identity, or SMPP system_id.
     #[arg(long, value_name = "USER")]
     pub smsc_user: Option<String>,
-    /// [smsc] password: CIMD2 login password.
+    /// [smsc] password: the login password.
     #[arg(long, value_name = "PASSWORD")]
     pub smsc_password: Option<String>,
-    /// [smsc] keepalive_secs: send a CIMD2 alive after this many idle seconds (0: never). Default 60.
+    /// [smsc] keepalive_secs: CIMD2 alive / SMPP enquire_link after this many idle seconds (0: never for CIMD2). Default 60 (CIMD2), 30 (SMPP).
     #[arg(long, value_name = "SECS")]
     pub smsc_keepalive_secs: Option<u64>,
-    /// [smsc] response_timeout_secs: wait this long for the SMSC's answer before resending. Default 10.
+    /// [smsc] response_timeout_secs: wait this long for the SMSC's answer (CIMD2: then resend; SMPP: then reconnect). Default 10 (CIMD2), 30 (SMPP).
     #[arg(long, value_name = "SECS")]
     pub smsc_response_timeout_secs: Option<u64>,
+    /// [smsc] system_type: SMPP bind system_type. Default empty.
+    #[arg(long, value_name = "TYPE")]
+    pub smsc_system_type: Option<String>,
+    /// [smsc] bind: SMPP bind mode, transceiver or transmitter-receiver (two connections). Default transceiver.
+    #[arg(long, value_name = "MODE")]
+    pub smsc_bind: Option<String>,
+    /// [smsc] window: SMPP submits outstanding at once. Default 10.
+    #[arg(long, value_name = "N")]
+    pub smsc_window: Option<usize>,
+    /// [smsc] numeric_ton: SMPP TON of numbers written without "+". Default 0 (unknown).
+    #[arg(long, value_name = "TON")]
+    pub smsc_numeric_ton: Option<u8>,
+    /// [smsc] numeric_npi: SMPP NPI of numbers written without "+". Default 1 (ISDN).
+    #[arg(long, value_name = "NPI")]
+    pub smsc_numeric_npi: Option<u8>,
 
     /// [link] name: this buffer server's name on the link (sent in HELLO). Default "bs".
     #[arg(long, value_name = "NAME")]
@@ -113,11 +132,17 @@ pub struct FileConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSmsc {
+    pub protocol: Option<String>,
     pub addr: Option<SocketAddr>,
     pub user: Option<String>,
     pub password: Option<String>,
     pub keepalive_secs: Option<u64>,
     pub response_timeout_secs: Option<u64>,
+    pub system_type: Option<String>,
+    pub bind: Option<String>,
+    pub window: Option<usize>,
+    pub numeric_ton: Option<u8>,
+    pub numeric_npi: Option<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -160,6 +185,92 @@ fn read_psk(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 impl Args {
+    /// The SMSC session: its protocol and that protocol's options, flags over file.
+    fn smsc_spec(&self, file: &FileSmsc, addr: SocketAddr) -> Result<SmscSpec, String> {
+        let user = self
+            .smsc_user
+            .clone()
+            .or(file.user.clone())
+            .unwrap_or_default();
+        let password = self
+            .smsc_password
+            .clone()
+            .or(file.password.clone())
+            .unwrap_or_default();
+        let keepalive = self.smsc_keepalive_secs.or(file.keepalive_secs);
+        let response_timeout = self
+            .smsc_response_timeout_secs
+            .or(file.response_timeout_secs)
+            .map(|s| Duration::from_secs(s.max(1)));
+        let protocol = self
+            .smsc_protocol
+            .as_deref()
+            .or(file.protocol.as_deref())
+            .unwrap_or("cimd2");
+        match protocol {
+            "cimd2" => {
+                let mut client = ClientConfig {
+                    user,
+                    password,
+                    ..ClientConfig::default()
+                };
+                if let Some(s) = keepalive {
+                    client.keepalive = Duration::from_secs(s);
+                }
+                if let Some(t) = response_timeout {
+                    client.response_timeout = t;
+                }
+                Ok(SmscSpec::cimd2(addr, client))
+            }
+            "smpp" => {
+                let mut smpp = SmppConfig {
+                    system_id: user,
+                    password,
+                    system_type: self
+                        .smsc_system_type
+                        .clone()
+                        .or(file.system_type.clone())
+                        .unwrap_or_default(),
+                    ..SmppConfig::default()
+                };
+                smpp.bind = match self.smsc_bind.as_deref().or(file.bind.as_deref()) {
+                    None | Some("transceiver") => BindMode::Transceiver,
+                    Some("transmitter-receiver") => BindMode::TransmitterReceiver,
+                    Some(other) => {
+                        return Err(format!(
+                            "[smsc] bind {other:?}: use transceiver or transmitter-receiver"
+                        ))
+                    }
+                };
+                if let Some(w) = self.smsc_window.or(file.window) {
+                    if w == 0 {
+                        return Err("[smsc] window must be at least 1".into());
+                    }
+                    smpp.window = w;
+                }
+                if let Some(s) = keepalive {
+                    smpp.enquire_link_interval = Duration::from_secs(s.max(1));
+                }
+                if let Some(t) = response_timeout {
+                    smpp.response_timeout = t;
+                }
+                let ton = self.smsc_numeric_ton.or(file.numeric_ton);
+                let npi = self.smsc_numeric_npi.or(file.numeric_npi);
+                for numbering in [&mut smpp.source_numbering, &mut smpp.destination_numbering] {
+                    if let Some(t) = ton {
+                        numbering.numeric.ton = t;
+                    }
+                    if let Some(n) = npi {
+                        numbering.numeric.npi = n;
+                    }
+                }
+                smpp.bind_body()?;
+                Ok(SmscSpec::smpp(addr, smpp))
+            }
+            other => Err(format!("[smsc] protocol {other:?}: use cimd2 or smpp")),
+        }
+    }
+
     /// Merge flags over the file over the defaults, and check the result.
     pub fn settings(&self) -> Result<Settings, String> {
         let file: FileConfig = match &self.config {
@@ -221,33 +332,8 @@ impl Args {
                 (None, None) => Transport::Listen(SocketAddr::from(([0, 0, 0, 0], 7010))),
             },
         };
-        let mut client = ClientConfig {
-            user: self
-                .smsc_user
-                .clone()
-                .or(file.smsc.user.clone())
-                .unwrap_or_default(),
-            password: self
-                .smsc_password
-                .clone()
-                .or(file.smsc.password.clone())
-                .unwrap_or_default(),
-            ..ClientConfig::default()
-        };
-        if let Some(s) = self.smsc_keepalive_secs.or(file.smsc.keepalive_secs) {
-            client.keepalive = Duration::from_secs(s);
-        }
-        if let Some(s) = self
-            .smsc_response_timeout_secs
-            .or(file.smsc.response_timeout_secs)
-        {
-            client.response_timeout = Duration::from_secs(s.max(1));
-        }
-        let mut node = NodeConfig::new(vec![LinkSpec::buffer_server(
-            link,
-            transport,
-            SmscSpec::cimd2(smsc_addr, client),
-        )]);
+        let smsc = self.smsc_spec(&file.smsc, smsc_addr)?;
+        let mut node = NodeConfig::new(vec![LinkSpec::buffer_server(link, transport, smsc)]);
         if let Some(ms) = self.reconnect_min_ms.or(file.reconnect.min_ms) {
             node.reconnect_min = Duration::from_millis(ms);
         }
@@ -458,6 +544,45 @@ mod tests {
             smslink::runtime::SmscProtocol::Cimd2(c) => &c.user,
             other => panic!("a CIMD2 SMSC expected: {other:?}"),
         }
+    }
+
+    #[test]
+    fn smpp_options_come_from_the_file_and_flags() {
+        let dir = std::env::temp_dir().join(format!("smslink-bs-smpp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bs.toml");
+        std::fs::write(
+            &file,
+            "[smsc]\nprotocol = \"smpp\"\naddr = \"127.0.0.1:2775\"\nuser = \"esme\"\n\
+             password = \"pw\"\nbind = \"transmitter-receiver\"\nwindow = 20\n\
+             numeric_ton = 2\n[link]\npsk = \"k\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from([
+            "x",
+            "--config",
+            file.to_str().unwrap(),
+            "--smsc-window",
+            "5",
+        ]);
+        let s = cli.args.settings().unwrap();
+        let smpp = match &s.node.links[0].smsc.as_ref().unwrap().protocol {
+            smslink::runtime::SmscProtocol::Smpp(c) => c.clone(),
+            other => panic!("SMPP expected: {other:?}"),
+        };
+        assert_eq!(smpp.system_id, "esme");
+        assert_eq!(smpp.bind, BindMode::TransmitterReceiver);
+        assert_eq!(smpp.window, 5, "the flag wins");
+        assert_eq!(smpp.source_numbering.numeric.ton, 2);
+        assert_eq!(smpp.destination_numbering.numeric.npi, 1);
+        for bad in ["--smsc-bind=both", "--smsc-protocol=ucp", "--smsc-window=0"] {
+            let cli = Cli::parse_from(["x", "--config", file.to_str().unwrap(), bad]);
+            assert!(cli.args.settings().is_err(), "{bad} accepted");
+        }
+        let long = "--smsc-user=a-system-id-longer-than-fifteen";
+        let cli = Cli::parse_from(["x", "--config", file.to_str().unwrap(), long]);
+        assert!(cli.args.settings().unwrap_err().contains("system_id"));
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
