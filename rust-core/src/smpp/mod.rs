@@ -13,6 +13,7 @@ pub mod coding;
 mod convert;
 mod error;
 mod pdu;
+pub mod smsc_session;
 mod status;
 mod tlv;
 
