@@ -317,6 +317,7 @@ fn mo_and_receipts_go_to_the_receiver_of_a_transmitter_receiver_pair() {
         mo_rate: 200.0,
         mo_count: 3,
         mo_text: "ping {n}".into(),
+        report_delay: Duration::from_millis(100),
         ..sim_config()
     })
     .expect("sim");
@@ -324,6 +325,7 @@ fn mo_and_receipts_go_to_the_receiver_of_a_transmitter_receiver_pair() {
     let mut rx = Esme::bound(sim.local_addr(), Body::BindReceiver);
     let mut sm = submit("+4670000009", "receipt please, it is a long text");
     sm.registered_delivery = registered_delivery::RECEIPT_ALWAYS;
+    let sent_at = Instant::now();
     tx.send(Body::SubmitSm(sm));
     let resp = tx.expect();
     assert_eq!(resp.command_status, CommandStatus::ESME_ROK);
@@ -336,6 +338,10 @@ fn mo_and_receipts_go_to_the_receiver_of_a_transmitter_receiver_pair() {
             panic!("{p:?}");
         };
         if d.is_delivery_receipt() {
+            assert!(
+                sent_at.elapsed() >= Duration::from_millis(100),
+                "the receipt waits for report_delay"
+            );
             receipt = Some(d.clone());
         } else {
             mo.push(deliver_text(&p));

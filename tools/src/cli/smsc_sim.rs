@@ -66,6 +66,9 @@ pub struct Args {
     /// ESME_RSUBMITFAIL for SMPP].
     #[arg(long, value_parser = parse_code)]
     pub reject_code: Option<u32>,
+    /// Time from accepting a submit to sending its delivery report.
+    #[arg(long, default_value_t = 0)]
+    pub report_delay_ms: u64,
     /// Fault: answer submits this much later than --processing-delay-ms.
     #[arg(long, default_value_t = 0)]
     pub late_ms: u64,
@@ -130,6 +133,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         throttle_fraction: args.throttle_fraction,
         reject_fraction: args.reject_fraction,
         reject_code: args.reject_code.unwrap_or(defaults.reject_code),
+        report_delay: Duration::from_millis(args.report_delay_ms),
         late: Duration::from_millis(args.late_ms),
         late_fraction,
         seed: args.seed,

@@ -104,10 +104,11 @@ struct Smsc {
     record: Option<BufWriter<File>>,
     /// Accepted submits so far: the record's `seq`, and SMPP's message_id.
     accepted_seq: u64,
-    /// Reports waiting for a connection that can take them: a report need not go
-    /// back the way its submit came (an SMPP transmitter's receipts go to a receiver
-    /// bind).
-    reports: VecDeque<Report>,
+    /// Reports waiting for their time (`report_delay` after the acceptance) and for a
+    /// connection that can take them: a report need not go back the way its submit
+    /// came (an SMPP transmitter's receipts go to a receiver bind). Due times only
+    /// grow, so the front is due first.
+    reports: VecDeque<(Instant, Report)>,
     rng: u64,
 }
 
@@ -276,7 +277,7 @@ impl EventLoop {
 
     fn next_deadline(&self) -> Option<Instant> {
         let order = self.app.config.answer_order;
-        let timers = self
+        let mut timers = self
             .connections
             .values()
             .filter_map(|c| {
@@ -287,11 +288,18 @@ impl EventLoop {
                     .min()
             })
             .min();
-        // Reports (and MO queued again after a lost connection) wait for a client
-        // that can take them: go round again at once if one can.
-        let queued = !self.app.reports.is_empty() || !self.app.shared.injected.lock().is_empty();
+        // Reports and injected MO wait for a client that can take them.
+        let now = Instant::now();
+        let queued = match self.app.reports.front() {
+            Some((due, _)) if *due > now => {
+                timers = Some(timers.map_or(*due, |t| t.min(*due)));
+                !self.app.shared.injected.lock().is_empty()
+            }
+            Some(_) => true,
+            None => !self.app.shared.injected.lock().is_empty(),
+        };
         if queued && self.connections.values().any(|c| c.session.can_deliver()) {
-            return Some(Instant::now());
+            return Some(now);
         }
         timers
     }
@@ -343,7 +351,7 @@ impl Smsc {
                 match outgoing {
                     Outgoing::Generated => {}
                     Outgoing::Injected(message) => injected.push_front(*message),
-                    Outgoing::Report(report) => self.reports.push_front(report),
+                    Outgoing::Report(report) => self.reports.push_front((now, report)),
                 }
             }
             drop(injected);
@@ -520,13 +528,17 @@ impl Smsc {
                 };
                 let result = conn.session.answer(id, &Answer::Accept(accepted), now);
                 if report {
-                    self.reports.push_back(Report {
-                        message_id,
-                        from: message.from,
-                        to: message.to,
-                        text: message.text_str().unwrap_or_default().to_owned(),
-                        timestamp,
-                    });
+                    let due = now + self.config.report_delay;
+                    self.reports.push_back((
+                        due,
+                        Report {
+                            message_id,
+                            from: message.from,
+                            to: message.to,
+                            text: message.text_str().unwrap_or_default().to_owned(),
+                            timestamp,
+                        },
+                    ));
                 }
                 result
             }
@@ -542,7 +554,8 @@ impl Smsc {
     /// MO, then one `mo_rate` message when it is due.
     fn send_requests(&mut self, conn: &mut Connection, now: Instant) {
         while conn.session.can_deliver() {
-            if let Some(report) = self.reports.pop_front() {
+            let report_due = self.reports.front().is_some_and(|(due, _)| *due <= now);
+            if let Some((_, report)) = report_due.then(|| self.reports.pop_front()).flatten() {
                 let id = conn.take_delivery_id();
                 match conn.session.report(id, &report, now) {
                     Ok(()) => {

@@ -153,6 +153,10 @@ pub struct SimConfig {
     /// command_status (`SimConfig::for_protocol(Protocol::Smpp)` starts with
     /// ESME_RSUBMITFAIL).
     pub reject_code: u32,
+    /// Time from accepting a submit to sending its delivery report (the handset's
+    /// delivery). At zero, an SMPP receipt to a receiver bind may overtake the
+    /// submit_sm_resp on the transmitter bind, as with fast real SMSCs.
+    pub report_delay: Duration,
     /// Extra delay added to the answer of a `late_fraction` of submits.
     pub late: Duration,
     pub late_fraction: f64,
@@ -194,6 +198,7 @@ impl SimConfig {
             throttle_fraction: 0.0,
             reject_fraction: 0.0,
             reject_code: 300,
+            report_delay: Duration::ZERO,
             late: Duration::ZERO,
             late_fraction: 0.0,
             seed: 1,
