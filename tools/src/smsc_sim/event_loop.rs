@@ -553,7 +553,7 @@ impl Smsc {
     /// Fill the client's window (CIMD2: one at a time): reports first, then injected
     /// MO, then one `mo_rate` message when it is due.
     fn send_requests(&mut self, conn: &mut Connection, now: Instant) {
-        while conn.session.can_deliver() {
+        while !conn.dead && conn.session.can_deliver() {
             let report_due = self.reports.front().is_some_and(|(due, _)| *due <= now);
             if let Some((_, report)) = report_due.then(|| self.reports.pop_front()).flatten() {
                 let id = conn.take_delivery_id();

@@ -1,8 +1,8 @@
 //! The SMSC simulator behind `smslink smsc-sim`, for CIMD2 and SMPP 3.4.
 //!
 //! One thread runs a mio event loop over a listening socket and any number of client
-//! connections. Each connection is a sans-IO SMSC-side session behind [`session`]'s
-//! protocol-neutral interface: CIMD2's
+//! connections. Each connection is a sans-IO SMSC-side session behind one
+//! protocol-neutral interface (`session::SimSession`): CIMD2's
 //! [`ServerSession`](smslink::cimd2::session::ServerSession) or SMPP's
 //! [`SmscSession`](smslink::smpp::smsc_session::SmscSession). Timers come from the
 //! sessions' deadlines; what the SMSC does (answers, faults, MO, receipts, the record)
