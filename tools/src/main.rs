@@ -19,7 +19,7 @@ enum Command {
     Version,
     /// Run the WAN emulator: a TCP proxy adding delay, jitter, bandwidth limits, cuts and stalls.
     Wan(Box<smslink_tools::cli::wan::Args>),
-    /// Run a CIMD2 SMSC simulator.
+    /// Run an SMSC simulator (CIMD2 or SMPP 3.4).
     SmscSim(Box<smslink_tools::cli::smsc_sim::Args>),
     /// One command, nothing to configure: SMSC simulator, buffer server, WAN emulator and
     /// IM side in one process, traffic both ways over a bad link, live progress, final score.

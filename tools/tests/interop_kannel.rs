@@ -1,7 +1,11 @@
 //! Interoperability with Kannel 1.4.5 (Debian `kannel`, `kannel-extras`):
 //! 1. our `ClientSession` against Kannel's test SMSC `test_cimd2`;
 //! 2. Kannel's own CIMD2 client (bearerbox, fed by smsbox's sendsms) against our
-//!    simulator.
+//!    simulator;
+//! 3. Kannel's SMPP client (bearerbox as an ESME: one transceiver bind, or a
+//!    transmitter + receiver pair) against our simulator in SMPP mode: MT from
+//!    sendsms, MO to an application behind smsbox (`get-url`), delivery receipts to
+//!    a `dlr-url`.
 //!
 //! When the binaries are missing the tests fail, so that a machine without Kannel
 //! cannot report them as passed. On a developer's laptop, `SMSLINK_SKIP_INTEROP=1`
@@ -9,6 +13,7 @@
 
 mod cimd2_driver;
 
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -19,7 +24,7 @@ use std::time::{Duration, Instant};
 use cimd2_driver::Driver;
 use smslink::cimd2::session::{ClientConfig, ClientEvent, CloseReason, Violation};
 use smslink::message::Message;
-use smslink_tools::smsc_sim::{SimConfig, SmscSim};
+use smslink_tools::smsc_sim::{AnswerOrder, Protocol, SimConfig, SmscSim};
 
 const TEST_CIMD2: &str = "/usr/lib/kannel/test/test_cimd2";
 const BEARERBOX: &str = "/usr/sbin/bearerbox";
@@ -307,7 +312,9 @@ struct KannelPorts {
     sendsms: u16,
 }
 
-fn write_kannel_conf(dir: &Path, sim: SocketAddr, ports: &KannelPorts) -> PathBuf {
+/// bearerbox and smsbox with one sendsms user; `smsc` holds the smsc group(s), and
+/// `service` the sms-service that answers MO.
+fn write_kannel_conf(dir: &Path, ports: &KannelPorts, smsc: &str, service: &str) -> PathBuf {
     let conf = format!(
         r#"group = core
 admin-port = {admin}
@@ -316,15 +323,10 @@ smsbox-port = {smsbox}
 box-allow-ip = 127.0.0.1
 log-file = "{dir}/bearerbox.log"
 log-level = 0
+# A temporary failure (throttling) is sent again after 1 s, not 60.
+sms-resend-freq = 1
 
-group = smsc
-smsc = cimd2
-smsc-id = sim
-host = 127.0.0.1
-port = {sim_port}
-smsc-username = alice
-smsc-password = pw
-
+{smsc}
 group = smsbox
 bearerbox-host = 127.0.0.1
 bearerbox-port = {smsbox}
@@ -338,17 +340,30 @@ password = testpw
 
 group = sms-service
 keyword = default
-text = "pong"
+{service}
 "#,
         admin = ports.admin,
         smsbox = ports.smsbox,
         sendsms = ports.sendsms,
-        sim_port = sim.port(),
         dir = dir.display(),
     );
     let path = dir.join("kannel.conf");
     std::fs::write(&path, conf).expect("write kannel.conf");
     path
+}
+
+fn cimd2_smsc_group(sim: SocketAddr) -> String {
+    format!(
+        r#"group = smsc
+smsc = cimd2
+smsc-id = sim
+host = 127.0.0.1
+port = {sim_port}
+smsc-username = alice
+smsc-password = pw
+"#,
+        sim_port = sim.port()
+    )
 }
 
 /// One HTTP GET to smsbox; returns the body, or None while smsbox is not ready.
@@ -418,7 +433,12 @@ fn bearerbox_submits_to_our_simulator() {
         smsbox: free_port(),
         sendsms: free_port(),
     };
-    let conf = write_kannel_conf(&dir, sim.local_addr(), &ports);
+    let conf = write_kannel_conf(
+        &dir,
+        &ports,
+        &cimd2_smsc_group(sim.local_addr()),
+        r#"text = "pong""#,
+    );
     let _bearerbox = Guard::spawn(
         Command::new(BEARERBOX)
             .arg(&conf)
@@ -474,4 +494,419 @@ fn bearerbox_submits_to_our_simulator() {
     assert_eq!(pongs, 2);
     drop(sim);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---- Kannel's SMPP client against our simulator in SMPP mode ----
+
+/// The application behind smsbox: a one-thread HTTP server that hands over the target
+/// (path and query) of every GET it gets and answers "pong" (which smsbox sends back
+/// to the MO's sender).
+struct AppServer {
+    port: u16,
+    requests: mpsc::Receiver<String>,
+}
+
+impl AppServer {
+    fn start() -> AppServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (tx, requests) = mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else {
+                    continue;
+                };
+                let Some(target) = read_request_target(&mut stream) else {
+                    continue;
+                };
+                let _ = stream.write_all(
+                    b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\
+                      Connection: close\r\n\r\npong",
+                );
+                if tx.send(target).is_err() {
+                    return;
+                }
+            }
+        });
+        AppServer { port, requests }
+    }
+
+    /// Requests to `path` until `done` holds for them, or the deadline passes.
+    fn collect(
+        &self,
+        path: &str,
+        mut done: impl FnMut(&[HashMap<String, String>]) -> bool,
+    ) -> Vec<HashMap<String, String>> {
+        let deadline = Instant::now() + WAIT;
+        let mut got = Vec::new();
+        while !done(&got) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.requests.recv_timeout(left) {
+                Ok(target) => {
+                    if let Some(q) = target.strip_prefix(path).and_then(|t| t.strip_prefix('?')) {
+                        got.push(query(q));
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        got
+    }
+}
+
+/// The target of a GET request line, once the whole header has arrived.
+fn read_request_target(stream: &mut TcpStream) -> Option<String> {
+    stream.set_read_timeout(Some(WAIT)).ok()?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    let mut words = line.split_whitespace();
+    (words.next() == Some("GET")).then_some(())?;
+    words.next().map(str::to_owned)
+}
+
+/// `a=1&b=x+y%21` as a map, decoded (`+` is a space, `%XX` an octet, UTF-8 after).
+fn query(q: &str) -> HashMap<String, String> {
+    q.split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (url_decode(k), url_decode(v)))
+        .collect()
+}
+
+fn url_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = s
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                if let Some(b) = hex {
+                    out.push(b);
+                    i += 2;
+                } else {
+                    out.push(b'%');
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One bind_transceiver (`transceiver = true`), or Kannel 1.4.5's transmitter +
+/// receiver pair: two smsc groups with the same smsc-id, one with `port` (the
+/// transmitter), one with only `receive-port` (the receiver).
+fn smpp_smsc_groups(sim: SocketAddr, transceiver: bool) -> String {
+    let common = "smsc = smpp\nsmsc-id = sim\nhost = 127.0.0.1\nsmsc-username = alice\n\
+                  smsc-password = pw\nsystem-type = VMA\nmax-pending-submits = 10\n";
+    let port = sim.port();
+    if transceiver {
+        format!("group = smsc\n{common}port = {port}\ntransceiver-mode = true\n")
+    } else {
+        format!(
+            "group = smsc\n{common}port = {port}\n\n\
+             group = smsc\n{common}port = 0\nreceive-port = {port}\n"
+        )
+    }
+}
+
+/// What one run of bearerbox + smsbox against the SMPP simulator showed.
+struct SmppRun {
+    /// The record's lines.
+    record: Vec<serde_json::Value>,
+    /// Query parameters of every MO smsbox passed to the application.
+    mo: Vec<HashMap<String, String>>,
+    /// Query parameters of every delivery report smsbox passed on.
+    dlr: Vec<HashMap<String, String>>,
+    counters: smslink_tools::smsc_sim::Counters,
+    bearerbox_log: String,
+}
+
+/// Start the simulator (`sim` adjusted), bearerbox and smsbox; send `mt` through
+/// sendsms with delivery reports asked for; inject `mo` once smsbox is up; wait for
+/// the MT (and the "pong" replies) in the record, the MO at the application and a
+/// delivery report per MT.
+fn run_kannel_smpp(
+    name: &str,
+    transceiver: bool,
+    sim: SimConfig,
+    mt: &[&str],
+    mo: &[&str],
+) -> SmppRun {
+    let dir =
+        std::env::temp_dir().join(format!("smslink-kannel-smpp-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let record = dir.join("record.jsonl");
+    let sim = SmscSim::start(SimConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        user: "alice".into(),
+        password: "pw".into(),
+        record: Some(record.clone()),
+        log: false,
+        ..sim
+    })
+    .expect("sim");
+    let app = AppServer::start();
+    let ports = KannelPorts {
+        admin: free_port(),
+        smsbox: free_port(),
+        sendsms: free_port(),
+    };
+    let service = format!(
+        "get-url = \"http://127.0.0.1:{}/mo?from=%p&to=%P&text=%b\"",
+        app.port
+    );
+    let conf = write_kannel_conf(
+        &dir,
+        &ports,
+        &smpp_smsc_groups(sim.local_addr(), transceiver),
+        &service,
+    );
+    let binds = if transceiver { 1 } else { 2 };
+    let _bearerbox = Guard::spawn(
+        Command::new(BEARERBOX)
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let (c, ok) = sim.wait_for(WAIT, |c| c.logins == binds);
+    assert!(
+        ok,
+        "bearerbox did not bind: {c:?}; logs in {}",
+        dir.display()
+    );
+    let _smsbox = Guard::spawn(
+        Command::new(SMSBOX)
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let dlr_url = url_encode(&format!(
+        "http://127.0.0.1:{}/dlr?type=%d&id=%F&to=%P",
+        app.port
+    ));
+    for text in mt {
+        sendsms(
+            ports.sendsms,
+            &format!(
+                "username=tester&password=testpw&from=12345&to=4670000009&charset=UTF-8\
+                 &text={}&dlr-mask=3&dlr-url={dlr_url}",
+                url_encode(text)
+            ),
+        );
+    }
+    // sendsms answered: smsbox is connected, so bearerbox can pass MO on.
+    for text in mo {
+        sim.inject_mo(&Message::text("4670000001", "12345", text).expect("mo"))
+            .expect("inject");
+    }
+    let mo_seen = app.collect("/mo", |got| got.len() >= mo.len());
+    // Every MT and a "pong" per MO reach the simulator.
+    let (c, ok) = sim.wait_for(WAIT, |c| {
+        c.submits_accepted == (mt.len() + mo.len()) as u64 && c.mo_acked == mo.len() as u64
+    });
+    assert!(ok, "{c:?}; logs in {}", dir.display());
+    let dlr = app.collect("/dlr", |got| got.len() >= mt.len());
+    let counters = sim.stop().expect("stop");
+    let record = std::fs::read_to_string(&record)
+        .expect("record")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let bearerbox_log = std::fs::read_to_string(dir.join("bearerbox.log")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!(
+        "kannel smpp {name}: {counters:?}; submit_sm_resp sequence numbers as bearerbox read \
+         them: {:?}",
+        response_sequence(&bearerbox_log, "submit_sm_resp")
+    );
+    SmppRun {
+        record,
+        mo: mo_seen,
+        dlr,
+        counters,
+        bearerbox_log,
+    }
+}
+
+/// The sequence_number of every `command` PDU in bearerbox's PDU dumps, in log order.
+fn response_sequence(log: &str, command: &str) -> Vec<u32> {
+    let marker = format!("type_name: {command}");
+    let mut lines = log.lines();
+    let mut out = Vec::new();
+    while let Some(line) = lines.next() {
+        if !line.ends_with(&marker) {
+            continue;
+        }
+        let seq: Option<u32> = lines
+            .by_ref()
+            .take(4)
+            .find_map(|l| l.split("sequence_number: ").nth(1))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok());
+        out.extend(seq);
+    }
+    out
+}
+
+impl SmppRun {
+    /// Texts of the MT to `to`, in record order.
+    fn texts_to(&self, to: &str) -> Vec<&str> {
+        self.record
+            .iter()
+            .filter(|l| l["to"] == to)
+            .filter_map(|l| l["text"].as_str())
+            .collect()
+    }
+
+    /// Every MT got a "delivered" report (type 1) naming the message_id the
+    /// simulator gave it (the record's seq).
+    fn assert_reports_match(&self) {
+        let ids: HashSet<String> = self
+            .record
+            .iter()
+            .filter(|l| l["to"] == "4670000009")
+            .map(|l| l["seq"].to_string())
+            .collect();
+        let reported: HashSet<String> = self
+            .dlr
+            .iter()
+            .map(|q| {
+                assert_eq!(q["type"], "1", "delivered: {q:?}");
+                q["id"].clone()
+            })
+            .collect();
+        assert_eq!(reported, ids, "{:?}", self.dlr);
+        assert_eq!(self.dlr.len(), ids.len(), "one report each");
+    }
+}
+
+#[test]
+fn bearerbox_binds_as_transceiver_to_our_smpp_simulator() {
+    if !have(&[BEARERBOX, SMSBOX]) {
+        return;
+    }
+    let mt = [
+        "hello smpp 1",
+        "Hej @ £ {x} _ \"q\" ~ €",
+        "hello smpp 3",
+        "hello smpp 4",
+        "hello smpp 5",
+        "hello smpp 6",
+    ];
+    let mo = ["ping 1", "MO £ {x} é"];
+    let run = run_kannel_smpp(
+        "trx",
+        true,
+        SimConfig {
+            // Kannel keeps a window of submits; answer it out of order.
+            answer_order: AnswerOrder::Shuffled,
+            processing_delay: Duration::from_millis(40),
+            ..SimConfig::for_protocol(Protocol::Smpp)
+        },
+        &mt,
+        &mo,
+    );
+    let mut sent = run.texts_to("4670000009");
+    sent.sort_unstable();
+    let mut want = mt.to_vec();
+    want.sort_unstable();
+    assert_eq!(sent, want, "text survives Kannel's GSM conversion");
+    let mo_texts: Vec<&str> = run.mo.iter().map(|q| q["text"].as_str()).collect();
+    assert_eq!(mo_texts, mo, "MO reach the application through smsbox");
+    assert!(run
+        .mo
+        .iter()
+        .all(|q| q["from"] == "4670000001" && q["to"] == "12345"));
+    assert_eq!(run.texts_to("4670000001"), ["pong", "pong"]);
+    run.assert_reports_match();
+    assert_eq!(run.counters.logins, 1);
+    assert_eq!(run.counters.reports_acked, mt.len() as u64);
+    assert_eq!(run.counters.violations, 0, "Kannel speaks SMPP as we do");
+    assert!(
+        run.bearerbox_log.contains("type_name: bind_transceiver"),
+        "one transceiver bind"
+    );
+}
+
+#[test]
+fn bearerbox_binds_a_transmitter_receiver_pair_to_our_smpp_simulator() {
+    if !have(&[BEARERBOX, SMSBOX]) {
+        return;
+    }
+    let mt = ["pair 1", "pair 2", "pair 3"];
+    let mo = ["ping over the receiver"];
+    let run = run_kannel_smpp(
+        "pair",
+        false,
+        SimConfig {
+            // The receipt goes out on the receiver bind; without a pause it can beat
+            // the submit_sm_resp Kannel reads on the transmitter bind, and Kannel
+            // drops a receipt it cannot match yet.
+            report_delay: Duration::from_millis(300),
+            ..SimConfig::for_protocol(Protocol::Smpp)
+        },
+        &mt,
+        &mo,
+    );
+    assert_eq!(run.texts_to("4670000009"), mt);
+    assert_eq!(run.mo.len(), 1);
+    assert_eq!(run.mo[0]["text"], mo[0]);
+    assert_eq!(run.texts_to("4670000001"), ["pong"]);
+    run.assert_reports_match();
+    assert_eq!(run.counters.logins, 2);
+    assert_eq!(run.counters.violations, 0);
+    assert!(
+        run.bearerbox_log.contains("type_name: bind_transmitter")
+            && run.bearerbox_log.contains("type_name: bind_receiver")
+            && !run.bearerbox_log.contains("type_name: bind_transceiver"),
+        "a transmitter and a receiver bind"
+    );
+}
+
+#[test]
+fn bearerbox_retries_throttled_and_nacked_submits() {
+    if !have(&[BEARERBOX, SMSBOX]) {
+        return;
+    }
+    let mt = [
+        "retry 1", "retry 2", "retry 3", "retry 4", "retry 5", "retry 6",
+    ];
+    let run = run_kannel_smpp(
+        "throttle",
+        true,
+        SimConfig {
+            throttle_fraction: 0.25,
+            nack_fraction: 0.15,
+            seed: 3,
+            ..SimConfig::for_protocol(Protocol::Smpp)
+        },
+        &mt,
+        &[],
+    );
+    let mut sent = run.texts_to("4670000009");
+    sent.sort_unstable();
+    assert_eq!(sent, mt, "each message accepted exactly once in the end");
+    let c = run.counters;
+    assert!(c.submits_throttled > 0 && c.submits_nacked > 0, "{c:?}");
+    assert_eq!(
+        c.submits_received,
+        c.submits_accepted + c.submits_throttled + c.submits_nacked
+    );
+    run.assert_reports_match();
 }

@@ -16,6 +16,7 @@ mod error;
 mod esme;
 mod pdu;
 pub mod receipt;
+pub mod smsc_session;
 mod status;
 mod tlv;
 

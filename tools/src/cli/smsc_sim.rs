@@ -1,18 +1,23 @@
-//! `smslink smsc-sim`: run the CIMD2 SMSC simulator until killed.
+//! `smslink smsc-sim`: run the CIMD2 or SMPP SMSC simulator until killed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::smsc_sim::{SimConfig, SmscSim};
+use smslink::smpp::STATUSES;
 
-/// Run a CIMD2 SMSC simulator (many clients, one event-loop thread).
+use crate::smsc_sim::{AnswerOrder, Protocol, SimConfig, SmscSim};
+
+/// Run an SMSC simulator, CIMD2 or SMPP 3.4 (many clients, one event-loop thread).
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:9971")]
-    pub listen: SocketAddr,
-    /// User identity clients must log in with.
+    /// Protocol: cimd2 or smpp.
+    #[arg(long, default_value_t = Protocol::Cimd2)]
+    pub protocol: Protocol,
+    /// Address to listen on [default: 127.0.0.1:9971 for CIMD2, 127.0.0.1:2775 for SMPP].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// User identity clients must log in with (SMPP: the system_id to bind with).
     #[arg(long, default_value = "smslink")]
     pub user: String,
     /// Password clients must log in with.
@@ -21,7 +26,12 @@ pub struct Args {
     /// Time between receiving a submit and answering it.
     #[arg(long, default_value_t = 0)]
     pub processing_delay_ms: u64,
-    /// Mobile-originated messages per second to each logged-in client (0 = none).
+    /// Order of the answers to one client's submits: in-order, or shuffled (each
+    /// after a random time up to twice --processing-delay-ms; SMPP windows).
+    #[arg(long, default_value_t = AnswerOrder::InOrder)]
+    pub answer_order: AnswerOrder,
+    /// Mobile-originated messages per second to each logged-in client (SMPP: each
+    /// receiver or transceiver bind) (0 = none).
     #[arg(long, default_value_t = 0.0)]
     pub mo_rate: f64,
     /// MO messages per client (0 = unlimited while --mo-rate > 0).
@@ -39,18 +49,26 @@ pub struct Args {
     /// Append one JSON line per accepted submit to FILE.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
-    /// Fault: cut each connection when its Nth packet arrives.
+    /// Fault: cut each connection when its Nth packet (SMPP: PDU) arrives.
     #[arg(long, value_name = "N")]
     pub drop_after: Option<u64>,
-    /// Fault: fraction of submits answered with NACK.
+    /// Fault: fraction of submits answered with NACK (SMPP: generic_nack ESME_RSYSERR).
     #[arg(long, default_value_t = 0.0)]
     pub nack_fraction: f64,
+    /// Fault: fraction of submits answered ESME_RTHROTTLED (SMPP only).
+    #[arg(long, default_value_t = 0.0)]
+    pub throttle_fraction: f64,
     /// Fault: fraction of submits rejected with --reject-code.
     #[arg(long, default_value_t = 0.0)]
     pub reject_fraction: f64,
-    /// Error code for rejected submits.
-    #[arg(long, default_value_t = 300)]
-    pub reject_code: u32,
+    /// Error code for rejected submits: CIMD2 error code, or SMPP command_status as a
+    /// number (0x45) or a name (ESME_RSUBMITFAIL) [default: 300 for CIMD2,
+    /// ESME_RSUBMITFAIL for SMPP].
+    #[arg(long, value_parser = parse_code)]
+    pub reject_code: Option<u32>,
+    /// Time from accepting a submit to sending its delivery report.
+    #[arg(long, default_value_t = 0)]
+    pub report_delay_ms: u64,
     /// Fault: answer submits this much later than --processing-delay-ms.
     #[arg(long, default_value_t = 0)]
     pub late_ms: u64,
@@ -60,37 +78,50 @@ pub struct Args {
     /// Seed for the fault draws.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Seconds to wait for a client's answer to a deliver before retransmitting.
+    /// Seconds to wait for a client's answer to a deliver before retransmitting
+    /// (CIMD2) or giving up (SMPP).
     #[arg(long, default_value_t = 10)]
     pub response_timeout_s: u64,
+    /// SMPP: deliver_sm sent to one bind and not yet answered, at most.
+    #[arg(long, default_value_t = 10)]
+    pub window: usize,
+    /// SMPP: send enquire_link after this many seconds without a PDU (0 = never).
+    #[arg(long, default_value_t = 0)]
+    pub enquire_link_s: u64,
     /// Do not log connections and protocol violations on stderr.
     #[arg(long)]
     pub quiet: bool,
 }
 
+/// A decimal or `0x` hexadecimal number, or an SMPP status name.
+fn parse_code(s: &str) -> Result<u32, String> {
+    if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        return u32::from_str_radix(hex, 16).map_err(|e| format!("{s:?}: {e}"));
+    }
+    if let Ok(n) = s.parse() {
+        return Ok(n);
+    }
+    STATUSES
+        .iter()
+        .find(|row| row.name.eq_ignore_ascii_case(s))
+        .map(|row| row.status.0)
+        .ok_or_else(|| format!("{s:?} is neither a number nor an SMPP status name"))
+}
+
 pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    for (name, f) in [
-        ("--nack-fraction", args.nack_fraction),
-        ("--reject-fraction", args.reject_fraction),
-        ("--late-fraction", args.late_fraction.unwrap_or(0.0)),
-    ] {
-        if !(0.0..=1.0).contains(&f) {
-            return Err(format!("{name} must be between 0 and 1").into());
-        }
-    }
-    if !(args.mo_rate >= 0.0 && args.mo_rate.is_finite()) {
-        return Err("--mo-rate must be a non-negative number".into());
-    }
+    let defaults = SimConfig::for_protocol(args.protocol);
     let late_fraction = match (args.late_fraction, args.late_ms) {
         (Some(f), _) => f,
         (None, 0) => 0.0,
         (None, _) => 1.0,
     };
     let config = SimConfig {
-        listen: args.listen,
+        protocol: args.protocol,
+        listen: args.listen.unwrap_or(defaults.listen),
         user: args.user,
         password: args.password,
         processing_delay: Duration::from_millis(args.processing_delay_ms),
+        answer_order: args.answer_order,
         mo_rate: args.mo_rate,
         mo_count: args.mo_count,
         mo_from: args.mo_from,
@@ -99,15 +130,20 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         record: args.record,
         drop_after: args.drop_after.filter(|n| *n > 0),
         nack_fraction: args.nack_fraction,
+        throttle_fraction: args.throttle_fraction,
         reject_fraction: args.reject_fraction,
-        reject_code: args.reject_code,
+        reject_code: args.reject_code.unwrap_or(defaults.reject_code),
+        report_delay: Duration::from_millis(args.report_delay_ms),
         late: Duration::from_millis(args.late_ms),
         late_fraction,
         seed: args.seed,
         response_timeout: Duration::from_secs(args.response_timeout_s.max(1)),
-        max_retries: 2,
+        window: args.window,
+        enquire_link_interval: Duration::from_secs(args.enquire_link_s),
         log: !args.quiet,
+        ..defaults
     };
+    config.validate()?;
     let sim = SmscSim::start(config)?;
     {
         use std::io::Write as _;
@@ -117,4 +153,22 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     sim.join()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smslink::smpp::CommandStatus;
+
+    #[test]
+    fn reject_codes_by_number_or_name() {
+        assert_eq!(parse_code("300"), Ok(300));
+        assert_eq!(parse_code("0x45"), Ok(0x45));
+        assert_eq!(
+            parse_code("esme_rthrottled"),
+            Ok(CommandStatus::ESME_RTHROTTLED.0)
+        );
+        assert!(parse_code("ESME_NOPE").is_err());
+        assert!(parse_code("0xZZ").is_err());
+    }
 }

@@ -1,8 +1,9 @@
 //! The simulator's mio loop: one thread, one `Poll`, every connection non-blocking.
 //! After each wake every connection is serviced: input fed to its session, due timers
-//! fired, the application part (answers, MO, status reports) run, output written.
+//! fired, the application part (answers, MO, delivery reports) run, output written.
+//! Nothing here knows the protocol: each connection's session is a [`SimSession`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, BufWriter, ErrorKind, Read, Write};
 use std::net::SocketAddr;
@@ -12,14 +13,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use smslink::cimd2::session::{
-    ServerConfig, ServerEvent, ServerSession, StatusReport, STATUS_DELIVERED,
-};
 use smslink::message::{Coding, Message};
 
 use super::record::submit_line;
+use super::session::{
+    new_session, Accepted, Answer, DeliveryId, Report, SimEvent, SimSession, SubmitId,
+};
 use super::time::cimd2_timestamp;
-use super::{Shared, SimConfig};
+use super::{AnswerOrder, Shared, SimConfig};
 
 /// Log a line on stderr; a closed stderr must not take the simulator down
 /// (`eprintln!` would panic).
@@ -38,35 +39,50 @@ const READ_CHUNK: usize = 64 * 1024;
 /// What to do with a submit once its processing time is over.
 #[derive(Debug, Clone)]
 enum Verdict {
-    Accept {
-        message: Box<Message>,
-        status_report: bool,
-    },
+    Accept { message: Box<Message>, report: bool },
     Reject(u32),
     Nack,
+    Throttle,
 }
 
 struct PendingAnswer {
+    id: SubmitId,
     at: Instant,
     verdict: Verdict,
+}
+
+/// A deliver of ours waiting for the client's answer.
+enum Outgoing {
+    /// `mo_rate` traffic: counted, never sent again.
+    Generated,
+    /// From `inject_mo`: queued again if the connection dies first.
+    Injected(Box<Message>),
+    /// Queued again if the connection dies first.
+    Report(Report),
 }
 
 struct Connection {
     stream: TcpStream,
     peer: SocketAddr,
-    session: ServerSession,
+    session: Box<dyn SimSession>,
     out: Vec<u8>,
     written: usize,
-    packets_in: u64,
-    answer: Option<PendingAnswer>,
-    reports: VecDeque<StatusReport>,
+    /// Submits waiting for their processing time, in arrival order.
+    answers: VecDeque<PendingAnswer>,
     mo_next_at: Option<Instant>,
     mo_sent: u64,
-    /// An injected MO on its way to this client: put back in the queue if the
-    /// connection dies before the client answers.
-    injected: Option<(u64, Message)>,
+    next_delivery: DeliveryId,
+    /// Delivers in flight by id (ids grow, so the order is the sending order).
+    in_flight: BTreeMap<DeliveryId, Outgoing>,
     /// Peer closed, fault cut, or session over: remove after this service pass.
     dead: bool,
+}
+
+impl Connection {
+    fn take_delivery_id(&mut self) -> DeliveryId {
+        self.next_delivery += 1;
+        self.next_delivery
+    }
 }
 
 /// The socket side: listener, connections, readiness.
@@ -86,13 +102,15 @@ struct Smsc {
     config: SimConfig,
     shared: Arc<Shared>,
     record: Option<BufWriter<File>>,
-    record_seq: u64,
-    injected_seq: u64,
+    /// Accepted submits so far: the record's `seq`, and SMPP's message_id.
+    accepted_seq: u64,
+    /// Reports waiting for their time (`report_delay` after the acceptance) and for a
+    /// connection that can take them: a report need not go back the way its submit
+    /// came (an SMPP transmitter's receipts go to a receiver bind). Due times only
+    /// grow, so the front is due first.
+    reports: VecDeque<(Instant, Report)>,
     rng: u64,
 }
-
-/// Marks the `client_ref` of injected MO messages.
-const INJECTED_REF: u64 = 1 << 63;
 
 impl EventLoop {
     pub fn bind(config: SimConfig, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> io::Result<Self> {
@@ -120,8 +138,8 @@ impl EventLoop {
                 config,
                 shared,
                 record,
-                record_seq: 0,
-                injected_seq: 0,
+                accepted_seq: 0,
+                reports: VecDeque::new(),
             },
         })
     }
@@ -181,31 +199,19 @@ impl EventLoop {
                     if self.app.config.log {
                         log!("smsc-sim: client {peer} connected");
                     }
-                    let session = ServerSession::new(
-                        ServerConfig {
-                            user: self.app.config.user.clone(),
-                            password: self.app.config.password.clone(),
-                            response_timeout: self.app.config.response_timeout,
-                            max_retries: self.app.config.max_retries,
-                            checksum: true,
-                            max_packet: 4096,
-                        },
-                        now,
-                    );
                     self.connections.insert(
                         token,
                         Connection {
                             stream,
                             peer,
-                            session,
+                            session: new_session(&self.app.config, now),
                             out: Vec::new(),
                             written: 0,
-                            packets_in: 0,
-                            answer: None,
-                            reports: VecDeque::new(),
+                            answers: VecDeque::new(),
                             mo_next_at: None,
                             mo_sent: 0,
-                            injected: None,
+                            next_delivery: 0,
+                            in_flight: BTreeMap::new(),
                             dead: false,
                         },
                     );
@@ -234,27 +240,21 @@ impl EventLoop {
                 Ok(n) => {
                     let bytes = &self.read_buf[..n];
                     if let Some(limit) = self.app.config.drop_after {
-                        // Count packets by their ETX; the one that reaches the limit is
-                        // lost with the connection.
-                        for (i, b) in bytes.iter().enumerate() {
-                            if *b == 0x03 {
-                                conn.packets_in += 1;
-                                if conn.packets_in >= limit {
-                                    conn.session.handle_input(&bytes[..i], now);
-                                    conn.session.handle_connection_lost(now);
-                                    conn.dead = true;
-                                    conn.out.clear();
-                                    if self.app.config.log {
-                                        log!(
-                                            "smsc-sim: client {}: fault: cut after {} packets",
-                                            conn.peer,
-                                            conn.packets_in
-                                        );
-                                    }
-                                    self.app.shared.update(|c| c.drops += 1);
-                                    return;
-                                }
+                        // The packet that reaches the limit is lost with the connection.
+                        if let Some(last) = conn.session.packet_limit(bytes, limit) {
+                            conn.session.handle_input(&bytes[..last], now);
+                            conn.session.handle_connection_lost(now);
+                            conn.dead = true;
+                            conn.out.clear();
+                            if self.app.config.log {
+                                log!(
+                                    "smsc-sim: client {}: fault: cut after {} packets",
+                                    conn.peer,
+                                    conn.session.packets_in()
+                                );
                             }
+                            self.app.shared.update(|c| c.drops += 1);
+                            return;
                         }
                     }
                     conn.session.handle_input(bytes, now);
@@ -276,20 +276,32 @@ impl EventLoop {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.connections
+        let order = self.app.config.answer_order;
+        let mut timers = self
+            .connections
             .values()
             .filter_map(|c| {
                 let mo = c.mo_next_at.filter(|_| c.session.can_deliver());
-                [
-                    c.session.poll_timeout(),
-                    c.answer.as_ref().map(|a| a.at),
-                    mo,
-                ]
-                .into_iter()
-                .flatten()
-                .min()
+                [c.session.poll_timeout(), next_answer(&c.answers, order), mo]
+                    .into_iter()
+                    .flatten()
+                    .min()
             })
-            .min()
+            .min();
+        // Reports and injected MO wait for a client that can take them.
+        let now = Instant::now();
+        let queued = match self.app.reports.front() {
+            Some((due, _)) if *due > now => {
+                timers = Some(timers.map_or(*due, |t| t.min(*due)));
+                !self.app.shared.injected.lock().is_empty()
+            }
+            Some(_) => true,
+            None => !self.app.shared.injected.lock().is_empty(),
+        };
+        if queued && self.connections.values().any(|c| c.session.can_deliver()) {
+            return Some(now);
+        }
+        timers
     }
 
     fn service_all(&mut self, now: Instant) {
@@ -306,6 +318,15 @@ impl EventLoop {
     }
 }
 
+/// When the next answer of a connection is due: the first one's time in order, the
+/// earliest one's when shuffled.
+fn next_answer(answers: &VecDeque<PendingAnswer>, order: AnswerOrder) -> Option<Instant> {
+    match order {
+        AnswerOrder::InOrder => answers.front().map(|a| a.at),
+        AnswerOrder::Shuffled => answers.iter().map(|a| a.at).min(),
+    }
+}
+
 impl Smsc {
     /// Run one connection: due timers, SMSC decisions, output.
     fn service(&mut self, conn: &mut Connection, now: Instant) {
@@ -314,7 +335,7 @@ impl Smsc {
                 conn.session.handle_timeout(now);
             }
             self.drain_events(conn, now);
-            self.answer_if_due(conn, now);
+            self.answer_due(conn, now);
             self.send_requests(conn, now);
             self.drain_events(conn, now);
             conn.session.poll_transmit(&mut conn.out);
@@ -324,9 +345,16 @@ impl Smsc {
             }
         }
         if conn.dead {
-            if let Some((_, message)) = conn.injected.take() {
-                self.shared.injected.lock().push_front(message);
+            // What the client never answered goes to the next one, in order.
+            let mut injected = self.shared.injected.lock();
+            for (_, outgoing) in std::mem::take(&mut conn.in_flight).into_iter().rev() {
+                match outgoing {
+                    Outgoing::Generated => {}
+                    Outgoing::Injected(message) => injected.push_front(*message),
+                    Outgoing::Report(report) => self.reports.push_front((now, report)),
+                }
             }
+            drop(injected);
             self.shared.update(|c| c.disconnections += 1);
             if self.config.log {
                 log!("smsc-sim: client {} disconnected", conn.peer);
@@ -337,84 +365,81 @@ impl Smsc {
     fn drain_events(&mut self, conn: &mut Connection, now: Instant) {
         while let Some(event) = conn.session.poll_event() {
             match event {
-                ServerEvent::LoggedIn { user } => {
+                SimEvent::LoggedIn { user, receives } => {
                     self.shared.update(|c| c.logins += 1);
                     if self.config.log {
                         log!("smsc-sim: client {}: logged in as {user:?}", conn.peer);
                     }
-                    if self.config.mo_rate > 0.0 && conn.mo_next_at.is_none() {
+                    if receives && self.config.mo_rate > 0.0 && conn.mo_next_at.is_none() {
                         conn.mo_next_at = Some(now);
                     }
                 }
-                ServerEvent::LoginRejected { user } => {
+                SimEvent::LoginRejected { user } => {
                     self.shared.update(|c| c.login_failures += 1);
                     if self.config.log {
                         log!("smsc-sim: client {}: login refused for {user:?}", conn.peer);
                     }
                 }
-                ServerEvent::Submit {
+                SimEvent::Submit {
+                    id,
                     message,
-                    status_report_request,
-                    ..
+                    wants_report,
                 } => {
                     self.shared.update(|c| c.submits_received += 1);
-                    conn.answer = Some(self.decide(message, status_report_request != 0, now));
+                    let answer = self.decide(id, message, wants_report, now);
+                    conn.answers.push_back(answer);
                 }
-                ServerEvent::DeliverAcked { client_ref } => {
-                    Self::injected_answered(conn, client_ref);
-                    self.shared.update(|c| c.mo_acked += 1)
-                }
-                ServerEvent::DeliverRejected { client_ref, .. } => {
-                    Self::injected_answered(conn, client_ref);
-                    self.shared.update(|c| c.mo_rejected += 1)
-                }
-                ServerEvent::DeliverFailed { client_ref, reason } => {
-                    self.shared.update(|c| c.mo_failed += 1);
+                SimEvent::Delivered { id } => match conn.in_flight.remove(&id) {
+                    Some(Outgoing::Report(_)) => self.shared.update(|c| c.reports_acked += 1),
+                    Some(_) => self.shared.update(|c| c.mo_acked += 1),
+                    None => {}
+                },
+                SimEvent::Refused { id } => match conn.in_flight.remove(&id) {
+                    // A refused report is not sent again.
+                    Some(Outgoing::Report(_)) | None => {}
+                    Some(_) => self.shared.update(|c| c.mo_rejected += 1),
+                },
+                SimEvent::Failed { id, reason } => {
+                    if !matches!(conn.in_flight.get(&id), Some(Outgoing::Report(_))) {
+                        self.shared.update(|c| c.mo_failed += 1);
+                    }
                     if self.config.log {
                         log!(
-                            "smsc-sim: client {}: MO {client_ref} failed: {reason:?}",
+                            "smsc-sim: client {}: deliver {id} failed: {reason}",
                             conn.peer
                         );
                     }
-                    // A client that stops answering is cut, as an SMSC would.
+                    // A client that stops answering is cut, as an SMSC would; what it
+                    // left unanswered stays in flight and is queued again.
                     conn.dead = true;
                 }
-                ServerEvent::StatusReportAcked => self.shared.update(|c| c.reports_acked += 1),
-                ServerEvent::StatusReportRejected { .. } => {}
-                ServerEvent::StatusReportFailed { .. } => conn.dead = true,
-                ServerEvent::ProtocolViolation(v) => {
+                SimEvent::Violation(v) => {
                     self.shared.update(|c| c.violations += 1);
                     if self.config.log {
-                        log!("smsc-sim: client {}: protocol violation: {v:?}", conn.peer);
+                        log!("smsc-sim: client {}: protocol violation: {v}", conn.peer);
                     }
                 }
-                ServerEvent::Closed { reason } => {
+                SimEvent::Closed(reason) => {
                     if self.config.log {
-                        log!("smsc-sim: client {}: session closed: {reason:?}", conn.peer);
+                        log!("smsc-sim: client {}: session closed: {reason}", conn.peer);
                     }
                 }
             }
         }
     }
 
-    /// The client answered a deliver: if it was the injected one, it is done.
-    fn injected_answered(conn: &mut Connection, client_ref: u64) {
-        if conn
-            .injected
-            .as_ref()
-            .is_some_and(|(r, _)| *r == client_ref)
-        {
-            conn.injected = None;
-        }
-    }
-
     fn decide(
         &mut self,
+        id: SubmitId,
         message: Box<Message>,
-        status_report: bool,
+        report: bool,
         now: Instant,
     ) -> PendingAnswer {
-        let mut at = now + self.config.processing_delay;
+        let delay = match self.config.answer_order {
+            AnswerOrder::InOrder => self.config.processing_delay,
+            AnswerOrder::Shuffled => self.config.processing_delay.mul_f64(2.0 * self.uniform()),
+        };
+        let mut at = now + delay;
         if self.config.late_fraction > 0.0 && self.chance(self.config.late_fraction) {
             at += self.config.late;
         }
@@ -429,42 +454,65 @@ impl Smsc {
             Verdict::Reject(code)
         } else if self.chance(self.config.nack_fraction) {
             Verdict::Nack
+        } else if self.chance(self.config.throttle_fraction) {
+            Verdict::Throttle
         } else if self.chance(self.config.reject_fraction) {
             Verdict::Reject(self.config.reject_code)
         } else {
-            Verdict::Accept {
-                message,
-                status_report,
-            }
+            Verdict::Accept { message, report }
         };
-        PendingAnswer { at, verdict }
+        PendingAnswer { id, at, verdict }
     }
 
-    fn answer_if_due(&mut self, conn: &mut Connection, now: Instant) {
-        if conn.answer.as_ref().is_none_or(|a| a.at > now) {
-            return;
+    /// Answer every submit whose time has come, in the configured order.
+    fn answer_due(&mut self, conn: &mut Connection, now: Instant) {
+        match self.config.answer_order {
+            AnswerOrder::InOrder => {
+                while conn.answers.front().is_some_and(|a| a.at <= now) {
+                    if let Some(answer) = conn.answers.pop_front() {
+                        self.answer(conn, answer, now);
+                    }
+                }
+            }
+            AnswerOrder::Shuffled => {
+                let (mut due, later): (Vec<_>, Vec<_>) =
+                    conn.answers.drain(..).partition(|a| a.at <= now);
+                conn.answers = later.into();
+                // Fisher-Yates.
+                for i in (1..due.len()).rev() {
+                    let j = (self.next_random() % (i as u64 + 1)) as usize;
+                    due.swap(i, j);
+                }
+                for answer in due {
+                    self.answer(conn, answer, now);
+                }
+            }
         }
-        let Some(answer) = conn.answer.take() else {
-            return;
-        };
-        if conn.session.pending_submit().is_none() {
+    }
+
+    fn answer(&mut self, conn: &mut Connection, answer: PendingAnswer, now: Instant) {
+        if !conn.session.is_pending(answer.id) {
             // The client went away or logged out meanwhile.
             return;
         }
+        let id = answer.id;
         let result = match answer.verdict {
             Verdict::Nack => {
                 self.shared.update(|c| c.submits_nacked += 1);
-                conn.session.nack_submit(now)
+                conn.session.answer(id, &Answer::Nack, now)
+            }
+            Verdict::Throttle => {
+                self.shared.update(|c| c.submits_throttled += 1);
+                conn.session.answer(id, &Answer::Throttle, now)
             }
             Verdict::Reject(code) => {
                 self.shared.update(|c| c.submits_rejected += 1);
-                conn.session.reject_submit(code, now)
+                conn.session.answer(id, &Answer::Reject(code), now)
             }
-            Verdict::Accept {
-                message,
-                status_report,
-            } => {
+            Verdict::Accept { message, report } => {
                 let timestamp = cimd2_timestamp(SystemTime::now());
+                self.accepted_seq += 1;
+                let message_id = self.accepted_seq.to_string();
                 self.record_submit(&message, &timestamp);
                 {
                     let mut kept = self.shared.accepted.lock();
@@ -473,18 +521,26 @@ impl Smsc {
                     }
                 }
                 self.shared.update(|c| c.submits_accepted += 1);
-                if status_report {
-                    conn.reports.push_back(StatusReport {
-                        destination: message.to.as_str().to_owned(),
-                        originator: None,
-                        sc_timestamp: timestamp.clone(),
-                        status: STATUS_DELIVERED,
-                        status_error: None,
-                        discharge_time: Some(timestamp.clone()),
-                    });
+                let accepted = Accepted {
+                    message_id: &message_id,
+                    timestamp: &timestamp,
+                    destination: message.to.as_str(),
+                };
+                let result = conn.session.answer(id, &Answer::Accept(accepted), now);
+                if report {
+                    let due = now + self.config.report_delay;
+                    self.reports.push_back((
+                        due,
+                        Report {
+                            message_id,
+                            from: message.from,
+                            to: message.to,
+                            text: message.text_str().unwrap_or_default().to_owned(),
+                            timestamp,
+                        },
+                    ));
                 }
-                conn.session
-                    .accept_submit(message.to.as_str(), &timestamp, now)
+                result
             }
         };
         if let Err(e) = result {
@@ -494,41 +550,47 @@ impl Smsc {
         }
     }
 
+    /// Fill the client's window (CIMD2: one at a time): reports first, then injected
+    /// MO, then one `mo_rate` message when it is due.
     fn send_requests(&mut self, conn: &mut Connection, now: Instant) {
-        if !conn.session.can_deliver() {
-            return;
-        }
-        if let Some(report) = conn.reports.pop_front() {
-            match conn.session.status_report(&report, now) {
-                Ok(()) => self.shared.update(|c| c.reports_sent += 1),
-                Err(e) if self.config.log => {
-                    log!("smsc-sim: client {}: cannot send report: {e}", conn.peer)
-                }
-                Err(_) => {}
-            }
-            return;
-        }
-        if conn.injected.is_none() {
-            let next = self.shared.injected.lock().pop_front();
-            if let Some(mut message) = next {
-                self.injected_seq += 1;
-                // Own numbering space, apart from the `mo_rate` traffic's 1, 2, ...
-                message.client_ref = INJECTED_REF | self.injected_seq;
-                match conn.session.deliver(&message, now) {
+        while !conn.dead && conn.session.can_deliver() {
+            let report_due = self.reports.front().is_some_and(|(due, _)| *due <= now);
+            if let Some((_, report)) = report_due.then(|| self.reports.pop_front()).flatten() {
+                let id = conn.take_delivery_id();
+                match conn.session.report(id, &report, now) {
                     Ok(()) => {
-                        conn.injected = Some((message.client_ref, message));
+                        conn.in_flight.insert(id, Outgoing::Report(report));
+                        self.shared.update(|c| c.reports_sent += 1);
+                    }
+                    // `can_deliver` held, so this is the report itself: drop it.
+                    Err(e) => log!("smsc-sim: client {}: cannot send report: {e}", conn.peer),
+                }
+                continue;
+            }
+            let injected = self.shared.injected.lock().pop_front();
+            if let Some(message) = injected {
+                let id = conn.take_delivery_id();
+                match conn.session.deliver(id, &message, now) {
+                    Ok(()) => {
+                        conn.in_flight
+                            .insert(id, Outgoing::Injected(Box::new(message)));
                         self.shared.update(|c| c.mo_sent += 1);
                     }
                     Err(e) => {
-                        // `can_deliver` held, so this is the message itself (say, too
-                        // long for one SMS): trying again would fail the same way.
+                        // The message itself (say, too long for one SMS): trying again
+                        // would fail the same way.
                         log!("smsc-sim: cannot deliver injected MO: {e}");
                         self.shared.update(|c| c.mo_failed += 1);
                     }
                 }
-                return;
+                continue;
             }
+            self.send_generated_mo(conn, now);
+            return;
         }
+    }
+
+    fn send_generated_mo(&mut self, conn: &mut Connection, now: Instant) {
         let Some(due) = conn.mo_next_at else {
             return;
         };
@@ -544,27 +606,25 @@ impl Smsc {
                 .map_or(0, |d| d.as_micros());
             text = text.replace("{t}", &micros.to_string());
         }
-        match Message::text(&self.config.mo_from, &self.config.mo_to, &text) {
-            Ok(mut m) => {
-                m.client_ref = n;
+        let sent = Message::text(&self.config.mo_from, &self.config.mo_to, &text)
+            .map_err(|e| format!("bad MO settings: {e}"))
+            .and_then(|m| {
                 debug_assert_eq!(m.coding, Coding::Text);
-                match conn.session.deliver(&m, now) {
-                    Ok(()) => {
-                        conn.mo_sent = n;
-                        self.shared.update(|c| c.mo_sent += 1);
-                    }
-                    Err(e) => {
-                        if self.config.log {
-                            log!("smsc-sim: cannot send MO: {e}");
-                        }
-                        conn.mo_next_at = None;
-                        return;
-                    }
-                }
+                let id = conn.take_delivery_id();
+                conn.session
+                    .deliver(id, &m, now)
+                    .map(|()| id)
+                    .map_err(|e| format!("cannot send MO: {e}"))
+            });
+        match sent {
+            Ok(id) => {
+                conn.in_flight.insert(id, Outgoing::Generated);
+                conn.mo_sent = n;
+                self.shared.update(|c| c.mo_sent += 1);
             }
             Err(e) => {
                 if self.config.log {
-                    log!("smsc-sim: bad MO settings: {e}");
+                    log!("smsc-sim: {e}");
                 }
                 conn.mo_next_at = None;
                 return;
@@ -581,29 +641,35 @@ impl Smsc {
     }
 
     fn record_submit(&mut self, message: &Message, timestamp: &str) {
-        self.record_seq += 1;
         let Some(record) = self.record.as_mut() else {
             return;
         };
-        let line = submit_line(self.record_seq, message, timestamp);
+        let line = submit_line(self.accepted_seq, message, timestamp);
         let written = writeln!(record, "{line}").and_then(|()| record.flush());
         if let Err(e) = written {
             log!("smsc-sim: cannot write the record: {e}");
         }
     }
 
-    /// Pseudo-random draw (xorshift64*): true with probability `p`.
-    fn chance(&mut self, p: f64) -> bool {
-        if p <= 0.0 {
-            return false;
-        }
+    /// Next pseudo-random number (xorshift64*).
+    fn next_random(&mut self) -> u64 {
         let mut x = self.rng;
         x ^= x >> 12;
         x ^= x << 25;
         x ^= x >> 27;
         self.rng = x;
-        let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
-        (r as f64 / (1u64 << 53) as f64) < p
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in [0, 1).
+    fn uniform(&mut self) -> f64 {
+        (self.next_random() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// True with probability `p` (no draw when `p` is zero, so a fault left off does
+    /// not change the others' draws).
+    fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && self.uniform() < p
     }
 }
 

@@ -1,12 +1,19 @@
-//! The CIMD2 SMSC simulator behind `smslink smsc-sim`.
+//! The SMSC simulator behind `smslink smsc-sim`, for CIMD2 and SMPP 3.4.
 //!
 //! One thread runs a mio event loop over a listening socket and any number of client
-//! connections; each connection is a sans-IO [`ServerSession`](smslink::cimd2::session::ServerSession)
-//! and timers come from the sessions' deadlines. Tests, the demo and benchmarks start
-//! it in-process with [`SmscSim::start`]; the CLI is a thin wrapper.
+//! connections. Each connection is a sans-IO SMSC-side session behind one
+//! protocol-neutral interface (`session::SimSession`): CIMD2's
+//! [`ServerSession`](smslink::cimd2::session::ServerSession) or SMPP's
+//! [`SmscSession`](smslink::smpp::smsc_session::SmscSession). Timers come from the
+//! sessions' deadlines; what the SMSC does (answers, faults, MO, receipts, the record)
+//! is the same for both. Tests, the demo and benchmarks start it in-process with
+//! [`SmscSim::start`]; the CLI is a thin wrapper.
 
+mod cimd2;
 mod event_loop;
 mod record;
+mod session;
+mod smpp;
 mod time;
 
 use std::collections::VecDeque;
@@ -20,22 +27,107 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use smslink::message::Message;
+use smslink::smpp::CommandStatus;
 
 pub use time::cimd2_timestamp;
 
 /// Accepted submits kept for [`SmscSim::accepted`]; later ones are only counted.
 pub const MAX_KEPT_SUBMITS: usize = 1 << 20;
 
+/// The protocol the simulator speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// CIMD2 (Nokia): stop-and-wait, one request outstanding each way.
+    #[default]
+    Cimd2,
+    /// SMPP 3.4: binds, windows of submits and deliver_sm.
+    Smpp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Cimd2 => "cimd2",
+            Protocol::Smpp => "smpp",
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Protocol, String> {
+        match s {
+            "cimd2" => Ok(Protocol::Cimd2),
+            "smpp" => Ok(Protocol::Smpp),
+            other => Err(format!("unknown protocol {other:?}: cimd2 or smpp")),
+        }
+    }
+}
+
+/// In which order the submits of one connection are answered (SMPP: a windowed ESME
+/// has many outstanding; CIMD2 has one at a time, so the order makes no difference).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum AnswerOrder {
+    /// In the order they arrived: a late answer holds back those after it.
+    #[default]
+    InOrder,
+    /// Each when its own processing time is over, drawn at random between zero and
+    /// twice `processing_delay`; answers due at the same moment go out in random
+    /// order. Real SMSCs answer a window this way.
+    Shuffled,
+}
+
+impl AnswerOrder {
+    pub fn name(self) -> &'static str {
+        match self {
+            AnswerOrder::InOrder => "in-order",
+            AnswerOrder::Shuffled => "shuffled",
+        }
+    }
+}
+
+impl std::fmt::Display for AnswerOrder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for AnswerOrder {
+    type Err = String;
+    fn from_str(s: &str) -> Result<AnswerOrder, String> {
+        match s {
+            "in-order" => Ok(AnswerOrder::InOrder),
+            "shuffled" => Ok(AnswerOrder::Shuffled),
+            other => Err(format!(
+                "unknown answer order {other:?}: in-order or shuffled"
+            )),
+        }
+    }
+}
+
 /// How the simulated SMSC behaves.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
+    pub protocol: Protocol,
     /// Where to listen; port 0 picks a free port (see [`SmscSim::local_addr`]).
     pub listen: SocketAddr,
+    /// CIMD2: the user identity (010) to log in with. SMPP: the system_id to bind
+    /// with (at most 15 characters).
     pub user: String,
+    /// The password (SMPP: at most 8 characters).
     pub password: String,
     /// Time between receiving a submit and answering it.
     pub processing_delay: Duration,
-    /// Mobile-originated messages per second sent to each logged-in client (0 = none).
+    /// Order of the answers to one connection's submits.
+    pub answer_order: AnswerOrder,
+    /// Mobile-originated messages per second sent to each logged-in client (SMPP:
+    /// each receiver or transceiver bind) (0 = none).
     pub mo_rate: f64,
     /// How many MO messages each client gets (0 = no limit while `mo_rate` > 0).
     pub mo_count: u64,
@@ -45,35 +137,56 @@ pub struct SimConfig {
     /// send time in microseconds since the Unix epoch.
     pub mo_text: String,
     /// Append one JSON line per accepted submit to this file: `seq`, `from`, `to`,
-    /// `timestamp` and `text` (or `hex` for a binary payload).
+    /// `timestamp` and `text` (or `hex` for a binary payload). Over SMPP, `seq` in
+    /// decimal is the message_id the submit_sm_resp carried.
     pub record: Option<PathBuf>,
-    /// Cut each connection when its Nth packet arrives (that packet is lost).
+    /// Cut each connection when its Nth packet (SMPP: PDU) arrives (that one is lost).
     pub drop_after: Option<u64>,
-    /// Fraction of submits answered with NACK instead of an answer.
+    /// Fraction of submits answered with NACK (SMPP: generic_nack with ESME_RSYSERR,
+    /// a temporary error) instead of an answer.
     pub nack_fraction: f64,
+    /// Fraction of submits answered ESME_RTHROTTLED (SMPP only).
+    pub throttle_fraction: f64,
     /// Fraction of submits rejected with `reject_code`.
     pub reject_fraction: f64,
-    /// Error code of rejected submits (300-range).
+    /// Error code of rejected submits: a CIMD2 error code (300-range), or an SMPP
+    /// command_status (`SimConfig::for_protocol(Protocol::Smpp)` starts with
+    /// ESME_RSUBMITFAIL).
     pub reject_code: u32,
+    /// Time from accepting a submit to sending its delivery report (the handset's
+    /// delivery). At zero, an SMPP receipt to a receiver bind may overtake the
+    /// submit_sm_resp on the transmitter bind, as with fast real SMSCs.
+    pub report_delay: Duration,
     /// Extra delay added to the answer of a `late_fraction` of submits.
     pub late: Duration,
     pub late_fraction: f64,
     /// Seed of the fault-injection random numbers (runs are repeatable).
     pub seed: u64,
-    /// How long the SMSC waits for 70/73 before retransmitting a deliver.
+    /// How long the SMSC waits for the answer to a deliver (and, over SMPP, to
+    /// enquire_link) before retransmitting (CIMD2) or giving up (SMPP).
     pub response_timeout: Duration,
+    /// CIMD2: retransmissions of an unanswered deliver.
     pub max_retries: u32,
+    /// SMPP: deliver_sm sent to one bind and not yet answered, at most.
+    pub window: usize,
+    /// SMPP: send enquire_link after this long without a PDU from the ESME (zero:
+    /// never).
+    pub enquire_link_interval: Duration,
     /// Log connections, faults and protocol violations on stderr.
     pub log: bool,
 }
 
-impl Default for SimConfig {
-    fn default() -> Self {
-        SimConfig {
+impl SimConfig {
+    /// The defaults for `protocol`: CIMD2 listens on 9971 and rejects with 300;
+    /// SMPP listens on 2775 and rejects with ESME_RSUBMITFAIL.
+    pub fn for_protocol(protocol: Protocol) -> SimConfig {
+        let mut config = SimConfig {
+            protocol,
             listen: SocketAddr::from(([127, 0, 0, 1], 9971)),
             user: "smslink".into(),
             password: "secret".into(),
             processing_delay: Duration::ZERO,
+            answer_order: AnswerOrder::InOrder,
             mo_rate: 0.0,
             mo_count: 0,
             mo_from: "4670000001".into(),
@@ -82,15 +195,58 @@ impl Default for SimConfig {
             record: None,
             drop_after: None,
             nack_fraction: 0.0,
+            throttle_fraction: 0.0,
             reject_fraction: 0.0,
             reject_code: 300,
+            report_delay: Duration::ZERO,
             late: Duration::ZERO,
             late_fraction: 0.0,
             seed: 1,
             response_timeout: Duration::from_secs(10),
             max_retries: 2,
+            window: 10,
+            enquire_link_interval: Duration::ZERO,
             log: true,
+        };
+        if protocol == Protocol::Smpp {
+            config.listen.set_port(2775);
+            config.reject_code = CommandStatus::ESME_RSUBMITFAIL.0;
         }
+        config
+    }
+
+    /// Why this configuration cannot run, if it cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, f) in [
+            ("nack_fraction", self.nack_fraction),
+            ("throttle_fraction", self.throttle_fraction),
+            ("reject_fraction", self.reject_fraction),
+            ("late_fraction", self.late_fraction),
+        ] {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(format!("{name} must be between 0 and 1, not {f}"));
+            }
+        }
+        if !(self.mo_rate >= 0.0 && self.mo_rate.is_finite()) {
+            return Err(format!(
+                "mo_rate must be a non-negative number, not {}",
+                self.mo_rate
+            ));
+        }
+        match self.protocol {
+            Protocol::Cimd2 if self.throttle_fraction > 0.0 => {
+                Err("throttle_fraction: CIMD2 has no throttling answer (use nack_fraction)".into())
+            }
+            Protocol::Cimd2 => Ok(()),
+            Protocol::Smpp => smpp::validate(self),
+        }
+    }
+}
+
+impl Default for SimConfig {
+    /// The CIMD2 simulator's defaults.
+    fn default() -> Self {
+        SimConfig::for_protocol(Protocol::Cimd2)
     }
 }
 
@@ -99,12 +255,15 @@ impl Default for SimConfig {
 pub struct Counters {
     pub connections: u64,
     pub disconnections: u64,
+    /// Successful logins (SMPP: binds of any kind).
     pub logins: u64,
     pub login_failures: u64,
     pub submits_received: u64,
     pub submits_accepted: u64,
     pub submits_rejected: u64,
     pub submits_nacked: u64,
+    /// Answered ESME_RTHROTTLED (`throttle_fraction`).
+    pub submits_throttled: u64,
     pub mo_sent: u64,
     pub mo_acked: u64,
     pub mo_rejected: u64,
@@ -148,8 +307,12 @@ pub struct SmscSim {
 }
 
 impl SmscSim {
-    /// Bind, then run the event loop on its own thread.
+    /// Bind, then run the event loop on its own thread. A configuration that
+    /// [`SimConfig::validate`] refuses is an `InvalidInput` error.
     pub fn start(config: SimConfig) -> io::Result<SmscSim> {
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let shared = Arc::new(Shared::default());
         let stop = Arc::new(AtomicBool::new(false));
         let lp = event_loop::EventLoop::bind(config, shared.clone(), stop.clone())?;
@@ -200,10 +363,10 @@ impl SmscSim {
         }
     }
 
-    /// Queue a mobile-originated message for delivery to a logged-in client. Injected
-    /// messages go out in order, one at a time, before any `mo_rate` traffic; one
-    /// whose deliver fails (no answer, connection lost) is delivered again later, one
-    /// the client rejects is not.
+    /// Queue a mobile-originated message for delivery to a logged-in client (SMPP: a
+    /// receiver or transceiver bind). Injected messages go out in order, before any
+    /// `mo_rate` traffic; one whose deliver fails (no answer, connection lost) is
+    /// delivered again later, one the client rejects is not.
     pub fn inject_mo(&self, message: &Message) -> io::Result<()> {
         self.shared.injected.lock().push_back(message.clone());
         self.waker.wake()
@@ -219,8 +382,9 @@ impl SmscSim {
         self.shared.accepted.lock().clone()
     }
 
-    /// Reject every submit to a recipient starting with `prefix` with `code`
-    /// (the longest matching prefix decides; it wins over `reject_fraction`).
+    /// Reject every submit to a recipient starting with `prefix` with `code` (a CIMD2
+    /// error code or an SMPP command_status; the longest matching prefix decides; it
+    /// wins over the fault fractions).
     pub fn reject_recipients(&self, prefix: &str, code: u32) {
         let mut rules = self.shared.reject_rules.lock();
         rules.retain(|(p, _)| p != prefix);
