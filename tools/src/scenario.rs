@@ -18,8 +18,9 @@ use smslink::link::LinkConfig;
 use smslink::message::Message;
 use smslink::ring::{Outcome, SlotState};
 use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeError, NodeEvent, SmscSpec, Transport};
+use smslink::smpp::SmppConfig;
 
-use crate::smsc_sim::{SimConfig, SmscSim};
+use crate::smsc_sim::{Protocol, SimConfig, SmscSim};
 use crate::wan::{Jitter, Wan, WanConfig};
 
 /// What to run.
@@ -44,10 +45,14 @@ pub struct Scenario {
     pub stall_for: (Duration, Duration),
     pub heartbeat: Duration,
     pub dead_after: Duration,
+    /// The protocol between the buffer server and the SMSC simulator.
+    pub protocol: Protocol,
     /// Fractions of submits the SMSC NACKs (retried by the session) or rejects.
     pub nack_fraction: f64,
     pub reject_fraction: f64,
-    pub reject_code: u32,
+    /// The rejection's error code (CIMD2) or command_status (SMPP); `None`: the
+    /// simulator's default for the protocol.
+    pub reject_code: Option<u32>,
     /// Record accepted submits as JSON lines here (order check at the SMSC).
     pub record: Option<PathBuf>,
     /// Give up after this long (what is missing is then counted as lost).
@@ -75,9 +80,10 @@ impl Default for Scenario {
             stall_for: (Duration::from_secs(1), Duration::from_secs(2)),
             heartbeat: Duration::from_millis(300),
             dead_after: Duration::from_millis(1500),
+            protocol: Protocol::Cimd2,
             nack_fraction: 0.0,
             reject_fraction: 0.0,
-            reject_code: 300,
+            reject_code: None,
             record: None,
             max_time: Duration::from_secs(120),
             seed: 1,
@@ -225,6 +231,29 @@ impl Drop for ChildBs {
     }
 }
 
+/// The buffer server's session toward the simulator, in the scenario's protocol, with
+/// the simulator's credentials.
+pub fn smsc_spec(protocol: Protocol, addr: SocketAddr) -> SmscSpec {
+    match protocol {
+        Protocol::Cimd2 => SmscSpec::cimd2(
+            addr,
+            ClientConfig {
+                user: "smslink".into(),
+                password: "secret".into(),
+                ..ClientConfig::default()
+            },
+        ),
+        Protocol::Smpp => SmscSpec::smpp(
+            addr,
+            SmppConfig {
+                system_id: "smslink".into(),
+                password: "secret".into(),
+                ..SmppConfig::default()
+            },
+        ),
+    }
+}
+
 /// Start `smslink buffer-server` listening on an ephemeral port; returns it and the
 /// address it announced in its start log line.
 fn spawn_bs(
@@ -236,6 +265,8 @@ fn spawn_bs(
     let mut child = std::process::Command::new(binary)
         .args([
             "buffer-server",
+            "--smsc-protocol",
+            s.protocol.name(),
             "--smsc-user",
             "smslink",
             "--smsc-password",
@@ -286,6 +317,7 @@ fn start(
     s: &Scenario,
     stalls: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<Parts, Box<dyn std::error::Error>> {
+    let defaults = SimConfig::for_protocol(s.protocol);
     let sim = SmscSim::start(SimConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         processing_delay: s.smsc_delay,
@@ -294,25 +326,18 @@ fn start(
         mo_text: "mo {n} {t}".into(),
         nack_fraction: s.nack_fraction,
         reject_fraction: s.reject_fraction,
-        reject_code: s.reject_code,
+        reject_code: s.reject_code.unwrap_or(defaults.reject_code),
         record: s.record.clone(),
         // A long stall holds MO at the buffer server; the SMSC must not give up first.
         response_timeout: Duration::from_secs(60),
         seed: s.seed,
         log: false,
-        ..SimConfig::default()
+        ..defaults
     })?;
     let mut bs_cfg = NodeConfig::new(vec![LinkSpec::buffer_server(
         link("bs", "im", s),
         Transport::Listen(SocketAddr::from(([127, 0, 0, 1], 0))),
-        SmscSpec::cimd2(
-            sim.local_addr(),
-            ClientConfig {
-                user: "smslink".into(),
-                password: "secret".into(),
-                ..ClientConfig::default()
-            },
-        ),
+        smsc_spec(s.protocol, sim.local_addr()),
     )]);
     bs_cfg.seed = s.seed ^ 0xb5;
     let (bs, child, bs_addr) = match &s.bs_binary {

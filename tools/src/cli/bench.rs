@@ -1,18 +1,21 @@
 //! `smslink bench`: the same workload two ways across the same emulated link.
 //!
-//! * direct: the IM side speaks CIMD2 itself, across the WAN emulator, to the SMSC
-//!   simulator: one message per round trip, as systems without a buffer server do.
+//! * direct: the IM side speaks the SMSC's protocol itself, across the WAN emulator,
+//!   to the SMSC simulator, as systems without a buffer server do: one message per
+//!   round trip with CIMD2, the submit window per round trip with SMPP.
 //! * buffered: IM-side node -> WAN -> buffer server -> SMSC simulator.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use smslink::cimd2::session::{ClientConfig, ClientEvent, ClientSession};
+use std::collections::HashMap;
+
 use smslink::message::Message;
+use smslink::smsc::{MoAnswer, SmscEvent};
 
 use crate::scenario::{self, Latencies, Scenario};
-use crate::smsc_sim::{SimConfig, SmscSim};
+use crate::smsc_sim::{Protocol, SimConfig, SmscSim};
 use crate::wan::{Jitter, Wan, WanConfig};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,9 +32,13 @@ pub enum Modes {
     Both,
 }
 
-/// Compare CIMD2 spoken directly across an emulated WAN with the buffered path.
+/// Compare the SMSC's protocol spoken directly across an emulated WAN with the
+/// buffered path.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The SMSC's protocol (SMPP: window 10).
+    #[arg(long, default_value_t = Protocol::Cimd2)]
+    pub protocol: Protocol,
     /// Round-trip time of the emulated link (half each way).
     #[arg(long, default_value_t = 300)]
     pub rtt_ms: u64,
@@ -160,6 +167,7 @@ pub fn buffered(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
             None
         },
         max_time: Duration::from_secs(3600),
+        protocol: args.protocol,
         ..Scenario::default()
     };
     let mut rss = Vec::new();
@@ -199,7 +207,8 @@ fn now_micros() -> u128 {
         .map_or(0, |d| d.as_micros())
 }
 
-/// CIMD2 straight across the WAN: one submit (and one deliver) per round trip.
+/// The SMSC's protocol straight across the WAN, through the same protocol-neutral
+/// session the buffer server uses (`SmscClient`), over one blocking connection.
 pub fn direct(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
     let (mt, mo) = counts(args);
     let sim = SmscSim::start(SimConfig {
@@ -209,7 +218,7 @@ pub fn direct(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
         mo_count: mo,
         mo_text: "mo {n} {t}".into(),
         log: false,
-        ..SimConfig::default()
+        ..SimConfig::for_protocol(args.protocol)
     })?;
     let mut wan_cfg =
         WanConfig::new(sim.local_addr()).with_delay(Duration::from_millis(args.rtt_ms / 2));
@@ -225,20 +234,22 @@ pub fn direct(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
     let target = wan.as_ref().map_or(sim.local_addr(), |w| w.local_addr());
     let mut stream = TcpStream::connect(target)?;
     stream.set_nodelay(true)?;
-    let mut session = ClientSession::new(
-        ClientConfig {
-            user: "smslink".into(),
-            password: "secret".into(),
-            response_timeout: Duration::from_secs(10) + Duration::from_millis(args.rtt_ms * 4),
-            ..ClientConfig::default()
-        },
-        Instant::now(),
-    );
+    let mut spec = scenario::smsc_spec(args.protocol, target);
+    let answer_wait = Duration::from_secs(10) + Duration::from_millis(args.rtt_ms * 4);
+    match &mut spec.protocol {
+        smslink::runtime::SmscProtocol::Cimd2(c) => c.response_timeout = answer_wait,
+        smslink::runtime::SmscProtocol::Smpp(c) => c.response_timeout = answer_wait,
+    }
+    let mut session = spec.protocol.client();
+    if session.connection_count() != 1 {
+        return Err("direct: the bench drives one connection".into());
+    }
+    session.connected(0, Instant::now());
     let limit = Duration::from_secs(args.direct_max_seconds);
     let mut began: Option<Instant> = None;
     let mut last_done = Instant::now();
     let (mut mt_next, mut mt_done, mut mo_done) = (0u64, 0u64, 0u64);
-    let mut outstanding: Option<Instant> = None;
+    let mut outstanding: HashMap<u64, Instant> = HashMap::new();
     let mut latency = Latencies::default();
     let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -247,20 +258,20 @@ pub fn direct(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
         let now = Instant::now();
         while let Some(ev) = session.poll_event() {
             match ev {
-                ClientEvent::LoggedIn => began = Some(now),
-                ClientEvent::SubmitAccepted { .. } | ClientEvent::SubmitRejected { .. } => {
-                    if let Some(at) = outstanding.take() {
+                SmscEvent::Up => began = Some(now),
+                SmscEvent::Accepted { id, .. } | SmscEvent::Rejected { id, .. } => {
+                    if let Some(at) = outstanding.remove(&id) {
                         latency.push(now - at);
                     }
                     mt_done += 1;
                     last_done = now;
                 }
-                ClientEvent::SubmitFailed { .. } => {
-                    outstanding = None;
+                SmscEvent::Unanswered { id } => {
+                    outstanding.remove(&id);
                     failed += 1;
                 }
-                ClientEvent::Deliver(m) => {
-                    let t: u128 = m
+                SmscEvent::Mo { token, message } => {
+                    let t: u128 = message
                         .text_str()
                         .and_then(|t| t.split(' ').nth(2))
                         .and_then(|x| x.parse().ok())
@@ -269,18 +280,15 @@ pub fn direct(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
                     latency.push(Duration::from_micros(micros));
                     mo_done += 1;
                     last_done = now;
-                    let _ = session.ack_deliver(now);
+                    session.answer(token, MoAnswer::Accept, now);
                 }
-                ClientEvent::StatusReport(_) => {
-                    let _ = session.ack_deliver(now);
+                SmscEvent::StatusReport { token, .. } => {
+                    session.answer(token, MoAnswer::Accept, now);
                 }
-                ClientEvent::LoginFailed { code, .. } => {
-                    return Err(format!("direct: login refused ({code})").into())
+                SmscEvent::Down { reason } => {
+                    return Err(format!("direct: session ended: {reason}").into())
                 }
-                ClientEvent::Closed { reason } => {
-                    return Err(format!("direct: session closed: {reason:?}").into())
-                }
-                ClientEvent::ProtocolViolation(_) => {}
+                SmscEvent::Violation { .. } => {}
             }
         }
         let finished = mt_done >= mt && mo_done >= mo;
@@ -288,14 +296,14 @@ pub fn direct(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
         if finished || timed_out {
             break;
         }
-        if outstanding.is_none() && mt_next < mt && session.can_submit() {
+        while mt_next < mt && session.submit_room() > 0 {
             let m = Message::text("4670000002", "4670000001", &format!("mt {mt_next}"))?;
             session.submit(mt_next + 1, &m, now)?;
-            outstanding = Some(now);
+            outstanding.insert(mt_next + 1, now);
             mt_next += 1;
         }
         out.clear();
-        session.poll_transmit(&mut out);
+        session.poll_transmit(0, &mut out);
         if !out.is_empty() {
             stream.write_all(&out)?;
         }
@@ -308,7 +316,7 @@ pub fn direct(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
         stream.set_read_timeout(Some(wait))?;
         match stream.read(&mut buf) {
             Ok(0) => return Err("direct: SMSC closed the connection".into()),
-            Ok(n) => session.handle_input(&buf[..n], Instant::now()),
+            Ok(n) => session.handle_input(0, &buf[..n], Instant::now()),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(e) => return Err(e.into()),
         }
@@ -327,7 +335,7 @@ pub fn direct(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
             0.0
         }
     };
-    // The submit outstanding when the clock stopped was sent once, not twice.
+    // Submits outstanding when the clock stopped were sent once, not twice.
     let duplicated = counters.submits_accepted.saturating_sub(mt_next);
     Ok(ModeResult {
         mode: "direct",
@@ -362,8 +370,13 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     if !args.json {
         println!(
-            "rtt {} ms, jitter {} ms, SMSC {} ms/submit, {} slots, direction {:?}",
-            args.rtt_ms, args.jitter_ms, args.smsc_delay_ms, args.capacity, args.direction
+            "{}, rtt {} ms, jitter {} ms, SMSC {} ms/submit, {} slots, direction {:?}",
+            args.protocol.name().to_uppercase(),
+            args.rtt_ms,
+            args.jitter_ms,
+            args.smsc_delay_ms,
+            args.capacity,
+            args.direction
         );
         println!(
             "{:<9} {:>9} {:>8} {:>10} {:>9} {:>9} {:>5} {:>5} {:>9} {:>9}",

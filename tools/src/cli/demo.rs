@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::scenario::{self, Scenario, ScenarioResult};
+use crate::smsc_sim::Protocol;
 
 /// Run SMSC simulator, buffer server, WAN emulator and IM side in one process and
 /// carry traffic both ways across a link that is cut and stalled now and then.
@@ -43,6 +44,9 @@ pub struct Args {
     /// Seed of the link's random faults.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// The protocol between the buffer server and the SMSC simulator.
+    #[arg(long, default_value_t = Protocol::Cimd2)]
+    pub protocol: Protocol,
 }
 
 fn range(v: &[u64]) -> Option<(Duration, Duration)> {
@@ -66,12 +70,17 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         stall_for: range(&args.stall_for_ms).unwrap_or((Duration::ZERO, Duration::ZERO)),
         max_time: Duration::from_secs(args.max_seconds),
         seed: args.seed,
+        protocol: args.protocol,
         ..Scenario::default()
     };
     println!(
-        "smslink demo: SMSC simulator <-CIMD2-> buffer server <-link over emulated WAN \
+        "smslink demo: SMSC simulator <-{}-> buffer server <-link over emulated WAN \
          ({} ms one way, +/-{} ms jitter, cuts every {:?} ms, stalls every {:?} ms)-> IM side",
-        args.delay_ms, args.jitter_ms, args.cut_every_ms, args.stall_every_ms
+        args.protocol.name().to_uppercase(),
+        args.delay_ms,
+        args.jitter_ms,
+        args.cut_every_ms,
+        args.stall_every_ms
     );
     println!("sending {} MT and {} MO messages", args.mt, args.mo);
     let result = scenario::run(&s, |p| {
