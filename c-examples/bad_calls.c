@@ -99,6 +99,7 @@ static void null_handles(void) {
          SMSLINK_NULL_PARAMETER);
   EXPECT(smslink_config_link_set_capacity(NULL, 0, 10), SMSLINK_NULL_PARAMETER);
   EXPECT(smslink_config_set_smsc(NULL, "127.0.0.1:1", "u", "p"), SMSLINK_NULL_PARAMETER);
+  EXPECT(smslink_smpp_options_default(NULL), SMSLINK_NULL_PARAMETER);
   EXPECT(smslink_node_new(NULL, NULL), SMSLINK_NULL_PARAMETER);
   EXPECT(smslink_node_send(NULL, &m, &r), SMSLINK_NULL_PARAMETER);
   EXPECT(smslink_node_send_text(NULL, "1", "2", "x", 0, &r), SMSLINK_NULL_PARAMETER);
@@ -265,6 +266,40 @@ static void config_errors(void) {
   expect_true(!(drained), __LINE__, "a node with unsent messages reported drained");
 }
 
+/* SMPP options out of range are refused when set, naming the field; the SMSC set
+ * before stays. */
+static void smpp_options(void) {
+  smslink_config *cfg = NULL;
+  smslink_smpp_options o;
+  char text[256];
+  size_t n = 0;
+  EXPECT(smslink_config_new(&cfg), SMSLINK_OK);
+  EXPECT(smslink_smpp_options_default(&o), SMSLINK_OK);
+  strcpy(o.system_type, "VMA");
+  o.destination_numeric_ton = 2; /* national */
+  EXPECT(smslink_config_set_smsc_smpp(cfg, "127.0.0.1:2775", "esme", "secret", &o), SMSLINK_OK);
+  EXPECT(smslink_config_set_smsc_smpp(cfg, "127.0.0.1:2775", "esme", "secret", NULL),
+         SMSLINK_NULL_PARAMETER);
+  EXPECT(smslink_config_set_smsc_smpp(NULL, "127.0.0.1:2775", "esme", "secret", &o),
+         SMSLINK_NULL_PARAMETER);
+  EXPECT(smslink_config_set_smsc_smpp(cfg, "127.0.0.1:2775", "a system id too long", "secret", &o),
+         SMSLINK_INVALID_ARGUMENT);
+  o.bind_mode = 7;
+  EXPECT(smslink_config_set_smsc_smpp(cfg, "127.0.0.1:2775", "esme", "secret", &o),
+         SMSLINK_INVALID_ARGUMENT);
+  o.bind_mode = SMSLINK_BIND_TRANSMITTER_RECEIVER;
+  o.window = 0;
+  EXPECT(smslink_config_set_smsc_smpp(cfg, "127.0.0.1:2775", "esme", "secret", &o),
+         SMSLINK_INVALID_ARGUMENT);
+  o.window = 10;
+  o.source_numeric_ton = 0x91; /* a GSM type-of-address octet, not an SMPP TON */
+  EXPECT(smslink_config_set_smsc_smpp(cfg, "127.0.0.1:2775", "esme", "secret", &o),
+         SMSLINK_INVALID_ARGUMENT);
+  EXPECT(smslink_last_error(text, sizeof text, &n), SMSLINK_OK);
+  expect_true(strstr(text, "source_numeric_ton 145") != NULL, __LINE__, "last error: %s", text);
+  smslink_config_free(cfg);
+}
+
 static void callbacks(void) {
   smslink_config *cfg = NULL;
   smslink_node *im = NULL, *bs = NULL;
@@ -323,6 +358,7 @@ int main(void) {
   null_handles();
   codec_buffers();
   config_errors();
+  smpp_options();
   callbacks();
   printf("bad_calls: %d checks, %d failed\n", checks, failures);
   return failures == 0 ? 0 : 1;

@@ -51,6 +51,16 @@
 // `smslink_message.coding`: raw octets.
 #define SMSLINK_CODING_BINARY 1
 
+// `smslink_smpp_options.bind_mode`: one connection, bind_transceiver.
+#define SMSLINK_BIND_TRANSCEIVER 0
+
+// `smslink_smpp_options.bind_mode`: bind_transmitter (submits) and bind_receiver
+// (deliveries) on two connections, for SMSCs without transceiver binds.
+#define SMSLINK_BIND_TRANSMITTER_RECEIVER 1
+
+// Bytes of `smslink_smpp_options.system_type`: SMPP's 12 characters and the NUL.
+#define SMSLINK_SYSTEM_TYPE_SIZE 13
+
 // What every fallible function returns. Numbers are part of the ABI: a value is
 // never reused for another meaning, new ones are only appended.
 enum smslink_result
@@ -120,9 +130,9 @@ enum smslink_event_type
   // A message this side sent (`link`, `seq`, `client_ref`) reached `state`;
   // once SMSLINK_STATE_PROCESSED, `outcome` and `error_code` say how it ended.
   SMSLINK_EVENT_STATUS = 4,
-  // The CIMD2 session to the SMSC logged in.
+  // The session to the SMSC is up (CIMD2 logged in, SMPP bound).
   SMSLINK_EVENT_SMSC_UP = 5,
-  // The CIMD2 session ended; `detail` says why. The node reconnects.
+  // The session to the SMSC ended; `detail` says why. The node reconnects.
   SMSLINK_EVENT_SMSC_DOWN = 6,
   // The SMSC broke the protocol (`detail`); the session goes on.
   SMSLINK_EVENT_SMSC_VIOLATION = 7,
@@ -189,6 +199,38 @@ typedef struct smslink_message {
   // The payload; smslink writes a NUL after it in messages it hands out.
   uint8_t payload[SMSLINK_PAYLOAD_SIZE];
 } smslink_message;
+
+// How a buffer server's SMPP 3.4 session binds and submits. Fill it with
+// `smslink_smpp_options_default`, change what the SMSC needs, then pass it to
+// `smslink_config_set_smsc_smpp` (which copies it).
+typedef struct smslink_smpp_options {
+  // SMSLINK_BIND_TRANSCEIVER (default) or SMSLINK_BIND_TRANSMITTER_RECEIVER.
+  uint32_t bind_mode;
+  // system_type of the bind, NUL-terminated (default empty; some SMSCs want a
+  // fixed word).
+  char system_type[SMSLINK_SYSTEM_TYPE_SIZE];
+  // submit_sm sent and not yet answered, at most (1..=65536, default 10).
+  uint32_t window;
+  // enquire_link after this many milliseconds without traffic on a connection
+  // (default 30000; 0: never).
+  uint32_t enquire_link_ms;
+  // A request not answered within this many milliseconds breaks the session
+  // (> 0, default 30000).
+  uint32_t response_timeout_ms;
+  // TON and NPI of a source_addr made only of digits (default 0 unknown, 1
+  // ISDN). "+" and digits are always sent as 1/1 (international, ISDN) without
+  // the "+", anything else as 5/0 (alphanumeric).
+  uint8_t source_numeric_ton;
+  uint8_t source_numeric_npi;
+  // The same for destination_addr (default 0/1).
+  uint8_t destination_numeric_ton;
+  uint8_t destination_numeric_npi;
+  // Ask the SMSC for a delivery receipt of every MT (default true).
+  bool registered_delivery;
+  // GSM 03.38 text (data_coding 0) packed 8 characters in 7 octets; most SMSCs
+  // expect one character per octet (default false).
+  bool gsm_packed;
+} smslink_smpp_options;
 
 // One event, copied out of the node: no pointer inside refers to smslink memory.
 typedef struct smslink_event {
@@ -267,6 +309,7 @@ typedef struct smslink_link_stats {
 
 // A snapshot of the SMSC side of a buffer server.
 typedef struct smslink_smsc_stats {
+  // The session is up (CIMD2 logged in, SMPP bound).
   bool logged_in;
   uint64_t connects;
   uint64_t mo_received;
@@ -507,14 +550,34 @@ smslink_result smslink_config_link_set_default(struct smslink_config *config, ui
 
 // Make the node a buffer server speaking CIMD2 to the SMSC at `addr`, logging in as
 // `user` / `password`: link 0 then carries the SMSC's MO out and MT in, and the
-// application does not see them. Without this, the application is the SMSC side
-// (it sends MO with `smslink_node_send`, receives MT as events).
+// application does not see them. Without this (or `smslink_config_set_smsc_smpp`),
+// the application is the SMSC side (it sends MO with `smslink_node_send`, receives
+// MT as events). Replaces an SMSC set before.
 //
 // Thread safety: one thread at a time per configuration.
 smslink_result smslink_config_set_smsc(struct smslink_config *config,
                                        const char *addr,
                                        const char *user,
                                        const char *password);
+
+// Make the node a buffer server speaking SMPP 3.4 to the SMSC at `addr`, binding as
+// `system_id` (at most 15 bytes) / `password` (at most 8), with `*options` (start
+// from `smslink_smpp_options_default`; copied, so it may be freed afterwards).
+// Otherwise as `smslink_config_set_smsc`, whose SMSC this replaces (and the other
+// way round).
+//
+// Returns SMSLINK_INVALID_ARGUMENT, with the field named in `smslink_last_error`,
+// for an address that does not resolve, a credential or `system_type` too long or
+// not NUL-terminated, an unknown `bind_mode`, a `window` outside 1..=65536, a
+// `response_timeout_ms` of 0, or a TON/NPI that SMPP 3.4 does not define (TON
+// 0..=6; NPI 0, 1, 3, 4, 6, 8, 9, 10, 14, 18). The configuration is then unchanged.
+//
+// Thread safety: one thread at a time per configuration.
+smslink_result smslink_config_set_smsc_smpp(struct smslink_config *config,
+                                            const char *addr,
+                                            const char *system_id,
+                                            const char *password,
+                                            const struct smslink_smpp_options *options);
 
 // Delay before redialling a link or the SMSC: from `min_ms`, doubling with jitter up
 // to `max_ms` (defaults 100 and 5000).
@@ -748,6 +811,13 @@ smslink_result smslink_node_wait_for_room(const struct smslink_node *node,
                                           size_t min_room,
                                           int32_t timeout_ms,
                                           size_t *out_room);
+
+// Write the default SMPP options to `*out`: transceiver bind, empty system_type,
+// window 10, enquire_link every 30 s, responses within 30 s, numeric addresses as
+// TON 0 / NPI 1 both ways, a delivery receipt for every MT, unpacked GSM text.
+//
+// Thread safety: any thread.
+smslink_result smslink_smpp_options_default(struct smslink_smpp_options *out);
 
 // A snapshot of a link's cursors and counters into `*out`.
 //

@@ -10,9 +10,10 @@ use smslink_core::link::LinkConfig;
 use smslink_core::runtime::{LinkSpec, NodeConfig, SmscSpec, Transport};
 
 use crate::abi::{
-    arg_bytes, arg_mut, arg_str, guard, guard_void, out_ptr, write_out, BoxHandle, Error,
+    arg_bytes, arg_mut, arg_ref, arg_str, guard, guard_void, out_ptr, write_out, BoxHandle, Error,
 };
 use crate::result::smslink_result::{self, *};
+use crate::smpp::smslink_smpp_options;
 
 /// Bytes of a link name array: 64 bytes and the NUL.
 pub const SMSLINK_NAME_SIZE: usize = 65;
@@ -20,7 +21,7 @@ pub const SMSLINK_NAME_SIZE: usize = 65;
 /// A node configuration being built. Not thread-safe: one thread at a time.
 pub struct smslink_config {
     pub(crate) config: NodeConfig,
-    /// Set by `smslink_config_set_smsc`: served by the first link (the C API's
+    /// Set by `smslink_config_set_smsc` or `_set_smsc_smpp`: served by the first link (the C API's
     /// buffer server has one link toward the IM side).
     pub(crate) smsc: Option<SmscSpec>,
 }
@@ -254,8 +255,9 @@ pub unsafe extern "C" fn smslink_config_link_set_default(
 
 /// Make the node a buffer server speaking CIMD2 to the SMSC at `addr`, logging in as
 /// `user` / `password`: link 0 then carries the SMSC's MO out and MT in, and the
-/// application does not see them. Without this, the application is the SMSC side
-/// (it sends MO with `smslink_node_send`, receives MT as events).
+/// application does not see them. Without this (or `smslink_config_set_smsc_smpp`),
+/// the application is the SMSC side (it sends MO with `smslink_node_send`, receives
+/// MT as events). Replaces an SMSC set before.
 ///
 /// Thread safety: one thread at a time per configuration.
 #[no_mangle]
@@ -279,6 +281,40 @@ pub unsafe extern "C" fn smslink_config_set_smsc(
                 ..ClientConfig::default()
             },
         ));
+        Ok(())
+    })
+}
+
+/// Make the node a buffer server speaking SMPP 3.4 to the SMSC at `addr`, binding as
+/// `system_id` (at most 15 bytes) / `password` (at most 8), with `*options` (start
+/// from `smslink_smpp_options_default`; copied, so it may be freed afterwards).
+/// Otherwise as `smslink_config_set_smsc`, whose SMSC this replaces (and the other
+/// way round).
+///
+/// Returns SMSLINK_INVALID_ARGUMENT, with the field named in `smslink_last_error`,
+/// for an address that does not resolve, a credential or `system_type` too long or
+/// not NUL-terminated, an unknown `bind_mode`, a `window` outside 1..=65536, a
+/// `response_timeout_ms` of 0, or a TON/NPI that SMPP 3.4 does not define (TON
+/// 0..=6; NPI 0, 1, 3, 4, 6, 8, 9, 10, 14, 18). The configuration is then unchanged.
+///
+/// Thread safety: one thread at a time per configuration.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_config_set_smsc_smpp(
+    config: *mut smslink_config,
+    addr: *const c_char,
+    system_id: *const c_char,
+    password: *const c_char,
+    options: *const smslink_smpp_options,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let config = unsafe { arg_mut(config, "config") }?;
+        let addr = unsafe { arg_str(addr, "addr") }?;
+        let system_id = unsafe { arg_str(system_id, "system_id") }?;
+        let password = unsafe { arg_str(password, "password") }?;
+        let options = unsafe { arg_ref(options, "options") }?;
+        let client = options.config(system_id, password)?;
+        config.smsc = Some(SmscSpec::smpp(socket_addr(addr)?, client));
         Ok(())
     })
 }

@@ -34,9 +34,9 @@ pub enum smslink_event_type {
     /// A message this side sent (`link`, `seq`, `client_ref`) reached `state`;
     /// once SMSLINK_STATE_PROCESSED, `outcome` and `error_code` say how it ended.
     SMSLINK_EVENT_STATUS = 4,
-    /// The CIMD2 session to the SMSC logged in.
+    /// The session to the SMSC is up (CIMD2 logged in, SMPP bound).
     SMSLINK_EVENT_SMSC_UP = 5,
-    /// The CIMD2 session ended; `detail` says why. The node reconnects.
+    /// The session to the SMSC ended; `detail` says why. The node reconnects.
     SMSLINK_EVENT_SMSC_DOWN = 6,
     /// The SMSC broke the protocol (`detail`); the session goes on.
     SMSLINK_EVENT_SMSC_VIOLATION = 7,

@@ -10,9 +10,10 @@
 //! - every entry point runs inside `abi::guard`, which turns a panic into `SMSLINK_PANIC`.
 //!
 //! One module per C type, each importing only the ones below it: `result` (the
-//! codes), `abi` (the conventions above), `message`, `event`, `config`, `node` (the
-//! handle's lifecycle and link look-ups), then the node's calls by concern: `send`,
-//! `dispatch` (events and acknowledgements), `stats`; and `cimd2`, the codec.
+//! codes), `abi` (the conventions above), `message`, `event`, `smpp` (the options of
+//! an SMPP SMSC), `config`, `node` (the handle's lifecycle and link look-ups), then
+//! the node's calls by concern: `send`, `dispatch` (events and acknowledgements),
+//! `stats`; and `cimd2`, the codec.
 
 #![allow(non_camel_case_types)]
 // Every exported function checks its pointers before use; the header documents what
@@ -30,6 +31,7 @@ mod message;
 mod node;
 mod result;
 mod send;
+mod smpp;
 mod stats;
 
 pub use abi::smslink_last_error;
@@ -41,6 +43,7 @@ pub use message::*;
 pub use node::*;
 pub use result::*;
 pub use send::*;
+pub use smpp::*;
 pub use stats::*;
 
 #[cfg(test)]

@@ -56,6 +56,7 @@ pub struct smslink_link_stats {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct smslink_smsc_stats {
+    /// The session is up (CIMD2 logged in, SMPP bound).
     pub logged_in: bool,
     pub connects: u64,
     pub mo_received: u64,

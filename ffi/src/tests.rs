@@ -7,6 +7,8 @@ use std::ptr::{null, null_mut};
 use crate::abi::{guard, set_last_error};
 use crate::*;
 
+mod smpp;
+
 fn last_error() -> String {
     let mut buf = [0 as c_char; 512];
     let mut len = 0usize;

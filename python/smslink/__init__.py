@@ -1,7 +1,7 @@
 """smslink: the pipelined, self-synchronising SMS buffer link, from Python.
 
-An :class:`Endpoint` runs the IM side of a link (or, given ``smsc=``, a buffer
-server): ``send`` returns at once with a :class:`Receipt` or raises
+An :class:`Endpoint` runs the IM side of a link (or, given ``smsc=`` a
+:class:`Smsc` (CIMD2) or :class:`Smpp`, a buffer server): ``send`` returns at once with a :class:`Receipt` or raises
 :class:`RingFull`; received messages, status changes and link up/down arrive as
 events (``next_event``; from asyncio, :class:`smslink.aio.AsyncEndpoint`).
 
@@ -34,6 +34,7 @@ from ._smslink import (
     Receipt,
     RingFull,
     RxCursors,
+    Smpp,
     Smsc,
     SmscDown,
     SmscStats,
@@ -68,6 +69,7 @@ __all__ = [
     "Receipt",
     "RingFull",
     "RxCursors",
+    "Smpp",
     "Smsc",
     "SmscDown",
     "SmscStats",
@@ -84,9 +86,9 @@ __all__ = [
 class BufferServer(Endpoint):
     """An :class:`Endpoint` in the buffer server's role.
 
-    With ``smsc=Smsc(...)`` it logs in to the SMSC over CIMD2: MO messages from
-    the SMSC go out on the first link and MT messages from the IM side are
-    submitted. Without it, the application plays the SMSC: it sends MO with
+    With ``smsc=Smsc(...)`` it logs in to the SMSC over CIMD2, with
+    ``smsc=Smpp(...)`` it binds over SMPP 3.4: MO messages from the SMSC go out
+    on the first link and MT messages from the IM side are submitted. Without it, the application plays the SMSC: it sends MO with
     ``send`` and receives MT as :class:`MessageReceived` events.
     """
 

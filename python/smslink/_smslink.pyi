@@ -3,7 +3,7 @@
 
 from os import PathLike
 from typing_extensions import disjoint_base, final
-from typing import Any, ClassVar, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, ClassVar, Iterable, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "set_log_level",
@@ -28,6 +28,7 @@ __all__ = [
     "RxCursors",
     "Sink",
     "Sms",
+    "Smpp",
     "Smsc",
     "SmscDown",
     "SmscSim",
@@ -114,6 +115,47 @@ class Smsc:
     def addr(self) -> str: ...
     @property
     def user(self) -> str: ...
+
+@final
+class Smpp:
+    def __new__(
+        cls,
+        addr: str,
+        system_id: str,
+        password: str,
+        *,
+        system_type: str = "",
+        bind: Literal["transceiver", "transmitter-receiver"] = "transceiver",
+        window: int = 10,
+        enquire_link_interval: float = 30.0,
+        response_timeout: float = 30.0,
+        registered_delivery: bool = True,
+        numeric_ton: int = 0,
+        numeric_npi: int = 1,
+        gsm_packed: bool = False,
+    ) -> "Smpp": ...
+    @property
+    def addr(self) -> str: ...
+    @property
+    def system_id(self) -> str: ...
+    @property
+    def system_type(self) -> str: ...
+    @property
+    def bind(self) -> str: ...
+    @property
+    def window(self) -> int: ...
+    @property
+    def enquire_link_interval(self) -> float: ...
+    @property
+    def response_timeout(self) -> float: ...
+    @property
+    def registered_delivery(self) -> bool: ...
+    @property
+    def numeric_ton(self) -> int: ...
+    @property
+    def numeric_npi(self) -> int: ...
+    @property
+    def gsm_packed(self) -> bool: ...
 
 # --- events -----------------------------------------------------------------
 
@@ -271,7 +313,7 @@ class Endpoint:
     def __new__(
         cls,
         links: Sequence[Link],
-        smsc: Optional[Smsc] = None,
+        smsc: Union[Smsc, Smpp, None] = None,
         *,
         event_capacity: int = 8192,
         reconnect_min: float = 0.1,

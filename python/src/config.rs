@@ -1,11 +1,14 @@
-//! What an endpoint is built from: `Link` and `Smsc` (frozen, checked on creation).
+//! What an endpoint is built from: `Link`, and `Smsc` (CIMD2) or `Smpp` (frozen,
+//! checked on creation).
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 use smslink::cimd2::session::ClientConfig;
 use smslink::link::LinkConfig;
 use smslink::ring::MAX_CAPACITY;
 use smslink::runtime::{LinkSpec, SmscSpec, Transport};
+use smslink::smpp::{npi, registered_delivery, ton, BindMode, SmppConfig, TonNpi};
 
 use crate::errors::config_error;
 use crate::util::{seconds, socket_addr};
@@ -205,8 +208,185 @@ impl Smsc {
     }
 }
 
+/// The SMSC a buffer server binds to over SMPP 3.4.
+#[pyclass(frozen, module = "smslink")]
+pub struct Smpp {
+    #[pyo3(get)]
+    addr: String,
+    #[pyo3(get)]
+    system_id: String,
+    #[pyo3(get)]
+    system_type: String,
+    #[pyo3(get)]
+    bind: String,
+    #[pyo3(get)]
+    window: usize,
+    #[pyo3(get)]
+    enquire_link_interval: f64,
+    #[pyo3(get)]
+    response_timeout: f64,
+    #[pyo3(get)]
+    registered_delivery: bool,
+    #[pyo3(get)]
+    numeric_ton: u8,
+    #[pyo3(get)]
+    numeric_npi: u8,
+    #[pyo3(get)]
+    gsm_packed: bool,
+    spec: SmscSpec,
+}
+
+/// `bind=` values, as Python writes them.
+const BIND_MODES: [(&str, BindMode); 2] = [
+    ("transceiver", BindMode::Transceiver),
+    ("transmitter-receiver", BindMode::TransmitterReceiver),
+];
+
+/// The numbering plans SMPP 3.4 defines (5.2.6); the others are reserved.
+const DEFINED_NPI: [u8; 10] = [
+    npi::UNKNOWN,
+    npi::ISDN,
+    npi::DATA,
+    npi::TELEX,
+    npi::LAND_MOBILE,
+    npi::NATIONAL,
+    npi::PRIVATE,
+    npi::ERMES,
+    npi::INTERNET,
+    npi::WAP_CLIENT_ID,
+];
+
+/// A TON/NPI pair SMPP 3.4 defines. A GSM type-of-address octet (0x91, 0x81) given
+/// by mistake is caught here rather than sent to an SMSC that refuses every submit.
+fn ton_npi(ton_value: i64, npi_value: i64) -> PyResult<TonNpi> {
+    let ton_ok = u8::try_from(ton_value)
+        .ok()
+        .filter(|t| *t <= ton::ABBREVIATED);
+    let Some(t) = ton_ok else {
+        return Err(config_error(format!(
+            "smsc numeric_ton {ton_value} is not an SMPP 3.4 type of number (0..=6; \
+             e.g. 0 unknown, 1 international, 2 national)"
+        )));
+    };
+    let npi_ok = u8::try_from(npi_value)
+        .ok()
+        .filter(|n| DEFINED_NPI.contains(n));
+    let Some(n) = npi_ok else {
+        return Err(config_error(format!(
+            "smsc numeric_npi {npi_value} is not an SMPP 3.4 numbering plan {DEFINED_NPI:?} \
+             (e.g. 1 ISDN/E.164)"
+        )));
+    };
+    Ok(TonNpi::new(t, n))
+}
+
+#[pymethods]
+impl Smpp {
+    #[new]
+    #[pyo3(signature = (addr, system_id, password, *, system_type="", bind="transceiver",
+                        window=10,
+                        enquire_link_interval=30.0, response_timeout=30.0,
+                        registered_delivery=true, numeric_ton=0, numeric_npi=1,
+                        gsm_packed=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        addr: String,
+        system_id: String,
+        password: String,
+        system_type: &str,
+        bind: &str,
+        window: i64,
+        enquire_link_interval: f64,
+        response_timeout: f64,
+        registered_delivery: bool,
+        numeric_ton: i64,
+        numeric_npi: i64,
+        gsm_packed: bool,
+    ) -> PyResult<Self> {
+        let sock = socket_addr("smsc addr", &addr)?;
+        let Some(&(_, bind_mode)) = BIND_MODES.iter().find(|(name, _)| *name == bind) else {
+            return Err(config_error(format!(
+                "smsc bind {bind:?} is neither \"transceiver\" (one connection) nor \
+                 \"transmitter-receiver\" (two)"
+            )));
+        };
+        // No more MT can be outstanding than the link's ring holds.
+        let window_ok = usize::try_from(window)
+            .ok()
+            .filter(|w| (1..=MAX_CAPACITY).contains(w));
+        let Some(window_slots) = window_ok else {
+            return Err(config_error(format!(
+                "smsc window {window} is out of range 1..={MAX_CAPACITY}"
+            )));
+        };
+        let numeric = ton_npi(numeric_ton, numeric_npi)?;
+        let mut client = SmppConfig {
+            system_id: system_id.clone(),
+            password,
+            system_type: system_type.to_owned(),
+            bind: bind_mode,
+            window: window_slots,
+            enquire_link_interval: seconds(
+                "smsc enquire_link_interval",
+                enquire_link_interval,
+                true,
+            )?,
+            response_timeout: seconds("smsc response_timeout", response_timeout, false)?,
+            registered_delivery: if registered_delivery {
+                registered_delivery::RECEIPT_ALWAYS
+            } else {
+                registered_delivery::NONE
+            },
+            ..SmppConfig::default()
+        };
+        client.source_numbering.numeric = numeric;
+        client.destination_numbering.numeric = numeric;
+        client.text.gsm_packed = gsm_packed;
+        // The bind's own encoder says which credential does not fit its field.
+        client
+            .bind_body()
+            .map_err(|e| config_error(format!("smsc {e}")))?;
+        Ok(Smpp {
+            addr,
+            system_id,
+            system_type: system_type.to_owned(),
+            bind: bind.to_owned(),
+            window: window_slots,
+            enquire_link_interval,
+            response_timeout,
+            registered_delivery,
+            numeric_ton: numeric.ton,
+            numeric_npi: numeric.npi,
+            gsm_packed,
+            spec: SmscSpec::smpp(sock, client),
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Smpp({:?}, system_id={:?}, bind={:?})",
+            self.addr, self.system_id, self.bind
+        )
+    }
+}
+
+/// What `smsc=` names: the settings of a CIMD2 (`Smsc`) or SMPP (`Smpp`) SMSC.
+pub fn smsc_spec(smsc: &Bound<'_, PyAny>) -> PyResult<SmscSpec> {
+    if let Ok(cimd2) = smsc.cast::<Smsc>() {
+        return Ok(cimd2.get().spec());
+    }
+    if let Ok(smpp) = smsc.cast::<Smpp>() {
+        return Ok(smpp.get().spec.clone());
+    }
+    Err(PyTypeError::new_err(format!(
+        "smsc is smslink.Smsc(...) (CIMD2) or smslink.Smpp(...) (SMPP 3.4), not {}",
+        smsc.get_type().name()?
+    )))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Link>()?;
     m.add_class::<Smsc>()?;
+    m.add_class::<Smpp>()?;
     Ok(())
 }

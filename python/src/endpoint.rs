@@ -13,7 +13,7 @@ use smslink::message::Message;
 use smslink::ring::Outcome;
 use smslink::runtime::{LinkId, Node, NodeConfig, NodeError, NodeEvent};
 
-use crate::config::{Link, Smsc};
+use crate::config::{smsc_spec, Link};
 use crate::errors::{config_error, raise, ring_full, unknown_link, InvalidMessage, OrRaise};
 use crate::events::{self, StatusFilter};
 use crate::util::{message, payload_arg, seconds, str_arg, utf8};
@@ -158,8 +158,8 @@ impl SmscStats {
 }
 
 /// A running smslink node: the IM-side endpoint (links, no SMSC), a buffer server
-/// toward an SMSC (`smsc=Smsc(...)`), or an SMSC-less buffer server (the application
-/// sends MO and receives MT).
+/// toward an SMSC (`smsc=Smsc(...)` for CIMD2, `smsc=Smpp(...)` for SMPP 3.4), or an
+/// SMSC-less buffer server (the application sends MO and receives MT).
 #[pyclass(frozen, subclass, module = "smslink")]
 pub struct Endpoint {
     node: Node,
@@ -232,7 +232,7 @@ impl Endpoint {
     fn new(
         py: Python<'_>,
         links: Vec<PyRef<'_, Link>>,
-        smsc: Option<PyRef<'_, Smsc>>,
+        smsc: Option<&Bound<'_, PyAny>>,
         event_capacity: usize,
         reconnect_min: f64,
         reconnect_max: f64,
@@ -265,7 +265,7 @@ impl Endpoint {
         let mut config = NodeConfig::new(links.iter().map(|l| l.spec()).collect());
         // The SMSC is served by the first link (the one toward the IM side).
         if let (Some(smsc), Some(first)) = (smsc, config.links.first_mut()) {
-            first.smsc = Some(smsc.spec());
+            first.smsc = Some(smsc_spec(smsc)?);
         }
         config.event_capacity = event_capacity;
         config.reconnect_min = seconds("reconnect_min", reconnect_min, false)?;
