@@ -13,6 +13,8 @@ pub mod cimd2;
 
 pub mod ring;
 
+pub mod journal;
+
 pub mod link;
 
 pub mod smsc;
