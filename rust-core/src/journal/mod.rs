@@ -51,12 +51,12 @@
 //!
 //! * none: a **torn tail**. The bytes are cut off (the file truncated there, later
 //!   segments removed) and [`Recovery::cut`] says how many.
-//! * one, written when the missing record was not yet durable (its `durable_gap`
-//!   says so): also a torn tail. A crash can leave exactly this: several writes not
+//! * only records written while the missing record was not yet durable (their
+//!   `durable_gap` says so): also a torn tail. A crash can leave exactly this: several writes not
 //!   yet synced (policy `Interval` or `Off`), or one write whose sectors reached the
 //!   disk out of order, lose a piece in the middle. None of it was ever reported
 //!   durable, so it is cut the same way.
-//! * one, written after the missing record had been synced: the record was durable
+//! * any record written after the missing one had been synced: the record was durable
 //!   and is now damaged. That is **corruption**: [`Journal::open`] refuses with
 //!   [`JournalError::Corrupt`], naming the file and offset, unless
 //!   [`JournalConfig::repair`] is set, which cuts there and reports what was dropped.
@@ -330,15 +330,15 @@ impl Segment {
     }
 }
 
-/// Which state record a record replaces: (link, type, direction).
+/// Which state record a record replaces: (link, rank, direction). The rank orders
+/// the copies at a segment's head: a link's identity before its checkpoint.
 type StateKey = (u32, u8, u8);
 
 fn state_key(record: &Record) -> Option<StateKey> {
     match record {
-        Record::Identity { link, .. } | Record::Checkpoint { link, .. } => {
-            Some((*link, record.kind(), 0))
-        }
-        Record::Backlog { link, dir, .. } => Some((*link, record.kind(), *dir as u8)),
+        Record::Identity { link, .. } => Some((*link, 0, 0)),
+        Record::Checkpoint { link, .. } => Some((*link, 1, 0)),
+        Record::Backlog { link, dir, .. } => Some((*link, 2, *dir as u8)),
         Record::Accepted { .. } | Record::Processed { .. } => None,
     }
 }
@@ -520,6 +520,12 @@ impl<S: Storage> Journal<S> {
 
     pub fn storage(&self) -> &S {
         &self.storage
+    }
+
+    /// The storage itself, for fault injection in tests (writing to it behind the
+    /// journal's back breaks the journal).
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.storage
     }
 
     pub fn into_storage(self) -> S {

@@ -35,8 +35,9 @@ struct Stop {
 /// What lies beyond a stop.
 #[derive(Default)]
 struct Beyond {
-    /// `durable_before` of the first valid record found.
-    first_durable_before: Option<Lsn>,
+    /// The highest `durable_before` of the valid records found: if it reaches the
+    /// missing record, that record had been synced before something else was written.
+    max_durable_before: Option<Lsn>,
     records: u64,
     bytes: u64,
     /// Non-zero bytes after the stop in the stop's own segment.
@@ -85,7 +86,7 @@ pub(super) fn recover<S: Storage>(
         return Ok(found);
     }
     let needed = found.last_lsn + 1;
-    let corrupt = stop.certain || beyond.first_durable_before.is_some_and(|d| d >= needed);
+    let corrupt = stop.certain || beyond.max_durable_before.is_some_and(|d| d >= needed);
     if corrupt && !config.repair {
         return Err(JournalError::Corrupt {
             path: storage.path(&names[stop.damaged.0].1),
@@ -369,7 +370,7 @@ impl<S: Storage> Scanner<'_, S> {
             let entry = self.buf.entry(src, at, salt, self.max_payload)?;
             match entry {
                 Ok(e) if e.lsn > last_good && e.lsn - last_good <= u64::from(u32::MAX) => {
-                    out.first_durable_before.get_or_insert(e.durable_before);
+                    out.max_durable_before = out.max_durable_before.max(Some(e.durable_before));
                     out.records += 1;
                     at += e.size() as u64;
                 }

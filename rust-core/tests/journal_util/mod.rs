@@ -145,3 +145,41 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// (lsn, offset, size) of every entry in a segment file's bytes, read with the
+/// public codec (stops at the first thing that is not an entry).
+pub fn entries(bytes: &[u8]) -> Vec<(Lsn, usize, usize)> {
+    use smslink::journal::record::decode_entry;
+    use smslink::journal::segment::{SegmentHeader, HEADER_LEN};
+    let header = SegmentHeader::decode(bytes).expect("segment header");
+    let mut at = HEADER_LEN;
+    let mut out = Vec::new();
+    while let Ok(e) = decode_entry(&bytes[at..], header.salt, 4096) {
+        out.push((e.lsn, at, e.size()));
+        at += e.size();
+    }
+    out
+}
+
+/// Append `n` random records and commit them; returns them with their LSNs.
+pub fn fill<S: Storage>(
+    j: &mut Journal<S>,
+    rng: &mut fastrand::Rng,
+    n: usize,
+    now: std::time::Instant,
+) -> Vec<(Lsn, Record)> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let r = any_record(rng, i as u64 + 1);
+        out.push((j.append(&r).expect("append"), r));
+    }
+    j.commit(now).expect("commit");
+    out
+}
+
+/// The records of a replay that the test appended (state copies left out).
+pub fn appended_only(all: Vec<(Lsn, Record)>, appended: &[(Lsn, Record)]) -> Vec<(Lsn, Record)> {
+    all.into_iter()
+        .filter(|(l, _)| appended.iter().any(|(a, _)| a == l))
+        .collect()
+}
