@@ -83,13 +83,14 @@ pub fn segment_name(first_lsn: Lsn) -> String {
     format!("{first_lsn:020}{SUFFIX}")
 }
 
-/// The first LSN a segment file name stands for; `None` for any other file.
+/// The first LSN a segment file name stands for; `None` for any other file (LSNs
+/// outside `1..MAX_LSN` included).
 pub fn parse_segment_name(name: &str) -> Option<Lsn> {
     let digits = name.strip_suffix(SUFFIX)?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    digits.parse().ok().filter(|lsn| (1..MAX_LSN).contains(lsn))
 }
 
 #[cfg(test)]
@@ -99,7 +100,12 @@ mod tests {
     #[test]
     fn names_round_trip_and_sort_like_lsns() {
         assert_eq!(segment_name(1), "00000000000000000001.seg");
-        assert_eq!(parse_segment_name(&segment_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(
+            parse_segment_name(&segment_name(MAX_LSN - 1)),
+            Some(MAX_LSN - 1)
+        );
+        assert_eq!(parse_segment_name(&segment_name(MAX_LSN)), None);
+        assert_eq!(parse_segment_name(&segment_name(0)), None);
         assert!(segment_name(9) < segment_name(10));
         for other in [
             "LOCK",
