@@ -4,7 +4,7 @@
 
 mod journal_util;
 
-use journal_util::{appended_only, entries, fill, replay, small_config};
+use journal_util::{appended_only, entries, fill, replay, replay_kept, small_config};
 use smslink::journal::{
     Damage, EntryError, Journal, JournalConfig, JournalError, Record, SimStorage, SyncPolicy,
 };
@@ -58,6 +58,7 @@ fn torn_tail_is_cut_and_reported() {
     storage.corrupt(FIRST, (offset + size / 2) as u64, &vec![0; size - size / 2]);
     storage.corrupt(FIRST, (offset + size + 100) as u64, b"garbage");
     let (mut j, rec) = Journal::open(storage, big_segments()).unwrap();
+    let kept = replay_kept(&j, &rec);
     let cut = rec.cut.expect("cut");
     assert_eq!(cut.path, PathBuf::from("sim").join(FIRST));
     assert_eq!(cut.offset, offset as u64);
@@ -65,17 +66,23 @@ fn torn_tail_is_cut_and_reported() {
     assert_eq!(cut.dropped_records, 0);
     assert_eq!(cut.dropped_bytes, (size + 100 + 7) as u64);
     assert_eq!(rec.last_lsn, last_lsn - 1);
-    // The cut bytes are gone for good: the file is zero from the cut on.
-    let after = &j.storage().contents(FIRST).unwrap()[offset..];
-    assert!(after.iter().all(|&b| b == 0));
-    // Appending carries on at the cut, and a clean reopen finds no damage.
+    assert_eq!(kept, appended[..appended.len() - 1]);
+    // The cut bytes are gone for good: past the cut only the state copies written
+    // by open, then zeros.
+    let after = entries(j.storage().contents(FIRST).unwrap());
+    assert_eq!(after.len() as u64, rec.last_lsn + rec.state_copies);
+    let end = after.last().map_or(0, |e| e.1 + e.2);
+    assert!(j.storage().contents(FIRST).unwrap()[end..]
+        .iter()
+        .all(|&b| b == 0));
+    // Appending carries on after them (the dropped LSN is given again), and a
+    // clean reopen finds no damage.
     let more = fill(&mut j, &mut fastrand::Rng::with_seed(1), 3, Instant::now());
-    assert_eq!(more[0].0, last_lsn, "the dropped LSN is reused");
+    assert_eq!(more[0].0, last_lsn + rec.state_copies);
     let (j, rec) = Journal::open(j.into_storage(), big_segments()).unwrap();
     assert!(rec.cut.is_none());
-    let mut want = appended[..appended.len() - 1].to_vec();
-    want.extend(more);
-    assert_eq!(replay(&j), want);
+    assert_eq!(appended_only(replay(&j), &more), more);
+    assert_eq!(appended_only(replay(&j), &kept), kept);
 }
 
 #[test]
@@ -109,17 +116,18 @@ fn damage_in_the_middle_is_refused_with_file_and_offset() {
         ..big_segments()
     };
     let (j, rec) = Journal::open(storage, repair).unwrap();
-    let cut = rec.cut.expect("cut");
+    let cut = rec.cut.clone().expect("cut");
     assert!(cut.repaired);
     assert_eq!(cut.offset, offset as u64);
     assert_eq!(cut.dropped_records, 40, "records 11..=50 were dropped");
     assert!(cut.dropped_bytes > 0);
     assert_eq!(rec.last_lsn, lsn - 1);
-    assert_eq!(replay(&j).len(), 9);
-    // Cut for good: a plain open now finds a clean journal.
+    assert_eq!(replay_kept(&j, &rec).len(), 9);
+    // Cut for good: a plain open now finds a clean journal (with the state copies).
+    let copies = rec.state_copies;
     let (_, rec) = Journal::open(j.into_storage(), big_segments()).unwrap();
     assert!(rec.cut.is_none());
-    assert_eq!(rec.last_lsn, lsn - 1);
+    assert_eq!(rec.last_lsn, lsn - 1 + copies);
 }
 
 #[test]
@@ -187,11 +195,11 @@ fn bytes_of_another_journal_never_pass_for_records() {
     let (from, to) = (a_entries[20].1, a_entries[39].1 + a_entries[39].2);
     b.corrupt(FIRST, b_end as u64, &a_bytes[from..to]);
     let (j, rec) = Journal::open(b, big_segments()).unwrap();
-    let cut = rec.cut.expect("stale bytes are cut");
+    let cut = rec.cut.clone().expect("stale bytes are cut");
     assert_eq!(cut.offset, b_end as u64);
     assert_eq!(cut.dropped_records, 0, "no stale entry passes the CRC");
     assert_eq!(rec.last_lsn, 20);
-    assert_eq!(replay(&j), appended);
+    assert_eq!(replay_kept(&j, &rec), appended);
 }
 
 #[test]

@@ -19,7 +19,7 @@ pub const SEGMENT_SIZE: u64 = 4096;
 /// (with `repair` there is none); every kept record replays, in LSN order, and
 /// survives a re-encode; a record appended and committed after recovery is there,
 /// last, after a clean reopen; the repaired and unrepaired opens agree when both
-/// succeed. Returns how many records were recovered, so that a replay can tell
+/// succeed. Returns how many records were kept from disk, so that a replay can tell
 /// that its corpus reaches past the header checks.
 pub fn check_segment(data: &[u8]) -> usize {
     let Some((&control, rest)) = data.split_first() else {
@@ -54,8 +54,14 @@ pub fn check_segment(data: &[u8]) -> usize {
         assert_eq!(Record::decode(kind, &bytes).as_ref(), Ok(&record));
         replayed.push(record);
     }
-    assert_eq!(replayed.len() as u64, recovery.records);
-    assert_eq!(journal.written_lsn(), recovery.last_lsn);
+    assert_eq!(
+        replayed.len() as u64,
+        recovery.records + recovery.state_copies
+    );
+    assert_eq!(
+        journal.written_lsn(),
+        recovery.last_lsn + recovery.state_copies
+    );
     if !repair {
         let (_, again) = Journal::open(storage, config(true)).expect("repair opens too");
         assert_eq!(again.last_lsn, recovery.last_lsn);
@@ -77,7 +83,7 @@ pub fn check_segment(data: &[u8]) -> usize {
     let mut cursor = reopened.cursor(lsn);
     let read = reopened.read_next(&mut cursor).expect("reads");
     assert_eq!(read, Some((lsn, note)));
-    replayed.len()
+    recovery.records as usize
 }
 
 fn lay_out(rest: &[u8], files: usize) -> SimStorage {

@@ -13,8 +13,9 @@
 //!   [`Journal::records`] (or a [`Cursor`]) then replays the records in order.
 //! * [`Journal::append`] buffers a record and returns its LSN. Nothing is written yet.
 //! * [`Journal::commit`] writes everything appended since the last commit in one
-//!   write per segment and makes it durable with one `sync_data` (plus a directory
-//!   sync when it created a segment), as the [`SyncPolicy`] allows. The runtime
+//!   write and makes it durable with one `sync_data` (plus a directory sync when it
+//!   created a segment; a batch that crosses into a new segment takes one write and
+//!   one `sync_data` per segment), as the [`SyncPolicy`] allows. The runtime
 //!   commits once per event-loop turn, and lets a confirmation leave the process only
 //!   once [`Journal::durable_lsn`] has reached the record behind it.
 //! * [`Journal::release_before`] tells the journal which records are no longer
@@ -26,7 +27,10 @@
 //!
 //! A directory of segment files named by their first LSN
 //! (`00000000000000000001.seg`), each preallocated to `segment_size`, plus a `LOCK`
-//! file. A segment starts with a 32-byte header (magic, version, first LSN, a random
+//! file. Each commit's write also carries zeros up to 1 MiB ahead of the records:
+//! later commits then overwrite blocks already written, and their `fdatasync` has
+//! no new extents to record (about a third faster on ext4 than writing into
+//! fallocated space). A segment starts with a 32-byte header (magic, version, first LSN, a random
 //! salt chosen when the file is created, CRC-32C) and holds entries:
 //!
 //! ```text
@@ -62,7 +66,10 @@
 //!   [`JournalConfig::repair`] is set, which cuts there and reports what was dropped.
 //!
 //! A record that passes its CRC but does not decode (a newer format, a bug) is
-//! always corruption. Recovery ends with one sync, so what it kept stays kept.
+//! always corruption. After a cut, `open` writes the latest state records again
+//! (the cut may have taken part of their copies at the last segment's head, which
+//! the deletion of older segments relies on). Recovery ends by syncing every
+//! segment, so what it kept stays kept.
 //!
 //! # Segments, checkpoints and deletion
 //!
@@ -260,6 +267,10 @@ pub struct Recovery {
     pub last_lsn: Lsn,
     /// Records kept.
     pub records: u64,
+    /// After a cut, `open` writes the latest state records again (the cut may have
+    /// taken their copies at a segment's head): they follow `last_lsn`, and a replay
+    /// sees them last.
+    pub state_copies: u64,
     /// Set when the journal did not end cleanly and was cut.
     pub cut: Option<Cut>,
 }
@@ -281,6 +292,9 @@ pub struct Cut {
     pub removed_segments: usize,
 }
 
+/// Zeros written ahead of the records in the active segment (see `write_pending`).
+const ZERO_AHEAD: u64 = 1 << 20;
+
 /// Bytes between index points of a segment (for seeking a cursor).
 const INDEX_STRIDE: u64 = 64 * 1024;
 
@@ -294,6 +308,8 @@ struct Segment {
     end: u64,
     /// End of the entries written to storage.
     written_end: u64,
+    /// Up to here the file has been written (records or zeros) by this process.
+    zeroed_end: u64,
     /// LSN of the last entry (pending included); `first_lsn - 1` when empty.
     last_lsn: Lsn,
     /// Last LSN of the state copies at its head.
@@ -312,6 +328,7 @@ impl Segment {
             salt,
             end: HEADER_LEN as u64,
             written_end: 0,
+            zeroed_end: 0,
             last_lsn: first_lsn - 1,
             head_last: first_lsn - 1,
             created: false,
@@ -457,6 +474,20 @@ impl<S: Storage> Journal<S> {
             None => journal.start_segment()?,
             Some(name) => journal.prepare_file(&name)?,
         }
+        // A cut may have taken part of the state copies at the head of the last
+        // segment, which older segments' deletion relies on: write them again.
+        let mut copies = 0;
+        if found.cut.is_some() {
+            let state: Vec<Record> = journal.state.values().cloned().collect();
+            for record in &state {
+                journal.append(record)?;
+                copies += 1;
+            }
+            let last = journal.next_lsn - 1;
+            if let Some(active) = journal.segments.back_mut() {
+                active.head_last = active.head_last.max(last);
+            }
+        }
         journal.write_pending()?;
         journal.sync(None)?;
         let recovery = Recovery {
@@ -464,6 +495,7 @@ impl<S: Storage> Journal<S> {
             first_lsn: journal.first_lsn(),
             last_lsn: found.last_lsn,
             records: found.records,
+            state_copies: copies,
             cut: found.cut,
         };
         Ok((journal, recovery))
@@ -507,8 +539,9 @@ impl<S: Storage> Journal<S> {
     /// records already written; `None` when nothing waits for a sync.
     pub fn sync_deadline(&self) -> Option<Instant> {
         match self.config.sync {
+            // Without an earlier sync the next commit syncs anyway, so never waits.
             SyncPolicy::Interval(d) if self.written_lsn > self.durable_lsn => {
-                Some(self.last_sync.map_or_else(Instant::now, |t| t + d))
+                self.last_sync.map(|t| t + d)
             }
             _ => None,
         }
@@ -708,11 +741,27 @@ impl<S: Storage> Journal<S> {
                 self.segments[idx].created = true;
                 self.dir_dirty = true;
             }
-            self.storage
-                .write_at(&name, part.offset, &self.pending[part.bytes.clone()])
-                .map_err(|e| self.write_error("write", &name, e))?;
+            // The last part (the active segment) carries zeros ahead of the records
+            // in the same write: later commits then overwrite blocks already
+            // written, and their sync needs no metadata for newly written extents.
+            let data_end = part.offset + part.bytes.len() as u64;
+            let zero_to = (data_end + ZERO_AHEAD).min(self.config.segment_size);
+            let pad = if i + 1 == self.parts.len() && data_end > self.segments[idx].zeroed_end {
+                zero_to.saturating_sub(data_end) as usize
+            } else {
+                0
+            };
+            // Only the last part is padded, and it ends where `pending` ends.
+            let end = part.bytes.end + pad;
+            self.pending.resize(end.max(self.pending.len()), 0);
+            let written =
+                self.storage
+                    .write_at(&name, part.offset, &self.pending[part.bytes.start..end]);
+            self.pending.truncate(self.pending.len() - pad);
+            written.map_err(|e| self.write_error("write", &name, e))?;
             let seg = &mut self.segments[idx];
-            seg.written_end = part.offset + part.bytes.len() as u64;
+            seg.written_end = data_end;
+            seg.zeroed_end = seg.zeroed_end.max(data_end + pad as u64);
             if !self.dirty.contains(&part.segment) {
                 self.dirty.push(part.segment);
             }

@@ -183,3 +183,16 @@ pub fn appended_only(all: Vec<(Lsn, Record)>, appended: &[(Lsn, Record)]) -> Vec
         .filter(|(l, _)| appended.iter().any(|(a, _)| a == l))
         .collect()
 }
+
+/// The records recovery kept from disk (the state copies `open` wrote after a cut
+/// are left out, after checking that they are state records).
+pub fn replay_kept<S: Storage>(
+    j: &Journal<S>,
+    rec: &smslink::journal::Recovery,
+) -> Vec<(Lsn, Record)> {
+    let (kept, copies): (Vec<_>, Vec<_>) =
+        replay(j).into_iter().partition(|(l, _)| *l <= rec.last_lsn);
+    assert_eq!(copies.len() as u64, rec.state_copies);
+    assert!(copies.iter().all(|(_, r)| is_state(r)));
+    kept
+}
