@@ -27,11 +27,8 @@
 //!
 //! A directory of segment files named by their first LSN
 //! (`00000000000000000001.seg`), each preallocated to `segment_size`, plus a `LOCK`
-//! file. Each commit's write also carries zeros up to 1 MiB ahead of the records:
-//! later commits then overwrite blocks already written, and their `fdatasync` has
-//! no new extents to record (about a third faster on ext4 than writing into
-//! fallocated space). A segment starts with a 32-byte header (magic, version, first LSN, a random
-//! salt chosen when the file is created, CRC-32C) and holds entries:
+//! file. A segment starts with a 32-byte header (magic, version, first LSN, a
+//! random salt chosen when the file is created, CRC-32C) and holds entries:
 //!
 //! ```text
 //! len u32 | type u8 | lsn u64 | durable_gap u32 | payload[len] | crc32c u32
@@ -46,6 +43,20 @@
 //! distance from the record's LSN down to the journal's durable LSN when it was
 //! appended. It lets recovery tell a torn write from damage to durable data (below).
 //!
+//! Each commit's write also carries zeros up to 1 MiB ahead of the records: later
+//! commits then overwrite blocks already written, and their `fdatasync` has no new
+//! extents to record (about a third faster per commit on ext4 than writing into
+//! fallocated space).
+//!
+//! # Shape
+//!
+//! * One journal per node, not per link: one sync per event-loop turn covers every
+//!   link, so records carry the caller's link number.
+//! * Records come back through a cursor, not as a list: a million `Accepted`
+//!   records are 700 MB as in-memory `Message`s.
+//! * `commit` takes `now` (for [`SyncPolicy::Interval`]); the journal never reads
+//!   the clock.
+//!
 //! # Recovery: torn tail or corruption
 //!
 //! Recovery reads every segment in LSN order and stops at the first position that
@@ -56,12 +67,12 @@
 //! * none: a **torn tail**. The bytes are cut off (the file truncated there, later
 //!   segments removed) and [`Recovery::cut`] says how many.
 //! * only records written while the missing record was not yet durable (their
-//!   `durable_gap` says so): also a torn tail. A crash can leave exactly this: several writes not
-//!   yet synced (policy `Interval` or `Off`), or one write whose sectors reached the
-//!   disk out of order, lose a piece in the middle. None of it was ever reported
-//!   durable, so it is cut the same way.
-//! * any record written after the missing one had been synced: the record was durable
-//!   and is now damaged. That is **corruption**: [`Journal::open`] refuses with
+//!   `durable_gap` says so): also a torn tail. A crash can leave exactly this:
+//!   several writes not yet synced (policy `Interval` or `Off`), or one write whose
+//!   sectors reached the disk out of order, lose a piece in the middle. None of it
+//!   was ever reported durable, so it is cut the same way.
+//! * any record written after the missing one had been synced: the record was
+//!   durable and is now damaged. That is **corruption**: [`Journal::open`] refuses with
 //!   [`JournalError::Corrupt`], naming the file and offset, unless
 //!   [`JournalConfig::repair`] is set, which cuts there and reports what was dropped.
 //!
@@ -228,7 +239,9 @@ pub enum JournalError {
         #[source]
         source: io::Error,
     },
-    #[error("disk full writing {path}: records after LSN {durable} are not durable; commit again once there is space")]
+    #[error(
+        "disk full writing {path} (durable up to LSN {durable}; commit again when space is free)"
+    )]
     DiskFull { path: PathBuf, durable: Lsn },
     #[error("journal uses {used} of its {max} bytes: release records or raise max_disk_bytes")]
     Full { used: u64, max: u64 },

@@ -4,7 +4,7 @@
 //! All integers are little-endian. Decoding never panics and never allocates more
 //! than the caller's maximum payload size, whatever a length field says.
 
-use crate::message::{Address, Coding, Message, MessageError, MAX_PAYLOAD};
+use crate::message::{Address, Coding, Message, MessageError, MAX_ADDRESS, MAX_PAYLOAD};
 use crate::ring::{Cursors, Outcome, RxCursors};
 use thiserror::Error;
 
@@ -113,7 +113,7 @@ const BACKLOG: u8 = 5;
 
 /// Largest payload any record can have: an `Accepted` with full addresses and payload.
 pub const MAX_RECORD_PAYLOAD: usize = 4 + 1 + 8 + MESSAGE_MAX;
-const MESSAGE_MAX: usize = 1 + 8 + 1 + 20 + 1 + 20 + 2 + MAX_PAYLOAD;
+const MESSAGE_MAX: usize = 1 + 8 + 1 + MAX_ADDRESS + 1 + MAX_ADDRESS + 2 + MAX_PAYLOAD;
 
 impl Record {
     /// The record's type byte on disk.
