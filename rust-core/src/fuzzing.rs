@@ -9,7 +9,8 @@ use crate::cimd2::{
 
 use crate::smpp;
 
-// The link harness stays in `link::fuzzing`, beside the endpoint it drives.
+// The link and journal harnesses stay beside the code they drive.
+pub use crate::journal::fuzzing::check_segment as check_journal_segment;
 pub use crate::link::fuzzing::{link_frame as check_link_frame, up_endpoint as link_up_endpoint};
 
 /// Arbitrary bytes, cut into arbitrary chunks, through the CIMD2 decoder and the text

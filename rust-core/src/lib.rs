@@ -17,6 +17,8 @@ pub mod cimd2;
 
 pub mod ring;
 
+pub mod journal;
+
 pub mod link;
 
 pub mod smsc;
