@@ -129,6 +129,14 @@ pub trait SmscClient: Send {
         1
     }
 
+    /// How long an MO may wait unanswered for room in the ring before it is answered
+    /// `RetryLater`. `None`: as long as it takes (CIMD2: the SMSC waits, stop-and-wait).
+    /// SMPP answers ESME_RX_T_APPN after a while, so that an SMSC with a deliver_sm
+    /// timeout is not left waiting through a long outage of the link.
+    fn mo_hold_limit(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     // ---- inputs from the driver ----
 
     /// Connection `conn` is up: start logging in on it.

@@ -409,6 +409,43 @@ fn delivers_keep_to_the_window_and_an_unanswered_one_is_requeued() {
 }
 
 #[test]
+fn an_mo_refused_for_now_is_delivered_again_before_newer_ones() {
+    let sim = SmscSim::start(SimConfig {
+        window: 1,
+        mo_retry_after: Duration::from_millis(200),
+        ..sim_config()
+    })
+    .expect("sim");
+    for n in 1..=2 {
+        sim.inject_mo(&Message::text("+61400000001", "12345", &format!("inj {n}")).expect("msg"))
+            .expect("inject");
+    }
+    let mut e = Esme::bound(sim.local_addr(), Body::BindTransceiver);
+    let first = e.expect();
+    assert_eq!(deliver_text(&first), "inj 1");
+    // ESME_RX_T_APPN: the buffer server's ring is full, try again later.
+    let refused = std::time::Instant::now();
+    e.send_pdu(&Pdu::response(
+        first.sequence_number,
+        CommandStatus::ESME_RX_T_APPN,
+        Body::DeliverSmResp(Default::default()),
+    ));
+    let again = e.expect();
+    assert!(
+        refused.elapsed() >= Duration::from_millis(200),
+        "not before the delay"
+    );
+    assert_eq!(deliver_text(&again), "inj 1", "the refused one first");
+    e.ack(&again);
+    let next = e.expect();
+    assert_eq!(deliver_text(&next), "inj 2");
+    e.ack(&next);
+    let (c, ok) = sim.wait_for(WAIT, |c| c.mo_acked == 2);
+    assert!(ok, "{c:?}");
+    assert_eq!((c.mo_retried, c.mo_rejected), (1, 0));
+}
+
+#[test]
 fn drop_after_cuts_the_connection_at_the_nth_pdu() {
     let sim = SmscSim::start(SimConfig {
         drop_after: Some(4),

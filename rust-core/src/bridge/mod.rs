@@ -73,6 +73,8 @@ pub struct SmscStats {
     pub mo_received: u64,
     /// MO held unanswered at the SMSC because the ring was full.
     pub mo_backpressured: u64,
+    /// Held MO answered "retry later" once held for the protocol's limit.
+    pub mo_deferred: u64,
     pub mt_submitted: u64,
     pub mt_accepted: u64,
     pub mt_rejected: u64,
@@ -104,8 +106,9 @@ struct Mt {
 pub struct Bridge {
     smsc: Box<dyn SmscClient>,
     config: BridgeConfig,
-    /// MO the ring could not take yet, oldest first; the SMSC waits for the answers.
-    held_mo: VecDeque<(MoToken, Message)>,
+    /// MO the ring could not take yet, oldest first, with when they arrived; the
+    /// SMSC waits for the answers.
+    held_mo: VecDeque<(MoToken, Message, Instant)>,
     /// MT taken from the link, oldest first, until the SMSC decides them.
     mt: VecDeque<Mt>,
     events: VecDeque<BridgeEvent>,
@@ -211,6 +214,7 @@ impl Bridge {
             self.on_smsc_event(event, link, now);
         }
         self.store_held_mo(link, now);
+        self.defer_held_mo(now);
         self.submit_mt(link, now);
         if self.shutting_down && self.mt.is_empty() && self.smsc.is_open() {
             self.smsc.logout(now);
@@ -232,10 +236,14 @@ impl Bridge {
         } else {
             None
         };
-        match (self.smsc.poll_timeout(), retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let defer = self
+            .smsc
+            .mo_hold_limit()
+            .and_then(|limit| self.held_mo.front().map(|(_, _, since)| *since + limit));
+        [self.smsc.poll_timeout(), retry, defer]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn poll_event(&mut self) -> Option<BridgeEvent> {
@@ -282,7 +290,7 @@ impl Bridge {
                     self.smsc.answer(token, MoAnswer::Accept, now);
                 } else {
                     self.stats.mo_backpressured += 1;
-                    self.held_mo.push_back((token, *message));
+                    self.held_mo.push_back((token, *message, now));
                 }
             }
             SmscEvent::StatusReport { token, .. } => {
@@ -341,11 +349,26 @@ impl Bridge {
     }
 
     fn store_held_mo(&mut self, link: &mut Endpoint, now: Instant) {
-        while let Some((token, message)) = self.held_mo.front() {
+        while let Some((token, message, _)) = self.held_mo.front() {
             if link.send(message).is_err() {
                 return;
             }
             self.smsc.answer(*token, MoAnswer::Accept, now);
+            self.held_mo.pop_front();
+        }
+    }
+
+    /// MO held for the protocol's limit are handed back to the SMSC to retry later.
+    fn defer_held_mo(&mut self, now: Instant) {
+        let Some(limit) = self.smsc.mo_hold_limit() else {
+            return;
+        };
+        while let Some((token, _, since)) = self.held_mo.front() {
+            if now < *since + limit {
+                return;
+            }
+            self.smsc.answer(*token, MoAnswer::RetryLater, now);
+            self.stats.mo_deferred += 1;
             self.held_mo.pop_front();
         }
     }

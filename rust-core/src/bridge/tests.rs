@@ -20,6 +20,7 @@ struct Script {
     answers: Vec<(MoToken, MoAnswer)>,
     events: VecDeque<SmscEvent>,
     logouts: usize,
+    hold_limit: Option<Duration>,
 }
 
 /// The bridge owns its session; the test keeps a handle to the same script.
@@ -29,6 +30,9 @@ struct Fake(std::sync::Arc<parking_lot::Mutex<Script>>);
 impl SmscClient for Fake {
     fn protocol(&self) -> &'static str {
         "fake"
+    }
+    fn mo_hold_limit(&self) -> Option<Duration> {
+        self.0.lock().hold_limit
     }
     fn connected(&mut self, _conn: ConnIndex, _now: Instant) {
         self.0.lock().open = true;
@@ -388,4 +392,28 @@ fn shutdown_takes_no_new_mt_and_logs_out_once_the_last_is_decided() {
         "b stays in the ring for the next run"
     );
     assert!(w.smsc.0.lock().logouts > 0);
+}
+
+#[test]
+fn an_mo_held_past_the_protocols_limit_is_handed_back_to_retry_later() {
+    let mut w = World::new(1, 1);
+    w.smsc.0.lock().hold_limit = Some(Duration::from_secs(10));
+    w.mo(1, "stored");
+    w.mo(2, "held");
+    assert_eq!(
+        w.bridge.poll_timeout(),
+        Some(w.now + Duration::from_secs(10))
+    );
+    w.advance(Duration::from_secs(9));
+    assert_eq!(w.smsc.0.lock().answers.len(), 1, "still held");
+    w.advance(Duration::from_secs(1));
+    assert_eq!(
+        w.smsc.0.lock().answers.clone(),
+        vec![
+            (MoToken(1), MoAnswer::Accept),
+            (MoToken(2), MoAnswer::RetryLater)
+        ]
+    );
+    assert_eq!(w.bridge.stats().mo_deferred, 1);
+    assert!(w.bridge.is_idle());
 }

@@ -59,7 +59,10 @@ impl Cimd2Link {
                 wants_report: status_report_request != 0,
             },
             ServerEvent::DeliverAcked { client_ref } => SimEvent::Delivered { id: client_ref },
-            ServerEvent::DeliverRejected { client_ref, .. } => SimEvent::Refused { id: client_ref },
+            ServerEvent::DeliverRejected { client_ref, .. } => SimEvent::Refused {
+                id: client_ref,
+                retry: false,
+            },
             ServerEvent::DeliverFailed { client_ref, reason } => SimEvent::Failed {
                 id: client_ref,
                 reason: format!("{reason:?}"),
@@ -69,6 +72,7 @@ impl Cimd2Link {
             },
             ServerEvent::StatusReportRejected { .. } => SimEvent::Refused {
                 id: self.report.take()?,
+                retry: false,
             },
             ServerEvent::StatusReportFailed { reason } => SimEvent::Failed {
                 id: self.report.take()?,

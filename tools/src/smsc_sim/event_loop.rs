@@ -53,8 +53,8 @@ struct PendingAnswer {
 
 /// A deliver of ours waiting for the client's answer.
 enum Outgoing {
-    /// `mo_rate` traffic: counted, never sent again.
-    Generated,
+    /// `mo_rate` traffic: counted; sent again only when refused for now.
+    Generated(Box<Message>),
     /// From `inject_mo`: queued again if the connection dies first.
     Injected(Box<Message>),
     /// Queued again if the connection dies first.
@@ -109,6 +109,8 @@ struct Smsc {
     /// came (an SMPP transmitter's receipts go to a receiver bind). Due times only
     /// grow, so the front is due first.
     reports: VecDeque<(Instant, Report)>,
+    /// MO refused for now, with when to deliver them again (oldest first).
+    retry_mo: VecDeque<(Instant, Box<Message>)>,
     rng: u64,
 }
 
@@ -140,6 +142,7 @@ impl EventLoop {
                 record,
                 accepted_seq: 0,
                 reports: VecDeque::new(),
+                retry_mo: VecDeque::new(),
             },
         })
     }
@@ -277,11 +280,15 @@ impl EventLoop {
 
     fn next_deadline(&self) -> Option<Instant> {
         let order = self.app.config.answer_order;
+        // New MO wait behind those refused for now.
+        let mo_blocked = !self.app.retry_mo.is_empty();
         let mut timers = self
             .connections
             .values()
             .filter_map(|c| {
-                let mo = c.mo_next_at.filter(|_| c.session.can_deliver());
+                let mo = c
+                    .mo_next_at
+                    .filter(|_| c.session.can_deliver() && !mo_blocked);
                 [c.session.poll_timeout(), next_answer(&c.answers, order), mo]
                     .into_iter()
                     .flatten()
@@ -290,14 +297,18 @@ impl EventLoop {
             .min();
         // Reports and injected MO wait for a client that can take them.
         let now = Instant::now();
+        let injected = || !mo_blocked && !self.app.shared.injected.lock().is_empty();
         let queued = match self.app.reports.front() {
             Some((due, _)) if *due > now => {
                 timers = Some(timers.map_or(*due, |t| t.min(*due)));
-                !self.app.shared.injected.lock().is_empty()
+                injected()
             }
             Some(_) => true,
-            None => !self.app.shared.injected.lock().is_empty(),
+            None => injected(),
         };
+        if let Some((due, _)) = self.app.retry_mo.front() {
+            timers = Some(timers.map_or(*due, |t| t.min(*due)));
+        }
         if queued && self.connections.values().any(|c| c.session.can_deliver()) {
             return Some(now);
         }
@@ -349,7 +360,7 @@ impl Smsc {
             let mut injected = self.shared.injected.lock();
             for (_, outgoing) in std::mem::take(&mut conn.in_flight).into_iter().rev() {
                 match outgoing {
-                    Outgoing::Generated => {}
+                    Outgoing::Generated(_) => {}
                     Outgoing::Injected(message) => injected.push_front(*message),
                     Outgoing::Report(report) => self.reports.push_front((now, report)),
                 }
@@ -394,9 +405,14 @@ impl Smsc {
                     Some(_) => self.shared.update(|c| c.mo_acked += 1),
                     None => {}
                 },
-                SimEvent::Refused { id } => match conn.in_flight.remove(&id) {
+                SimEvent::Refused { id, retry } => match conn.in_flight.remove(&id) {
                     // A refused report is not sent again.
                     Some(Outgoing::Report(_)) | None => {}
+                    Some(Outgoing::Generated(message) | Outgoing::Injected(message)) if retry => {
+                        self.retry_mo
+                            .push_back((now + self.config.mo_retry_after, message));
+                        self.shared.update(|c| c.mo_retried += 1);
+                    }
                     Some(_) => self.shared.update(|c| c.mo_rejected += 1),
                 },
                 SimEvent::Failed { id, reason } => {
@@ -567,6 +583,22 @@ impl Smsc {
                 }
                 continue;
             }
+            // MO refused for now go first, when due; newer MO wait behind them.
+            if let Some((due, _)) = self.retry_mo.front() {
+                if *due > now {
+                    return;
+                }
+                if let Some((_, message)) = self.retry_mo.pop_front() {
+                    let id = conn.take_delivery_id();
+                    match conn.session.deliver(id, &message, now) {
+                        Ok(()) => {
+                            conn.in_flight.insert(id, Outgoing::Injected(message));
+                        }
+                        Err(e) => log!("smsc-sim: cannot deliver MO again: {e}"),
+                    }
+                }
+                continue;
+            }
             let injected = self.shared.injected.lock().pop_front();
             if let Some(message) = injected {
                 let id = conn.take_delivery_id();
@@ -613,12 +645,12 @@ impl Smsc {
                 let id = conn.take_delivery_id();
                 conn.session
                     .deliver(id, &m, now)
-                    .map(|()| id)
+                    .map(|()| (id, m))
                     .map_err(|e| format!("cannot send MO: {e}"))
             });
         match sent {
-            Ok(id) => {
-                conn.in_flight.insert(id, Outgoing::Generated);
+            Ok((id, m)) => {
+                conn.in_flight.insert(id, Outgoing::Generated(Box::new(m)));
                 conn.mo_sent = n;
                 self.shared.update(|c| c.mo_sent += 1);
             }

@@ -157,6 +157,9 @@ pub struct SimConfig {
     /// delivery). At zero, an SMPP receipt to a receiver bind may overtake the
     /// submit_sm_resp on the transmitter bind, as with fast real SMSCs.
     pub report_delay: Duration,
+    /// An MO the client refused for now (SMPP: ESME_RX_T_APPN) is delivered again
+    /// after this long; newer MO wait behind it, so their order is kept.
+    pub mo_retry_after: Duration,
     /// Extra delay added to the answer of a `late_fraction` of submits.
     pub late: Duration,
     pub late_fraction: f64,
@@ -199,6 +202,7 @@ impl SimConfig {
             reject_fraction: 0.0,
             reject_code: 300,
             report_delay: Duration::ZERO,
+            mo_retry_after: Duration::from_millis(500),
             late: Duration::ZERO,
             late_fraction: 0.0,
             seed: 1,
@@ -267,6 +271,8 @@ pub struct Counters {
     pub mo_sent: u64,
     pub mo_acked: u64,
     pub mo_rejected: u64,
+    /// MO refused for now and delivered again.
+    pub mo_retried: u64,
     pub mo_failed: u64,
     pub reports_sent: u64,
     pub reports_acked: u64,

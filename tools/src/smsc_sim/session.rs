@@ -39,9 +39,11 @@ pub(super) enum SimEvent {
     Delivered {
         id: DeliveryId,
     },
-    /// The client refused it.
+    /// The client refused it; `retry`: only for now (SMPP's ESME_RX_T_APPN and other
+    /// temporary statuses), so the simulator delivers it again later.
     Refused {
         id: DeliveryId,
+        retry: bool,
     },
     /// No answer to it, or the session ended first.
     Failed {

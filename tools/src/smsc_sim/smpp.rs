@@ -85,8 +85,9 @@ impl SmppLink {
             SessionEvent::DeliverAcked { seq, .. } => SimEvent::Delivered {
                 id: self.in_flight.remove(&seq)?,
             },
-            SessionEvent::DeliverRejected { seq, .. } => SimEvent::Refused {
+            SessionEvent::DeliverRejected { seq, status, .. } => SimEvent::Refused {
                 id: self.in_flight.remove(&seq)?,
+                retry: status.class().is_retryable(),
             },
             SessionEvent::DeliverFailed { seq, reason, .. } => SimEvent::Failed {
                 id: self.in_flight.remove(&seq)?,

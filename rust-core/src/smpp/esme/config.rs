@@ -121,6 +121,9 @@ pub struct SmppConfig {
     /// Largest PDU accepted from the SMSC, in octets; a longer command_length is a
     /// framing error that ends the session.
     pub max_pdu: usize,
+    /// How long an MO (deliver_sm) may wait for room in the buffer server's ring
+    /// before it is answered ESME_RX_T_APPN (the SMSC delivers it again later).
+    pub mo_hold_limit: Duration,
 }
 
 impl Default for SmppConfig {
@@ -142,6 +145,7 @@ impl Default for SmppConfig {
             submit_id_format: IdFormat::AsIs,
             receipt_id_format: IdFormat::AsIs,
             max_pdu: DEFAULT_MAX_PDU,
+            mo_hold_limit: Duration::from_secs(10),
         }
     }
 }

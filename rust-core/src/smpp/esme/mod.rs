@@ -737,6 +737,10 @@ impl SmscClient for SmppClient {
         self.conns.len()
     }
 
+    fn mo_hold_limit(&self) -> Option<std::time::Duration> {
+        Some(self.config.mo_hold_limit)
+    }
+
     fn connected(&mut self, conn: ConnIndex, now: Instant) {
         if conn >= self.conns.len() || self.conns[conn].tcp_up {
             return;
