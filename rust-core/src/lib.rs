@@ -29,3 +29,6 @@ pub mod cli;
 
 #[doc(hidden)]
 pub mod fuzzing;
+
+#[doc(hidden)]
+pub mod sim;
