@@ -616,6 +616,34 @@ fn nack_makes_the_client_resend_with_the_same_number() {
 }
 
 #[test]
+fn general_error_for_a_submit_is_a_refusal_and_frees_the_slot() {
+    let mut p = Pair::logged_in();
+    p.client.submit(1, &msg(1), p.now).expect("submit");
+    p.run(Duration::from_millis(50));
+    p.server
+        .general_error_submit(9, p.now)
+        .expect("general error");
+    assert_eq!(
+        p.server.general_error_submit(9, p.now),
+        Err(SessionError::NothingPending)
+    );
+    p.run(Duration::from_millis(50));
+    assert_eq!(p.to_client.sent(Operation::GeneralError), vec![3]);
+    assert_eq!(
+        p.take_client_events(),
+        vec![ClientEvent::SubmitRejected {
+            id: 1,
+            code: 9,
+            text: None
+        }]
+    );
+    // Both sides carry on with the next submit.
+    p.client.submit(2, &msg(2), p.now).expect("next submit");
+    p.run(Duration::from_millis(50));
+    assert_eq!(p.server.pending_submit(), Some(5));
+}
+
+#[test]
 fn garbage_between_packets_is_skipped_and_reported() {
     let mut p = Pair::logged_in();
     let mut to_client = b"noise\r\n\x00\xff".to_vec();
