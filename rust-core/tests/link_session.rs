@@ -507,6 +507,67 @@ fn restarted_receiver_gets_everything_not_processed_again() {
     assert_eq!(p.a.tx_ring().in_use(), 0);
 }
 
+/// The dead receiver had processed 2 and 3 but not 1: Last Processed stayed at 0.
+/// The restarted receiver gets all three again; the sender's cursor must follow what
+/// the new one processes, not jump over 2 and 3 on the dead one's word (that made
+/// the next handshake fail for good: "outcomes for seqs we never stored").
+#[test]
+fn restart_after_out_of_order_processing_keeps_the_link_usable() {
+    let mut p = standard();
+    p.connect();
+    for n in 1..=3 {
+        p.a.send(&msg(n)).unwrap();
+    }
+    p.drive();
+    let got = (0..3)
+        .map(|_| p.b.next_received().unwrap().0)
+        .collect::<Vec<_>>();
+    assert_eq!(got, vec![1, 2, 3]);
+    p.b.mark_processed(2, Outcome::Accepted).unwrap();
+    p.b.mark_processed(3, Outcome::Rejected { code: 7 })
+        .unwrap();
+    p.drive();
+    assert_eq!(p.a.cursors().last_processed, 0);
+    p.lose();
+    // B restarts with room for one message at a time.
+    let mut small = config("buffer-1");
+    small.capacity = 1;
+    p.b = Endpoint::new(small, p.now).unwrap();
+    p.ev_a.clear();
+    p.connect();
+    let (seq, m) = p.b.next_received().unwrap();
+    assert_eq!(m.text_str(), Some("message 1"));
+    p.b.mark_processed(seq, Outcome::Accepted).unwrap();
+    p.drive();
+    assert_eq!(
+        p.a.cursors().last_processed,
+        1,
+        "2 and 3 are not processed by the new receiver yet"
+    );
+    p.lose();
+    p.connect();
+    assert!(p.a.is_up() && p.b.is_up(), "{:?}", downs(&p.ev_b));
+    let mut texts = vec![];
+    for _ in 0..4 {
+        while let Some((seq, m)) = p.b.next_received() {
+            texts.push(m.text_str().unwrap().to_owned());
+            p.b.mark_processed(seq, Outcome::Accepted).unwrap();
+        }
+        p.drive();
+    }
+    assert_eq!(texts, vec!["message 2", "message 3"]);
+    assert_eq!(p.a.cursors().last_processed, 3);
+    // The outcomes the sender reported stay the first ones, each reported once.
+    assert_eq!(
+        statuses(&p.ev_a, SlotState::Processed),
+        vec![(1, Some(Outcome::Accepted), 1001)]
+    );
+    assert_eq!(
+        p.a.tx_ring().slot(3).unwrap().outcome,
+        Some(Outcome::Rejected { code: 7 })
+    );
+}
+
 #[test]
 fn restarted_sender_continues_after_undelivered_leftovers() {
     let mut p = standard();
