@@ -8,54 +8,21 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use smslink::link::{Endpoint, LinkConfig};
 use smslink::message::Message;
 use smslink::ring::Outcome;
+use smslink::sim::Pair;
 use std::hint::black_box;
 use std::time::Instant;
 
-struct Pair {
-    a: Endpoint,
-    b: Endpoint,
-    buf: Vec<u8>,
-    now: Instant,
-    msg: Message,
-}
-
 fn pair(capacity: usize) -> Pair {
-    let now = Instant::now();
-    let mk = |name: &str| {
+    let config = |name: &str| {
         let mut c = LinkConfig::new(name, b"bench key");
         c.capacity = capacity;
         c.max_transmit = 256 * 1024;
-        Endpoint::new(c, now).expect("valid config")
+        c
     };
-    let mut p = Pair {
-        a: mk("a"),
-        b: mk("b"),
-        buf: Vec::with_capacity(512 * 1024),
-        now,
-        msg: Message::text("+61400000001", "12345", "hello from the other side").expect("valid"),
-    };
-    p.a.connected(now);
-    p.b.connected(now);
-    for _ in 0..4 {
-        exchange(&mut p);
-    }
+    let mut p = Pair::new(config("a"), config("b"), Instant::now()).expect("valid config");
+    p.connect();
     assert!(p.a.is_up() && p.b.is_up());
     p
-}
-
-fn exchange(p: &mut Pair) -> bool {
-    let mut moved = false;
-    p.buf.clear();
-    if p.a.poll_transmit(p.now, &mut p.buf) > 0 {
-        moved = true;
-        p.b.handle_input(&p.buf, p.now).expect("clean stream");
-    }
-    p.buf.clear();
-    if p.b.poll_transmit(p.now, &mut p.buf) > 0 {
-        moved = true;
-        p.a.handle_input(&p.buf, p.now).expect("clean stream");
-    }
-    moved
 }
 
 fn drain(ep: &mut Endpoint) {
@@ -69,16 +36,16 @@ fn drain(ep: &mut Endpoint) {
 }
 
 /// Fill both rings, then run until every message has come back Processed.
-fn round(p: &mut Pair) -> u64 {
+fn round(p: &mut Pair, msg: &Message) -> u64 {
     let mut n = 0;
-    while p.a.send(&p.msg).is_ok() {
+    while p.a.send(msg).is_ok() {
         n += 1;
     }
-    while p.b.send(&p.msg).is_ok() {
+    while p.b.send(msg).is_ok() {
         n += 1;
     }
     loop {
-        let moved = exchange(p);
+        let moved = p.exchange().expect("clean stream");
         drain(&mut p.a);
         drain(&mut p.b);
         if !moved && p.a.tx_ring().in_use() == 0 && p.b.tx_ring().in_use() == 0 {
@@ -89,12 +56,17 @@ fn round(p: &mut Pair) -> u64 {
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("link");
+    let msg = Message::text("+61400000001", "12345", "hello from the other side").expect("valid");
     for capacity in [255usize, 4096] {
         let mut p = pair(capacity);
-        let per_round = round(&mut p);
+        let per_round = round(&mut p, &msg);
         g.throughput(Throughput::Elements(per_round));
         g.bench_function(format!("both_directions_cap{capacity}"), |bch| {
-            bch.iter_batched_ref(|| (), |_| black_box(round(&mut p)), BatchSize::SmallInput)
+            bch.iter_batched_ref(
+                || (),
+                |_| black_box(round(&mut p, &msg)),
+                BatchSize::SmallInput,
+            )
         });
     }
     g.finish();

@@ -29,3 +29,6 @@ pub mod runtime;
 
 #[doc(hidden)]
 pub mod fuzzing;
+
+#[doc(hidden)]
+pub mod sim;

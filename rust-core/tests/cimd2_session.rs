@@ -586,6 +586,41 @@ fn keepalive_after_idle_and_dead_smsc_closes() {
 }
 
 #[test]
+fn keepalive_probes_a_line_that_only_delivers_and_a_dead_send_direction_closes() {
+    let mut cfg = client_config();
+    cfg.keepalive = Duration::from_secs(30);
+    let mut p = Pair::new(cfg, server_config());
+    p.run(Duration::from_millis(100));
+    assert!(p.client.is_ready());
+    // Half-open: what the client writes is lost, while the SMSC keeps delivering (and
+    // delivering again what it got no answer for). Incoming traffic says nothing
+    // about the way out, so it must not postpone the probe.
+    p.to_server.black_hole = true;
+    let start = p.now;
+    while !p.client.is_closed() && p.now < start + Duration::from_secs(120) {
+        if p.server.can_deliver() {
+            p.server.deliver(&msg(1), p.now).expect("deliver");
+        }
+        if p.client.has_pending_deliver() {
+            p.client.ack_deliver(p.now).expect("ack");
+        }
+        p.run(Duration::from_millis(500));
+    }
+    assert!(
+        p.to_server.sent(Operation::Alive).len() == 1 + 2,
+        "alive and its retries"
+    );
+    assert!(
+        p.now <= start + Duration::from_secs(30) + TIMEOUT * 3 + Duration::from_secs(1),
+        "closed after {:?}",
+        p.now - start
+    );
+    assert!(p.take_client_events().ends_with(&[ClientEvent::Closed {
+        reason: CloseReason::ResponseTimeout
+    }]));
+}
+
+#[test]
 fn smsc_alive_is_answered_with_90() {
     let mut p = Pair::logged_in();
     let mut buf = Vec::new();
@@ -613,6 +648,34 @@ fn nack_makes_the_client_resend_with_the_same_number() {
         .expect("accept");
     p.run(Duration::from_millis(50));
     assert_eq!(p.take_client_events(), vec![accepted(1)]);
+}
+
+#[test]
+fn general_error_for_a_submit_is_a_refusal_and_frees_the_slot() {
+    let mut p = Pair::logged_in();
+    p.client.submit(1, &msg(1), p.now).expect("submit");
+    p.run(Duration::from_millis(50));
+    p.server
+        .general_error_submit(9, p.now)
+        .expect("general error");
+    assert_eq!(
+        p.server.general_error_submit(9, p.now),
+        Err(SessionError::NothingPending)
+    );
+    p.run(Duration::from_millis(50));
+    assert_eq!(p.to_client.sent(Operation::GeneralError), vec![3]);
+    assert_eq!(
+        p.take_client_events(),
+        vec![ClientEvent::SubmitRejected {
+            id: 1,
+            code: 9,
+            text: None
+        }]
+    );
+    // Both sides carry on with the next submit.
+    p.client.submit(2, &msg(2), p.now).expect("next submit");
+    p.run(Duration::from_millis(50));
+    assert_eq!(p.server.pending_submit(), Some(5));
 }
 
 #[test]

@@ -3,9 +3,10 @@
 //! allocation. Counted with a global allocator wrapper; this file holds one test so
 //! no other thread allocates meanwhile.
 
-use smslink::link::{Endpoint, LinkConfig};
+use smslink::link::LinkConfig;
 use smslink::message::Message;
 use smslink::ring::Outcome;
+use smslink::sim::Pair;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -34,28 +35,20 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn round(a: &mut Endpoint, b: &mut Endpoint, buf: &mut Vec<u8>, msg: &Message, now: Instant) {
-    while a.send(msg).is_ok() && b.send(msg).is_ok() {}
+/// Fill both sending rings, then move bytes and hand every message on until both
+/// rings are empty again.
+fn round(p: &mut Pair, msg: &Message) {
+    while p.a.send(msg).is_ok() && p.b.send(msg).is_ok() {}
     for _ in 0..100 {
-        let mut moved = false;
-        buf.clear();
-        if a.poll_transmit(now, buf) > 0 {
-            moved = true;
-            b.handle_input(buf, now).expect("clean stream");
-        }
-        buf.clear();
-        if b.poll_transmit(now, buf) > 0 {
-            moved = true;
-            a.handle_input(buf, now).expect("clean stream");
-        }
-        for ep in [&mut *a, &mut *b] {
+        let moved = p.exchange().expect("clean stream");
+        for ep in [&mut p.a, &mut p.b] {
             while ep.poll_event().is_some() {}
             while let Some((seq, _)) = ep.next_received() {
                 ep.mark_processed(seq, Outcome::Accepted)
                     .expect("delivered");
             }
         }
-        if !moved && a.tx_ring().in_use() == 0 && b.tx_ring().in_use() == 0 {
+        if !moved && p.a.tx_ring().in_use() == 0 && p.b.tx_ring().in_use() == 0 {
             return;
         }
     }
@@ -64,22 +57,19 @@ fn round(a: &mut Endpoint, b: &mut Endpoint, buf: &mut Vec<u8>, msg: &Message, n
 
 #[test]
 fn steady_state_makes_no_allocation() {
-    let now = Instant::now();
-    let mut a = Endpoint::new(LinkConfig::new("a", b"k"), now).unwrap();
-    let mut b = Endpoint::new(LinkConfig::new("b", b"k"), now).unwrap();
-    let mut buf = Vec::with_capacity(1 << 20);
+    let config = |name: &str| LinkConfig::new(name, b"k");
+    let mut p = Pair::new(config("a"), config("b"), Instant::now()).unwrap();
     let msg = Message::text("+61400000001", "12345", "steady").unwrap();
-    a.connected(now);
-    b.connected(now);
+    p.connect();
     for _ in 0..3 {
-        round(&mut a, &mut b, &mut buf, &msg, now);
+        round(&mut p, &msg);
     }
-    assert!(a.is_up() && b.is_up());
+    assert!(p.a.is_up() && p.b.is_up());
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     for _ in 0..20 {
-        round(&mut a, &mut b, &mut buf, &msg, now);
+        round(&mut p, &msg);
     }
     let after = ALLOCATIONS.load(Ordering::Relaxed);
     assert_eq!(after - before, 0, "allocations in steady state");
-    assert_eq!(a.cursors().last_processed, 23 * 255);
+    assert_eq!(p.a.cursors().last_processed, 23 * 255);
 }

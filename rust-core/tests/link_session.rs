@@ -4,6 +4,7 @@ use smslink::link::frame::{self, CloseReason, FrameError, FrameType};
 use smslink::link::{ConfigError, DownReason, Endpoint, Event, LinkConfig, LinkError};
 use smslink::message::Message;
 use smslink::ring::{Cursors, Full, Outcome, SlotState};
+use smslink::sim::{Arrival, End, Pair, Rng, Wire, WireConfig};
 use std::time::{Duration, Instant};
 
 const PSK: &[u8] = b"correct horse battery staple";
@@ -21,89 +22,25 @@ fn msg(n: u64) -> Message {
     m
 }
 
-/// Two endpoints and the events each emitted, joined by a lossless in-memory pipe.
-struct Pair {
-    now: Instant,
-    a: Endpoint,
-    b: Endpoint,
-    ev_a: Vec<Event>,
-    ev_b: Vec<Event>,
+/// Two fresh endpoints joined directly (the shared `sim::Pair`).
+fn pair(a: LinkConfig, b: LinkConfig) -> Pair {
+    Pair::new(a, b, Instant::now()).unwrap()
 }
 
-impl Pair {
-    fn new(ca: LinkConfig, cb: LinkConfig) -> Self {
-        let now = Instant::now();
-        Pair {
-            now,
-            a: Endpoint::new(ca, now).unwrap(),
-            b: Endpoint::new(cb, now).unwrap(),
-            ev_a: vec![],
-            ev_b: vec![],
-        }
-    }
+fn standard() -> Pair {
+    pair(config("im-server"), config("buffer-1"))
+}
 
-    fn standard() -> Self {
-        Pair::new(config("im-server"), config("buffer-1"))
+/// B takes every message it holds and reports `outcome` for each.
+fn deliver_all_b(p: &mut Pair, outcome: Outcome) -> Vec<(u64, String)> {
+    let mut got = vec![];
+    while let Some((seq, m)) = p.b.next_received() {
+        got.push((seq, m.text_str().unwrap().to_owned()));
     }
-
-    fn connect(&mut self) {
-        self.a.connected(self.now);
-        self.b.connected(self.now);
-        self.drive();
+    for (seq, _) in &got {
+        p.b.mark_processed(*seq, outcome).unwrap();
     }
-
-    fn lose(&mut self) {
-        self.a.connection_lost(self.now);
-        self.b.connection_lost(self.now);
-        self.collect();
-    }
-
-    fn collect(&mut self) {
-        while let Some(e) = self.a.poll_event() {
-            self.ev_a.push(e);
-        }
-        while let Some(e) = self.b.poll_event() {
-            self.ev_b.push(e);
-        }
-    }
-
-    /// Move bytes both ways until neither side has anything to send.
-    fn drive(&mut self) {
-        let mut buf = Vec::new();
-        for _ in 0..10_000 {
-            let mut moved = false;
-            buf.clear();
-            if self.a.poll_transmit(self.now, &mut buf) > 0 {
-                moved = true;
-                if self.b.is_connected() {
-                    let _ = self.b.handle_input(&buf, self.now);
-                }
-            }
-            buf.clear();
-            if self.b.poll_transmit(self.now, &mut buf) > 0 {
-                moved = true;
-                if self.a.is_connected() {
-                    let _ = self.a.handle_input(&buf, self.now);
-                }
-            }
-            self.collect();
-            if !moved {
-                return;
-            }
-        }
-        panic!("pair did not go idle");
-    }
-
-    fn deliver_all_b(&mut self, outcome: Outcome) -> Vec<(u64, String)> {
-        let mut got = vec![];
-        while let Some((seq, m)) = self.b.next_received() {
-            got.push((seq, m.text_str().unwrap().to_owned()));
-        }
-        for (seq, _) in &got {
-            self.b.mark_processed(*seq, outcome).unwrap();
-        }
-        got
-    }
+    got
 }
 
 fn statuses(events: &[Event], state: SlotState) -> Vec<(u64, Option<Outcome>, u64)> {
@@ -133,7 +70,7 @@ fn downs(events: &[Event]) -> Vec<DownReason> {
 
 #[test]
 fn handshake_brings_both_sides_up_with_names_and_epochs() {
-    let mut p = Pair::standard();
+    let mut p = standard();
     assert!(!p.a.is_up());
     p.connect();
     assert!(p.a.is_up() && p.b.is_up());
@@ -153,7 +90,7 @@ fn handshake_brings_both_sides_up_with_names_and_epochs() {
 
 #[test]
 fn message_walks_through_all_states_and_outcomes_return() {
-    let mut p = Pair::standard();
+    let mut p = standard();
     p.connect();
     for n in 1..=3 {
         assert_eq!(p.a.send(&msg(n)), Ok(n));
@@ -221,14 +158,14 @@ fn message_walks_through_all_states_and_outcomes_return() {
 
 #[test]
 fn both_directions_share_one_connection() {
-    let mut p = Pair::standard();
+    let mut p = standard();
     p.connect();
     for n in 1..=5 {
         p.a.send(&msg(n)).unwrap();
         p.b.send(&msg(100 + n)).unwrap();
     }
     p.drive();
-    let b_got = p.deliver_all_b(Outcome::Accepted);
+    let b_got = deliver_all_b(&mut p, Outcome::Accepted);
     let mut a_got = vec![];
     while let Some((seq, m)) = p.a.next_received() {
         a_got.push((seq, m.text_str().unwrap().to_owned()));
@@ -247,13 +184,13 @@ fn both_directions_share_one_connection() {
 fn full_ring_refuses_until_processed() {
     let mut ca = config("a");
     ca.capacity = 4;
-    let mut p = Pair::new(ca, config("b"));
+    let mut p = pair(ca, config("b"));
     for n in 1..=4 {
         p.a.send(&msg(n)).unwrap();
     }
     assert_eq!(p.a.send(&msg(5)), Err(Full { capacity: 4 }));
     p.connect();
-    let got = p.deliver_all_b(Outcome::Accepted);
+    let got = deliver_all_b(&mut p, Outcome::Accepted);
     assert_eq!(got.len(), 4);
     // Confirmed is not enough: only Processed frees a slot, and only after the
     // outcome has crossed the link.
@@ -268,7 +205,7 @@ fn receiver_capacity_limits_the_sender() {
     ca.capacity = 16;
     let mut cb = config("b");
     cb.capacity = 3;
-    let mut p = Pair::new(ca, cb);
+    let mut p = pair(ca, cb);
     p.connect();
     for n in 1..=10 {
         p.a.send(&msg(n)).unwrap();
@@ -277,7 +214,7 @@ fn receiver_capacity_limits_the_sender() {
     assert_eq!(p.a.cursors().last_sent, 3, "never overruns the peer's ring");
     let mut total = 0;
     for _ in 0..10 {
-        total += p.deliver_all_b(Outcome::Accepted).len();
+        total += deliver_all_b(&mut p, Outcome::Accepted).len();
         p.drive();
     }
     assert_eq!(total, 10);
@@ -286,7 +223,7 @@ fn receiver_capacity_limits_the_sender() {
 
 #[test]
 fn wrong_key_fails_authentication_on_both_sides() {
-    let mut p = Pair::new(config("a"), LinkConfig::new("b", b"another key"));
+    let mut p = pair(config("a"), LinkConfig::new("b", b"another key"));
     p.a.connected(p.now);
     p.b.connected(p.now);
     let mut buf = vec![];
@@ -332,7 +269,7 @@ fn wrong_key_fails_authentication_on_both_sides() {
 fn unexpected_peer_name_is_refused() {
     let mut ca = config("a");
     ca.expected_peer = Some("buffer-7".into());
-    let mut p = Pair::new(ca, config("buffer-8"));
+    let mut p = pair(ca, config("buffer-8"));
     p.connect();
     assert!(!p.a.is_up() && !p.b.is_up());
     assert!(matches!(
@@ -380,7 +317,7 @@ fn bad_config_is_refused() {
 
 #[test]
 fn interrupted_link_resends_from_last_confirmed_and_delivers_once() {
-    let mut p = Pair::standard();
+    let mut p = standard();
     p.connect();
     for n in 1..=10 {
         p.a.send(&msg(n)).unwrap();
@@ -403,7 +340,7 @@ fn interrupted_link_resends_from_last_confirmed_and_delivers_once() {
     p.connect();
     // The handshake told A what B holds: those are Confirmed without an ACK.
     assert_eq!(p.a.counters().data_resent, 10 - stored);
-    let got = p.deliver_all_b(Outcome::Accepted);
+    let got = deliver_all_b(&mut p, Outcome::Accepted);
     let texts: Vec<_> = got.iter().map(|g| g.1.clone()).collect();
     let want: Vec<_> = (1..=13).map(|n| format!("message {n}")).collect();
     assert_eq!(texts, want, "each message exactly once, in order");
@@ -414,7 +351,7 @@ fn interrupted_link_resends_from_last_confirmed_and_delivers_once() {
 
 #[test]
 fn outcome_lost_in_a_cut_is_announced_again() {
-    let mut p = Pair::standard();
+    let mut p = standard();
     p.connect();
     p.a.send(&msg(1)).unwrap();
     p.a.send(&msg(2)).unwrap();
@@ -440,7 +377,7 @@ fn outcome_lost_in_a_cut_is_announced_again() {
 
 #[test]
 fn duplicate_data_is_ignored() {
-    let mut p = Pair::standard();
+    let mut p = standard();
     p.connect();
     p.a.send(&msg(1)).unwrap();
     let mut buf = vec![];
@@ -461,7 +398,7 @@ fn duplicate_data_is_ignored() {
 
 #[test]
 fn byte_at_a_time_input_works() {
-    let mut p = Pair::standard();
+    let mut p = standard();
     p.a.connected(p.now);
     p.b.connected(p.now);
     p.a.send(&msg(1)).unwrap();
@@ -486,7 +423,7 @@ fn byte_at_a_time_input_works() {
 
 #[test]
 fn heartbeat_and_dead_peer_detection() {
-    let mut p = Pair::standard();
+    let mut p = standard();
     p.connect();
     let t0 = p.now;
     assert_eq!(p.a.poll_timeout(), Some(t0 + Duration::from_secs(1)));
@@ -529,7 +466,7 @@ fn handshake_timeout() {
 
 #[test]
 fn restarted_receiver_gets_everything_not_processed_again() {
-    let mut p = Pair::standard();
+    let mut p = standard();
     p.connect();
     for n in 1..=5 {
         p.a.send(&msg(n)).unwrap();
@@ -560,7 +497,7 @@ fn restarted_receiver_gets_everything_not_processed_again() {
             .collect::<Vec<_>>(),
         vec![2, 3, 4, 5]
     );
-    let got = p.deliver_all_b(Outcome::Accepted);
+    let got = deliver_all_b(&mut p, Outcome::Accepted);
     assert_eq!(
         got.iter().map(|g| g.1.as_str()).collect::<Vec<_>>(),
         vec!["message 2", "message 3", "message 4", "message 5"]
@@ -570,9 +507,70 @@ fn restarted_receiver_gets_everything_not_processed_again() {
     assert_eq!(p.a.tx_ring().in_use(), 0);
 }
 
+/// The dead receiver had processed 2 and 3 but not 1: Last Processed stayed at 0.
+/// The restarted receiver gets all three again; the sender's cursor must follow what
+/// the new one processes, not jump over 2 and 3 on the dead one's word (that made
+/// the next handshake fail for good: "outcomes for seqs we never stored").
+#[test]
+fn restart_after_out_of_order_processing_keeps_the_link_usable() {
+    let mut p = standard();
+    p.connect();
+    for n in 1..=3 {
+        p.a.send(&msg(n)).unwrap();
+    }
+    p.drive();
+    let got = (0..3)
+        .map(|_| p.b.next_received().unwrap().0)
+        .collect::<Vec<_>>();
+    assert_eq!(got, vec![1, 2, 3]);
+    p.b.mark_processed(2, Outcome::Accepted).unwrap();
+    p.b.mark_processed(3, Outcome::Rejected { code: 7 })
+        .unwrap();
+    p.drive();
+    assert_eq!(p.a.cursors().last_processed, 0);
+    p.lose();
+    // B restarts with room for one message at a time.
+    let mut small = config("buffer-1");
+    small.capacity = 1;
+    p.b = Endpoint::new(small, p.now).unwrap();
+    p.ev_a.clear();
+    p.connect();
+    let (seq, m) = p.b.next_received().unwrap();
+    assert_eq!(m.text_str(), Some("message 1"));
+    p.b.mark_processed(seq, Outcome::Accepted).unwrap();
+    p.drive();
+    assert_eq!(
+        p.a.cursors().last_processed,
+        1,
+        "2 and 3 are not processed by the new receiver yet"
+    );
+    p.lose();
+    p.connect();
+    assert!(p.a.is_up() && p.b.is_up(), "{:?}", downs(&p.ev_b));
+    let mut texts = vec![];
+    for _ in 0..4 {
+        while let Some((seq, m)) = p.b.next_received() {
+            texts.push(m.text_str().unwrap().to_owned());
+            p.b.mark_processed(seq, Outcome::Accepted).unwrap();
+        }
+        p.drive();
+    }
+    assert_eq!(texts, vec!["message 2", "message 3"]);
+    assert_eq!(p.a.cursors().last_processed, 3);
+    // The outcomes the sender reported stay the first ones, each reported once.
+    assert_eq!(
+        statuses(&p.ev_a, SlotState::Processed),
+        vec![(1, Some(Outcome::Accepted), 1001)]
+    );
+    assert_eq!(
+        p.a.tx_ring().slot(3).unwrap().outcome,
+        Some(Outcome::Rejected { code: 7 })
+    );
+}
+
 #[test]
 fn restarted_sender_continues_after_undelivered_leftovers() {
-    let mut p = Pair::standard();
+    let mut p = standard();
     p.connect();
     for n in 1..=3 {
         p.a.send(&msg(n)).unwrap();
@@ -619,7 +617,7 @@ fn restarted_sender_continues_after_undelivered_leftovers() {
 
 #[test]
 fn reconnect_with_same_epochs_is_not_a_new_epoch() {
-    let mut p = Pair::standard();
+    let mut p = standard();
     p.connect();
     p.lose();
     p.ev_a.clear();
@@ -635,7 +633,7 @@ fn reconnect_with_same_epochs_is_not_a_new_epoch() {
 
 #[test]
 fn close_is_orderly() {
-    let mut p = Pair::standard();
+    let mut p = standard();
     p.connect();
     p.a.close(p.now);
     p.drive();
@@ -659,7 +657,7 @@ fn input_without_connection_is_refused() {
 // ---- malformed input: each case ends the connection with a typed error ----
 
 fn up_pair() -> Pair {
-    let mut p = Pair::standard();
+    let mut p = standard();
     p.connect();
     p.ev_b.clear();
     p
@@ -891,36 +889,40 @@ fn handshake_trickling_bytes_still_times_out() {
 /// stop-and-wait protocol). Virtual time, 1 ms ticks, one direction saturated.
 #[test]
 fn throughput_is_bounded_by_the_window_not_the_round_trip() {
-    let one_way = Duration::from_millis(150);
     let start = Instant::now();
     let mut a = Endpoint::new(LinkConfig::new("a", PSK), start).unwrap();
     let mut b = Endpoint::new(LinkConfig::new("b", PSK), start).unwrap();
+    let mut wire = Wire::new(
+        WireConfig {
+            latency: Duration::from_millis(150),
+            ..WireConfig::ideal()
+        },
+        Rng::new(0),
+        start,
+    );
+    assert!(wire.connect(start));
     a.connected(start);
     b.connected(start);
-    let mut ab: std::collections::VecDeque<(Instant, Vec<u8>)> = Default::default();
-    let mut ba: std::collections::VecDeque<(Instant, Vec<u8>)> = Default::default();
     let m = msg(0);
     let mut delivered_at = vec![];
+    let mut buf = vec![];
     for tick in 0..10_000u64 {
         let now = start + Duration::from_millis(tick);
         while a.send(&m).is_ok() {}
-        while ab.front().is_some_and(|(t, _)| *t <= now) {
-            let (_, bytes) = ab.pop_front().unwrap();
-            b.handle_input(&bytes, now).unwrap();
-        }
-        while ba.front().is_some_and(|(t, _)| *t <= now) {
-            let (_, bytes) = ba.pop_front().unwrap();
-            a.handle_input(&bytes, now).unwrap();
+        while let Some((to, arrival)) = wire.poll_arrival(now, &mut buf) {
+            assert_eq!(arrival, Arrival::Bytes);
+            let ep = if to == End::A { &mut a } else { &mut b };
+            ep.handle_input(&buf, now).unwrap();
         }
         while let Some((seq, _)) = b.next_received() {
             delivered_at.push(now);
             b.mark_processed(seq, Outcome::Accepted).unwrap();
         }
-        for (ep, pipe) in [(&mut a, &mut ab), (&mut b, &mut ba)] {
+        for (ep, from) in [(&mut a, End::A), (&mut b, End::B)] {
             ep.handle_timeout(now);
-            let mut buf = vec![];
+            buf.clear();
             if ep.poll_transmit(now, &mut buf) > 0 {
-                pipe.push_back((now + one_way, buf));
+                wire.write(from, &buf, now);
             }
             while ep.poll_event().is_some() {}
         }

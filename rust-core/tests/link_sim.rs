@@ -1,18 +1,21 @@
-//! Deterministic simulator: two link endpoints joined by a simulated network in
-//! virtual time, under latency, jitter, bandwidth limits, cuts (also mid-frame),
-//! half-open connections, long outages and restarted peers, with traffic both ways.
+//! Deterministic simulator: two link endpoints joined by a simulated connection
+//! (`smslink::sim::Wire`) in virtual time, under latency, jitter, bandwidth limits,
+//! cuts (also mid-frame), half-open connections, long outages and restarted peers,
+//! with traffic both ways.
 //!
 //! Each seed is one run; the checks are the product's promises: every accepted
 //! message delivered downstream exactly once and in order (per direction), nothing
 //! to the wrong side, every slot Processed at the end with the outcome the receiver
 //! chose, and the cursors of both ends converged.
 //!
-//! `SMSLINK_SIM_SEEDS=N` runs N seeds per scenario instead of the default.
+//! `SMSLINK_SIM_SEEDS=N` runs N seeds per scenario instead of the default; a failure
+//! names its scenario and seed.
 
 use smslink::link::{DownReason, Endpoint, Event, LinkConfig};
 use smslink::message::Message;
 use smslink::ring::{Outcome, SlotState};
-use std::collections::{HashMap, VecDeque};
+use smslink::sim::{Arrival, Clock, End, Rng, Wire, WireConfig};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 const PSK: &[u8] = b"simulated pre-shared key";
@@ -31,42 +34,6 @@ struct Scenario {
     restart: bool,
 }
 
-enum Chunk {
-    Bytes(Vec<u8>),
-    /// The sender closed its socket: the receiver sees EOF.
-    Fin,
-}
-
-/// One direction of a connection: FIFO, so bytes are never reordered.
-struct Pipe {
-    queue: VecDeque<(Instant, Chunk)>,
-    free_at: Instant,
-    last_at: Instant,
-    /// Half-open: bytes vanish silently.
-    blackhole: bool,
-}
-
-impl Pipe {
-    fn new(now: Instant) -> Self {
-        Pipe {
-            queue: VecDeque::new(),
-            free_at: now,
-            last_at: now,
-            blackhole: false,
-        }
-    }
-}
-
-struct Net {
-    latency: Duration,
-    jitter_ms: u64,
-    /// Bytes per millisecond.
-    bandwidth: u64,
-    /// `pipes[i]` carries bytes from side `i` to the other side.
-    pipes: [Pipe; 2],
-    up: bool,
-}
-
 #[derive(Default)]
 struct Log {
     /// (origin incarnation, id, receiving incarnation), in delivery order.
@@ -81,7 +48,6 @@ struct Side {
     id: u8,
     ep: Endpoint,
     incarnation: u8,
-    attached: bool,
     next_id: u64,
     n_msgs: u64,
     next_source_at: Instant,
@@ -108,16 +74,19 @@ fn payload(side: u8, inc: u8, id: u64) -> [u8; 10] {
     p
 }
 
+/// Side 0 (the buffer server, which dials) is the wire's end A, side 1 end B.
+fn end(side: usize) -> End {
+    End::BOTH[side]
+}
+
 struct Sim {
-    rng: fastrand::Rng,
+    rng: Rng,
     sc: Scenario,
-    start: Instant,
-    now: Instant,
-    net: Net,
+    clock: Clock,
+    wire: Wire,
     sides: [Side; 2],
     config: [LinkConfig; 2],
     next_dial: Option<Instant>,
-    outage_until: Instant,
     next_fault: Instant,
     traffic_end: Instant,
     restart_at: Option<Instant>,
@@ -139,9 +108,10 @@ struct Stats {
 
 impl Sim {
     fn new(seed: u64, sc: Scenario) -> Self {
-        let mut rng = fastrand::Rng::with_seed(seed);
-        let start = Instant::now();
-        let capacity = *[3usize, 8, 32, 255].get(rng.usize(0..4)).unwrap_or(&255);
+        let mut rng = Rng::new(seed);
+        let clock = Clock::new(Instant::now());
+        let start = clock.now();
+        let capacity = *rng.pick(&[3usize, 8, 32, 255]).unwrap_or(&255);
         let mk = |name: &str, cap: usize| {
             let mut c = LinkConfig::new(name, PSK);
             c.capacity = cap;
@@ -157,11 +127,10 @@ impl Sim {
             rng.usize(2..64)
         };
         let config = [mk("buffer-server", capacity), mk("im-server", cap_b)];
-        let side = |id: u8, rng: &mut fastrand::Rng, config: &LinkConfig| Side {
+        let side = |id: u8, rng: &mut Rng, config: &LinkConfig| Side {
             id,
             ep: Endpoint::new(config.clone(), start).expect("valid config"),
             incarnation: 0,
-            attached: false,
             next_id: 0,
             n_msgs: rng.u64(20..300),
             next_source_at: start,
@@ -173,36 +142,32 @@ impl Sim {
             },
         };
         let sides = [side(0, &mut rng, &config[0]), side(1, &mut rng, &config[1])];
-        let latency = ms(rng.u64(1..150));
-        let net = Net {
-            latency,
-            jitter_ms: rng.u64(0..30),
-            bandwidth: rng.u64(20..5000),
-            pipes: [Pipe::new(start), Pipe::new(start)],
-            up: false,
+        let wire_config = WireConfig {
+            latency: rng.millis(1..150),
+            jitter: rng.millis(0..30),
+            bandwidth: Some(rng.u64(20..5000) * 1000),
+            split_writes: true,
         };
-        let traffic_end = start + ms(rng.u64(3_000..12_000));
-        let restart_at = sc.restart.then(|| {
-            start + ms(rng.u64(200..traffic_end.duration_since(start).as_millis() as u64))
-        });
-        let mut sim = Sim {
-            next_fault: start,
+        let wire = Wire::new(wire_config, rng.fork(), start);
+        let traffic_end = start + rng.millis(3_000..12_000);
+        let restart_at = sc
+            .restart
+            .then(|| start + rng.millis(200..(traffic_end - start).as_millis() as u64));
+        let next_fault = start + rng.millis(50..2500);
+        Sim {
+            next_fault,
             rng,
             sc,
-            start,
-            now: start,
-            net,
+            clock,
+            wire,
             sides,
             config,
             next_dial: Some(start),
-            outage_until: start,
             traffic_end,
             restart_at,
             buf: Vec::with_capacity(8192),
             stats: Stats::default(),
-        };
-        sim.next_fault = sim.now + ms(sim.rng.u64(50..2500));
-        sim
+        }
     }
 
     fn any_faults(&self) -> bool {
@@ -213,11 +178,12 @@ impl Sim {
         let deadline = self.traffic_end + Duration::from_secs(300);
         loop {
             self.step();
-            if self.now > self.traffic_end && self.finished() {
+            let now = self.clock.now();
+            if now > self.traffic_end && self.finished() {
                 break;
             }
             assert!(
-                self.now < deadline,
+                now < deadline,
                 "{}: no convergence: {:?} / {:?}, a {:?} {:?}, b {:?} {:?}",
                 self.sc.name,
                 self.sides[0].ep,
@@ -228,7 +194,7 @@ impl Sim {
                 self.sides[1].ep.rx_cursors(),
             );
         }
-        self.stats.virtual_ms = self.now.duration_since(self.start).as_millis() as u64;
+        self.stats.virtual_ms = self.clock.elapsed().as_millis() as u64;
         self.stats.resent = self.sides.iter().map(|s| s.ep.counters().data_resent).sum();
         self.stats
     }
@@ -245,16 +211,15 @@ impl Sim {
     }
 
     fn next_event_time(&self) -> Instant {
-        let mut t = self.now + Duration::from_secs(1);
+        let now = self.clock.now();
+        let mut t = now + Duration::from_secs(1);
         let mut consider = |x: Instant| {
             if x < t {
                 t = x;
             }
         };
-        for p in &self.net.pipes {
-            if let Some((at, _)) = p.queue.front() {
-                consider(*at);
-            }
+        if let Some(x) = self.wire.next_arrival() {
+            consider(x);
         }
         for s in &self.sides {
             if let Some(x) = s.ep.poll_timeout() {
@@ -267,21 +232,21 @@ impl Sim {
                 consider(*due);
             }
         }
-        if self.now < self.traffic_end && self.any_faults() {
+        if now < self.traffic_end && self.any_faults() {
             consider(self.next_fault);
         }
         if let Some(d) = self.next_dial {
-            consider(d.max(self.outage_until));
+            consider(d.max(self.wire.outage_until(now).unwrap_or(d)));
         }
         if let Some(r) = self.restart_at {
             consider(r);
         }
-        t.max(self.now)
+        t.max(now)
     }
 
     fn step(&mut self) {
-        self.now = self.next_event_time();
-        let now = self.now;
+        self.clock.advance_to(self.next_event_time());
+        let now = self.clock.now();
         if let Some(r) = self.restart_at {
             if now >= r {
                 self.restart_at = None;
@@ -291,10 +256,10 @@ impl Sim {
         }
         if now < self.traffic_end && self.any_faults() && now >= self.next_fault {
             self.fault();
-            self.next_fault = now + ms(self.rng.u64(100..3000));
+            self.next_fault = now + self.rng.millis(100..3000);
         }
         if let Some(d) = self.next_dial {
-            if now >= d && now >= self.outage_until {
+            if now >= d && self.wire.outage_until(now).is_none() {
                 self.dial();
             }
         }
@@ -312,29 +277,31 @@ impl Sim {
     }
 
     fn restart(&mut self, i: usize) {
+        let now = self.clock.now();
         self.stats.restarts += 1;
-        self.cut(false);
+        // The dying process's socket resets; what was in flight reaches whoever is
+        // left (the survivor is told below, like the runtime on a reset).
+        self.wire.cut(now);
+        self.deliver();
         let s = &mut self.sides[i];
-        s.ep = Endpoint::new(self.config[i].clone(), self.now).expect("valid config");
+        s.ep = Endpoint::new(self.config[i].clone(), now).expect("valid config");
         s.incarnation += 1;
         s.next_id = 0;
         s.to_process.clear();
-        s.attached = false;
         s.log.accepted.push(0);
         s.n_msgs = self.rng.u64(10..100);
-        self.sides[1 - i].ep.connection_lost(self.now);
-        self.sides[1 - i].attached = false;
+        self.sides[1 - i].ep.connection_lost(now);
         self.schedule_dial();
     }
 
     fn schedule_dial(&mut self) {
         if self.next_dial.is_none() {
-            self.next_dial = Some(self.now + ms(self.rng.u64(20..500)));
+            self.next_dial = Some(self.clock.now() + self.rng.millis(20..500));
         }
     }
 
     fn fault(&mut self) {
-        if !self.net.up {
+        if !self.wire.is_connected() {
             return;
         }
         let mut kinds = vec![];
@@ -347,118 +314,76 @@ impl Sim {
         if self.sc.outages {
             kinds.push(2);
         }
-        match kinds[self.rng.usize(0..kinds.len())] {
+        match self.rng.pick(&kinds).copied().unwrap_or(0) {
             0 => {
                 self.stats.cuts += 1;
-                self.cut(true);
+                self.wire.cut(self.clock.now());
             }
             1 => {
                 self.stats.half_opens += 1;
-                match self.rng.u8(0..3) {
-                    0 => self.net.pipes[0].blackhole = true,
-                    1 => self.net.pipes[1].blackhole = true,
+                match self.rng.u32(0..3) {
+                    0 => self.wire.half_open(End::A),
+                    1 => self.wire.half_open(End::B),
                     _ => {
-                        self.net.pipes[0].blackhole = true;
-                        self.net.pipes[1].blackhole = true;
+                        self.wire.half_open(End::A);
+                        self.wire.half_open(End::B);
                     }
                 }
             }
             _ => {
                 self.stats.outages += 1;
-                self.cut(true);
-                self.outage_until = self.now + ms(self.rng.u64(2_000..15_000));
+                let until = self.clock.now() + self.rng.millis(2_000..15_000);
+                self.wire.outage(self.clock.now(), until);
             }
         }
-    }
-
-    /// The connection breaks (reset). Part of what was in flight may still arrive,
-    /// cut anywhere, also inside a frame.
-    fn cut(&mut self, notify: bool) {
-        if !self.net.up {
-            return;
-        }
-        self.net.up = false;
-        for from in 0..2 {
-            let to = 1 - from;
-            let pipe = &mut self.net.pipes[from];
-            let partial = match pipe.queue.pop_front() {
-                Some((_, Chunk::Bytes(b))) if !pipe.blackhole && !b.is_empty() => {
-                    let n = self.rng.usize(0..b.len());
-                    Some(b[..n].to_vec())
-                }
-                _ => None,
-            };
-            pipe.queue.clear();
-            if let Some(bytes) = partial {
-                if self.sides[to].attached {
-                    let _ = self.sides[to].ep.handle_input(&bytes, self.now);
-                }
-            }
-        }
-        for i in 0..2 {
-            if notify && self.sides[i].attached {
-                self.sides[i].ep.connection_lost(self.now);
-            }
-            self.sides[i].attached = false;
-        }
-        self.schedule_dial();
+        // A cut is noticed at once: its resets are due now.
+        self.deliver();
     }
 
     fn dial(&mut self) {
-        if self.sides[0].attached {
+        let now = self.clock.now();
+        if self.wire.is_open(End::A) {
             self.next_dial = None;
             return;
         }
         // The acceptor drops a socket it still had (half-open) before taking the new
         // one, and handles that connection's LinkDown first.
         for i in 0..2 {
-            if self.sides[i].attached {
-                self.sides[i].ep.connection_lost(self.now);
-                self.sides[i].attached = false;
+            if self.wire.is_open(end(i)) {
+                self.sides[i].ep.connection_lost(now);
             }
             self.events(i);
         }
         self.next_dial = None;
-        // A new TCP connection: fresh pipes. Whatever was left of the old one is gone
-        // (the acceptor replaces its old socket, if it still had one).
-        self.net.pipes = [Pipe::new(self.now), Pipe::new(self.now)];
-        self.net.up = true;
+        // A new TCP connection: whatever was left of the old one is gone.
+        if !self.wire.connect(now) {
+            self.schedule_dial();
+            return;
+        }
         for i in 0..2 {
-            self.sides[i].ep.connected(self.now);
-            self.sides[i].attached = true;
+            self.sides[i].ep.connected(now);
         }
     }
 
     fn deliver(&mut self) {
-        for from in 0..2 {
-            let to = 1 - from;
-            while let Some((at, _)) = self.net.pipes[from].queue.front() {
-                if *at > self.now {
-                    break;
+        let now = self.clock.now();
+        while let Some((to, arrival)) = self.wire.poll_arrival(now, &mut self.buf) {
+            let ep = &mut self.sides[to.index()].ep;
+            match arrival {
+                Arrival::Bytes => {
+                    let _ = ep.handle_input(&self.buf, now);
                 }
-                let Some((_, chunk)) = self.net.pipes[from].queue.pop_front() else {
-                    break;
-                };
-                if !self.sides[to].attached {
-                    continue;
-                }
-                match chunk {
-                    Chunk::Bytes(b) => {
-                        let _ = self.sides[to].ep.handle_input(&b, self.now);
-                    }
-                    Chunk::Fin => {
-                        self.sides[to].ep.connection_lost(self.now);
-                        self.sides[to].attached = false;
-                        self.net.up = false;
-                        self.schedule_dial();
-                    }
+                // EOF or a reset: the runtime reports the connection lost.
+                Arrival::Fin | Arrival::Reset => {
+                    ep.connection_lost(now);
+                    self.schedule_dial();
                 }
             }
         }
     }
 
     fn app(&mut self, i: usize) {
-        let now = self.now;
+        let now = self.clock.now();
         let rng = &mut self.rng;
         let s = &mut self.sides[i];
         // Source: offer messages; a full ring refuses and we come back later.
@@ -473,12 +398,12 @@ impl Sim {
                         *a += 1;
                     }
                     self.stats.messages += 1;
-                    if rng.u8(0..4) != 0 {
-                        s.next_source_at = now + ms(rng.u64(0..2 * s.mean_gap_ms + 1));
+                    if !rng.one_in(4) {
+                        s.next_source_at = now + rng.millis(0..2 * s.mean_gap_ms + 1);
                     }
                 }
                 Err(_) => {
-                    s.next_source_at = now + ms(rng.u64(1..50));
+                    s.next_source_at = now + rng.millis(1..50);
                     break;
                 }
             }
@@ -492,7 +417,7 @@ impl Sim {
             id.copy_from_slice(&p[2..]);
             let id = u64::from_be_bytes(id);
             s.log.delivered.push((p[1], id, s.incarnation));
-            s.to_process.push((now + ms(rng.u64(0..60)), seq, rule(id)));
+            s.to_process.push((now + rng.millis(0..60), seq, rule(id)));
         }
         let mut k = 0;
         while k < s.to_process.len() {
@@ -515,15 +440,7 @@ impl Sim {
                     // Flush a CLOSE if one is queued, then close the socket: the peer
                     // sees EOF unless the path is dead.
                     self.transmit(i);
-                    if self.sides[i].attached {
-                        self.sides[i].attached = false;
-                        let pipe = &mut self.net.pipes[i];
-                        if !pipe.blackhole && self.net.up {
-                            let at = pipe.last_at.max(self.now) + self.net.latency;
-                            pipe.last_at = at;
-                            pipe.queue.push_back((at, Chunk::Fin));
-                        }
-                    }
+                    self.wire.close(end(i), self.clock.now());
                     if i == 0 {
                         self.schedule_dial();
                     }
@@ -555,37 +472,13 @@ impl Sim {
     }
 
     fn transmit(&mut self, i: usize) {
+        let now = self.clock.now();
         loop {
             self.buf.clear();
-            if self.sides[i].ep.poll_transmit(self.now, &mut self.buf) == 0 {
+            if self.sides[i].ep.poll_transmit(now, &mut self.buf) == 0 {
                 return;
             }
-            if !self.sides[i].attached || !self.net.up {
-                continue;
-            }
-            let net = &mut self.net;
-            let pipe = &mut net.pipes[i];
-            if pipe.blackhole {
-                continue;
-            }
-            // Split into segments arriving separately, in order.
-            let mut rest = &self.buf[..];
-            while !rest.is_empty() {
-                let n = if self.rng.u8(0..3) == 0 {
-                    self.rng.usize(1..=rest.len())
-                } else {
-                    rest.len()
-                };
-                let (seg, tail) = rest.split_at(n);
-                rest = tail;
-                let start = pipe.free_at.max(self.now);
-                pipe.free_at =
-                    start + Duration::from_micros(seg.len() as u64 * 1000 / net.bandwidth);
-                let jitter = ms(self.rng.u64(0..=net.jitter_ms));
-                let at = (pipe.free_at + net.latency + jitter).max(pipe.last_at);
-                pipe.last_at = at;
-                pipe.queue.push_back((at, Chunk::Bytes(seg.to_vec())));
-            }
+            self.wire.write(end(i), &self.buf, now);
         }
     }
 

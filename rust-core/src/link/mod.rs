@@ -51,10 +51,13 @@
 //!
 //! The epoch is random per [`Endpoint`], so a restarted peer is recognised. Without
 //! a journal the restarted side has lost both rings; then:
-//! * Our sending ring: everything not Processed is sent again (Confirmed messages
-//!   fall back to Sent, the only time Last Confirmed moves backwards). Nothing we
-//!   accepted is lost; a message the dead peer had already handed on, but whose
-//!   Processed notice never reached us, is delivered a second time.
+//! * Our sending ring: everything above Last Processed is sent again (Confirmed
+//!   messages fall back to Sent, the only time Last Confirmed moves backwards).
+//!   Nothing we accepted is lost. A message the dead peer had already handed on is
+//!   delivered a second time if its Processed notice never reached us, and also if
+//!   it was processed out of order above an unprocessed one (the new peer's ring
+//!   starts at our Last Processed); such a message keeps its first outcome and
+//!   reports no new state.
 //! * Our receiving ring: messages from the old peer incarnation that the application
 //!   has not taken yet are still delivered; the new incarnation's seqs are placed
 //!   after them (an offset between its numbering and ours), so local seqs keep

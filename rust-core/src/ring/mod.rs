@@ -126,7 +126,7 @@ pub enum RingError {
 pub struct Slot {
     pub seq: u64,
     pub state: SlotState,
-    /// Set once the slot is Processed.
+    /// Set once the slot is Processed (and kept if a restarted peer gets it again).
     pub outcome: Option<Outcome>,
     pub message: Message,
 }
@@ -256,7 +256,9 @@ impl Ring {
 
     /// The peer stored `seq`. Idempotent: a seq already Confirmed or Processed, or
     /// already freed, is left alone (returns false). Moves Last Confirmed when a gap
-    /// closes.
+    /// closes. A message that already has its outcome (see
+    /// [`unconfirm_all`](Self::unconfirm_all)) changes state but returns false: it is
+    /// no news.
     pub fn confirm(&mut self, seq: u64) -> Result<bool, RingError> {
         if seq != 0 && seq <= self.cursors.last_processed {
             return Ok(false);
@@ -265,8 +267,9 @@ impl Ring {
         match slot.state {
             SlotState::Sent => {
                 slot.state = SlotState::Confirmed;
+                let news = slot.outcome.is_none();
                 self.advance();
-                Ok(true)
+                Ok(news)
             }
             SlotState::Confirmed | SlotState::Processed => Ok(false),
             state @ SlotState::Retrieved => Err(RingError::BadTransition {
@@ -280,6 +283,8 @@ impl Ring {
     /// The peer handed `seq` on with `outcome`. A Sent message becomes Processed
     /// directly (the confirmation may still be on its way). Idempotent like
     /// [`confirm`](Self::confirm). Moves Last Confirmed / Last Processed when gaps close.
+    /// A message that already has its outcome (see [`unconfirm_all`](Self::unconfirm_all))
+    /// keeps that first outcome and returns false.
     pub fn process(&mut self, seq: u64, outcome: Outcome) -> Result<bool, RingError> {
         if seq != 0 && seq <= self.cursors.last_processed {
             return Ok(false);
@@ -288,9 +293,10 @@ impl Ring {
         match slot.state {
             SlotState::Sent | SlotState::Confirmed => {
                 slot.state = SlotState::Processed;
-                slot.outcome = Some(outcome);
+                let news = slot.outcome.is_none();
+                slot.outcome.get_or_insert(outcome);
                 self.advance();
-                Ok(true)
+                Ok(news)
             }
             SlotState::Processed => Ok(false),
             state @ SlotState::Retrieved => Err(RingError::BadTransition {
@@ -303,18 +309,27 @@ impl Ring {
 
     /// The peer lost what it had stored (it restarted): every Confirmed message
     /// becomes Sent again, and Last Confirmed falls back to Last Processed. This is
-    /// the only operation that moves a cursor backwards. Returns how many changed;
-    /// `on_change` sees each affected seq.
+    /// the only operation that moves a cursor backwards. Returns how many Confirmed
+    /// ones changed; `on_change` sees each of them.
+    ///
+    /// A message Processed out of order above Last Processed becomes Sent too,
+    /// silently and keeping its outcome: the new peer receives it again (it starts
+    /// at Last Processed), and Last Processed must not pass it before the new peer
+    /// has processed it, or the cursor would claim seqs the new peer never stored.
     pub fn unconfirm_all(&mut self, mut on_change: impl FnMut(&Slot)) -> usize {
         let c = self.cursors;
         let mut changed = 0;
         for seq in c.last_processed + 1..=c.last_sent {
             let i = self.index(seq);
             let slot = &mut self.slots[i];
-            if slot.state == SlotState::Confirmed {
-                slot.state = SlotState::Sent;
-                changed += 1;
-                on_change(slot);
+            match slot.state {
+                SlotState::Confirmed => {
+                    slot.state = SlotState::Sent;
+                    changed += 1;
+                    on_change(slot);
+                }
+                SlotState::Processed => slot.state = SlotState::Sent,
+                SlotState::Retrieved | SlotState::Sent => {}
             }
         }
         self.cursors.last_confirmed = c.last_processed;
@@ -671,6 +686,31 @@ mod tests {
     }
 
     #[test]
+    fn unconfirm_all_rewinds_processed_above_the_cursor_silently() {
+        let mut r = Ring::new(8);
+        for n in 1..=3 {
+            r.push(&msg(n)).unwrap();
+            r.mark_sent(n).unwrap();
+        }
+        r.process(2, Outcome::Rejected { code: 5 }).unwrap();
+        r.confirm(3).unwrap();
+        let mut seen = vec![];
+        assert_eq!(r.unconfirm_all(|s| seen.push(s.seq)), 1);
+        assert_eq!(seen, vec![3], "no news about 2: its outcome is known");
+        assert_eq!(r.slot(2).unwrap().state, SlotState::Sent);
+        // The new peer confirms and processes it again: no news, first outcome kept.
+        assert_eq!(r.confirm(2), Ok(false));
+        assert_eq!(r.process(2, Outcome::Accepted), Ok(false));
+        assert_eq!(
+            r.slot(2).unwrap().outcome,
+            Some(Outcome::Rejected { code: 5 })
+        );
+        assert_eq!(r.cursors().last_processed, 0, "1 is not processed");
+        assert_eq!(r.process(1, Outcome::Accepted), Ok(true));
+        assert_eq!(r.cursors().last_processed, 2);
+    }
+
+    #[test]
     fn unconfirm_all_rewinds_confirmed_only() {
         let mut r = Ring::new(8);
         for n in 1..=4 {
@@ -812,6 +852,8 @@ mod tests {
             fn ring_matches_model(cap in 1usize..6, ops in proptest::collection::vec(op(), 0..200)) {
                 let mut ring = Ring::new(cap);
                 let mut model: BTreeMap<u64, SlotState> = BTreeMap::new();
+                // The first outcome of each seq (kept across Unconfirm).
+                let mut outcomes: BTreeMap<u64, Outcome> = BTreeMap::new();
                 let mut last_retrieved = 0;
                 let m = Message::text("1", "2", "x").unwrap();
                 // Checked before the first operation too, so that no case (not even
@@ -846,7 +888,7 @@ mod tests {
                             let r = ring.confirm(seq);
                             match model.get(&seq).copied() {
                                 Some(SlotState::Sent) if seq > c.last_processed => {
-                                    prop_assert_eq!(r, Ok(true));
+                                    prop_assert_eq!(r, Ok(!outcomes.contains_key(&seq)));
                                     model.insert(seq, SlotState::Confirmed);
                                 }
                                 Some(SlotState::Retrieved) => prop_assert!(r.is_err()),
@@ -860,9 +902,10 @@ mod tests {
                             let r = ring.process(seq, outcome);
                             match model.get(&seq).copied() {
                                 Some(SlotState::Sent | SlotState::Confirmed) => {
-                                    prop_assert_eq!(r, Ok(true));
+                                    prop_assert_eq!(r, Ok(!outcomes.contains_key(&seq)));
                                     model.insert(seq, SlotState::Processed);
-                                    prop_assert_eq!(ring.slot(seq).map(|s| s.outcome), Some(Some(outcome)));
+                                    let first = *outcomes.entry(seq).or_insert(outcome);
+                                    prop_assert_eq!(ring.slot(seq).map(|s| s.outcome), Some(Some(first)));
                                 }
                                 Some(SlotState::Retrieved) => prop_assert!(r.is_err()),
                                 None => prop_assert!(r.is_err()),
@@ -871,8 +914,9 @@ mod tests {
                         }
                         Op::Unconfirm => {
                             ring.unconfirm_all(|_| {});
-                            for s in model.values_mut() {
-                                if *s == SlotState::Confirmed {
+                            for (seq, s) in model.iter_mut() {
+                                let above = *seq > c.last_processed;
+                                if *s == SlotState::Confirmed || (above && *s == SlotState::Processed) {
                                     *s = SlotState::Sent;
                                 }
                             }

@@ -16,7 +16,8 @@ pub struct ClientConfig {
     pub user: String,
     /// 011 password.
     pub password: String,
-    /// Send alive (40) after this long without traffic; `Duration::ZERO` turns it off.
+    /// Send alive (40) after this long without a request of ours (incoming traffic
+    /// does not count: it says nothing about our way out); `Duration::ZERO` turns it off.
     pub keepalive: Duration,
     /// How long to wait for the response to a request before sending it again.
     pub response_timeout: Duration,
@@ -98,8 +99,9 @@ pub struct ClientSession {
     config: ClientConfig,
     state: State,
     core: Core<Request, ClientEvent>,
-    /// Last time a packet arrived or a request went out; keep-alive counts from it.
-    last_activity: Instant,
+    /// Last time a request of ours went out; keep-alive counts from it. Packets that
+    /// arrive do not count: they prove the way in, not that our answers get out.
+    last_request: Instant,
     logout_wanted: bool,
 }
 
@@ -115,7 +117,7 @@ impl ClientSession {
                 config.max_packet,
             ),
             state: State::LoggingIn,
-            last_activity: now,
+            last_request: now,
             logout_wanted: false,
             config,
         };
@@ -247,7 +249,7 @@ impl ClientSession {
         let core = &mut self.core;
         packet.number = core.requests.take_number();
         core.requests.start(kind, packet, now, &mut core.wire);
-        self.last_activity = now;
+        self.last_request = now;
     }
 
     fn keepalive_deadline(&self) -> Option<Instant> {
@@ -258,7 +260,7 @@ impl ClientSession {
         {
             return None;
         }
-        Some(self.last_activity + self.config.keepalive)
+        Some(self.last_request + self.config.keepalive)
     }
 
     fn pending_answer(&self) -> Result<(Operation, u8), SessionError> {
@@ -315,10 +317,6 @@ impl Role for ClientSession {
             op,
             Operation::DeliverMessage | Operation::DeliverStatusReport
         )
-    }
-
-    fn on_traffic(&mut self, now: Instant) {
-        self.last_activity = now;
     }
 
     fn on_peer_request(&mut self, p: Packet, _now: Instant) {

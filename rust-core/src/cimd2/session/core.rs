@@ -376,8 +376,6 @@ pub(super) trait Role {
     fn finish(&mut self, kind: Self::Request, answer: Answer<'_>, now: Instant);
     /// Our outstanding request of this kind will get no answer.
     fn fail(&mut self, kind: Self::Request, reason: FailReason);
-    /// A packet arrived, whole or garbled.
-    fn on_traffic(&mut self, _now: Instant) {}
 
     fn read_input(&mut self, bytes: &[u8], now: Instant) {
         if self.is_closed() {
@@ -386,14 +384,10 @@ pub(super) trait Role {
         self.core().wire.decoder.push(bytes);
         while let Some(decoded) = self.core().wire.decoder.poll() {
             match decoded {
-                Decoded::Packet(p) => {
-                    self.on_traffic(now);
-                    self.on_packet(p, now);
-                }
+                Decoded::Packet(p) => self.on_packet(p, now),
                 Decoded::Skipped(bytes) => self.core().violation(Violation::Garbage { bytes }),
                 Decoded::Malformed { error, op, number } => {
-                    self.on_traffic(now);
-                    self.on_malformed(error.to_string(), op, number, now);
+                    self.on_malformed(error.to_string(), op, number, now)
                 }
             }
             if self.is_closed() {

@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use super::core::{
-    nack, negative, positive, Answer, Core, Role, SessionEvent, ERR_UNEXPECTED_OPERATION,
+    general_error, nack, negative, positive, Answer, Core, Role, SessionEvent,
+    ERR_UNEXPECTED_OPERATION,
 };
 use super::{CloseReason, FailReason, SessionError, StatusReport, Violation};
 use crate::cimd2::{deliver_packet, message_from_packet, param, Cimd2Error, Operation, Packet};
@@ -192,6 +193,15 @@ impl ServerSession {
             Operation::Submit,
             negative(Operation::Submit, number, code, None),
         );
+        Ok(())
+    }
+
+    /// Answer the pending submit with a general error (98) carrying `code`, as an SMSC
+    /// does when it cannot handle the request at all (a refusal for the client).
+    pub fn general_error_submit(&mut self, code: u32, _now: Instant) -> Result<(), SessionError> {
+        let number = self.pending_submit_number()?;
+        self.core
+            .answer(Operation::Submit, general_error(number, code, None));
         Ok(())
     }
 
