@@ -911,7 +911,7 @@ impl Sim {
                 self.smsc.connections
             )
         });
-        self.bridge.smsc_connected(now);
+        self.bridge.smsc_connected(0, now);
         self.progress += 1;
     }
 
@@ -919,7 +919,7 @@ impl Sim {
         while let Some((to, arrival)) = self.smsc_wire.poll_arrival(now, &mut self.buf) {
             self.progress += 1;
             match (to, arrival) {
-                (End::A, Arrival::Bytes) => self.bridge.smsc_input(&self.buf, now),
+                (End::A, Arrival::Bytes) => self.bridge.smsc_input(0, &self.buf, now),
                 (End::B, Arrival::Bytes) => {
                     if let Some(s) = self.smsc.session.as_mut() {
                         s.handle_input(&self.buf, now);
@@ -934,7 +934,7 @@ impl Sim {
     /// The driver's `lost`: tell the bridge, dial again after a back-off.
     fn bridge_lost(&mut self, now: Instant, why: &str) {
         self.log(|| format!("bridge: smsc connection lost ({why})"));
-        self.bridge.smsc_connection_lost(now);
+        self.bridge.smsc_connection_lost(0, now);
         self.smsc_dial_at = Some(now + self.backoff.next_delay());
     }
 
@@ -955,7 +955,7 @@ impl Sim {
 
     fn bridge_transmit(&mut self, now: Instant) {
         self.buf.clear();
-        if self.bridge.smsc_transmit(&mut self.buf) == 0 {
+        if self.bridge.smsc_transmit(0, &mut self.buf) == 0 {
             return;
         }
         self.progress += 1;
