@@ -14,7 +14,7 @@
 mod cimd2_driver;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -312,9 +312,20 @@ struct KannelPorts {
     sendsms: u16,
 }
 
+/// Kannel's log-level: everything, PDU dumps included (the tests read them).
+const LOG_DEBUG: u8 = 0;
+/// Warnings and errors only, so that logging does not slow a measurement down.
+const LOG_WARNING: u8 = 2;
+
 /// bearerbox and smsbox with one sendsms user; `smsc` holds the smsc group(s), and
 /// `service` the sms-service that answers MO.
-fn write_kannel_conf(dir: &Path, ports: &KannelPorts, smsc: &str, service: &str) -> PathBuf {
+fn write_kannel_conf(
+    dir: &Path,
+    ports: &KannelPorts,
+    log_level: u8,
+    smsc: &str,
+    service: &str,
+) -> PathBuf {
     let conf = format!(
         r#"group = core
 admin-port = {admin}
@@ -322,7 +333,7 @@ admin-password = adminpw
 smsbox-port = {smsbox}
 box-allow-ip = 127.0.0.1
 log-file = "{dir}/bearerbox.log"
-log-level = 0
+log-level = {log_level}
 # A temporary failure (throttling) is sent again after 1 s, not 60.
 sms-resend-freq = 1
 
@@ -332,7 +343,7 @@ bearerbox-host = 127.0.0.1
 bearerbox-port = {smsbox}
 sendsms-port = {sendsms}
 log-file = "{dir}/smsbox.log"
-log-level = 0
+log-level = {log_level}
 
 group = sendsms-user
 username = tester
@@ -366,18 +377,106 @@ smsc-password = pw
     )
 }
 
+/// An HTTP/1.1 client connection to one of Kannel's HTTP interfaces, kept open
+/// across requests (opened again when the server closes it).
+struct HttpConn {
+    port: u16,
+    stream: Option<TcpStream>,
+    /// Bytes read and not yet consumed.
+    buf: Vec<u8>,
+}
+
+impl HttpConn {
+    fn new(port: u16) -> HttpConn {
+        HttpConn {
+            port,
+            stream: None,
+            buf: Vec::new(),
+        }
+    }
+
+    /// GET `target`; the answer's body.
+    fn get(&mut self, target: &str) -> std::io::Result<String> {
+        let stream = match &mut self.stream {
+            Some(s) => s,
+            None => {
+                let s = TcpStream::connect(("127.0.0.1", self.port))?;
+                s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                s.set_nodelay(true)?;
+                self.buf.clear();
+                self.stream.insert(s)
+            }
+        };
+        let answer = exchange(stream, &mut self.buf, target);
+        if !matches!(answer, Ok((_, true))) {
+            self.stream = None;
+        }
+        answer.map(|(body, _)| body)
+    }
+}
+
+/// Send one GET on `stream` and read the answer: its body, and whether the
+/// connection stays open.
+fn exchange(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    target: &str,
+) -> std::io::Result<(String, bool)> {
+    write!(stream, "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let head = loop {
+        if let Some(head) = take_head(buf) {
+            break head;
+        }
+        if !read_more(stream, buf)? {
+            return Err(ErrorKind::UnexpectedEof.into());
+        }
+    };
+    let header = |name: &str| {
+        head.lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    let length = header("Content-Length").and_then(|v| v.parse::<usize>().ok());
+    let close = header("Connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    let body = match length {
+        Some(len) => {
+            while buf.len() < len {
+                if !read_more(stream, buf)? {
+                    return Err(ErrorKind::UnexpectedEof.into());
+                }
+            }
+            buf.drain(..len).collect()
+        }
+        // No length: the body runs to the end of the connection.
+        None => {
+            while read_more(stream, buf)? {}
+            std::mem::take(buf)
+        }
+    };
+    let body = String::from_utf8_lossy(&body).into_owned();
+    Ok((body, length.is_some() && !close))
+}
+
+/// Append what the stream has; false at its end.
+fn read_more(stream: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    let mut chunk = [0u8; 4096];
+    let n = stream.read(&mut chunk)?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n > 0)
+}
+
+/// Remove a complete message head (up to the blank line) from the front of `buf`.
+fn take_head(buf: &mut Vec<u8>) -> Option<String> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    buf.drain(..end);
+    Some(head)
+}
+
 /// One HTTP GET to smsbox; returns the body, or None while smsbox is not ready.
 fn http_get(port: u16, path_and_query: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path_and_query} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    s.read_to_string(&mut response).ok()?;
-    Some(response)
+    HttpConn::new(port).get(path_and_query).ok()
 }
 
 /// Send through smsbox's sendsms, retrying (with a short back-off, until the
@@ -387,12 +486,25 @@ fn sendsms(port: u16, query: &str) {
     let mut last = None;
     while Instant::now() < deadline {
         match http_get(port, &format!("/cgi-bin/sendsms?{query}")) {
-            Some(r) if r.contains("Accepted for delivery") || r.contains("Queued") => return,
+            Some(body) if sendsms_accepted(&body) => return,
             other => last = other,
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("sendsms never accepted; last answer: {last:?}");
+}
+
+/// sendsms's query for one MT from 12345 to 4670000009 (`extra`: more parameters).
+fn mt_query(text: &str, extra: &str) -> String {
+    format!(
+        "username=tester&password=testpw&from=12345&to=4670000009&charset=UTF-8&text={}{extra}",
+        url_encode(text)
+    )
+}
+
+/// smsbox took the message (bearerbox has queued it).
+fn sendsms_accepted(body: &str) -> bool {
+    body.contains("Accepted for delivery") || body.contains("Queued")
 }
 
 fn url_encode(s: &str) -> String {
@@ -436,6 +548,7 @@ fn bearerbox_submits_to_our_simulator() {
     let conf = write_kannel_conf(
         &dir,
         &ports,
+        LOG_DEBUG,
         &cimd2_smsc_group(sim.local_addr()),
         r#"text = "pong""#,
     );
@@ -462,13 +575,7 @@ fn bearerbox_submits_to_our_simulator() {
         } else {
             ""
         };
-        sendsms(
-            ports.sendsms,
-            &format!(
-                "username=tester&password=testpw&from=12345&to=4670000009&charset=UTF-8&text={}{dlr}",
-                url_encode(text)
-            ),
-        );
+        sendsms(ports.sendsms, &mt_query(text, dlr));
     }
     // 3 MT plus the "pong" answers smsbox sends to our 2 MO.
     let (c, ok) = sim.wait_for(WAIT, |c| {
@@ -499,8 +606,9 @@ fn bearerbox_submits_to_our_simulator() {
 // ---- Kannel's SMPP client against our simulator in SMPP mode ----
 
 /// The application behind smsbox: a one-thread HTTP server that hands over the target
-/// (path and query) of every GET it gets and answers "pong" (which smsbox sends back
-/// to the MO's sender).
+/// (path and query) of every GET it gets, in the order they arrive, and answers
+/// "pong" (which smsbox sends back to the MO's sender). Connections stay open for
+/// Kannel's next requests, as a real application's would.
 struct AppServer {
     port: u16,
     requests: mpsc::Receiver<String>,
@@ -508,36 +616,22 @@ struct AppServer {
 
 impl AppServer {
     fn start() -> AppServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let listener =
+            mio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let (tx, requests) = mpsc::channel();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else {
-                    continue;
-                };
-                let Some(target) = read_request_target(&mut stream) else {
-                    continue;
-                };
-                let _ = stream.write_all(
-                    b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\
-                      Connection: close\r\n\r\npong",
-                );
-                if tx.send(target).is_err() {
-                    return;
-                }
-            }
-        });
+        std::thread::spawn(move || serve_app(listener, tx));
         AppServer { port, requests }
     }
 
-    /// Requests to `path` until `done` holds for them, or the deadline passes.
+    /// Requests to `path` until `done` holds for them, or `within` passes.
     fn collect(
         &self,
         path: &str,
+        within: Duration,
         mut done: impl FnMut(&[HashMap<String, String>]) -> bool,
     ) -> Vec<HashMap<String, String>> {
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + within;
         let mut got = Vec::new();
         while !done(&got) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -554,22 +648,74 @@ impl AppServer {
     }
 }
 
-/// The target of a GET request line, once the whole header has arrived.
-fn read_request_target(stream: &mut TcpStream) -> Option<String> {
-    stream.set_read_timeout(Some(WAIT)).ok()?;
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut buf).ok()?;
-        if n == 0 {
-            return None;
+/// The application's event loop: one poll over the listener and every connection,
+/// so that requests are handed over in arrival order. Ends when the `AppServer` is
+/// gone.
+fn serve_app(
+    mut listener: mio::net::TcpListener,
+    requests: mpsc::Sender<String>,
+) -> std::io::Result<()> {
+    use mio::{Events, Interest, Poll, Token};
+    const LISTENER: Token = Token(usize::MAX);
+    let mut poll = Poll::new()?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let mut conns: HashMap<Token, (mio::net::TcpStream, Vec<u8>)> = HashMap::new();
+    let mut events = Events::with_capacity(64);
+    let mut next = 0;
+    loop {
+        poll.poll(&mut events, None)?;
+        for event in &events {
+            if event.token() == LISTENER {
+                while let Ok((mut stream, _)) = listener.accept() {
+                    let token = Token(next);
+                    next += 1;
+                    poll.registry()
+                        .register(&mut stream, token, Interest::READABLE)?;
+                    conns.insert(token, (stream, Vec::new()));
+                }
+                continue;
+            }
+            let Some((stream, buf)) = conns.get_mut(&event.token()) else {
+                continue;
+            };
+            // Edge-triggered: read everything there is.
+            let mut open = loop {
+                match read_more(stream, buf) {
+                    Ok(true) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break true,
+                    Ok(false) | Err(_) => break false,
+                }
+            };
+            while let Some(head) = take_head(buf) {
+                let mut words = head.split_whitespace();
+                let target = (words.next() == Some("GET"))
+                    .then(|| words.next())
+                    .flatten();
+                let Some(target) = target else {
+                    open = false;
+                    break;
+                };
+                // Kannel reads each answer before its next request on the connection,
+                // so these few bytes always fit the socket buffer.
+                if stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\
+                          Content-Length: 4\r\n\r\npong",
+                    )
+                    .is_err()
+                {
+                    open = false;
+                }
+                if requests.send(target.to_owned()).is_err() {
+                    return Ok(());
+                }
+            }
+            if !open {
+                conns.remove(&event.token());
+            }
         }
-        head.extend_from_slice(&buf[..n]);
     }
-    let line = String::from_utf8_lossy(&head);
-    let mut words = line.split_whitespace();
-    (words.next() == Some("GET")).then_some(())?;
-    words.next().map(str::to_owned)
 }
 
 /// `a=1&b=x+y%21` as a map, decoded (`+` is a space, `%XX` an octet, UTF-8 after).
@@ -634,10 +780,99 @@ struct SmppRun {
     bearerbox_log: String,
 }
 
-/// Start the simulator (`sim` adjusted), bearerbox and smsbox; send `mt` through
-/// sendsms with delivery reports asked for; inject `mo` once smsbox is up; wait for
-/// the MT (and the "pong" replies) in the record, the MO at the application and a
-/// delivery report per MT.
+/// How to run Kannel against the SMPP simulator.
+struct KannelSetup {
+    /// One bind_transceiver, or Kannel 1.4.5's transmitter + receiver pair.
+    transceiver: bool,
+    /// `LOG_DEBUG` or `LOG_WARNING`.
+    log_level: u8,
+    /// Keep the simulator's record of accepted submits (`record.jsonl`).
+    record: bool,
+    /// Lines added to the sms-service that passes MO to the application's `/mo`.
+    service_extra: &'static str,
+}
+
+/// The simulator (in SMPP mode), bearerbox bound to it, smsbox, and the application
+/// behind smsbox. Dropping it stops them all.
+struct KannelSmpp {
+    dir: PathBuf,
+    sim: SmscSim,
+    app: AppServer,
+    sendsms_port: u16,
+    _bearerbox: Guard,
+    _smsbox: Guard,
+}
+
+impl KannelSmpp {
+    /// Start the simulator (`sim` adjusted), then bearerbox, and once it has bound,
+    /// smsbox. smsbox may still be connecting to bearerbox: `sendsms` waits for it.
+    fn start(name: &str, setup: &KannelSetup, sim: SimConfig) -> KannelSmpp {
+        let dir =
+            std::env::temp_dir().join(format!("smslink-kannel-smpp-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let sim = SmscSim::start(SimConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            user: "alice".into(),
+            password: "pw".into(),
+            record: setup.record.then(|| dir.join("record.jsonl")),
+            log: false,
+            ..sim
+        })
+        .expect("sim");
+        let app = AppServer::start();
+        let ports = KannelPorts {
+            admin: free_port(),
+            smsbox: free_port(),
+            sendsms: free_port(),
+        };
+        let service = format!(
+            "get-url = \"http://127.0.0.1:{}/mo?from=%p&to=%P&text=%b\"\n{}",
+            app.port, setup.service_extra
+        );
+        let conf = write_kannel_conf(
+            &dir,
+            &ports,
+            setup.log_level,
+            &smpp_smsc_groups(sim.local_addr(), setup.transceiver),
+            &service,
+        );
+        let binds = if setup.transceiver { 1 } else { 2 };
+        let bearerbox = Guard::spawn(
+            Command::new(BEARERBOX)
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        let (c, ok) = sim.wait_for(WAIT, |c| c.logins == binds);
+        assert!(
+            ok,
+            "bearerbox did not bind: {c:?}; logs in {}",
+            dir.display()
+        );
+        let smsbox = Guard::spawn(
+            Command::new(SMSBOX)
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        KannelSmpp {
+            dir,
+            sim,
+            app,
+            sendsms_port: ports.sendsms,
+            _bearerbox: bearerbox,
+            _smsbox: smsbox,
+        }
+    }
+}
+
+/// Start Kannel against the simulator (`sim` adjusted); send `mt` through sendsms
+/// with delivery reports asked for; inject `mo` once smsbox is up; wait for the MT
+/// (and the "pong" replies) in the record, the MO at the application and a delivery
+/// report per MT.
 fn run_kannel_smpp(
     name: &str,
     transceiver: bool,
@@ -645,91 +880,44 @@ fn run_kannel_smpp(
     mt: &[&str],
     mo: &[&str],
 ) -> SmppRun {
-    let dir =
-        std::env::temp_dir().join(format!("smslink-kannel-smpp-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let record = dir.join("record.jsonl");
-    let sim = SmscSim::start(SimConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        user: "alice".into(),
-        password: "pw".into(),
-        record: Some(record.clone()),
-        log: false,
-        ..sim
-    })
-    .expect("sim");
-    let app = AppServer::start();
-    let ports = KannelPorts {
-        admin: free_port(),
-        smsbox: free_port(),
-        sendsms: free_port(),
+    let setup = KannelSetup {
+        transceiver,
+        log_level: LOG_DEBUG,
+        record: true,
+        service_extra: "",
     };
-    let service = format!(
-        "get-url = \"http://127.0.0.1:{}/mo?from=%p&to=%P&text=%b\"",
-        app.port
-    );
-    let conf = write_kannel_conf(
-        &dir,
-        &ports,
-        &smpp_smsc_groups(sim.local_addr(), transceiver),
-        &service,
-    );
-    let binds = if transceiver { 1 } else { 2 };
-    let _bearerbox = Guard::spawn(
-        Command::new(BEARERBOX)
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    let (c, ok) = sim.wait_for(WAIT, |c| c.logins == binds);
-    assert!(
-        ok,
-        "bearerbox did not bind: {c:?}; logs in {}",
-        dir.display()
-    );
-    let _smsbox = Guard::spawn(
-        Command::new(SMSBOX)
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let k = KannelSmpp::start(name, &setup, sim);
     let dlr_url = url_encode(&format!(
         "http://127.0.0.1:{}/dlr?type=%d&id=%F&to=%P",
-        app.port
+        k.app.port
     ));
     for text in mt {
         sendsms(
-            ports.sendsms,
-            &format!(
-                "username=tester&password=testpw&from=12345&to=4670000009&charset=UTF-8\
-                 &text={}&dlr-mask=3&dlr-url={dlr_url}",
-                url_encode(text)
-            ),
+            k.sendsms_port,
+            &mt_query(text, &format!("&dlr-mask=3&dlr-url={dlr_url}")),
         );
     }
     // sendsms answered: smsbox is connected, so bearerbox can pass MO on.
     for text in mo {
-        sim.inject_mo(&Message::text("4670000001", "12345", text).expect("mo"))
+        k.sim
+            .inject_mo(&Message::text("4670000001", "12345", text).expect("mo"))
             .expect("inject");
     }
-    let mo_seen = app.collect("/mo", |got| got.len() >= mo.len());
+    let mo_seen = k.app.collect("/mo", WAIT, |got| got.len() >= mo.len());
     // Every MT and a "pong" per MO reach the simulator.
-    let (c, ok) = sim.wait_for(WAIT, |c| {
+    let (c, ok) = k.sim.wait_for(WAIT, |c| {
         c.submits_accepted == (mt.len() + mo.len()) as u64 && c.mo_acked == mo.len() as u64
     });
-    assert!(ok, "{c:?}; logs in {}", dir.display());
-    let dlr = app.collect("/dlr", |got| got.len() >= mt.len());
-    let counters = sim.stop().expect("stop");
-    let record = std::fs::read_to_string(&record)
+    assert!(ok, "{c:?}; logs in {}", k.dir.display());
+    let dlr = k.app.collect("/dlr", WAIT, |got| got.len() >= mt.len());
+    let counters = k.sim.stop().expect("stop");
+    let record = std::fs::read_to_string(k.dir.join("record.jsonl"))
         .expect("record")
         .lines()
         .map(|l| serde_json::from_str(l).expect("json"))
         .collect();
-    let bearerbox_log = std::fs::read_to_string(dir.join("bearerbox.log")).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&dir);
+    let bearerbox_log = std::fs::read_to_string(k.dir.join("bearerbox.log")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&k.dir);
     eprintln!(
         "kannel smpp {name}: {counters:?}; submit_sm_resp sequence numbers as bearerbox read \
          them: {:?}",
@@ -909,4 +1097,96 @@ fn bearerbox_retries_throttled_and_nacked_submits() {
         c.submits_accepted + c.submits_throttled + c.submits_nacked
     );
     run.assert_reports_match();
+}
+
+/// Kannel's SMPP throughput over loopback, for comparison with `smslink bench
+/// --protocol smpp --mode buffered --no-wan` (same simulator, same window of 10).
+/// MT: sendsms through several kept-alive connections, so that bearerbox's SMPP
+/// session, not the HTTP side, sets the pace (the line after shows how far ahead
+/// sendsms finished); timed from the first submit the simulator sees to the last one
+/// it accepts. MO: injected all at once, timed until the application has them all.
+/// A measurement, not a check:
+/// `cargo test --release -p smslink --test interop_kannel -- --ignored --nocapture
+/// kannel_smpp_throughput`.
+#[test]
+#[ignore = "a measurement: run by hand with --release"]
+fn kannel_smpp_throughput() {
+    if !have(&[BEARERBOX, SMSBOX]) {
+        return;
+    }
+    const N: u64 = 100_000;
+    const SENDSMS_CONNECTIONS: u64 = 32;
+    const WITHIN: Duration = Duration::from_secs(300);
+    let setup = KannelSetup {
+        transceiver: true,
+        log_level: LOG_WARNING,
+        record: false,
+        // No "pong" replies: MO traffic only.
+        service_extra: "max-messages = 0",
+    };
+    let k = KannelSmpp::start(
+        "throughput",
+        &setup,
+        SimConfig::for_protocol(Protocol::Smpp),
+    );
+    // One message first: its answer says smsbox is connected to bearerbox.
+    sendsms(k.sendsms_port, &mt_query("warm-up", ""));
+    let (c, ok) = k.sim.wait_for(WAIT, |c| c.submits_accepted == 1);
+    assert!(ok, "{c:?}; logs in {}", k.dir.display());
+
+    let clients: Vec<_> = (0..SENDSMS_CONNECTIONS)
+        .map(|i| {
+            let port = k.sendsms_port;
+            std::thread::spawn(move || {
+                let mut conn = HttpConn::new(port);
+                for n in (i..N).step_by(SENDSMS_CONNECTIONS as usize) {
+                    let target = format!("/cgi-bin/sendsms?{}", mt_query(&format!("mt {n}"), ""));
+                    let body = conn.get(&target).expect("sendsms");
+                    assert!(sendsms_accepted(&body), "sendsms: {body}");
+                }
+                Instant::now()
+            })
+        })
+        .collect();
+    let (c, ok) = k.sim.wait_for(WAIT, |c| c.submits_received > 1);
+    assert!(ok, "{c:?}");
+    let first = Instant::now();
+    let (c, ok) = k.sim.wait_for(WITHIN, |c| c.submits_accepted == N + 1);
+    let last = Instant::now();
+    assert!(ok, "{c:?}; logs in {}", k.dir.display());
+    let http_done = clients
+        .into_iter()
+        .map(|t| t.join().expect("sendsms client"))
+        .max()
+        .expect("clients");
+    print_rate("mt", N, last - first);
+    println!(
+        "  sendsms had taken all {N} {:.1} s before the simulator accepted the last \
+         ({SENDSMS_CONNECTIONS} connections)",
+        last.saturating_duration_since(http_done).as_secs_f64()
+    );
+
+    let began = Instant::now();
+    for n in 1..=N {
+        let mo = Message::text("4670000001", "12345", &format!("mo {n}")).expect("mo");
+        k.sim.inject_mo(&mo).expect("inject");
+    }
+    let got = k.app.collect("/mo", WITHIN, |got| got.len() as u64 >= N);
+    let took = began.elapsed();
+    assert_eq!(got.len() as u64, N, "logs in {}", k.dir.display());
+    print_rate("mo", N, took);
+    let c = k.sim.stop().expect("stop");
+    assert_eq!((c.submits_accepted, c.mo_acked), (N + 1, N), "{c:?}");
+    let _ = std::fs::remove_dir_all(&k.dir);
+}
+
+fn print_rate(direction: &str, n: u64, took: Duration) {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    println!(
+        "kannel smpp {direction}: {n} msgs in {:.2} s = {:.0} msg/s (load average {})",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64(),
+        load.join(" ")
+    );
 }
