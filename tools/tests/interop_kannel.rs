@@ -1005,6 +1005,10 @@ fn bearerbox_binds_as_transceiver_to_our_smpp_simulator() {
             // Kannel keeps a window of submits; answer it out of order.
             answer_order: AnswerOrder::Shuffled,
             processing_delay: Duration::from_millis(40),
+            // Kannel stores a message's DLR entry after reading its submit_sm_resp,
+            // apart from the reader: a receipt right behind the response can miss it
+            // under load ("DLR not found"), as with the pair below.
+            report_delay: Duration::from_millis(300),
             ..SimConfig::for_protocol(Protocol::Smpp)
         },
         &mt,
