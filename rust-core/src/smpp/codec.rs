@@ -1,13 +1,15 @@
 //! SMPP framing and bodies: `encode` writes one PDU, `decode_frame` reads one, and
 //! `Decoder` cuts a byte stream into PDUs however it arrives.
 
-use super::error::{DecodeError, Field, FieldError, FramingError, SmppError};
+use super::error::{Field, FieldError, FramingError, SmppError};
 use super::pdu::{
     AlertNotification, Bind, BindResp, Body, COctetString, CancelSm, CommandId, DataSm, Header,
     Outbind, Pdu, QuerySm, QuerySmResp, ReplaceSm, SmeAddr, SmppTime, SubmitSm, SubmitSmResp,
     HEADER_LEN, MAX_SHORT_MESSAGE,
 };
+use super::status::CommandStatus;
 use super::tlv::{Tlv, Tlvs, MAX_TLV_VALUE};
+use thiserror::Error;
 
 /// A decoder's limit when none is chosen: room for a full 64 K message_payload.
 pub const DEFAULT_MAX_PDU: usize = 64 * 1024 + 512;
@@ -561,5 +563,60 @@ impl Decoder {
 impl Default for Decoder {
     fn default() -> Decoder {
         Decoder::new(DEFAULT_MAX_PDU)
+    }
+}
+
+/// One failure out of the decoder.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Fatal: close the connection (after a generic_nack with ESME_RINVCMDLEN, if wanted).
+    #[error("framing: {0}")]
+    Framing(#[from] FramingError),
+    /// The PDU is skipped; the stream stays in step. Answer it with `reply`.
+    #[error("{} (sequence {}): {error}", header.command_name(), header.sequence_number)]
+    Body { header: Header, error: SmppError },
+}
+
+impl DecodeError {
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, DecodeError::Framing(_))
+    }
+
+    /// The header of the PDU that failed, when it was well framed.
+    pub fn header(&self) -> Option<&Header> {
+        match self {
+            DecodeError::Framing(_) => None,
+            DecodeError::Body { header, .. } => Some(header),
+        }
+    }
+
+    /// The command_status that reports this failure to the peer.
+    pub fn status(&self) -> CommandStatus {
+        match self {
+            DecodeError::Framing(_) => CommandStatus::ESME_RINVCMDLEN,
+            DecodeError::Body { error, .. } => error.status(),
+        }
+    }
+
+    /// The PDU to send back for a body error (see `Header::error_reply`); `None` for a
+    /// framing error (the connection is closing) and for a broken generic_nack.
+    pub fn reply(&self) -> Option<Pdu> {
+        match self {
+            DecodeError::Framing(_) => None,
+            DecodeError::Body { header, error } => header.error_reply(error.status()),
+        }
+    }
+}
+
+impl Pdu {
+    /// The header `encode` writes for this PDU (command_length included), or why it
+    /// cannot be encoded.
+    pub fn header(&self) -> Result<Header, SmppError> {
+        Ok(Header {
+            command_length: encoded_len(self)? as u32,
+            command_id: self.command_id().value(),
+            command_status: self.command_status,
+            sequence_number: self.sequence_number,
+        })
     }
 }

@@ -7,7 +7,6 @@
 
 use thiserror::Error;
 
-use super::pdu::Header;
 use super::status::CommandStatus;
 use crate::message::MessageError;
 use crate::sms::TextError;
@@ -218,46 +217,4 @@ pub enum FramingError {
         command_length: u32,
         frame_len: usize,
     },
-}
-
-/// One failure out of the decoder.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum DecodeError {
-    /// Fatal: close the connection (after a generic_nack with ESME_RINVCMDLEN, if wanted).
-    #[error("framing: {0}")]
-    Framing(#[from] FramingError),
-    /// The PDU is skipped; the stream stays in step. Answer it with `reply`.
-    #[error("{} (sequence {}): {error}", header.command_name(), header.sequence_number)]
-    Body { header: Header, error: SmppError },
-}
-
-impl DecodeError {
-    pub fn is_fatal(&self) -> bool {
-        matches!(self, DecodeError::Framing(_))
-    }
-
-    /// The header of the PDU that failed, when it was well framed.
-    pub fn header(&self) -> Option<&Header> {
-        match self {
-            DecodeError::Framing(_) => None,
-            DecodeError::Body { header, .. } => Some(header),
-        }
-    }
-
-    /// The command_status that reports this failure to the peer.
-    pub fn status(&self) -> CommandStatus {
-        match self {
-            DecodeError::Framing(_) => CommandStatus::ESME_RINVCMDLEN,
-            DecodeError::Body { error, .. } => error.status(),
-        }
-    }
-
-    /// The PDU to send back for a body error (see `Header::error_reply`); `None` for a
-    /// framing error (the connection is closing) and for a broken generic_nack.
-    pub fn reply(&self) -> Option<super::pdu::Pdu> {
-        match self {
-            DecodeError::Framing(_) => None,
-            DecodeError::Body { header, error } => header.error_reply(error.status()),
-        }
-    }
 }

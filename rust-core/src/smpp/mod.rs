@@ -14,16 +14,17 @@ pub mod coding;
 mod convert;
 mod error;
 mod esme;
+mod fields;
 mod pdu;
 pub mod receipt;
 pub mod smsc_session;
 mod status;
 mod tlv;
 
-pub use codec::{decode_frame, encode, encoded_len, Decoder, DEFAULT_MAX_PDU};
+pub use codec::{decode_frame, encode, encoded_len, DecodeError, Decoder, DEFAULT_MAX_PDU};
 pub use coding::{charset, data_coding, decode_text, encode_text, Charset, TextConfig};
 pub use convert::{address, deliver_sm, message_from_sm, sme_addr, submit_sm};
-pub use error::{DecodeError, Field, FieldError, FramingError, SmppError};
+pub use error::{Field, FieldError, FramingError, SmppError};
 pub use esme::{BindMode, Numbering, SmppClient, SmppConfig, TonNpi, MAX_SEQUENCE};
 pub use pdu::{
     esm_class, message_state, npi, registered_delivery, ton, AlertNotification, Bind, BindResp,

@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use super::codec::DecodeError;
 use super::codec::{encode, Decoder, DEFAULT_MAX_PDU};
 use super::coding::{data_coding, encode_text, TextConfig};
 use super::convert::{address, deliver_sm, message_from_sm, sme_addr};
-use super::error::{DecodeError, Field, SmppError};
+use super::error::{Field, SmppError};
 use super::pdu::{
     esm_class, message_state, Bind, BindResp, Body, CommandId, DeliverSm, MessageId, Pdu, SubmitSm,
     SubmitSmResp, SystemId, INTERFACE_VERSION_34,

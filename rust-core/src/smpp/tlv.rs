@@ -1,7 +1,7 @@
 //! Optional parameters (TLVs): the ones an ESME acts on are typed, every other one is
 //! kept as its tag and value octets, in wire order, and written back unchanged.
 
-use super::pdu::MessageId;
+use super::fields::MessageId;
 
 /// TLV tags (SMPP 3.4 section 5.3.2).
 pub mod tag {

@@ -16,9 +16,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use smslink::message::{Coding, Message};
 
 use super::record::submit_line;
-use super::session::{
-    new_session, Accepted, Answer, DeliveryId, Report, SimEvent, SimSession, SubmitId,
-};
+use super::session::{Accepted, Answer, DeliveryId, Report, SimEvent, SimSession, SubmitId};
 use super::time::cimd2_timestamp;
 use super::{AnswerOrder, Shared, SimConfig};
 
@@ -724,4 +722,12 @@ fn flush(conn: &mut Connection) {
     }
     conn.out.clear();
     conn.written = 0;
+}
+
+/// The session for a new connection.
+pub(super) fn new_session(config: &SimConfig, now: Instant) -> Box<dyn SimSession> {
+    match config.protocol {
+        super::Protocol::Cimd2 => Box::new(super::cimd2::Cimd2Link::new(config, now)),
+        super::Protocol::Smpp => Box::new(super::smpp::SmppLink::new(config, now)),
+    }
 }

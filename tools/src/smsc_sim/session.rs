@@ -7,8 +7,6 @@ use std::time::Instant;
 
 use smslink::message::{Address, Message};
 
-use super::{Protocol, SimConfig};
-
 /// Which of the client's submits an answer is for: the CIMD2 packet number, the
 /// SMPP sequence number.
 pub(super) type SubmitId = u32;
@@ -113,12 +111,4 @@ pub(super) trait SimSession: Send {
     fn packet_limit(&mut self, bytes: &[u8], limit: u64) -> Option<usize>;
     /// Packets counted by `packet_limit` so far.
     fn packets_in(&self) -> u64;
-}
-
-/// The session for a new connection.
-pub(super) fn new_session(config: &SimConfig, now: Instant) -> Box<dyn SimSession> {
-    match config.protocol {
-        Protocol::Cimd2 => Box::new(super::cimd2::Cimd2Link::new(config, now)),
-        Protocol::Smpp => Box::new(super::smpp::SmppLink::new(config, now)),
-    }
 }

@@ -39,9 +39,10 @@ pub use config::{BindMode, Numbering, SmppConfig, TonNpi};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::codec::DecodeError;
 use super::codec::{encode, Decoder};
 use super::convert::{message_from_sm, submit_sm};
-use super::error::{DecodeError, SmppError};
+use super::error::SmppError;
 use super::pdu::{Body, CommandId, DataSm, Header, Pdu, SmeAddr, SubmitSm, SubmitSmResp};
 use super::receipt::{is_delivered, is_failed, IdSource, Receipt};
 use super::status::{CommandStatus, StatusClass};
