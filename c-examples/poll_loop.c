@@ -5,13 +5,15 @@
  * over loopback TCP) and sleeps in poll() on the two nodes' event descriptors. A
  * timer (the poll timeout) stands for the stack's own work: every tick it hands a
  * burst of MO messages to the buffer server. When a descriptor turns readable:
- * clear it, then take events until SMSLINK_EMPTY.
+ * clear it, then take events until SMSLINK_EMPTY. The runtime's log lines go to
+ * the stack's own logging through a log callback (here: counted and printed).
  *
  *   poll_loop [COUNT]
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,21 @@ static void die(const char *what, smslink_result rc) {
     if (rc_ != SMSLINK_OK)       \
       die(#call, rc_);           \
   } while (0)
+
+/* Runs on the nodes' threads: thread-safe, quick, no smslink calls. */
+static atomic_int link_ups;
+
+static void on_log(void *userdata, smslink_log_level level, const char *target,
+                   const char *message, const smslink_log_field *fields, size_t field_count) {
+  (void)userdata;
+  const char *event = "";
+  for (size_t i = 0; i < field_count; i++)
+    if (strcmp(fields[i].key, "event") == 0)
+      event = fields[i].value; /* valid only during this call, like every argument */
+  if (strcmp(target, "link") == 0 && strcmp(event, "up") == 0)
+    atomic_fetch_add(&link_ups, 1);
+  printf("poll_loop: log %d smslink.%s %s\n", (int)level, target, message);
+}
 
 static double now_s(void) {
   struct timespec ts;
@@ -64,6 +81,7 @@ int main(int argc, char **argv) {
   long count = argc > 1 ? atol(argv[1]) : 1000;
   if (count <= 0)
     return 2;
+  CHECK(smslink_log_set_callback(on_log, NULL, SMSLINK_LOG_INFO));
   smslink_node *im = start_node("im", "127.0.0.1:0", 1);
   char addr[64];
   size_t addr_len = 0;
@@ -135,7 +153,10 @@ int main(int argc, char **argv) {
          (unsigned long long)st.bytes_out);
   CHECK(smslink_node_free(bs));
   CHECK(smslink_node_free(im));
-  int ok = sent == count && received == count && processed == count &&
+  CHECK(smslink_log_set_callback(NULL, NULL, SMSLINK_LOG_INFO));
+  /* Both ends logged their link coming up before any message went through. */
+  printf("poll_loop: link-up log lines %d\n", atomic_load(&link_ups));
+  int ok = atomic_load(&link_ups) >= 2 && sent == count && received == count && processed == count &&
            st.tx_last_processed == (uint64_t)count;
   printf("poll_loop: %s\n", ok ? "ok" : "FAILED");
   return ok ? 0 : 1;

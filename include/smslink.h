@@ -259,6 +259,31 @@ typedef struct smslink_event {
 // delivered again by the next poll or dispatch.
 typedef int (*smslink_event_callback)(void *userdata, const struct smslink_event *event);
 
+// Severity of a log line (lower is more severe).
+typedef uint32_t smslink_log_level;
+
+// One `key=value` pair of a log line, both NUL-terminated UTF-8.
+typedef struct smslink_log_field {
+  const char *key;
+  const char *value;
+} smslink_log_field;
+
+// Receives one log line. `target` names what the line is about ("link", "smsc",
+// "runtime"); `message` is the line as it would appear on stderr after the level
+// (`link=a event=up peer=...`); `fields` are its `field_count` pairs, values
+// unquoted. Every pointer is valid only during the call: copy what you keep.
+//
+// Called on the thread that logs, usually a node's event-loop thread, so it must
+// be thread-safe and quick (the node waits for it). It must not call any smslink
+// function: the node that logs is inside its event loop and the log configuration
+// is locked while the callback runs.
+typedef void (*smslink_log_callback)(void *userdata,
+                                     smslink_log_level level,
+                                     const char *target,
+                                     const char *message,
+                                     const struct smslink_log_field *fields,
+                                     size_t field_count);
+
 // Where a sent message went: the link and its sequence number there (status events
 // and the peer's acknowledgement name it by this pair).
 typedef struct smslink_receipt {
@@ -322,6 +347,18 @@ typedef struct smslink_smsc_stats {
   uint64_t status_reports;
   uint64_t violations;
 } smslink_smsc_stats;
+
+// Faults that stop a node or a connection for good.
+#define SMSLINK_LOG_ERROR 1
+
+// Refusals, bad peers, lost SMSC connections.
+#define SMSLINK_LOG_WARN 2
+
+// Links and SMSC connections coming up and going down (the default).
+#define SMSLINK_LOG_INFO 3
+
+// Every accepted connection and connection attempt.
+#define SMSLINK_LOG_DEBUG 4
 
 #ifdef __cplusplus
 extern "C" {
@@ -660,6 +697,19 @@ smslink_result smslink_node_event_fd(const struct smslink_node *node, int *out_f
 //
 // Thread safety: any thread.
 smslink_result smslink_node_clear_event_fd(const struct smslink_node *node);
+
+// Route the runtime's log lines (process-wide, every node) to `callback`, or back
+// to stderr when `callback` is NULL. Lines more verbose than `max_level` are not
+// produced at all (this also sets the level of the stderr lines). `userdata` is
+// passed to every call as is. Returns SMSLINK_INVALID_ARGUMENT for an unknown
+// `max_level`. See `smslink_log_callback` for what the callback may do.
+//
+// Once this returns, the previous callback is no longer called.
+//
+// Thread safety: any thread, but not from inside a log callback.
+smslink_result smslink_log_set_callback(smslink_log_callback callback,
+                                        void *userdata,
+                                        smslink_log_level max_level);
 
 // Start a node from `config` (which stays the caller's: free it when convenient):
 // binds listening links, starts the node's event-loop thread, begins dialling.

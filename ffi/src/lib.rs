@@ -13,7 +13,7 @@
 //! codes), `abi` (the conventions above), `message`, `event`, `smpp` (the options of
 //! an SMPP SMSC), `config`, `node` (the handle's lifecycle and link look-ups), then
 //! the node's calls by concern: `send`, `dispatch` (events and acknowledgements),
-//! `stats`; and `cimd2`, the codec.
+//! `stats`; `cimd2`, the codec; and `log`, the runtime's log lines into the host.
 
 #![allow(non_camel_case_types)]
 // Every exported function checks its pointers before use; the header documents what
@@ -27,6 +27,7 @@ mod cimd2;
 mod config;
 mod dispatch;
 mod event;
+mod log;
 mod message;
 mod node;
 mod result;
@@ -39,6 +40,7 @@ pub use cimd2::*;
 pub use config::*;
 pub use dispatch::*;
 pub use event::*;
+pub use log::*;
 pub use message::*;
 pub use node::*;
 pub use result::*;

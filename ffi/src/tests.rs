@@ -662,3 +662,108 @@ fn wait_for_room_wakes_when_the_peer_processes_and_leaves_the_events() {
     assert_eq!(unsafe { smslink_node_free(bs) }, SMSLINK_OK);
     im.shutdown(Duration::ZERO);
 }
+
+/// One line as the callback saw it: level, target, message, fields.
+type LogLine = (smslink_log_level, String, String, Vec<(String, String)>);
+
+/// Log lines collected by `collect_log_line` (userdata), as owned text.
+#[derive(Default)]
+struct LogLines {
+    lines: std::sync::Mutex<Vec<LogLine>>,
+    added: std::sync::Condvar,
+}
+
+unsafe extern "C" fn collect_log_line(
+    userdata: *mut std::ffi::c_void,
+    level: smslink_log_level,
+    target: *const c_char,
+    message: *const c_char,
+    fields: *const smslink_log_field,
+    field_count: usize,
+) {
+    let text = |p: *const c_char| {
+        // SAFETY: the API passes NUL-terminated strings valid during the call.
+        unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_owned()
+    };
+    // SAFETY: userdata is the test's `LogLines`, alive while the callback is set;
+    // `fields` has `field_count` entries during the call.
+    let (seen, fields) = unsafe {
+        (
+            &*(userdata as *const LogLines),
+            std::slice::from_raw_parts(fields, field_count),
+        )
+    };
+    let fields = fields
+        .iter()
+        .map(|f| (text(f.key), text(f.value)))
+        .collect();
+    seen.lines
+        .lock()
+        .unwrap()
+        .push((level, text(target), text(message), fields));
+    seen.added.notify_all();
+}
+
+/// A node's link-up line reaches the C callback with its target and fields; NULL
+/// restores stderr; an unknown level is refused.
+#[test]
+fn log_lines_reach_the_c_callback_with_target_and_fields() {
+    use smslink_core::link::LinkConfig;
+    use smslink_core::runtime::{LinkSpec, Node, NodeConfig, Transport};
+    use std::time::{Duration, Instant};
+
+    let seen = Box::new(LogLines::default());
+    let userdata = &*seen as *const LogLines as *mut std::ffi::c_void;
+    assert_eq!(
+        smslink_log_set_callback(Some(collect_log_line), userdata, 99),
+        SMSLINK_INVALID_ARGUMENT
+    );
+    assert_eq!(
+        smslink_log_set_callback(Some(collect_log_line), userdata, SMSLINK_LOG_INFO),
+        SMSLINK_OK
+    );
+
+    let spec = LinkSpec::new(
+        LinkConfig::new("log-im", b"room key"),
+        Transport::Listen("127.0.0.1:0".parse().unwrap()),
+    );
+    let im = Node::start(NodeConfig::new(vec![spec])).unwrap();
+    let bs = c_node(c"log-bs", &im.local_addr(0).unwrap().to_string(), 16);
+
+    // Other tests' nodes log through the same callback: look for this one's line.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut lines = seen.lines.lock().unwrap();
+    let up = loop {
+        let found = lines.iter().find(|(_, _, _, fields)| {
+            fields.iter().any(|(k, v)| k == "link" && v == "log-bs")
+                && fields.iter().any(|(k, v)| k == "event" && v == "up")
+        });
+        if let Some(line) = found {
+            break line.clone();
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no link-up line for log-bs");
+        lines = seen.added.wait_timeout(lines, left).unwrap().0;
+    };
+    drop(lines);
+
+    let (level, target, message, fields) = up;
+    assert_eq!((level, target.as_str()), (SMSLINK_LOG_INFO, "link"));
+    assert!(
+        message.starts_with("link=log-bs event=up peer="),
+        "{message}"
+    );
+    assert_eq!(fields[0], ("link".to_owned(), "log-bs".to_owned()));
+    assert_eq!(fields[1], ("event".to_owned(), "up".to_owned()));
+    assert_eq!(fields[2].0, "peer");
+
+    assert_eq!(
+        smslink_log_set_callback(None, null_mut(), SMSLINK_LOG_INFO),
+        SMSLINK_OK
+    );
+    // SAFETY: the node is freed once.
+    assert_eq!(unsafe { smslink_node_free(bs) }, SMSLINK_OK);
+    im.shutdown(Duration::ZERO);
+    // The callback is no longer called, so `seen` may go.
+    drop(seen);
+}

@@ -11,6 +11,10 @@ events (``next_event``; from asyncio, :class:`smslink.aio.AsyncEndpoint`).
                                         default=True)]) as ep:
         ep.send("12345", "+61400000001", "hello")
         event = ep.next_event(timeout=5)
+
+The runtime's log lines go to the ``smslink.<target>`` loggers of :mod:`logging`
+(``smslink.link``, ``smslink.smsc``, ``smslink.runtime``), each with its
+``key=value`` fields as ``record.smslink_fields``.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ from ._smslink import (
     set_log_level,
 )
 
+from ._logs import route_logs
+
 #: Every kind of event an endpoint reports.
 Event = Union[LinkUp, LinkDown, MessageReceived, StatusChanged, SmscUp, SmscDown, SmscViolation]
 
@@ -79,6 +85,7 @@ __all__ = [
     "StatusChanged",
     "TxCursors",
     "UnknownLink",
+    "route_logs",
     "set_log_level",
 ]
 
@@ -96,3 +103,5 @@ class BufferServer(Endpoint):
 # Imported last: `smslink.aio` after `import smslink`, without an import circle (aio
 # imports only the compiled module).
 from . import aio  # noqa: E402
+
+route_logs()

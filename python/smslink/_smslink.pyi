@@ -7,6 +7,8 @@ from typing import Any, ClassVar, Iterable, List, Literal, Mapping, Optional, Se
 
 __all__ = [
     "set_log_level",
+    "_queue_log_records",
+    "_take_log_records",
     "BusyError",
     "ClosedError",
     "CodecError",
@@ -47,6 +49,8 @@ __all__ = [
 ]
 
 def set_log_level(level: str) -> None: ...
+def _queue_log_records(on: bool) -> None: ...
+def _take_log_records(timeout: float) -> List[Tuple[str, str, str, List[Tuple[str, str]]]]: ...
 
 # --- errors -----------------------------------------------------------------
 

@@ -13,11 +13,13 @@ mod config;
 mod endpoint;
 mod errors;
 mod events;
+mod logs;
 mod testing;
 mod util;
 
-/// How much the runtime writes to stderr: 'error', 'warn', 'info' (the default) or
-/// 'debug' (process-wide; lines are `<UTC time> <LEVEL> key=value ...`).
+/// How much the runtime logs: 'error', 'warn', 'info' (the default) or 'debug'
+/// (process-wide). Lines go to the `smslink.<target>` loggers (see `route_logs`),
+/// which filter them further by their own levels.
 #[pyfunction]
 fn set_log_level(level: &str) -> PyResult<()> {
     let parsed: smslink::runtime::log::Level =
@@ -35,5 +37,6 @@ fn _smslink(m: &Bound<'_, PyModule>) -> PyResult<()> {
     endpoint::register(m)?;
     cimd2::register(m)?;
     testing::register(m)?;
+    logs::register(m)?;
     Ok(())
 }

@@ -125,8 +125,8 @@ fn each_bad_peer_is_refused_alone_and_other_links_go_on() {
     let captured = Arc::new(Captured::default());
     let sink = captured.clone();
     log::set_level(Level::Debug);
-    log::set_sink(Some(Box::new(move |_, line| {
-        sink.lines.lock().unwrap().push(line.to_owned());
+    log::set_sink(Some(Box::new(move |record| {
+        sink.lines.lock().unwrap().push(record.message.to_owned());
         sink.added.notify_all();
     })));
 

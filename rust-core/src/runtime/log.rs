@@ -3,9 +3,16 @@
 //!
 //! Deliberately tiny: the runtime logs rarely (connections, refusals, faults), so a
 //! global level and an optional sink cover it without a logging framework. A sink
-//! lets tests assert that a refusal was logged and lets embedders route lines into
-//! their own logs.
+//! receives each line as a [`Record`] (level, target, message, fields) so that
+//! embedders (the C API, the Python module) can route lines into their own logs and
+//! tests can assert what was logged. A line filtered out by the level costs one
+//! atomic load: nothing is formatted or allocated.
+//!
+//! Call sites write `key=value` pairs (values with spaces in double quotes); the
+//! fields are parsed back from that text only when a sink or the JSON format needs
+//! them, so the text on stderr stays exactly what the call site wrote.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -48,9 +55,60 @@ impl std::str::FromStr for Level {
     }
 }
 
-type Sink = Box<dyn Fn(Level, &str) + Send + Sync>;
+/// How lines are written to stderr when no sink is installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `<UTC time> <LEVEL> key=value ...`
+    Text = 0,
+    /// One JSON object per line: `ts`, `level`, `target`, `msg`, then the fields.
+    Json = 1,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(Format::Text),
+            "json" => Ok(Format::Json),
+            other => Err(format!("unknown log format {other:?} (text, json)")),
+        }
+    }
+}
+
+/// One `key=value` pair of a line; the value is unquoted (borrowed unless it had
+/// escapes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field<'a> {
+    pub key: &'a str,
+    pub value: Cow<'a, str>,
+}
+
+/// One line as a sink sees it. Everything borrows from the line being written.
+#[derive(Debug)]
+pub struct Record<'a> {
+    pub level: Level,
+    /// What the line is about: "link", "smsc" (from the line's first key), "runtime"
+    /// by default, or what the call site named with `slog!(target: ...)`.
+    pub target: &'a str,
+    /// The line's text as written to stderr after the level (`key=value ...`).
+    pub message: &'a str,
+    pub fields: &'a [Field<'a>],
+}
+
+impl Record<'_> {
+    /// The value of field `key`, if the line has one.
+    pub fn field(&self, key: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|f| f.key == key)
+            .map(|f| f.value.as_ref())
+    }
+}
+
+type Sink = Box<dyn Fn(&Record<'_>) + Send + Sync>;
 
 static LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
+static FORMAT: AtomicU8 = AtomicU8::new(Format::Text as u8);
 static SINK: RwLock<Option<Sink>> = RwLock::new(None);
 
 /// Lines up to and including `level` are written.
@@ -62,30 +120,185 @@ pub fn enabled(level: Level) -> bool {
     level as u8 <= LEVEL.load(Ordering::Relaxed)
 }
 
-/// Send every line to `sink` (the text after the timestamp and level) instead of
-/// stderr; `None` restores stderr.
+/// How lines go to stderr (the sink, when installed, gets records either way).
+pub fn set_format(format: Format) {
+    FORMAT.store(format as u8, Ordering::Relaxed);
+}
+
+/// Send every line to `sink` instead of stderr; `None` restores stderr. The sink
+/// runs on the logging thread (often a node's event-loop thread) and must not block.
 pub fn set_sink(sink: Option<Sink>) {
     if let Ok(mut s) = SINK.write() {
         *s = sink;
     }
 }
 
-/// Write one line (use the [`slog!`](crate::slog) macro, which checks the level first).
-pub fn write(level: Level, args: fmt::Arguments<'_>) {
+/// Write one line (use the [`slog!`](crate::slog) macro, which checks the level
+/// first). `target` is `None` to derive it from the line's first key.
+pub fn write(level: Level, target: Option<&'static str>, args: fmt::Arguments<'_>) {
     let text = args.to_string();
     if let Ok(sink) = SINK.read() {
         if let Some(sink) = sink.as_ref() {
-            sink(level, &text);
+            let fields = parse_fields(&text);
+            sink(&Record {
+                level,
+                target: target.unwrap_or_else(|| target_of(&fields)),
+                message: &text,
+                fields: &fields,
+            });
             return;
         }
     }
+    let line = if FORMAT.load(Ordering::Relaxed) == Format::Json as u8 {
+        let fields = parse_fields(&text);
+        json_line(
+            &utc_now(),
+            &Record {
+                level,
+                target: target.unwrap_or_else(|| target_of(&fields)),
+                message: &text,
+                fields: &fields,
+            },
+        )
+    } else {
+        format!("{} {:<5} {text}", utc_now(), level.as_str())
+    };
     // A closed stderr must not take a daemon down (eprintln! would panic).
-    let _ = writeln!(
-        std::io::stderr(),
-        "{} {:<5} {text}",
-        utc_now(),
-        level.as_str()
-    );
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// The subsystem a line is about, from its first key.
+fn target_of(fields: &[Field<'_>]) -> &'static str {
+    match fields.first().map(|f| f.key) {
+        Some("link") => "link",
+        Some("smsc") => "smsc",
+        _ => "runtime",
+    }
+}
+
+/// The `key=value` pairs of a line. A value is a run of non-spaces or a
+/// double-quoted string (`\"` and `\\` escaped, as `{:?}` writes them); words
+/// without `=` continue the previous unquoted value (a `reason={reason}` whose text
+/// has spaces). Never fails: text that is not a pair is skipped.
+pub fn parse_fields(text: &str) -> Vec<Field<'_>> {
+    let mut fields: Vec<Field<'_>> = Vec::new();
+    // Where the last unquoted value starts, to extend it by a continuation word.
+    let mut open_value: Option<usize> = None;
+    let mut pos = 0;
+    while pos < text.len() {
+        let rest = &text[pos..];
+        let word_len = rest.find(' ').unwrap_or(rest.len());
+        if word_len == 0 {
+            pos += 1;
+            continue;
+        }
+        match rest[..word_len].find('=') {
+            Some(eq) if eq > 0 => {
+                let key = &rest[..eq];
+                let value_at = pos + eq + 1;
+                if let Some(quoted) = text[value_at..].strip_prefix('"') {
+                    let (value, used) = unquote(quoted);
+                    fields.push(Field { key, value });
+                    open_value = None;
+                    pos = value_at + 1 + used;
+                } else {
+                    let end =
+                        value_at + text[value_at..].find(' ').unwrap_or(text.len() - value_at);
+                    fields.push(Field {
+                        key,
+                        value: Cow::Borrowed(&text[value_at..end]),
+                    });
+                    open_value = Some(value_at);
+                    pos = end;
+                }
+            }
+            _ => {
+                let end = pos + word_len;
+                if let (Some(start), Some(last)) = (open_value, fields.last_mut()) {
+                    last.value = Cow::Borrowed(&text[start..end]);
+                }
+                pos = end;
+            }
+        }
+    }
+    fields
+}
+
+/// The text of a quoted value (after its opening quote) and the bytes it used,
+/// closing quote included; an unterminated value runs to the end.
+fn unquote(s: &str) -> (Cow<'_, str>, usize) {
+    let mut owned: Option<String> = None;
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => {
+                let value = owned.map_or(Cow::Borrowed(&s[..i]), Cow::Owned);
+                return (value, i + 1);
+            }
+            '\\' => {
+                let buf = owned.get_or_insert_with(|| s[..i].to_owned());
+                match chars.next().map(|(_, e)| e) {
+                    Some('n') => buf.push('\n'),
+                    Some('r') => buf.push('\r'),
+                    Some('t') => buf.push('\t'),
+                    Some(e) => buf.push(e),
+                    None => buf.push('\\'),
+                }
+            }
+            c => {
+                if let Some(buf) = owned.as_mut() {
+                    buf.push(c);
+                }
+            }
+        }
+    }
+    (owned.map_or(Cow::Borrowed(s), Cow::Owned), s.len())
+}
+
+/// One JSON object: `ts`, `level`, `target`, `msg`, then each field as a string
+/// (a field named like one of the first four gets a `field_` prefix).
+pub fn json_line(ts: &str, record: &Record<'_>) -> String {
+    let mut out = String::with_capacity(64 + 2 * record.message.len());
+    out.push_str("{\"ts\":");
+    push_json_str(&mut out, ts);
+    out.push_str(",\"level\":");
+    push_json_str(&mut out, record.level.as_str());
+    out.push_str(",\"target\":");
+    push_json_str(&mut out, record.target);
+    out.push_str(",\"msg\":");
+    push_json_str(&mut out, record.message);
+    for f in record.fields {
+        out.push(',');
+        if matches!(f.key, "ts" | "level" | "target" | "msg") {
+            push_json_str(&mut out, &format!("field_{}", f.key));
+        } else {
+            push_json_str(&mut out, f.key);
+        }
+        out.push(':');
+        push_json_str(&mut out, &f.value);
+    }
+    out.push('}');
+    out
+}
+
+/// `s` as a JSON string literal: quotes, backslashes and control characters escaped.
+fn push_json_str(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for now.
@@ -119,13 +332,21 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// `slog!(Level::Info, "link={} event=up peer={}", name, peer)`: one structured line.
+/// `slog!(Level::Info, "link={} event=up peer={}", name, peer)`: one structured line,
+/// its target taken from the first key; `slog!(target: "node", Level::Info, ...)`
+/// names the target.
 #[macro_export]
 macro_rules! slog {
+    (target: $target:expr, $level:expr, $($arg:tt)*) => {{
+        let level = $level;
+        if $crate::runtime::log::enabled(level) {
+            $crate::runtime::log::write(level, Some($target), format_args!($($arg)*));
+        }
+    }};
     ($level:expr, $($arg:tt)*) => {{
         let level = $level;
         if $crate::runtime::log::enabled(level) {
-            $crate::runtime::log::write(level, format_args!($($arg)*));
+            $crate::runtime::log::write(level, None, format_args!($($arg)*));
         }
     }};
 }
@@ -146,5 +367,85 @@ mod tests {
         assert_eq!("WARN".parse::<Level>(), Ok(Level::Warn));
         assert!("loud".parse::<Level>().is_err());
         assert!(Level::Error < Level::Debug);
+    }
+
+    fn pairs(text: &str) -> Vec<(&str, String)> {
+        parse_fields(text)
+            .into_iter()
+            .map(|f| (f.key, f.value.into_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn fields_parse_bare_quoted_escaped_and_continued() {
+        assert_eq!(
+            pairs("link=a event=up peer=1.2.3.4:5"),
+            [
+                ("link", "a".into()),
+                ("event", "up".into()),
+                ("peer", "1.2.3.4:5".into())
+            ]
+        );
+        assert_eq!(
+            pairs(r#"link=a reason="no room" x=1"#),
+            [
+                ("link", "a".into()),
+                ("reason", "no room".into()),
+                ("x", "1".into())
+            ]
+        );
+        assert_eq!(
+            pairs(r#"event=bad_input reason="say \"hi\"\\" n=2"#),
+            [
+                ("event", "bad_input".into()),
+                ("reason", r#"say "hi"\"#.into()),
+                ("n", "2".into())
+            ]
+        );
+        // An unquoted value with spaces (`reason={reason}`) keeps its words.
+        assert_eq!(
+            pairs("link=a event=down reason=peer closed the connection"),
+            [
+                ("link", "a".into()),
+                ("event", "down".into()),
+                ("reason", "peer closed the connection".into())
+            ]
+        );
+        // Text that is not a pair is skipped; an unterminated quote runs to the end.
+        assert_eq!(pairs("  stray =x y=\"open"), [("y", "open".into())]);
+        assert!(pairs("").is_empty());
+    }
+
+    #[test]
+    fn targets_come_from_the_first_key() {
+        assert_eq!(target_of(&parse_fields("link=a event=up")), "link");
+        assert_eq!(
+            target_of(&parse_fields("smsc=1.2.3.4:5 event=down")),
+            "smsc"
+        );
+        assert_eq!(target_of(&parse_fields("event=started link=a")), "runtime");
+    }
+
+    #[test]
+    fn json_lines_escape_and_flatten() {
+        let text = "link=a event=refused reason=\"say \\\"hi\\\"\" msg=x";
+        let fields = parse_fields(text);
+        let record = Record {
+            level: Level::Warn,
+            target: "link",
+            message: "tab\there \u{1}",
+            fields: &fields,
+        };
+        assert_eq!(
+            json_line("2026-01-01T00:00:00.000Z", &record),
+            r#"{"ts":"2026-01-01T00:00:00.000Z","level":"WARN","target":"link","msg":"tab\there \u0001","link":"a","event":"refused","reason":"say \"hi\"","field_msg":"x"}"#
+        );
+    }
+
+    #[test]
+    fn formats_parse() {
+        assert_eq!("JSON".parse::<Format>(), Ok(Format::Json));
+        assert_eq!("text".parse::<Format>(), Ok(Format::Text));
+        assert!("xml".parse::<Format>().is_err());
     }
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use smslink::cimd2::session::ClientConfig;
 use smslink::link::LinkConfig;
-use smslink::runtime::log::{self, Level};
+use smslink::runtime::log::{self, Format, Level};
 use smslink::runtime::{
     LinkSpec, LinkStats, Node, NodeConfig, NodeEvent, ShutdownReport, SmscSpec, SmscStats,
     Transport,
@@ -106,6 +106,10 @@ pub struct Args {
     /// [log_level]: error, warn, info or debug. Default info.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// [log_format]: text (`<time> <LEVEL> key=value ...`) or json (one object per
+    /// line: ts, level, target, msg and the line's fields, for log shippers). Default text.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
     /// [stats_interval_secs]: log a counters line this often (0: never). Default 10.
     #[arg(long, value_name = "SECS")]
     pub stats_interval_secs: Option<u64>,
@@ -119,6 +123,7 @@ pub struct Args {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub log_level: Option<String>,
+    pub log_format: Option<String>,
     pub stats_interval_secs: Option<u64>,
     pub shutdown_flush_secs: Option<u64>,
     #[serde(default)]
@@ -171,6 +176,7 @@ pub struct FileReconnect {
 pub struct Settings {
     pub node: NodeConfig,
     pub log_level: Level,
+    pub log_format: Format,
     pub stats_interval: Duration,
     pub shutdown_flush: Duration,
 }
@@ -349,9 +355,16 @@ impl Args {
             .or(file.log_level.as_deref())
             .unwrap_or("info")
             .parse()?;
+        let log_format = self
+            .log_format
+            .as_deref()
+            .or(file.log_format.as_deref())
+            .unwrap_or("text")
+            .parse()?;
         Ok(Settings {
             node,
             log_level,
+            log_format,
             stats_interval: Duration::from_secs(
                 self.stats_interval_secs
                     .or(file.stats_interval_secs)
@@ -408,6 +421,7 @@ pub fn stats_line(link: &LinkStats, smsc: Option<&SmscStats>) -> String {
 fn report_shutdown(report: &ShutdownReport) {
     for l in &report.links {
         slog!(
+            target: "node",
             Level::Info,
             "event=shutdown_report link={} drained={} mo_still_in_ring={} mo_cursors={}/{}/{}/{} mt_still_in_ring={}",
             l.name,
@@ -420,7 +434,7 @@ fn report_shutdown(report: &ShutdownReport) {
             l.rx_in_use,
         );
         if let Some(s) = &report.smsc {
-            slog!(Level::Info, "{}", stats_line(l, Some(s)));
+            slog!(target: "node", Level::Info, "{}", stats_line(l, Some(s)));
         }
     }
 }
@@ -428,6 +442,7 @@ fn report_shutdown(report: &ShutdownReport) {
 pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let settings = args.settings()?;
     log::set_level(settings.log_level);
+    log::set_format(settings.log_format);
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;
@@ -437,6 +452,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let node = Node::start(settings.node.clone())?;
     match transport {
         Transport::Listen(_) => slog!(
+            target: "node",
             Level::Info,
             "event=started link={} listen={} smsc={}",
             node.link_name(0).unwrap_or("-"),
@@ -444,6 +460,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             smsc_addr.map_or("-".into(), |a| a.to_string()),
         ),
         Transport::Dial(a) => slog!(
+            target: "node",
             Level::Info,
             "event=started link={} dial={a} smsc={}",
             node.link_name(0).unwrap_or("-"),
@@ -463,6 +480,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             next_stats += settings.stats_interval;
             if let Some(l) = node.link_stats(0) {
                 slog!(
+                    target: "node",
                     Level::Info,
                     "{}",
                     stats_line(&l, node.smsc_stats().as_ref())
@@ -471,6 +489,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     slog!(
+        target: "node",
         Level::Info,
         "event=shutting_down flush_secs={}",
         settings.shutdown_flush.as_secs()
@@ -483,9 +502,9 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 fn log_event(ev: &NodeEvent) {
     match ev {
         // Link up/down and refusals are logged by the runtime itself.
-        NodeEvent::SmscUp { .. } => slog!(Level::Debug, "event=smsc_up"),
+        NodeEvent::SmscUp { .. } => slog!(target: "node", Level::Debug, "event=smsc_up"),
         NodeEvent::SmscDown { reason, .. } => {
-            slog!(Level::Info, "event=smsc_down reason={reason:?}")
+            slog!(target: "node", Level::Info, "event=smsc_down reason={reason:?}")
         }
         NodeEvent::Status {
             seq,
@@ -493,6 +512,7 @@ fn log_event(ev: &NodeEvent) {
             outcome,
             ..
         } => slog!(
+            target: "node",
             Level::Debug,
             "event=mo_status seq={seq} state={state:?} outcome={outcome:?}"
         ),
@@ -518,7 +538,7 @@ mod tests {
         let file = dir.join("bs.toml");
         std::fs::write(
             &file,
-            "log_level = \"warn\"\n[smsc]\naddr = \"127.0.0.1:9971\"\nuser = \"u\"\n\
+            "log_level = \"warn\"\nlog_format = \"json\"\n[smsc]\naddr = \"127.0.0.1:9971\"\nuser = \"u\"\n\
              [link]\npsk = \"k\"\ndial = \"127.0.0.1:7010\"\ncapacity = 100\n",
         )
         .unwrap();
@@ -535,6 +555,7 @@ mod tests {
         assert_eq!(s.node.links[0].config.capacity, 50);
         assert!(matches!(s.node.links[0].transport, Transport::Listen(_)));
         assert_eq!(s.log_level, Level::Warn);
+        assert_eq!(s.log_format, Format::Json);
         assert_eq!(smsc_user(&s), "u");
         assert_eq!(s.stats_interval, Duration::from_secs(10));
     }

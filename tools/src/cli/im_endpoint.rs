@@ -13,7 +13,7 @@ use std::time::Duration;
 use smslink::link::LinkConfig;
 use smslink::message::Message;
 use smslink::ring::{Outcome, SlotState};
-use smslink::runtime::log::{self, Level};
+use smslink::runtime::log::{self, Format, Level};
 use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeError, NodeEvent, Transport};
 use smslink::slog;
 
@@ -53,6 +53,10 @@ pub struct Args {
     /// Log level on stderr: error, warn, info, debug.
     #[arg(long, default_value = "info")]
     pub log_level: String,
+    /// Log format on stderr: text (`<time> <LEVEL> key=value ...`) or json (one
+    /// object per line: ts, level, target, msg and the line's fields).
+    #[arg(long, default_value = "text")]
+    pub log_format: String,
 }
 
 fn config(args: &Args) -> Result<NodeConfig, String> {
@@ -126,6 +130,11 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .parse()
         .map_err(|e| format!("--log-level: {e}"))?;
     log::set_level(level);
+    let format: Format = args
+        .log_format
+        .parse()
+        .map_err(|e| format!("--log-format: {e}"))?;
+    log::set_format(format);
     let node = Arc::new(Node::start(config(&args)?)?);
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -153,7 +162,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 let message = match parse_mt(&line) {
                     Ok(m) => m,
                     Err(e) => {
-                        slog!(Level::Warn, "event=bad_input reason={e:?}");
+                        slog!(target: "node", Level::Warn, "event=bad_input reason={e:?}");
                         continue;
                     }
                 };
@@ -166,7 +175,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                             let _ = node.wait_for_room(link, 1, Some(Duration::from_millis(200)));
                         }
                         Err(e) => {
-                            slog!(Level::Warn, "event=mt_refused reason={:?}", e.to_string());
+                            slog!(target: "node", Level::Warn, "event=mt_refused reason={:?}", e.to_string());
                             return;
                         }
                     }
