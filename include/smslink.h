@@ -630,6 +630,15 @@ smslink_result smslink_config_set_reconnect(struct smslink_config *config,
 // Thread safety: one thread at a time per configuration.
 smslink_result smslink_config_set_event_capacity(struct smslink_config *config, uint32_t capacity);
 
+// Serve the node's metrics over HTTP on `addr` ("ip:port"; port 0: any, see
+// `smslink_node_metrics_port`): GET /metrics (Prometheus text format 0.0.4),
+// /status (JSON) and /healthz (200 "ok" while every SMSC session is logged in,
+// else 503). The node's own loop serves it; requests are bounded (4 KiB heads,
+// 16 connections, 5 s each). NULL turns it off again.
+//
+// Thread safety: one thread at a time per configuration.
+smslink_result smslink_config_set_metrics_listen(struct smslink_config *config, const char *addr);
+
 // Report the outcome of a received message (`link`, `seq` from its RECEIVED
 // event) once it is safely handed on: `outcome` is SMSLINK_OUTCOME_ACCEPTED, or
 // SMSLINK_OUTCOME_REJECTED with `error_code`. Frees its slot on both sides; the
@@ -882,6 +891,33 @@ smslink_result smslink_node_link_stats(const struct smslink_node *node,
 // Thread safety: any thread.
 smslink_result smslink_node_smsc_stats(const struct smslink_node *node,
                                        struct smslink_smsc_stats *out);
+
+// The node's metrics in the Prometheus text format 0.0.4 (what GET /metrics
+// serves), for hosts that export metrics their own way, into `buf` (`len`
+// bytes, NUL-terminated). Writes the text length (without NUL) to `*out_len`,
+// also with SMSLINK_BUFFER_TOO_SMALL (then `buf` is untouched: call again with
+// more than `*out_len` bytes; the text may have grown a little meanwhile).
+//
+// Thread safety: any thread.
+smslink_result smslink_node_metrics(const struct smslink_node *node,
+                                    char *buf,
+                                    size_t len,
+                                    size_t *out_len);
+
+// The node's status as a JSON document (what GET /status serves), into `buf`
+// as `smslink_node_metrics` does.
+//
+// Thread safety: any thread.
+smslink_result smslink_node_status_json(const struct smslink_node *node,
+                                        char *buf,
+                                        size_t len,
+                                        size_t *out_len);
+
+// The port the metrics listener is bound to (SMSLINK_NOT_FOUND when the
+// configuration had no `smslink_config_set_metrics_listen`).
+//
+// Thread safety: any thread.
+smslink_result smslink_node_metrics_port(const struct smslink_node *node, uint16_t *out_port);
 
 #ifdef __cplusplus
 }  // extern "C"

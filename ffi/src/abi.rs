@@ -178,6 +178,34 @@ pub(crate) fn copy_to_buffer(
     Ok(())
 }
 
+/// Copy `text` and a NUL into a caller buffer of `len` bytes. Writes `*out_len`
+/// (the text's length without the NUL) on success and when the buffer is too
+/// small; returns `SMSLINK_BUFFER_TOO_SMALL`
+/// without touching `buf` when `len` is not above it.
+pub(crate) fn copy_text_to_buffer(
+    text: &str,
+    buf: *mut c_char,
+    len: usize,
+    out_len: *mut usize,
+) -> Result<(), Error> {
+    let out_len = out_ptr(out_len, "out_len")?;
+    if text.len() + 1 > len {
+        write_out(out_len, text.len());
+        return Err(Error::new(
+            SMSLINK_BUFFER_TOO_SMALL,
+            format!("{} bytes needed with the NUL", text.len() + 1),
+        ));
+    }
+    if buf.is_null() {
+        return Err(Error::null("buf"));
+    }
+    // SAFETY: `buf` has `len` writable bytes (caller contract).
+    let dst = unsafe { std::slice::from_raw_parts_mut(buf, len) };
+    fill_c_array(dst, text);
+    write_out(out_len, text.len());
+    Ok(())
+}
+
 /// Copy text into a fixed C array, NUL-terminated, cut at a UTF-8 boundary if long.
 pub(crate) fn fill_c_array(dst: &mut [c_char], text: &str) {
     let room = dst.len().saturating_sub(1);

@@ -360,3 +360,27 @@ pub unsafe extern "C" fn smslink_config_set_event_capacity(
         Ok(())
     })
 }
+
+/// Serve the node's metrics over HTTP on `addr` ("ip:port"; port 0: any, see
+/// `smslink_node_metrics_port`): GET /metrics (Prometheus text format 0.0.4),
+/// /status (JSON) and /healthz (200 "ok" while every SMSC session is logged in,
+/// else 503). The node's own loop serves it; requests are bounded (4 KiB heads,
+/// 16 connections, 5 s each). NULL turns it off again.
+///
+/// Thread safety: one thread at a time per configuration.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_config_set_metrics_listen(
+    config: *mut smslink_config,
+    addr: *const c_char,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let config = unsafe { arg_mut(config, "config") }?;
+        config.config.metrics_listen = if addr.is_null() {
+            None
+        } else {
+            Some(socket_addr(unsafe { arg_str(addr, "addr") }?)?)
+        };
+        Ok(())
+    })
+}

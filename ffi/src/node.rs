@@ -10,7 +10,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use smslink_core::runtime::{Node, NodeError, NodeEvent};
 
-use crate::abi::{arg_ref, arg_str, fill_c_array, guard, out_ptr, write_out, BoxHandle, Error};
+use crate::abi::{
+    arg_ref, arg_str, copy_text_to_buffer, guard, out_ptr, write_out, BoxHandle, Error,
+};
 use crate::config::smslink_config;
 use crate::result::smslink_result::{self, *};
 
@@ -201,23 +203,8 @@ pub unsafe extern "C" fn smslink_node_local_addr(
     guard(|| {
         // SAFETY: per the header's contract.
         let node = unsafe { arg_ref(node, "node") }?;
-        let out_len = out_ptr(out_len, "out_len")?;
         let addr = listening_addr(node, link)?.to_string();
-        if addr.len() + 1 > len {
-            write_out(out_len, addr.len());
-            return Err(Error::new(
-                SMSLINK_BUFFER_TOO_SMALL,
-                format!("{} bytes needed with the NUL", addr.len() + 1),
-            ));
-        }
-        if buf.is_null() {
-            return Err(Error::null("buf"));
-        }
-        // SAFETY: `buf` has `len` writable bytes (caller contract).
-        let dst = unsafe { std::slice::from_raw_parts_mut(buf, len) };
-        fill_c_array(dst, &addr);
-        write_out(out_len, addr.len());
-        Ok(())
+        copy_text_to_buffer(&addr, buf, len, out_len)
     })
 }
 

@@ -4,7 +4,7 @@ use std::ffi::c_char;
 
 use smslink_core::runtime::NodeError;
 
-use crate::abi::{arg_ref, fill_c_array, guard, out_ptr, write_out, Error};
+use crate::abi::{arg_ref, copy_text_to_buffer, fill_c_array, guard, out_ptr, write_out, Error};
 use crate::config::SMSLINK_NAME_SIZE;
 use crate::node::{node_error, smslink_node};
 use crate::result::smslink_result::{self, *};
@@ -155,6 +155,67 @@ pub unsafe extern "C" fn smslink_node_smsc_stats(
                 violations: s.violations,
             },
         );
+        Ok(())
+    })
+}
+
+/// The node's metrics in the Prometheus text format 0.0.4 (what GET /metrics
+/// serves), for hosts that export metrics their own way, into `buf` (`len`
+/// bytes, NUL-terminated). Writes the text length (without NUL) to `*out_len`,
+/// also with SMSLINK_BUFFER_TOO_SMALL (then `buf` is untouched: call again with
+/// more than `*out_len` bytes; the text may have grown a little meanwhile).
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_node_metrics(
+    node: *const smslink_node,
+    buf: *mut c_char,
+    len: usize,
+    out_len: *mut usize,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let node = unsafe { arg_ref(node, "node") }?;
+        copy_text_to_buffer(&node.node.metrics_text(), buf, len, out_len)
+    })
+}
+
+/// The node's status as a JSON document (what GET /status serves), into `buf`
+/// as `smslink_node_metrics` does.
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_node_status_json(
+    node: *const smslink_node,
+    buf: *mut c_char,
+    len: usize,
+    out_len: *mut usize,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let node = unsafe { arg_ref(node, "node") }?;
+        copy_text_to_buffer(&node.node.status_json(), buf, len, out_len)
+    })
+}
+
+/// The port the metrics listener is bound to (SMSLINK_NOT_FOUND when the
+/// configuration had no `smslink_config_set_metrics_listen`).
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_node_metrics_port(
+    node: *const smslink_node,
+    out_port: *mut u16,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let node = unsafe { arg_ref(node, "node") }?;
+        let out = out_ptr(out_port, "out_port")?;
+        let addr = node
+            .node
+            .metrics_addr()
+            .ok_or_else(|| Error::new(SMSLINK_NOT_FOUND, "the node serves no metrics"))?;
+        write_out(out, addr.port());
         Ok(())
     })
 }

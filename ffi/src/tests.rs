@@ -340,6 +340,13 @@ fn c_configured_buffer_server_carries_cimd2_traffic_both_ways() {
         let mut ev = std::mem::MaybeUninit::<smslink_event>::uninit();
         unsafe { smslink_node_wait_event(bs, 20, ev.as_mut_ptr()) };
     }
+    let metrics = node_metrics(bs);
+    assert!(
+        metrics.contains(&format!(
+            "smslink_smsc_mt_accepted_total{{link=\"bs\"}} {N}\n"
+        )),
+        "{metrics}"
+    );
     // SAFETY: the node is freed once.
     assert_eq!(unsafe { smslink_node_free(bs) }, SMSLINK_OK);
     assert!(stats.logged_in);
@@ -498,6 +505,80 @@ fn concurrent_senders_and_dispatchers_share_a_node() {
     // SAFETY: no thread uses the node any more.
     assert_eq!(unsafe { smslink_node_free(bs.0) }, SMSLINK_OK);
     im.shutdown(Duration::ZERO);
+}
+
+/// The node's metrics text through `smslink_node_metrics`: asked with too small
+/// a buffer first (which reports the length needed and leaves the buffer alone),
+/// then with room.
+fn node_metrics(node: *const smslink_node) -> String {
+    let mut small = [b'x' as c_char; 8];
+    let mut needed = 0usize;
+    // SAFETY: live node, buffer and out-parameter.
+    let rc = unsafe { smslink_node_metrics(node, small.as_mut_ptr(), small.len(), &mut needed) };
+    assert_eq!(rc, SMSLINK_BUFFER_TOO_SMALL);
+    assert!(needed > 1000, "{needed}");
+    assert!(small.iter().all(|c| *c == b'x' as c_char), "buffer touched");
+    // The counters may grow a digit between the calls: some slack.
+    let mut buf = vec![0 as c_char; needed + 256];
+    let mut len = 0usize;
+    // SAFETY: as above.
+    let rc = unsafe { smslink_node_metrics(node, buf.as_mut_ptr(), buf.len(), &mut len) };
+    assert_eq!(rc, SMSLINK_OK);
+    // SAFETY: NUL-terminated within the buffer on SMSLINK_OK.
+    let text = unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(text.len(), len);
+    text
+}
+
+#[test]
+fn metrics_listener_and_text_through_the_c_api() {
+    use std::io::{Read, Write};
+    // SAFETY: live pointers throughout; every handle is freed below.
+    unsafe {
+        let mut cfg = null_mut();
+        assert_eq!(smslink_config_new(&mut cfg), SMSLINK_OK);
+        let mut link = 9;
+        let rc = smslink_config_add_link_listen(
+            cfg,
+            c"im".as_ptr(),
+            b"k".as_ptr(),
+            1,
+            c"127.0.0.1:0".as_ptr(),
+            &mut link,
+        );
+        assert_eq!(rc, SMSLINK_OK);
+        let rc = smslink_config_set_metrics_listen(cfg, c"not an address".as_ptr());
+        assert_eq!(rc, SMSLINK_INVALID_ARGUMENT);
+        let rc = smslink_config_set_metrics_listen(cfg, c"127.0.0.1:0".as_ptr());
+        assert_eq!(rc, SMSLINK_OK);
+        let mut node = null_mut();
+        assert_eq!(smslink_node_new(cfg, &mut node), SMSLINK_OK);
+        smslink_config_free(cfg);
+
+        let mut port = 0u16;
+        assert_eq!(smslink_node_metrics_port(node, &mut port), SMSLINK_OK);
+        assert_ne!(port, 0);
+        let mut http = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        http.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        let mut response = String::new();
+        http.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+        assert!(response.contains("smslink_link_up{link=\"im\"} 0\n"));
+        assert!(node_metrics(node).contains("smslink_link_up{link=\"im\"} 0\n"));
+
+        let mut buf = vec![0 as c_char; 64 * 1024];
+        let mut len = 0usize;
+        let rc = smslink_node_status_json(node, buf.as_mut_ptr(), buf.len(), &mut len);
+        assert_eq!(rc, SMSLINK_OK);
+        let status: serde_json::Value =
+            serde_json::from_str(CStr::from_ptr(buf.as_ptr()).to_str().unwrap()).unwrap();
+        assert_eq!(status["links"][0]["name"], "im");
+        assert_eq!(status["healthy"], true);
+        assert_eq!(smslink_node_free(node), SMSLINK_OK);
+    }
 }
 
 /// A node with one link of `capacity` slots dialling `addr` (or listening there).

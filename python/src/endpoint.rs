@@ -228,7 +228,8 @@ impl Endpoint {
 impl Endpoint {
     #[new]
     #[pyo3(signature = (links, smsc=None, *, event_capacity=8192, reconnect_min=0.1,
-                        reconnect_max=5.0, status_events=None))]
+                        reconnect_max=5.0, status_events=None, metrics_listen=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         links: Vec<PyRef<'_, Link>>,
@@ -237,6 +238,7 @@ impl Endpoint {
         reconnect_min: f64,
         reconnect_max: f64,
         status_events: Option<Vec<String>>,
+        metrics_listen: Option<&str>,
     ) -> PyResult<Self> {
         if links.is_empty() {
             return Err(config_error(
@@ -268,6 +270,13 @@ impl Endpoint {
             first.smsc = Some(smsc_spec(smsc)?);
         }
         config.event_capacity = event_capacity;
+        config.metrics_listen = metrics_listen
+            .map(|a| {
+                a.parse().map_err(|_| {
+                    config_error(format!("metrics_listen {a:?} is not an ip:port address"))
+                })
+            })
+            .transpose()?;
         config.reconnect_min = seconds("reconnect_min", reconnect_min, false)?;
         config.reconnect_max = seconds("reconnect_max", reconnect_max, false)?;
         if config.reconnect_max < config.reconnect_min {
@@ -567,6 +576,23 @@ impl Endpoint {
             refused_connections: s.refused_connections,
             counters: counters.unbind(),
         })
+    }
+
+    /// The "host:port" the metrics listener (`metrics_listen=`) is bound to.
+    #[getter]
+    fn metrics_addr(&self) -> Option<String> {
+        self.node.metrics_addr().map(|a| a.to_string())
+    }
+
+    /// The metrics in the Prometheus text format 0.0.4, as GET /metrics serves them.
+    fn metrics(&self) -> String {
+        self.node.metrics_text()
+    }
+
+    /// The status document GET /status serves, as a dict.
+    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py.import("json")?
+            .call_method1("loads", (self.node.status_json(),))
     }
 
     /// The SMSC side of a buffer server (None on an endpoint without `smsc=`).

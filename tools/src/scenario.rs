@@ -64,6 +64,9 @@ pub struct Scenario {
     /// Run the buffer server as a child process of this `smslink` binary instead of
     /// in-process (to measure its own memory; see [`Progress::bs_pid`]).
     pub bs_binary: Option<PathBuf>,
+    /// Give both in-process nodes a metrics listener and scrape their `/metrics`
+    /// this often while the scenario runs (to measure what monitoring costs).
+    pub metrics_scrape: Option<Duration>,
 }
 
 impl Default for Scenario {
@@ -89,6 +92,7 @@ impl Default for Scenario {
             seed: 1,
             via_wan: true,
             bs_binary: None,
+            metrics_scrape: None,
         }
     }
 }
@@ -221,6 +225,48 @@ struct Parts {
     sim: SmscSim,
 }
 
+/// Scrapes `/metrics` of each target every interval on its own thread, like a
+/// Prometheus server would; stopped when dropped.
+struct Scraper {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Scraper {
+    fn start(targets: Vec<SocketAddr>, every: Duration) -> Scraper {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut body = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                for addr in &targets {
+                    body.clear();
+                    if let Ok(mut c) = std::net::TcpStream::connect(addr) {
+                        let _ = c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+                        let _ = c.read_to_end(&mut body);
+                    }
+                }
+                std::thread::sleep(every);
+            }
+        });
+        Scraper {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Scraper {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// A buffer server running as a child process; killed when dropped.
 struct ChildBs(std::process::Child);
 
@@ -340,6 +386,10 @@ fn start(
         smsc_spec(s.protocol, sim.local_addr()),
     )]);
     bs_cfg.seed = s.seed ^ 0xb5;
+    let metrics_listen = s
+        .metrics_scrape
+        .map(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+    bs_cfg.metrics_listen = metrics_listen;
     let (bs, child, bs_addr) = match &s.bs_binary {
         Some(binary) => {
             let (child, addr) = spawn_bs(binary, s, sim.local_addr())?;
@@ -378,6 +428,7 @@ fn start(
     im_cfg.reconnect_min = Duration::from_millis(50);
     im_cfg.reconnect_max = Duration::from_millis(500);
     im_cfg.seed = s.seed ^ 0x1a;
+    im_cfg.metrics_listen = metrics_listen;
     let im = Node::start(im_cfg)?;
     Ok(Parts {
         im,
@@ -478,6 +529,14 @@ pub fn run(
         im, bs, wan, child, ..
     } = &parts;
     let bs_pid = child.as_ref().map(|c| c.0.id());
+    let _scraper = s.metrics_scrape.map(|every| {
+        let targets = [Some(im), bs.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(Node::metrics_addr)
+            .collect();
+        Scraper::start(targets, every)
+    });
     let began = Instant::now();
     let deadline = began + s.max_time;
     let mut score = Score {

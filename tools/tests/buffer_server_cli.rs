@@ -32,7 +32,8 @@ fn runs_from_a_config_file_and_reports_on_sigterm() {
         format!(
             "log_level = \"info\"\nstats_interval_secs = 1\nshutdown_flush_secs = 2\n\
              [smsc]\naddr = \"{}\"\nuser = \"smslink\"\npassword = \"secret\"\n\
-             [link]\nname = \"bs\"\npeer = \"im\"\npsk_file = \"{}\"\nlisten = \"127.0.0.1:1\"\n",
+             [link]\nname = \"bs\"\npeer = \"im\"\npsk_file = \"{}\"\nlisten = \"127.0.0.1:1\"\n\
+             [metrics]\nlisten = \"127.0.0.1:0\"\n",
             sim.local_addr(),
             dir.join("psk").display()
         ),
@@ -105,6 +106,20 @@ fn runs_from_a_config_file_and_reports_on_sigterm() {
     }
     let stats = wait_line(&format!("mo_processed={MO} "));
     assert!(stats.contains("smsc_up=true"), "{stats}");
+    let metrics: std::net::SocketAddr = wait_line("event=metrics_listening")
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("addr="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(http_get(metrics, "/healthz").ends_with("\r\n\r\nok\n"));
+    let text = http_get(metrics, "/metrics");
+    assert!(
+        text.contains(&format!(
+            "smslink_smsc_mo_received_total{{link=\"bs\"}} {MO}\n"
+        )),
+        "{text}"
+    );
 
     // SAFETY: sending a signal to our own child process.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
@@ -114,4 +129,16 @@ fn runs_from_a_config_file_and_reports_on_sigterm() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
     drop(im);
+}
+
+/// The whole response to `GET path` (the server closes after answering).
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    out
 }

@@ -24,6 +24,7 @@ fn carries_mo_out_and_mt_in_through_pipes() {
             "pipe key",
         ])
         .args(["--peer", "bs", "--log-level", "warn"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -52,6 +53,7 @@ fn carries_mo_out_and_mt_in_through_pipes() {
     };
     let started = next("started");
     let addr = started["listen"].as_str().unwrap().parse().unwrap();
+    let metrics: std::net::SocketAddr = started["metrics"].as_str().unwrap().parse().unwrap();
 
     let mut c = LinkConfig::new("bs", b"pipe key");
     c.expected_peer = Some("im".into());
@@ -91,6 +93,25 @@ fn carries_mo_out_and_mt_in_through_pipes() {
     for _ in 0..N {
         assert_eq!(next("mt_status")["outcome"], "accepted");
     }
+    // The metrics listener counts the same traffic (the snapshot follows the
+    // loop's turns: look until it has caught up).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let wanted = [
+        format!("smslink_link_messages_total{{link=\"im\",direction=\"in\"}} {N}\n"),
+        format!("smslink_link_messages_total{{link=\"im\",direction=\"out\"}} {N}\n"),
+        format!("smslink_link_tx_cursor{{link=\"im\",cursor=\"processed\"}} {N}\n"),
+    ];
+    loop {
+        let text = http_get(metrics, "/metrics");
+        if wanted.iter().all(|w| text.contains(w.as_str())) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never caught up:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // SAFETY: sending a signal to our own child process.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
@@ -98,4 +119,16 @@ fn carries_mo_out_and_mt_in_through_pipes() {
     assert_eq!(stopped["drained"], true);
     assert!(child.wait().unwrap().success());
     drop(bs);
+}
+
+/// The whole response to `GET path` (the server closes after answering).
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    out
 }

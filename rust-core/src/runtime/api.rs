@@ -72,6 +72,14 @@ impl SmscProtocol {
             SmscProtocol::Smpp(c) => Box::new(crate::smpp::SmppClient::new(c.clone())),
         }
     }
+
+    /// The protocol's short name, as operators configure it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SmscProtocol::Cimd2(_) => "cimd2",
+            SmscProtocol::Smpp(_) => "smpp",
+        }
+    }
 }
 
 /// The SMSC a buffer server connects to.
@@ -117,6 +125,9 @@ pub struct NodeConfig {
     pub event_capacity: usize,
     /// Seed for reconnect jitter (different per process in production).
     pub seed: u64,
+    /// Serve `/metrics`, `/status` and `/healthz` over HTTP on this address (port
+    /// 0: pick a free one; see `Node::metrics_addr`).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -127,6 +138,7 @@ impl NodeConfig {
             reconnect_max: Duration::from_secs(5),
             event_capacity: 8192,
             seed: std::process::id() as u64 ^ 0x5eed,
+            metrics_listen: None,
         }
     }
 }
@@ -217,6 +229,10 @@ pub struct LinkStats {
     pub refused_connections: u64,
     /// On a buffer-server link: its SMSC side.
     pub smsc: Option<SmscStats>,
+    /// Time from first transmission to the peer's confirmation.
+    pub ack_latency: super::metrics::LatencyHistogram,
+    /// Why the link last went down (or last failed authentication).
+    pub last_error: Option<String>,
 }
 
 /// What was left when the node stopped.

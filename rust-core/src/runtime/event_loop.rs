@@ -16,6 +16,7 @@ use parking_lot::{Condvar, Mutex};
 use super::api::*;
 use super::link_driver::{LinkDriver, Role};
 use super::log::Level;
+use super::metrics_http::MetricsServer;
 use super::notify::Notifier;
 use super::shared::{Command, LinkShared, Shared};
 use super::smsc_driver::SmscDriver;
@@ -93,6 +94,7 @@ pub(super) fn spawn(
             producer: Mutex::new((producer, endpoint.tx_cursors().last_retrieved + 1)),
             last_processed: AtomicU64::new(endpoint.tx_cursors().last_processed),
             local_addr,
+            smsc_protocol: spec.smsc.as_ref().map(|s| s.protocol.name()),
         });
         loop_links.push(LinkDriver::new(
             endpoint,
@@ -115,6 +117,14 @@ pub(super) fn spawn(
         default_route = shared_links.iter().position(|l| !l.serves_smsc);
     }
 
+    let (metrics, metrics_addr) = match config.metrics_listen {
+        Some(addr) => {
+            let (server, bound) = MetricsServer::bind(&poll, addr)?;
+            (Some(server), Some(bound))
+        }
+        None => (None, None),
+    };
+
     let (cmd_tx, cmd_rx) = spsc::channel(ack_room);
     let (ev_tx, ev_rx) = spsc::channel(config.event_capacity.max(16));
     let shared = Arc::new(Shared {
@@ -128,6 +138,7 @@ pub(super) fn spawn(
         loop_idle: AtomicBool::new(false),
         stopped: AtomicBool::new(false),
         stats: Mutex::new(Vec::new()),
+        metrics_addr,
         room_waiters: AtomicUsize::new(0),
         room_lock: Mutex::new(()),
         room_changed: Condvar::new(),
@@ -143,6 +154,7 @@ pub(super) fn spawn(
         wake_app: false,
         next_pending_token: PENDING_BASE,
         shutdown_deadline: None,
+        metrics,
     };
     event_loop.publish_stats();
     let thread = std::thread::Builder::new()
@@ -164,6 +176,7 @@ struct EventLoop {
     wake_app: bool,
     next_pending_token: usize,
     shutdown_deadline: Option<Instant>,
+    metrics: Option<MetricsServer>,
 }
 
 impl EventLoop {
@@ -258,6 +271,9 @@ impl EventLoop {
         self.deliver_received();
         self.flush_overflow();
         self.publish_stats();
+        if let Some(metrics) = &mut self.metrics {
+            metrics.turn(&self.poll, now);
+        }
         // One wake per turn for everything queued in it (a syscall per event would
         // cost the loop more than the events themselves).
         if std::mem::take(&mut self.wake_app) {
@@ -297,6 +313,12 @@ impl EventLoop {
         if token == WAKER {
             return;
         }
+        if MetricsServer::owns(token) {
+            if let Some(metrics) = &mut self.metrics {
+                metrics.on_ready(&self.poll, token, now, &self.shared);
+            }
+            return;
+        }
         if token.0 >= PENDING_BASE {
             // Waiting connections are only peeked at: refuse what is not a link peer.
             for link in &mut self.links {
@@ -321,6 +343,8 @@ impl EventLoop {
     }
 
     fn drain_link_events(&mut self) {
+        // Read once per drain, and only when a status event needs it.
+        let mut now = None;
         for id in 0..self.links.len() {
             while let Some(ev) = self.links[id].endpoint.poll_event() {
                 let out = match ev {
@@ -346,6 +370,7 @@ impl EventLoop {
                         if !link.endpoint.is_connected() {
                             link.drop_conn(&self.poll, now);
                         }
+                        link.last_error = Some(reason.clone());
                         Some(NodeEvent::LinkDown { link: id, reason })
                     }
                     LinkEvent::AuthFailed { reason } => {
@@ -355,6 +380,7 @@ impl EventLoop {
                             self.links[id].name(),
                             self.links[id].conn_peer()
                         );
+                        self.links[id].last_error = Some(format!("authentication: {reason}"));
                         None
                     }
                     // Received messages are pulled in order by `deliver_received`
@@ -365,13 +391,20 @@ impl EventLoop {
                         state,
                         outcome,
                         client_ref,
-                    } => Some(NodeEvent::Status {
-                        link: id,
-                        seq,
-                        client_ref,
-                        state,
-                        outcome,
-                    }),
+                    } => {
+                        self.links[id].note_status(
+                            seq,
+                            state,
+                            *now.get_or_insert_with(Instant::now),
+                        );
+                        Some(NodeEvent::Status {
+                            link: id,
+                            seq,
+                            client_ref,
+                            state,
+                            outcome,
+                        })
+                    }
                 };
                 if let Some(ev) = out {
                     self.emit(ev);
@@ -464,6 +497,9 @@ impl EventLoop {
             return Some(now);
         }
         let mut next = self.shutdown_deadline;
+        if let Some(t) = self.metrics.as_ref().and_then(|m| m.next_deadline(now)) {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
         for link in &self.links {
             if let Some(t) = link.next_deadline(now) {
                 next = Some(next.map_or(t, |n| n.min(t)));

@@ -270,6 +270,22 @@ impl Node {
         self.shared.stats.lock().iter().find_map(|l| l.smsc)
     }
 
+    /// Where the monitoring listener (`NodeConfig::metrics_listen`) is bound.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.shared.metrics_addr
+    }
+
+    /// The node's metrics in the Prometheus text format (0.0.4), as `/metrics`
+    /// serves them, for hosts that export metrics their own way.
+    pub fn metrics_text(&self) -> String {
+        super::metrics::render_text(&self.shared.stats.lock())
+    }
+
+    /// The `/status` JSON document.
+    pub fn status_json(&self) -> String {
+        super::metrics::render_status(&self.shared)
+    }
+
     pub fn is_running(&self) -> bool {
         !self.shared.stopped.load(Ordering::Acquire)
     }

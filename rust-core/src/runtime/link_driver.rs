@@ -2,6 +2,7 @@
 //! move bytes between the socket and the sans-IO [`Endpoint`], and, on a buffer
 //! server, the [`SmscDriver`] that joins the link to its SMSC.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -11,11 +12,13 @@ use mio::{Interest, Poll, Token};
 use super::api::{LinkStats, Transport};
 use super::conn::{Conn, ReadOutcome, READ_BUDGET};
 use super::log::Level;
+use super::metrics::LatencyHistogram;
 use super::smsc_driver::SmscDriver;
 use super::spsc::Consumer;
 use super::Backoff;
 use crate::link::Endpoint;
 use crate::message::Message;
+use crate::ring::SlotState;
 
 /// Accepted connections waiting per link; more are refused at once.
 const MAX_PENDING: usize = 4;
@@ -110,6 +113,12 @@ pub(super) struct LinkDriver {
     /// The last read stopped at its budget: read again without waiting for readiness
     /// (readiness is edge-triggered).
     read_more: bool,
+    /// Why the link last went down (or failed authentication), for `/status`.
+    pub(super) last_error: Option<String>,
+    /// When each sent, not yet confirmed message was first transmitted, in seq
+    /// order (at most the ring's capacity).
+    first_sent: VecDeque<(u64, Instant)>,
+    ack_latency: LatencyHistogram,
 }
 
 impl LinkDriver {
@@ -148,6 +157,33 @@ impl LinkDriver {
             last_write: None,
             write_due: None,
             read_more: false,
+            last_error: None,
+            first_sent: VecDeque::new(),
+            ack_latency: LatencyHistogram::default(),
+        }
+    }
+
+    /// A sent message changed state: time its first transmission to its
+    /// confirmation (or its Processed, when the peer said both at once).
+    pub(super) fn note_status(&mut self, seq: u64, state: SlotState, now: Instant) {
+        match state {
+            // Sent again after a reconnection: the first transmission counts.
+            SlotState::Sent if self.first_sent.back().is_none_or(|(last, _)| *last < seq) => {
+                self.first_sent.push_back((seq, now));
+            }
+            SlotState::Confirmed | SlotState::Processed => {
+                while let Some(&(first, at)) = self.first_sent.front() {
+                    if first > seq {
+                        break;
+                    }
+                    self.first_sent.pop_front();
+                    if first == seq {
+                        self.ack_latency.observe(now.saturating_duration_since(at));
+                        break;
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -277,6 +313,10 @@ impl LinkDriver {
         out.counters = self.endpoint.counters();
         out.connects = self.connects;
         out.refused_connections = self.refused;
+        out.ack_latency = self.ack_latency;
+        if out.last_error != self.last_error {
+            out.last_error.clone_from(&self.last_error);
+        }
         out.smsc = match &self.role {
             Role::BufferServer(smsc) => Some(smsc.stats()),
             Role::Application => None,

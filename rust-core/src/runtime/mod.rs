@@ -8,6 +8,8 @@
 //! * `event_loop`: the thread, one turn at a time;
 //! * `link_driver`: one link's sockets (dial, listen, waiting connections);
 //! * `smsc_driver`: a buffer server's TCP connection to its SMSC, around the bridge;
+//! * `metrics`, `metrics_http`: the Prometheus text, `/status` and `/healthz`,
+//!   and the small HTTP listener the loop serves them on;
 //! * `conn`, `backoff`, `notify`, `spsc` (+ `sync`, loom-checked): the small parts.
 
 pub mod api;
@@ -17,6 +19,8 @@ mod event_loop;
 mod handle;
 mod link_driver;
 pub mod log;
+pub mod metrics;
+mod metrics_http;
 pub mod notify;
 mod shared;
 mod smsc_driver;
@@ -27,4 +31,5 @@ pub use api::*;
 pub use backoff::Backoff;
 pub use conn::{Conn, ReadOutcome};
 pub use handle::Node;
+pub use metrics::{LatencyHistogram, ACK_LATENCY_BUCKETS};
 pub use notify::Notifier;

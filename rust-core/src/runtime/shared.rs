@@ -39,6 +39,8 @@ pub(super) struct LinkShared {
     /// Published by the loop: the sending ring's Last Processed cursor.
     pub(super) last_processed: AtomicU64,
     pub(super) local_addr: Option<SocketAddr>,
+    /// On a buffer-server link: the SMSC protocol ("cimd2", "smpp").
+    pub(super) smsc_protocol: Option<&'static str>,
 }
 
 impl LinkShared {
@@ -69,6 +71,8 @@ pub(super) struct Shared {
     pub(super) loop_idle: AtomicBool,
     pub(super) stopped: AtomicBool,
     pub(super) stats: Mutex<Vec<LinkStats>>,
+    /// Where the monitoring listener is bound, if the node has one.
+    pub(super) metrics_addr: Option<SocketAddr>,
     /// Senders blocked in `wait_for_room`; the loop signals `room_changed` when a
     /// Processed cursor moves (or the node stops) and someone waits.
     pub(super) room_waiters: AtomicUsize,

@@ -72,6 +72,10 @@ pub struct Args {
     /// (VmRSS) as the message count grows (buffered mode only).
     #[arg(long)]
     pub rss: bool,
+    /// Give the in-process nodes metrics listeners and scrape them this often
+    /// (buffered mode; to measure what monitoring costs).
+    #[arg(long, value_name = "MS", hide = true)]
+    pub metrics_scrape_ms: Option<u64>,
 }
 
 /// One mode's figures.
@@ -168,6 +172,7 @@ pub fn buffered(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
         },
         max_time: Duration::from_secs(3600),
         protocol: args.protocol,
+        metrics_scrape: args.metrics_scrape_ms.map(Duration::from_millis),
         ..Scenario::default()
     };
     let mut rss = Vec::new();

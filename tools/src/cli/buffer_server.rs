@@ -116,6 +116,10 @@ pub struct Args {
     /// [shutdown_flush_secs]: on Ctrl-C/SIGTERM, wait up to this long for in-flight messages. Default 5.
     #[arg(long, value_name = "SECS")]
     pub shutdown_flush_secs: Option<u64>,
+
+    /// [metrics] listen: serve /metrics (Prometheus), /status (JSON) and /healthz over HTTP on this address. Default: off.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The TOML file: the same options, grouped.
@@ -132,6 +136,8 @@ pub struct FileConfig {
     pub link: FileLink,
     #[serde(default)]
     pub reconnect: FileReconnect,
+    #[serde(default)]
+    pub metrics: FileMetrics,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -169,6 +175,12 @@ pub struct FileLink {
 pub struct FileReconnect {
     pub min_ms: Option<u64>,
     pub max_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMetrics {
+    pub listen: Option<SocketAddr>,
 }
 
 /// The merged settings the daemon runs with.
@@ -346,6 +358,7 @@ impl Args {
         if let Some(ms) = self.reconnect_max_ms.or(file.reconnect.max_ms) {
             node.reconnect_max = Duration::from_millis(ms);
         }
+        node.metrics_listen = self.metrics_listen.or(file.metrics.listen);
         if node.reconnect_max < node.reconnect_min {
             return Err("reconnect max is below reconnect min".into());
         }
@@ -467,6 +480,9 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             smsc_addr.map_or("-".into(), |a| a.to_string()),
         ),
     }
+    if let Some(addr) = node.metrics_addr() {
+        slog!(Level::Info, "event=metrics_listening addr={addr}");
+    }
     let mut next_stats = Instant::now() + settings.stats_interval;
     while !stop.load(Ordering::Relaxed) && node.is_running() {
         // Wake at least every 200 ms to notice a signal.
@@ -558,6 +574,27 @@ mod tests {
         assert_eq!(s.log_format, Format::Json);
         assert_eq!(smsc_user(&s), "u");
         assert_eq!(s.stats_interval, Duration::from_secs(10));
+        assert_eq!(s.node.metrics_listen, None);
+        std::fs::write(&file, "[metrics]\nlisten = \"127.0.0.1:9102\"\n").unwrap();
+        let cli = Cli::parse_from([
+            "x",
+            "--config",
+            file.to_str().unwrap(),
+            "--smsc-addr=127.0.0.1:1",
+            "--link-psk=k",
+        ]);
+        let from_file = cli.args.settings().unwrap().node.metrics_listen;
+        assert_eq!(from_file, Some(SocketAddr::from(([127, 0, 0, 1], 9102))));
+        let cli = Cli::parse_from([
+            "x",
+            "--config",
+            file.to_str().unwrap(),
+            "--smsc-addr=127.0.0.1:1",
+            "--link-psk=k",
+            "--metrics-listen=127.0.0.1:0",
+        ]);
+        let from_flag = cli.args.settings().unwrap().node.metrics_listen;
+        assert_eq!(from_flag, Some(SocketAddr::from(([127, 0, 0, 1], 0))));
     }
 
     fn smsc_user(s: &Settings) -> &str {
@@ -616,6 +653,10 @@ mod tests {
         let file: FileConfig = toml::from_str(&text).unwrap();
         assert_eq!(file.link.capacity, Some(255));
         assert_eq!(file.smsc.user.as_deref(), Some("smslink"));
+        assert_eq!(
+            file.metrics.listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9102)))
+        );
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub struct Args {
     /// object per line: ts, level, target, msg and the line's fields).
     #[arg(long, default_value = "text")]
     pub log_format: String,
+    /// Serve /metrics (Prometheus), /status (JSON) and /healthz over HTTP on this
+    /// address (port 0: any; the `started` line tells which).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn config(args: &Args) -> Result<NodeConfig, String> {
@@ -81,7 +85,9 @@ fn config(args: &Args) -> Result<NodeConfig, String> {
     };
     let mut spec = LinkSpec::new(link, transport);
     spec.default_route = true;
-    Ok(NodeConfig::new(vec![spec]))
+    let mut node = NodeConfig::new(vec![spec]);
+    node.metrics_listen = args.metrics_listen;
+    Ok(node)
 }
 
 /// One stdin line: `FROM TO TEXT...`.
@@ -145,6 +151,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "event": "started",
         "listen": node.local_addr(0).map(|a| a.to_string()),
         "dial": args.dial.map(|a| a.to_string()),
+        "metrics": node.metrics_addr().map(|a| a.to_string()),
     });
     writeln!(out, "{started}")?;
     out.flush()?;

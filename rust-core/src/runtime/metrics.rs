@@ -1,0 +1,552 @@
+//! What a node tells its operator: the Prometheus text exposition (format 0.0.4),
+//! a JSON status document and a health verdict, all rendered from the stats
+//! snapshot the event loop publishes every turn (nothing is scanned per request).
+//!
+//! The text format is a handful of line kinds, so it is written here rather than
+//! through a metrics crate: no registry to keep in step with the snapshot, no
+//! extra dependency in every host that embeds the core.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use super::api::LinkStats;
+use super::shared::Shared;
+
+/// Upper bounds (seconds) of the acknowledgement latency histogram's buckets.
+pub const ACK_LATENCY_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Time from a message's first transmission on a link to its Confirmed (or to its
+/// Processed when the peer's acknowledgement said both at once).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencyHistogram {
+    /// Observations per bucket of [`ACK_LATENCY_BUCKETS`] (not cumulative); the
+    /// ones above the last bound are only in `count`.
+    pub buckets: [u64; ACK_LATENCY_BUCKETS.len()],
+    pub count: u64,
+    pub sum_micros: u64,
+}
+
+impl LatencyHistogram {
+    pub fn observe(&mut self, latency: Duration) {
+        let secs = latency.as_secs_f64();
+        if let Some(i) = ACK_LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum_micros = self
+            .sum_micros
+            .saturating_add(latency.as_micros().min(u64::MAX as u128) as u64);
+    }
+}
+
+/// `/healthz`: the loop runs and every SMSC session (if the node has one) is
+/// logged in.
+pub(super) fn healthy(shared: &Shared) -> bool {
+    !shared.stopped.load(std::sync::atomic::Ordering::Acquire)
+        && shared
+            .stats
+            .lock()
+            .iter()
+            .all(|l| l.smsc.is_none_or(|s| s.logged_in))
+}
+
+/// A label value with `\`, `"` and newlines escaped as the text format wants.
+fn label_value(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// `name{link="..."[,extra]} value`.
+fn sample(out: &mut String, name: &str, link: &str, extra: Option<(&str, &str)>, value: u64) {
+    out.push_str(name);
+    out.push_str("{link=\"");
+    label_value(out, link);
+    out.push('"');
+    if let Some((k, v)) = extra {
+        let _ = write!(out, ",{k}=\"");
+        label_value(out, v);
+        out.push('"');
+    }
+    let _ = writeln!(out, "}} {value}");
+}
+
+type Getter = fn(&LinkStats) -> u64;
+
+/// Families with one sample per link.
+const LINK_FAMILIES: &[(&str, &str, &str, Getter)] = &[
+    (
+        "smslink_link_up",
+        "gauge",
+        "1 when the link's handshake with its peer is done.",
+        |l| l.up as u64,
+    ),
+    (
+        "smslink_link_connects_total",
+        "counter",
+        "Connections to the peer established.",
+        |l| l.connects,
+    ),
+    (
+        "smslink_link_refused_connections_total",
+        "counter",
+        "Incoming connections refused (foreign protocol, too many waiting).",
+        |l| l.refused_connections,
+    ),
+    (
+        "smslink_link_ring_capacity",
+        "gauge",
+        "Slots in each of the link's rings.",
+        |l| l.capacity as u64,
+    ),
+    (
+        "smslink_link_resends_total",
+        "counter",
+        "DATA frames sent again after a reconnection.",
+        |l| l.counters.data_resent,
+    ),
+    (
+        "smslink_link_duplicates_dropped_total",
+        "counter",
+        "DATA frames from the peer ignored because the message was already held.",
+        |l| l.counters.duplicates,
+    ),
+    (
+        "smslink_link_acks_sent_total",
+        "counter",
+        "Acknowledgement frames sent.",
+        |l| l.counters.acks_sent,
+    ),
+    (
+        "smslink_link_pings_sent_total",
+        "counter",
+        "Keep-alive pings sent.",
+        |l| l.counters.pings_sent,
+    ),
+    (
+        "smslink_link_handshakes_total",
+        "counter",
+        "Handshakes completed.",
+        |l| l.counters.handshakes,
+    ),
+    (
+        "smslink_link_auth_failures_total",
+        "counter",
+        "Handshakes that failed authentication.",
+        |l| l.counters.auth_failures,
+    ),
+    (
+        "smslink_link_downs_total",
+        "counter",
+        "Times the link went down (connection lost, protocol violation, peer closed).",
+        |l| l.counters.link_downs,
+    ),
+];
+
+/// Families with one sample per link and direction ("in": from the peer, "out": to it).
+const DIRECTION_FAMILIES: &[(&str, &str, Getter, Getter)] = &[
+    (
+        "smslink_link_messages_total",
+        "Messages carried: new ones stored from the peer (in), first transmissions (out).",
+        |l| l.counters.data_received,
+        |l| l.counters.data_sent,
+    ),
+    (
+        "smslink_link_frames_total",
+        "Link frames read and written.",
+        |l| l.counters.frames_in,
+        |l| l.counters.frames_out,
+    ),
+    (
+        "smslink_link_bytes_total",
+        "Bytes read and written on the link's connection.",
+        |l| l.counters.bytes_in,
+        |l| l.counters.bytes_out,
+    ),
+];
+
+type SmscGetter = fn(&crate::bridge::SmscStats) -> u64;
+
+const SMSC_FAMILIES: &[(&str, &str, &str, SmscGetter)] = &[
+    (
+        "smslink_smsc_up",
+        "gauge",
+        "1 when the session to the SMSC is logged in.",
+        |s| s.logged_in as u64,
+    ),
+    (
+        "smslink_smsc_connects_total",
+        "counter",
+        "Sessions to the SMSC logged in.",
+        |s| s.connects,
+    ),
+    (
+        "smslink_smsc_mo_received_total",
+        "counter",
+        "MO messages received from the SMSC.",
+        |s| s.mo_received,
+    ),
+    (
+        "smslink_smsc_mo_backpressured_total",
+        "counter",
+        "MO held unanswered at the SMSC because the ring was full.",
+        |s| s.mo_backpressured,
+    ),
+    (
+        "smslink_smsc_mo_deferred_total",
+        "counter",
+        "Held MO answered 'retry later' once held for the protocol's limit.",
+        |s| s.mo_deferred,
+    ),
+    (
+        "smslink_smsc_mt_submitted_total",
+        "counter",
+        "MT submits sent to the SMSC.",
+        |s| s.mt_submitted,
+    ),
+    (
+        "smslink_smsc_mt_accepted_total",
+        "counter",
+        "MT accepted by the SMSC.",
+        |s| s.mt_accepted,
+    ),
+    (
+        "smslink_smsc_mt_rejected_total",
+        "counter",
+        "MT refused for good by the SMSC.",
+        |s| s.mt_rejected,
+    ),
+    (
+        "smslink_smsc_mt_temporary_failures_total",
+        "counter",
+        "Temporary MT refusals (throttling, congestion); the message is tried again.",
+        |s| s.mt_temporary_failures,
+    ),
+    (
+        "smslink_smsc_mt_resubmitted_total",
+        "counter",
+        "Submits of an MT that had been submitted before.",
+        |s| s.mt_resubmitted,
+    ),
+    (
+        "smslink_smsc_status_reports_total",
+        "counter",
+        "Status reports (delivery receipts) received.",
+        |s| s.status_reports,
+    ),
+    (
+        "smslink_smsc_violations_total",
+        "counter",
+        "Things the SMSC did that its protocol does not allow.",
+        |s| s.violations,
+    ),
+];
+
+/// The Prometheus text exposition of `links` (format 0.0.4).
+pub(super) fn render_text(links: &[LinkStats]) -> String {
+    let mut out = String::with_capacity(4096 + links.len() * 4096);
+    header(
+        &mut out,
+        "smslink_build_info",
+        "gauge",
+        "The smslink version of this node.",
+    );
+    let _ = writeln!(
+        out,
+        "smslink_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    for (name, kind, help, get) in LINK_FAMILIES {
+        header(&mut out, name, kind, help);
+        for l in links {
+            sample(&mut out, name, &l.name, None, get(l));
+        }
+    }
+    for (name, help, inbound, outbound) in DIRECTION_FAMILIES {
+        header(&mut out, name, "counter", help);
+        for l in links {
+            sample(
+                &mut out,
+                name,
+                &l.name,
+                Some(("direction", "in")),
+                inbound(l),
+            );
+            sample(
+                &mut out,
+                name,
+                &l.name,
+                Some(("direction", "out")),
+                outbound(l),
+            );
+        }
+    }
+    let name = "smslink_link_ring_in_use";
+    header(
+        &mut out,
+        name,
+        "gauge",
+        "Messages in the ring not yet Processed (tx: sending, rx: receiving).",
+    );
+    for l in links {
+        sample(
+            &mut out,
+            name,
+            &l.name,
+            Some(("direction", "tx")),
+            l.tx_in_use as u64,
+        );
+        sample(
+            &mut out,
+            name,
+            &l.name,
+            Some(("direction", "rx")),
+            l.rx_in_use as u64,
+        );
+    }
+    let name = "smslink_link_tx_cursor";
+    header(
+        &mut out,
+        name,
+        "gauge",
+        "The sending ring's cursors (sequence numbers).",
+    );
+    for l in links {
+        for (cursor, v) in [
+            ("retrieved", l.tx.last_retrieved),
+            ("sent", l.tx.last_sent),
+            ("confirmed", l.tx.last_confirmed),
+            ("processed", l.tx.last_processed),
+        ] {
+            sample(&mut out, name, &l.name, Some(("cursor", cursor)), v);
+        }
+    }
+    let name = "smslink_link_rx_cursor";
+    header(
+        &mut out,
+        name,
+        "gauge",
+        "The receiving ring's cursors (sequence numbers).",
+    );
+    for l in links {
+        for (cursor, v) in [
+            ("stored", l.rx.last_stored),
+            ("delivered", l.rx.last_delivered),
+            ("processed", l.rx.last_processed),
+        ] {
+            sample(&mut out, name, &l.name, Some(("cursor", cursor)), v);
+        }
+    }
+    render_histogram(&mut out, links);
+    if links.iter().any(|l| l.smsc.is_some()) {
+        for (name, kind, help, get) in SMSC_FAMILIES {
+            header(&mut out, name, kind, help);
+            for l in links {
+                if let Some(s) = &l.smsc {
+                    sample(&mut out, name, &l.name, None, get(s));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn render_histogram(out: &mut String, links: &[LinkStats]) {
+    let name = "smslink_link_ack_latency_seconds";
+    header(
+        out,
+        name,
+        "histogram",
+        "Time from a message's first transmission to the peer's confirmation.",
+    );
+    for l in links {
+        let h = &l.ack_latency;
+        let mut cumulative = 0;
+        for (bound, n) in ACK_LATENCY_BUCKETS.iter().zip(h.buckets) {
+            cumulative += n;
+            sample(
+                out,
+                &format!("{name}_bucket"),
+                &l.name,
+                Some(("le", &bound.to_string())),
+                cumulative,
+            );
+        }
+        sample(
+            out,
+            &format!("{name}_bucket"),
+            &l.name,
+            Some(("le", "+Inf")),
+            h.count,
+        );
+        out.push_str(name);
+        out.push_str("_sum{link=\"");
+        label_value(out, &l.name);
+        let _ = writeln!(out, "\"}} {}", h.sum_micros as f64 / 1e6);
+        sample(out, &format!("{name}_count"), &l.name, None, h.count);
+    }
+}
+
+/// A JSON string literal.
+fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn json_opt_str(out: &mut String, s: Option<&str>) {
+    match s {
+        Some(s) => json_str(out, s),
+        None => out.push_str("null"),
+    }
+}
+
+/// The `/status` document: the version, whether the node runs and is healthy,
+/// and per link its peer, cursors, ring occupancy, counters and SMSC side.
+pub(super) fn render_status(shared: &Shared) -> String {
+    let running = !shared.stopped.load(std::sync::atomic::Ordering::Acquire);
+    let healthy = healthy(shared);
+    let links = shared.stats.lock().clone();
+    let mut out = String::with_capacity(1024 + links.len() * 1024);
+    let _ = write!(
+        out,
+        "{{\"version\":\"{}\",\"running\":{running},\"healthy\":{healthy},\"links\":[",
+        env!("CARGO_PKG_VERSION")
+    );
+    for (i, (l, ls)) in links.iter().zip(&shared.links).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"name\":");
+        json_str(&mut out, &l.name);
+        let _ = write!(out, ",\"up\":{},\"peer\":", l.up);
+        json_opt_str(&mut out, l.peer.as_deref());
+        out.push_str(",\"local_addr\":");
+        json_opt_str(&mut out, l.local_addr.map(|a| a.to_string()).as_deref());
+        let c = &l.counters;
+        let _ = write!(
+            out,
+            ",\"capacity\":{},\"tx\":{{\"retrieved\":{},\"sent\":{},\"confirmed\":{},\"processed\":{},\"in_use\":{}}},\
+             \"rx\":{{\"stored\":{},\"delivered\":{},\"processed\":{},\"in_use\":{}}},\
+             \"connects\":{},\"refused_connections\":{},\
+             \"counters\":{{\"bytes_in\":{},\"bytes_out\":{},\"frames_in\":{},\"frames_out\":{},\"messages_out\":{},\
+             \"resends\":{},\"messages_in\":{},\"duplicates\":{},\"acks_sent\":{},\"pings_sent\":{},\"handshakes\":{},\
+             \"auth_failures\":{},\"link_downs\":{}}},\"ack_latency\":{{\"count\":{},\"sum_seconds\":{}}},\"last_error\":",
+            l.capacity,
+            l.tx.last_retrieved,
+            l.tx.last_sent,
+            l.tx.last_confirmed,
+            l.tx.last_processed,
+            l.tx_in_use,
+            l.rx.last_stored,
+            l.rx.last_delivered,
+            l.rx.last_processed,
+            l.rx_in_use,
+            l.connects,
+            l.refused_connections,
+            c.bytes_in,
+            c.bytes_out,
+            c.frames_in,
+            c.frames_out,
+            c.data_sent,
+            c.data_resent,
+            c.data_received,
+            c.duplicates,
+            c.acks_sent,
+            c.pings_sent,
+            c.handshakes,
+            c.auth_failures,
+            c.link_downs,
+            l.ack_latency.count,
+            l.ack_latency.sum_micros as f64 / 1e6,
+        );
+        json_opt_str(&mut out, l.last_error.as_deref());
+        out.push_str(",\"smsc\":");
+        match &l.smsc {
+            None => out.push_str("null"),
+            Some(s) => {
+                out.push_str("{\"protocol\":");
+                json_opt_str(&mut out, ls.smsc_protocol);
+                let _ = write!(
+                    out,
+                    ",\"logged_in\":{},\"connects\":{},\"mo_received\":{},\"mo_backpressured\":{},\
+                     \"mo_deferred\":{},\"mt_submitted\":{},\"mt_accepted\":{},\"mt_rejected\":{},\
+                     \"mt_resubmitted\":{},\"mt_temporary_failures\":{},\"status_reports\":{},\"violations\":{}}}",
+                    s.logged_in,
+                    s.connects,
+                    s.mo_received,
+                    s.mo_backpressured,
+                    s.mo_deferred,
+                    s.mt_submitted,
+                    s.mt_accepted,
+                    s.mt_rejected,
+                    s.mt_resubmitted,
+                    s.mt_temporary_failures,
+                    s.status_reports,
+                    s.violations
+                );
+            }
+        }
+        out.push('}');
+    }
+    out.push_str("]}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = String::new();
+        sample(&mut out, "m", "a\"b\\c\nd", None, 3);
+        assert_eq!(out, "m{link=\"a\\\"b\\\\c\\nd\"} 3\n");
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let mut l = LinkStats {
+            name: "x".into(),
+            ..LinkStats::default()
+        };
+        l.ack_latency.observe(Duration::from_micros(500));
+        l.ack_latency.observe(Duration::from_millis(30));
+        l.ack_latency.observe(Duration::from_secs(60));
+        let text = render_text(&[l]);
+        assert!(
+            text.contains("smslink_link_ack_latency_seconds_bucket{link=\"x\",le=\"0.001\"} 1\n")
+        );
+        assert!(
+            text.contains("smslink_link_ack_latency_seconds_bucket{link=\"x\",le=\"0.05\"} 2\n")
+        );
+        assert!(text.contains("smslink_link_ack_latency_seconds_bucket{link=\"x\",le=\"10\"} 2\n"));
+        assert!(
+            text.contains("smslink_link_ack_latency_seconds_bucket{link=\"x\",le=\"+Inf\"} 3\n")
+        );
+        assert!(text.contains("smslink_link_ack_latency_seconds_count{link=\"x\"} 3\n"));
+    }
+}
