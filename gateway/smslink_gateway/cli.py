@@ -13,6 +13,7 @@ from typing import Any, Optional
 import smslink
 
 from .component import Gateway
+from .metrics import GatewayMetrics, parse_listen
 from .store import Store
 
 
@@ -85,6 +86,12 @@ def main(argv: Optional[list[str]] = None) -> None:
         metavar="SECONDS",
         help="show phone contacts away once their link has been down this long (default 3)",
     )
+    p.add_argument(
+        "--metrics-listen",
+        type=_listen_address,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (default: off)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     if not args.secret:
@@ -103,7 +110,24 @@ def main(argv: Optional[list[str]] = None) -> None:
         raise
 
 
+def _listen_address(spec: str) -> tuple[str, int]:
+    try:
+        return parse_listen(spec)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
 async def _run(args: argparse.Namespace) -> None:
+    metrics = GatewayMetrics()
+    if args.metrics_listen is not None:
+        metrics.serve(*args.metrics_listen)
+    try:
+        await _serve(args, metrics)
+    finally:
+        metrics.close()
+
+
+async def _serve(args: argparse.Namespace, metrics: GatewayMetrics) -> None:
     endpoint = build_endpoint(args.link)
     store = Store(args.db)
     gw = Gateway(
@@ -117,6 +141,7 @@ async def _run(args: argparse.Namespace) -> None:
         routes=None,  # the endpoint routes by the same prefixes
         user_domain=args.user_domain,
         down_grace=args.away_after,
+        metrics=metrics,
     )
     done = asyncio.Event()
     loop = asyncio.get_running_loop()

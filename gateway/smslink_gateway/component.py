@@ -37,6 +37,7 @@ from .events import (
     SmsIn,
     SmsStatus,
 )
+from .metrics import GatewayMetrics
 from .store import InboxItem, OutboxItem, Store
 
 log = logging.getLogger("smslink_gateway")
@@ -78,8 +79,9 @@ class Gateway(ComponentXMPP):
     `server`/`port`: the server's component port. `endpoint`: the IM-side
     `smslink.Endpoint` (or any other `SmsBuffer`); `store`: its SQLite state;
     `sms_number`: the sender phones see and reply to; `routes`: only when the
-    endpoint cannot say which link serves a number. Call `start()` inside a running
-    event loop and `await stop()` at the end."""
+    endpoint cannot say which link serves a number; `metrics`: where to count (a
+    fresh `GatewayMetrics` by default; serving it over HTTP is the caller's choice).
+    Call `start()` inside a running event loop and `await stop()` at the end."""
 
     def __init__(
         self,
@@ -96,6 +98,7 @@ class Gateway(ComponentXMPP):
         retry_interval: float = 0.5,
         reconnect_interval: float = 1.0,
         down_grace: float = 3.0,
+        metrics: Optional[GatewayMetrics] = None,
     ) -> None:
         super().__init__(  # type: ignore[no-untyped-call]
             jid,
@@ -111,6 +114,11 @@ class Gateway(ComponentXMPP):
         # queued for the next run instead of retrying as if a ring were full.
         self.sms_closed = False
         self.store = store
+        self.metrics = metrics if metrics is not None else GatewayMetrics()
+        if isinstance(endpoint, smslink.Endpoint):
+            self.metrics.expect_links(endpoint.links)
+        elif routes is not None:
+            self.metrics.expect_links(r.link for r in routes)
         self.sms_number = sms_number
         # Without explicit routes, the endpoint's own prefix routing decides.
         self.routes = routes
@@ -211,6 +219,7 @@ class Gateway(ComponentXMPP):
                 try:
                     self.on_sms_event(ev)
                 except Exception:
+                    self.metrics.error("internal")
                     log.exception("handling %r", ev)
         except Exception:
             log.exception("reading the smslink endpoint's events")
@@ -219,6 +228,7 @@ class Gateway(ComponentXMPP):
 
     def _on_session_start(self, _: Any) -> None:
         self.online = True
+        self.metrics.xmpp_connected.set(1)
         log.info("connected to the XMPP server as %s", self.boundjid)
         for phone, jid in self.store.watchers():
             self._send_phone_presence(phone, jid)
@@ -229,7 +239,9 @@ class Gateway(ComponentXMPP):
 
     def _on_disconnected(self, _: Any) -> None:
         self.online = False
+        self.metrics.xmpp_connected.set(0)
         self.buddy_presence.clear()
+        self._count_users_online()
         if not self._stopping:
             log.warning("XMPP connection lost; reconnecting")
             asyncio.get_running_loop().call_later(self.reconnect_interval, self._reconnect)
@@ -356,6 +368,7 @@ class Gateway(ComponentXMPP):
         if phone is not None:
             self.store.set_buddy_subscribed(phone, pres["from"].bare, False)
             self.buddy_presence.get(phone, {}).pop(pres["from"].bare, None)
+            self._count_users_online()
 
     def _on_buddy_presence(self, pres: Presence) -> None:
         phone = self.phone_of(pres["to"])
@@ -370,6 +383,12 @@ class Gateway(ComponentXMPP):
         else:
             show = pres["show"] or ""
             per_buddy.setdefault(bare, {})[resource] = show
+        self._count_users_online()
+
+    def _count_users_online(self) -> None:
+        # A user who is the buddy of several phones counts once.
+        users = {bare for per_buddy in self.buddy_presence.values() for bare in per_buddy}
+        self.metrics.users_online.set(len(users))
 
     def buddy_show(self, phone: str, jid: str) -> Optional[str]:
         """None when offline, "" when available, else the best show value."""
@@ -392,16 +411,19 @@ class Gateway(ComponentXMPP):
             return
         phone = self.phone_of(msg["to"])
         if phone is None:
+            self.metrics.error("bad_contact")
             self._error(msg, "cancel", "jid-malformed", "not a phone number: " + msg["to"].user)
             return
         sender = msg["from"]
         name = sender.user if sender.domain == self.user_domain else sender.bare
         parts = commands.split_chat(name, body)
         if parts is None:
+            self.metrics.error("chat_too_long")
             self._error(
                 msg, "modify", "not-acceptable", f"too long: more than {commands.MAX_PARTS} SMS"
             )
             return
+        self.metrics.chats.inc()
         self.store.set_last_peer(phone, sender.bare)
         for i, text in enumerate(parts, 1):
             self.store.outbox_put(
@@ -441,28 +463,31 @@ class Gateway(ComponentXMPP):
         if self.sms_closed:
             return
         blocked: set[Optional[str]] = set()
-        waiting = False
+        held = 0
         for item in self.store.outbox_queued():
             link = self.route(item.phone)
             if link in blocked:
-                waiting = True
+                held += 1
                 continue
             try:
                 receipt = self.sms.send(item.sender, item.phone, item.text, item.ref)
             except RingFull:
                 blocked.add(link)
-                waiting = True
+                held += 1
                 continue
             except EndpointClosed:
                 self._sms_gone("nothing more is sent")
                 return
             except SendFailed as e:
+                self.metrics.error("send_refused")
                 log.warning("SMS %d to %s refused: %r", item.ref, item.phone, e.__cause__ or e)
                 self.store.outbox_done(item.ref)
                 self._report_failure(item, "cancel", "item-not-found", f"cannot send the SMS: {e}")
                 continue
             self.store.outbox_sent(item.ref, receipt.link, receipt.seq)
-        if waiting:
+            self.metrics.sms_out.labels(receipt.link).inc()
+        self.metrics.outbox_waiting.set(held)
+        if held:
             self._schedule_retry()
 
     def _schedule_retry(self) -> None:
@@ -520,6 +545,7 @@ class Gateway(ComponentXMPP):
             # Stored before acknowledged: once the peer hears the ack it may forget it.
             self.store.inbox_put(ev.link, ev.seq, ev.sender, ev.recipient, ev.text)
             self._ack(ev.link, ev.seq)
+            self.metrics.sms_in.labels(ev.link).inc()
             self.process_inbox()
         elif isinstance(ev, SmsStatus):
             self._on_status(ev)
@@ -527,6 +553,7 @@ class Gateway(ComponentXMPP):
             up = isinstance(ev, LinkUp)
             log.info("link %s %s", ev.link, "up" if up else "down")
             self.link_up[ev.link] = up
+            self.metrics.link_up.labels(ev.link).set(1 if up else 0)
             pending = self._down_timers.pop(ev.link, None)
             if pending is not None:
                 pending.cancel()
@@ -561,6 +588,7 @@ class Gateway(ComponentXMPP):
                 ack["receipt"] = item.msg_id
                 ack.send()
         else:
+            self.metrics.error("smsc_rejected")
             code = ev.error_code or 0
             condition = "not-acceptable" if 300 <= code < 400 else "undefined-condition"
             self._report_failure(item, "cancel", condition, commands.smsc_error_text(code))
@@ -575,6 +603,7 @@ class Gateway(ComponentXMPP):
             try:
                 self.handle_sms(item)
             except Exception:
+                self.metrics.error("internal")
                 log.exception("handling SMS %s/%s", item.link, item.seq)
             self.store.inbox_done(item.id)
 
@@ -585,6 +614,7 @@ class Gateway(ComponentXMPP):
     def handle_sms(self, item: InboxItem) -> None:
         phone = normalize_phone(item.sender)
         if phone is None:
+            self.metrics.error("bad_sender")
             log.warning("SMS from unusable number %r dropped", item.sender)
             return
         me = self.phone_jid(phone)
@@ -627,6 +657,7 @@ class Gateway(ComponentXMPP):
                 return
             self.store.remove_buddy(phone, gone.jid)
             self.buddy_presence.get(phone, {}).pop(gone.jid, None)
+            self._count_users_online()
             self.send_presence(pfrom=me, pto=gone.jid, ptype="unsubscribe")
             self._sms_reply(phone, f"Removed {gone.name}.")
         elif isinstance(cmd, commands.Malformed):
@@ -645,6 +676,7 @@ class Gateway(ComponentXMPP):
         phone = self.phone_of(msg["to"])
         if phone is None:
             return
+        self.metrics.error("chat_undelivered")
         who = msg["from"].bare
         reason = msg["error"]["text"] or msg["error"]["condition"]
         self._sms_reply(phone, f"Not delivered to {who}: {reason}")

@@ -20,7 +20,17 @@ import smslink
 import smslink.testing
 
 from smslink_gateway import Gateway, Store
-from xmpp_harness import COMPONENT, DOMAIN, SECRET, PcUser, Prosody, show_of, wait_until
+from xmpp_harness import (
+    COMPONENT,
+    DOMAIN,
+    SECRET,
+    PcUser,
+    Prosody,
+    free_port,
+    scrape,
+    show_of,
+    wait_until,
+)
 
 PSK = b"full-system-test-key"
 GATEWAY_NUMBER = "12345"
@@ -247,10 +257,12 @@ def test_full_system(prosody: Prosody, sms_side: SmsSide, tmp_path: Path) -> Non
 
 
 def test_operator_command(prosody: Prosody, sms_side: SmsSide, tmp_path: Path) -> None:
-    """The README's one command, as a process: chat both ways, then SIGTERM."""
+    """The README's one command, as a process, with its metrics port: chat both
+    ways, then SIGTERM."""
     s = sms_side
     psk_file = tmp_path / "au.psk"
     psk_file.write_bytes(PSK + b"\n")
+    metrics_port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -262,6 +274,7 @@ def test_operator_command(prosody: Prosody, sms_side: SmsSide, tmp_path: Path) -
             "--sms-number", GATEWAY_NUMBER,
             "--db", str(tmp_path / "state.db"),
             "--link", f"name=au,dial={s.wan.address},psk-file={psk_file},prefixes=+61",
+            "--metrics-listen", f"127.0.0.1:{metrics_port}",
             *(["-v"] if os.environ.get("GW_DEBUG") else []),
         ],
         env={**os.environ, "SMSLINK_GATEWAY_SECRET": SECRET},
@@ -283,6 +296,12 @@ def test_operator_command(prosody: Prosody, sms_side: SmsSide, tmp_path: Path) -
             )
             s.sim.inject_mo(PHONE, GATEWAY_NUMBER, "got it")
             await wait_until(lambda: alice.bodies_from(PHONE_JID) == ["got it"], 15, "MO")
+            m = scrape(metrics_port)
+            assert m['smslink_link_up{link="au"}'] == 1
+            assert m["smslink_gateway_xmpp_connected"] == 1
+            assert m["smslink_gateway_chats_total"] == 1
+            assert m['smslink_gateway_sms_out_total{link="au"}'] == 1
+            assert m['smslink_gateway_sms_in_total{link="au"}'] == 1
             proc.send_signal(signal.SIGTERM)
             # On the way out the gateway says the phone went offline.
             await wait_until(

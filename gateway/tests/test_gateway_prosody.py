@@ -19,6 +19,7 @@ from xmpp_harness import (
     FakeEndpoint,
     PcUser,
     Prosody,
+    scrape,
     show_of,
     wait_until,
 )
@@ -65,6 +66,7 @@ def run(
                 if c is not None:
                     await c.close()
             await gw.stop()
+            gw.metrics.close()
             store.close()
 
     asyncio.run(main())
@@ -310,3 +312,65 @@ def test_unfinished_sms_of_a_previous_run_are_sent_again(prosody: Prosody, tmp_p
         assert alice.errors == []
 
     run(prosody, tmp_path, body, prepare=previous_run)
+
+
+def test_metrics_count_the_traffic(prosody: Prosody, tmp_path: Path) -> None:
+    async def body(gw: Gateway, fake: FakeEndpoint, alice: PcUser, bob: PcUser) -> None:
+        port = gw.metrics.serve("127.0.0.1", 0)
+
+        async def metrics() -> dict[str, float]:
+            return await asyncio.get_running_loop().run_in_executor(None, scrape, port)
+
+        m = await metrics()
+        # Known from the routes before any event: down, and every error kind at 0.
+        assert m['smslink_link_up{link="au"}'] == 0
+        assert m["smslink_gateway_xmpp_connected"] == 1
+        assert m['smslink_gateway_errors_total{kind="smsc_rejected"}'] == 0
+        fake.up()
+        alice.chat(PHONE_JID, "accepted")
+        alice.chat(PHONE_JID, "rejected")
+        alice.chat(f"notanumber@{COMPONENT}", "x")
+        await wait_until(lambda: len(fake.sent) == 2, what="two SMS handed over")
+        fake.finish(fake.sent[0][1])
+        fake.finish(fake.sent[1][1], error_code=300)
+        await wait_until(lambda: len(alice.errors) == 2, what="two errors back")
+        fake.mo(PHONE, "ADD alice")
+        await wait_until(lambda: gw.buddy_show(PHONE, ALICE) is not None, what="alice's presence")
+        await wait_until(lambda: len(fake.sent) == 3, what="the ADD answer")
+        m = await metrics()
+        assert m['smslink_link_up{link="au"}'] == 1
+        assert m["smslink_gateway_chats_total"] == 2
+        assert m['smslink_gateway_sms_out_total{link="au"}'] == 3
+        assert m['smslink_gateway_sms_in_total{link="au"}'] == 1
+        assert m["smslink_gateway_users_online"] == 1
+        assert m['smslink_gateway_errors_total{kind="smsc_rejected"}'] == 1
+        assert m['smslink_gateway_errors_total{kind="bad_contact"}'] == 1
+        assert m['smslink_gateway_errors_total{kind="send_refused"}'] == 0
+        assert m["smslink_gateway_outbox_waiting"] == 0
+        # alice leaves; the link goes down.
+        await alice.close()
+        await wait_until(lambda: gw.buddy_show(PHONE, ALICE) is None, what="alice offline")
+        fake.down()
+        await wait_until(lambda: gw.link_up.get("au") is False, what="link down")
+        m = await metrics()
+        assert m['smslink_link_up{link="au"}'] == 0
+        assert m["smslink_gateway_users_online"] == 0
+
+    run(prosody, tmp_path, body)
+
+
+def test_metrics_show_sms_held_back_by_a_full_ring(prosody: Prosody, tmp_path: Path) -> None:
+    async def body(gw: Gateway, fake: FakeEndpoint, alice: PcUser, bob: PcUser) -> None:
+        port = gw.metrics.serve("127.0.0.1", 0)
+        for i in range(5):
+            alice.chat(PHONE_JID, f"m{i}")
+        await wait_until(lambda: gw.store.outbox_count() == 5, what="all five stored")
+        await wait_until(
+            lambda: scrape(port)["smslink_gateway_outbox_waiting"] == 3, what="three held back"
+        )
+        for seq in sorted(fake.in_ring):
+            fake.finish(seq)
+        await wait_until(lambda: len(fake.sent) == 4, what="two more in")
+        assert scrape(port)["smslink_gateway_outbox_waiting"] == 1
+
+    run(prosody, tmp_path, body, capacity=2)

@@ -9,11 +9,13 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Optional
 
 import slixmpp
+from prometheus_client.parser import text_string_to_metric_families
 
 from smslink_gateway.events import AckLater, Event, LinkDown, LinkUp, Receipt, RingFull, SmsIn, SmsStatus
 
@@ -128,6 +130,19 @@ def start_prosody(tmp: Path, users: list[str]) -> Prosody:
         p.register(u)
     p.start()
     return p
+
+
+def scrape(port: int) -> dict[str, float]:
+    """GET /metrics on 127.0.0.1:port, parsed: `name{label="value",...}` -> value
+    (labels sorted by name)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            out[s.name + ("{" + labels + "}" if labels else "")] = s.value
+    return out
 
 
 async def wait_until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
