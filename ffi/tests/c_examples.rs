@@ -113,6 +113,74 @@ fn assert_has(output: &str, line: &str) {
     );
 }
 
+/// Run a binutils tool on the built shared library and return what it prints.
+fn inspect_shared_library(tool: &str, args: &[&str]) -> String {
+    build_dir();
+    let so = lib_dir().join("libsmslink.so");
+    let out = Command::new(tool)
+        .args(args)
+        .arg(&so)
+        .output()
+        .unwrap_or_else(|e| panic!("run {tool}: {e}"));
+    assert!(
+        out.status.success(),
+        "{tool} {}: {}",
+        so.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("tool output is UTF-8")
+}
+
+/// The library exports exactly the committed list (`ffi/exported-symbols.txt`), so an
+/// ABI change never goes unnoticed: adding or removing a function means updating the
+/// list, with `SMSLINK_UPDATE_SYMBOLS=1 cargo test -p smslink-ffi --test c_examples
+/// exported_symbols`, and following the ABI policy in c-examples/README.md.
+#[test]
+fn exported_symbols_match_the_committed_list() {
+    let nm = inspect_shared_library("nm", &["-D", "--defined-only", "--format=posix"]);
+    let mut exported: Vec<&str> = nm
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    exported.sort_unstable();
+    let exported = exported
+        .iter()
+        .map(|s| format!("{s}\n"))
+        .collect::<String>();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("exported-symbols.txt");
+    if std::env::var_os("SMSLINK_UPDATE_SYMBOLS").is_some() {
+        std::fs::write(&path, &exported).expect("write ffi/exported-symbols.txt");
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    let missing: Vec<&str> = committed
+        .lines()
+        .filter(|s| !exported.lines().any(|e| e == *s))
+        .collect();
+    let added: Vec<&str> = exported
+        .lines()
+        .filter(|s| !committed.lines().any(|c| c == *s))
+        .collect();
+    assert!(
+        missing.is_empty() && added.is_empty(),
+        "exported symbols differ from ffi/exported-symbols.txt: added {added:?}, removed {missing:?}"
+    );
+    assert!(
+        exported.lines().all(|s| s.starts_with("smslink_")),
+        "only smslink_* may be exported"
+    );
+}
+
+/// Programs record the soname, which names the ABI generation, not the crate version.
+#[test]
+fn shared_library_has_the_abi_soname() {
+    let dynamic = inspect_shared_library("readelf", &["-d"]);
+    assert!(
+        dynamic.contains("Library soname: [libsmslink.so.0]"),
+        "no soname libsmslink.so.0 in:\n{dynamic}"
+    );
+}
+
 #[test]
 fn toy_smsc_exchanges_mo_and_mt_with_the_im_side_through_both_libraries() {
     for kind in ["shared", "static"] {
