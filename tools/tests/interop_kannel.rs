@@ -910,6 +910,9 @@ fn run_kannel_smpp(
     });
     assert!(ok, "{c:?}; logs in {}", k.dir.display());
     let dlr = k.app.collect("/dlr", WAIT, |got| got.len() >= mt.len());
+    // smsbox may hand a report to the application before bearerbox's deliver_sm_resp
+    // for it reaches the simulator: wait for the answers before reading the counters.
+    let _ = k.sim.wait_for(WAIT, |c| c.reports_acked >= c.reports_sent);
     let counters = k.sim.stop().expect("stop");
     let record = std::fs::read_to_string(k.dir.join("record.jsonl"))
         .expect("record")

@@ -260,45 +260,25 @@ fn unquote(s: &str) -> (Cow<'_, str>, usize) {
 pub fn json_line(ts: &str, record: &Record<'_>) -> String {
     let mut out = String::with_capacity(64 + 2 * record.message.len());
     out.push_str("{\"ts\":");
-    push_json_str(&mut out, ts);
+    super::json::push_string(&mut out, ts);
     out.push_str(",\"level\":");
-    push_json_str(&mut out, record.level.as_str());
+    super::json::push_string(&mut out, record.level.as_str());
     out.push_str(",\"target\":");
-    push_json_str(&mut out, record.target);
+    super::json::push_string(&mut out, record.target);
     out.push_str(",\"msg\":");
-    push_json_str(&mut out, record.message);
+    super::json::push_string(&mut out, record.message);
     for f in record.fields {
         out.push(',');
         if matches!(f.key, "ts" | "level" | "target" | "msg") {
-            push_json_str(&mut out, &format!("field_{}", f.key));
+            super::json::push_string(&mut out, &format!("field_{}", f.key));
         } else {
-            push_json_str(&mut out, f.key);
+            super::json::push_string(&mut out, f.key);
         }
         out.push(':');
-        push_json_str(&mut out, &f.value);
+        super::json::push_string(&mut out, &f.value);
     }
     out.push('}');
     out
-}
-
-/// `s` as a JSON string literal: quotes, backslashes and control characters escaped.
-fn push_json_str(out: &mut String, s: &str) {
-    use std::fmt::Write as _;
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for now.

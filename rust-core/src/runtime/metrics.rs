@@ -398,28 +398,9 @@ fn render_histogram(out: &mut String, links: &[LinkStats]) {
     }
 }
 
-/// A JSON string literal.
-fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 fn json_opt_str(out: &mut String, s: Option<&str>) {
     match s {
-        Some(s) => json_str(out, s),
+        Some(s) => super::json::push_string(out, s),
         None => out.push_str("null"),
     }
 }
@@ -441,7 +422,7 @@ pub(super) fn render_status(shared: &Shared) -> String {
             out.push(',');
         }
         out.push_str("{\"name\":");
-        json_str(&mut out, &l.name);
+        super::json::push_string(&mut out, &l.name);
         let _ = write!(out, ",\"up\":{},\"peer\":", l.up);
         json_opt_str(&mut out, l.peer.as_deref());
         out.push_str(",\"local_addr\":");

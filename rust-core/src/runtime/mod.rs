@@ -17,6 +17,7 @@ pub mod backoff;
 pub mod conn;
 mod event_loop;
 mod handle;
+pub mod json;
 mod link_driver;
 pub mod log;
 pub mod metrics;

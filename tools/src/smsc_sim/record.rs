@@ -11,15 +11,15 @@ use smslink::message::Message;
 pub(super) fn submit_line(seq: u64, message: &Message, timestamp: &str) -> String {
     let mut line = String::with_capacity(96 + message.payload().len() * 2);
     let _ = write!(line, "{{\"seq\":{seq},\"from\":");
-    push_json_string(&mut line, message.from.as_str());
+    smslink::runtime::json::push_string(&mut line, message.from.as_str());
     line.push_str(",\"to\":");
-    push_json_string(&mut line, message.to.as_str());
+    smslink::runtime::json::push_string(&mut line, message.to.as_str());
     line.push_str(",\"timestamp\":");
-    push_json_string(&mut line, timestamp);
+    smslink::runtime::json::push_string(&mut line, timestamp);
     match message.text_str() {
         Some(text) => {
             line.push_str(",\"text\":");
-            push_json_string(&mut line, text);
+            smslink::runtime::json::push_string(&mut line, text);
         }
         None => {
             line.push_str(",\"hex\":\"");
@@ -33,48 +33,14 @@ pub(super) fn submit_line(seq: u64, message: &Message, timestamp: &str) -> Strin
     line
 }
 
-/// `s` as a JSON string literal (RFC 8259, section 7): quotes, backslash and the
-/// control characters escaped; everything else, non-ASCII included, as it is.
-fn push_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0C}' => out.push_str("\\f"),
-            c if c < ' ' => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn json(s: &str) -> String {
         let mut out = String::new();
-        push_json_string(&mut out, s);
+        smslink::runtime::json::push_string(&mut out, s);
         out
-    }
-
-    #[test]
-    fn special_characters_are_escaped() {
-        assert_eq!(json(""), r#""""#);
-        assert_eq!(json(r#"say "hi""#), r#""say \"hi\"""#);
-        assert_eq!(json(r"a\b"), r#""a\\b""#);
-        assert_eq!(json("1\n2\r3\t4"), r#""1\n2\r3\t4""#);
-        assert_eq!(json("\u{08}\u{0C}"), r#""\b\f""#);
-        assert_eq!(json("\u{0}\u{1b}\u{1f}"), r#""\u0000\u001b\u001f""#);
-        // DEL and non-ASCII need no escape.
-        assert_eq!(json("\u{7f}é€😀"), "\"\u{7f}é€😀\"");
     }
 
     #[test]
