@@ -513,7 +513,16 @@ fn buffer_server_node_speaks_smpp_to_node_smpp() {
         .iter()
         .filter(|e| e["event"] == "mo_resp" || e["event"] == "receipt_resp")
         .all(|e| e["status"] == 0));
-    let stats = bs.smsc_stats().expect("a buffer server");
+    // The node publishes its counters at the end of a loop turn, which may come just
+    // after the answers it wrote in that turn reached the SMSC.
+    let published = Instant::now() + Duration::from_secs(10);
+    let stats = loop {
+        let stats = bs.smsc_stats().expect("a buffer server");
+        if stats.status_reports >= MT as u64 || Instant::now() >= published {
+            break stats;
+        }
+        std::thread::yield_now();
+    };
     assert_eq!(stats.mt_accepted, MT as u64);
     assert_eq!(stats.mo_received, MO as u64);
     assert_eq!(stats.status_reports, MT as u64);

@@ -145,7 +145,8 @@ fn two_nodes_carry_both_directions_exactly_once_in_order() {
         let expected: Vec<String> = (0..N).map(|i| format!("{prefix} {i}")).collect();
         assert_eq!(seen[side].received, expected);
     }
-    let stats = im.link_stats(0).unwrap();
+    // Counters are published at the end of the loop's turn, events during it.
+    let stats = published(|| im.link_stats(0), |s| s.tx.last_processed == N as u64);
     assert_eq!(stats.tx.last_processed, N as u64);
     let report = bs.shutdown(Duration::from_secs(2));
     assert!(report.drained);
@@ -361,8 +362,21 @@ fn buffer_server_between_im_node_and_smsc() {
     // Every MO from the SMSC reached the IM node once, in order.
     let expected: Vec<String> = (1..=N).map(|i| format!("mo #{i}")).collect();
     assert_eq!(seen[0].received, expected);
-    let smsc = bs.smsc_stats().unwrap();
+    let smsc = published(|| bs.smsc_stats(), |s| s.mt_accepted == N as u64);
     assert_eq!(smsc.mt_accepted, N as u64);
+}
+
+/// A node's published snapshot once `done` holds, or the last one after a deadline
+/// (snapshots are published at the end of the loop's turn, events during it).
+fn published<T>(read: impl Fn() -> Option<T>, done: impl Fn(&T) -> bool) -> T {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let snapshot = read().expect("a snapshot");
+        if done(&snapshot) || Instant::now() >= end {
+            return snapshot;
+        }
+        std::thread::yield_now();
+    }
 }
 
 #[test]
