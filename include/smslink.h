@@ -136,6 +136,9 @@ enum smslink_event_type
   SMSLINK_EVENT_SMSC_DOWN = 6,
   // The SMSC broke the protocol (`detail`); the session goes on.
   SMSLINK_EVENT_SMSC_VIOLATION = 7,
+  // A message this side sent (`link`, `seq`, `client_ref`) is in the node's
+  // journal and synced: it survives a crash from now on (nodes with a journal).
+  SMSLINK_EVENT_DURABLE = 8,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

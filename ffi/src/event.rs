@@ -40,6 +40,9 @@ pub enum smslink_event_type {
     SMSLINK_EVENT_SMSC_DOWN = 6,
     /// The SMSC broke the protocol (`detail`); the session goes on.
     SMSLINK_EVENT_SMSC_VIOLATION = 7,
+    /// A message this side sent (`link`, `seq`, `client_ref`) is in the node's
+    /// journal and synced: it survives a crash from now on (nodes with a journal).
+    SMSLINK_EVENT_DURABLE = 8,
 }
 
 /// Stage of a sent message, in `smslink_event.state`.
@@ -151,6 +154,17 @@ impl smslink_event {
                         e.error_code = *code;
                     }
                 }
+                e
+            }
+            NodeEvent::Durable {
+                link,
+                seq,
+                client_ref,
+            } => {
+                let mut e = Self::empty(SMSLINK_EVENT_DURABLE);
+                e.link = *link as u32;
+                e.seq = *seq;
+                e.client_ref = *client_ref;
                 e
             }
             NodeEvent::SmscUp { .. } => Self::empty(SMSLINK_EVENT_SMSC_UP),

@@ -46,6 +46,7 @@ from ._smslink import (
     SmscViolation,
     SmslinkError,
     StatusChanged,
+    Durable,
     TxCursors,
     UnknownLink,
     set_log_level,
@@ -54,7 +55,7 @@ from ._smslink import (
 from ._logs import route_logs
 
 #: Every kind of event an endpoint reports.
-Event = Union[LinkUp, LinkDown, MessageReceived, StatusChanged, SmscUp, SmscDown, SmscViolation]
+Event = Union[LinkUp, LinkDown, MessageReceived, StatusChanged, Durable, SmscUp, SmscDown, SmscViolation]
 
 __all__ = [
     "BufferServer",
@@ -83,6 +84,7 @@ __all__ = [
     "SmscViolation",
     "SmslinkError",
     "StatusChanged",
+    "Durable",
     "TxCursors",
     "UnknownLink",
     "route_logs",

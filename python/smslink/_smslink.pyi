@@ -33,6 +33,7 @@ __all__ = [
     "Smpp",
     "Smsc",
     "SmscDown",
+    "Durable",
     "SmscSim",
     "SmscStats",
     "SmscUp",
@@ -213,6 +214,16 @@ class StatusChanged:
     def accepted(self) -> bool: ...
 
 @final
+class Durable:
+    __match_args__: ClassVar[Tuple[str, ...]]
+    @property
+    def link(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def client_ref(self) -> int: ...
+
+@final
 class SmscUp:
     __match_args__: ClassVar[Tuple[str, ...]]
 
@@ -228,7 +239,7 @@ class SmscViolation:
     @property
     def detail(self) -> str: ...
 
-_Event = Union[LinkUp, LinkDown, MessageReceived, StatusChanged, SmscUp, SmscDown, SmscViolation]
+_Event = Union[LinkUp, LinkDown, MessageReceived, StatusChanged, Durable, SmscUp, SmscDown, SmscViolation]
 
 # --- endpoint ---------------------------------------------------------------
 

@@ -47,6 +47,15 @@ pub struct StatusChanged {
     accepted: bool,
 }
 
+/// A message this side sent is in the node's journal and synced: it survives a
+/// crash from now on (only on a node with a journal).
+#[pyclass(frozen, get_all, module = "smslink")]
+pub struct Durable {
+    link: Py<PyString>,
+    seq: u64,
+    client_ref: u64,
+}
+
 /// The buffer server logged in to its SMSC.
 #[pyclass(frozen, get_all, module = "smslink")]
 pub struct SmscUp {}
@@ -151,6 +160,22 @@ impl StatusChanged {
             self.state,
             self.error_code.map_or("None".into(), |c| c.to_string()),
             if self.accepted { "True" } else { "False" }
+        )
+    }
+}
+
+#[pymethods]
+impl Durable {
+    #[classattr]
+    fn __match_args__() -> (&'static str, &'static str, &'static str) {
+        ("link", "seq", "client_ref")
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "Durable(link={:?}, seq={}, client_ref={})",
+            self.link.to_string(),
+            self.seq,
+            self.client_ref
         )
     }
 }
@@ -292,6 +317,19 @@ pub fn to_py(py: Python<'_>, ev: NodeEvent, names: &[Py<PyString>]) -> PyResult<
             },
         )?
         .into_any(),
+        NodeEvent::Durable {
+            link,
+            seq,
+            client_ref,
+        } => Py::new(
+            py,
+            Durable {
+                link: name(link),
+                seq,
+                client_ref,
+            },
+        )?
+        .into_any(),
         NodeEvent::SmscUp { .. } => Py::new(py, SmscUp {})?.into_any(),
         NodeEvent::SmscDown { reason, .. } => Py::new(py, SmscDown { reason })?.into_any(),
         NodeEvent::SmscViolation { detail, .. } => {
@@ -306,6 +344,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<LinkDown>()?;
     m.add_class::<MessageReceived>()?;
     m.add_class::<StatusChanged>()?;
+    m.add_class::<Durable>()?;
     m.add_class::<SmscUp>()?;
     m.add_class::<SmscDown>()?;
     m.add_class::<SmscViolation>()?;

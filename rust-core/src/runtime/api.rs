@@ -2,11 +2,13 @@
 //! handle, the C ABI and the Python module all speak.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::bridge::BridgeConfig;
 pub use crate::bridge::SmscStats;
 use crate::cimd2::session::ClientConfig;
+use crate::journal::JournalConfig;
 use crate::link::{Counters, LinkConfig};
 use crate::message::Message;
 use crate::ring::{Cursors, Outcome, RxCursors, SlotState};
@@ -128,6 +130,27 @@ pub struct NodeConfig {
     /// Serve `/metrics`, `/status` and `/healthz` over HTTP on this address (port
     /// 0: pick a free one; see `Node::metrics_addr`).
     pub metrics_listen: Option<SocketAddr>,
+    /// Keep both rings of every link in a journal in this directory, so that a
+    /// restart (or a crash) loses and repeats nothing. `None`: RAM only.
+    pub journal: Option<JournalSpec>,
+}
+
+/// Where a node keeps its journal and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalSpec {
+    /// One directory per node (a lock file keeps a second process out).
+    pub dir: PathBuf,
+    pub config: JournalConfig,
+}
+
+impl JournalSpec {
+    /// The default journal settings (sync on every commit, 1 GiB) in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        JournalSpec {
+            dir: dir.into(),
+            config: JournalConfig::default(),
+        }
+    }
 }
 
 impl NodeConfig {
@@ -139,6 +162,7 @@ impl NodeConfig {
             event_capacity: 8192,
             seed: std::process::id() as u64 ^ 0x5eed,
             metrics_listen: None,
+            journal: None,
         }
     }
 }
@@ -201,6 +225,14 @@ pub enum NodeEvent {
         client_ref: u64,
         state: SlotState,
         outcome: Option<Outcome>,
+    },
+    /// A message taken by `send` is in the journal and synced: it survives a crash
+    /// of this process from now on. Only on a node with a journal; it comes before
+    /// any `Status` of that message.
+    Durable {
+        link: LinkId,
+        seq: u64,
+        client_ref: u64,
     },
     /// The session to the SMSC of buffer-server link `link` logged in.
     SmscUp { link: LinkId },

@@ -42,6 +42,11 @@ pub(super) fn spawn(
     if config.links.is_empty() {
         return Err(NodeError::Config("a node needs at least one link".into()));
     }
+    if config.journal.is_some() {
+        return Err(NodeError::Config(
+            "the journal is not wired into the node yet".into(),
+        ));
+    }
     let poll = Poll::new()?;
     let waker = Waker::new(poll.registry(), WAKER)?;
     let now = Instant::now();
