@@ -369,7 +369,7 @@ fn start(
         processing_delay: s.smsc_delay,
         mo_rate: if s.mo > 0 { 1e9 } else { 0.0 },
         mo_count: s.mo,
-        mo_text: "mo {n} {t}".into(),
+        mo_text: "mo {num} {t}".into(),
         nack_fraction: s.nack_fraction,
         reject_fraction: s.reject_fraction,
         reject_code: s.reject_code.unwrap_or(defaults.reject_code),

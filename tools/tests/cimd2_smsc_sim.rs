@@ -543,3 +543,63 @@ fn cli_runs_the_simulator() {
     assert_eq!(text.lines().count(), 3, "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn cli_sends_mo_read_from_stdin() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smslink"))
+        .args(["smsc-sim", "--listen", "127.0.0.1:0", "--user", "alice"])
+        .args(["--password", "pw", "--mo-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut stdin = child.stdin.take().expect("stdin");
+    let stderr = child.stderr.take().expect("stderr");
+    let _child = Kill(child);
+    let mut stderr = BufReader::new(stderr);
+    let mut first = String::new();
+    stderr.read_line(&mut first).expect("read");
+    let addr: SocketAddr = first
+        .trim()
+        .strip_prefix("smsc-sim: listening on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+    let mut d = Driver::connect(addr, client_config()).expect("connect");
+    assert_eq!(
+        d.wait_for_login(WAIT).expect("io"),
+        Some(ClientEvent::LoggedIn)
+    );
+    stdin
+        .write_all(b"46700;00001 12345 bad sender\n+4670000002 12345 hello there\n")
+        .expect("write");
+    stdin.flush().expect("flush");
+    // The log says which line was refused (after the connection's own lines).
+    let complaint = (&mut stderr)
+        .lines()
+        .map(|l| l.expect("read"))
+        .take(10)
+        .find(|l| l.starts_with("smsc-sim: stdin line"));
+    assert!(
+        complaint
+            .as_deref()
+            .is_some_and(|l| l.starts_with("smsc-sim: stdin line 1:")),
+        "{complaint:?}"
+    );
+    let e = d
+        .wait_for(WAIT, |e| matches!(e, ClientEvent::Deliver(_)))
+        .expect("io");
+    let Some(ClientEvent::Deliver(m)) = e else {
+        panic!("no MO: {e:?}");
+    };
+    assert_eq!(m.from.as_str(), "+4670000002");
+    assert_eq!(m.text_str(), Some("hello there"));
+}
