@@ -11,6 +11,7 @@ use cimd2_driver::Driver;
 use smslink::cimd2::session::{ClientConfig, ClientEvent, CloseReason};
 use smslink::cimd2::{encode, param, Decoded, Decoder, Operation, Packet};
 use smslink::message::Message;
+use smslink_tools::child::{sim_listening_addr, KillOnDrop};
 use smslink_tools::smsc_sim::{Counters, SimConfig, SmscSim};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -512,26 +513,13 @@ fn cli_runs_the_simulator() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let stderr = child.stderr.take().expect("stderr");
-    let child = Kill(child);
+    let child = KillOnDrop(child);
     // The first line names the bound address: no guessing, no waiting.
     let mut stderr = BufReader::new(stderr);
-    let mut first = String::new();
-    stderr.read_line(&mut first).expect("read");
+    let addr = sim_listening_addr(&mut stderr).expect("start line");
     // Keep reading the log so the simulator never writes into a closed pipe.
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    let addr: SocketAddr = first
-        .trim()
-        .strip_prefix("smsc-sim: listening on ")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
     let mut d = Driver::connect(addr, client_config()).expect("connect");
     assert_eq!(
         d.wait_for_login(WAIT).expect("io"),
@@ -555,24 +543,11 @@ fn cli_sends_mo_read_from_stdin() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let mut stdin = child.stdin.take().expect("stdin");
     let stderr = child.stderr.take().expect("stderr");
-    let _child = Kill(child);
+    let _child = KillOnDrop(child);
     let mut stderr = BufReader::new(stderr);
-    let mut first = String::new();
-    stderr.read_line(&mut first).expect("read");
-    let addr: SocketAddr = first
-        .trim()
-        .strip_prefix("smsc-sim: listening on ")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+    let addr = sim_listening_addr(&mut stderr).expect("start line");
     let mut d = Driver::connect(addr, client_config()).expect("connect");
     assert_eq!(
         d.wait_for_login(WAIT).expect("io"),
