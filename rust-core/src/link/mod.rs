@@ -65,13 +65,16 @@
 //!   not sent are lost with it unless its journal keeps them.
 
 pub mod frame;
+pub mod persist;
 
+use crate::journal::{Direction, LinkIdentity, Record};
 use crate::message::Message;
 use crate::ring::{Cursors, Full, Outcome, RingError, RxCursors, RxRing, SlotState, Stored};
 use crate::ring::{Ring, DEFAULT_CAPACITY, MAX_CAPACITY};
 use frame::{AckWriter, Auth, CloseReason, Frame, FrameError, FrameType, Hello};
 use frame::{MAC_LEN, MAX_BODY, MAX_NAME, NONCE_LEN, VERSION};
 use hmac::{Hmac, Mac};
+use persist::{LinkState, Persist, PersistMark};
 use sha2::Sha256;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -137,6 +140,8 @@ pub enum ConfigError {
     Capacity(usize),
     #[error("heartbeat interval must be non-zero and shorter than dead_after")]
     Timers,
+    #[error("journal: {0}")]
+    Restore(#[from] crate::ring::RestoreError),
 }
 
 /// Why a connection had to end. After one, the connection is unusable; the
@@ -313,6 +318,8 @@ pub struct Endpoint {
     /// When the current connection started (the handshake must finish in time).
     connected_at: Instant,
     counters: Counters,
+    /// Set when the link is journaled (see [`persist`]).
+    persist: Option<Persist>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -361,6 +368,65 @@ fn auth_mac(psk: &[u8], prover: &HelloRec, verifier: &HelloRec, a: &Auth) -> Hma
 impl Endpoint {
     /// A new endpoint with a fresh random epoch and empty rings, not connected.
     pub fn new(config: LinkConfig, now: Instant) -> Result<Self, ConfigError> {
+        Self::check(&config)?;
+        let mut e = [0u8; 8];
+        let mut epoch = 0;
+        while epoch == 0 {
+            random_bytes(&mut e);
+            epoch = u64::from_be_bytes(e);
+        }
+        let cap = config.capacity;
+        Ok(Self::build(
+            config,
+            epoch,
+            Ring::new(cap),
+            RxRing::new(cap),
+            now,
+        ))
+    }
+
+    /// A new endpoint (as [`new`](Self::new)) whose changes are journaled as link
+    /// number `link` (see [`persist`]): it reports records through
+    /// [`take_records`](Self::take_records) and keeps every promise that depends on
+    /// them until [`records_durable`](Self::records_durable).
+    pub fn with_journal(config: LinkConfig, link: u32, now: Instant) -> Result<Self, ConfigError> {
+        let mut e = Self::new(config, now)?;
+        e.persist = Some(Persist::new(link));
+        Ok(e)
+    }
+
+    /// The endpoint a journal remembers (see [`persist`]): same epoch, same peer
+    /// view, unprocessed messages held again. Journaled as link number `link`.
+    pub fn restore(
+        config: LinkConfig,
+        link: u32,
+        state: LinkState,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
+        Self::check(&config)?;
+        let cap = config.capacity;
+        let tx = Ring::restore(cap, state.tx.base, state.tx.high, state.tx.slots)?;
+        let rx = RxRing::restore(cap, state.rx.base, state.rx.high, state.rx.slots)?;
+        let id = state.identity;
+        let mark = PersistMark {
+            tx_accepted: tx.cursors().last_retrieved,
+            rx_stored: rx.cursors().last_stored,
+            rx_processed: rx.cursors().last_processed,
+            tx_processed: tx.cursors().last_processed,
+            rx_outcomes: 0,
+        };
+        let cursors = (tx.cursors(), rx.cursors());
+        let mut e = Self::build(config, id.epoch.max(1), tx, rx, now);
+        e.rx_peer_epoch = id.peer_epoch;
+        e.rx_offset = id.rx_offset;
+        e.rx_epoch_floor = id.rx_epoch_floor;
+        e.confirm_sent_upto = e.rx.cursors().last_stored;
+        e.next_transmit = e.tx.cursors().last_processed + 1;
+        e.persist = Some(Persist::restored(link, mark, cursors));
+        Ok(e)
+    }
+
+    fn check(config: &LinkConfig) -> Result<(), ConfigError> {
         if config.name.len() > MAX_NAME {
             return Err(ConfigError::NameTooLong);
         }
@@ -373,16 +439,14 @@ impl Endpoint {
         if config.heartbeat_interval.is_zero() || config.heartbeat_interval >= config.dead_after {
             return Err(ConfigError::Timers);
         }
-        let mut e = [0u8; 8];
-        let mut epoch = 0;
-        while epoch == 0 {
-            random_bytes(&mut e);
-            epoch = u64::from_be_bytes(e);
-        }
+        Ok(())
+    }
+
+    fn build(config: LinkConfig, epoch: u64, tx: Ring, rx: RxRing, now: Instant) -> Self {
         let cap = config.capacity;
-        Ok(Endpoint {
-            tx: Ring::new(cap),
-            rx: RxRing::new(cap),
+        Endpoint {
+            tx,
+            rx,
             conn: Conn::Idle,
             events: VecDeque::with_capacity(4 * cap + 16),
             ctrl: Vec::with_capacity(512),
@@ -401,7 +465,8 @@ impl Endpoint {
             counters: Counters::default(),
             epoch,
             config,
-        })
+            persist: None,
+        }
     }
 
     // ---- getters ----
@@ -462,12 +527,111 @@ impl Endpoint {
         }
     }
 
+    // ---- persistence (see [`persist`]) ----
+
+    /// The link's changes are journaled.
+    pub fn is_journaled(&self) -> bool {
+        self.persist.is_some()
+    }
+
+    /// Move the records since the last call into `out`; `None` when the link is not
+    /// journaled. Hand the mark to [`records_durable`](Self::records_durable) once
+    /// every record drained so far is durable.
+    pub fn take_records(&mut self, out: &mut Vec<Record>) -> Option<PersistMark> {
+        let cursors = (self.tx.cursors(), self.rx.cursors());
+        let identity = self
+            .persist
+            .as_ref()?
+            .identity_dirty()
+            .then(|| self.identity());
+        let p = self.persist.as_mut()?;
+        Some(p.drain(identity, cursors, out))
+    }
+
+    /// What the journal's `Identity` record says about this link now.
+    pub fn identity(&self) -> LinkIdentity {
+        LinkIdentity {
+            name: self.config.name.clone(),
+            epoch: self.epoch,
+            peer_epoch: self.rx_peer_epoch,
+            rx_offset: self.rx_offset,
+            rx_epoch_floor: self.rx_epoch_floor,
+        }
+    }
+
+    /// The records behind `mark` are durable: what waited for them may go out.
+    /// Returns the tx seqs that became durable with it (empty if none).
+    pub fn records_durable(&mut self, mark: PersistMark) -> std::ops::Range<u64> {
+        // Not up: the handshake announces them from the ring.
+        let up = self.is_up();
+        let Some(p) = self.persist.as_mut() else {
+            return 0..0;
+        };
+        let before = p.durable.tx_accepted;
+        let floor = self.rx_epoch_floor;
+        let pending = &mut self.pending_processed;
+        p.make_durable(mark, &mut |seq| {
+            if up && seq > floor {
+                pending.push_back(seq);
+            }
+        });
+        before + 1..p.durable.tx_accepted + 1
+    }
+
+    /// Highest tx seq whose `Accepted` record is durable (every accepted seq
+    /// without a journal).
+    pub fn tx_durable(&self) -> u64 {
+        match &self.persist {
+            Some(p) => p.durable.tx_accepted,
+            None => self.tx.cursors().last_retrieved,
+        }
+    }
+
+    /// Highest rx seq that was rebuilt from the journal at start (0: none): a
+    /// message up to it may have been handed on before the restart.
+    pub fn rx_restored(&self) -> u64 {
+        self.persist.as_ref().map_or(0, |p| p.rx_restored)
+    }
+
+    /// The journal has no room for new messages: `send` refuses until it has.
+    pub fn set_journal_full(&mut self, full: bool) {
+        if let Some(p) = self.persist.as_mut() {
+            p.full = full;
+        }
+    }
+
+    /// Highest local rx seq that may be confirmed to the peer (durably stored).
+    fn rx_confirmable(&self) -> u64 {
+        let stored = self.rx.cursors().last_stored;
+        match &self.persist {
+            Some(p) => stored.min(p.durable.rx_stored),
+            None => stored,
+        }
+    }
+
+    /// Highest local rx seq the peer may send (its slot's outcome is durable).
+    fn rx_limit_local(&self) -> u64 {
+        match &self.persist {
+            Some(p) => p.durable.rx_processed + self.rx.capacity() as u64,
+            None => self.rx.limit(),
+        }
+    }
+
     // ---- application commands ----
 
     /// Accept a message from the local source (Retrieved). Works connected or not.
     /// Returns its seq, echoed in every [`Event::StatusChanged`].
     pub fn send(&mut self, message: &Message) -> Result<u64, Full> {
-        self.tx.push(message)
+        if self.persist.as_ref().is_some_and(|p| p.full) {
+            return Err(Full {
+                capacity: self.tx.capacity(),
+            });
+        }
+        let seq = self.tx.push(message)?;
+        if let Some(p) = self.persist.as_mut() {
+            p.accepted(Direction::Tx, seq, message);
+        }
+        Ok(seq)
     }
 
     /// The next message from the peer, in order, exactly once (local seq). Call
@@ -480,8 +644,11 @@ impl Endpoint {
     /// peer, which then frees its slot. Any order is fine.
     pub fn mark_processed(&mut self, seq: u64, outcome: Outcome) -> Result<(), RingError> {
         self.rx.process(seq, outcome)?;
-        if seq > self.rx_epoch_floor {
-            self.pending_processed.push_back(seq);
+        match self.persist.as_mut() {
+            // Announced once the record is durable (`records_durable`).
+            Some(p) => p.processed(Direction::Rx, seq, outcome),
+            None if seq > self.rx_epoch_floor => self.pending_processed.push_back(seq),
+            None => {}
         }
         Ok(())
     }
@@ -698,7 +865,7 @@ impl Endpoint {
     }
 
     fn rx_limit_wire(&self, offset: u64) -> u64 {
-        self.rx.limit().wrapping_sub(offset)
+        self.rx_limit_local().wrapping_sub(offset)
     }
 
     fn handle_frame(&mut self, f: Frame<'_>) -> Result<(), LinkError> {
@@ -756,6 +923,12 @@ impl Endpoint {
                 .wrapping_sub(h.tx_last_processed)
         };
         let last_stored_wire = self.rx.cursors().last_stored.wrapping_sub(offset);
+        // What we announce holding: a journaled endpoint only what is durable.
+        let announced_wire = if same_epoch {
+            self.rx_confirmable().wrapping_sub(offset)
+        } else {
+            last_stored_wire
+        };
         if h.tx_last_processed > last_stored_wire {
             // Same epoch, but the peer claims outcomes for seqs we never stored.
             return Err(LinkError::SeqOutsideWindow {
@@ -774,7 +947,9 @@ impl Endpoint {
             self.rx.cursors().last_stored
         };
         let known_local = h.tx_last_processed.wrapping_add(offset).max(floor);
-        let safe_limit = self.rx.limit().min(known_local + self.rx.capacity() as u64);
+        let safe_limit = self
+            .rx_limit_local()
+            .min(known_local + self.rx.capacity() as u64);
         let plan = RxPlan {
             offset,
             new_epoch: !same_epoch,
@@ -783,7 +958,7 @@ impl Endpoint {
         let mut auth = Auth {
             mac: [0; MAC_LEN],
             known_sender_epoch: self.rx_peer_epoch.unwrap_or(0),
-            rx_last_stored: last_stored_wire,
+            rx_last_stored: announced_wire,
             rx_limit: plan.limit_wire,
         };
         let tag = auth_mac(&self.config.psk, &me, &peer, &auth)
@@ -855,19 +1030,33 @@ impl Endpoint {
             self.rx_epoch_floor = self.rx.cursors().last_stored;
             self.rx_peer_epoch = Some(peer.epoch);
         }
+        if plan.new_epoch || self.rx_offset != plan.offset {
+            if let Some(p) = self.persist.as_mut() {
+                p.identity_changed();
+            }
+        }
         self.rx_offset = plan.offset;
         let rc = self.rx.cursors();
-        self.confirm_sent_upto = rc.last_stored;
+        // As announced in our AUTH (see `on_hello`).
+        self.confirm_sent_upto = if plan.new_epoch {
+            rc.last_stored
+        } else {
+            self.rx_confirmable()
+        };
         self.rx_limit_sent = plan.limit_wire;
-        // Outcomes the peer may not have: everything Processed above its cursor.
+        // Outcomes the peer may not have: everything Processed above its cursor
+        // (a ring restored from a journal may hold some above Last Delivered), except
+        // outcomes not yet durable: `records_durable` announces those.
         self.pending_processed.clear();
         let from = peer
             .tx_last_processed
             .wrapping_add(plan.offset)
             .max(self.rx_epoch_floor);
-        for seq in from + 1..=rc.last_delivered {
+        let unsynced = self.persist.as_ref().map(|p| &p.unsynced_outcomes);
+        for seq in from + 1..=rc.last_stored {
             if let Some(slot) = self.rx.slot(seq) {
-                if slot.state == crate::ring::RxState::Processed {
+                let durable = unsynced.is_none_or(|u| !u.iter().any(|&(_, s)| s == seq));
+                if slot.state == crate::ring::RxState::Processed && durable {
                     self.pending_processed.push_back(seq);
                 }
             }
@@ -913,6 +1102,9 @@ impl Endpoint {
         let local = d.seq.wrapping_add(self.rx_offset);
         match self.rx.store(local, d.from, d.to, d.coding, d.payload)? {
             Stored::New => {
+                if let (Some(p), Some(slot)) = (self.persist.as_mut(), self.rx.slot(local)) {
+                    p.accepted(Direction::Rx, local, &slot.message);
+                }
                 self.counters.data_received += 1;
                 self.events.push_back(Event::Received { seq: local });
             }
@@ -935,6 +1127,9 @@ impl Endpoint {
             let (lo, hi) = self.clip_run(run)?;
             for seq in lo..=hi {
                 if self.tx.process(seq, outcome)? {
+                    if let Some(p) = self.persist.as_mut() {
+                        p.processed(Direction::Tx, seq, outcome);
+                    }
                     let client_ref = self.tx.slot(seq).map_or(0, |s| s.message.client_ref);
                     self.events.push_back(Event::StatusChanged {
                         seq,
@@ -967,7 +1162,7 @@ impl Endpoint {
     }
 
     fn write_ack(&mut self, buf: &mut Vec<u8>) {
-        let last_stored = self.rx.cursors().last_stored;
+        let last_stored = self.rx_confirmable();
         let limit_now = self.rx_limit_wire(self.rx_offset);
         let confirm = last_stored > self.confirm_sent_upto;
         if !confirm && self.pending_processed.is_empty() && limit_now == self.rx_limit_sent {
@@ -1007,8 +1202,7 @@ impl Endpoint {
     }
 
     fn write_data(&mut self, buf: &mut Vec<u8>, start: usize) {
-        let c = self.tx.cursors();
-        let end = c.last_retrieved.min(self.peer_rx_limit);
+        let end = self.tx_durable().min(self.peer_rx_limit);
         while self.next_transmit <= end && buf.len() - start < self.config.max_transmit {
             let seq = self.next_transmit;
             let Some(slot) = self.tx.slot(seq) else {

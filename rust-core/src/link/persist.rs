@@ -1,0 +1,592 @@
+//! What a link keeps in the journal, and how it is rebuilt: the one place that
+//! joins [`Endpoint`](super::Endpoint) to the [`journal`](crate::journal).
+//!
+//! # What a link writes
+//!
+//! An endpoint built with [`Endpoint::with_journal`](super::Endpoint::with_journal)
+//! (or [`restore`](super::Endpoint::restore)) reports every change that must
+//! survive a crash as a [`Record`]; the driver drains them each turn with
+//! [`Endpoint::take_records`](super::Endpoint::take_records):
+//!
+//! * `Accepted { Tx }` when `send` takes a message, `Accepted { Rx }` when a
+//!   message from the peer is stored;
+//! * `Processed` for both directions, with the outcome (the peer's, or our
+//!   application's);
+//! * `Identity` whenever the epoch, the peer's epoch or the receive offsets
+//!   change, and a `Checkpoint` of the cursors at the end of a drain that moved
+//!   them.
+//!
+//! Sent and Confirmed are transient: after a restart an unprocessed message is
+//! sent again and the peer, which recognises seqs, ignores what it holds.
+//!
+//! # The durability boundary
+//!
+//! `take_records` returns a [`PersistMark`]; once the records drained up to then
+//! are durable the driver hands it back with
+//! [`Endpoint::records_durable`](super::Endpoint::records_durable). Until then the
+//! endpoint keeps every promise that depends on them to itself:
+//!
+//! * it does not confirm (ACK, or AUTH after a reconnection) a received message;
+//! * it does not announce a Processed outcome to the peer, nor widen the peer's
+//!   flow-control window over a slot whose outcome is not durable;
+//! * it does not put a message it accepted on the wire (so the peer never holds
+//!   a seq this side could forget, and seqs stay unique across restarts).
+//!
+//! A journal that syncs at an interval (or never) makes records "durable" at the
+//! driver's word: with [`SyncPolicy::Interval`](crate::journal::SyncPolicy) the
+//! driver hands marks back as the journal's durable LSN passes them; with `Off` at
+//! once, the operator's explicit choice. Without a journal nothing waits.
+//!
+//! # Rebuilding
+//!
+//! [`Persistence::open`] replays a node's journal and returns a [`LinkState`] per
+//! link name: identity (the same epoch, so the peer recognises the same sender),
+//! the unprocessed messages of both rings and their outcomes where known. Sending
+//! ring: every message not Processed is held again (as Sent) and goes out again.
+//! Receiving ring: every message stored and not Processed is delivered to the
+//! application again (its acknowledgement was not durable); one Processed out of
+//! order stays Processed and is never delivered again.
+//!
+//! [`Persistence::commit`] is the per-turn step for a whole node (group commit:
+//! every link's records, one `commit`, then the marks handed back), and releases
+//! the journal below the oldest record still needed.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Instant;
+
+use crate::journal::{
+    Direction, Journal, JournalConfig, JournalError, LinkIdentity, Lsn, Record, Recovery, Storage,
+};
+use crate::message::Message;
+use crate::ring::{Cursors, Held, Outcome, RxCursors, MAX_CAPACITY};
+
+/// How far a link's records reach at one drain (see the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PersistMark {
+    /// Highest tx seq whose `Accepted` record was drained.
+    pub tx_accepted: u64,
+    /// Highest rx (local) seq whose `Accepted` record was drained.
+    pub rx_stored: u64,
+    /// The receiving ring's Last Processed, its `Processed` records drained.
+    pub rx_processed: u64,
+    /// The sending ring's Last Processed, its `Processed` records drained.
+    pub tx_processed: u64,
+    /// `Processed { Rx }` records drained so far (a running count).
+    pub rx_outcomes: u64,
+}
+
+impl PersistMark {
+    fn max(self, o: PersistMark) -> PersistMark {
+        PersistMark {
+            tx_accepted: self.tx_accepted.max(o.tx_accepted),
+            rx_stored: self.rx_stored.max(o.rx_stored),
+            rx_processed: self.rx_processed.max(o.rx_processed),
+            tx_processed: self.tx_processed.max(o.tx_processed),
+            rx_outcomes: self.rx_outcomes.max(o.rx_outcomes),
+        }
+    }
+}
+
+/// The endpoint's side of persistence: records not yet drained and the watermarks.
+#[derive(Debug)]
+pub(super) struct Persist {
+    pub(super) link: u32,
+    records: Vec<Record>,
+    /// What the records drained or waiting reach.
+    pub(super) staged: PersistMark,
+    /// What the driver reported durable.
+    pub(super) durable: PersistMark,
+    identity_dirty: bool,
+    last_checkpoint: Option<(Cursors, RxCursors)>,
+    /// Rx outcomes not yet durable: (running count, seq), oldest first.
+    pub(super) unsynced_outcomes: VecDeque<(u64, u64)>,
+    /// The journal refused an `Accepted` record (its disk budget is used up): the
+    /// endpoint refuses `send` until it has room again.
+    pub(super) full: bool,
+    /// Highest rx seq restored from the journal (0: none).
+    pub(super) rx_restored: u64,
+}
+
+impl Persist {
+    pub(super) fn new(link: u32) -> Self {
+        Persist {
+            link,
+            records: Vec::new(),
+            staged: PersistMark::default(),
+            durable: PersistMark::default(),
+            identity_dirty: true,
+            last_checkpoint: None,
+            unsynced_outcomes: VecDeque::new(),
+            full: false,
+            rx_restored: 0,
+        }
+    }
+
+    /// Everything so far counts as durable (a restored state came from the journal).
+    pub(super) fn restored(link: u32, mark: PersistMark, cursors: (Cursors, RxCursors)) -> Self {
+        let mut p = Persist::new(link);
+        p.staged = mark;
+        p.durable = mark;
+        p.identity_dirty = false;
+        p.last_checkpoint = Some(cursors);
+        p.rx_restored = mark.rx_stored;
+        p
+    }
+
+    pub(super) fn accepted(&mut self, dir: Direction, seq: u64, message: &Message) {
+        self.records.push(Record::Accepted {
+            link: self.link,
+            dir,
+            seq,
+            message: message.clone(),
+        });
+        match dir {
+            Direction::Tx => self.staged.tx_accepted = seq,
+            Direction::Rx => self.staged.rx_stored = seq,
+        }
+    }
+
+    pub(super) fn processed(&mut self, dir: Direction, seq: u64, outcome: Outcome) {
+        self.records.push(Record::Processed {
+            link: self.link,
+            dir,
+            seq,
+            outcome,
+        });
+        if dir == Direction::Rx {
+            self.staged.rx_outcomes += 1;
+            self.unsynced_outcomes
+                .push_back((self.staged.rx_outcomes, seq));
+        }
+    }
+
+    pub(super) fn identity_dirty(&self) -> bool {
+        self.identity_dirty
+    }
+
+    pub(super) fn identity_changed(&mut self) {
+        self.identity_dirty = true;
+    }
+
+    /// Move the records into `out`, closing them with the state records that
+    /// changed; returns the mark to hand back once they are durable.
+    pub(super) fn drain(
+        &mut self,
+        identity: Option<LinkIdentity>,
+        cursors: (Cursors, RxCursors),
+        out: &mut Vec<Record>,
+    ) -> PersistMark {
+        if let Some(identity) = identity {
+            self.identity_dirty = false;
+            self.records.push(Record::Identity {
+                link: self.link,
+                identity,
+            });
+        }
+        if self.last_checkpoint != Some(cursors) {
+            self.last_checkpoint = Some(cursors);
+            self.records.push(Record::Checkpoint {
+                link: self.link,
+                tx: cursors.0,
+                rx: cursors.1,
+            });
+        }
+        out.append(&mut self.records);
+        self.staged.tx_processed = cursors.0.last_processed;
+        self.staged.rx_processed = cursors.1.last_processed;
+        self.staged
+    }
+
+    /// Take `mark` as durable; returns the rx outcomes that may now be announced.
+    pub(super) fn make_durable(&mut self, mark: PersistMark, announce: &mut impl FnMut(u64)) {
+        self.durable = self.durable.max(mark);
+        while let Some(&(n, seq)) = self.unsynced_outcomes.front() {
+            if n > self.durable.rx_outcomes {
+                break;
+            }
+            self.unsynced_outcomes.pop_front();
+            announce(seq);
+        }
+    }
+}
+
+/// One link as the journal remembers it (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkState {
+    pub identity: LinkIdentity,
+    pub tx: RingState,
+    pub rx: RingState,
+}
+
+/// One ring as the journal remembers it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RingState {
+    /// Every seq up to here is Processed (a checkpoint said so).
+    pub base: u64,
+    /// Highest seq ever accepted.
+    pub high: u64,
+    /// What the journal still knows of each seq above `high - MAX_CAPACITY`: the
+    /// message while not Processed, then the outcome. A seq missing is Processed.
+    pub slots: BTreeMap<u64, Held>,
+}
+
+impl RingState {
+    fn accepted(&mut self, seq: u64, message: Message) {
+        self.high = self.high.max(seq);
+        if seq > self.base {
+            self.slots
+                .entry(seq)
+                .or_insert_with(|| Held::Message(Box::new(message)));
+        }
+        self.prune();
+    }
+
+    fn processed(&mut self, seq: u64, outcome: Outcome) {
+        let slot = self.slots.entry(seq).or_insert(Held::Outcome(None));
+        if !matches!(slot, Held::Outcome(Some(_))) {
+            *slot = Held::Outcome(Some(outcome));
+        }
+        self.prune();
+    }
+
+    fn checkpoint(&mut self, base: u64, high: u64) {
+        self.base = self.base.max(base);
+        self.high = self.high.max(high);
+        self.prune();
+    }
+
+    /// Outcomes beyond any ring's reach, and messages a checkpoint says were
+    /// processed, are forgotten: the replay's memory stays bounded.
+    fn prune(&mut self) {
+        let reach = self.high.saturating_sub(MAX_CAPACITY as u64);
+        while let Some(entry) = self.slots.first_entry() {
+            let seq = *entry.key();
+            let gone =
+                seq <= reach && (seq <= self.base || matches!(entry.get(), Held::Outcome(_)));
+            if !gone {
+                break;
+            }
+            entry.remove();
+        }
+    }
+}
+
+impl LinkState {
+    fn new(identity: LinkIdentity) -> Self {
+        LinkState {
+            identity,
+            tx: RingState::default(),
+            rx: RingState::default(),
+        }
+    }
+
+    fn ring(&mut self, dir: Direction) -> &mut RingState {
+        match dir {
+            Direction::Tx => &mut self.tx,
+            Direction::Rx => &mut self.rx,
+        }
+    }
+
+    fn apply(&mut self, record: Record) {
+        match record {
+            Record::Identity { identity, .. } => self.identity = identity,
+            Record::Checkpoint { tx, rx, .. } => {
+                self.tx.checkpoint(tx.last_processed, tx.last_retrieved);
+                self.rx.checkpoint(rx.last_processed, rx.last_stored);
+            }
+            Record::Accepted {
+                dir, seq, message, ..
+            } => self.ring(dir).accepted(seq, message),
+            Record::Processed {
+                dir, seq, outcome, ..
+            } => self.ring(dir).processed(seq, outcome),
+            Record::Backlog { .. } => {}
+        }
+    }
+}
+
+/// Why the node's journal could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("{0}")]
+    Journal(#[from] JournalError),
+    #[error("link {name:?} in the journal: {error}")]
+    Restore {
+        name: String,
+        error: crate::ring::RestoreError,
+    },
+}
+
+/// A mark waiting for its records to reach the journal and become durable.
+#[derive(Debug)]
+struct Waiting {
+    link: usize,
+    /// Records queued before this mark's (a running count over `queue`).
+    upto: u64,
+    mark: PersistMark,
+}
+
+/// A node's journal: replay at start, and the per-turn step (see the module docs).
+pub struct Persistence<S: Storage> {
+    journal: Journal<S>,
+    /// Records drained and not yet appended (the journal refused one: full).
+    queue: VecDeque<(usize, Record)>,
+    queued: u64,
+    appended: u64,
+    /// Marks whose records are not all appended, oldest first.
+    unappended: VecDeque<Waiting>,
+    /// Marks appended, waiting for `durable_lsn` to reach the LSN.
+    undurable: VecDeque<(Lsn, usize, PersistMark)>,
+    /// Per link and direction: (seq, LSN) of `Accepted` records, oldest first, until
+    /// the seq is durably Processed.
+    accepted: Vec<[VecDeque<(u64, Lsn)>; 2]>,
+    durable_marks: Vec<PersistMark>,
+    scratch: Vec<Record>,
+    /// The last `commit` failed with this (reported once per kind of failure).
+    pub last_error: Option<String>,
+}
+
+impl<S: Storage> std::fmt::Debug for Persistence<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Persistence")
+            .field("queued", &self.queue.len())
+            .field("durable_lsn", &self.journal.durable_lsn())
+            .finish()
+    }
+}
+
+/// What [`Persistence::commit`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CommitReport {
+    /// Records appended.
+    pub appended: u64,
+    /// Segments deleted.
+    pub released: usize,
+    /// The journal refused an append or a write (full disk or budget); records wait.
+    pub blocked: Option<String>,
+}
+
+impl<S: Storage> Persistence<S> {
+    /// Open (and recover) the journal, replay it, and give each name in `links`
+    /// (by position) its remembered state, `None` for a link the journal does not
+    /// know. Records of links no longer configured are left alone.
+    #[allow(clippy::type_complexity)]
+    pub fn open(
+        storage: S,
+        config: JournalConfig,
+        links: &[&str],
+    ) -> Result<(Self, Vec<Option<LinkState>>, Recovery), PersistError> {
+        let (journal, recovery) = Journal::open(storage, config)?;
+        // Records carry the link number of the run that wrote them: Identity binds
+        // it to a name, which maps it to this run's link.
+        let mut by_number: HashMap<u32, String> = HashMap::new();
+        let mut states: HashMap<String, LinkState> = HashMap::new();
+        let mut pending: HashMap<u32, Vec<Record>> = HashMap::new();
+        for item in journal.records(recovery.first_lsn) {
+            let (_, record) = item?;
+            let number = record.link();
+            if let Record::Identity { identity, .. } = &record {
+                by_number.insert(number, identity.name.clone());
+                let state = states
+                    .entry(identity.name.clone())
+                    .or_insert_with(|| LinkState::new(identity.clone()));
+                for r in pending.remove(&number).unwrap_or_default() {
+                    state.apply(r);
+                }
+            }
+            match by_number.get(&number).and_then(|n| states.get_mut(n)) {
+                Some(state) => state.apply(record),
+                // Before any identity of its link (cannot happen in a journal we
+                // wrote: each segment starts with the state copies).
+                None => pending.entry(number).or_default().push(record),
+            }
+        }
+        let found: Vec<Option<LinkState>> = links.iter().map(|name| states.remove(*name)).collect();
+        let n = links.len();
+        let p = Persistence {
+            journal,
+            queue: VecDeque::new(),
+            queued: 0,
+            appended: 0,
+            unappended: VecDeque::new(),
+            undurable: VecDeque::new(),
+            accepted: (0..n).map(|_| [VecDeque::new(), VecDeque::new()]).collect(),
+            durable_marks: vec![PersistMark::default(); n],
+            scratch: Vec::new(),
+            last_error: None,
+        };
+        Ok((p.with_restored(&found), found, recovery))
+    }
+
+    fn with_restored(mut self, found: &[Option<LinkState>]) -> Self {
+        // The replay did not note LSNs: each seq still needed pins the journal from
+        // its oldest record on, until it is no longer needed.
+        let first = self.journal.first_lsn();
+        for (i, state) in found.iter().enumerate() {
+            let Some(s) = state else {
+                continue;
+            };
+            for (seq, held) in &s.tx.slots {
+                if matches!(held, Held::Message(_)) {
+                    self.accepted[i][0].push_back((*seq, first));
+                }
+            }
+            for seq in s.rx.slots.keys() {
+                self.accepted[i][1].push_back((*seq, first));
+            }
+        }
+        self
+    }
+
+    pub fn journal(&self) -> &Journal<S> {
+        &self.journal
+    }
+
+    pub fn journal_mut(&mut self) -> &mut Journal<S> {
+        &mut self.journal
+    }
+
+    pub fn into_storage(self) -> S {
+        self.journal.into_storage()
+    }
+
+    /// Records drained but not yet in the journal (it was full).
+    pub fn backlog(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The per-turn step: drain every endpoint's records (in link order), append
+    /// them, commit once, hand each endpoint back the marks now durable, and
+    /// release what no link needs any more. `on_durable(link, seqs)` hears the tx
+    /// seqs that became durable.
+    pub fn commit(
+        &mut self,
+        endpoints: &mut [&mut super::Endpoint],
+        now: Instant,
+        mut on_durable: impl FnMut(usize, std::ops::Range<u64>),
+    ) -> Result<CommitReport, PersistError> {
+        let mut report = CommitReport::default();
+        for (i, ep) in endpoints.iter_mut().enumerate() {
+            let mut records = std::mem::take(&mut self.scratch);
+            if let Some(mark) = ep.take_records(&mut records) {
+                for r in records.drain(..) {
+                    self.queue.push_back((i, r));
+                    self.queued += 1;
+                }
+                self.unappended.push_back(Waiting {
+                    link: i,
+                    upto: self.queued,
+                    mark,
+                });
+            }
+            self.scratch = records;
+        }
+        let mut full_accepted = false;
+        while let Some((link, record)) = self.queue.front() {
+            let (link, dir_seq) = (*link, accepted_key(record));
+            match self.journal.append(record) {
+                Ok(lsn) => {
+                    if let Some((dir, seq)) = dir_seq {
+                        if let Some(q) = self.accepted.get_mut(link) {
+                            q[dir as usize].push_back((seq, lsn));
+                        }
+                    }
+                    self.queue.pop_front();
+                    self.appended += 1;
+                    report.appended += 1;
+                }
+                Err(e @ JournalError::Full { .. }) => {
+                    full_accepted = true;
+                    report.blocked = Some(e.to_string());
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for ep in endpoints.iter_mut() {
+            ep.set_journal_full(full_accepted);
+        }
+        let last = self.journal.next_lsn() - 1;
+        while self
+            .unappended
+            .front()
+            .is_some_and(|w| w.upto <= self.appended)
+        {
+            if let Some(w) = self.unappended.pop_front() {
+                self.undurable.push_back((last, w.link, w.mark));
+            }
+        }
+        let durable = match self.journal.commit(now) {
+            Ok(lsn) => lsn,
+            Err(e @ JournalError::DiskFull { .. }) => {
+                report.blocked = Some(e.to_string());
+                self.journal.durable_lsn()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        while self
+            .undurable
+            .front()
+            .is_some_and(|(l, _, _)| *l <= durable)
+        {
+            let Some((_, link, mark)) = self.undurable.pop_front() else {
+                break;
+            };
+            if let Some(ep) = endpoints.get_mut(link) {
+                let seqs = ep.records_durable(mark);
+                if !seqs.is_empty() {
+                    on_durable(link, seqs);
+                }
+                if let Some(m) = self.durable_marks.get_mut(link) {
+                    *m = m.max(mark);
+                }
+            }
+        }
+        let capacities: Vec<u64> = endpoints
+            .iter()
+            .map(|ep| ep.rx_ring().capacity() as u64)
+            .collect();
+        report.released = self.release(&capacities)?;
+        self.last_error = report.blocked.clone();
+        Ok(report)
+    }
+
+    /// Release the journal below the oldest `Accepted` record still needed, over
+    /// every link and direction: in the sending ring, until the seq is durably
+    /// Processed; in the receiving ring, also while the seq is among the last
+    /// `capacity` stored (a restart must still know those outcomes, which the peer
+    /// may not have heard yet).
+    fn release(&mut self, capacities: &[u64]) -> Result<usize, PersistError> {
+        let mut point = self.journal.durable_lsn() + 1;
+        for (i, queues) in self.accepted.iter_mut().enumerate() {
+            let mark = self.durable_marks[i];
+            for (d, q) in queues.iter_mut().enumerate() {
+                let done = if d == 0 {
+                    mark.tx_processed
+                } else {
+                    let cap = capacities.get(i).copied().unwrap_or(0);
+                    mark.rx_processed.min(mark.rx_stored.saturating_sub(cap))
+                };
+                while q.front().is_some_and(|&(seq, _)| seq <= done) {
+                    q.pop_front();
+                }
+                if let Some(&(_, lsn)) = q.front() {
+                    point = point.min(lsn);
+                }
+            }
+        }
+        Ok(self.journal.release_before(point)?)
+    }
+
+    /// Sync everything now (a clean stop).
+    pub fn flush(&mut self, now: Instant) -> Result<Lsn, PersistError> {
+        Ok(self.journal.flush(now)?)
+    }
+}
+
+fn accepted_key(record: &Record) -> Option<(Direction, u64)> {
+    match record {
+        Record::Accepted { dir, seq, .. } => Some((*dir, *seq)),
+        _ => None,
+    }
+}
