@@ -240,6 +240,12 @@ const SMSC_FAMILIES: &[(&str, &str, &str, SmscGetter)] = &[
         |s| s.mt_resubmitted,
     ),
     (
+        "smslink_smsc_mt_resubmitted_after_restart_total",
+        "counter",
+        "MT restored from the journal and submitted again after a restart (the SMSC may have had them).",
+        |s| s.resubmitted_after_restart,
+    ),
+    (
         "smslink_smsc_status_reports_total",
         "counter",
         "Status reports (delivery receipts) received.",
