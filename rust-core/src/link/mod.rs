@@ -593,6 +593,12 @@ impl Endpoint {
         self.persist.as_ref().map_or(0, |p| p.rx_restored)
     }
 
+    /// `send` refuses because the journal has no room (see
+    /// [`set_journal_full`](Self::set_journal_full)).
+    pub fn is_journal_full(&self) -> bool {
+        self.persist.as_ref().is_some_and(|p| p.full)
+    }
+
     /// The journal has no room for new messages: `send` refuses until it has.
     pub fn set_journal_full(&mut self, full: bool) {
         if let Some(p) = self.persist.as_mut() {

@@ -38,6 +38,9 @@ pub(super) struct LinkShared {
     pub(super) producer: Mutex<(Producer<Message>, u64)>,
     /// Published by the loop: the sending ring's Last Processed cursor.
     pub(super) last_processed: AtomicU64,
+    /// Published by the loop: the journal has no room for new messages (its disk
+    /// budget is used up, or the disk is full): the link takes none.
+    pub(super) journal_full: AtomicBool,
     pub(super) local_addr: Option<SocketAddr>,
     /// On a buffer-server link: the SMSC protocol ("cimd2", "smpp").
     pub(super) smsc_protocol: Option<&'static str>,
@@ -47,6 +50,9 @@ impl LinkShared {
     /// Messages the link takes now, given the next seq the ring will give out:
     /// capacity less those given out and not yet Processed.
     pub(super) fn room(&self, next_seq: u64) -> usize {
+        if self.journal_full.load(Ordering::Acquire) {
+            return 0;
+        }
         let in_flight = next_seq - 1 - self.last_processed.load(Ordering::Acquire);
         (self.capacity as u64).saturating_sub(in_flight) as usize
     }
