@@ -32,10 +32,22 @@
 //! * it does not put a message it accepted on the wire (so the peer never holds
 //!   a seq this side could forget, and seqs stay unique across restarts).
 //!
-//! A journal that syncs at an interval (or never) makes records "durable" at the
-//! driver's word: with [`SyncPolicy::Interval`](crate::journal::SyncPolicy) the
-//! driver hands marks back as the journal's durable LSN passes them; with `Off` at
-//! once, the operator's explicit choice. Without a journal nothing waits.
+//! [`Persistence`] hands a mark back once the journal's durable LSN has passed its
+//! records: with [`SyncPolicy::Interval`](crate::journal::SyncPolicy) that is at
+//! the next sync (promises wait up to the interval, they are never made early);
+//! with `Off` at once, as records count durable when written (the operator's
+//! explicit choice: a power cut may lose what was confirmed). Without a journal
+//! nothing waits.
+//!
+//! # Limits
+//!
+//! * The journal is released below the oldest record still needed, so one message
+//!   that stays unprocessed for long (an MT the SMSC keeps refusing for a while)
+//!   pins every segment written after it; once the disk budget is used up, new
+//!   messages are refused (back-pressure) until it is processed. Records are not
+//!   copied forward.
+//! * A link renamed between runs is a new link: what the journal held under the
+//!   old name is not given to it.
 //!
 //! # Rebuilding
 //!
@@ -127,7 +139,8 @@ impl Persist {
         let mut p = Persist::new(link);
         p.staged = mark;
         p.durable = mark;
-        p.identity_dirty = false;
+        // Written again at once: this run may number the link differently.
+        p.identity_dirty = true;
         p.last_checkpoint = Some(cursors);
         p.rx_restored = mark.rx_stored;
         p
@@ -321,29 +334,61 @@ pub enum PersistError {
 #[derive(Debug)]
 struct Waiting {
     link: usize,
-    /// Records queued before this mark's (a running count over `queue`).
+    /// Index of the last record queued before this mark was taken.
     upto: u64,
     mark: PersistMark,
+}
+
+/// Release bookkeeping of one ring of one link.
+#[derive(Debug, Default)]
+struct Needed {
+    /// (seq, LSN) of `Accepted` records still needed, in seq order.
+    accepted: VecDeque<(u64, Lsn)>,
+    /// LSN of the `Processed` record of seqs above the oldest needed.
+    processed: BTreeMap<u64, Lsn>,
+    /// Highest seq whose `Accepted` record was appended.
+    high: u64,
+}
+
+impl Needed {
+    /// Forget the seqs at the front that no longer need their records: durably
+    /// Processed and (`keep` > 0) not among the last `keep` accepted. Returns the
+    /// LSN of the oldest record still needed.
+    fn trim(&mut self, durable: Lsn, keep: u64) -> Option<Lsn> {
+        while let Some(&(seq, lsn)) = self.accepted.front() {
+            let done =
+                self.processed.get(&seq).is_some_and(|&l| l <= durable) && seq + keep <= self.high;
+            if !done {
+                return Some(lsn);
+            }
+            self.accepted.pop_front();
+            while self
+                .processed
+                .first_key_value()
+                .is_some_and(|(&s, _)| s <= seq)
+            {
+                self.processed.pop_first();
+            }
+        }
+        None
+    }
 }
 
 /// A node's journal: replay at start, and the per-turn step (see the module docs).
 pub struct Persistence<S: Storage> {
     journal: Journal<S>,
-    /// Records drained and not yet appended (the journal refused one: full).
-    queue: VecDeque<(usize, Record)>,
+    /// Records drained and not yet appended, with their running index. A full
+    /// journal refuses `Accepted` records; outcomes go past them (so that space can
+    /// be released), everything else waits behind them.
+    queue: VecDeque<(u64, usize, Record)>,
     queued: u64,
-    appended: u64,
     /// Marks whose records are not all appended, oldest first.
     unappended: VecDeque<Waiting>,
     /// Marks appended, waiting for `durable_lsn` to reach the LSN.
     undurable: VecDeque<(Lsn, usize, PersistMark)>,
-    /// Per link and direction: (seq, LSN) of `Accepted` records, oldest first, until
-    /// the seq is durably Processed.
-    accepted: Vec<[VecDeque<(u64, Lsn)>; 2]>,
-    durable_marks: Vec<PersistMark>,
+    /// Per link, per direction (Tx, Rx): which records are still needed.
+    needed: Vec<[Needed; 2]>,
     scratch: Vec<Record>,
-    /// The last `commit` failed with this (reported once per kind of failure).
-    pub last_error: Option<String>,
 }
 
 impl<S: Storage> std::fmt::Debug for Persistence<S> {
@@ -369,7 +414,8 @@ pub struct CommitReport {
 impl<S: Storage> Persistence<S> {
     /// Open (and recover) the journal, replay it, and give each name in `links`
     /// (by position) its remembered state, `None` for a link the journal does not
-    /// know. Records of links no longer configured are left alone.
+    /// know. Records of a link no longer configured are not kept for it: they go
+    /// with their segments once the configured links no longer need them.
     #[allow(clippy::type_complexity)]
     pub fn open(
         storage: S,
@@ -402,40 +448,33 @@ impl<S: Storage> Persistence<S> {
             }
         }
         let found: Vec<Option<LinkState>> = links.iter().map(|name| states.remove(*name)).collect();
-        let n = links.len();
-        let p = Persistence {
+        let mut p = Persistence {
             journal,
             queue: VecDeque::new(),
             queued: 0,
-            appended: 0,
             unappended: VecDeque::new(),
             undurable: VecDeque::new(),
-            accepted: (0..n).map(|_| [VecDeque::new(), VecDeque::new()]).collect(),
-            durable_marks: vec![PersistMark::default(); n],
+            needed: (0..links.len()).map(|_| Default::default()).collect(),
             scratch: Vec::new(),
-            last_error: None,
         };
-        Ok((p.with_restored(&found), found, recovery))
-    }
-
-    fn with_restored(mut self, found: &[Option<LinkState>]) -> Self {
         // The replay did not note LSNs: each seq still needed pins the journal from
         // its oldest record on, until it is no longer needed.
-        let first = self.journal.first_lsn();
-        for (i, state) in found.iter().enumerate() {
+        let first = p.journal.first_lsn();
+        for (needed, state) in p.needed.iter_mut().zip(&found) {
             let Some(s) = state else {
                 continue;
             };
-            for (seq, held) in &s.tx.slots {
-                if matches!(held, Held::Message(_)) {
-                    self.accepted[i][0].push_back((*seq, first));
+            for (ring, n) in [&s.tx, &s.rx].into_iter().zip(needed.iter_mut()) {
+                n.high = ring.high;
+                for (&seq, held) in &ring.slots {
+                    n.accepted.push_back((seq, first));
+                    if let Held::Outcome(_) = held {
+                        n.processed.insert(seq, first);
+                    }
                 }
             }
-            for seq in s.rx.slots.keys() {
-                self.accepted[i][1].push_back((*seq, first));
-            }
         }
-        self
+        Ok((p, found, recovery))
     }
 
     pub fn journal(&self) -> &Journal<S> {
@@ -459,6 +498,9 @@ impl<S: Storage> Persistence<S> {
     /// them, commit once, hand each endpoint back the marks now durable, and
     /// release what no link needs any more. `on_durable(link, seqs)` hears the tx
     /// seqs that became durable.
+    ///
+    /// A full journal (its disk budget, or the disk) is not an error: the records
+    /// wait, the endpoints refuse new messages, and the report says why.
     pub fn commit(
         &mut self,
         endpoints: &mut [&mut super::Endpoint],
@@ -470,8 +512,8 @@ impl<S: Storage> Persistence<S> {
             let mut records = std::mem::take(&mut self.scratch);
             if let Some(mark) = ep.take_records(&mut records) {
                 for r in records.drain(..) {
-                    self.queue.push_back((i, r));
                     self.queued += 1;
+                    self.queue.push_back((self.queued, i, r));
                 }
                 self.unappended.push_back(Waiting {
                     link: i,
@@ -481,36 +523,16 @@ impl<S: Storage> Persistence<S> {
             }
             self.scratch = records;
         }
-        let mut full_accepted = false;
-        while let Some((link, record)) = self.queue.front() {
-            let (link, dir_seq) = (*link, accepted_key(record));
-            match self.journal.append(record) {
-                Ok(lsn) => {
-                    if let Some((dir, seq)) = dir_seq {
-                        if let Some(q) = self.accepted.get_mut(link) {
-                            q[dir as usize].push_back((seq, lsn));
-                        }
-                    }
-                    self.queue.pop_front();
-                    self.appended += 1;
-                    report.appended += 1;
-                }
-                Err(e @ JournalError::Full { .. }) => {
-                    full_accepted = true;
-                    report.blocked = Some(e.to_string());
-                    break;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let full = self.append_queued(&mut report)?;
         for ep in endpoints.iter_mut() {
-            ep.set_journal_full(full_accepted);
+            ep.set_journal_full(full);
         }
         let last = self.journal.next_lsn() - 1;
+        let oldest_queued = self.queue.front().map_or(u64::MAX, |q| q.0);
         while self
             .unappended
             .front()
-            .is_some_and(|w| w.upto <= self.appended)
+            .is_some_and(|w| w.upto < oldest_queued)
         {
             if let Some(w) = self.unappended.pop_front() {
                 self.undurable.push_back((last, w.link, w.mark));
@@ -537,9 +559,6 @@ impl<S: Storage> Persistence<S> {
                 if !seqs.is_empty() {
                     on_durable(link, seqs);
                 }
-                if let Some(m) = self.durable_marks.get_mut(link) {
-                    *m = m.max(mark);
-                }
             }
         }
         let capacities: Vec<u64> = endpoints
@@ -547,32 +566,89 @@ impl<S: Storage> Persistence<S> {
             .map(|ep| ep.rx_ring().capacity() as u64)
             .collect();
         report.released = self.release(&capacities)?;
-        self.last_error = report.blocked.clone();
         Ok(report)
     }
 
-    /// Release the journal below the oldest `Accepted` record still needed, over
-    /// every link and direction: in the sending ring, until the seq is durably
-    /// Processed; in the receiving ring, also while the seq is among the last
-    /// `capacity` stored (a restart must still know those outcomes, which the peer
-    /// may not have heard yet).
-    fn release(&mut self, capacities: &[u64]) -> Result<usize, PersistError> {
-        let mut point = self.journal.durable_lsn() + 1;
-        for (i, queues) in self.accepted.iter_mut().enumerate() {
-            let mark = self.durable_marks[i];
-            for (d, q) in queues.iter_mut().enumerate() {
-                let done = if d == 0 {
-                    mark.tx_processed
-                } else {
-                    let cap = capacities.get(i).copied().unwrap_or(0);
-                    mark.rx_processed.min(mark.rx_stored.saturating_sub(cap))
+    /// Append what is queued, in order; past an `Accepted` record the journal
+    /// refuses as full, only outcomes that do not depend on a waiting record go on.
+    /// Returns whether the journal refused one.
+    fn append_queued(&mut self, report: &mut CommitReport) -> Result<bool, PersistError> {
+        let mut full = false;
+        let mut kept = VecDeque::new();
+        while let Some((index, link, record)) = self.queue.pop_front() {
+            let passes = !full
+                || match &record {
+                    // The seq was durable before its outcome could exist.
+                    Record::Processed {
+                        dir: Direction::Tx, ..
+                    } => true,
+                    Record::Processed {
+                        dir: Direction::Rx,
+                        seq,
+                        ..
+                    } => !kept.iter().any(|(_, l, r)| {
+                        *l == link && accepted_key(r) == Some((Direction::Rx, *seq))
+                    }),
+                    _ => false,
                 };
-                while q.front().is_some_and(|&(seq, _)| seq <= done) {
-                    q.pop_front();
+            if !passes {
+                kept.push_back((index, link, record));
+                continue;
+            }
+            match self.journal.append(&record) {
+                Ok(lsn) => {
+                    report.appended += 1;
+                    self.note_appended(link, &record, lsn);
                 }
-                if let Some(&(_, lsn)) = q.front() {
-                    point = point.min(lsn);
+                Err(e @ JournalError::Full { .. }) => {
+                    full = true;
+                    report.blocked = Some(e.to_string());
+                    kept.push_back((index, link, record));
                 }
+                Err(e) => {
+                    kept.push_back((index, link, record));
+                    kept.extend(self.queue.drain(..));
+                    self.queue = kept;
+                    return Err(e.into());
+                }
+            }
+        }
+        self.queue = kept;
+        Ok(full)
+    }
+
+    fn note_appended(&mut self, link: usize, record: &Record, lsn: Lsn) {
+        let Some(needed) = self.needed.get_mut(link) else {
+            return;
+        };
+        match record {
+            Record::Accepted { dir, seq, .. } => {
+                let n = &mut needed[*dir as usize];
+                n.accepted.push_back((*seq, lsn));
+                n.high = n.high.max(*seq);
+            }
+            Record::Processed { dir, seq, .. } => {
+                needed[*dir as usize].processed.insert(*seq, lsn);
+            }
+            _ => {}
+        }
+    }
+
+    /// Release the journal below the oldest record still needed, over every link
+    /// and direction: in the sending ring, an `Accepted` record until its seq's
+    /// `Processed` record is durable; in the receiving ring, also while the seq is
+    /// among the last `capacity` stored (a restart must still know those outcomes,
+    /// which the peer may not have heard yet).
+    fn release(&mut self, capacities: &[u64]) -> Result<usize, PersistError> {
+        let durable = self.journal.durable_lsn();
+        let mut point = durable + 1;
+        for (i, [tx, rx]) in self.needed.iter_mut().enumerate() {
+            let keep = capacities.get(i).copied().unwrap_or(0);
+            for lsn in [tx.trim(durable, 0), rx.trim(durable, keep)]
+                .into_iter()
+                .flatten()
+            {
+                point = point.min(lsn);
             }
         }
         Ok(self.journal.release_before(point)?)
