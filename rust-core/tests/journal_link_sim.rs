@@ -20,18 +20,31 @@
 //!   acknowledgement before it was durable (counted);
 //! * a source never learns a message is durable and then sees it lost.
 //!
+//! With an SMSC (the second test), the server end is a buffer server: a
+//! [`Bridge`] between its endpoint and an SMSC that outlives it (a model of the
+//! SMSC's side, spoken to through the bridge's `SmscClient` interface). Its MO are
+//! the server's messages, its accepted submits the server's sink. Then also:
+//! * every MO the SMSC got a positive answer for reaches the IM application;
+//! * every MT the IM side reported durable reaches the SMSC; the SMSC gets one
+//!   twice only when a crash struck while it was being submitted or before its
+//!   answer was durable (at most two per crash, one submit at a time), and the
+//!   bridge counted at least as many resubmits after restarts.
+//!
 //! `SMSLINK_JOURNAL_SIM_SEEDS=N` runs N seeds (default 600); `SMSLINK_JOURNAL_SIM_SEED=S`
 //! runs only seed S.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use smslink::bridge::{Bridge, BridgeConfig};
 use smslink::journal::{JournalConfig, SimStorage, SyncPolicy};
 use smslink::link::persist::Persistence;
 use smslink::link::{Endpoint, Event, LinkConfig};
 use smslink::message::Message;
 use smslink::ring::Outcome;
 use smslink::sim::{Arrival, Clock, End, Rng, Wire, WireConfig};
+use smslink::smsc::{ConnIndex, MoAnswer, MoToken, SmscClient, SmscEvent, SubmitError, SubmitId};
 
 const PSK: &[u8] = b"journal link sim";
 const CAPACITY: usize = 8;
@@ -70,6 +83,129 @@ fn id_of(m: &Message) -> u64 {
 struct Process {
     ep: Endpoint,
     journal: Persistence<SimStorage>,
+    /// On a buffer server: the bridge to the SMSC.
+    bridge: Option<Bridge>,
+}
+
+/// The SMSC's side of its session with a buffer server: it outlives the buffer
+/// server's process. MO go out one at a time (stop-and-wait) until answered;
+/// submits are accepted after a short while.
+#[derive(Default)]
+struct SmscModel {
+    open: bool,
+    events: VecDeque<SmscEvent>,
+    /// Next MO to deliver (from 1), and whether it waits for its answer.
+    mo_next: u64,
+    mo_in_flight: bool,
+    /// The submit in progress: (bridge's id, MT id, when the SMSC accepts it).
+    pending: Option<(SubmitId, u64, Instant)>,
+    /// Accepted submits per MT id.
+    accepted: HashMap<u64, u32>,
+}
+
+#[derive(Clone)]
+struct Smsc(Arc<Mutex<SmscModel>>);
+
+impl Smsc {
+    fn new() -> Self {
+        Smsc(Arc::new(Mutex::new(SmscModel {
+            mo_next: 1,
+            ..SmscModel::default()
+        })))
+    }
+
+    fn model(&self) -> MutexGuard<'_, SmscModel> {
+        self.0.lock().expect("smsc model")
+    }
+
+    fn tick(&self, now: Instant) {
+        let mut m = self.model();
+        if !m.open {
+            return;
+        }
+        if !m.mo_in_flight && m.mo_next <= MESSAGES {
+            let id = m.mo_next;
+            m.mo_in_flight = true;
+            m.events.push_back(SmscEvent::Mo {
+                token: MoToken(id as u32),
+                message: Box::new(message(End::A, id)),
+            });
+        }
+        if let Some((id, mt, at)) = m.pending {
+            if at <= now {
+                m.pending = None;
+                *m.accepted.entry(mt).or_default() += 1;
+                m.events
+                    .push_back(SmscEvent::Accepted { id, smsc_id: None });
+            }
+        }
+    }
+
+    /// The buffer server died: an unanswered MO is delivered again later; a submit
+    /// without answer may have been taken.
+    fn lost_client(&self, rng: &mut Rng) {
+        let mut m = self.model();
+        m.open = false;
+        m.mo_in_flight = false;
+        m.events.clear();
+        if let Some((_, mt, _)) = m.pending.take() {
+            if rng.bool() {
+                *m.accepted.entry(mt).or_default() += 1;
+            }
+        }
+    }
+}
+
+impl SmscClient for Smsc {
+    fn protocol(&self) -> &'static str {
+        "model"
+    }
+    fn connected(&mut self, _conn: ConnIndex, _now: Instant) {
+        let mut m = self.model();
+        m.open = true;
+        m.events.push_back(SmscEvent::Up);
+    }
+    fn connection_lost(&mut self, _conn: ConnIndex, _now: Instant) {}
+    fn handle_input(&mut self, _conn: ConnIndex, _bytes: &[u8], _now: Instant) {}
+    fn handle_timeout(&mut self, _now: Instant) {}
+    fn submit_room(&self) -> usize {
+        let m = self.model();
+        usize::from(m.open && m.pending.is_none())
+    }
+    fn submit(&mut self, id: SubmitId, message: &Message, now: Instant) -> Result<(), SubmitError> {
+        let mut m = self.model();
+        let delay = Duration::from_millis(1 + id % 7);
+        m.pending = Some((id, id_of(message), now + delay));
+        Ok(())
+    }
+    fn answer(&mut self, token: MoToken, answer: MoAnswer, _now: Instant) {
+        let mut m = self.model();
+        if m.mo_in_flight && u64::from(token.0) == m.mo_next {
+            m.mo_in_flight = false;
+            if answer == MoAnswer::Accept {
+                m.mo_next += 1;
+            }
+        }
+    }
+    fn logout(&mut self, _now: Instant) {}
+    fn poll_transmit(&mut self, _conn: ConnIndex, _buf: &mut Vec<u8>) -> usize {
+        0
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn poll_event(&mut self) -> Option<SmscEvent> {
+        self.model().events.pop_front()
+    }
+    fn is_open(&self) -> bool {
+        self.model().open
+    }
+}
+
+fn new_bridge(smsc: &Smsc, now: Instant) -> Bridge {
+    let mut bridge = Bridge::new(Box::new(smsc.clone()), BridgeConfig::default());
+    bridge.smsc_connected(0, now);
+    bridge
 }
 
 /// What the sink knows about one message it was handed.
@@ -109,19 +245,34 @@ struct Side {
     acked_now: Vec<u64>,
     repeats: u64,
     crashes: u64,
+    /// A buffer server: its SMSC, and the bridge's resubmits after restarts, summed
+    /// over its incarnations.
+    smsc: Option<Smsc>,
+    resubmitted_after_restart: u64,
 }
 
 impl Side {
-    fn new(end: End, name: &'static str, peer: &'static str, now: Instant) -> Self {
+    fn new(
+        end: End,
+        name: &'static str,
+        peer: &'static str,
+        smsc: Option<Smsc>,
+        now: Instant,
+    ) -> Self {
         let (journal, states, _) =
             Persistence::open(SimStorage::new(), journal_config(), &[name]).expect("open");
         assert!(states[0].is_none());
         let ep = Endpoint::with_journal(link_config(name, peer), 0, now).expect("config");
+        let bridge = smsc.as_ref().map(|s| new_bridge(s, now));
         Side {
             end,
             name,
             peer,
-            process: Some(Process { ep, journal }),
+            process: Some(Process {
+                ep,
+                journal,
+                bridge,
+            }),
             disk: None,
             restart_at: None,
             next_id: 1,
@@ -135,6 +286,8 @@ impl Side {
             acked_now: Vec::new(),
             repeats: 0,
             crashes: 0,
+            smsc,
+            resubmitted_after_restart: 0,
         }
     }
 
@@ -142,6 +295,10 @@ impl Side {
         let Some(p) = self.process.take() else {
             return;
         };
+        if let (Some(smsc), Some(bridge)) = (&self.smsc, &p.bridge) {
+            self.resubmitted_after_restart += bridge.stats().resubmitted_after_restart;
+            smsc.lost_client(rng);
+        }
         let mut disk = p.journal.into_storage();
         let mut draw = || rng.next_u64();
         disk.crash(&mut draw);
@@ -196,7 +353,12 @@ impl Side {
         } else {
             self.outbox.extend(lost);
         }
-        self.process = Some(Process { ep, journal });
+        let bridge = self.smsc.as_ref().map(|s| new_bridge(s, now));
+        self.process = Some(Process {
+            ep,
+            journal,
+            bridge,
+        });
     }
 }
 
@@ -211,7 +373,7 @@ struct Sim {
 }
 
 impl Sim {
-    fn new(seed: u64) -> Self {
+    fn new(seed: u64, with_smsc: bool) -> Self {
         let mut rng = Rng::new(seed);
         let clock = Clock::new(Instant::now());
         let now = clock.now();
@@ -228,8 +390,8 @@ impl Sim {
             clock,
             wire,
             sides: [
-                Side::new(End::A, "server", "im", now),
-                Side::new(End::B, "im", "server", now),
+                Side::new(End::A, "server", "im", with_smsc.then(Smsc::new), now),
+                Side::new(End::B, "im", "server", None, now),
             ],
             buf: Vec::new(),
             connect_at: Some(now),
@@ -285,6 +447,14 @@ impl Sim {
         let Some(p) = &mut side.process else {
             return;
         };
+        if let (Some(smsc), Some(bridge)) = (&side.smsc, &mut p.bridge) {
+            // A buffer server: the SMSC is source and sink, through the bridge.
+            let now = self.clock.now();
+            smsc.tick(now);
+            bridge.handle_timeout(now);
+            bridge.poll(&mut p.ep, now);
+            return;
+        }
         // Source: offer new messages while there are ids left.
         while side.outbox.len() < 4 && side.next_id <= MESSAGES {
             side.outbox.push_back(side.next_id);
@@ -358,6 +528,10 @@ impl Sim {
             .unwrap_or_else(|e| panic!("seed {seed}: commit: {e}"));
         for id in side.acked_now.drain(..) {
             side.got.insert(id, Got::Durable);
+        }
+        if let Some(bridge) = &mut p.bridge {
+            // What waited for the commit: answers to the SMSC.
+            bridge.poll(&mut p.ep, now);
         }
     }
 
@@ -434,10 +608,16 @@ impl Sim {
 
     fn done(&self) -> bool {
         self.sides.iter().all(|s| {
-            s.process.is_some()
-                && s.outbox.is_empty()
-                && s.in_flight.is_empty()
-                && s.next_id > MESSAGES
+            let Some(p) = &s.process else {
+                return false;
+            };
+            match (&s.smsc, &p.bridge) {
+                (Some(smsc), Some(bridge)) => {
+                    let m = smsc.model();
+                    m.mo_next > MESSAGES && m.pending.is_none() && bridge.is_idle()
+                }
+                _ => s.outbox.is_empty() && s.in_flight.is_empty() && s.next_id > MESSAGES,
+            }
         }) && self.sides.iter().all(|s| {
             s.process
                 .as_ref()
@@ -478,15 +658,21 @@ impl Sim {
         }
         for i in 0..2 {
             let (sink, source) = (&self.sides[i], &self.sides[1 - i]);
-            assert_eq!(
-                sink.got.len() as u64,
-                MESSAGES,
-                "seed {}: {} got {} of {MESSAGES}",
-                self.seed,
-                sink.name,
-                sink.got.len()
-            );
-            assert_eq!(source.durable.len() as u64, MESSAGES, "seed {}", self.seed);
+            if let Some(smsc) = &sink.smsc {
+                self.check_smsc(sink, smsc);
+            } else {
+                assert_eq!(
+                    sink.got.len() as u64,
+                    MESSAGES,
+                    "seed {}: {} got {} of {MESSAGES}",
+                    self.seed,
+                    sink.name,
+                    sink.got.len()
+                );
+            }
+            if source.smsc.is_none() {
+                assert_eq!(source.durable.len() as u64, MESSAGES, "seed {}", self.seed);
+            }
             // Everything is processed: the journal keeps only the segments that hold
             // the last outcomes (a ring's worth) and the one being written.
             let segments = sink
@@ -500,7 +686,12 @@ impl Sim {
                 sink.name
             );
             // Each seq carried one message: the one its sender made durable.
-            for &(seq, id) in &sink.first {
+            let assigned = if source.smsc.is_some() {
+                &[][..]
+            } else {
+                &sink.first[..]
+            };
+            for &(seq, id) in assigned {
                 assert_eq!(
                     source.assigned.get(&seq),
                     Some(&id),
@@ -510,6 +701,40 @@ impl Sim {
                 );
             }
         }
+    }
+}
+
+impl Sim {
+    /// Every MT reached the SMSC; one reached it twice only when the SMSC took its
+    /// submit as the buffer server died, and the bridge counted that resubmit.
+    fn check_smsc(&self, server: &Side, smsc: &Smsc) {
+        let seed = self.seed;
+        let m = smsc.model();
+        let missing: Vec<u64> = (1..=MESSAGES)
+            .filter(|id| !m.accepted.contains_key(id))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "seed {seed}: MT {missing:?} never reached the SMSC"
+        );
+        let repeats: u64 = m.accepted.values().map(|&n| u64::from(n) - 1).sum();
+        // Per crash: the submit in progress, and the one whose answer the bridge
+        // had not made durable yet (one submit at a time).
+        assert!(
+            repeats <= 2 * server.crashes,
+            "seed {seed}: the SMSC got {repeats} MT twice across {} crashes",
+            server.crashes
+        );
+        let counted = server.resubmitted_after_restart
+            + server
+                .process
+                .as_ref()
+                .and_then(|p| p.bridge.as_ref())
+                .map_or(0, |b| b.stats().resubmitted_after_restart);
+        assert!(
+            counted >= repeats,
+            "seed {seed}: {repeats} MT repeated at the SMSC, {counted} counted"
+        );
     }
 }
 
@@ -532,10 +757,19 @@ fn seeds() -> Vec<u64> {
 
 #[test]
 fn crashes_of_either_end_lose_and_repeat_nothing_acknowledged() {
+    run_seeds(false);
+}
+
+#[test]
+fn crashes_of_a_buffer_server_or_the_im_side_lose_nothing_confirmed() {
+    run_seeds(true);
+}
+
+fn run_seeds(with_smsc: bool) {
     let mut crashes = 0;
     let mut repeats = 0;
     for seed in seeds() {
-        let mut sim = Sim::new(seed);
+        let mut sim = Sim::new(seed, with_smsc);
         sim.run();
         crashes += sim.sides.iter().map(|s| s.crashes).sum::<u64>();
         repeats += sim.sides.iter().map(|s| s.repeats).sum::<u64>();

@@ -642,8 +642,12 @@ impl Endpoint {
 
     /// The next message from the peer, in order, exactly once (local seq). Call
     /// [`mark_processed`](Self::mark_processed) once it has been handed on.
+    ///
+    /// A journaled endpoint hands out only messages whose record is durable: the
+    /// application never acts on one a crash could take back.
     pub fn next_received(&mut self) -> Option<(u64, &Message)> {
-        self.rx.deliver_next()
+        let limit = self.rx_confirmable();
+        self.rx.deliver_next_upto(limit)
     }
 
     /// Report what became of a delivered message; the outcome goes back to the

@@ -241,24 +241,28 @@ pub struct RingState {
     /// What the journal still knows of each seq above `high - MAX_CAPACITY`: the
     /// message while not Processed, then the outcome. A seq missing is Processed.
     pub slots: BTreeMap<u64, Held>,
+    /// Where each seq's records are: (`Accepted`, `Processed`) LSNs.
+    lsns: BTreeMap<u64, (Lsn, Lsn)>,
 }
 
 impl RingState {
-    fn accepted(&mut self, seq: u64, message: Message) {
+    fn accepted(&mut self, lsn: Lsn, seq: u64, message: Message) {
         self.high = self.high.max(seq);
         if seq > self.base {
             self.slots
                 .entry(seq)
                 .or_insert_with(|| Held::Message(Box::new(message)));
+            self.lsns.entry(seq).or_insert((lsn, 0));
         }
         self.prune();
     }
 
-    fn processed(&mut self, seq: u64, outcome: Outcome) {
+    fn processed(&mut self, lsn: Lsn, seq: u64, outcome: Outcome) {
         let slot = self.slots.entry(seq).or_insert(Held::Outcome(None));
         if !matches!(slot, Held::Outcome(Some(_))) {
             *slot = Held::Outcome(Some(outcome));
         }
+        self.lsns.entry(seq).or_insert((lsn, lsn)).1 = lsn;
         self.prune();
     }
 
@@ -280,6 +284,7 @@ impl RingState {
                 break;
             }
             entry.remove();
+            self.lsns.remove(&seq);
         }
     }
 }
@@ -300,7 +305,7 @@ impl LinkState {
         }
     }
 
-    fn apply(&mut self, record: Record) {
+    fn apply(&mut self, lsn: Lsn, record: Record) {
         match record {
             Record::Identity { identity, .. } => self.identity = identity,
             Record::Checkpoint { tx, rx, .. } => {
@@ -309,10 +314,10 @@ impl LinkState {
             }
             Record::Accepted {
                 dir, seq, message, ..
-            } => self.ring(dir).accepted(seq, message),
+            } => self.ring(dir).accepted(lsn, seq, message),
             Record::Processed {
                 dir, seq, outcome, ..
-            } => self.ring(dir).processed(seq, outcome),
+            } => self.ring(dir).processed(lsn, seq, outcome),
             Record::Backlog { .. } => {}
         }
     }
@@ -427,24 +432,24 @@ impl<S: Storage> Persistence<S> {
         // it to a name, which maps it to this run's link.
         let mut by_number: HashMap<u32, String> = HashMap::new();
         let mut states: HashMap<String, LinkState> = HashMap::new();
-        let mut pending: HashMap<u32, Vec<Record>> = HashMap::new();
+        let mut pending: HashMap<u32, Vec<(Lsn, Record)>> = HashMap::new();
         for item in journal.records(recovery.first_lsn) {
-            let (_, record) = item?;
+            let (lsn, record) = item?;
             let number = record.link();
             if let Record::Identity { identity, .. } = &record {
                 by_number.insert(number, identity.name.clone());
                 let state = states
                     .entry(identity.name.clone())
                     .or_insert_with(|| LinkState::new(identity.clone()));
-                for r in pending.remove(&number).unwrap_or_default() {
-                    state.apply(r);
+                for (l, r) in pending.remove(&number).unwrap_or_default() {
+                    state.apply(l, r);
                 }
             }
             match by_number.get(&number).and_then(|n| states.get_mut(n)) {
-                Some(state) => state.apply(record),
+                Some(state) => state.apply(lsn, record),
                 // Before any identity of its link (cannot happen in a journal we
                 // wrote: each segment starts with the state copies).
-                None => pending.entry(number).or_default().push(record),
+                None => pending.entry(number).or_default().push((lsn, record)),
             }
         }
         let found: Vec<Option<LinkState>> = links.iter().map(|name| states.remove(*name)).collect();
@@ -457,8 +462,7 @@ impl<S: Storage> Persistence<S> {
             needed: (0..links.len()).map(|_| Default::default()).collect(),
             scratch: Vec::new(),
         };
-        // The replay did not note LSNs: each seq still needed pins the journal from
-        // its oldest record on, until it is no longer needed.
+        // What the restored rings hold keeps its records, as if just appended.
         let first = p.journal.first_lsn();
         for (needed, state) in p.needed.iter_mut().zip(&found) {
             let Some(s) = state else {
@@ -467,9 +471,11 @@ impl<S: Storage> Persistence<S> {
             for (ring, n) in [&s.tx, &s.rx].into_iter().zip(needed.iter_mut()) {
                 n.high = ring.high;
                 for (&seq, held) in &ring.slots {
-                    n.accepted.push_back((seq, first));
+                    let (accepted, processed) =
+                        ring.lsns.get(&seq).copied().unwrap_or((first, first));
+                    n.accepted.push_back((seq, accepted));
                     if let Held::Outcome(_) = held {
-                        n.processed.insert(seq, first);
+                        n.processed.insert(seq, processed.max(accepted));
                     }
                 }
             }

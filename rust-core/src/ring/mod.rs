@@ -595,8 +595,15 @@ impl RxRing {
     /// handed it on out of order before a restart) is passed over, never delivered
     /// twice.
     pub fn deliver_next(&mut self) -> Option<(u64, &Message)> {
+        self.deliver_next_upto(self.cursors.last_stored)
+    }
+
+    /// [`deliver_next`](Self::deliver_next), but no message above `limit` (for
+    /// example what a journal has not made durable yet).
+    pub fn deliver_next_upto(&mut self, limit: u64) -> Option<(u64, &Message)> {
+        let limit = limit.min(self.cursors.last_stored);
         loop {
-            if self.cursors.last_delivered >= self.cursors.last_stored {
+            if self.cursors.last_delivered >= limit {
                 return None;
             }
             let seq = self.cursors.last_delivered + 1;
