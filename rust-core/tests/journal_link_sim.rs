@@ -30,7 +30,7 @@
 //!   answer was durable (at most two per crash, one submit at a time), and the
 //!   bridge counted at least as many resubmits after restarts.
 //!
-//! `SMSLINK_JOURNAL_SIM_SEEDS=N` runs N seeds (default 600); `SMSLINK_JOURNAL_SIM_SEED=S`
+//! `SMSLINK_JOURNAL_SIM_SEEDS=N` runs N seeds per test (default 500); `SMSLINK_JOURNAL_SIM_SEED=S`
 //! runs only seed S.
 
 use std::collections::{HashMap, VecDeque};
@@ -751,7 +751,7 @@ fn seeds() -> Vec<u64> {
     let n = std::env::var("SMSLINK_JOURNAL_SIM_SEEDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(600u64);
+        .unwrap_or(500u64);
     (0..n).map(|i| 0x10_0000_0000 + i).collect()
 }
 

@@ -284,3 +284,37 @@ fn a_full_disk_holds_promises_back_until_the_write_succeeds() {
     drive(&mut pair, &mut disks);
     assert_eq!(early + received(&mut pair.b, 0).len(), 8);
 }
+
+#[test]
+fn with_an_interval_policy_promises_wait_for_the_next_sync() {
+    use std::time::Duration;
+    let start = Instant::now();
+    let mut pair = Pair::new(config("a", 8), config("b", 8), start).unwrap();
+    let interval = JournalConfig {
+        sync: SyncPolicy::Interval(Duration::from_millis(100)),
+        ..journal_config()
+    };
+    let (mut pa, _, _) = Persistence::open(SimStorage::new(), interval, &["a"]).unwrap();
+    pair.a = Endpoint::with_journal(config("a", 8), 0, start).unwrap();
+    pair.connect();
+    // The first commit syncs (there was no sync yet).
+    pa.commit(&mut [&mut pair.a], start, |_, _| {}).unwrap();
+    pair.a.send(&msg(1)).unwrap();
+    let mut durable = Vec::new();
+    pair.now = start + Duration::from_millis(10);
+    pa.commit(&mut [&mut pair.a], pair.now, |_, s| durable.extend(s))
+        .unwrap();
+    assert!(durable.is_empty(), "durable before the sync");
+    assert_eq!(
+        pa.journal().sync_deadline(),
+        Some(start + Duration::from_millis(100))
+    );
+    pair.drive();
+    assert!(received(&mut pair.b, 0).is_empty(), "sent before the sync");
+    pair.now = start + Duration::from_millis(100);
+    pa.commit(&mut [&mut pair.a], pair.now, |_, s| durable.extend(s))
+        .unwrap();
+    assert_eq!(durable, [1]);
+    pair.drive();
+    assert_eq!(texts(&received(&mut pair.b, 0)), ["m1"]);
+}

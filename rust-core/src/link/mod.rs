@@ -49,8 +49,14 @@
 //!
 //! # Restarted peer
 //!
-//! The epoch is random per [`Endpoint`], so a restarted peer is recognised. Without
-//! a journal the restarted side has lost both rings; then:
+//! With a journal ([`persist`]) a restarted end is rebuilt as the same incarnation:
+//! same epoch, same seqs, unprocessed messages of both rings held again. To the
+//! peer that is a reconnection like any other (HELLO and AUTH exchange where each
+//! ring stands), and nothing it was promised is missing: confirmations, outcomes
+//! and DATA leave only once the records behind them are durable.
+//!
+//! The epoch is random per [`Endpoint::new`], so a restarted peer without a journal
+//! is recognised. Such a side has lost both rings; then:
 //! * Our sending ring: everything above Last Processed is sent again (Confirmed
 //!   messages fall back to Sent, the only time Last Confirmed moves backwards).
 //!   Nothing we accepted is lost. A message the dead peer had already handed on is

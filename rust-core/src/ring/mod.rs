@@ -404,7 +404,9 @@ impl Ring {
         changed
     }
 
-    /// Rebuild a sending ring from a journal replay (see [`restore_window`]): each
+    /// Rebuild a sending ring from a journal replay: every seq up to `base`, and
+    /// every seq in `(base, high]` missing from `slots` (its records were released),
+    /// is Processed; each
     /// message held is Sent again (it may have reached the peer before the restart;
     /// it goes out again, and the peer, which recognises seqs, ignores what it
     /// holds); a Processed one keeps its outcome.
@@ -618,7 +620,8 @@ impl RxRing {
         }
     }
 
-    /// Rebuild a receiving ring from a journal replay (see [`restore_window`]):
+    /// Rebuild a receiving ring from a journal replay (the same rule as
+    /// [`Ring::restore`]):
     /// each message held is Stored again, delivered anew; a Processed one keeps its
     /// outcome (announced again to the peer) and is never delivered again. Last
     /// Delivered restarts at Last Processed.
