@@ -406,10 +406,10 @@ impl Ring {
 
     /// Rebuild a sending ring from a journal replay: every seq up to `base`, and
     /// every seq in `(base, high]` missing from `slots` (its records were released),
-    /// is Processed; each
-    /// message held is Sent again (it may have reached the peer before the restart;
-    /// it goes out again, and the peer, which recognises seqs, ignores what it
-    /// holds); a Processed one keeps its outcome.
+    /// is Processed; each message held is Sent again (it may have reached the peer
+    /// before the restart; it goes out again, and the peer, which recognises seqs,
+    /// ignores what it holds); a Processed one keeps its outcome. Only the last
+    /// `capacity` seqs up to `high` get slots: every held one must be among them.
     pub fn restore(
         capacity: usize,
         base: u64,
