@@ -30,6 +30,10 @@
 //!   answer was durable (at most two per crash, one submit at a time), and the
 //!   bridge counted at least as many resubmits after restarts.
 //!
+//! Sources keep offering while the link is down: beyond the ring (8 slots) their
+//! messages overflow to disk and come back into the ring as it frees slots,
+//! across crashes too.
+//!
 //! `SMSLINK_JOURNAL_SIM_SEEDS=N` runs N seeds per test (default 500); `SMSLINK_JOURNAL_SIM_SEED=S`
 //! runs only seed S.
 
@@ -260,7 +264,8 @@ impl Side {
         now: Instant,
     ) -> Self {
         let (journal, states, _) =
-            Persistence::open(SimStorage::new(), journal_config(), &[name]).expect("open");
+            Persistence::open(SimStorage::new(), journal_config(), &[(name, CAPACITY)])
+                .expect("open");
         assert!(states[0].is_none());
         let ep = Endpoint::with_journal(link_config(name, peer), 0, now).expect("config");
         let bridge = smsc.as_ref().map(|s| new_bridge(s, now));
@@ -322,8 +327,9 @@ impl Side {
             return;
         };
         self.restart_at = None;
-        let (journal, mut states, _) = Persistence::open(disk, journal_config(), &[self.name])
-            .unwrap_or_else(|e| panic!("seed {seed}: {} reopens its journal: {e}", self.name));
+        let (journal, mut states, _) =
+            Persistence::open(disk, journal_config(), &[(self.name, CAPACITY)])
+                .unwrap_or_else(|e| panic!("seed {seed}: {} reopens its journal: {e}", self.name));
         let config = link_config(self.name, self.peer);
         let ep = match states[0].take() {
             Some(state) => Endpoint::restore(config, 0, state, now)
@@ -370,6 +376,8 @@ struct Sim {
     sides: [Side; 2],
     buf: Vec<u8>,
     connect_at: Option<Instant>,
+    /// Messages that waited on disk beyond a full ring (overflow), at most at once.
+    max_backlog: u64,
 }
 
 impl Sim {
@@ -395,6 +403,7 @@ impl Sim {
             ],
             buf: Vec::new(),
             connect_at: Some(now),
+            max_backlog: 0,
         }
     }
 
@@ -569,6 +578,9 @@ impl Sim {
             (faults && self.rng.one_in(60)).then(|| (self.rng.usize(0..2), self.rng.usize(0..3)));
         for i in 0..2 {
             self.applications(i, faults);
+            if let Some(p) = &self.sides[i].process {
+                self.max_backlog = self.max_backlog.max(p.ep.backlog());
+            }
             // A driver may write before its commit (the runtime writes on socket
             // readiness): the endpoint itself must hold back what is not durable.
             if self.rng.bool() {
@@ -768,13 +780,17 @@ fn crashes_of_a_buffer_server_or_the_im_side_lose_nothing_confirmed() {
 fn run_seeds(with_smsc: bool) {
     let mut crashes = 0;
     let mut repeats = 0;
+    let mut backlog = 0;
     for seed in seeds() {
         let mut sim = Sim::new(seed, with_smsc);
         sim.run();
+        backlog = backlog.max(sim.max_backlog);
         crashes += sim.sides.iter().map(|s| s.crashes).sum::<u64>();
         repeats += sim.sides.iter().map(|s| s.repeats).sum::<u64>();
     }
-    // The runs must have crashed the ends, or they proved nothing.
+    // The runs must have crashed the ends and overflowed rings to disk, or they
+    // proved nothing.
     assert!(crashes > 0);
-    eprintln!("journal link sim: {crashes} crashes, {repeats} unacknowledged repeats");
+    assert!(backlog > 0);
+    eprintln!("journal link sim: {crashes} crashes, {repeats} unacknowledged repeats, backlog up to {backlog}");
 }

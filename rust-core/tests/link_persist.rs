@@ -44,7 +44,8 @@ fn open(
     capacity: usize,
     now: Instant,
 ) -> (Persistence<SimStorage>, Endpoint) {
-    let (p, mut states, _) = Persistence::open(storage, journal_config(), &[name]).unwrap();
+    let (p, mut states, _) =
+        Persistence::open(storage, journal_config(), &[(name, capacity)]).unwrap();
     let ep = match states[0].take() {
         Some(s) => Endpoint::restore(config(name, capacity), 0, s, now).unwrap(),
         None => Endpoint::with_journal(config(name, capacity), 0, now).unwrap(),
@@ -209,7 +210,7 @@ fn a_full_journal_refuses_new_messages_until_space_is_released() {
         max_disk_bytes: 2 * 4096,
         ..journal_config()
     };
-    let (pa, mut states, _) = Persistence::open(SimStorage::new(), small, &["a"]).unwrap();
+    let (pa, mut states, _) = Persistence::open(SimStorage::new(), small, &[("a", 64)]).unwrap();
     assert!(states[0].take().is_none());
     pair.a = Endpoint::with_journal(config("a", 64), 0, now).unwrap();
     let mut disks = Disks {
@@ -294,7 +295,7 @@ fn with_an_interval_policy_promises_wait_for_the_next_sync() {
         sync: SyncPolicy::Interval(Duration::from_millis(100)),
         ..journal_config()
     };
-    let (mut pa, _, _) = Persistence::open(SimStorage::new(), interval, &["a"]).unwrap();
+    let (mut pa, _, _) = Persistence::open(SimStorage::new(), interval, &[("a", 8)]).unwrap();
     pair.a = Endpoint::with_journal(config("a", 8), 0, start).unwrap();
     pair.connect();
     // The first commit syncs (there was no sync yet).
@@ -317,4 +318,42 @@ fn with_an_interval_policy_promises_wait_for_the_next_sync() {
     assert_eq!(durable, [1]);
     pair.drive();
     assert_eq!(texts(&received(&mut pair.b, 0)), ["m1"]);
+}
+
+#[test]
+fn during_an_outage_messages_overflow_to_disk_and_drain_in_order_after_a_restart() {
+    let now = Instant::now();
+    let mut pair = Pair::new(config("a", 8), config("b", 8), now).unwrap();
+    let (pa, a) = open(SimStorage::new(), "a", 8, now);
+    pair.a = a;
+    let mut disks = Disks {
+        a: Some(pa),
+        b: None,
+    };
+    // The link is down: the ring fills, then the journal takes the rest.
+    for i in 1..=30 {
+        assert_eq!(pair.a.send(&msg(i)).unwrap(), i);
+    }
+    drive(&mut pair, &mut disks);
+    assert_eq!(pair.a.tx_ring().in_use(), 8);
+    assert_eq!(pair.a.backlog(), 22);
+    assert_eq!(pair.a.tx_client_ref(20), Some(20));
+    // a restarts: its ring takes back 8, the other 22 stay on disk.
+    let storage = disks.a.take().unwrap().into_storage();
+    let (pa, a) = open(storage, "a", 8, now);
+    pair.a = a;
+    disks.a = Some(pa);
+    assert_eq!(pair.a.tx_ring().in_use(), 8);
+    assert_eq!(pair.a.backlog(), 22);
+    assert_eq!(pair.a.send(&msg(31)).unwrap(), 31);
+    pair.connect();
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        drive(&mut pair, &mut disks);
+        got.extend(received(&mut pair.b, 8));
+    }
+    let want: Vec<String> = (1..=31).map(|i| format!("m{i}")).collect();
+    assert_eq!(texts(&got), want);
+    assert_eq!(pair.a.backlog(), 0);
+    assert_eq!(pair.a.cursors().last_processed, 31);
 }

@@ -170,3 +170,44 @@ fn a_journal_path_that_is_not_a_directory_is_a_clear_error() {
     let err = err.to_string();
     assert!(err.contains("plain-file"), "{err}");
 }
+
+#[test]
+fn with_a_journal_a_node_takes_more_than_its_ring_while_the_peer_is_away() {
+    let (dir_a, dir_b) = (TempDir::new("rt-ov-a"), TempDir::new("rt-ov-b"));
+    let mut c = LinkConfig::new("a", PSK);
+    c.expected_peer = Some("b".into());
+    c.capacity = 8;
+    let mut config = NodeConfig::new(vec![LinkSpec::new(
+        c,
+        Transport::Listen("127.0.0.1:0".parse().unwrap()),
+    )]);
+    config.journal = Some(journal(&dir_a));
+    let a = Node::start(config).unwrap();
+    // 40 messages into a ring of 8: the rest wait on disk (the queue between the
+    // application and the loop is as large as the ring, so the sender may wait).
+    for i in 1..=40 {
+        let r = loop {
+            match a.send(&text(i)) {
+                Ok(r) => break r,
+                Err(NodeError::Full { .. }) => {
+                    a.wait_for_room(0, 1, Some(Duration::from_secs(5))).unwrap();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(r.seq, i);
+    }
+    events_until(&a, |e| matches!(e, NodeEvent::Durable { seq: 40, .. }));
+    let stats = a.link_stats(0).unwrap();
+    assert_eq!(stats.tx_in_use, 8);
+    let b = node("b", "a", Transport::Dial(a.local_addr(0).unwrap()), &dir_b).unwrap();
+    let mut got = Vec::new();
+    events_until(&b, |e| {
+        if let NodeEvent::Received { link, seq, message } = e {
+            got.push(message.text_str().unwrap_or("").to_owned());
+            b.ack(*link, *seq, Outcome::Accepted).unwrap();
+        }
+        got.len() == 40
+    });
+    assert_eq!(got, (1..=40).map(|i| format!("mt {i}")).collect::<Vec<_>>());
+}

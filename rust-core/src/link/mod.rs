@@ -411,11 +411,25 @@ impl Endpoint {
     ) -> Result<Self, ConfigError> {
         Self::check(&config)?;
         let cap = config.capacity;
-        let tx = Ring::restore(cap, state.tx.base, state.tx.high, state.tx.slots)?;
+        // The ring takes back what fits; the rest stays a backlog on disk.
+        let ring_high = state.tx.ring_high();
+        let backlog_high = state.tx.high;
+        let backlog_refs: std::collections::VecDeque<u64> = state
+            .tx
+            .backlog
+            .range(ring_high + 1..)
+            .map(|(_, &r)| r)
+            .collect();
+        let tx = Ring::restore(
+            cap,
+            state.tx.base,
+            ring_high,
+            state.tx.slots.into_iter().filter(|(s, _)| *s <= ring_high),
+        )?;
         let rx = RxRing::restore(cap, state.rx.base, state.rx.high, state.rx.slots)?;
         let id = state.identity;
         let mark = PersistMark {
-            tx_accepted: tx.cursors().last_retrieved,
+            tx_accepted: backlog_high.max(tx.cursors().last_retrieved),
             rx_stored: rx.cursors().last_stored,
             rx_processed: rx.cursors().last_processed,
             tx_processed: tx.cursors().last_processed,
@@ -428,7 +442,12 @@ impl Endpoint {
         e.rx_epoch_floor = id.rx_epoch_floor;
         e.confirm_sent_upto = e.rx.cursors().last_stored;
         e.next_transmit = e.tx.cursors().last_processed + 1;
-        e.persist = Some(Persist::restored(link, mark, cursors));
+        let mut p = Persist::restored(link, mark, cursors);
+        if backlog_high > ring_high {
+            p.backlog_high = backlog_high;
+            p.backlog_refs = backlog_refs;
+        }
+        e.persist = Some(p);
         Ok(e)
     }
 
@@ -605,6 +624,43 @@ impl Endpoint {
         self.persist.as_ref().is_some_and(|p| p.full)
     }
 
+    /// Messages accepted beyond the ring, waiting on disk for a slot.
+    pub fn backlog(&self) -> u64 {
+        let ring_high = self.tx.cursors().last_retrieved;
+        self.persist
+            .as_ref()
+            .map_or(0, |p| p.backlog_high.saturating_sub(ring_high))
+    }
+
+    /// The seq of the backlog message the ring has room for now, if any: read it
+    /// back from the journal and hand it to [`load_backlog`](Self::load_backlog).
+    pub fn backlog_next(&self) -> Option<u64> {
+        (self.backlog() > 0 && !self.tx.is_full()).then(|| self.tx.cursors().last_retrieved + 1)
+    }
+
+    /// The backlog message `seq`, read back from the journal, takes its slot.
+    /// Returns false (nothing changes) unless `seq` is [`backlog_next`](Self::backlog_next).
+    pub fn load_backlog(&mut self, seq: u64, message: &Message) -> bool {
+        if self.backlog_next() != Some(seq) || self.tx.push(message).is_err() {
+            return false;
+        }
+        if let Some(p) = self.persist.as_mut() {
+            p.backlog_refs.pop_front();
+        }
+        true
+    }
+
+    /// The client reference of tx `seq`, in the ring or in the backlog.
+    pub fn tx_client_ref(&self, seq: u64) -> Option<u64> {
+        if let Some(slot) = self.tx.slot(seq) {
+            return Some(slot.message.client_ref);
+        }
+        let ring_high = self.tx.cursors().last_retrieved;
+        let p = self.persist.as_ref()?;
+        let i = seq.checked_sub(ring_high + 1)?;
+        p.backlog_refs.get(usize::try_from(i).ok()?).copied()
+    }
+
     /// The journal has no room for new messages: `send` refuses until it has.
     pub fn set_journal_full(&mut self, full: bool) {
         if let Some(p) = self.persist.as_mut() {
@@ -633,11 +689,27 @@ impl Endpoint {
 
     /// Accept a message from the local source (Retrieved). Works connected or not.
     /// Returns its seq, echoed in every [`Event::StatusChanged`].
+    ///
+    /// A journaled endpoint also takes messages while its ring is full (overflow
+    /// to disk): they get the next seqs at once, live only in the journal, and
+    /// enter the ring in order as it frees slots (the driver reads them back,
+    /// see [`backlog_next`](Self::backlog_next)). Only a full journal refuses.
     pub fn send(&mut self, message: &Message) -> Result<u64, Full> {
-        if self.persist.as_ref().is_some_and(|p| p.full) {
-            return Err(Full {
-                capacity: self.tx.capacity(),
-            });
+        let ring_high = self.tx.cursors().last_retrieved;
+        let ring_full = self.tx.is_full();
+        if let Some(p) = self.persist.as_mut() {
+            if p.full {
+                return Err(Full {
+                    capacity: self.tx.capacity(),
+                });
+            }
+            if ring_full || p.backlog_high > ring_high {
+                let seq = p.backlog_high.max(ring_high) + 1;
+                p.backlog_high = seq;
+                p.backlog_refs.push_back(message.client_ref);
+                p.accepted(Direction::Tx, seq, message);
+                return Ok(seq);
+            }
         }
         let seq = self.tx.push(message)?;
         if let Some(p) = self.persist.as_mut() {

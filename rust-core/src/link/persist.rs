@@ -62,12 +62,25 @@
 //! [`Persistence::commit`] is the per-turn step for a whole node (group commit:
 //! every link's records, one `commit`, then the marks handed back), and releases
 //! the journal below the oldest record still needed.
+//!
+//! # Overflow to disk
+//!
+//! The ring stays the in-flight window. While it is full (the link is down or
+//! slow), `send` still takes messages: each gets the next seq at once and lives
+//! only in its `Accepted` record; the endpoint keeps no more than its client
+//! reference. As the ring frees slots, [`Persistence::commit`] reads those records
+//! back in order through a journal [`Cursor`] and hands them to the endpoint. RAM
+//! stays bounded whatever the backlog; only the journal's disk budget
+//! (`max_disk_bytes`) ends it, with back-pressure. A replay keeps no message for
+//! the backlog either: the `Accepted` records and their outcomes say what is
+//! still waiting, so no `Backlog` record is written.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Instant;
 
 use crate::journal::{
-    Direction, Journal, JournalConfig, JournalError, LinkIdentity, Lsn, Record, Recovery, Storage,
+    Cursor, Direction, Journal, JournalConfig, JournalError, LinkIdentity, Lsn, Record, Recovery,
+    Storage,
 };
 use crate::message::Message;
 use crate::ring::{Cursors, Held, Outcome, RxCursors, MAX_CAPACITY};
@@ -117,6 +130,12 @@ pub(super) struct Persist {
     pub(super) full: bool,
     /// Highest rx seq restored from the journal (0: none).
     pub(super) rx_restored: u64,
+    /// Overflow to disk: the tx seqs above the ring's Last Retrieved up to here
+    /// were accepted while the ring was full; their messages are only in the
+    /// journal (0 or below Last Retrieved: none).
+    pub(super) backlog_high: u64,
+    /// The client references of those seqs, oldest first (for durability reports).
+    pub(super) backlog_refs: VecDeque<u64>,
 }
 
 impl Persist {
@@ -131,6 +150,8 @@ impl Persist {
             unsynced_outcomes: VecDeque::new(),
             full: false,
             rx_restored: 0,
+            backlog_high: 0,
+            backlog_refs: VecDeque::new(),
         }
     }
 
@@ -241,6 +262,13 @@ pub struct RingState {
     /// What the journal still knows of each seq above `high - MAX_CAPACITY`: the
     /// message while not Processed, then the outcome. A seq missing is Processed.
     pub slots: BTreeMap<u64, Held>,
+    /// Seqs not yet Processed beyond the ring's reach when they were accepted (a
+    /// backlog on disk), with their client reference: the replay keeps no message
+    /// for them; [`Persistence::open`] reads back those the ring takes.
+    pub backlog: BTreeMap<u64, u64>,
+    /// Slots of the ring the replay is for (messages beyond `base + capacity` are
+    /// backlog).
+    capacity: u64,
     /// Where each seq's records are: (`Accepted`, `Processed`) LSNs.
     lsns: BTreeMap<u64, (Lsn, Lsn)>,
 }
@@ -249,15 +277,20 @@ impl RingState {
     fn accepted(&mut self, lsn: Lsn, seq: u64, message: Message) {
         self.high = self.high.max(seq);
         if seq > self.base {
-            self.slots
-                .entry(seq)
-                .or_insert_with(|| Held::Message(Box::new(message)));
+            if seq > self.base.saturating_add(self.capacity) {
+                self.backlog.insert(seq, message.client_ref);
+            } else {
+                self.slots
+                    .entry(seq)
+                    .or_insert_with(|| Held::Message(Box::new(message)));
+            }
             self.lsns.entry(seq).or_insert((lsn, 0));
         }
         self.prune();
     }
 
     fn processed(&mut self, lsn: Lsn, seq: u64, outcome: Outcome) {
+        self.backlog.remove(&seq);
         let slot = self.slots.entry(seq).or_insert(Held::Outcome(None));
         if !matches!(slot, Held::Outcome(Some(_))) {
             *slot = Held::Outcome(Some(outcome));
@@ -286,15 +319,46 @@ impl RingState {
             entry.remove();
             self.lsns.remove(&seq);
         }
+        while let Some(entry) = self.backlog.first_entry() {
+            if *entry.key() > self.base {
+                break;
+            }
+            self.lsns.remove(entry.key());
+            entry.remove();
+        }
+    }
+
+    /// The seqs the ring takes back at a restart: up to `capacity` from the oldest
+    /// one not Processed.
+    pub fn ring_high(&self) -> u64 {
+        let oldest = self
+            .slots
+            .iter()
+            .find(|(_, h)| matches!(h, Held::Message(_)))
+            .map(|(&s, _)| s)
+            .into_iter()
+            .chain(self.backlog.keys().next().copied())
+            .min();
+        match oldest {
+            Some(o) => self.high.min((o - 1).saturating_add(self.capacity)),
+            None => self.high,
+        }
     }
 }
 
 impl LinkState {
-    fn new(identity: LinkIdentity) -> Self {
+    fn new(identity: LinkIdentity, capacity: usize) -> Self {
         LinkState {
             identity,
-            tx: RingState::default(),
-            rx: RingState::default(),
+            tx: RingState {
+                capacity: capacity as u64,
+                ..RingState::default()
+            },
+            // The receiving ring has no backlog: the peer never sends beyond it.
+            rx: RingState {
+                capacity: u64::MAX,
+                ..RingState::default()
+            },
         }
     }
 
@@ -393,6 +457,8 @@ pub struct Persistence<S: Storage> {
     undurable: VecDeque<(Lsn, usize, PersistMark)>,
     /// Per link, per direction (Tx, Rx): which records are still needed.
     needed: Vec<[Needed; 2]>,
+    /// Per link: where the last backlog message was read.
+    cursors: Vec<Option<Cursor>>,
     scratch: Vec<Record>,
 }
 
@@ -417,15 +483,15 @@ pub struct CommitReport {
 }
 
 impl<S: Storage> Persistence<S> {
-    /// Open (and recover) the journal, replay it, and give each name in `links`
-    /// (by position) its remembered state, `None` for a link the journal does not
-    /// know. Records of a link no longer configured are not kept for it: they go
+    /// Open (and recover) the journal, replay it, and give each link in `links`
+    /// (name and ring capacity, by position) its remembered state, `None` for a
+    /// link the journal does not know. Records of a link no longer configured are not kept for it: they go
     /// with their segments once the configured links no longer need them.
     #[allow(clippy::type_complexity)]
     pub fn open(
         storage: S,
         config: JournalConfig,
-        links: &[&str],
+        links: &[(&str, usize)],
     ) -> Result<(Self, Vec<Option<LinkState>>, Recovery), PersistError> {
         let (journal, recovery) = Journal::open(storage, config)?;
         // Records carry the link number of the run that wrote them: Identity binds
@@ -438,9 +504,13 @@ impl<S: Storage> Persistence<S> {
             let number = record.link();
             if let Record::Identity { identity, .. } = &record {
                 by_number.insert(number, identity.name.clone());
+                let capacity = links
+                    .iter()
+                    .find(|(n, _)| *n == identity.name)
+                    .map_or(0, |&(_, c)| c);
                 let state = states
                     .entry(identity.name.clone())
-                    .or_insert_with(|| LinkState::new(identity.clone()));
+                    .or_insert_with(|| LinkState::new(identity.clone(), capacity));
                 for (l, r) in pending.remove(&number).unwrap_or_default() {
                     state.apply(l, r);
                 }
@@ -452,7 +522,25 @@ impl<S: Storage> Persistence<S> {
                 None => pending.entry(number).or_default().push((lsn, record)),
             }
         }
-        let found: Vec<Option<LinkState>> = links.iter().map(|name| states.remove(*name)).collect();
+        let mut found: Vec<Option<LinkState>> =
+            links.iter().map(|(name, _)| states.remove(*name)).collect();
+        // Backlog messages the ring takes back at once are read from the journal.
+        for state in found.iter_mut().flatten() {
+            let tx = &mut state.tx;
+            let upto = tx.ring_high();
+            let due: Vec<u64> = tx.backlog.range(..=upto).map(|(&s, _)| s).collect();
+            for seq in due {
+                let lsn = tx.lsns.get(&seq).map_or(0, |l| l.0);
+                match journal.records(lsn).next() {
+                    Some(Ok((_, Record::Accepted { message, .. }))) => {
+                        tx.backlog.remove(&seq);
+                        tx.slots.insert(seq, Held::Message(Box::new(message)));
+                    }
+                    Some(Err(e)) => return Err(e.into()),
+                    _ => {}
+                }
+            }
+        }
         let mut p = Persistence {
             journal,
             queue: VecDeque::new(),
@@ -460,6 +548,7 @@ impl<S: Storage> Persistence<S> {
             unappended: VecDeque::new(),
             undurable: VecDeque::new(),
             needed: (0..links.len()).map(|_| Default::default()).collect(),
+            cursors: (0..links.len()).map(|_| None).collect(),
             scratch: Vec::new(),
         };
         // What the restored rings hold keeps its records, as if just appended.
@@ -470,11 +559,18 @@ impl<S: Storage> Persistence<S> {
             };
             for (ring, n) in [&s.tx, &s.rx].into_iter().zip(needed.iter_mut()) {
                 n.high = ring.high;
-                for (&seq, held) in &ring.slots {
+                let mut seqs: Vec<u64> = ring
+                    .slots
+                    .keys()
+                    .chain(ring.backlog.keys())
+                    .copied()
+                    .collect();
+                seqs.sort_unstable();
+                for seq in seqs {
                     let (accepted, processed) =
                         ring.lsns.get(&seq).copied().unwrap_or((first, first));
                     n.accepted.push_back((seq, accepted));
-                    if let Held::Outcome(_) = held {
+                    if let Some(Held::Outcome(_)) = ring.slots.get(&seq) {
                         n.processed.insert(seq, processed.max(accepted));
                     }
                 }
@@ -567,12 +663,49 @@ impl<S: Storage> Persistence<S> {
                 }
             }
         }
+        self.load_backlog(endpoints)?;
         let capacities: Vec<u64> = endpoints
             .iter()
             .map(|ep| ep.rx_ring().capacity() as u64)
             .collect();
         report.released = self.release(&capacities)?;
         Ok(report)
+    }
+
+    /// Read backlog messages back into the rings that have room.
+    fn load_backlog(&mut self, endpoints: &mut [&mut super::Endpoint]) -> Result<(), PersistError> {
+        for (i, ep) in endpoints.iter_mut().enumerate() {
+            while let Some(seq) = ep.backlog_next() {
+                let Some(needed) = self.needed.get(i) else {
+                    break;
+                };
+                let accepted = &needed[Direction::Tx as usize].accepted;
+                let Ok(at) = accepted.binary_search_by_key(&seq, |e| e.0) else {
+                    break;
+                };
+                let lsn = accepted[at].1;
+                // One cursor per link, moved forward: backlog records lie in order.
+                let oldest = self.journal.first_lsn();
+                let cursor = match self.cursors.get_mut(i) {
+                    Some(Some(c)) if (oldest..=lsn).contains(&c.next_lsn()) => c,
+                    Some(slot) => slot.insert(self.journal.cursor(lsn)),
+                    None => break,
+                };
+                let mut found = None;
+                while let Some((at, record)) = self.journal.read_next(cursor)? {
+                    if at == lsn {
+                        found = Some(record);
+                        break;
+                    }
+                }
+                match found {
+                    Some(Record::Accepted { message, .. }) if ep.load_backlog(seq, &message) => {}
+                    // Not written yet (a full disk): try again next turn.
+                    _ => break,
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Append what is queued, in order; past an `Accepted` record the journal

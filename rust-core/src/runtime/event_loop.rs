@@ -45,10 +45,10 @@ pub(super) fn spawn(
     if config.links.is_empty() {
         return Err(NodeError::Config("a node needs at least one link".into()));
     }
-    let names: Vec<&str> = config
+    let names: Vec<(&str, usize)> = config
         .links
         .iter()
-        .map(|l| l.config.name.as_str())
+        .map(|l| (l.config.name.as_str(), l.config.capacity))
         .collect();
     let (mut journal, mut restored) = match &config.journal {
         Some(spec) => {
@@ -116,6 +116,7 @@ pub(super) fn spawn(
             producer: Mutex::new((producer, endpoint.tx_cursors().last_retrieved + 1)),
             last_processed: AtomicU64::new(endpoint.tx_cursors().last_processed),
             journal_full: AtomicBool::new(false),
+            overflow: journal.is_some(),
             local_addr,
             smsc_protocol: spec.smsc.as_ref().map(|s| s.protocol.name()),
         });
@@ -217,7 +218,7 @@ struct EventLoop {
 /// cannot be written fails the start with the path (and offset) in the error.
 fn open_journal(
     spec: &JournalSpec,
-    names: &[&str],
+    names: &[(&str, usize)],
 ) -> Result<(Persistence<FsStorage>, Vec<Option<LinkState>>), NodeError> {
     let dir = spec.dir.display();
     let storage = FsStorage::new(&spec.dir)
@@ -305,7 +306,7 @@ impl EventLoop {
         self.shared.signal_room();
         let links = self.shared.stats.lock().clone();
         ShutdownReport {
-            drained: links.iter().all(|l| l.tx_in_use == 0),
+            drained: links.iter().all(|l| l.tx_in_use == 0 && l.tx_backlog == 0),
             smsc: links.iter().find_map(|l| l.smsc),
             links,
         }
@@ -329,6 +330,11 @@ impl EventLoop {
             link.bridge_turn(&self.poll, now);
             link.endpoint.handle_timeout(now);
             link.write(now);
+        }
+        if self.journal.is_some() {
+            // With overflow to disk the send queue, not the ring, is the limit: a
+            // sender waiting for room waits for this turn to empty it.
+            self.shared.signal_room();
         }
         self.drain_link_events();
         // Bridges react to what their link just reported (freed slots, new MT).
@@ -423,11 +429,7 @@ impl EventLoop {
             return;
         }
         for seq in seqs {
-            let client_ref = self.links[id]
-                .endpoint
-                .tx_ring()
-                .slot(seq)
-                .map_or(0, |s| s.message.client_ref);
+            let client_ref = self.links[id].endpoint.tx_client_ref(seq).unwrap_or(0);
             self.emit(NodeEvent::Durable {
                 link: id,
                 seq,
@@ -440,7 +442,8 @@ impl EventLoop {
     /// again: the application may have missed the first report when it stopped.
     fn announce_restored(&mut self) {
         for id in 0..self.links.len() {
-            let ring = self.links[id].endpoint.tx_ring();
+            let ep = &self.links[id].endpoint;
+            let ring = ep.tx_ring();
             let c = ring.cursors();
             let held = (c.last_processed + 1..=c.last_retrieved)
                 .filter(|&seq| {
@@ -448,9 +451,11 @@ impl EventLoop {
                         .is_some_and(|s| s.state != TxState::Processed)
                 })
                 .collect::<Vec<_>>();
+            let backlog = c.last_retrieved + 1..c.last_retrieved + 1 + ep.backlog();
             for seq in held {
                 self.emit_durable(id, seq..seq + 1);
             }
+            self.emit_durable(id, backlog);
         }
     }
 

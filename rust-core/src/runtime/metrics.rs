@@ -321,6 +321,16 @@ pub(super) fn render_text(links: &[LinkStats]) -> String {
             l.rx_in_use as u64,
         );
     }
+    let name = "smslink_link_tx_backlog";
+    header(
+        &mut out,
+        name,
+        "gauge",
+        "Messages waiting in the journal for a slot in the sending ring (overflow to disk).",
+    );
+    for l in links {
+        sample(&mut out, name, &l.name, None, l.tx_backlog);
+    }
     let name = "smslink_link_tx_cursor";
     header(
         &mut out,
