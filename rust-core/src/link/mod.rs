@@ -414,12 +414,26 @@ impl Endpoint {
         // The ring takes back what fits; the rest stays a backlog on disk.
         let ring_high = state.tx.ring_high();
         let backlog_high = state.tx.high;
-        let backlog_refs: std::collections::VecDeque<u64> = state
+        // Client references of the backlog, in seq order (a ring smaller than in
+        // the run that wrote the journal leaves some held messages beyond it).
+        let mut beyond: Vec<(u64, u64)> = state
             .tx
             .backlog
             .range(ring_high + 1..)
-            .map(|(_, &r)| r)
+            .map(|(&s, &r)| (s, r))
             .collect();
+        beyond.extend(
+            state
+                .tx
+                .slots
+                .range(ring_high + 1..)
+                .filter_map(|(&s, h)| match h {
+                    crate::ring::Held::Message(m) => Some((s, m.client_ref)),
+                    crate::ring::Held::Outcome(_) => None,
+                }),
+        );
+        beyond.sort_unstable();
+        let backlog_refs: VecDeque<u64> = beyond.into_iter().map(|(_, r)| r).collect();
         let tx = Ring::restore(
             cap,
             state.tx.base,

@@ -528,16 +528,25 @@ impl<S: Storage> Persistence<S> {
         for state in found.iter_mut().flatten() {
             let tx = &mut state.tx;
             let upto = tx.ring_high();
-            let due: Vec<u64> = tx.backlog.range(..=upto).map(|(&s, _)| s).collect();
-            for seq in due {
-                let lsn = tx.lsns.get(&seq).map_or(0, |l| l.0);
-                match journal.records(lsn).next() {
-                    Some(Ok((_, Record::Accepted { message, .. }))) => {
+            let mut due: Vec<(Lsn, u64)> = tx
+                .backlog
+                .range(..=upto)
+                .map(|(&seq, _)| (tx.lsns.get(&seq).map_or(0, |l| l.0), seq))
+                .collect();
+            due.sort_unstable();
+            // One pass from the oldest: the records lie in LSN order.
+            let mut records = journal.records(due.first().map_or(0, |d| d.0));
+            for (lsn, seq) in due {
+                for item in records.by_ref() {
+                    let (at, record) = item?;
+                    if at < lsn {
+                        continue;
+                    }
+                    if let (true, Record::Accepted { message, .. }) = (at == lsn, record) {
                         tx.backlog.remove(&seq);
                         tx.slots.insert(seq, Held::Message(Box::new(message)));
                     }
-                    Some(Err(e)) => return Err(e.into()),
-                    _ => {}
+                    break;
                 }
             }
         }
