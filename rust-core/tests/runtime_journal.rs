@@ -211,3 +211,47 @@ fn with_a_journal_a_node_takes_more_than_its_ring_while_the_peer_is_away() {
     });
     assert_eq!(got, (1..=40).map(|i| format!("mt {i}")).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_corrupt_journal_refuses_to_start_naming_file_and_offset_unless_repaired() {
+    let dir = TempDir::new("rt-corrupt");
+    let listen = || Transport::Listen("127.0.0.1:0".parse().unwrap());
+    let a = node("a", "b", listen(), &dir).unwrap();
+    // Separate commits: the later records were written after the first was durable.
+    for i in 1..=3 {
+        a.send(&text(i)).unwrap();
+        events_until(
+            &a,
+            |e| matches!(e, NodeEvent::Durable { seq, .. } if *seq == i),
+        );
+    }
+    a.close(Duration::ZERO);
+    let segment = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .expect("a segment file");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    // Inside the first record's payload (after the 32-byte segment header and the
+    // entry's own 17-byte header).
+    bytes[32 + 17 + 2] ^= 0xff;
+    std::fs::write(&segment, &bytes).unwrap();
+    let Err(err) = node("a", "b", listen(), &dir) else {
+        panic!("started on a corrupt journal");
+    };
+    let text = err.to_string();
+    let name = segment.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        text.contains("corrupt journal") && text.contains(&name),
+        "{text}"
+    );
+    assert!(text.contains("at offset 32"), "{text}");
+    // With repair the journal is cut there and the node starts.
+    let mut c = LinkConfig::new("a", PSK);
+    c.expected_peer = Some("b".into());
+    let mut config = NodeConfig::new(vec![LinkSpec::new(c, listen())]);
+    let mut spec = journal(&dir);
+    spec.config.repair = true;
+    config.journal = Some(spec);
+    assert!(Node::start(config).is_ok());
+}
