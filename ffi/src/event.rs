@@ -6,7 +6,7 @@ use std::ffi::{c_char, c_int};
 use smslink_core::ring::{Outcome, SlotState};
 use smslink_core::runtime::NodeEvent;
 
-use crate::abi::fill_c_array;
+use crate::abi::{fill_c_array, Error};
 use crate::message::{
     smslink_message, SMSLINK_ADDRESS_SIZE, SMSLINK_CODING_TEXT, SMSLINK_PAYLOAD_SIZE,
 };
@@ -106,9 +106,11 @@ impl smslink_event {
         }
     }
 
-    pub(crate) fn from_event(ev: &NodeEvent) -> smslink_event {
+    /// The C form of `ev`; an error when a received message is longer than
+    /// SMSLINK_MAX_PAYLOAD (the struct cannot hold it).
+    pub(crate) fn from_event(ev: &NodeEvent) -> Result<smslink_event, Error> {
         use smslink_event_type::*;
-        match ev {
+        Ok(match ev {
             NodeEvent::LinkUp { link, peer } => {
                 let mut e = Self::empty(SMSLINK_EVENT_LINK_UP);
                 e.link = *link as u32;
@@ -126,7 +128,7 @@ impl smslink_event {
                 e.link = *link as u32;
                 e.seq = *seq;
                 e.client_ref = message.client_ref;
-                e.message = smslink_message::from_message(message);
+                e.message = smslink_message::from_message(message)?;
                 e
             }
             NodeEvent::Status {
@@ -178,7 +180,7 @@ impl smslink_event {
                 fill_c_array(&mut e.detail, detail);
                 e
             }
-        }
+        })
     }
 }
 
