@@ -7,7 +7,8 @@
 //! and drains `poll_event` after every input. Like every core below the runtime it
 //! never touches a socket, a clock or a thread.
 //!
-//! Submits carry *our* id (the link sequence number of the MT); the session reports
+//! Submits carry *our* id (the link sequence number of the MT, or for a part of a
+//! long MT an id made from it by [`part_submit_id`]); the session reports
 //! each one exactly once per attempt as `Accepted`, `Rejected` or `Unanswered`.
 //! Messages from the SMSC (MO, status reports) carry a [`MoToken`]; the session keeps
 //! the SMSC waiting for its answer until the bridge calls `answer` with that token.
@@ -15,9 +16,17 @@
 use std::time::Instant;
 
 use crate::message::Message;
+pub use crate::sms::concat::LongMessages;
 
 /// Our identifier of a submitted message: the sequence number the link's ring gave it.
 pub type SubmitId = u64;
+
+/// The id of part `index` (1-based) of the long MT numbered `seq`: the top bit set,
+/// then the seq and the part's number, so that it never equals a seq (a link's
+/// seqs stay far below 2^55).
+pub fn part_submit_id(seq: u64, index: u8) -> SubmitId {
+    (1 << 63) | (seq << 8) | u64::from(index)
+}
 
 /// Which message from the SMSC an answer is for (protocol-specific: the CIMD2 packet
 /// number, the SMPP sequence number).
@@ -135,6 +144,13 @@ pub trait SmscClient: Send {
     /// timeout is not left waiting through a long outage of the link.
     fn mo_hold_limit(&self) -> Option<std::time::Duration> {
         None
+    }
+
+    /// How a message longer than one SMS is sent: as a concatenated SMS whose parts
+    /// carry a user data header (CIMD2; SMPP by default), as parts with SMPP's sar_*
+    /// TLVs, or whole (SMPP's message_payload).
+    fn long_messages(&self) -> LongMessages {
+        LongMessages::Udh(crate::sms::concat::RefWidth::Eight)
     }
 
     // ---- inputs from the driver ----

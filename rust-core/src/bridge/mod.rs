@@ -8,10 +8,14 @@
 //!   is withheld: the SMSC waits, nothing is dropped. A message whose answer never
 //!   left (the connection broke) is delivered again by the SMSC.
 //! * **MT** (link -> SMSC): messages are taken from the receiving ring in order and
-//!   submitted as far as the session's window allows (1 for CIMD2). The SMSC's
-//!   answer becomes the message's Processed outcome on the link. A submit that got no
-//!   answer is submitted again (at least once); a temporary refusal is retried after
-//!   a back-off, up to `max_attempts`; a permanent one is final.
+//!   submitted as far as the session's window allows (1 for CIMD2). A long message
+//!   is submitted as the parts of a concatenated SMS (`sms::concat`, the way the
+//!   session's [`LongMessages`] asks), each part a submit of its own; the message has
+//!   one outcome: accepted once every part is, rejected as soon as one part is
+//!   refused for good. The SMSC's answer becomes the message's Processed outcome on
+//!   the link. A submit that got no answer is submitted again (at least once); a
+//!   temporary refusal is retried after a back-off, up to `max_attempts`; a
+//!   permanent one is final.
 //!
 //! # Driving it
 //! Inputs: `smsc_connected`, `smsc_input`, `smsc_connection_lost` (per TCP
@@ -24,9 +28,13 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::link::Endpoint;
-use crate::message::Message;
+use crate::message::{Message, Part};
 use crate::ring::Outcome;
-use crate::smsc::{ConnIndex, MoAnswer, MoToken, Permanence, SmscClient, SmscEvent, SubmitError};
+use crate::sms::concat::{split_message, Chunk, LongMessages, RefWidth, ReferenceAllocator};
+use crate::smsc::{
+    part_submit_id, ConnIndex, MoAnswer, MoToken, Permanence, SmscClient, SmscEvent, SubmitError,
+    SubmitId,
+};
 
 /// Settings of a [`Bridge`].
 #[derive(Debug, Clone)]
@@ -87,11 +95,21 @@ pub struct SmscStats {
     pub violations: u64,
 }
 
-/// An MT taken from the link and not yet decided by the SMSC.
+/// An MT taken from the link and not yet decided by the SMSC: its parts (one for a
+/// message that fits one SMS).
 #[derive(Debug)]
 struct Mt {
     seq: u64,
+    parts: Vec<MtPart>,
+}
+
+/// One submit of an MT.
+#[derive(Debug)]
+struct MtPart {
+    id: SubmitId,
     message: Message,
+    /// The SMSC accepted this part.
+    accepted: bool,
     /// Submitted on the present session, awaiting the answer.
     submitted: bool,
     /// Not to be submitted before this instant (after a temporary refusal).
@@ -111,6 +129,8 @@ pub struct Bridge {
     held_mo: VecDeque<(MoToken, Message, Instant)>,
     /// MT taken from the link, oldest first, until the SMSC decides them.
     mt: VecDeque<Mt>,
+    /// Concatenation references, per destination.
+    references: ReferenceAllocator,
     events: VecDeque<BridgeEvent>,
     stats: SmscStats,
     shutting_down: bool,
@@ -134,6 +154,7 @@ impl Bridge {
             config,
             held_mo: VecDeque::new(),
             mt: VecDeque::new(),
+            references: ReferenceAllocator::new(),
             events: VecDeque::new(),
             stats: SmscStats::default(),
             shutting_down: false,
@@ -232,7 +253,11 @@ impl Bridge {
     /// When `handle_timeout` (then `poll`) must run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let retry = if self.smsc.submit_room() > 0 {
-            self.mt.iter().filter_map(|m| m.not_before).min()
+            self.mt
+                .iter()
+                .flat_map(|m| &m.parts)
+                .filter_map(|p| p.not_before)
+                .min()
         } else {
             None
         };
@@ -262,16 +287,12 @@ impl Bridge {
                 self.stats.logged_in = false;
                 // Never answered: the SMSC delivers them again on the next session.
                 self.held_mo.clear();
-                for mt in &mut self.mt {
-                    mt.submitted = false;
+                for part in self.mt.iter_mut().flat_map(|m| &mut m.parts) {
+                    part.submitted = false;
                 }
                 self.events.push_back(BridgeEvent::SmscDown { reason });
             }
-            SmscEvent::Accepted { id, .. } => {
-                if self.finish_mt(link, id, Outcome::Accepted) {
-                    self.stats.mt_accepted += 1;
-                }
-            }
+            SmscEvent::Accepted { id, .. } => self.on_accepted(link, id),
             SmscEvent::Rejected {
                 id,
                 code,
@@ -279,8 +300,8 @@ impl Bridge {
                 ..
             } => self.on_rejected(link, id, code, permanence, now),
             SmscEvent::Unanswered { id } => {
-                if let Some(mt) = self.mt.iter_mut().find(|m| m.seq == id) {
-                    mt.submitted = false;
+                if let Some((i, p)) = self.find_part(id) {
+                    self.mt[i].parts[p].submitted = false;
                 }
             }
             SmscEvent::Mo { token, message } => {
@@ -312,9 +333,14 @@ impl Bridge {
         permanence: Permanence,
         now: Instant,
     ) {
-        let Some(mt) = self.mt.iter_mut().find(|m| m.seq == id && m.submitted) else {
+        let Some((i, p)) = self.find_part(id) else {
             return;
         };
+        let seq = self.mt[i].seq;
+        let mt = &mut self.mt[i].parts[p];
+        if !mt.submitted {
+            return;
+        }
         mt.submitted = false;
         mt.attempts += 1;
         if permanence == Permanence::Temporary && mt.attempts < self.config.max_attempts {
@@ -328,9 +354,79 @@ impl Bridge {
             mt.not_before = Some(now + wait);
             return;
         }
-        if self.finish_mt(link, id, Outcome::Rejected { code }) {
+        if self.finish_mt(link, seq, Outcome::Rejected { code }) {
             self.stats.mt_rejected += 1;
         }
+    }
+
+    /// Where the submit `id` is: (index in `mt`, index in its parts).
+    fn find_part(&self, id: SubmitId) -> Option<(usize, usize)> {
+        self.mt
+            .iter()
+            .enumerate()
+            .find_map(|(i, m)| m.parts.iter().position(|p| p.id == id).map(|p| (i, p)))
+    }
+
+    /// A part was accepted; the message is, once all its parts are.
+    fn on_accepted(&mut self, link: &mut Endpoint, id: SubmitId) {
+        let Some((i, p)) = self.find_part(id) else {
+            return;
+        };
+        let mt = &mut self.mt[i];
+        mt.parts[p].accepted = true;
+        mt.parts[p].submitted = false;
+        if mt.parts.iter().all(|p| p.accepted) {
+            let seq = mt.seq;
+            if self.finish_mt(link, seq, Outcome::Accepted) {
+                self.stats.mt_accepted += 1;
+            }
+        }
+    }
+
+    /// The submits an MT takes: one for a message that fits one SMS (or that the
+    /// session carries whole), else one per part of a concatenated SMS. A message
+    /// that cannot be split (over 255 parts) is submitted whole, so that the session
+    /// refuses it with its protocol's code.
+    fn plan_mt(&mut self, seq: u64, message: &Message) -> Mt {
+        let single = |message: &Message| vec![MtPart::new(seq, message.clone())];
+        let width = match self.smsc.long_messages() {
+            LongMessages::Whole => {
+                return Mt {
+                    seq,
+                    parts: single(message),
+                }
+            }
+            LongMessages::Udh(width) => width,
+            LongMessages::Sar => RefWidth::Sixteen,
+        };
+        let split = match split_message(message, width) {
+            Ok(split) if split.is_concatenated() => split,
+            _ => {
+                return Mt {
+                    seq,
+                    parts: single(message),
+                }
+            }
+        };
+        let reference = self.references.next(&message.to, width);
+        let total = split.total() as u8;
+        let parts = split
+            .chunks
+            .iter()
+            .zip(1u8..)
+            .map(|(chunk, index)| {
+                let mut part = message.clone();
+                let payload = match chunk {
+                    Chunk::Text(t) => t.as_bytes(),
+                    Chunk::Octets(o) => o,
+                };
+                // A chunk is a slice of a valid payload: it fits.
+                let _ = part.set_payload(payload);
+                part.part = Part::new(reference, total, index).ok();
+                MtPart::new(part_submit_id(seq, index), part)
+            })
+            .collect();
+        Mt { seq, parts }
     }
 
     /// The SMSC decided `seq`: report the outcome over the link and forget it.
@@ -378,27 +474,24 @@ impl Bridge {
             let due = self
                 .mt
                 .iter()
-                .position(|m| !m.submitted && m.not_before.is_none_or(|t| t <= now));
-            let i = match due {
-                Some(i) => i,
+                .enumerate()
+                .find_map(|(i, m)| m.parts.iter().position(|p| p.is_due(now)).map(|p| (i, p)));
+            let (i, p) = match due {
+                Some(due) => due,
                 None if self.shutting_down => return,
                 None => {
                     let Some((seq, message)) = link.next_received() else {
                         return;
                     };
-                    self.mt.push_back(Mt {
-                        seq,
-                        message: message.clone(),
-                        submitted: false,
-                        not_before: None,
-                        attempts: 0,
-                        submits: 0,
-                    });
-                    self.mt.len() - 1
+                    let message = message.clone();
+                    let mt = self.plan_mt(seq, &message);
+                    self.mt.push_back(mt);
+                    (self.mt.len() - 1, 0)
                 }
             };
-            let mt = &mut self.mt[i];
-            match self.smsc.submit(mt.seq, &mt.message, now) {
+            let seq = self.mt[i].seq;
+            let mt = &mut self.mt[i].parts[p];
+            match self.smsc.submit(mt.id, &mt.message, now) {
                 Ok(()) => {
                     mt.submitted = true;
                     mt.not_before = None;
@@ -410,7 +503,6 @@ impl Bridge {
                 }
                 Err(SubmitError::NoRoom) => return,
                 Err(SubmitError::Unencodable { reason, code }) => {
-                    let seq = mt.seq;
                     self.events
                         .push_back(BridgeEvent::MtUnencodable { seq, reason });
                     if self.finish_mt(link, seq, Outcome::Rejected { code }) {
@@ -419,6 +511,24 @@ impl Bridge {
                 }
             }
         }
+    }
+}
+
+impl MtPart {
+    fn new(id: SubmitId, message: Message) -> Self {
+        MtPart {
+            id,
+            message,
+            accepted: false,
+            submitted: false,
+            not_before: None,
+            attempts: 0,
+            submits: 0,
+        }
+    }
+
+    fn is_due(&self, now: Instant) -> bool {
+        !self.accepted && !self.submitted && self.not_before.is_none_or(|t| t <= now)
     }
 }
 

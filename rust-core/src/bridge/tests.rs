@@ -342,6 +342,62 @@ fn a_message_the_protocol_cannot_carry_is_rejected_and_the_next_one_goes() {
 }
 
 #[test]
+fn a_long_mt_goes_as_its_parts_and_has_one_outcome() {
+    let mut w = World::new(2, 8);
+    let long = w.send_mt(&"x".repeat(400)); // 3 parts of 153, 153, 94
+    let ids: Vec<SubmitId> = (1..=3)
+        .map(|i| crate::smsc::part_submit_id(long, i))
+        .collect();
+    assert_eq!(w.submitted(), ids[..2], "window 2: two parts outstanding");
+    w.smsc.answer_submit(SmscEvent::Accepted {
+        id: ids[1],
+        smsc_id: Some("b".into()),
+    });
+    w.pump();
+    assert_eq!(w.submitted(), ids);
+    for id in [ids[2], ids[0]] {
+        w.smsc
+            .answer_submit(SmscEvent::Accepted { id, smsc_id: None });
+        w.pump();
+    }
+    assert_eq!(w.outcomes(), vec![(long, Outcome::Accepted)]);
+    let s = w.bridge.stats();
+    assert_eq!((s.mt_submitted, s.mt_accepted), (3, 1));
+
+    // A permanent refusal of one part rejects the message at once; a temporary one
+    // retries that part only.
+    let other = w.send_mt(&"y".repeat(200));
+    let ids: Vec<SubmitId> = (1..=2)
+        .map(|i| crate::smsc::part_submit_id(other, i))
+        .collect();
+    w.smsc.answer_submit(SmscEvent::Rejected {
+        id: ids[0],
+        code: 6,
+        permanence: Permanence::Temporary,
+        text: None,
+    });
+    w.pump();
+    w.advance(Duration::from_secs(1));
+    assert_eq!(w.submitted()[3..], [ids[0], ids[1], ids[0]]);
+    w.smsc.answer_submit(SmscEvent::Rejected {
+        id: ids[1],
+        code: 300,
+        permanence: Permanence::Permanent,
+        text: None,
+    });
+    w.pump();
+    assert_eq!(w.outcomes()[1], (other, Outcome::Rejected { code: 300 }));
+    // The other part's late answer changes nothing.
+    w.smsc.answer_submit(SmscEvent::Accepted {
+        id: ids[0],
+        smsc_id: None,
+    });
+    w.pump();
+    assert_eq!(w.outcomes().len(), 2);
+    assert!(w.bridge.is_idle());
+}
+
+#[test]
 fn mo_is_answered_only_once_stored_and_held_in_order_while_the_ring_is_full() {
     let mut w = World::new(1, 2);
     w.mo(1, "one");

@@ -6,6 +6,7 @@ use crate::smpp::codec::DEFAULT_MAX_PDU;
 use crate::smpp::coding::TextConfig;
 use crate::smpp::pdu::{npi, registered_delivery, ton, Bind, SmeAddr, INTERFACE_VERSION_34};
 use crate::smpp::receipt::IdFormat;
+use crate::sms::concat::LongMessages;
 
 /// How the session binds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -111,6 +112,9 @@ pub struct SmppConfig {
     pub destination_numbering: Numbering,
     /// How text in data_coding 0 is laid out.
     pub text: TextConfig,
+    /// How a message longer than one SMS goes: parts with a header in short_message
+    /// (the default), parts with sar_* TLVs, or whole in message_payload.
+    pub long_messages: LongMessages,
     /// registered_delivery of every submit_sm (1: a receipt on success or failure).
     pub registered_delivery: u8,
     /// How submit_sm_resp's message_id (and a receipt's receipted_message_id TLV) is
@@ -141,6 +145,7 @@ impl Default for SmppConfig {
             source_numbering: Numbering::default(),
             destination_numbering: Numbering::default(),
             text: TextConfig::default(),
+            long_messages: LongMessages::default(),
             registered_delivery: registered_delivery::RECEIPT_ALWAYS,
             submit_id_format: IdFormat::AsIs,
             receipt_id_format: IdFormat::AsIs,

@@ -41,15 +41,15 @@ use std::time::{Duration, Instant};
 
 use super::codec::DecodeError;
 use super::codec::{encode, Decoder};
-use super::convert::{message_from_sm, submit_sm};
+use super::convert::{message_from_sm, submit_sm_long};
 use super::error::SmppError;
 use super::pdu::{Body, CommandId, DataSm, Header, Pdu, SmeAddr, SubmitSm, SubmitSmResp};
 use super::receipt::{is_delivered, is_failed, IdSource, Receipt};
 use super::status::{CommandStatus, StatusClass};
 use crate::message::Message;
 use crate::smsc::{
-    ConnIndex, MoAnswer, MoToken, Permanence, SmscClient, SmscEvent, StatusReport, SubmitError,
-    SubmitId,
+    ConnIndex, LongMessages, MoAnswer, MoToken, Permanence, SmscClient, SmscEvent, StatusReport,
+    SubmitError, SubmitId,
 };
 
 /// Largest sequence number; the next one is 1 again.
@@ -844,6 +844,10 @@ impl SmscClient for SmppClient {
         }
     }
 
+    fn long_messages(&self) -> LongMessages {
+        self.config.long_messages
+    }
+
     fn submit_room(&self) -> usize {
         let transmitter_bound = self.conns[0].state == ConnState::Bound;
         if !self.is_bound()
@@ -866,7 +870,8 @@ impl SmscClient for SmppClient {
             reason: e.to_string(),
             code: unencodable_status(&e).0,
         };
-        let mut sm = submit_sm(message, &self.config.text).map_err(unencodable)?;
+        let mut sm = submit_sm_long(message, &self.config.text, self.config.long_messages)
+            .map_err(unencodable)?;
         self.config.source_numbering.apply(&mut sm.source);
         self.config.destination_numbering.apply(&mut sm.destination);
         sm.registered_delivery = self.config.registered_delivery;
