@@ -27,6 +27,8 @@ pub enum MessageError {
     AddressCharacter(String),
     #[error("payload of {0} bytes exceeds the {MAX_PAYLOAD}-byte limit of a message")]
     PayloadTooLong(usize),
+    #[error("message needs {0} SMS; a concatenated SMS has at most 255 parts")]
+    TooManyParts(usize),
     #[error("message kind {0} is unknown")]
     UnknownKind(u8),
     #[error("delivery report state {0} is unknown")]
@@ -245,7 +247,13 @@ impl Message {
         m.to = Address::new(to)?;
         m.coding = coding;
         m.set_payload(data)?;
-        Ok(m)
+        // Refused here, at the sender, rather than by the buffer server later.
+        match crate::sms::concat::split_message(&m, crate::sms::concat::RefWidth::Eight) {
+            Err(crate::sms::ConcatError::TooManyParts { parts }) => {
+                Err(MessageError::TooManyParts(parts))
+            }
+            _ => Ok(m),
+        }
     }
 
     /// Replace the payload, reusing the buffer (no allocation when it is big enough).
@@ -410,6 +418,19 @@ mod tests {
         assert_eq!(
             Message::binary("1", "2", &big).unwrap_err(),
             MessageError::PayloadTooLong(MAX_PAYLOAD + 1)
+        );
+    }
+
+    #[test]
+    fn a_message_beyond_255_parts_is_refused_when_built() {
+        assert!(Message::text("1", "2", &"x".repeat(153 * 255)).is_ok());
+        assert_eq!(
+            Message::text("1", "2", &"x".repeat(153 * 255 + 1)).unwrap_err(),
+            MessageError::TooManyParts(256)
+        );
+        assert_eq!(
+            Message::binary("1", "2", &[0; 134 * 255 + 1]).unwrap_err(),
+            MessageError::TooManyParts(256)
         );
     }
 

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use crate::message::Message;
 pub use crate::sms::concat::LongMessages;
+pub use crate::sms::number::AddressSide;
 
 /// Our identifier of a submitted message: the sequence number the link's ring gave it.
 pub type SubmitId = u64;
@@ -40,6 +41,9 @@ pub enum MoAnswer {
     Accept,
     /// Not taken now; the SMSC should deliver it again later (SMPP: ESME_RX_T_APPN).
     RetryLater,
+    /// Never taken: this address of it cannot be attributed (CIMD2 error 306 or 300;
+    /// SMPP ESME_RINVSRCADR or ESME_RINVDSTADR).
+    Refuse(AddressSide),
 }
 
 /// The outcome of a submitted message as far as the SMSC has decided it.
@@ -98,6 +102,13 @@ pub enum SmscEvent {
     Mo {
         token: MoToken,
         message: Box<Message>,
+    },
+    /// An MO whose originator or destination has no normal form (`sms::number`);
+    /// the bridge answers it `MoAnswer::Refuse(side)`.
+    MoUnattributable {
+        token: MoToken,
+        side: AddressSide,
+        detail: String,
     },
     /// A delivery status report; answer it with `answer(token, ..)`.
     StatusReport {

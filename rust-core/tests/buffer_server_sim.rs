@@ -987,6 +987,7 @@ impl Sim {
                 BridgeEvent::OutcomeRefused { seq, error } => {
                     self.fail(format!("the link refused the outcome of MT {seq}: {error}"))
                 }
+                BridgeEvent::MoRefused { detail } => self.fail(format!("MO refused: {detail}")),
             }
         }
     }

@@ -69,6 +69,8 @@ pub enum BridgeEvent {
     SmscViolation { detail: String },
     /// An MT cannot be expressed in the SMSC's protocol: it was reported rejected.
     MtUnencodable { seq: u64, reason: String },
+    /// An MO was refused: its originator or destination cannot be attributed.
+    MoRefused { detail: String },
     /// The link refused an MT's outcome (a bug if it ever happens; logged).
     OutcomeRefused { seq: u64, error: String },
 }
@@ -79,6 +81,9 @@ pub struct SmscStats {
     pub logged_in: bool,
     pub connects: u64,
     pub mo_received: u64,
+    /// MO refused because an address had no normal form (empty, national without a
+    /// country code...).
+    pub mo_unattributable: u64,
     /// MO held unanswered at the SMSC because the ring was full.
     pub mo_backpressured: u64,
     /// Held MO answered "retry later" once held for the protocol's limit.
@@ -313,6 +318,15 @@ impl Bridge {
                     self.stats.mo_backpressured += 1;
                     self.held_mo.push_back((token, *message, now));
                 }
+            }
+            SmscEvent::MoUnattributable {
+                token,
+                side,
+                detail,
+            } => {
+                self.stats.mo_unattributable += 1;
+                self.smsc.answer(token, MoAnswer::Refuse(side), now);
+                self.events.push_back(BridgeEvent::MoRefused { detail });
             }
             SmscEvent::StatusReport { token, .. } => {
                 self.stats.status_reports += 1;

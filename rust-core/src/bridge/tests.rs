@@ -473,3 +473,31 @@ fn an_mo_held_past_the_protocols_limit_is_handed_back_to_retry_later() {
     assert_eq!(w.bridge.stats().mo_deferred, 1);
     assert!(w.bridge.is_idle());
 }
+
+#[test]
+fn an_unattributable_mo_is_refused_counted_and_never_reaches_the_link() {
+    let mut w = World::new(1, 8);
+    w.smsc
+        .0
+        .lock()
+        .events
+        .push_back(SmscEvent::MoUnattributable {
+            token: MoToken(5),
+            side: crate::smsc::AddressSide::Originator,
+            detail: "empty originator".into(),
+        });
+    w.pump();
+    assert_eq!(
+        w.smsc.0.lock().answers,
+        vec![(
+            MoToken(5),
+            MoAnswer::Refuse(crate::smsc::AddressSide::Originator)
+        )]
+    );
+    assert_eq!(w.bridge.stats().mo_unattributable, 1);
+    assert!(matches!(
+        w.bridge.poll_event(),
+        Some(BridgeEvent::MoRefused { .. })
+    ));
+    assert!(w.im_received().is_empty());
+}

@@ -285,6 +285,14 @@ impl SmscDriver {
                     );
                     continue;
                 }
+                BridgeEvent::MoRefused { detail } => {
+                    crate::slog!(
+                        Level::Warn,
+                        "smsc={} event=mo_refused detail=\"{detail}\"",
+                        self.addr
+                    );
+                    continue;
+                }
                 BridgeEvent::OutcomeRefused { seq, error } => {
                     crate::slog!(
                         Level::Warn,

@@ -2,6 +2,7 @@
 //! the SMSC's delivers to the application, answering each only when the application
 //! says so (that is how a full buffer back-pressures the SMSC).
 
+use crate::sms::number::NumberConfig;
 use std::time::{Duration, Instant};
 
 use super::core::{negative, positive, Answer, Core, Role, SessionEvent, ERR_SYNTAX};
@@ -27,6 +28,9 @@ pub struct ClientConfig {
     pub checksum: bool,
     /// Largest packet the decoder accepts, in bytes.
     pub max_packet: usize,
+    /// How this SMSC writes numbers (CIMD2 has no type of number): MO addresses are
+    /// put in normal form by it, MT recipients written back (`Cimd2Client`).
+    pub numbers: NumberConfig,
 }
 
 impl Default for ClientConfig {
@@ -39,6 +43,7 @@ impl Default for ClientConfig {
             max_retries: 2,
             checksum: true,
             max_packet: 4096,
+            numbers: NumberConfig::default(),
         }
     }
 }

@@ -47,9 +47,10 @@ use super::pdu::{Body, CommandId, DataSm, Header, Pdu, SmeAddr, SubmitSm, Submit
 use super::receipt::{is_delivered, is_failed, IdSource, Receipt};
 use super::status::{CommandStatus, StatusClass};
 use crate::message::Message;
+use crate::sms::number::{attribute_mo, Ton};
 use crate::smsc::{
-    ConnIndex, LongMessages, MoAnswer, MoToken, Permanence, SmscClient, SmscEvent, StatusReport,
-    SubmitError, SubmitId,
+    AddressSide, ConnIndex, LongMessages, MoAnswer, MoToken, Permanence, SmscClient, SmscEvent,
+    StatusReport, SubmitError, SubmitId,
 };
 
 /// Largest sequence number; the next one is 1 again.
@@ -611,11 +612,26 @@ impl SmppClient {
             return;
         }
         match message_from_sm(&sm, &self.config.text) {
-            Ok(message) => {
+            Ok(mut message) => {
                 let token = self.new_token(delivery);
-                self.events.push_back(SmscEvent::Mo {
-                    token,
-                    message: Box::new(message),
+                let from = sm.source.addr.to_string_lossy();
+                let to = sm.destination.addr.to_string_lossy();
+                let attributed = attribute_mo(
+                    &mut message,
+                    (&from, Ton::from_smpp(sm.source.ton)),
+                    (&to, Ton::from_smpp(sm.destination.ton)),
+                    &self.config.numbers,
+                );
+                self.events.push_back(match attributed {
+                    Ok(()) => SmscEvent::Mo {
+                        token,
+                        message: Box::new(message),
+                    },
+                    Err((side, e)) => SmscEvent::MoUnattributable {
+                        token,
+                        side,
+                        detail: format!("deliver_sm from {from:?} to {to:?}: {e}"),
+                    },
                 });
             }
             Err(e) => self.refuse_delivery(conn, sequence, kind, e),
@@ -892,6 +908,8 @@ impl SmscClient for SmppClient {
         let status = match answer {
             MoAnswer::Accept => CommandStatus::ESME_ROK,
             MoAnswer::RetryLater => CommandStatus::ESME_RX_T_APPN,
+            MoAnswer::Refuse(AddressSide::Originator) => CommandStatus::ESME_RINVSRCADR,
+            MoAnswer::Refuse(AddressSide::Destination) => CommandStatus::ESME_RINVDSTADR,
         };
         self.send(
             d.conn,
