@@ -68,6 +68,8 @@ pub struct StatusReport {
     pub delivered: bool,
     /// The SMSC gave up on the message (a final failure); neither flag: still trying.
     pub failed: bool,
+    /// With `failed`: it gave up because the validity period ran out.
+    pub expired: bool,
     /// The protocol's own status and error codes, for logs.
     pub status: u32,
     pub error: Option<u32>,
@@ -160,6 +162,12 @@ pub trait SmscClient: Send {
     /// How a message longer than one SMS is sent: as a concatenated SMS whose parts
     /// carry a user data header (CIMD2; SMPP by default), as parts with SMPP's sar_*
     /// TLVs, or whole (SMPP's message_payload).
+    /// The SMSC's message id is unique only together with the recipient (CIMD2's
+    /// service centre timestamp): reports are then matched on both.
+    fn report_id_needs_recipient(&self) -> bool {
+        false
+    }
+
     fn long_messages(&self) -> LongMessages {
         LongMessages::Udh(crate::sms::concat::RefWidth::Eight)
     }

@@ -27,6 +27,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+mod reports;
+
+use reports::{Fold, Reports};
+
 use crate::link::Endpoint;
 use crate::message::{Message, Part};
 use crate::ring::Outcome;
@@ -69,6 +73,9 @@ pub enum BridgeEvent {
     SmscViolation { detail: String },
     /// An MT cannot be expressed in the SMSC's protocol: it was reported rejected.
     MtUnencodable { seq: u64, reason: String },
+    /// A status report named a message id no MT of ours had (or had any more); it
+    /// was acknowledged to the SMSC and counted.
+    ReportUnknown { smsc_id: String },
     /// An MO was refused: its originator or destination cannot be attributed.
     MoRefused { detail: String },
     /// The link refused an MT's outcome (a bug if it ever happens; logged).
@@ -97,6 +104,12 @@ pub struct SmscStats {
     /// Temporary refusals (throttling, congestion): the message is tried again.
     pub mt_temporary_failures: u64,
     pub status_reports: u64,
+    /// Report messages put on the link (all parts of a message folded into one).
+    pub reports_forwarded: u64,
+    /// Status reports for a message id we do not know: acknowledged and dropped.
+    pub reports_unknown: u64,
+    /// Accepted MT whose final report has not come yet (a gauge).
+    pub reports_awaited: u64,
     pub violations: u64,
 }
 
@@ -106,6 +119,8 @@ pub struct SmscStats {
 struct Mt {
     seq: u64,
     parts: Vec<MtPart>,
+    /// Its group in `reports`, once a part was accepted.
+    report_group: Option<u64>,
 }
 
 /// One submit of an MT.
@@ -136,6 +151,11 @@ pub struct Bridge {
     mt: VecDeque<Mt>,
     /// Concatenation references, per destination.
     references: ReferenceAllocator,
+    /// SMSC message ids of accepted MT, for their status reports.
+    reports: Reports,
+    /// Report messages the ring could not take yet (their SMSC reports were
+    /// answered already).
+    held_reports: VecDeque<Message>,
     events: VecDeque<BridgeEvent>,
     stats: SmscStats,
     shutting_down: bool,
@@ -160,6 +180,8 @@ impl Bridge {
             held_mo: VecDeque::new(),
             mt: VecDeque::new(),
             references: ReferenceAllocator::new(),
+            reports: Reports::default(),
+            held_reports: VecDeque::new(),
             events: VecDeque::new(),
             stats: SmscStats::default(),
             shutting_down: false,
@@ -169,7 +191,10 @@ impl Bridge {
     // ---- getters ----
 
     pub fn stats(&self) -> SmscStats {
-        self.stats
+        SmscStats {
+            reports_awaited: self.reports.open_groups() as u64,
+            ..self.stats
+        }
     }
 
     pub fn protocol(&self) -> &'static str {
@@ -181,9 +206,10 @@ impl Bridge {
         self.smsc.is_open()
     }
 
-    /// Nothing is half-way: no MO waiting for the ring, no MT waiting for the SMSC.
+    /// Nothing is half-way: no MO or report waiting for the ring, no MT waiting for
+    /// the SMSC.
     pub fn is_idle(&self) -> bool {
-        self.held_mo.is_empty() && self.mt.is_empty()
+        self.held_mo.is_empty() && self.mt.is_empty() && self.held_reports.is_empty()
     }
 
     /// MT taken from the link and not yet decided by the SMSC.
@@ -241,6 +267,12 @@ impl Bridge {
         }
         self.store_held_mo(link, now);
         self.defer_held_mo(now);
+        self.store_held_reports(link);
+        let mut unknown = Vec::new();
+        self.reports.expire(now, &mut unknown);
+        for smsc_id in unknown {
+            self.report_unknown(smsc_id);
+        }
         self.submit_mt(link, now);
         if self.shutting_down && self.mt.is_empty() && self.smsc.is_open() {
             self.smsc.logout(now);
@@ -270,10 +302,15 @@ impl Bridge {
             .smsc
             .mo_hold_limit()
             .and_then(|limit| self.held_mo.front().map(|(_, _, since)| *since + limit));
-        [self.smsc.poll_timeout(), retry, defer]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.smsc.poll_timeout(),
+            retry,
+            defer,
+            self.reports.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn poll_event(&mut self) -> Option<BridgeEvent> {
@@ -297,7 +334,7 @@ impl Bridge {
                 }
                 self.events.push_back(BridgeEvent::SmscDown { reason });
             }
-            SmscEvent::Accepted { id, .. } => self.on_accepted(link, id),
+            SmscEvent::Accepted { id, smsc_id } => self.on_accepted(link, id, smsc_id, now),
             SmscEvent::Rejected {
                 id,
                 code,
@@ -328,8 +365,21 @@ impl Bridge {
                 self.smsc.answer(token, MoAnswer::Refuse(side), now);
                 self.events.push_back(BridgeEvent::MoRefused { detail });
             }
-            SmscEvent::StatusReport { token, .. } => {
+            SmscEvent::StatusReport { token, report } => {
                 self.stats.status_reports += 1;
+                let recipient = self
+                    .smsc
+                    .report_id_needs_recipient()
+                    .then_some(report.recipient.as_str());
+                let key = Reports::key(&report.smsc_id, recipient);
+                let smsc_id = report.smsc_id.clone();
+                match self.reports.report(key, report, now) {
+                    Fold::Tell(message) => self.forward_report(message, link),
+                    Fold::Folded | Fold::Early => {}
+                    Fold::Unknown => self.report_unknown(smsc_id),
+                }
+                // Answered at once: a report is worth less than holding the SMSC up,
+                // and one that cannot be matched must not come back forever.
                 self.smsc.answer(token, MoAnswer::Accept, now);
             }
             SmscEvent::Violation { detail } => {
@@ -381,14 +431,38 @@ impl Bridge {
             .find_map(|(i, m)| m.parts.iter().position(|p| p.id == id).map(|p| (i, p)))
     }
 
-    /// A part was accepted; the message is, once all its parts are.
-    fn on_accepted(&mut self, link: &mut Endpoint, id: SubmitId) {
+    /// A part was accepted; the message is, once all its parts are. Its SMSC id is
+    /// filed for the status reports to come (some may have come already).
+    fn on_accepted(
+        &mut self,
+        link: &mut Endpoint,
+        id: SubmitId,
+        smsc_id: Option<String>,
+        now: Instant,
+    ) {
         let Some((i, p)) = self.find_part(id) else {
             return;
         };
         let mt = &mut self.mt[i];
         mt.parts[p].accepted = true;
         mt.parts[p].submitted = false;
+        if let Some(smsc_id) = smsc_id {
+            let parts = mt.parts.len().min(255) as u8;
+            let group = *mt
+                .report_group
+                .get_or_insert_with(|| self.reports.open(&mt.parts[0].message, parts, now));
+            let recipient = self
+                .smsc
+                .report_id_needs_recipient()
+                .then(|| to_smsc_digits(&mt.parts[p].message));
+            let key = Reports::key(&smsc_id, recipient.as_deref());
+            let mut early = Vec::new();
+            self.reports.file(group, key, &mut early);
+            for message in early {
+                self.forward_report(message, link);
+            }
+        }
+        let mt = &mut self.mt[i];
         if mt.parts.iter().all(|p| p.accepted) {
             let seq = mt.seq;
             if self.finish_mt(link, seq, Outcome::Accepted) {
@@ -402,25 +476,19 @@ impl Bridge {
     /// that cannot be split (over 255 parts) is submitted whole, so that the session
     /// refuses it with its protocol's code.
     fn plan_mt(&mut self, seq: u64, message: &Message) -> Mt {
-        let single = |message: &Message| vec![MtPart::new(seq, message.clone())];
+        let single = || Mt {
+            seq,
+            parts: vec![MtPart::new(seq, message.clone())],
+            report_group: None,
+        };
         let width = match self.smsc.long_messages() {
-            LongMessages::Whole => {
-                return Mt {
-                    seq,
-                    parts: single(message),
-                }
-            }
+            LongMessages::Whole => return single(),
             LongMessages::Udh(width) => width,
             LongMessages::Sar => RefWidth::Sixteen,
         };
         let split = match split_message(message, width) {
             Ok(split) if split.is_concatenated() => split,
-            _ => {
-                return Mt {
-                    seq,
-                    parts: single(message),
-                }
-            }
+            _ => return single(),
         };
         let reference = self.references.next(&message.to, width);
         let total = split.total() as u8;
@@ -440,7 +508,35 @@ impl Bridge {
                 MtPart::new(part_submit_id(seq, index), part)
             })
             .collect();
-        Mt { seq, parts }
+        Mt {
+            seq,
+            parts,
+            report_group: None,
+        }
+    }
+
+    /// Put a report message on the link (or hold it until the ring has room).
+    fn forward_report(&mut self, message: Message, link: &mut Endpoint) {
+        self.stats.reports_forwarded += 1;
+        if self.held_reports.is_empty() && link.send(&message).is_ok() {
+            return;
+        }
+        self.held_reports.push_back(message);
+    }
+
+    fn store_held_reports(&mut self, link: &mut Endpoint) {
+        while let Some(message) = self.held_reports.front() {
+            if link.send(message).is_err() {
+                return;
+            }
+            self.held_reports.pop_front();
+        }
+    }
+
+    fn report_unknown(&mut self, smsc_id: String) {
+        self.stats.reports_unknown += 1;
+        self.events
+            .push_back(BridgeEvent::ReportUnknown { smsc_id });
     }
 
     /// The SMSC decided `seq`: report the outcome over the link and forget it.
@@ -526,6 +622,17 @@ impl Bridge {
             }
         }
     }
+}
+
+/// The recipient as a report names it: its digits (reports write numbers as they
+/// please, with or without `+`).
+fn to_smsc_digits(message: &Message) -> String {
+    message
+        .to
+        .as_str()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect()
 }
 
 impl MtPart {

@@ -501,3 +501,67 @@ fn an_unattributable_mo_is_refused_counted_and_never_reaches_the_link() {
     ));
     assert!(w.im_received().is_empty());
 }
+
+#[test]
+fn status_reports_of_all_parts_reach_the_im_side_as_one_report_with_the_client_ref() {
+    let mut w = World::new(4, 8);
+    let mut mt = Message::text("1000", "+4670", &"z".repeat(200)).unwrap();
+    mt.client_ref = 77;
+    let seq = w.im.send(&mt).unwrap();
+    w.pump();
+    let ids: Vec<SubmitId> = (1..=2)
+        .map(|i| crate::smsc::part_submit_id(seq, i))
+        .collect();
+    // Part 2's report comes before the answer that names its id.
+    let report = |id: &str, delivered: bool| SmscEvent::StatusReport {
+        token: MoToken(9),
+        report: crate::smsc::StatusReport {
+            smsc_id: id.into(),
+            recipient: "4670".into(),
+            delivered,
+            ..Default::default()
+        },
+    };
+    w.smsc.0.lock().events.push_back(report("id-2", true));
+    w.pump();
+    for (id, smsc_id) in ids.iter().zip(["id-1", "id-2"]) {
+        w.smsc.answer_submit(SmscEvent::Accepted {
+            id: *id,
+            smsc_id: Some(smsc_id.into()),
+        });
+    }
+    w.pump();
+    assert_eq!(w.outcomes(), vec![(seq, Outcome::Accepted)]);
+    assert!(
+        w.im.next_received().is_none(),
+        "one part is not the message"
+    );
+    w.smsc.0.lock().events.push_back(report("id-1", true));
+    w.smsc.0.lock().events.push_back(report("nobody", true));
+    w.pump();
+    let (_, got) = w.im.next_received().expect("the report");
+    assert_eq!(got.client_ref, 77);
+    assert_eq!((got.from.as_str(), got.to.as_str()), ("+4670", "1000"));
+    assert_eq!(
+        got.as_report(),
+        Some(&crate::message::Report {
+            state: crate::message::ReportState::Delivered,
+            error: 0,
+            parts: 2
+        })
+    );
+    assert!(w.im.next_received().is_none(), "folded into one");
+    // Every report was answered; the unknown one is counted once it has waited.
+    assert_eq!(w.smsc.0.lock().answers.len(), 3);
+    w.advance(Duration::from_secs(61));
+    let s = w.bridge.stats();
+    assert_eq!(
+        (
+            s.status_reports,
+            s.reports_forwarded,
+            s.reports_unknown,
+            s.reports_awaited
+        ),
+        (3, 1, 1, 0)
+    );
+}

@@ -13,6 +13,8 @@ use crate::smsc::{
 
 /// The CIMD2 status code (061) that means "delivered".
 const DELIVERED: u32 = 4;
+/// The CIMD2 status code (061) that means "validity period expired".
+const EXPIRED: u32 = 2;
 /// Status codes the SMSC reports once it has given up on a message.
 const FAILED: [u32; 6] = [2, 3, 6, 7, 8, 9];
 
@@ -109,6 +111,7 @@ fn neutral_report(r: StatusReport) -> smsc::StatusReport {
         recipient: r.destination,
         delivered: r.status == DELIVERED,
         failed: FAILED.contains(&r.status),
+        expired: r.status == EXPIRED,
         status: r.status,
         error: r.status_error,
     }
@@ -141,6 +144,10 @@ impl SmscClient for Cimd2Client {
         if let Some(session) = self.session.as_mut() {
             session.handle_timeout(now);
         }
+    }
+
+    fn report_id_needs_recipient(&self) -> bool {
+        true
     }
 
     fn submit_room(&self) -> usize {
@@ -279,13 +286,7 @@ mod tests {
         let mut c = logged_in(NumberConfig::default(), now);
         for (n, from, to, side, code) in [
             (6, "", "1000", AddressSide::Originator, "306"),
-            (
-                8,
-                "4670000001",
-                "0700000001",
-                AddressSide::Destination,
-                "300",
-            ),
+            (8, "4670000001", "+46+7", AddressSide::Destination, "300"),
         ] {
             let event = deliver(&mut c, n, from, to, now);
             let SmscEvent::MoUnattributable { token, side: s, .. } = event else {

@@ -10,7 +10,7 @@ pub use crate::bridge::SmscStats;
 use crate::cimd2::session::ClientConfig;
 use crate::journal::JournalConfig;
 use crate::link::{Counters, LinkConfig};
-use crate::message::Message;
+use crate::message::{Message, ReportState};
 use crate::ring::{Cursors, Outcome, RxCursors, SlotState};
 use crate::smsc::SmscClient;
 use thiserror::Error;
@@ -217,6 +217,18 @@ pub enum NodeEvent {
         link: LinkId,
         seq: u64,
         message: Box<Message>,
+    },
+    /// A delivery report on an MT this side sent with `client_ref`: the SMSC's word
+    /// on whether the phone got it (all parts of a long message folded into one).
+    /// The node acknowledges the report itself when it hands it over.
+    Report {
+        link: LinkId,
+        client_ref: u64,
+        state: ReportState,
+        /// The protocol's error code (0: none or unknown).
+        error: u32,
+        /// How many SMS the message took.
+        parts: u8,
     },
     /// A message we sent changed state (Sent, Confirmed, Processed with outcome).
     Status {

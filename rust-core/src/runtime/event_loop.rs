@@ -24,6 +24,7 @@ use super::spsc::{self, Consumer, Producer};
 use super::Backoff;
 use crate::bridge::Bridge;
 use crate::link::{Endpoint, Event as LinkEvent};
+use crate::ring::Outcome;
 
 const WAKER: Token = Token(usize::MAX - 1);
 /// Tokens of a link: its listener, its connection, then its SMSC connections.
@@ -480,15 +481,28 @@ impl EventLoop {
                 let Some((seq, message)) = link.endpoint.next_received() else {
                     break;
                 };
-                let ev = NodeEvent::Received {
+                let report = message.as_report().map(|r| NodeEvent::Report {
+                    link: id,
+                    client_ref: message.client_ref,
+                    state: r.state,
+                    error: r.error,
+                    parts: r.parts,
+                });
+                let is_report = report.is_some();
+                let ev = report.unwrap_or_else(|| NodeEvent::Received {
                     link: id,
                     seq,
                     message: Box::new(message.clone()),
-                };
+                });
                 if self.events.push(ev).is_err() {
                     break;
                 }
                 pushed = true;
+                if is_report {
+                    // A report asks nothing of the application: it is handed over,
+                    // and its slot freed, in one step.
+                    let _ = link.endpoint.mark_processed(seq, Outcome::Accepted);
+                }
             }
         }
         if pushed {

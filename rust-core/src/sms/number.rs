@@ -62,7 +62,7 @@ pub enum Unattributable {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NumberConfig {
     /// The country calling code of the SMSC's national numbers (`"46"`); without it a
-    /// national number cannot be put in normal form.
+    /// national number is kept as it came (it names someone, in that country).
     pub country_code: Option<String>,
     /// How a national number starts when dialled (trunk prefix).
     pub national_prefix: String,
@@ -92,8 +92,6 @@ impl Default for NumberConfig {
 pub enum NumberError {
     #[error("the address is empty")]
     Empty,
-    #[error("{0:?} is a national number and no country code is configured")]
-    NoCountryCode(String),
     #[error("{0:?} is not a number")]
     NotANumber(String),
     #[error(transparent)]
@@ -123,7 +121,7 @@ pub fn normalize(raw: &str, ton: Ton, config: &NumberConfig) -> Result<Address, 
     };
     let national = |rest: &str| match &config.country_code {
         Some(cc) => international(&format!("{cc}{rest}")),
-        None => Err(NumberError::NoCountryCode(raw.to_owned())),
+        None => Ok(Address::new(&compact)?),
     };
     let intl_prefix = config.international_prefix.as_str();
     let nat_prefix = config.national_prefix.as_str();
@@ -262,14 +260,9 @@ mod tests {
         let c = NumberConfig::default();
         assert_eq!(norm("", Ton::Unknown, &c), Err(NumberError::Empty));
         assert_eq!(norm(" - ", Ton::Unknown, &c), Err(NumberError::Empty));
-        assert_eq!(
-            norm("0700000001", Ton::Unknown, &c),
-            Err(NumberError::NoCountryCode("0700000001".into()))
-        );
-        assert_eq!(
-            norm("700000001", Ton::National, &c),
-            Err(NumberError::NoCountryCode("700000001".into()))
-        );
+        // Without a country code a national number stays as it came.
+        assert_eq!(norm("0700000001", Ton::Unknown, &c).unwrap(), "0700000001");
+        assert_eq!(norm("700000001", Ton::National, &c).unwrap(), "700000001");
         assert_eq!(
             norm("+46+7", Ton::Unknown, &c),
             Err(NumberError::NotANumber("+46+7".into()))
@@ -295,22 +288,22 @@ mod tests {
         let err = attribute_mo(
             &mut m,
             ("4670", Ton::Unknown),
-            ("0700000001", Ton::Unknown),
+            ("+46+7", Ton::Unknown),
             &plain,
         );
         assert!(matches!(
             err,
-            Err((AddressSide::Destination, NumberError::NoCountryCode(_)))
+            Err((AddressSide::Destination, NumberError::NotANumber(_)))
         ));
         plain.unattributable_mo = Unattributable::PassOn;
         attribute_mo(
             &mut m,
             ("4670", Ton::Unknown),
-            ("0700000001", Ton::Unknown),
+            ("+46+7", Ton::Unknown),
             &plain,
         )
         .unwrap();
-        assert_eq!(m.to.as_str(), "0700000001");
+        assert_eq!(m.to.as_str(), "+46+7");
         let err = attribute_mo(&mut m, ("4670", Ton::Unknown), ("", Ton::Unknown), &plain);
         assert_eq!(err, Err((AddressSide::Destination, NumberError::Empty)));
     }

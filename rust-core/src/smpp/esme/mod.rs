@@ -678,6 +678,7 @@ impl SmppClient {
                 .unwrap_or_else(|_| sm.source.addr.to_string_lossy().into_owned()),
             delivered: is_delivered(state),
             failed: is_failed(state),
+            expired: state == crate::smpp::pdu::message_state::EXPIRED,
             status: u32::from(state),
             error: receipt.error,
         }

@@ -818,6 +818,7 @@ fn a_receipt_is_read_from_its_tlvs_first() {
             recipient: "+4670123".into(),
             delivered: false,
             failed: true,
+            expired: false,
             status: u32::from(message_state::UNDELIVERABLE),
             error: Some(27),
         }
