@@ -192,7 +192,9 @@ pub struct Message {
     pub client_ref: u64,
     pub kind: MessageKind,
     /// Set on an MO that is one part of a concatenated SMS; `None` otherwise (an MT
-    /// is always the whole text: the buffer server splits it).
+    /// is always the whole text: the buffer server splits it). On a message the
+    /// node hands to the application after joining its parts: `None` when whole,
+    /// else the first part that never came.
     pub part: Option<Part>,
     payload: Vec<u8>,
 }

@@ -6,6 +6,7 @@
 
 pub mod concat;
 pub mod number;
+pub mod reassembly;
 pub mod text;
 
 /// Longest alphanumeric originator an SMS carries (GSM 03.40 TP-OA: 11 characters).
