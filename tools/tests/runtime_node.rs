@@ -44,6 +44,8 @@ struct Seen {
     received: Vec<String>,
     processed: HashMap<u64, Outcome>,
     ups: usize,
+    /// Delivery reports: (client_ref, state, parts).
+    reports: Vec<(u64, smslink::message::ReportState, u8)>,
 }
 
 /// Pump events from both nodes until `done` or the deadline; the application on each
@@ -74,6 +76,12 @@ fn pump(
             );
         }
         NodeEvent::LinkUp { .. } => seen[i].ups += 1,
+        NodeEvent::Report {
+            client_ref,
+            state,
+            parts,
+            ..
+        } => seen[i].reports.push((client_ref, state, parts)),
         _ => {}
     };
     while !done(seen) {
@@ -102,7 +110,8 @@ fn pump(
 
 fn send_all(node: &Node, prefix: &str, n: usize, deadline: Instant) {
     for i in 0..n {
-        let m = Message::text("100", "200", &format!("{prefix} {i}")).unwrap();
+        let mut m = Message::text("100", "200", &format!("{prefix} {i}")).unwrap();
+        m.client_ref = i as u64;
         loop {
             match node.send(&m) {
                 Ok(r) => {
@@ -332,6 +341,7 @@ fn buffer_server_between_im_node_and_smsc() {
         ClientConfig {
             user: "smslink".into(),
             password: "secret".into(),
+            status_report_request: 14,
             ..ClientConfig::default()
         },
     ));
@@ -341,9 +351,17 @@ fn buffer_server_between_im_node_and_smsc() {
     std::thread::scope(|s| {
         s.spawn(|| send_all(&im, "mt", N, deadline));
         pump([&im, &bs], &mut seen, Duration::from_secs(60), |s| {
-            s[0].received.len() == N && s[0].processed.len() == N
+            s[0].received.len() == N && s[0].processed.len() == N && s[0].reports.len() == N
         });
     });
+    // Every MT's delivery report came back over the link, naming its client_ref.
+    let mut refs: Vec<u64> = seen[0].reports.iter().map(|r| r.0).collect();
+    refs.sort_unstable();
+    assert_eq!(refs, (0..N as u64).collect::<Vec<_>>());
+    assert!(seen[0]
+        .reports
+        .iter()
+        .all(|r| r.1 == smslink::message::ReportState::Delivered && r.2 == 1));
     // Every MT reached the SMSC once, in order, and was reported Accepted.
     assert!(seen[0].processed.values().all(|o| *o == Outcome::Accepted));
     let (counters, _) = sim.wait_for(Duration::from_secs(5), |c| c.submits_accepted >= N as u64);
