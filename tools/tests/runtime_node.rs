@@ -487,3 +487,41 @@ fn parts_of_a_long_mo_reach_the_application_as_one_message() {
     bs.shutdown(Duration::ZERO);
     im.shutdown(Duration::ZERO);
 }
+
+/// A receiving ring full of parts whose other parts wait behind it cannot wait for
+/// the timeout: the oldest message is handed over incomplete at once, its
+/// acknowledgement frees room, and the traffic goes on.
+#[test]
+fn a_ring_full_of_waiting_parts_gives_up_its_oldest_message() {
+    use smslink::message::Part;
+    let mut link = link_config("im", "bs");
+    link.capacity = 4;
+    let spec = LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap()));
+    let im = Node::start(NodeConfig::new(vec![spec])).unwrap();
+    let mut bs_link = link_config("bs", "im");
+    bs_link.capacity = 8;
+    let mut cfg = bs_config(im.local_addr(0).unwrap());
+    cfg.links[0].config = bs_link;
+    let bs = Node::start(cfg).unwrap();
+    // Six first parts of six two-part messages (six senders): no message can finish.
+    for i in 0..6u16 {
+        let mut m = Message::text(&format!("+46700000{i:02}"), "1000", &format!("p{i}")).unwrap();
+        m.part = Some(Part::new(i, 2, 1).unwrap());
+        bs.send(&m).unwrap();
+    }
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while got.len() < 3 && Instant::now() < end {
+        while bs.try_event().is_some() {}
+        if let Some(NodeEvent::Received { link, seq, message }) =
+            im.wait_event(Some(Duration::from_millis(20)))
+        {
+            got.push(message.text_str().unwrap_or("").to_owned());
+            im.ack(link, seq, Outcome::Accepted).unwrap();
+        }
+    }
+    // Oldest first, well before the 600 s timeout.
+    assert_eq!(got, ["p0", "p1", "p2"]);
+    bs.shutdown(Duration::ZERO);
+    im.shutdown(Duration::ZERO);
+}
