@@ -525,3 +525,83 @@ fn a_ring_full_of_waiting_parts_gives_up_its_oldest_message() {
     bs.shutdown(Duration::ZERO);
     im.shutdown(Duration::ZERO);
 }
+
+/// A long MT over SMPP in each of the three ways an SMSC may want it: the simulator
+/// records the parts (or the whole message), they join to the text, the MT has one
+/// outcome, and its receipts come back as one report naming its client_ref.
+#[test]
+fn a_long_mt_over_smpp_in_every_long_message_mode() {
+    use smslink::sms::concat::RefWidth;
+    use smslink::smsc::LongMessages;
+    use smslink_tools::smsc_sim::Protocol;
+    // 356 septets ('€' takes two): 3 parts with either header.
+    let text: String = (0..50).map(|i| format!("word{i:02} ")).collect::<String>() + "€ end";
+    for (mode, parts) in [
+        (LongMessages::Udh(RefWidth::Eight), 3u8),
+        (LongMessages::Sar, 3),
+        (LongMessages::Whole, 1),
+    ] {
+        let dir = std::env::temp_dir().join(format!("smslink-rt-smpp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let record = dir.join(format!("record-{parts}-{mode:?}.jsonl"));
+        let _ = std::fs::remove_file(&record);
+        let sim = SmscSim::start(SimConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            user: "alice".into(),
+            password: "pw".into(),
+            record: Some(record.clone()),
+            mo_count: 0,
+            log: false,
+            ..SimConfig::for_protocol(Protocol::Smpp)
+        })
+        .unwrap();
+        let im = im_node();
+        let mut cfg = bs_config(im.local_addr(0).unwrap());
+        cfg.links[0].smsc = Some(SmscSpec::smpp(
+            sim.local_addr(),
+            smslink::smpp::SmppConfig {
+                system_id: "alice".into(),
+                password: "pw".into(),
+                long_messages: mode,
+                ..smslink::smpp::SmppConfig::default()
+            },
+        ));
+        let bs = Node::start(cfg).unwrap();
+        let mut m = Message::text("12345", "+46700000001", &text).unwrap();
+        m.client_ref = 7;
+        im.send(&m).unwrap();
+        let mut seen = [Seen::default(), Seen::default()];
+        pump([&im, &bs], &mut seen, Duration::from_secs(20), |s| {
+            s[0].processed.len() == 1 && !s[0].reports.is_empty()
+        });
+        assert_eq!(
+            seen[0].processed.get(&1),
+            Some(&Outcome::Accepted),
+            "{mode:?}"
+        );
+        assert_eq!(
+            seen[0].reports,
+            [(7, smslink::message::ReportState::Delivered, parts)],
+            "{mode:?}"
+        );
+        let (_, ok) = sim.wait_for(Duration::from_secs(5), |c| {
+            c.submits_accepted == u64::from(parts)
+        });
+        assert!(ok, "{mode:?}");
+        let _ = sim.stop();
+        let lines = std::fs::read_to_string(&record).unwrap();
+        let mut recorded: Vec<(u64, String)> = lines
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let index = v["part"][2].as_u64().unwrap_or(1);
+                (index, v["text"].as_str().unwrap().to_owned())
+            })
+            .collect();
+        recorded.sort();
+        let joined: String = recorded.into_iter().map(|r| r.1).collect();
+        assert_eq!(joined, text, "{mode:?}");
+        bs.shutdown(Duration::ZERO);
+        im.shutdown(Duration::ZERO);
+    }
+}
