@@ -88,8 +88,8 @@ pub struct SmscStats {
     pub logged_in: bool,
     pub connects: u64,
     pub mo_received: u64,
-    /// MO refused because an address had no normal form (empty, national without a
-    /// country code...).
+    /// MO refused because an address had no normal form (empty, or not a number
+    /// nor a name).
     pub mo_unattributable: u64,
     /// MO held unanswered at the SMSC because the ring was full.
     pub mo_backpressured: u64,
