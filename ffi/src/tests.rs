@@ -152,13 +152,22 @@ fn out_parameters_are_untouched_on_failure() {
 fn messages_round_trip_through_their_c_form() {
     let mut m = smslink_core::message::Message::binary("Shop", "4670", &[0, 1, 2, 255]).unwrap();
     m.client_ref = 42;
-    let c = smslink_message::from_message(&m);
+    let c = smslink_message::from_message(&m).unwrap();
     assert_eq!(c.payload_len, 4);
     assert_eq!(c.payload[4], 0, "payload is NUL-terminated");
     assert_eq!(c.parse().unwrap(), m);
 
     let t = smslink_core::message::Message::text("1", "2", "héllo").unwrap();
-    assert_eq!(smslink_message::from_message(&t).parse().unwrap(), t);
+    assert_eq!(
+        smslink_message::from_message(&t).unwrap().parse().unwrap(),
+        t
+    );
+
+    // The core carries longer messages than the C struct holds: refused, not cut.
+    let long = "x".repeat(SMSLINK_MAX_PAYLOAD + 1);
+    let l = smslink_core::message::Message::text("1", "2", &long).unwrap();
+    let err = smslink_message::from_message(&l).err().unwrap();
+    assert_eq!(err.code, SMSLINK_BUFFER_TOO_SMALL);
 }
 
 #[test]

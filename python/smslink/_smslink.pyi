@@ -34,6 +34,7 @@ __all__ = [
     "Smsc",
     "SmscDown",
     "Durable",
+    "Report",
     "SmscSim",
     "SmscStats",
     "SmscUp",
@@ -224,6 +225,20 @@ class Durable:
     def client_ref(self) -> int: ...
 
 @final
+class Report:
+    __match_args__: ClassVar[Tuple[str, ...]]
+    @property
+    def link(self) -> str: ...
+    @property
+    def client_ref(self) -> int: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def error_code(self) -> int: ...
+    @property
+    def parts(self) -> int: ...
+
+@final
 class SmscUp:
     __match_args__: ClassVar[Tuple[str, ...]]
 
@@ -239,7 +254,7 @@ class SmscViolation:
     @property
     def detail(self) -> str: ...
 
-_Event = Union[LinkUp, LinkDown, MessageReceived, StatusChanged, Durable, SmscUp, SmscDown, SmscViolation]
+_Event = Union[LinkUp, LinkDown, MessageReceived, StatusChanged, Durable, Report, SmscUp, SmscDown, SmscViolation]
 
 # --- endpoint ---------------------------------------------------------------
 

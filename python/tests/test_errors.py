@@ -78,8 +78,8 @@ def test_message_errors() -> None:
             ep.send("1", "123456789012345678901", "x")
         with pytest.raises(smslink.InvalidMessage, match="not both"):
             ep.send("1", "2", text="a", data=b"b")
-        with pytest.raises(smslink.InvalidMessage, match="640-byte slot"):
-            ep.send("1", "2", "x" * 641)
+        with pytest.raises(smslink.InvalidMessage, match="61440-byte limit"):
+            ep.send("1", "2", "x" * (60 * 1024 + 1))
         with pytest.raises(smslink.InvalidMessage, match="character other than"):
             ep.send("1", "2;3", "x")
         with pytest.raises(smslink.UnknownLink, match=r'no link named "nope"; this endpoint has \["x"\]'):

@@ -164,12 +164,13 @@ pub struct JournalConfig {
 }
 
 impl Default for JournalConfig {
-    /// 64 MiB segments, 1 GiB in all, 4 KiB records, sync on every commit.
+    /// 64 MiB segments, 1 GiB in all, records up to the largest message, sync on
+    /// every commit.
     fn default() -> Self {
         JournalConfig {
             segment_size: 64 << 20,
             max_disk_bytes: 1 << 30,
-            max_record_size: 4096,
+            max_record_size: MAX_RECORD_PAYLOAD,
             sync: SyncPolicy::Always,
             repair: false,
         }

@@ -285,6 +285,22 @@ impl SmscDriver {
                     );
                     continue;
                 }
+                BridgeEvent::ReportUnknown { smsc_id } => {
+                    crate::slog!(
+                        Level::Warn,
+                        "smsc={} event=report_unknown smsc_id=\"{smsc_id}\"",
+                        self.addr
+                    );
+                    continue;
+                }
+                BridgeEvent::MoRefused { detail } => {
+                    crate::slog!(
+                        Level::Warn,
+                        "smsc={} event=mo_refused detail=\"{detail}\"",
+                        self.addr
+                    );
+                    continue;
+                }
                 BridgeEvent::OutcomeRefused { seq, error } => {
                     crate::slog!(
                         Level::Warn,

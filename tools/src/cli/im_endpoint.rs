@@ -115,6 +115,19 @@ fn event_line(ev: &NodeEvent) -> Option<serde_json::Value> {
                 message.payload().iter().map(|b| format!("{b:02X}")).collect::<String>()
             }),
         }),
+        NodeEvent::Report {
+            client_ref,
+            state,
+            error,
+            parts,
+            ..
+        } => json!({
+            "event": "report",
+            "client_ref": client_ref,
+            "state": format!("{state:?}").to_lowercase(),
+            "error": error,
+            "parts": parts,
+        }),
         NodeEvent::Status {
             seq,
             state: SlotState::Processed,

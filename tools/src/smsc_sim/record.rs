@@ -7,7 +7,9 @@ use std::fmt::Write as _;
 use smslink::message::Message;
 
 /// `{"seq":1,"from":"...","to":"...","timestamp":"...","text":"..."}`, with `hex`
-/// (upper-case, two digits per octet) instead of `text` when the payload is not text.
+/// (upper-case, two digits per octet) instead of `text` when the payload is not text,
+/// and `"part":[reference,total,index]` when the submit is a part of a concatenated
+/// SMS.
 pub(super) fn submit_line(seq: u64, message: &Message, timestamp: &str) -> String {
     let mut line = String::with_capacity(96 + message.payload().len() * 2);
     let _ = write!(line, "{{\"seq\":{seq},\"from\":");
@@ -28,6 +30,9 @@ pub(super) fn submit_line(seq: u64, message: &Message, timestamp: &str) -> Strin
             }
             line.push('"');
         }
+    }
+    if let Some(p) = &message.part {
+        let _ = write!(line, ",\"part\":[{},{},{}]", p.reference, p.total, p.index);
     }
     line.push('}');
     line
@@ -81,5 +86,11 @@ mod tests {
                 "hex": "001FABFF",
             })
         );
+
+        let mut part = Message::text("1", "2", "abc").unwrap();
+        part.part = Some(smslink::message::Part::new(300, 3, 2).unwrap());
+        let v: serde_json::Value =
+            serde_json::from_str(&submit_line(9, &part, "260101120002")).expect("valid JSON");
+        assert_eq!(v["part"], serde_json::json!([300, 3, 2]));
     }
 }
