@@ -180,6 +180,16 @@ impl std::str::FromStr for SyncPolicy {
     }
 }
 
+impl JournalConfig {
+    /// Set the disk budget as operators give it (`max_disk_bytes`): a budget below two
+    /// default segments takes smaller segments, so that any budget of at least two
+    /// minimum segments works.
+    pub fn set_max_disk_bytes(&mut self, max: u64) {
+        self.segment_size = self.segment_size.min(max / 2);
+        self.max_disk_bytes = max;
+    }
+}
+
 impl std::fmt::Display for SyncPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -65,9 +65,7 @@ impl JournalArgs {
                 .map_err(|e| format!("journal {e}"))?;
         }
         if let Some(max) = max_disk_bytes {
-            // Small budgets take small segments: the journal needs at least two.
-            config.segment_size = config.segment_size.min(max / 2);
-            config.max_disk_bytes = max;
+            config.set_max_disk_bytes(max);
         }
         Ok(Some(JournalSpec { dir, config }))
     }
