@@ -848,3 +848,50 @@ fn log_lines_reach_the_c_callback_with_target_and_fields() {
     // The callback is no longer called, so `seen` may go.
     drop(seen);
 }
+
+#[test]
+fn the_journal_is_configured_through_the_c_api() {
+    use smslink_core::journal::SyncPolicy;
+    // SAFETY: live pointers throughout; the configuration is freed below.
+    unsafe {
+        let mut cfg = null_mut();
+        assert_eq!(smslink_config_new(&mut cfg), SMSLINK_OK);
+        let rc = smslink_config_set_journal(cfg, c"/tmp/j".as_ptr(), null(), 0);
+        assert_eq!(rc, SMSLINK_OK);
+        let spec = (*cfg).config.journal.clone().unwrap();
+        assert_eq!(spec.dir, std::path::PathBuf::from("/tmp/j"));
+        assert_eq!(spec.config.sync, SyncPolicy::Always);
+        assert_eq!(spec.config.max_disk_bytes, 1 << 30);
+
+        let rc =
+            smslink_config_set_journal(cfg, c"/tmp/k".as_ptr(), c"interval:25".as_ptr(), 1 << 20);
+        assert_eq!(rc, SMSLINK_OK);
+        let spec = (*cfg).config.journal.clone().unwrap();
+        assert_eq!(spec.dir, std::path::PathBuf::from("/tmp/k"));
+        assert_eq!(
+            spec.config.sync,
+            SyncPolicy::Interval(std::time::Duration::from_millis(25))
+        );
+        assert_eq!(spec.config.max_disk_bytes, 1 << 20);
+
+        let rc = smslink_config_set_journal(cfg, c"/tmp/k".as_ptr(), c"sometimes".as_ptr(), 0);
+        assert_eq!(rc, SMSLINK_INVALID_ARGUMENT);
+        assert!(last_error().contains("sometimes"), "{}", last_error());
+        let rc = smslink_config_set_journal(cfg, c"".as_ptr(), null(), 0);
+        assert_eq!(rc, SMSLINK_INVALID_ARGUMENT);
+        assert!(
+            (*cfg).config.journal.is_some(),
+            "a refused call changes nothing"
+        );
+        assert_eq!(
+            smslink_config_set_journal(cfg, null(), null(), 0),
+            SMSLINK_OK
+        );
+        assert_eq!((*cfg).config.journal, None);
+        assert_eq!(
+            smslink_config_set_journal(null_mut(), null(), null(), 0),
+            SMSLINK_NULL_PARAMETER
+        );
+        smslink_config_free(cfg);
+    }
+}
