@@ -261,16 +261,8 @@ fn feed(
     let mut number = first_line;
     loop {
         // Room first, then the line: a crash never finds a line read but not sent.
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            // Bounded so that a signal is noticed.
-            match node.wait_for_room(LINK, 1, Some(Duration::from_millis(200))) {
-                Ok(_) => break,
-                Err(NodeError::Full { .. }) => {}
-                Err(e) => return Err(e.to_string()),
-            }
+        if !wait_for_room(node, stop)? {
+            return Ok(());
         }
         let Some(line) = read_line(input, MAX_LINE_BYTES).map_err(|e| e.to_string())? else {
             return Ok(());
@@ -280,23 +272,8 @@ fn feed(
         if matches!(&line, Line::Complete(b) if b.iter().all(u8::is_ascii_whitespace)) {
             continue;
         }
-        // Held across the send, so that `accepted` precedes the message's `durable`.
-        let mut out = std::io::stdout().lock();
-        let answer = match parse_line(&line) {
-            Ok(mut message) => {
-                message.client_ref = this;
-                match node.send_on(LINK, &message) {
-                    Ok(r) => {
-                        json!({"event": "accepted", "line": this, "link": link_name, "seq": r.seq})
-                    }
-                    Err(e @ (NodeError::Stopped | NodeError::Full { .. })) => {
-                        // Full cannot happen (this thread alone sends, after room was
-                        // there); either way the line is not taken and input stops.
-                        return Err(format!("line {this} not taken: {e}"));
-                    }
-                    Err(e) => json!({"event": "error", "line": this, "reason": e.to_string()}),
-                }
-            }
+        let mut message = match parse_line(&line) {
+            Ok(m) => m,
             Err(reason) => {
                 slog!(
                     target: "node",
@@ -304,10 +281,49 @@ fn feed(
                     "event=bad_input line={this} reason={reason:?} prefix={:?}",
                     prefix(&line)
                 );
-                json!({"event": "error", "line": this, "reason": reason})
+                let answer = json!({"event": "error", "line": this, "reason": reason});
+                emit(&mut std::io::stdout().lock(), &answer).map_err(|e| e.to_string())?;
+                continue;
             }
         };
-        emit(&mut out, &answer).map_err(|e| e.to_string())?;
+        message.client_ref = this;
+        loop {
+            // Held across the send, so that `accepted` precedes the message's `durable`.
+            let mut out = std::io::stdout().lock();
+            let answer = match node.send_on(LINK, &message) {
+                Ok(r) => {
+                    json!({"event": "accepted", "line": this, "link": link_name, "seq": r.seq})
+                }
+                // Only this thread sends, after room was there; should the node still
+                // refuse (say, its disk budget is used up), the line waits for room.
+                Err(NodeError::Full { .. }) => {
+                    drop(out);
+                    if !wait_for_room(node, stop)? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Err(NodeError::Stopped) => return Err(format!("line {this} not taken: stopped")),
+                Err(e) => json!({"event": "error", "line": this, "reason": e.to_string()}),
+            };
+            emit(&mut out, &answer).map_err(|e| e.to_string())?;
+            break;
+        }
+    }
+}
+
+/// Wait until the link takes a message: true, or false once `stop` is set.
+fn wait_for_room(node: &Node, stop: &AtomicBool) -> Result<bool, String> {
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        // Bounded so that a signal is noticed.
+        match node.wait_for_room(LINK, 1, Some(Duration::from_millis(200))) {
+            Ok(_) => return Ok(true),
+            Err(NodeError::Full { .. }) => {}
+            Err(e) => return Err(e.to_string()),
+        }
     }
 }
 
