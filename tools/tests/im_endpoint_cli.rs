@@ -257,3 +257,116 @@ fn bad_lines_get_an_error_naming_the_line_and_the_input_goes_on() {
     );
     drop(bs);
 }
+
+/// With a journal, each accepted line is reported durable (after `accepted`, before its
+/// outcome), and after a SIGKILL a restart on the same journal continues the sequence
+/// numbers: a feeder resuming after the last `durable` line loses and repeats nothing.
+#[test]
+#[ignore = "needs the journal in the runtime"]
+fn with_a_journal_lines_become_durable_and_survive_a_kill() {
+    let dir = smslink_tools::scenario::TempDir::new("smslink-im-journal").unwrap();
+    let start = |first_line: u64| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_smslink"))
+            .args([
+                "im-endpoint",
+                "--listen",
+                "127.0.0.1:0",
+                "--psk",
+                "pipe key",
+            ])
+            .args(["--peer", "bs", "--log-level", "warn"])
+            .args(["--first-line", &first_line.to_string()])
+            .arg("--journal-dir")
+            .arg(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel::<serde_json::Value>();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let v = serde_json::from_str(&line).expect("every stdout line is JSON");
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        (child, rx)
+    };
+    let next = |rx: &mpsc::Receiver<serde_json::Value>| -> serde_json::Value {
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("a stdout line")
+    };
+
+    let (mut child, rx) = start(1);
+    assert_eq!(next(&rx)["event"], "started");
+    let mut stdin = child.stdin.take().unwrap();
+    for n in 1..=3 {
+        writeln!(stdin, "12345 +61400000001 mt {n}").unwrap();
+    }
+    stdin.flush().unwrap();
+    let mut durable = Vec::new();
+    let mut accepted = Vec::new();
+    while durable.len() < 3 {
+        let v = next(&rx);
+        let line = v["line"].as_u64();
+        match v["event"].as_str() {
+            Some("accepted") => accepted.push((line.unwrap(), v["seq"].as_u64().unwrap())),
+            Some("durable") => {
+                let entry = (line.unwrap(), v["seq"].as_u64().unwrap());
+                assert!(accepted.contains(&entry), "durable before accepted: {v}");
+                durable.push(entry);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(durable, [(1, 1), (2, 2), (3, 3)]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The feeder resumes after the last durable line; the seqs go on.
+    let (mut child, rx) = start(4);
+    let started = next(&rx);
+    assert_eq!(started["event"], "started");
+    let addr: std::net::SocketAddr = started["listen"].as_str().unwrap().parse().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "12345 +61400000001 mt 4").unwrap();
+    stdin.flush().unwrap();
+    let first = loop {
+        let v = next(&rx);
+        if v["event"] == "accepted" {
+            break v;
+        }
+    };
+    assert_eq!(
+        (first["line"].as_u64(), first["seq"].as_u64()),
+        (Some(4), Some(4))
+    );
+
+    // A buffer server then gets all four, once each, in order.
+    let mut c = LinkConfig::new("bs", b"pipe key");
+    c.expected_peer = Some("im".into());
+    let bs = Node::start(NodeConfig::new(vec![LinkSpec::new(
+        c,
+        Transport::Dial(addr),
+    )]))
+    .unwrap();
+    let mut texts = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while texts.len() < 4 {
+        assert!(Instant::now() < deadline, "MT arrived: {texts:?}");
+        if let Some(NodeEvent::Received { link, seq, message }) =
+            bs.wait_event(Some(Duration::from_millis(100)))
+        {
+            texts.push((seq, message.text_str().unwrap().to_owned()));
+            bs.ack(link, seq, Outcome::Accepted).unwrap();
+        }
+    }
+    let expected: Vec<(u64, String)> = (1..=4).map(|n| (n, format!("mt {n}"))).collect();
+    assert_eq!(texts, expected);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(bs);
+}
