@@ -165,6 +165,13 @@ fn metric(addr: SocketAddr, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
 
+/// Submits the buffer server made of an MT submitted before: in this process, and
+/// restored from the journal after a restart (the SMSC may have taken them already).
+fn resubmissions(metrics: SocketAddr) -> u64 {
+    metric(metrics, "smslink_smsc_mt_resubmitted_total")
+        + metric(metrics, "smslink_smsc_mt_resubmitted_after_restart_total")
+}
+
 fn start_wan(upstream: SocketAddr) -> (Proc, SocketAddr) {
     let mut child = smslink()
         .args([
@@ -353,7 +360,7 @@ fn either_end_killed_with_sigkill_loses_and_repeats_nothing() {
             s.durable_since >= PROGRESS_BEFORE_KILL && s.mo_since >= PROGRESS_BEFORE_KILL
         });
         if phase % 2 == 0 {
-            resubmits_reported += metric(bs.metrics, "smslink_smsc_mt_resubmitted_total");
+            resubmits_reported += resubmissions(bs.metrics);
             bs.proc.kill();
             bs = start_bs(&dir, sim_addr, bs_addr);
         } else {
@@ -390,7 +397,7 @@ fn either_end_killed_with_sigkill_loses_and_repeats_nothing() {
         let printed: BTreeSet<&String> = s.mo.values().collect();
         answered.iter().all(|t| printed.contains(t))
     });
-    resubmits_reported += metric(bs.metrics, "smslink_smsc_mt_resubmitted_total");
+    resubmits_reported += resubmissions(bs.metrics);
     // Stop the buffer server first: what it answered is then all the SMSC answers.
     bs.proc.kill();
     seen.drain(im);
