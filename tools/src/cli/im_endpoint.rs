@@ -4,6 +4,7 @@
 //! once written; lines on stdin (`FROM TO TEXT...`) go out as MT, each answered on
 //! stdout by the line number and the sequence number it became. Logs go to stderr.
 
+use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,17 +28,19 @@ use super::journal::{FileJournal, JournalArgs};
 /// Stdout lines (JSON objects; `link` is this side's link name, `line` an input
 /// line number, `seq` the message's sequence number on the link):
 /// `started`; `link_up`, `link_down`; `mo` (from, to, text or data_hex; acknowledged
-/// once written); for each input line either `accepted` (line, seq) or `error`
-/// (line, reason; the input goes on); `durable` (line, seq: the message is in the
-/// journal and survives a crash; only with --journal-dir); `mt_status` (line, seq,
-/// outcome: the SMSC's answer); `stopped`.
+/// once written); for each input line one of `accepted` (line, seq), `error` (line,
+/// reason; the input goes on) or `restored` (line, seq: already in the journal, see
+/// --first-line); `durable` (line, seq: the message is in the journal and survives a
+/// crash; only with --journal-dir; at start again for those the journal gave back);
+/// `mt_status` (line, seq, outcome: the SMSC's answer); `stopped`.
 ///
 /// A line is read only when the link has room for it, so nothing read is held
 /// unaccounted. Resuming after a crash: with a journal, start again on the same
-/// --journal-dir with --first-line set to one past the last `durable` line and feed
-/// the input from there. Without a journal a crash loses the messages in the ring.
-/// An `mo` line may be printed again after a crash (same link and seq) if its
-/// acknowledgement had not yet been recorded: skip seqs already seen.
+/// --journal-dir with --first-line set to one past the last `durable` line the feeder
+/// saw and feed the input from that line on; lines made durable just before the
+/// crash are recognised and not sent twice. Without a journal a crash loses the
+/// messages in the ring. An `mo` line may be printed again after a crash (same link
+/// and seq) if its acknowledgement had not yet been recorded: skip seqs already seen.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// This side's name on the link (sent in HELLO).
@@ -71,10 +74,13 @@ pub struct Args {
     /// Declare the link down after this long without hearing the peer.
     #[arg(long, default_value_t = 15000)]
     pub dead_after_ms: u64,
-    /// The number of the first input line (the rest count up from it), so that line
-    /// numbers stay those of the whole input when a feeder resumes after a crash.
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    pub first_line: u64,
+    /// Resume: the number of the first input line (the rest count up from it), so
+    /// that line numbers stay those of the whole input across restarts; an input line
+    /// the journal already holds (reported `durable` at start) is then answered
+    /// `restored` instead of being sent again. Without it, lines count from 1 and
+    /// every line is sent.
+    #[arg(long, value_name = "N")]
+    pub first_line: Option<u64>,
     /// Log level on stderr: error, warn, info, debug.
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -243,6 +249,22 @@ fn event_line(ev: &NodeEvent, link: &str) -> Option<serde_json::Value> {
     })
 }
 
+/// Print an event's line; acknowledge a received message once it is written.
+fn handle_event(
+    node: &Node,
+    ev: &NodeEvent,
+    link_name: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(line) = event_line(ev, link_name) {
+        emit(&mut std::io::stdout().lock(), &line)?;
+    }
+    // Acknowledged only once written: that is what "stored" means here.
+    if let NodeEvent::Received { link, seq, .. } = ev {
+        node.ack(*link, *seq, Outcome::Accepted)?;
+    }
+    Ok(())
+}
+
 /// Write one JSON line and flush it (a reader on a pipe sees it at once).
 fn emit(out: &mut impl Write, line: &serde_json::Value) -> std::io::Result<()> {
     writeln!(out, "{line}")?;
@@ -255,6 +277,7 @@ fn feed(
     node: &Node,
     input: &mut impl BufRead,
     first_line: u64,
+    restored: &HashMap<u64, u64>,
     stop: &AtomicBool,
 ) -> Result<(), String> {
     let link_name = node.link_name(LINK).unwrap_or("-").to_owned();
@@ -270,6 +293,11 @@ fn feed(
         let this = number;
         number += 1;
         if matches!(&line, Line::Complete(b) if b.iter().all(u8::is_ascii_whitespace)) {
+            continue;
+        }
+        if let Some(seq) = restored.get(&this) {
+            let answer = json!({"event": "restored", "line": this, "link": link_name, "seq": seq});
+            emit(&mut std::io::stdout().lock(), &answer).map_err(|e| e.to_string())?;
             continue;
         }
         let mut message = match parse_line(&line) {
@@ -344,6 +372,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         signal_hook::flag::register(sig, stop.clone())?;
     }
     let link_name = node.link_name(LINK).unwrap_or("-").to_owned();
+    let first_line = args.first_line.unwrap_or(1);
     let started = json!({
         "event": "started",
         "link": link_name,
@@ -351,17 +380,33 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "dial": args.dial.map(|a| a.to_string()),
         "metrics": node.metrics_addr().map(|a| a.to_string()),
         "journal": args.journal.journal_dir.as_ref().map(|d| d.display().to_string()),
-        "first_line": args.first_line,
+        "first_line": first_line,
     });
     emit(&mut std::io::stdout().lock(), &started)?;
+    // What the node reported before any line was read: the journal's messages from
+    // before the restart come first (`durable` again), by their lines.
+    let mut restored = HashMap::new();
+    while let Some(ev) = node.try_event() {
+        if let NodeEvent::Durable {
+            seq, client_ref, ..
+        } = ev
+        {
+            restored.insert(client_ref, seq);
+        }
+        handle_event(&node, &ev, &link_name)?;
+    }
+    if args.first_line.is_none() {
+        // Line numbers of an earlier input: nothing to recognise.
+        restored.clear();
+    }
 
     // MT from stdin, on its own thread: a full ring makes it wait, never drop.
     let sender = {
         let node = node.clone();
         let stop = stop.clone();
-        let first_line = args.first_line;
         std::thread::spawn(move || {
-            if let Err(e) = feed(&node, &mut std::io::stdin().lock(), first_line, &stop) {
+            let mut input = std::io::stdin().lock();
+            if let Err(e) = feed(&node, &mut input, first_line, &restored, &stop) {
                 slog!(target: "node", Level::Warn, "event=input_stopped reason={e:?}");
             }
         })
@@ -372,13 +417,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let Some(ev) = node.wait_event(Some(Duration::from_millis(200))) else {
             continue;
         };
-        if let Some(line) = event_line(&ev, &link_name) {
-            emit(&mut std::io::stdout().lock(), &line)?;
-        }
-        // Acknowledged only once written: that is what "stored" means here.
-        if let NodeEvent::Received { link, seq, .. } = ev {
-            node.ack(link, seq, Outcome::Accepted)?;
-        }
+        handle_event(&node, &ev, &link_name)?;
     }
     let report = node.close(Duration::from_secs(2));
     let done = json!({
