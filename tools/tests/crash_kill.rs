@@ -213,6 +213,7 @@ fn start_im(dir: &Path, wan: SocketAddr, first_line: u64) -> ImEndpoint {
         .args(["im-endpoint", "--name", "im", "--peer", "bs", "--psk", PSK])
         .args(["--dial", &wan.to_string()])
         .args(["--heartbeat-ms", "200", "--dead-after-ms", "1000"])
+        .args(["--reconnect-min-ms", "20", "--reconnect-max-ms", "200"])
         .args([
             "--first-line",
             &first_line.to_string(),

@@ -74,6 +74,12 @@ pub struct Args {
     /// Declare the link down after this long without hearing the peer.
     #[arg(long, default_value_t = 15000)]
     pub dead_after_ms: u64,
+    /// With --dial: first redial delay (doubles per failure, with jitter).
+    #[arg(long, default_value_t = 100)]
+    pub reconnect_min_ms: u64,
+    /// With --dial: longest redial delay.
+    #[arg(long, default_value_t = 5000)]
+    pub reconnect_max_ms: u64,
     /// Resume: the number of the first input line (the rest count up from it), so
     /// that line numbers stay those of the whole input across restarts; an input line
     /// the journal already holds (reported `durable` at start) is then answered
@@ -119,6 +125,11 @@ fn config(args: &Args) -> Result<NodeConfig, String> {
     let mut spec = LinkSpec::new(link, transport);
     spec.default_route = true;
     let mut node = NodeConfig::new(vec![spec]);
+    node.reconnect_min = Duration::from_millis(args.reconnect_min_ms.max(1));
+    node.reconnect_max = Duration::from_millis(args.reconnect_max_ms);
+    if node.reconnect_max < node.reconnect_min {
+        return Err("--reconnect-max-ms is below --reconnect-min-ms".into());
+    }
     node.metrics_listen = args.metrics_listen;
     node.journal = args.journal.spec(&FileJournal::default())?;
     Ok(node)
