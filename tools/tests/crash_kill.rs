@@ -423,6 +423,16 @@ fn either_end_killed_with_sigkill_loses_and_repeats_nothing() {
     }
     let twice: Vec<_> = by_text.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "MO delivered twice: {twice:?}");
+    // "mo {n} {t}": t is the simulator's send time, so in seq order it only grows.
+    let sent_at: Vec<u128> = seen
+        .mo
+        .values()
+        .map(|t| t.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        sent_at.windows(2).all(|w| w[0] <= w[1]),
+        "MO reached im-endpoint out of order"
+    );
     // One MO in flight per CIMD2 session can lose its answer at each kill of the
     // buffer server (the last one included).
     let unanswered = by_text
@@ -435,7 +445,20 @@ fn either_end_killed_with_sigkill_loses_and_repeats_nothing() {
         KILLS + 1
     );
 
-    // MT: all accepted; repeats only as the buffer server reports resubmissions.
+    // MT: first acceptances in input order; all accepted; repeats only as the buffer
+    // server reports resubmissions.
+    let mut firsts = Vec::new();
+    let mut first_seen = BTreeSet::new();
+    for v in read_jsonl(&dir.join("mt.jsonl")) {
+        let n: u64 = v["text"].as_str().unwrap()["mt ".len()..].parse().unwrap();
+        if first_seen.insert(n) {
+            firsts.push(n);
+        }
+    }
+    assert!(
+        firsts.windows(2).all(|w| w[0] < w[1]),
+        "MT reached the SMSC out of order"
+    );
     let repeats: usize = (1..=LINES).map(|n| accepted[&format!("mt {n}")] - 1).sum();
     eprintln!(
         "crash test: {LINES} MT lines, {} MO; {KILLS} kills of each end; MO printed again under \
