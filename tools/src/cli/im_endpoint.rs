@@ -23,25 +23,35 @@ use smslink::slog;
 
 use super::journal::{FileJournal, JournalArgs};
 
+/// What `--help` says after the options: the output lines and how to resume.
+const OUTPUT_HELP: &str = "\
+Input: one MT per line, `FROM TO TEXT...` (UTF-8, at most 64 KiB).
+
+Output: one JSON object per line on stdout (`link`: this side's link name, `line`: an
+input line number, `seq`: the message's sequence number on the link):
+  started                     once, first
+  link_up, link_down          the link to the buffer server
+  mo                          an MO (from, to, text or data_hex); acknowledged once written
+  accepted (line, seq)        an input line taken as MT
+  error (line, reason)        an input line refused (not UTF-8, a field missing, too long,
+                              not a valid message); the input goes on
+  durable (line, seq)         with --journal-dir: the MT is on disk and survives a crash;
+                              at start, again for the journal's unfinished MT
+  restored (line, seq)        with --first-line: an input line the journal already holds,
+                              not sent again
+  mt_status (line, seq, outcome[, code])   the SMSC's answer
+  stopped                     once, last (SIGINT/SIGTERM)
+
+A line is read only when the link has room for it: nothing read is held unaccounted.
+Resuming after a crash: start again on the same --journal-dir with --first-line one
+past the last `durable` line seen, and feed the input from that line on; lines made
+durable just before the crash are answered `restored`, not sent twice. Without a
+journal a crash loses the MT in the ring. An `mo` may come again after a crash under
+the same seq (its acknowledgement was not yet recorded): skip seqs already stored.";
+
 /// Run the IM side's buffer: MO out on stdout, MT in on stdin, one JSON line per event.
-///
-/// Stdout lines (JSON objects; `link` is this side's link name, `line` an input
-/// line number, `seq` the message's sequence number on the link):
-/// `started`; `link_up`, `link_down`; `mo` (from, to, text or data_hex; acknowledged
-/// once written); for each input line one of `accepted` (line, seq), `error` (line,
-/// reason; the input goes on) or `restored` (line, seq: already in the journal, see
-/// --first-line); `durable` (line, seq: the message is in the journal and survives a
-/// crash; only with --journal-dir; at start again for those the journal gave back);
-/// `mt_status` (line, seq, outcome: the SMSC's answer); `stopped`.
-///
-/// A line is read only when the link has room for it, so nothing read is held
-/// unaccounted. Resuming after a crash: with a journal, start again on the same
-/// --journal-dir with --first-line set to one past the last `durable` line the feeder
-/// saw and feed the input from that line on; lines made durable just before the
-/// crash are recognised and not sent twice. Without a journal a crash loses the
-/// messages in the ring. An `mo` line may be printed again after a crash (same link
-/// and seq) if its acknowledgement had not yet been recorded: skip seqs already seen.
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = OUTPUT_HELP)]
 pub struct Args {
     /// This side's name on the link (sent in HELLO).
     #[arg(long, default_value = "im")]
@@ -465,6 +475,11 @@ mod tests {
         assert_eq!(next(), Some(Line::Complete(Vec::new())));
         assert_eq!(next(), Some(Line::Complete(b"last".to_vec())));
         assert_eq!(next(), None);
+    }
+
+    #[test]
+    fn the_help_gives_the_line_limit() {
+        assert!(OUTPUT_HELP.contains(&format!("at most {} KiB", MAX_LINE_BYTES / 1024)));
     }
 
     #[test]
