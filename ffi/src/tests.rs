@@ -897,7 +897,6 @@ fn the_journal_is_configured_through_the_c_api() {
 }
 
 #[test]
-#[ignore = "needs the journal in the runtime"]
 fn a_node_with_a_journal_reports_each_message_durable() {
     use std::time::{Duration, Instant};
     let dir = std::env::temp_dir().join(format!("smslink-ffi-journal-{}", std::process::id()));

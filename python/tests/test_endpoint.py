@@ -252,7 +252,6 @@ def test_close_is_final_and_idempotent() -> None:
     assert "closed" in repr(im)
 
 
-@pytest.mark.skip(reason="needs the journal in the runtime")
 def test_a_journal_reports_each_message_durable_before_its_status(tmp_path: Path) -> None:
     im, bs = start_pair(journal_dir=tmp_path, journal_sync="always", journal_max_disk_bytes=1 << 24)
     try:

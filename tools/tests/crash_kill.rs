@@ -334,7 +334,6 @@ fn mt_accepted(dir: &Path) -> HashMap<String, usize> {
 }
 
 #[test]
-#[ignore = "needs the journal in the runtime"]
 fn either_end_killed_with_sigkill_loses_and_repeats_nothing() {
     let tmp = TempDir::new("smslink-crash-kill").unwrap();
     let dir: PathBuf = tmp.path().to_owned();

@@ -262,7 +262,6 @@ fn bad_lines_get_an_error_naming_the_line_and_the_input_goes_on() {
 /// outcome), and after a SIGKILL a restart on the same journal continues the sequence
 /// numbers: a feeder resuming after the last `durable` line loses and repeats nothing.
 #[test]
-#[ignore = "needs the journal in the runtime"]
 fn with_a_journal_lines_become_durable_and_survive_a_kill() {
     let dir = smslink_tools::scenario::TempDir::new("smslink-im-journal").unwrap();
     let start = |first_line: u64| {

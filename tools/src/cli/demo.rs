@@ -47,10 +47,10 @@ pub struct Args {
     /// The protocol between the buffer server and the SMSC simulator.
     #[arg(long, default_value_t = Protocol::Cimd2)]
     pub protocol: Protocol,
-    /// Keep both ends' rings in journals (sync always) in a temporary directory,
-    /// removed afterwards.
+    /// Keep the rings in RAM only. By default both ends keep them in journals (sync
+    /// always) in a temporary directory, removed afterwards.
     #[arg(long)]
-    pub journal: bool,
+    pub no_journal: bool,
 }
 
 fn range(v: &[u64]) -> Option<(Duration, Duration)> {
@@ -62,8 +62,7 @@ fn range(v: &[u64]) -> Option<(Duration, Duration)> {
 
 pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     smslink::runtime::log::set_level(smslink::runtime::log::Level::Warn);
-    let journal = args
-        .journal
+    let journal = (!args.no_journal)
         .then(|| TempDir::new("smslink-demo"))
         .transpose()?;
     let s = Scenario {
