@@ -658,6 +658,22 @@ smslink_result smslink_config_set_event_capacity(struct smslink_config *config, 
 // Thread safety: one thread at a time per configuration.
 smslink_result smslink_config_set_metrics_listen(struct smslink_config *config, const char *addr);
 
+// Keep both rings of every link in a journal in directory `dir`, so that a crash of
+// the process (kill -9, power cut) loses nothing the node confirmed: the node then
+// reports `SMSLINK_EVENT_DURABLE` for each message sent once it is on disk. One
+// directory per node (a second node on it is refused at start). `sync` is when
+// records are made durable: "always" (before every confirmation that depends on
+// them; NULL means this), "interval:<ms>" (at most every <ms>) or "off" (the OS
+// decides: survives a process crash, not a power cut). `max_disk_bytes` bounds the
+// disk it uses (0: 1 GiB); when it is full, sends are refused as when the ring is
+// full. `dir` NULL turns the journal off again.
+//
+// Thread safety: one thread at a time per configuration.
+smslink_result smslink_config_set_journal(struct smslink_config *config,
+                                          const char *dir,
+                                          const char *sync,
+                                          uint64_t max_disk_bytes);
+
 // Report the outcome of a received message (`link`, `seq` from its RECEIVED
 // event) once it is safely handed on: `outcome` is SMSLINK_OUTCOME_ACCEPTED, or
 // SMSLINK_OUTCOME_REJECTED with `error_code`. Frees its slot on both sides; the

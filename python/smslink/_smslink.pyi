@@ -350,6 +350,9 @@ class Endpoint:
         reconnect_max: float = 5.0,
         status_events: Optional[Sequence[str]] = None,
         metrics_listen: Optional[str] = None,
+        journal_dir: Union[str, PathLike[str], None] = None,
+        journal_sync: str = "always",
+        journal_max_disk_bytes: Optional[int] = None,
     ) -> Any: ...
     def send(
         self,

@@ -26,8 +26,8 @@ use crate::bridge::Bridge;
 use crate::journal::FsStorage;
 use crate::link::persist::{LinkState, Persistence};
 use crate::link::{Endpoint, Event as LinkEvent};
-use crate::ring::SlotState as TxState;
 use crate::ring::Outcome;
+use crate::ring::SlotState as TxState;
 use crate::sms::reassembly::{Offer, Reassembler};
 
 const WAKER: Token = Token(usize::MAX - 1);
