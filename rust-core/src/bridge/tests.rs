@@ -121,7 +121,7 @@ impl World {
     fn new(window: usize, capacity: usize) -> World {
         let now = Instant::now();
         let config = |name: &str| {
-            let mut c = LinkConfig::new(name, b"bridge test key");
+            let mut c = LinkConfig::new(name, b"bridge test key, 16+");
             c.capacity = capacity;
             c
         };
@@ -140,8 +140,8 @@ impl World {
             smsc,
             im_events: Vec::new(),
         };
-        w.bs.connected(now);
-        w.im.connected(now);
+        w.bs.connected(now, crate::link::Side::Dialer);
+        w.im.connected(now, crate::link::Side::Listener);
         w.bridge.smsc_connected(0, now);
         w.pump();
         w
