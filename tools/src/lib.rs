@@ -3,8 +3,11 @@
 //!
 //! * `smsc_sim`: a CIMD2 SMSC simulator (server sessions over mio);
 //! * `wan`: a WAN emulator (a TCP proxy with delay, jitter, bandwidth, cuts, stalls);
+//! * `certs`: a site's link key and self-signed certificate (keygen, demo, bench);
 //! * `scenario`: the whole chain in one process, shared by demo, bench and tests;
 //! * `cli` (feature `cli`, on by default): the subcommands' front ends.
+
+pub mod certs;
 
 pub mod scenario;
 

@@ -21,7 +21,8 @@ fn carries_mo_out_and_mt_in_through_pipes() {
             "--listen",
             "127.0.0.1:0",
             "--psk",
-            "pipe key",
+            "pipe key, 16 bytes+",
+            "--insecure-plaintext",
         ])
         .args(["--peer", "bs", "--log-level", "warn"])
         .args(["--metrics-listen", "127.0.0.1:0"])
@@ -55,12 +56,13 @@ fn carries_mo_out_and_mt_in_through_pipes() {
     let addr = started["listen"].as_str().unwrap().parse().unwrap();
     let metrics: std::net::SocketAddr = started["metrics"].as_str().unwrap().parse().unwrap();
 
-    let mut c = LinkConfig::new("bs", b"pipe key");
+    let mut c = LinkConfig::new("bs", b"pipe key, 16 bytes+");
     c.expected_peer = Some("im".into());
     let bs = Node::start(NodeConfig::new(vec![LinkSpec::new(
         c,
         Transport::Dial(addr),
-    )]))
+    )
+    .insecure_plaintext()]))
     .unwrap();
     for i in 0..N {
         bs.send(&Message::text("+61400000001", "12345", &format!("mo {i}")).unwrap())

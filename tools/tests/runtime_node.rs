@@ -12,7 +12,7 @@ use smslink::ring::{Outcome, SlotState};
 use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeEvent, SmscSpec, Transport};
 use smslink_tools::smsc_sim::{SimConfig, SmscSim};
 
-const PSK: &[u8] = b"test key";
+const PSK: &[u8] = b"runtime test key, 16+";
 
 fn link_config(name: &str, peer: &str) -> LinkConfig {
     let mut c = LinkConfig::new(name, PSK);
@@ -26,12 +26,13 @@ fn im_node() -> Node {
     let spec = LinkSpec::new(
         link_config("im", "bs"),
         Transport::Listen("127.0.0.1:0".parse().unwrap()),
-    );
+    )
+    .insecure_plaintext();
     Node::start(NodeConfig::new(vec![spec])).unwrap()
 }
 
 fn bs_config(im: SocketAddr) -> NodeConfig {
-    let spec = LinkSpec::new(link_config("bs", "im"), Transport::Dial(im));
+    let spec = LinkSpec::new(link_config("bs", "im"), Transport::Dial(im)).insecure_plaintext();
     let mut c = NodeConfig::new(vec![spec]);
     c.reconnect_min = Duration::from_millis(20);
     c.reconnect_max = Duration::from_millis(200);

@@ -86,6 +86,24 @@ pub struct Args {
     /// [link] dial: connect out to the IM server at this address (for NAT); default: listen on 0.0.0.0:7010.
     #[arg(long, value_name = "ADDR")]
     pub link_dial: Option<SocketAddr>,
+    /// [link] tls_cert: PEM file with this server's certificate (`smslink keygen` makes one).
+    #[arg(long, value_name = "FILE")]
+    pub link_tls_cert: Option<PathBuf>,
+    /// [link] tls_key: PEM file with this server's private key.
+    #[arg(long, value_name = "FILE")]
+    pub link_tls_key: Option<PathBuf>,
+    /// [link] tls_ca: accept a peer certificate signed by a CA in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub link_tls_ca: Option<PathBuf>,
+    /// [link] tls_peer_fingerprint: accept only the peer key with this SHA-256 fingerprint (as `smslink keygen` prints it).
+    #[arg(long, value_name = "HEX")]
+    pub link_tls_peer_fingerprint: Option<String>,
+    /// [link] tls_server_name: with tls_ca, when dialling: the name the IM side's certificate must carry (default: [link] peer).
+    #[arg(long, value_name = "NAME")]
+    pub link_tls_server_name: Option<String>,
+    /// [link] insecure_plaintext: run the link without TLS (anyone on the path can read and change messages).
+    #[arg(long)]
+    pub link_insecure_plaintext: bool,
     /// [link] capacity: slots in each ring (messages in flight per direction). Default 255.
     #[arg(long, value_name = "N")]
     pub link_capacity: Option<usize>,
@@ -165,6 +183,12 @@ pub struct FileLink {
     pub psk_file: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub dial: Option<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_peer_fingerprint: Option<String>,
+    pub tls_server_name: Option<String>,
+    pub insecure_plaintext: Option<bool>,
     pub capacity: Option<usize>,
     pub heartbeat_ms: Option<u64>,
     pub dead_after_ms: Option<u64>,
@@ -317,8 +341,12 @@ impl Args {
                 }
             },
         };
-        if psk.is_empty() {
-            return Err("the link key is empty".into());
+        if psk.len() < smslink::link::MIN_PSK_LEN {
+            return Err(format!(
+                "the link key is {} bytes; at least {} are needed",
+                psk.len(),
+                smslink::link::MIN_PSK_LEN
+            ));
         }
         let mut link = LinkConfig::new(
             self.link_name
@@ -351,7 +379,25 @@ impl Args {
             },
         };
         let smsc = self.smsc_spec(&file.smsc, smsc_addr)?;
-        let mut node = NodeConfig::new(vec![LinkSpec::buffer_server(link, transport, smsc)]);
+        let tls = super::TlsOptions {
+            cert: self.link_tls_cert.clone().or(file.link.tls_cert.clone()),
+            key: self.link_tls_key.clone().or(file.link.tls_key.clone()),
+            ca: self.link_tls_ca.clone().or(file.link.tls_ca.clone()),
+            peer_fingerprint: self
+                .link_tls_peer_fingerprint
+                .clone()
+                .or(file.link.tls_peer_fingerprint.clone()),
+            server_name: self
+                .link_tls_server_name
+                .clone()
+                .or(file.link.tls_server_name.clone()),
+            insecure_plaintext: self.link_insecure_plaintext
+                || file.link.insecure_plaintext.unwrap_or(false),
+        };
+        let spec = tls
+            .apply(LinkSpec::buffer_server(link, transport, smsc))
+            .map_err(|e| format!("[link] {e}"))?;
+        let mut node = NodeConfig::new(vec![spec]);
         if let Some(ms) = self.reconnect_min_ms.or(file.reconnect.min_ms) {
             node.reconnect_min = Duration::from_millis(ms);
         }
@@ -555,7 +601,7 @@ mod tests {
         std::fs::write(
             &file,
             "log_level = \"warn\"\nlog_format = \"json\"\n[smsc]\naddr = \"127.0.0.1:9971\"\nuser = \"u\"\n\
-             [link]\npsk = \"k\"\ndial = \"127.0.0.1:7010\"\ncapacity = 100\n",
+             [link]\npsk = \"a link key of 16+ bytes\"\ninsecure_plaintext = true\ndial = \"127.0.0.1:7010\"\ncapacity = 100\n",
         )
         .unwrap();
         let cli = Cli::parse_from([
@@ -581,7 +627,8 @@ mod tests {
             "--config",
             file.to_str().unwrap(),
             "--smsc-addr=127.0.0.1:1",
-            "--link-psk=k",
+            "--link-psk=a link key of 16+ bytes",
+            "--link-insecure-plaintext",
         ]);
         let from_file = cli.args.settings().unwrap().node.metrics_listen;
         assert_eq!(from_file, Some(SocketAddr::from(([127, 0, 0, 1], 9102))));
@@ -590,7 +637,8 @@ mod tests {
             "--config",
             file.to_str().unwrap(),
             "--smsc-addr=127.0.0.1:1",
-            "--link-psk=k",
+            "--link-psk=a link key of 16+ bytes",
+            "--link-insecure-plaintext",
             "--metrics-listen=127.0.0.1:0",
         ]);
         let from_flag = cli.args.settings().unwrap().node.metrics_listen;
@@ -613,7 +661,7 @@ mod tests {
             &file,
             "[smsc]\nprotocol = \"smpp\"\naddr = \"127.0.0.1:2775\"\nuser = \"esme\"\n\
              password = \"pw\"\nbind = \"transmitter-receiver\"\nwindow = 20\n\
-             numeric_ton = 2\n[link]\npsk = \"k\"\n",
+             numeric_ton = 2\n[link]\npsk = \"a link key of 16+ bytes\"\ninsecure_plaintext = true\n",
         )
         .unwrap();
         let cli = Cli::parse_from([

@@ -47,6 +47,9 @@ pub struct Args {
     /// The protocol between the buffer server and the SMSC simulator.
     #[arg(long, default_value_t = Protocol::Cimd2)]
     pub protocol: Protocol,
+    /// Run the link without TLS (to compare; TLS 1.3 with throwaway keys by default).
+    #[arg(long)]
+    pub insecure_plaintext: bool,
 }
 
 fn range(v: &[u64]) -> Option<(Duration, Duration)> {
@@ -71,6 +74,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         max_time: Duration::from_secs(args.max_seconds),
         seed: args.seed,
         protocol: args.protocol,
+        tls: !args.insecure_plaintext,
         ..Scenario::default()
     };
     println!(
@@ -81,6 +85,14 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         args.jitter_ms,
         args.cut_every_ms,
         args.stall_every_ms
+    );
+    println!(
+        "link: {}",
+        if args.insecure_plaintext {
+            "PLAINTEXT (--insecure-plaintext)"
+        } else {
+            "TLS 1.3, keys made for this run, each side pinning the other's"
+        }
     );
     println!("sending {} MT and {} MO messages", args.mt, args.mo);
     let result = scenario::run(&s, |p| {
