@@ -156,3 +156,34 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
     out
 }
+
+#[test]
+fn keygen_makes_a_key_and_certificate_and_prints_the_fingerprint() {
+    let dir = std::env::temp_dir().join(format!("smslink-keygen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_smslink"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let printed = run(&[
+        "keygen",
+        "--name",
+        "bs-test",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(printed.len(), 64, "{printed}");
+    let cert = dir.join("bs-test.crt");
+    assert_eq!(run(&["fingerprint", cert.to_str().unwrap()]), printed);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("bs-test.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "the key is readable by its owner only");
+    std::fs::remove_dir_all(&dir).ok();
+}

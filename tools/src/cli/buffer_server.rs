@@ -701,6 +701,8 @@ mod tests {
         let file: FileConfig = toml::from_str(&text).unwrap();
         assert_eq!(file.link.capacity, Some(255));
         assert_eq!(file.smsc.user.as_deref(), Some("smslink"));
+        assert!(file.link.tls_cert.is_some() && file.link.tls_peer_fingerprint.is_some());
+        assert_eq!(file.link.insecure_plaintext, None, "TLS on in the example");
         assert_eq!(
             file.metrics.listen,
             Some(SocketAddr::from(([127, 0, 0, 1], 9102)))
@@ -717,5 +719,31 @@ mod tests {
         assert!(cli.args.settings().unwrap_err().contains("adress"));
         let cli = Cli::parse_from(["x", "--smsc-addr", "127.0.0.1:1"]);
         assert!(cli.args.settings().unwrap_err().contains("link key"));
+        let base = [
+            "x",
+            "--smsc-addr=127.0.0.1:1",
+            "--link-psk=a link key of 16+ bytes",
+        ];
+        let err = |extra: &[&str]| {
+            let cli = Cli::parse_from(base.iter().chain(extra));
+            cli.args.settings().err().unwrap_or_default()
+        };
+        assert!(err(&[]).contains("runs TLS"), "TLS is the default");
+        assert!(err(&["--link-tls-cert=c", "--link-tls-key=k"]).contains("runs TLS"));
+        assert!(err(&[
+            "--link-insecure-plaintext",
+            "--link-tls-cert=c",
+            "--link-tls-key=k"
+        ])
+        .contains("choose one"));
+        assert!(err(&[
+            "--link-tls-cert=c",
+            "--link-tls-key=k",
+            "--link-tls-peer-fingerprint=00"
+        ])
+        .contains("fingerprint"));
+        assert_eq!(err(&["--link-insecure-plaintext"]), "");
+        let cli = Cli::parse_from(["x", "--smsc-addr=127.0.0.1:1", "--link-psk=short"]);
+        assert!(cli.args.settings().unwrap_err().contains("at least 16"));
     }
 }
