@@ -9,6 +9,20 @@ use crate::*;
 
 mod smpp;
 
+/// Every link of `cfg` in plaintext: these tests are about the C API, not TLS.
+///
+/// # Safety
+/// `cfg` is a live configuration.
+unsafe fn plaintext_links(cfg: *mut smslink_config) {
+    let links = unsafe { (*cfg).config.links.len() } as u32;
+    for link in 0..links {
+        assert_eq!(
+            unsafe { smslink_config_link_set_insecure_plaintext(cfg, link) },
+            SMSLINK_OK
+        );
+    }
+}
+
 fn last_error() -> String {
     let mut buf = [0 as c_char; 512];
     let mut len = 0usize;
@@ -172,7 +186,14 @@ fn null_pointers_are_refused_everywhere_they_are_required() {
         let name = c"n".as_ptr();
         let addr = c"127.0.0.1:0".as_ptr();
         assert_eq!(
-            smslink_config_add_link_listen(cfg, null(), b"k".as_ptr(), 1, addr, &mut link),
+            smslink_config_add_link_listen(
+                cfg,
+                null(),
+                b"ffi test key, 16+".as_ptr(),
+                17,
+                addr,
+                &mut link
+            ),
             SMSLINK_NULL_PARAMETER
         );
         assert_eq!(
@@ -180,15 +201,30 @@ fn null_pointers_are_refused_everywhere_they_are_required() {
             SMSLINK_NULL_PARAMETER
         );
         assert_eq!(
-            smslink_config_add_link_listen(cfg, name, b"k".as_ptr(), 1, null(), &mut link),
+            smslink_config_add_link_listen(
+                cfg,
+                name,
+                b"ffi test key, 16+".as_ptr(),
+                17,
+                null(),
+                &mut link
+            ),
             SMSLINK_NULL_PARAMETER
         );
         assert_eq!(
-            smslink_config_add_link_listen(cfg, name, b"k".as_ptr(), 1, addr, &mut link),
+            smslink_config_add_link_listen(
+                cfg,
+                name,
+                b"ffi test key, 16+".as_ptr(),
+                17,
+                addr,
+                &mut link
+            ),
             SMSLINK_OK
         );
         let mut node = null_mut();
         assert_eq!(smslink_node_new(cfg, null_mut()), SMSLINK_NULL_PARAMETER);
+        plaintext_links(cfg);
         assert_eq!(smslink_node_new(cfg, &mut node), SMSLINK_OK);
         smslink_config_free(cfg);
         let mut receipt = smslink_receipt { link: 9, seq: 9 };
@@ -245,9 +281,10 @@ fn c_configured_buffer_server_carries_cimd2_traffic_both_ways() {
         ..SimConfig::default()
     })
     .unwrap();
-    let mut link = LinkConfig::new("im", b"cimd key");
+    let mut link = LinkConfig::new("im", b"cimd key, 16 bytes+");
     link.expected_peer = Some("bs".into());
-    let spec = LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap()));
+    let spec =
+        LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap())).insecure_plaintext();
     let im = Node::start(NodeConfig::new(vec![spec])).unwrap();
 
     let im_addr = std::ffi::CString::new(im.local_addr(0).unwrap().to_string()).unwrap();
@@ -260,8 +297,8 @@ fn c_configured_buffer_server_carries_cimd2_traffic_both_ways() {
         let rc = smslink_config_add_link_dial(
             cfg,
             c"bs".as_ptr(),
-            b"cimd key".as_ptr(),
-            8,
+            b"cimd key, 16 bytes+".as_ptr(),
+            19,
             im_addr.as_ptr(),
             &mut link,
         );
@@ -277,6 +314,7 @@ fn c_configured_buffer_server_carries_cimd2_traffic_both_ways() {
         );
         assert_eq!(smslink_config_set_reconnect(cfg, 20, 200), SMSLINK_OK);
         let mut bs = null_mut();
+        plaintext_links(cfg);
         assert_eq!(smslink_node_new(cfg, &mut bs), SMSLINK_OK);
         smslink_config_free(cfg);
         bs
@@ -373,9 +411,10 @@ fn concurrent_senders_and_dispatchers_share_a_node() {
     const PER_SENDER: usize = 500;
     const TOTAL: usize = SENDERS * PER_SENDER;
 
-    let mut link = LinkConfig::new("im", b"threads key");
+    let mut link = LinkConfig::new("im", b"threads key, 16 bytes+");
     link.capacity = 4096;
-    let spec = LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap()));
+    let spec =
+        LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap())).insecure_plaintext();
     let im = Node::start(NodeConfig::new(vec![spec])).unwrap();
     let im_addr = std::ffi::CString::new(im.local_addr(0).unwrap().to_string()).unwrap();
 
@@ -387,7 +426,7 @@ fn concurrent_senders_and_dispatchers_share_a_node() {
         let mut cfg = null_mut();
         assert_eq!(smslink_config_new(&mut cfg), SMSLINK_OK);
         let mut link = 0;
-        let psk = b"threads key";
+        let psk = b"threads key, 16 bytes+";
         let rc = smslink_config_add_link_dial(
             cfg,
             c"bs".as_ptr(),
@@ -403,6 +442,7 @@ fn concurrent_senders_and_dispatchers_share_a_node() {
         );
         assert_eq!(smslink_config_set_event_capacity(cfg, 1 << 15), SMSLINK_OK);
         let mut node = null_mut();
+        plaintext_links(cfg);
         assert_eq!(smslink_node_new(cfg, &mut node), SMSLINK_OK);
         smslink_config_free(cfg);
         node
@@ -544,8 +584,8 @@ fn metrics_listener_and_text_through_the_c_api() {
         let rc = smslink_config_add_link_listen(
             cfg,
             c"im".as_ptr(),
-            b"k".as_ptr(),
-            1,
+            b"ffi test key, 16+".as_ptr(),
+            17,
             c"127.0.0.1:0".as_ptr(),
             &mut link,
         );
@@ -555,6 +595,7 @@ fn metrics_listener_and_text_through_the_c_api() {
         let rc = smslink_config_set_metrics_listen(cfg, c"127.0.0.1:0".as_ptr());
         assert_eq!(rc, SMSLINK_OK);
         let mut node = null_mut();
+        plaintext_links(cfg);
         assert_eq!(smslink_node_new(cfg, &mut node), SMSLINK_OK);
         smslink_config_free(cfg);
 
@@ -589,7 +630,7 @@ fn c_node(name: &std::ffi::CStr, addr: &str, capacity: u32) -> *mut smslink_node
         let mut cfg = null_mut();
         assert_eq!(smslink_config_new(&mut cfg), SMSLINK_OK);
         let mut link = 9;
-        let psk = b"room key";
+        let psk = b"room key, 16 bytes+";
         let rc = smslink_config_add_link_dial(
             cfg,
             name.as_ptr(),
@@ -605,6 +646,7 @@ fn c_node(name: &std::ffi::CStr, addr: &str, capacity: u32) -> *mut smslink_node
         );
         assert_eq!(smslink_config_set_reconnect(cfg, 10, 100), SMSLINK_OK);
         let mut node = null_mut();
+        plaintext_links(cfg);
         assert_eq!(smslink_node_new(cfg, &mut node), SMSLINK_OK);
         smslink_config_free(cfg);
         node
@@ -696,9 +738,10 @@ fn wait_for_room_wakes_when_the_peer_processes_and_leaves_the_events() {
     use smslink_core::runtime::{LinkSpec, Node, NodeConfig, NodeEvent, Transport};
     use std::time::Duration;
 
-    let mut link = LinkConfig::new("im", b"room key");
+    let mut link = LinkConfig::new("im", b"room key, 16 bytes+");
     link.capacity = 4;
-    let spec = LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap()));
+    let spec =
+        LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap())).insecure_plaintext();
     let im = Node::start(NodeConfig::new(vec![spec])).unwrap();
     let bs = c_node(c"bs", &im.local_addr(0).unwrap().to_string(), 4);
     for text in [c"m0", c"m1", c"m2", c"m3"] {
@@ -805,9 +848,10 @@ fn log_lines_reach_the_c_callback_with_target_and_fields() {
     );
 
     let spec = LinkSpec::new(
-        LinkConfig::new("log-im", b"room key"),
+        LinkConfig::new("log-im", b"room key, 16 bytes+"),
         Transport::Listen("127.0.0.1:0".parse().unwrap()),
-    );
+    )
+    .insecure_plaintext();
     let im = Node::start(NodeConfig::new(vec![spec])).unwrap();
     let bs = c_node(c"log-bs", &im.local_addr(0).unwrap().to_string(), 16);
 
