@@ -122,23 +122,28 @@ fn exchange(a: &Node, b: &Node, n: usize) {
             .unwrap();
     }
     let mut got: [Vec<String>; 2] = [vec![], vec![]];
+    let take = |got: &mut [Vec<String>; 2], i: usize, node: &Node, ev: NodeEvent| {
+        if let NodeEvent::Received { link, seq, message } = ev {
+            got[i].push(message.text_str().unwrap().to_owned());
+            node.ack(link, seq, Outcome::Accepted).unwrap();
+        }
+    };
     let end = Instant::now() + Duration::from_secs(10);
-    while got[0].len() < n || got[1].len() < n {
-        assert!(
-            Instant::now() < end,
-            "received {} and {}",
-            got[0].len(),
-            got[1].len()
-        );
+    loop {
         for (i, node) in [a, b].iter().enumerate() {
             while let Some(ev) = node.try_event() {
-                if let NodeEvent::Received { link, seq, message } = ev {
-                    got[i].push(message.text_str().unwrap().to_owned());
-                    node.ack(link, seq, Outcome::Accepted).unwrap();
-                }
+                take(&mut got, i, node, ev);
             }
         }
-        a.wait_event(Some(Duration::from_millis(2)));
+        let (from_a, from_b) = (got[1].len(), got[0].len());
+        if from_a == n && from_b == n {
+            break;
+        }
+        assert!(Instant::now() < end, "received {from_b} and {from_a}");
+        // Block briefly on one node's events (the other is polled next round).
+        if let Some(ev) = a.wait_event(Some(Duration::from_millis(2))) {
+            take(&mut got, 0, a, ev);
+        }
     }
     let want = |p: &str| (0..n).map(|i| format!("{p} {i}")).collect::<Vec<_>>();
     assert_eq!(got[0], want("b"));

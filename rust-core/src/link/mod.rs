@@ -3,8 +3,9 @@
 //! One [`Endpoint`] per link and per process: it owns the sending [`Ring`] (messages
 //! from the local source to the peer) and the receiving [`RxRing`] (messages from the
 //! peer to the local application), so both directions (MT and MO) share one
-//! connection. It outlives connections: the runtime dials or accepts a TCP stream,
-//! calls [`Endpoint::connected`], feeds bytes, and on any failure calls
+//! connection. It outlives connections: the runtime dials or accepts a TCP stream
+//! (and completes TLS over it), calls [`Endpoint::connected_with_binding`] (or
+//! [`Endpoint::connected`] in plaintext), feeds plaintext bytes, and on any failure calls
 //! [`Endpoint::connection_lost`] and dials again later. The endpoint never touches a
 //! socket or a clock.
 //!
@@ -12,7 +13,9 @@
 //!
 //! * Getters: [`cursors`](Endpoint::cursors), [`rx_cursors`](Endpoint::rx_cursors),
 //!   [`counters`](Endpoint::counters), [`is_up`](Endpoint::is_up), [`epoch`](Endpoint::epoch).
-//! * Inputs: [`connected`](Endpoint::connected), [`handle_input`](Endpoint::handle_input),
+//! * Inputs: [`connected`](Endpoint::connected),
+//!   [`connected_with_binding`](Endpoint::connected_with_binding),
+//!   [`handle_input`](Endpoint::handle_input),
 //!   [`handle_timeout`](Endpoint::handle_timeout), [`connection_lost`](Endpoint::connection_lost).
 //! * Application commands: [`send`](Endpoint::send), [`next_received`](Endpoint::next_received),
 //!   [`mark_processed`](Endpoint::mark_processed), [`close`](Endpoint::close).

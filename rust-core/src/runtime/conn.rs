@@ -105,52 +105,52 @@ impl Conn {
     }
 
     /// Read TLS records until the socket is empty (or the budget is spent),
-    /// appending the plaintext to `buf`.
+    /// appending the plaintext to `buf`. The socket is read in large chunks here
+    /// and handed to rustls from memory: rustls reads at most a few KiB per call,
+    /// which would cost a system call each.
     fn read_tls_into(&mut self, buf: &mut Vec<u8>) -> Result<ReadOutcome, ReadError> {
         let Some(tls) = self.tls.as_mut() else {
             return Ok(ReadOutcome::Open(0));
         };
         let mut total = 0;
+        let mut chunk = [0u8; 16 * 1024];
         loop {
-            let eof = match tls.read_tls(&mut self.stream) {
-                Ok(0) => true,
-                Ok(_) => false,
+            let n = match self.stream.read(&mut chunk) {
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     return Ok(ReadOutcome::Open(total))
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
             };
-            if let Err(e) = tls.process_new_packets() {
-                // rustls queued an alert telling the peer why: try to send it.
-                let _ = tls.write_tls(&mut self.stream);
-                return Err(ReadError::Tls(e));
-            }
-            loop {
+            let mut rest = &chunk[..n];
+            while !rest.is_empty() {
+                if tls.read_tls(&mut rest)? == 0 {
+                    return Err(io::Error::from(io::ErrorKind::InvalidData).into());
+                }
+                if let Err(e) = tls.process_new_packets() {
+                    // rustls queued an alert telling the peer why: try to send it.
+                    let _ = tls.write_tls(&mut self.stream);
+                    return Err(ReadError::Tls(e));
+                }
                 let before = buf.len();
-                buf.resize(before + 16 * 1024, 0);
-                match tls.reader().read(&mut buf[before..]) {
-                    Ok(n) => {
-                        buf.truncate(before + n);
-                        total += n;
-                        if n == 0 {
-                            // close_notify: the peer ended the session.
-                            return Ok(ReadOutcome::Closed(total));
-                        }
-                    }
-                    Err(e) => {
-                        buf.truncate(before);
-                        if e.kind() == io::ErrorKind::WouldBlock {
-                            break;
-                        }
-                        return Err(e.into());
-                    }
+                let closed = match tls.reader().read_to_end(buf) {
+                    // The peer's close_notify, or a session cut short.
+                    Ok(_) => true,
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => true,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+                    Err(e) => return Err(e.into()),
+                };
+                total += buf.len() - before;
+                if closed {
+                    return Ok(ReadOutcome::Closed(total));
                 }
             }
-            if eof {
+            if n == 0 {
                 return Ok(ReadOutcome::Closed(total));
             }
-            if total >= READ_BUDGET {
+            // A short read emptied the socket buffer (see `read_plain_into`).
+            if total >= READ_BUDGET || n < chunk.len() {
                 return Ok(ReadOutcome::Open(total));
             }
         }

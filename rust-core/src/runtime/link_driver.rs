@@ -644,6 +644,7 @@ impl LinkDriver {
                     self.conn_peer()
                 );
                 self.last_error = Some(e.to_string());
+                self.refused += 1;
                 self.endpoint.connection_lost(now);
                 self.drop_conn(poll, now);
             }
