@@ -892,3 +892,100 @@ fn log_lines_reach_the_c_callback_with_target_and_fields() {
     // The callback is no longer called, so `seen` may go.
     drop(seen);
 }
+
+/// A node with one TLS link named `name` (listening or dialing `addr`), presenting
+/// `me` and pinning `peer_fingerprint`.
+///
+/// # Safety
+/// Plain values in; the node returned must be freed with `smslink_node_free`.
+unsafe fn tls_node(
+    name: &CStr,
+    listen: bool,
+    addr: &CStr,
+    me: &smslink_tools::certs::SiteIdentity,
+    peer_fingerprint: &str,
+) -> *mut smslink_node {
+    let cert = std::ffi::CString::new(me.cert.to_str().unwrap()).unwrap();
+    let key = std::ffi::CString::new(me.key.to_str().unwrap()).unwrap();
+    let fp = std::ffi::CString::new(peer_fingerprint).unwrap();
+    let psk = b"tls through c, 16 bytes+";
+    // SAFETY: live pointers; the configuration is freed here.
+    unsafe {
+        let mut cfg = null_mut();
+        assert_eq!(smslink_config_new(&mut cfg), SMSLINK_OK);
+        let mut link = 9;
+        let add = if listen {
+            smslink_config_add_link_listen
+        } else {
+            smslink_config_add_link_dial
+        };
+        let rc = add(
+            cfg,
+            name.as_ptr(),
+            psk.as_ptr(),
+            psk.len(),
+            addr.as_ptr(),
+            &mut link,
+        );
+        assert_eq!((rc, link), (SMSLINK_OK, 0));
+        let rc = smslink_config_link_set_tls(
+            cfg,
+            link,
+            cert.as_ptr(),
+            key.as_ptr(),
+            null(),
+            fp.as_ptr(),
+        );
+        assert_eq!(rc, SMSLINK_OK);
+        assert_eq!(smslink_config_set_reconnect(cfg, 10, 100), SMSLINK_OK);
+        let mut node = null_mut();
+        assert_eq!(smslink_node_new(cfg, &mut node), SMSLINK_OK);
+        smslink_config_free(cfg);
+        node
+    }
+}
+
+#[test]
+fn tls_link_comes_up_through_the_c_api() {
+    use smslink_core::runtime::tls::fingerprint_hex;
+    use std::time::{Duration, Instant};
+    let dir = std::env::temp_dir().join(format!("smslink-ffi-tls-{}", std::process::id()));
+    let im_id = smslink_tools::certs::generate_site("im", &dir).unwrap();
+    let bs_id = smslink_tools::certs::generate_site("bs", &dir).unwrap();
+    // SAFETY: live pointers throughout; both nodes are freed below.
+    unsafe {
+        let im = tls_node(
+            c"im",
+            true,
+            c"127.0.0.1:0",
+            &im_id,
+            &fingerprint_hex(&bs_id.fingerprint),
+        );
+        let mut port = 0u16;
+        assert_eq!(smslink_node_local_port(im, 0, &mut port), SMSLINK_OK);
+        let addr = std::ffi::CString::new(format!("127.0.0.1:{port}")).unwrap();
+        let bs = tls_node(
+            c"bs",
+            false,
+            &addr,
+            &bs_id,
+            &fingerprint_hex(&im_id.fingerprint),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut ev = std::mem::MaybeUninit::<smslink_event>::uninit();
+        loop {
+            assert!(Instant::now() < deadline, "no LINK_UP over TLS");
+            if smslink_node_wait_event(bs, 20, ev.as_mut_ptr()) == SMSLINK_OK {
+                let e = ev.assume_init_ref();
+                if e.kind == smslink_event_type::SMSLINK_EVENT_LINK_UP {
+                    let peer = CStr::from_ptr(e.detail.as_ptr()).to_str().unwrap();
+                    assert_eq!(peer, "im");
+                    break;
+                }
+            }
+        }
+        assert_eq!(smslink_node_free(bs), SMSLINK_OK);
+        assert_eq!(smslink_node_free(im), SMSLINK_OK);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
