@@ -1000,3 +1000,63 @@ fn throughput_is_bounded_by_the_window_not_the_round_trip() {
         "{per_second} messages/s at 300 ms RTT"
     );
 }
+
+#[test]
+fn dialer_keeps_its_state_from_a_listener_whose_proof_is_wrong() {
+    let now = Instant::now();
+    let mut a = Endpoint::new(config("a"), now).unwrap();
+    a.connected(now, Side::Dialer);
+    let mut out = vec![];
+    a.poll_transmit(now, &mut out);
+    let mut input = hello_frame();
+    frame::encode_proof(&mut input, &frame::Proof { mac: [9; 32] });
+    assert_eq!(a.handle_input(&input, now), Err(LinkError::BadMac));
+    a.poll_transmit(now, &mut out);
+    // HELLO, its own PROOF (the dialer proves first), then only CLOSE: no STATE,
+    // no SYNC.
+    assert_eq!(
+        kinds(&out),
+        vec![FrameType::Hello, FrameType::Proof, FrameType::Close]
+    );
+    assert!(matches!(a.poll_event(), Some(Event::AuthFailed { .. })));
+}
+
+#[test]
+fn over_tls_the_dialer_proves_in_its_first_flight_and_the_link_needs_one_round_trip_less() {
+    let now = Instant::now();
+    let mut a = Endpoint::new(config("a"), now).unwrap();
+    a.connected_with_binding(now, Side::Dialer, &[5; 32]);
+    let mut out = vec![];
+    a.poll_transmit(now, &mut out);
+    assert_eq!(kinds(&out), vec![FrameType::Hello, FrameType::Proof]);
+    // Count the one-way trips until both are up, TLS binding against plaintext.
+    let trips = |tls: bool| {
+        let mut p = pair(config("a"), config("b"));
+        if tls {
+            p.a.connected_with_binding(now, Side::Dialer, &[5; 32]);
+            p.b.connected_with_binding(now, Side::Listener, &[5; 32]);
+        } else {
+            p.a.connected(now, Side::Dialer);
+            p.b.connected(now, Side::Listener);
+        }
+        let mut trips = 0;
+        let mut buf = vec![];
+        // Odd trips go from a to b, even ones back; both sides' first HELLOs
+        // cross in trip 1 and 2.
+        while !(p.a.is_up() && p.b.is_up()) {
+            trips += 1;
+            assert!(trips < 10, "never up");
+            buf.clear();
+            if trips % 2 == 1 {
+                p.a.poll_transmit(now, &mut buf);
+                p.b.handle_input(&buf, now).unwrap();
+            } else {
+                p.b.poll_transmit(now, &mut buf);
+                p.a.handle_input(&buf, now).unwrap();
+            }
+        }
+        trips
+    };
+    assert_eq!(trips(false), 6);
+    assert_eq!(trips(true), 4);
+}

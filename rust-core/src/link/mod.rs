@@ -41,9 +41,13 @@
 //!   verify tag_l              <---   PROOF(tag_l) STATE(listener)
 //!   STATE(dialer) SYNC        --->          up after SYNC
 //!   up after SYNC             <---   SYNC
-//! tag_x = HMAC-SHA256(psk, "smslink link v2 proof" || x's role || binding ||
-//!                     nonce_d || nonce_l)
+//! tag_x = HMAC-SHA256(psk, "smslink link v2 proof" || x's role || binding)
+//! binding = TLS exporter, or SHA-256("smslink link v2 plaintext binding" ||
+//!                                    nonce_d || nonce_l)
 //! ```
+//!
+//! Over TLS the dialer sends its PROOF with its HELLO (the exporter is fresh for
+//! the session already); in plaintext it waits for the listener's nonce.
 //!
 //! Why this order: the listener is the side anyone on the internet can reach, so it
 //! gives nothing PSK-derived (nothing to guess the key offline against) and no link
@@ -410,23 +414,26 @@ fn plaintext_binding(dialer_nonce: &[u8], listener_nonce: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn proof_mac(psk: &[u8], prover: Side, hs: &Handshake) -> Hmac<Sha256> {
+/// The session binding a proof covers: the TLS exporter (unique to the session:
+/// it derives from both sides' randoms and key shares), or in plaintext a hash of
+/// both HELLO nonces.
+fn binding(hs: &Handshake) -> [u8; 32] {
     let (dialer_nonce, listener_nonce) = match hs.side {
         Side::Dialer => (&hs.nonce, &hs.peer_nonce),
         Side::Listener => (&hs.peer_nonce, &hs.nonce),
     };
-    let binding = hs
-        .tls_binding
-        .unwrap_or_else(|| plaintext_binding(dialer_nonce, listener_nonce));
+    hs.tls_binding
+        .unwrap_or_else(|| plaintext_binding(dialer_nonce, listener_nonce))
+}
+
+fn proof_mac(psk: &[u8], prover: Side, hs: &Handshake) -> Hmac<Sha256> {
     let mut mac = new_mac(psk);
     mac.update(b"smslink link v2 proof");
     mac.update(match prover {
         Side::Dialer => b"dialer" as &[u8],
         Side::Listener => b"listener",
     });
-    mac.update(&binding);
-    mac.update(dialer_nonce);
-    mac.update(listener_nonce);
+    mac.update(&binding(hs));
     mac
 }
 
@@ -601,14 +608,19 @@ impl Endpoint {
             },
         );
         self.counters.frames_out += 1;
-        self.conn = Conn::Handshake(Handshake {
+        let hs = Handshake {
             side,
             tls_binding,
             nonce,
             peer_nonce: [0; NONCE_LEN],
             announced_tx_last_processed: 0,
             stage: Stage::Hello,
-        });
+        };
+        if side == Side::Dialer && tls_binding.is_some() {
+            // The exporter is fresh already: no need to wait for the peer's nonce.
+            self.send_proof(&hs);
+        }
+        self.conn = Conn::Handshake(hs);
         self.last_rx = now;
         self.last_tx = now;
         self.connected_at = now;
@@ -847,7 +859,7 @@ impl Endpoint {
         }
         hs.peer_nonce = h.nonce;
         hs.stage = Stage::Proof;
-        if hs.side == Side::Dialer {
+        if hs.side == Side::Dialer && hs.tls_binding.is_none() {
             self.send_proof(&hs);
         }
         self.conn = Conn::Handshake(hs);
