@@ -35,7 +35,9 @@ fn log_lines() -> &'static Mutex<Vec<String>> {
         log::set_sink(Some(Box::new(|r: &log::Record<'_>| {
             if r.level <= Level::Warn {
                 if let Some(lines) = LINES.get() {
-                    lines.lock().unwrap().push(r.message.to_owned());
+                    // A failed test may have poisoned it; the lines are still good.
+                    let mut lines = lines.lock().unwrap_or_else(|e| e.into_inner());
+                    lines.push(r.message.to_owned());
                 }
             }
         })));
@@ -345,7 +347,6 @@ fn relay(
     b: &mut TcpStream,
     tb: &mut rustls::Connection,
 ) -> std::io::Result<()> {
-    use std::io::{Read, Write};
     use std::os::fd::AsRawFd;
     while ta.is_handshaking() {
         ta.complete_io(a)?;
@@ -354,8 +355,12 @@ fn relay(
         tb.complete_io(b)?;
     }
     let end = Instant::now() + Duration::from_secs(10);
-    let mut buf = vec![0u8; 64 * 1024];
     while Instant::now() < end {
+        // Plaintext the sessions already hold (it may have come with the last
+        // handshake message) goes first, then whatever the sockets bring.
+        if !forward(ta, tb, b)? || !forward(tb, ta, a)? {
+            return Ok(());
+        }
         let mut fds = [
             libc::pollfd {
                 fd: a.as_raw_fd(),
@@ -370,32 +375,39 @@ fn relay(
         ];
         // SAFETY: two valid pollfds on sockets this function holds.
         unsafe { libc::poll(fds.as_mut_ptr(), 2, 100) };
-        for (i, fd) in fds.iter().enumerate() {
-            if fd.revents == 0 {
-                continue;
-            }
-            let (src, tsrc, dst, tdst) = if i == 0 {
-                (&mut *a, &mut *ta, &mut *b, &mut *tb)
-            } else {
-                (&mut *b, &mut *tb, &mut *a, &mut *ta)
-            };
-            if tsrc.read_tls(src)? == 0 {
-                return Ok(());
-            }
-            tsrc.process_new_packets().map_err(std::io::Error::other)?;
-            loop {
-                match tsrc.reader().read(&mut buf) {
-                    Ok(0) => return Ok(()),
-                    Ok(n) => tdst.writer().write_all(&buf[..n])?,
-                    Err(_) => break,
+        for (fd, (src, tsrc)) in fds.iter().zip([(&mut *a, &mut *ta), (&mut *b, &mut *tb)]) {
+            if fd.revents != 0 {
+                if tsrc.read_tls(src)? == 0 {
+                    return Ok(());
                 }
-            }
-            while tdst.wants_write() {
-                tdst.write_tls(dst)?;
+                tsrc.process_new_packets().map_err(std::io::Error::other)?;
             }
         }
     }
     Ok(())
+}
+
+/// Copy the plaintext `from` holds into `to` and write it out to `dst`; false
+/// once `from` has ended.
+fn forward(
+    from: &mut rustls::Connection,
+    to: &mut rustls::Connection,
+    dst: &mut TcpStream,
+) -> std::io::Result<bool> {
+    use std::io::{Read, Write};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.reader().read(&mut buf) {
+            Ok(0) => return Ok(false),
+            Ok(n) => to.writer().write_all(&buf[..n])?,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    while to.wants_write() {
+        to.write_tls(dst)?;
+    }
+    Ok(true)
 }
 
 #[test]
