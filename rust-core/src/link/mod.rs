@@ -1226,26 +1226,42 @@ pub mod fuzzing {
     use std::time::Instant;
 
     /// First input byte: bit 0 picks the target (0: an endpoint that is up and has
-    /// sent three messages; 1: an endpoint in its handshake), bits 1..7 the chunk size
-    /// the rest is fed in (0: all at once). Every decoded frame must re-encode to the
-    /// same bytes; after the input, cursor invariants must hold.
+    /// sent three messages; 1: an endpoint in its handshake, fed the same input three
+    /// times: as a plaintext listener, as a listener inside a TLS session and as a
+    /// dialer inside one), bits 1..7 the chunk size the rest is fed in (0: all at
+    /// once). Every decoded frame must re-encode to the same bytes; after the input,
+    /// cursor invariants must hold.
     pub fn link_frame(data: &[u8]) {
         let Some((&control, stream)) = data.split_first() else {
             return;
         };
         round_trip_frames(stream);
         let now = Instant::now();
-        let mut b = if control & 1 == 0 {
-            up_endpoint(now)
-        } else {
-            let mut e = Endpoint::new(config("b"), now).expect("valid config");
-            e.connected(now, Side::Listener);
-            e
-        };
         let chunk = match (control >> 1) as usize {
             0 => stream.len().max(1),
             n => n,
         };
+        if control & 1 == 0 {
+            feed(up_endpoint(now), stream, chunk, now);
+            return;
+        }
+        let binding = [0x5a; 32];
+        for (side, tls) in [
+            (Side::Listener, false),
+            (Side::Listener, true),
+            (Side::Dialer, true),
+        ] {
+            let mut e = Endpoint::new(config("b"), now).expect("valid config");
+            if tls {
+                e.connected_with_binding(now, side, &binding);
+            } else {
+                e.connected(now, side);
+            }
+            feed(e, stream, chunk, now);
+        }
+    }
+
+    fn feed(mut b: Endpoint, stream: &[u8], chunk: usize, now: Instant) {
         let mut out = Vec::new();
         for piece in stream.chunks(chunk) {
             if b.handle_input(piece, now).is_err() {
