@@ -133,12 +133,16 @@ impl TlsContext {
         let mut client = client;
         // The name is checked against the certificate, not announced in clear.
         client.enable_sni = false;
-        let server = rustls::ServerConfig::builder_with_provider(provider())
+        // Every connection checks the certificates again (no resumption that would
+        // carry an old verdict past a certificate's expiry or a changed pin).
+        client.resumption = rustls::client::Resumption::disabled();
+        let mut server = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(versions)
             .map_err(|e| e.to_string())?
             .with_client_cert_verifier(client_verifier)
             .with_single_cert(chain, key)
             .map_err(|e| format!("{}: {e}", spec.key.display()))?;
+        server.send_tls13_tickets = 0;
         let name = spec
             .server_name
             .as_deref()
