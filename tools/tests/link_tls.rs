@@ -223,6 +223,17 @@ fn ca_signed_certificates_carry_messages() {
     let (ln, dn) = pair("ca", ca_spec(&l, &ca), ca_spec(&d, &ca), PSK);
     wait_up(&dn, Duration::from_secs(5));
     exchange(&ln, &dn, 20);
+    // A dialer must know which name the listener's certificate carries.
+    let addr = ln.local_addr(0).unwrap();
+    let unnamed = LinkSpec::new(LinkConfig::new("ca-x", PSK), Transport::Dial(addr))
+        .with_tls(ca_spec(&d, &ca));
+    let Err(err) = Node::start(NodeConfig::new(vec![unnamed.clone()])) else {
+        panic!("a CA-checked dialer without a peer name started");
+    };
+    assert!(err.to_string().contains("which name"), "{err}");
+    let mut named = ca_spec(&d, &ca);
+    named.server_name = Some("ca-l".into());
+    assert!(Node::start(NodeConfig::new(vec![unnamed.with_tls(named)])).is_ok());
 }
 
 #[test]

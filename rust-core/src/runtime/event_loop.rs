@@ -60,6 +60,15 @@ pub(super) fn spawn(
     for (id, spec) in config.links.iter().enumerate() {
         let endpoint = Endpoint::new(spec.config.clone(), now)
             .map_err(|e| NodeError::Config(format!("link {:?}: {e}", spec.config.name)))?;
+        if let (Some(tls), Transport::Dial(_)) = (&spec.tls, &spec.transport) {
+            let named = tls.server_name.is_some() || spec.config.expected_peer.is_some();
+            if matches!(tls.peer, PeerAuth::CaFile(_)) && !named {
+                return Err(NodeError::Config(format!(
+                    "link {:?}: TLS with a CA: say which name the peer's certificate must carry (tls server_name, or the expected peer)",
+                    spec.config.name
+                )));
+            }
+        }
         let tls = match (&spec.tls, spec.insecure_plaintext) {
             (Some(tls), false) => Some(
                 TlsContext::new(tls, spec.config.expected_peer.as_deref()).map_err(|e| {
