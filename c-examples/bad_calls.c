@@ -42,7 +42,8 @@ static void expect_true(int cond, int line, const char *fmt, ...) {
   va_end(ap);
 }
 
-static const uint8_t PSK[] = "bad calls key";
+static const uint8_t PSK[] = "bad calls key, 16 bytes+";
+#define PSK_LEN (sizeof PSK - 1)
 
 static double now_s(void) {
   struct timespec ts;
@@ -95,7 +96,7 @@ static void null_handles(void) {
   memset(&m, 0, sizeof m);
 
   EXPECT(smslink_config_new(NULL), SMSLINK_NULL_PARAMETER);
-  EXPECT(smslink_config_add_link_dial(NULL, "a", PSK, 3, "127.0.0.1:1", &u),
+  EXPECT(smslink_config_add_link_dial(NULL, "a", PSK, PSK_LEN, "127.0.0.1:1", &u),
          SMSLINK_NULL_PARAMETER);
   EXPECT(smslink_config_link_set_capacity(NULL, 0, 10), SMSLINK_NULL_PARAMETER);
   EXPECT(smslink_config_set_smsc(NULL, "127.0.0.1:1", "u", "p"), SMSLINK_NULL_PARAMETER);
@@ -192,14 +193,25 @@ static void config_errors(void) {
   uint32_t link = 99;
   EXPECT(smslink_config_new(&cfg), SMSLINK_OK);
   EXPECT(smslink_node_new(cfg, &node), SMSLINK_CONFIG); /* no link */
-  EXPECT(smslink_config_add_link_dial(cfg, "x", PSK, 3, "not an address", &link),
+  EXPECT(smslink_config_add_link_dial(cfg, "x", PSK, PSK_LEN, "not an address", &link),
          SMSLINK_INVALID_ARGUMENT);
   EXPECT(smslink_config_add_link_dial(cfg, "x", PSK, 0, "127.0.0.1:1", &link),
          SMSLINK_INVALID_ARGUMENT);
-  EXPECT(smslink_config_add_link_dial(cfg, "x", PSK, 3, "127.0.0.1:1", NULL),
+  EXPECT(smslink_config_add_link_dial(cfg, "x", PSK, 15, "127.0.0.1:1", &link),
+         SMSLINK_INVALID_ARGUMENT); /* a pre-shared key needs 16 bytes */
+  EXPECT(smslink_config_add_link_dial(cfg, "x", PSK, PSK_LEN, "127.0.0.1:1", NULL),
          SMSLINK_NULL_PARAMETER);
   expect_true(!(link != 99), __LINE__, "out_link written on failure");
-  EXPECT(smslink_config_add_link_dial(cfg, "x", PSK, 3, "127.0.0.1:1", &link), SMSLINK_OK);
+  EXPECT(smslink_config_add_link_dial(cfg, "x", PSK, PSK_LEN, "127.0.0.1:1", &link), SMSLINK_OK);
+  EXPECT(smslink_node_new(cfg, &node), SMSLINK_CONFIG); /* neither TLS nor plaintext */
+  EXPECT(smslink_config_link_set_tls(cfg, link, "c.pem", "k.pem", NULL, NULL),
+         SMSLINK_INVALID_ARGUMENT);
+  EXPECT(smslink_config_link_set_tls(cfg, link, "c.pem", "k.pem", NULL, "not hex"),
+         SMSLINK_INVALID_ARGUMENT);
+  EXPECT(smslink_config_link_set_tls(cfg, link, "c.pem", "k.pem", "ca.pem", NULL), SMSLINK_OK);
+  EXPECT(smslink_node_new(cfg, &node), SMSLINK_CONFIG); /* the files do not exist */
+  EXPECT(smslink_config_link_set_insecure_plaintext(cfg, 7), SMSLINK_UNKNOWN_LINK);
+  EXPECT(smslink_config_link_set_insecure_plaintext(cfg, link), SMSLINK_OK);
   EXPECT(smslink_config_link_set_capacity(cfg, link, 0), SMSLINK_INVALID_ARGUMENT);
   EXPECT(smslink_config_link_set_capacity(cfg, link, 65537), SMSLINK_INVALID_ARGUMENT);
   EXPECT(smslink_config_link_set_capacity(cfg, 7, 10), SMSLINK_UNKNOWN_LINK);
@@ -305,7 +317,9 @@ static void callbacks(void) {
   smslink_node *im = NULL, *bs = NULL;
   uint32_t link = 0;
   EXPECT(smslink_config_new(&cfg), SMSLINK_OK);
-  EXPECT(smslink_config_add_link_listen(cfg, "im", PSK, 5, "127.0.0.1:0", &link), SMSLINK_OK);
+  EXPECT(smslink_config_add_link_listen(cfg, "im", PSK, PSK_LEN, "127.0.0.1:0", &link),
+         SMSLINK_OK);
+  EXPECT(smslink_config_link_set_insecure_plaintext(cfg, link), SMSLINK_OK);
   EXPECT(smslink_node_new(cfg, &im), SMSLINK_OK);
   smslink_config_free(cfg);
 
@@ -317,7 +331,8 @@ static void callbacks(void) {
   EXPECT(smslink_node_local_addr(im, 0, addr, need + 1, &len), SMSLINK_OK);
 
   EXPECT(smslink_config_new(&cfg), SMSLINK_OK);
-  EXPECT(smslink_config_add_link_dial(cfg, "bs", PSK, 5, addr, &link), SMSLINK_OK);
+  EXPECT(smslink_config_add_link_dial(cfg, "bs", PSK, PSK_LEN, addr, &link), SMSLINK_OK);
+  EXPECT(smslink_config_link_set_insecure_plaintext(cfg, link), SMSLINK_OK);
   EXPECT(smslink_config_set_reconnect(cfg, 10, 100), SMSLINK_OK);
   EXPECT(smslink_node_new(cfg, &bs), SMSLINK_OK);
   smslink_config_free(cfg);

@@ -7,7 +7,7 @@
  *                              rings of 16 slots so that both sides meet a full one)
  *   toy_smsc COUNT HOST:PORT   dials an IM-side endpoint elsewhere (this side's
  *                              link is "bs", the peer must be "im", pre-shared
- *                              key "toy key", 1024 slots), which must answer
+ *                              key "toy key, 16 bytes+", 1024 slots), which must answer
  *                              each MO "mo N" with one MT "re: mo N"
  *
  * The stack hands each mobile-originated (MO) message to smslink and gets "stored"
@@ -32,7 +32,7 @@
 
 #include "smslink.h"
 
-static const char PSK[] = "toy key";
+static const char PSK[] = "toy key, 16 bytes+";
 /* Ring slots when both sides run here: small, so that both meet a full ring. */
 static const uint32_t LOCAL_CAPACITY = 16;
 
@@ -212,6 +212,10 @@ static smslink_node *start_node(const char *name, const char *peer, const char *
   else
     CHECK(smslink_config_add_link_dial(cfg, name, (const uint8_t *)PSK, strlen(PSK), addr,
                                        &link));
+  /* Both ends on one host: no TLS. Across a network, give each link its
+     certificate, key and the peer's fingerprint (or a CA file) instead:
+     smslink_config_link_set_tls(cfg, link, "site.crt", "site.key", NULL, "<64 hex>"). */
+  CHECK(smslink_config_link_set_insecure_plaintext(cfg, link));
   CHECK(smslink_config_link_set_expected_peer(cfg, link, peer));
   CHECK(smslink_config_link_set_capacity(cfg, link, capacity));
   CHECK(smslink_config_link_set_default(cfg, link));

@@ -543,9 +543,11 @@ smslink_result smslink_config_new(struct smslink_config **out);
 void smslink_config_free(struct smslink_config *config);
 
 // Add a link that dials `addr` ("host:port") and redials after every interruption.
-// `name` is this side's name in the handshake; `psk` (`psk_len` bytes, not empty)
+// `name` is this side's name in the handshake; `psk` (`psk_len` bytes, at least 16)
 // is the key both sides share. Writes the new link's id (0, 1, ... in order of
-// addition) to `*out_link`.
+// addition) to `*out_link`. The link needs `smslink_config_link_set_tls` (or, to
+// run without encryption, `smslink_config_link_set_insecure_plaintext`) before a
+// node starts from the configuration.
 //
 // Thread safety: one thread at a time per configuration.
 smslink_result smslink_config_add_link_dial(struct smslink_config *config,
@@ -574,6 +576,35 @@ smslink_result smslink_config_add_link_listen(struct smslink_config *config,
 smslink_result smslink_config_link_set_capacity(struct smslink_config *config,
                                                 uint32_t link,
                                                 uint32_t capacity);
+
+// Run the link over TLS 1.3 (the side that dials is the TLS client). `cert_file`
+// and `key_file`: PEM files of this side's certificate (chain) and private key
+// (`smslink keygen` makes them). The peer's certificate is checked either against
+// the CA certificates in `ca_file`, or by the SHA-256 fingerprint of its public key
+// `peer_fingerprint` (64 hex digits, as `smslink keygen` and `smslink fingerprint`
+// print it; the peer's certificate must then be self-signed): exactly one of the
+// two, the other NULL. A dialer with `ca_file` checks that the listener's
+// certificate names the expected peer (`smslink_config_link_set_expected_peer`).
+// The files are read when the node starts (`smslink_node_start` fails with the
+// file named if one cannot be used).
+//
+// Returns SMSLINK_INVALID_ARGUMENT for both or neither of `ca_file` and
+// `peer_fingerprint`, or a fingerprint that is not 64 hex digits.
+//
+// Thread safety: one thread at a time per configuration.
+smslink_result smslink_config_link_set_tls(struct smslink_config *config,
+                                           uint32_t link,
+                                           const char *cert_file,
+                                           const char *key_file,
+                                           const char *ca_file,
+                                           const char *peer_fingerprint);
+
+// Run the link without TLS: anyone on the path can read and change its messages
+// (for tests on one host, or a link inside a VPN). Replaces TLS set before.
+//
+// Thread safety: one thread at a time per configuration.
+smslink_result smslink_config_link_set_insecure_plaintext(struct smslink_config *config,
+                                                          uint32_t link);
 
 // Refuse a peer that announces any other name than `peer_name`.
 //

@@ -8,7 +8,9 @@ use std::time::Duration;
 use smslink_core::cimd2::session::ClientConfig;
 use smslink_core::journal::SyncPolicy;
 use smslink_core::link::LinkConfig;
-use smslink_core::runtime::{JournalSpec, LinkSpec, NodeConfig, SmscSpec, Transport};
+use smslink_core::runtime::{
+    JournalSpec, LinkSpec, NodeConfig, PeerAuth, SmscSpec, TlsSpec, Transport,
+};
 
 use crate::abi::{
     arg_bytes, arg_mut, arg_ref, arg_str, guard, guard_void, out_ptr, write_out, BoxHandle, Error,
@@ -100,8 +102,11 @@ fn add_link(
     if name.is_empty() || name.len() > SMSLINK_NAME_SIZE - 1 {
         return Err(Error::invalid("link name must be 1 to 64 bytes"));
     }
-    if psk.is_empty() {
-        return Err(Error::invalid("the pre-shared key must not be empty"));
+    if psk.len() < smslink_core::link::MIN_PSK_LEN {
+        return Err(Error::invalid(format!(
+            "the pre-shared key must be at least {} bytes",
+            smslink_core::link::MIN_PSK_LEN
+        )));
     }
     let transport = if listen {
         Transport::Listen(addr)
@@ -118,9 +123,11 @@ fn add_link(
 }
 
 /// Add a link that dials `addr` ("host:port") and redials after every interruption.
-/// `name` is this side's name in the handshake; `psk` (`psk_len` bytes, not empty)
+/// `name` is this side's name in the handshake; `psk` (`psk_len` bytes, at least 16)
 /// is the key both sides share. Writes the new link's id (0, 1, ... in order of
-/// addition) to `*out_link`.
+/// addition) to `*out_link`. The link needs `smslink_config_link_set_tls` (or, to
+/// run without encryption, `smslink_config_link_set_insecure_plaintext`) before a
+/// node starts from the configuration.
 ///
 /// Thread safety: one thread at a time per configuration.
 #[no_mangle]
@@ -171,6 +178,75 @@ pub unsafe extern "C" fn smslink_config_link_set_capacity(
             )));
         }
         link_spec(config, link)?.config.capacity = capacity as usize;
+        Ok(())
+    })
+}
+
+/// Run the link over TLS 1.3 (the side that dials is the TLS client). `cert_file`
+/// and `key_file`: PEM files of this side's certificate (chain) and private key
+/// (`smslink keygen` makes them). The peer's certificate is checked either against
+/// the CA certificates in `ca_file`, or by the SHA-256 fingerprint of its public key
+/// `peer_fingerprint` (64 hex digits, as `smslink keygen` and `smslink fingerprint`
+/// print it; the peer's certificate must then be self-signed): exactly one of the
+/// two, the other NULL. A dialer with `ca_file` checks that the listener's
+/// certificate names the expected peer (`smslink_config_link_set_expected_peer`).
+/// The files are read when the node starts (`smslink_node_start` fails with the
+/// file named if one cannot be used).
+///
+/// Returns SMSLINK_INVALID_ARGUMENT for both or neither of `ca_file` and
+/// `peer_fingerprint`, or a fingerprint that is not 64 hex digits.
+///
+/// Thread safety: one thread at a time per configuration.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_config_link_set_tls(
+    config: *mut smslink_config,
+    link: u32,
+    cert_file: *const c_char,
+    key_file: *const c_char,
+    ca_file: *const c_char,
+    peer_fingerprint: *const c_char,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let config = unsafe { arg_mut(config, "config") }?;
+        let cert = unsafe { arg_str(cert_file, "cert_file") }?;
+        let key = unsafe { arg_str(key_file, "key_file") }?;
+        let peer = match (ca_file.is_null(), peer_fingerprint.is_null()) {
+            (false, true) => PeerAuth::CaFile(unsafe { arg_str(ca_file, "ca_file") }?.into()),
+            (true, false) => {
+                let fp = unsafe { arg_str(peer_fingerprint, "peer_fingerprint") }?;
+                PeerAuth::Fingerprint(
+                    smslink_core::runtime::tls::parse_fingerprint(fp).map_err(Error::invalid)?,
+                )
+            }
+            _ => {
+                return Err(Error::invalid(
+                    "give exactly one of ca_file and peer_fingerprint",
+                ))
+            }
+        };
+        let spec = link_spec(config, link)?;
+        spec.tls = Some(TlsSpec::new(cert, key, peer));
+        spec.insecure_plaintext = false;
+        Ok(())
+    })
+}
+
+/// Run the link without TLS: anyone on the path can read and change its messages
+/// (for tests on one host, or a link inside a VPN). Replaces TLS set before.
+///
+/// Thread safety: one thread at a time per configuration.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_config_link_set_insecure_plaintext(
+    config: *mut smslink_config,
+    link: u32,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let config = unsafe { arg_mut(config, "config") }?;
+        let spec = link_spec(config, link)?;
+        spec.tls = None;
+        spec.insecure_plaintext = true;
         Ok(())
     })
 }

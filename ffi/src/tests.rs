@@ -9,6 +9,20 @@ use crate::*;
 
 mod smpp;
 
+/// Every link of `cfg` in plaintext: these tests are about the C API, not TLS.
+///
+/// # Safety
+/// `cfg` is a live configuration.
+unsafe fn plaintext_links(cfg: *mut smslink_config) {
+    let links = unsafe { (*cfg).config.links.len() } as u32;
+    for link in 0..links {
+        assert_eq!(
+            unsafe { smslink_config_link_set_insecure_plaintext(cfg, link) },
+            SMSLINK_OK
+        );
+    }
+}
+
 fn last_error() -> String {
     let mut buf = [0 as c_char; 512];
     let mut len = 0usize;
@@ -181,7 +195,14 @@ fn null_pointers_are_refused_everywhere_they_are_required() {
         let name = c"n".as_ptr();
         let addr = c"127.0.0.1:0".as_ptr();
         assert_eq!(
-            smslink_config_add_link_listen(cfg, null(), b"k".as_ptr(), 1, addr, &mut link),
+            smslink_config_add_link_listen(
+                cfg,
+                null(),
+                b"ffi test key, 16+".as_ptr(),
+                17,
+                addr,
+                &mut link
+            ),
             SMSLINK_NULL_PARAMETER
         );
         assert_eq!(
@@ -189,15 +210,30 @@ fn null_pointers_are_refused_everywhere_they_are_required() {
             SMSLINK_NULL_PARAMETER
         );
         assert_eq!(
-            smslink_config_add_link_listen(cfg, name, b"k".as_ptr(), 1, null(), &mut link),
+            smslink_config_add_link_listen(
+                cfg,
+                name,
+                b"ffi test key, 16+".as_ptr(),
+                17,
+                null(),
+                &mut link
+            ),
             SMSLINK_NULL_PARAMETER
         );
         assert_eq!(
-            smslink_config_add_link_listen(cfg, name, b"k".as_ptr(), 1, addr, &mut link),
+            smslink_config_add_link_listen(
+                cfg,
+                name,
+                b"ffi test key, 16+".as_ptr(),
+                17,
+                addr,
+                &mut link
+            ),
             SMSLINK_OK
         );
         let mut node = null_mut();
         assert_eq!(smslink_node_new(cfg, null_mut()), SMSLINK_NULL_PARAMETER);
+        plaintext_links(cfg);
         assert_eq!(smslink_node_new(cfg, &mut node), SMSLINK_OK);
         smslink_config_free(cfg);
         let mut receipt = smslink_receipt { link: 9, seq: 9 };
@@ -254,9 +290,10 @@ fn c_configured_buffer_server_carries_cimd2_traffic_both_ways() {
         ..SimConfig::default()
     })
     .unwrap();
-    let mut link = LinkConfig::new("im", b"cimd key");
+    let mut link = LinkConfig::new("im", b"cimd key, 16 bytes+");
     link.expected_peer = Some("bs".into());
-    let spec = LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap()));
+    let spec =
+        LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap())).insecure_plaintext();
     let im = Node::start(NodeConfig::new(vec![spec])).unwrap();
 
     let im_addr = std::ffi::CString::new(im.local_addr(0).unwrap().to_string()).unwrap();
@@ -269,8 +306,8 @@ fn c_configured_buffer_server_carries_cimd2_traffic_both_ways() {
         let rc = smslink_config_add_link_dial(
             cfg,
             c"bs".as_ptr(),
-            b"cimd key".as_ptr(),
-            8,
+            b"cimd key, 16 bytes+".as_ptr(),
+            19,
             im_addr.as_ptr(),
             &mut link,
         );
@@ -286,6 +323,7 @@ fn c_configured_buffer_server_carries_cimd2_traffic_both_ways() {
         );
         assert_eq!(smslink_config_set_reconnect(cfg, 20, 200), SMSLINK_OK);
         let mut bs = null_mut();
+        plaintext_links(cfg);
         assert_eq!(smslink_node_new(cfg, &mut bs), SMSLINK_OK);
         smslink_config_free(cfg);
         bs
@@ -382,9 +420,10 @@ fn concurrent_senders_and_dispatchers_share_a_node() {
     const PER_SENDER: usize = 500;
     const TOTAL: usize = SENDERS * PER_SENDER;
 
-    let mut link = LinkConfig::new("im", b"threads key");
+    let mut link = LinkConfig::new("im", b"threads key, 16 bytes+");
     link.capacity = 4096;
-    let spec = LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap()));
+    let spec =
+        LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap())).insecure_plaintext();
     let im = Node::start(NodeConfig::new(vec![spec])).unwrap();
     let im_addr = std::ffi::CString::new(im.local_addr(0).unwrap().to_string()).unwrap();
 
@@ -396,7 +435,7 @@ fn concurrent_senders_and_dispatchers_share_a_node() {
         let mut cfg = null_mut();
         assert_eq!(smslink_config_new(&mut cfg), SMSLINK_OK);
         let mut link = 0;
-        let psk = b"threads key";
+        let psk = b"threads key, 16 bytes+";
         let rc = smslink_config_add_link_dial(
             cfg,
             c"bs".as_ptr(),
@@ -412,6 +451,7 @@ fn concurrent_senders_and_dispatchers_share_a_node() {
         );
         assert_eq!(smslink_config_set_event_capacity(cfg, 1 << 15), SMSLINK_OK);
         let mut node = null_mut();
+        plaintext_links(cfg);
         assert_eq!(smslink_node_new(cfg, &mut node), SMSLINK_OK);
         smslink_config_free(cfg);
         node
@@ -553,8 +593,8 @@ fn metrics_listener_and_text_through_the_c_api() {
         let rc = smslink_config_add_link_listen(
             cfg,
             c"im".as_ptr(),
-            b"k".as_ptr(),
-            1,
+            b"ffi test key, 16+".as_ptr(),
+            17,
             c"127.0.0.1:0".as_ptr(),
             &mut link,
         );
@@ -564,6 +604,7 @@ fn metrics_listener_and_text_through_the_c_api() {
         let rc = smslink_config_set_metrics_listen(cfg, c"127.0.0.1:0".as_ptr());
         assert_eq!(rc, SMSLINK_OK);
         let mut node = null_mut();
+        plaintext_links(cfg);
         assert_eq!(smslink_node_new(cfg, &mut node), SMSLINK_OK);
         smslink_config_free(cfg);
 
@@ -598,7 +639,7 @@ fn c_node(name: &std::ffi::CStr, addr: &str, capacity: u32) -> *mut smslink_node
         let mut cfg = null_mut();
         assert_eq!(smslink_config_new(&mut cfg), SMSLINK_OK);
         let mut link = 9;
-        let psk = b"room key";
+        let psk = b"room key, 16 bytes+";
         let rc = smslink_config_add_link_dial(
             cfg,
             name.as_ptr(),
@@ -614,6 +655,7 @@ fn c_node(name: &std::ffi::CStr, addr: &str, capacity: u32) -> *mut smslink_node
         );
         assert_eq!(smslink_config_set_reconnect(cfg, 10, 100), SMSLINK_OK);
         let mut node = null_mut();
+        plaintext_links(cfg);
         assert_eq!(smslink_node_new(cfg, &mut node), SMSLINK_OK);
         smslink_config_free(cfg);
         node
@@ -705,9 +747,10 @@ fn wait_for_room_wakes_when_the_peer_processes_and_leaves_the_events() {
     use smslink_core::runtime::{LinkSpec, Node, NodeConfig, NodeEvent, Transport};
     use std::time::Duration;
 
-    let mut link = LinkConfig::new("im", b"room key");
+    let mut link = LinkConfig::new("im", b"room key, 16 bytes+");
     link.capacity = 4;
-    let spec = LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap()));
+    let spec =
+        LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap())).insecure_plaintext();
     let im = Node::start(NodeConfig::new(vec![spec])).unwrap();
     let bs = c_node(c"bs", &im.local_addr(0).unwrap().to_string(), 4);
     for text in [c"m0", c"m1", c"m2", c"m3"] {
@@ -814,9 +857,10 @@ fn log_lines_reach_the_c_callback_with_target_and_fields() {
     );
 
     let spec = LinkSpec::new(
-        LinkConfig::new("log-im", b"room key"),
+        LinkConfig::new("log-im", b"room key, 16 bytes+"),
         Transport::Listen("127.0.0.1:0".parse().unwrap()),
-    );
+    )
+    .insecure_plaintext();
     let im = Node::start(NodeConfig::new(vec![spec])).unwrap();
     let bs = c_node(c"log-bs", &im.local_addr(0).unwrap().to_string(), 16);
 
@@ -916,7 +960,7 @@ fn a_node_with_a_journal_reports_each_message_durable() {
         let mut cfg = null_mut();
         assert_eq!(smslink_config_new(&mut cfg), SMSLINK_OK);
         let mut link = 9;
-        let psk = b"k";
+        let psk = b"journal test key, 16+ bytes";
         // Nobody answers on port 1: the message stays in the ring, durable.
         let rc = smslink_config_add_link_dial(
             cfg,
@@ -927,6 +971,10 @@ fn a_node_with_a_journal_reports_each_message_durable() {
             &mut link,
         );
         assert_eq!(rc, SMSLINK_OK);
+        assert_eq!(
+            smslink_config_link_set_insecure_plaintext(cfg, link),
+            SMSLINK_OK
+        );
         let rc = smslink_config_set_journal(cfg, c_dir.as_ptr(), c"always".as_ptr(), 1 << 24);
         assert_eq!(rc, SMSLINK_OK);
         let mut node = null_mut();
@@ -961,4 +1009,101 @@ fn a_node_with_a_journal_reports_each_message_durable() {
         assert_eq!(smslink_node_free(node), SMSLINK_OK);
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A node with one TLS link named `name` (listening or dialing `addr`), presenting
+/// `me` and pinning `peer_fingerprint`.
+///
+/// # Safety
+/// Plain values in; the node returned must be freed with `smslink_node_free`.
+unsafe fn tls_node(
+    name: &CStr,
+    listen: bool,
+    addr: &CStr,
+    me: &smslink_tools::certs::SiteIdentity,
+    peer_fingerprint: &str,
+) -> *mut smslink_node {
+    let cert = std::ffi::CString::new(me.cert.to_str().unwrap()).unwrap();
+    let key = std::ffi::CString::new(me.key.to_str().unwrap()).unwrap();
+    let fp = std::ffi::CString::new(peer_fingerprint).unwrap();
+    let psk = b"tls through c, 16 bytes+";
+    // SAFETY: live pointers; the configuration is freed here.
+    unsafe {
+        let mut cfg = null_mut();
+        assert_eq!(smslink_config_new(&mut cfg), SMSLINK_OK);
+        let mut link = 9;
+        let add = if listen {
+            smslink_config_add_link_listen
+        } else {
+            smslink_config_add_link_dial
+        };
+        let rc = add(
+            cfg,
+            name.as_ptr(),
+            psk.as_ptr(),
+            psk.len(),
+            addr.as_ptr(),
+            &mut link,
+        );
+        assert_eq!((rc, link), (SMSLINK_OK, 0));
+        let rc = smslink_config_link_set_tls(
+            cfg,
+            link,
+            cert.as_ptr(),
+            key.as_ptr(),
+            null(),
+            fp.as_ptr(),
+        );
+        assert_eq!(rc, SMSLINK_OK);
+        assert_eq!(smslink_config_set_reconnect(cfg, 10, 100), SMSLINK_OK);
+        let mut node = null_mut();
+        assert_eq!(smslink_node_new(cfg, &mut node), SMSLINK_OK);
+        smslink_config_free(cfg);
+        node
+    }
+}
+
+#[test]
+fn tls_link_comes_up_through_the_c_api() {
+    use smslink_core::runtime::tls::fingerprint_hex;
+    use std::time::{Duration, Instant};
+    let dir = std::env::temp_dir().join(format!("smslink-ffi-tls-{}", std::process::id()));
+    let im_id = smslink_tools::certs::generate_site("im", &dir).unwrap();
+    let bs_id = smslink_tools::certs::generate_site("bs", &dir).unwrap();
+    // SAFETY: live pointers throughout; both nodes are freed below.
+    unsafe {
+        let im = tls_node(
+            c"im",
+            true,
+            c"127.0.0.1:0",
+            &im_id,
+            &fingerprint_hex(&bs_id.fingerprint),
+        );
+        let mut port = 0u16;
+        assert_eq!(smslink_node_local_port(im, 0, &mut port), SMSLINK_OK);
+        let addr = std::ffi::CString::new(format!("127.0.0.1:{port}")).unwrap();
+        let bs = tls_node(
+            c"bs",
+            false,
+            &addr,
+            &bs_id,
+            &fingerprint_hex(&im_id.fingerprint),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut ev = std::mem::MaybeUninit::<smslink_event>::uninit();
+        loop {
+            assert!(Instant::now() < deadline, "no LINK_UP over TLS");
+            if smslink_node_wait_event(bs, 20, ev.as_mut_ptr()) == SMSLINK_OK {
+                let e = ev.assume_init_ref();
+                if e.kind == smslink_event_type::SMSLINK_EVENT_LINK_UP {
+                    let peer = CStr::from_ptr(e.detail.as_ptr()).to_str().unwrap();
+                    assert_eq!(peer, "im");
+                    break;
+                }
+            }
+        }
+        assert_eq!(smslink_node_free(bs), SMSLINK_OK);
+        assert_eq!(smslink_node_free(im), SMSLINK_OK);
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -211,10 +211,11 @@ fn toy_smsc_exchanges_mo_and_mt_with_the_im_side_through_both_libraries() {
 #[test]
 fn toy_smsc_talks_to_a_rust_im_side_endpoint() {
     const COUNT: usize = 200;
-    let mut link = LinkConfig::new("im", b"toy key");
+    let mut link = LinkConfig::new("im", b"toy key, 16 bytes+");
     link.expected_peer = Some("bs".into());
     link.capacity = 1024;
-    let spec = LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap()));
+    let spec =
+        LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap())).insecure_plaintext();
     let im = Node::start(NodeConfig::new(vec![spec])).expect("start the IM node");
     let addr = im.local_addr(0).expect("listening address").to_string();
 
@@ -356,7 +357,14 @@ fn toy_smsc_talks_to_the_smslink_im_endpoint_command() {
     const COUNT: usize = 200;
     let build = build_dir().to_path_buf();
     let mut im = Command::new(smslink_binary())
-        .args(["im-endpoint", "--listen", "127.0.0.1:0", "--psk", "toy key"])
+        .args([
+            "im-endpoint",
+            "--listen",
+            "127.0.0.1:0",
+            "--psk",
+            "toy key, 16 bytes+",
+        ])
+        .arg("--insecure-plaintext")
         .args(["--peer", "bs", "--log-level", "warn"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

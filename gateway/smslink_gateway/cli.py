@@ -17,8 +17,13 @@ from .metrics import GatewayMetrics, parse_listen
 from .store import Store
 
 
+TLS_OPTIONS = ("tls-cert", "tls-key", "tls-ca", "tls-peer-fingerprint", "tls-server-name")
+
+
 def parse_link(spec: str) -> dict[str, Any]:
-    """`name=au,dial=bs.example.net:7000,psk-file=/etc/smslink/au.psk,prefixes=+61;+64[,default]`"""
+    """`name=au,dial=bs.example.net:7000,psk-file=/etc/smslink/au.psk,prefixes=+61;+64[,default]`
+    with `tls-cert=..,tls-key=..,tls-peer-fingerprint=..` (or `tls-ca=..`), or
+    `insecure-plaintext` to run the link without TLS."""
     out: dict[str, Any] = {"prefixes": [], "default": False}
     for part in spec.split(","):
         key, eq, value = part.partition("=")
@@ -27,10 +32,13 @@ def parse_link(spec: str) -> dict[str, Any]:
             if key == "default":
                 out["default"] = True
                 continue
+            if key == "insecure-plaintext":
+                out["insecure-plaintext"] = True
+                continue
             raise argparse.ArgumentTypeError(f"link option {key!r} needs a value")
         if key == "prefixes":
             out["prefixes"] = [p for p in value.split(";") if p]
-        elif key in ("name", "dial", "listen", "psk", "psk-file", "capacity"):
+        elif key in ("name", "dial", "listen", "psk", "psk-file", "capacity", *TLS_OPTIONS):
             out[key] = value
         else:
             raise argparse.ArgumentTypeError(f"unknown link option {key!r}")
@@ -57,6 +65,11 @@ def build_endpoint(
                 kw[key] = spec[key]
         if "capacity" in spec:
             kw["capacity"] = int(spec["capacity"])
+        for key in TLS_OPTIONS:
+            if key in spec:
+                kw[key.replace("-", "_")] = spec[key]
+        if spec.get("insecure-plaintext"):
+            kw["insecure_plaintext"] = True
         psk = spec["psk"]
         made.append(smslink.Link(spec["name"], psk if isinstance(psk, bytes) else psk.encode(), **kw))
     endpoint: smslink.Endpoint = smslink.Endpoint(
@@ -83,7 +96,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         action="append",
         type=parse_link,
         required=True,
-        help="name=..,dial=host:port,psk-file=..,prefixes=+61;+64[,default]; repeatable",
+        help="name=..,dial=host:port,psk-file=..,tls-cert=..,tls-key=..,"
+        "tls-peer-fingerprint=.. (or tls-ca=..; or insecure-plaintext),"
+        "prefixes=+61;+64[,default]; repeatable",
     )
     p.add_argument(
         "--away-after",

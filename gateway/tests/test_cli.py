@@ -48,7 +48,7 @@ def test_bad_endpoint_setting_is_one_clear_line(tmp_path: Path, capsys: pytest.C
                 "--secret", "s",
                 "--sms-number", "12345",
                 "--db", str(tmp_path / "s.db"),
-                "--link", "name=au,dial=127.0.0.1:1,psk=k,capacity=100000",
+                "--link", "name=au,dial=127.0.0.1:1,psk=a-key-of-16-bytes-or-more,insecure-plaintext,capacity=100000",
             ]
         )
     assert exit.value.code == 1

@@ -29,13 +29,13 @@ WAIT = 10.0
 def pair() -> Iterator[Tuple[smslink.Endpoint, smslink.Endpoint]]:
     """An IM-side endpoint and a buffer-server-side one joined on loopback."""
     im = smslink.Endpoint(
-        [smslink.Link("im", "k", listen="127.0.0.1:0", default=True, expected_peer="bs")],
+        [smslink.Link("im", "link test key, 16+", insecure_plaintext=True, listen="127.0.0.1:0", default=True, expected_peer="bs")],
         reconnect_min=0.02,
     )
     addr = im.local_addr("im")
     assert addr is not None
     bs = smslink.Endpoint(
-        [smslink.Link("bs", "k", dial=addr, default=True, expected_peer="im")],
+        [smslink.Link("bs", "link test key, 16+", insecure_plaintext=True, dial=addr, default=True, expected_peer="im")],
         reconnect_min=0.02,
     )
     try:
@@ -82,7 +82,7 @@ def test_smslink_events_are_matched_by_type(
 
 
 def test_a_closed_endpoint_is_not_a_full_ring() -> None:
-    ep = smslink.Endpoint([smslink.Link("im", "k", listen="127.0.0.1:0", default=True, capacity=1)])
+    ep = smslink.Endpoint([smslink.Link("im", "link test key, 16+", insecure_plaintext=True, listen="127.0.0.1:0", default=True, capacity=1)])
     adapter = EndpointAdapter(ep)
     adapter.send("12345", "+61400000001", "fills the ring", 1)
     with pytest.raises(RingFull):
@@ -101,7 +101,7 @@ def test_gateway_stops_sending_once_the_endpoint_is_closed(tmp_path: Path) -> No
     the outbox for the next run (no XMPP server needed for the outbox)."""
 
     async def main() -> None:
-        ep = smslink.Endpoint([smslink.Link("au", "k", listen="127.0.0.1:0", default=True, capacity=1)])
+        ep = smslink.Endpoint([smslink.Link("au", "link test key, 16+", insecure_plaintext=True, listen="127.0.0.1:0", default=True, capacity=1)])
         store = Store(str(tmp_path / "gw.db"))
         gw = Gateway(
             "sms.example.test", "secret", "127.0.0.1", 1,

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
@@ -48,13 +48,20 @@ class SmsSide:
     wan: Any
     capacity: int = 255
     im: Any = None
+    # The IM side's TLS settings (its key, the buffer server's fingerprint).
+    im_tls: dict[str, str] = field(default_factory=dict)
 
     def make_im(self) -> Any:
         """The IM-side endpoint (the gateway's communication buffer)."""
         self.im = smslink.Endpoint(
             [
                 smslink.Link(
-                    "au", PSK, dial=self.wan.address, prefixes=["+61"], capacity=self.capacity
+                    "au",
+                    PSK,
+                    dial=self.wan.address,
+                    prefixes=["+61"],
+                    capacity=self.capacity,
+                    **self.im_tls,  # type: ignore[arg-type]
                 )
             ],
             reconnect_min=0.05,
@@ -67,15 +74,30 @@ class SmsSide:
 
 
 @pytest.fixture(params=[{}])
-def sms_side(request: pytest.FixtureRequest) -> Iterator[SmsSide]:
+def sms_side(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SmsSide]:
     """SMSC simulator, buffer server and the WAN emulator in front of it; the test
-    makes the IM-side endpoint with `make_im`. Param: {"capacity": ring slots,
-    "wan": more Wan options}."""
+    makes the IM-side endpoint with `make_im`. The link runs TLS, each side pinning
+    the other's key. Param: {"capacity": ring slots, "wan": more Wan options}."""
+    keys = str(tmp_path_factory.mktemp("keys"))
+    bs_cert, bs_key, bs_fp = smslink.testing.make_site_identity("au-bs", keys)
+    im_cert, im_key, im_fp = smslink.testing.make_site_identity("au-im", keys)
     capacity = request.param.get("capacity", 255)
     sim = smslink.testing.SmscSim(user="smslink", password="secret")
     sim.reject_recipients("+614990", 300)
     buffer = smslink.Endpoint(
-        [smslink.Link("au", PSK, listen="127.0.0.1:0", capacity=capacity)],
+        [
+            smslink.Link(
+                "au",
+                PSK,
+                listen="127.0.0.1:0",
+                capacity=capacity,
+                tls_cert=bs_cert,
+                tls_key=bs_key,
+                tls_peer_fingerprint=im_fp,
+            )
+        ],
         smsc=smslink.Smsc(sim.address, "smslink", "secret"),
         reconnect_min=0.05,
         reconnect_max=0.5,
@@ -93,7 +115,13 @@ def sms_side(request: pytest.FixtureRequest) -> Iterator[SmsSide]:
     wan = smslink.testing.Wan(
         buffer.local_addr("au"), delay=0.05, jitter=0.02, seed=7, **request.param.get("wan", {})
     )
-    side = SmsSide(sim, buffer, wan, capacity)
+    side = SmsSide(
+        sim,
+        buffer,
+        wan,
+        capacity,
+        im_tls={"tls_cert": im_cert, "tls_key": im_key, "tls_peer_fingerprint": bs_fp},
+    )
     try:
         yield side
     finally:
@@ -273,7 +301,9 @@ def test_operator_command(prosody: Prosody, sms_side: SmsSide, tmp_path: Path) -
             "--port", str(prosody.component_port),
             "--sms-number", GATEWAY_NUMBER,
             "--db", str(tmp_path / "state.db"),
-            "--link", f"name=au,dial={s.wan.address},psk-file={psk_file},prefixes=+61",
+            "--link",
+            f"name=au,dial={s.wan.address},psk-file={psk_file},prefixes=+61,"
+            + ",".join(f"{k.replace('_', '-')}={v}" for k, v in s.im_tls.items()),
             "--metrics-listen", f"127.0.0.1:{metrics_port}",
             *(["-v"] if os.environ.get("GW_DEBUG") else []),
         ],

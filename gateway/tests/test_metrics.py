@@ -67,7 +67,7 @@ def test_bad_metrics_listen_is_a_usage_error(
                 "--secret", "s",
                 "--sms-number", "12345",
                 "--db", str(tmp_path / "s.db"),
-                "--link", "name=au,dial=127.0.0.1:1,psk=k",
+                "--link", "name=au,dial=127.0.0.1:1,psk=a-key-of-16-bytes-or-more,insecure-plaintext",
                 "--metrics-listen", "9103",
             ]
         )

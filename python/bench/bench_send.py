@@ -39,11 +39,11 @@ from smslink.testing import Sink
 
 def run(count: int, batch: int, capacity: int) -> Dict[str, float]:
     link = "bench"
-    sink = Sink(smslink.Link("sink", "bench key", listen="127.0.0.1:0", capacity=capacity))
+    sink = Sink(smslink.Link("sink", "bench key, 16 bytes+", insecure_plaintext=True, listen="127.0.0.1:0", capacity=capacity))
     address = sink.address
     assert address is not None
     ep = smslink.Endpoint(
-        [smslink.Link(link, "bench key", dial=address, capacity=capacity, default=True)],
+        [smslink.Link(link, "bench key, 16 bytes+", insecure_plaintext=True, dial=address, capacity=capacity, default=True)],
         status_events=[],
     )
     results: Dict[str, float] = {}

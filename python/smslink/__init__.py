@@ -7,10 +7,16 @@ events (``next_event``; from asyncio, :class:`smslink.aio.AsyncEndpoint`).
 
     import smslink
 
-    with smslink.Endpoint([smslink.Link("im", "key", listen="127.0.0.1:7000",
-                                        default=True)]) as ep:
+    link = smslink.Link("im", psk, listen="0.0.0.0:7000", default=True,
+                        tls_cert="im.crt", tls_key="im.key",
+                        tls_peer_fingerprint="<the buffer server's, from smslink keygen>")
+    with smslink.Endpoint([link]) as ep:
         ep.send("12345", "+61400000001", "hello")
         event = ep.next_event(timeout=5)
+
+The link runs TLS 1.3 (the side that dials is the TLS client), each side
+checking the other's certificate by its pinned fingerprint or against a CA
+(``tls_ca=``); ``insecure_plaintext=True`` runs it without encryption.
 
 The runtime's log lines go to the ``smslink.<target>`` loggers of :mod:`logging`
 (``smslink.link``, ``smslink.smsc``, ``smslink.runtime``), each with its

@@ -29,6 +29,7 @@ __all__ = [
     "RingFull",
     "RxCursors",
     "Sink",
+    "make_site_identity",
     "Sms",
     "Smpp",
     "Smsc",
@@ -84,6 +85,12 @@ class Link:
         heartbeat: float = 5.0,
         dead_after: float = 15.0,
         expected_peer: Optional[str] = None,
+        tls_cert: Optional[str] = None,
+        tls_key: Optional[str] = None,
+        tls_ca: Optional[str] = None,
+        tls_peer_fingerprint: Optional[str] = None,
+        tls_server_name: Optional[str] = None,
+        insecure_plaintext: bool = False,
     ) -> "Link": ...
     @property
     def name(self) -> str: ...
@@ -103,6 +110,8 @@ class Link:
     def dead_after(self) -> float: ...
     @property
     def expected_peer(self) -> Optional[str]: ...
+    @property
+    def insecure_plaintext(self) -> bool: ...
 
 @final
 class Smsc:
@@ -503,6 +512,7 @@ class Wan:
     def __enter__(self) -> "Wan": ...
     def __exit__(self, *_args: object) -> bool: ...
 
+def make_site_identity(name: str, directory: str) -> Tuple[str, str, str]: ...
 @final
 class Sink:
     def __new__(cls, link: Link, error_code: Optional[int] = None) -> "Sink": ...

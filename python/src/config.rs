@@ -8,7 +8,7 @@ use smslink::cimd2::session::ClientConfig;
 use smslink::journal::SyncPolicy;
 use smslink::link::LinkConfig;
 use smslink::ring::MAX_CAPACITY;
-use smslink::runtime::{JournalSpec, LinkSpec, SmscSpec, Transport};
+use smslink::runtime::{JournalSpec, LinkSpec, PeerAuth, SmscSpec, TlsSpec, Transport};
 use smslink::smpp::{npi, registered_delivery, ton, BindMode, SmppConfig, TonNpi};
 
 use crate::errors::config_error;
@@ -36,14 +36,66 @@ pub struct Link {
     dead_after: f64,
     #[pyo3(get)]
     expected_peer: Option<String>,
+    #[pyo3(get)]
+    insecure_plaintext: bool,
     spec: LinkSpec,
+}
+
+/// The link's TLS settings from the keyword arguments: TLS unless plaintext is
+/// asked for explicitly.
+#[allow(clippy::too_many_arguments)]
+fn tls_spec(
+    name: &str,
+    cert: Option<String>,
+    key: Option<String>,
+    ca: Option<String>,
+    peer_fingerprint: Option<String>,
+    server_name: Option<String>,
+    insecure_plaintext: bool,
+) -> PyResult<Option<TlsSpec>> {
+    let any = cert.is_some() || key.is_some() || ca.is_some() || peer_fingerprint.is_some();
+    if insecure_plaintext {
+        if any {
+            return Err(config_error(format!(
+                "link {name:?}: insecure_plaintext=True and tls_* options together: choose one"
+            )));
+        }
+        return Ok(None);
+    }
+    let missing = || {
+        config_error(format!(
+            "link {name:?} runs TLS: give tls_cert=, tls_key= and tls_ca= or \
+             tls_peer_fingerprint= (or insecure_plaintext=True to run without encryption)"
+        ))
+    };
+    let (Some(cert), Some(key)) = (cert, key) else {
+        return Err(missing());
+    };
+    let peer = match (ca, peer_fingerprint) {
+        (Some(ca), None) => PeerAuth::CaFile(ca.into()),
+        (None, Some(fp)) => PeerAuth::Fingerprint(
+            smslink::runtime::tls::parse_fingerprint(&fp)
+                .map_err(|e| config_error(format!("link {name:?}: tls_peer_fingerprint: {e}")))?,
+        ),
+        (Some(_), Some(_)) => {
+            return Err(config_error(format!(
+                "link {name:?}: tls_ca and tls_peer_fingerprint together: choose one"
+            )))
+        }
+        (None, None) => return Err(missing()),
+    };
+    let mut tls = TlsSpec::new(cert, key, peer);
+    tls.server_name = server_name;
+    Ok(Some(tls))
 }
 
 #[pymethods]
 impl Link {
     #[new]
     #[pyo3(signature = (name, psk, *, listen=None, dial=None, prefixes=Vec::new(), default=false,
-                        capacity=255, heartbeat=5.0, dead_after=15.0, expected_peer=None))]
+                        capacity=255, heartbeat=5.0, dead_after=15.0, expected_peer=None,
+                        tls_cert=None, tls_key=None, tls_ca=None, tls_peer_fingerprint=None,
+                        tls_server_name=None, insecure_plaintext=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         name: String,
@@ -56,6 +108,12 @@ impl Link {
         heartbeat: f64,
         dead_after: f64,
         expected_peer: Option<String>,
+        tls_cert: Option<String>,
+        tls_key: Option<String>,
+        tls_ca: Option<String>,
+        tls_peer_fingerprint: Option<String>,
+        tls_server_name: Option<String>,
+        insecure_plaintext: bool,
     ) -> PyResult<Self> {
         let psk: Vec<u8> = if let Ok(s) = psk.cast::<PyString>() {
             s.to_cow()?.as_bytes().to_vec()
@@ -70,6 +128,13 @@ impl Link {
         if psk.is_empty() {
             return Err(config_error(format!(
                 "link {name:?}: psk is empty; both sides need the same secret key"
+            )));
+        }
+        if psk.len() < smslink::link::MIN_PSK_LEN {
+            return Err(config_error(format!(
+                "link {name:?}: psk is {} bytes; at least {} are needed",
+                psk.len(),
+                smslink::link::MIN_PSK_LEN
             )));
         }
         if name.is_empty() || name.len() > 64 {
@@ -116,7 +181,20 @@ impl Link {
         config.capacity = capacity;
         config.heartbeat_interval = heartbeat_d;
         config.dead_after = dead_d;
+        let tls = tls_spec(
+            &name,
+            tls_cert,
+            tls_key,
+            tls_ca,
+            tls_peer_fingerprint,
+            tls_server_name,
+            insecure_plaintext,
+        )?;
         let mut spec = LinkSpec::new(config, transport);
+        spec = match tls {
+            Some(tls) => spec.with_tls(tls),
+            None => spec.insecure_plaintext(),
+        };
         spec.prefixes = prefixes.clone();
         spec.default_route = default;
         Ok(Link {
@@ -130,6 +208,7 @@ impl Link {
             heartbeat,
             dead_after,
             expected_peer,
+            insecure_plaintext,
             spec,
         })
     }
@@ -141,12 +220,17 @@ impl Link {
             _ => String::new(),
         };
         format!(
-            "Link({:?}, psk=<{} bytes>, {way}, prefixes={:?}, default={}, capacity={})",
+            "Link({:?}, psk=<{} bytes>, {way}, prefixes={:?}, default={}, capacity={}, {})",
             self.name,
             self.psk.len(),
             self.prefixes,
             if self.default { "True" } else { "False" },
-            self.capacity
+            self.capacity,
+            if self.insecure_plaintext {
+                "insecure_plaintext=True"
+            } else {
+                "tls"
+            }
         )
     }
 }

@@ -557,7 +557,22 @@ impl Sink {
     }
 }
 
+/// Make a TLS key and self-signed certificate for a link named `name` in
+/// `directory` (as `smslink keygen` does): returns the certificate file, the key
+/// file and the SHA-256 public-key fingerprint the peer pins.
+#[pyfunction]
+fn make_site_identity(name: &str, directory: &str) -> PyResult<(String, String, String)> {
+    let id = smslink_tools::certs::generate_site(name, std::path::Path::new(directory))
+        .map_err(crate::errors::config_error)?;
+    Ok((
+        id.cert.display().to_string(),
+        id.key.display().to_string(),
+        smslink::runtime::tls::fingerprint_hex(&id.fingerprint),
+    ))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(make_site_identity, m)?)?;
     m.add_class::<Sms>()?;
     m.add_class::<SmscSim>()?;
     m.add_class::<Wan>()?;

@@ -47,7 +47,7 @@ def test_events_and_send_through_a_small_ring() -> None:
 
 def test_send_times_out_with_ring_full() -> None:
     async def main() -> None:
-        ep = Endpoint([smslink.Link("im", "k", listen="127.0.0.1:0", default=True, capacity=1)])
+        ep = Endpoint([smslink.Link("im", "link test key, 16+", insecure_plaintext=True, listen="127.0.0.1:0", default=True, capacity=1)])
         async with AsyncEndpoint(ep) as aep:
             await aep.send("1", "2", "fills it")
             with pytest.raises(smslink.RingFull):
@@ -75,7 +75,7 @@ def test_a_sender_that_reads_no_events_still_gets_room() -> None:
 
 def test_waiting_for_events_does_not_busy_poll() -> None:
     async def main() -> Tuple[float, int]:
-        async with AsyncEndpoint(Endpoint([smslink.Link("im", "k", listen="127.0.0.1:0")])) as ep:
+        async with AsyncEndpoint(Endpoint([smslink.Link("im", "link test key, 16+", insecure_plaintext=True, listen="127.0.0.1:0")])) as ep:
             ticks = 0
 
             async def ticker() -> None:
@@ -167,13 +167,13 @@ def test_small_event_queue_back_pressures_and_loses_nothing() -> None:
 
     async def main() -> List[str]:
         im = Endpoint(
-            [smslink.Link("im", "k", listen="127.0.0.1:0", default=True, expected_peer="bs")],
+            [smslink.Link("im", "link test key, 16+", insecure_plaintext=True, listen="127.0.0.1:0", default=True, expected_peer="bs")],
             event_capacity=16,
         )
         addr = im.local_addr("im")
         assert addr is not None
         bs = smslink.BufferServer(
-            [smslink.Link("bs", "k", dial=addr, default=True, expected_peer="im")],
+            [smslink.Link("bs", "link test key, 16+", insecure_plaintext=True, dial=addr, default=True, expected_peer="im")],
             status_events=[],
         )
         async with AsyncEndpoint(im) as aim, AsyncEndpoint(bs) as abs_:
@@ -196,7 +196,7 @@ def test_small_event_queue_back_pressures_and_loses_nothing() -> None:
 
 def test_closing_wakes_a_sender_waiting_for_room() -> None:
     async def main() -> None:
-        ep = Endpoint([smslink.Link("im", "k", listen="127.0.0.1:0", default=True, capacity=1)])
+        ep = Endpoint([smslink.Link("im", "link test key, 16+", insecure_plaintext=True, listen="127.0.0.1:0", default=True, capacity=1)])
         aep = AsyncEndpoint(ep)
         await aep.send("1", "2", "fills it")
         waiting = asyncio.create_task(aep.send("1", "2", "waits"))

@@ -41,21 +41,23 @@ def test_hierarchy(cls: type) -> None:
 )
 def test_link_settings_are_checked(kwargs: dict, message: str) -> None:
     with pytest.raises(smslink.ConfigError, match=message):
-        Link("im", "key", **kwargs)
+        Link("im", "link test key, 16+", insecure_plaintext=True, **kwargs)
 
 
 def test_psk_must_be_given() -> None:
     with pytest.raises(smslink.ConfigError, match="psk is empty"):
         Link("im", b"", listen="127.0.0.1:0")
+    with pytest.raises(smslink.ConfigError, match="at least 16"):
+        Link("im", "short", listen="127.0.0.1:0", insecure_plaintext=True)
     with pytest.raises(smslink.ConfigError, match="str or bytes"):
         Link("im", 12, listen="127.0.0.1:0")  # type: ignore[arg-type]
-    assert "key" not in repr(Link("im", "key", listen="127.0.0.1:0")), "the key is never shown"
+    assert "key" not in repr(Link("im", "link test key, 16+", insecure_plaintext=True, listen="127.0.0.1:0")), "the key is never shown"
 
 
 def test_endpoint_settings_are_checked() -> None:
     with pytest.raises(smslink.ConfigError, match="at least one Link"):
         Endpoint([])
-    a = Link("x", "k", listen="127.0.0.1:0")
+    a = Link("x", "link test key, 16+", insecure_plaintext=True, listen="127.0.0.1:0")
     with pytest.raises(smslink.ConfigError, match="two links are named"):
         Endpoint([a, a])
     with pytest.raises(smslink.ConfigError, match="unknown state 'sending'|unknown state \"sending\""):
@@ -71,15 +73,15 @@ def test_endpoint_settings_are_checked() -> None:
 
 
 def test_bind_failure_is_a_network_error() -> None:
-    with Endpoint([Link("x", "k", listen="127.0.0.1:0")]) as first:
+    with Endpoint([Link("x", "link test key, 16+", insecure_plaintext=True, listen="127.0.0.1:0")]) as first:
         taken = first.local_addr("x")
         assert taken is not None
         with pytest.raises(smslink.NetworkError):
-            Endpoint([Link("y", "k", listen=taken)])
+            Endpoint([Link("y", "link test key, 16+", insecure_plaintext=True, listen=taken)])
 
 
 def test_message_errors() -> None:
-    with Endpoint([Link("x", "k", listen="127.0.0.1:0", default=True)]) as ep:
+    with Endpoint([Link("x", "link test key, 16+", insecure_plaintext=True, listen="127.0.0.1:0", default=True)]) as ep:
         with pytest.raises(smslink.InvalidMessage, match="longer than 20"):
             ep.send("1", "123456789012345678901", "x")
         with pytest.raises(smslink.InvalidMessage, match="not both"):

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 fn pair(capacity: usize) -> Pair {
     let config = |name: &str| {
-        let mut c = LinkConfig::new(name, b"bench key");
+        let mut c = LinkConfig::new(name, b"link bench key, 16+");
         c.capacity = capacity;
         c.max_transmit = 256 * 1024;
         c

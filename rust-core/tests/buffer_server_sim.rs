@@ -65,7 +65,7 @@ use smslink::cimd2::session::{
     STATUS_DELIVERED,
 };
 use smslink::cimd2::{message_from_packet, Cimd2Client, Decoded, Decoder, Operation};
-use smslink::link::{DownReason, Endpoint, Event, LinkConfig};
+use smslink::link::{DownReason, Endpoint, Event, LinkConfig, Side};
 use smslink::message::Message;
 use smslink::ring::{Outcome, SlotState};
 use smslink::runtime::Backoff;
@@ -1286,8 +1286,8 @@ impl Sim {
             return;
         }
         self.progress += 1;
-        self.bs.connected(now);
-        self.im.ep.connected(now);
+        self.bs.connected(now, Side::Dialer);
+        self.im.ep.connected(now, Side::Listener);
     }
 
     fn link_arrivals(&mut self, now: Instant) {

@@ -61,18 +61,24 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         &mut hello,
         &Hello {
             version: frame::VERSION,
-            epoch: 99,
             nonce: [5; 32],
+        },
+    );
+    // A dialer without the key: HELLO, a wrong PROOF, then state it must not get to.
+    let mut handshake = hello.clone();
+    frame::encode_proof(&mut handshake, &frame::Proof { mac: [0; 32] });
+    frame::encode_state(
+        &mut handshake,
+        &frame::State {
+            epoch: 99,
             capacity: 8,
             tx_last_processed: 0,
             name: "a",
         },
     );
-    let mut handshake = hello.clone();
-    frame::encode_auth(
+    frame::encode_sync(
         &mut handshake,
-        &frame::Auth {
-            mac: [0; 32],
+        &frame::Sync {
             known_sender_epoch: 0,
             rx_last_stored: 0,
             rx_limit: 8,

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use smslink::bridge::{Bridge, BridgeConfig};
 use smslink::journal::{JournalConfig, SimStorage, SyncPolicy};
 use smslink::link::persist::Persistence;
-use smslink::link::{Endpoint, Event, LinkConfig};
+use smslink::link::{Endpoint, Event, LinkConfig, Side as LinkSide};
 use smslink::message::Message;
 use smslink::ring::Outcome;
 use smslink::sim::{Arrival, Clock, End, Rng, Wire, WireConfig};
@@ -429,8 +429,13 @@ impl Sim {
         if idle && self.connect_at.is_some_and(|t| t <= now) && self.wire.connect(now) {
             self.connect_at = None;
             for side in &mut self.sides {
+                // The buffer server's end dials, as in the product's usual setup.
+                let tls_side = match side.end {
+                    End::A => LinkSide::Dialer,
+                    End::B => LinkSide::Listener,
+                };
                 if let Some(p) = &mut side.process {
-                    p.ep.connected(now);
+                    p.ep.connected(now, tls_side);
                 }
             }
         }

@@ -69,7 +69,7 @@ fn round(p: &mut Pair, msg: &Message) {
 
 #[test]
 fn steady_state_makes_no_allocation() {
-    let config = |name: &str| LinkConfig::new(name, b"k");
+    let config = |name: &str| LinkConfig::new(name, b"allocation test key");
     let mut p = Pair::new(config("a"), config("b"), Instant::now()).unwrap();
     let msg = Message::text("+61400000001", "12345", "steady").unwrap();
     p.connect();

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use smslink::journal::{JournalConfig, SimStorage, SyncPolicy};
 use smslink::link::persist::Persistence;
-use smslink::link::{Endpoint, Event, LinkConfig};
+use smslink::link::{Endpoint, Event, LinkConfig, Side};
 use smslink::message::Message;
 use smslink::ring::Outcome;
 use smslink::sim::Pair;
@@ -114,8 +114,8 @@ fn a_restored_sender_resyncs_with_a_fresh_peer() {
     assert_eq!(pair.a.epoch(), epoch, "a keeps its epoch");
     disks.a = Some(pa);
     pair.b = Endpoint::new(config("b", 8), now).unwrap();
-    pair.a.connected(now);
-    pair.b.connected(now);
+    pair.a.connected(now, Side::Dialer);
+    pair.b.connected(now, Side::Listener);
     drive(&mut pair, &mut disks);
     let got = received(&mut pair.b, 3);
     assert_eq!(texts(&got), ["m1", "m2", "m3"]);
@@ -155,8 +155,8 @@ fn a_restored_receiver_delivers_again_only_what_it_had_not_durably_processed() {
     let (pb, b) = open(storage, "b", 8, now);
     pair.b = b;
     disks.b = Some(pb);
-    pair.a.connected(now);
-    pair.b.connected(now);
+    pair.a.connected(now, Side::Dialer);
+    pair.b.connected(now, Side::Listener);
     drive(&mut pair, &mut disks);
     let again = received(&mut pair.b, 2);
     assert_eq!(texts(&again), ["m3", "m5"], "4 was processed: never again");

@@ -11,7 +11,7 @@
 //! `SMSLINK_SIM_SEEDS=N` runs N seeds per scenario instead of the default; a failure
 //! names its scenario and seed.
 
-use smslink::link::{DownReason, Endpoint, Event, LinkConfig};
+use smslink::link::{self, DownReason, Endpoint, Event, LinkConfig};
 use smslink::message::Message;
 use smslink::ring::{Outcome, SlotState};
 use smslink::sim::{Arrival, Clock, End, Rng, Wire, WireConfig};
@@ -360,9 +360,8 @@ impl Sim {
             self.schedule_dial();
             return;
         }
-        for i in 0..2 {
-            self.sides[i].ep.connected(now);
-        }
+        self.sides[0].ep.connected(now, link::Side::Dialer);
+        self.sides[1].ep.connected(now, link::Side::Listener);
     }
 
     fn deliver(&mut self) {

@@ -30,7 +30,7 @@ fn node(name: &str, peer: &str, transport: Transport, dir: &TempDir) -> Result<N
     c.expected_peer = Some(peer.to_owned());
     c.heartbeat_interval = Duration::from_millis(200);
     c.dead_after = Duration::from_secs(2);
-    let mut config = NodeConfig::new(vec![LinkSpec::new(c, transport)]);
+    let mut config = NodeConfig::new(vec![LinkSpec::new(c, transport).insecure_plaintext()]);
     config.reconnect_min = Duration::from_millis(20);
     config.reconnect_max = Duration::from_millis(100);
     config.journal = Some(journal(dir));
@@ -162,7 +162,8 @@ fn a_journal_path_that_is_not_a_directory_is_a_clear_error() {
     let mut config = NodeConfig::new(vec![LinkSpec::new(
         c,
         Transport::Listen("127.0.0.1:0".parse().unwrap()),
-    )]);
+    )
+    .insecure_plaintext()]);
     config.journal = Some(JournalSpec::new(&file));
     let Err(err) = Node::start(config) else {
         panic!("a node started on a journal path that is a file");
@@ -180,7 +181,8 @@ fn with_a_journal_a_node_takes_more_than_its_ring_while_the_peer_is_away() {
     let mut config = NodeConfig::new(vec![LinkSpec::new(
         c,
         Transport::Listen("127.0.0.1:0".parse().unwrap()),
-    )]);
+    )
+    .insecure_plaintext()]);
     config.journal = Some(journal(&dir_a));
     let a = Node::start(config).unwrap();
     // 40 messages into a ring of 8: the rest wait on disk (the queue between the
@@ -249,7 +251,7 @@ fn a_corrupt_journal_refuses_to_start_naming_file_and_offset_unless_repaired() {
     // With repair the journal is cut there and the node starts.
     let mut c = LinkConfig::new("a", PSK);
     c.expected_peer = Some("b".into());
-    let mut config = NodeConfig::new(vec![LinkSpec::new(c, listen())]);
+    let mut config = NodeConfig::new(vec![LinkSpec::new(c, listen()).insecure_plaintext()]);
     let mut spec = journal(&dir);
     spec.config.repair = true;
     config.journal = Some(spec);

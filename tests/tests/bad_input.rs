@@ -14,7 +14,7 @@ use smslink::ring::Outcome;
 use smslink::runtime::log::{self, Level};
 use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeError, NodeEvent, Transport};
 
-const PSK: &[u8] = b"the real key";
+const PSK: &[u8] = b"the real key, 16 bytes+";
 
 fn link(name: &str, peer: &str, psk: &[u8]) -> LinkConfig {
     let mut c = LinkConfig::new(name, psk);
@@ -28,7 +28,8 @@ fn dialer(name: &str, peer: &str, psk: &[u8], to: SocketAddr) -> Node {
     let mut c = NodeConfig::new(vec![LinkSpec::new(
         link(name, peer, psk),
         Transport::Dial(to),
-    )]);
+    )
+    .insecure_plaintext()]);
     c.reconnect_min = Duration::from_millis(20);
     c.reconnect_max = Duration::from_millis(200);
     Node::start(c).unwrap()
@@ -132,8 +133,8 @@ fn each_bad_peer_is_refused_alone_and_other_links_go_on() {
 
     let any = || Transport::Listen("127.0.0.1:0".parse().unwrap());
     let server = Node::start(NodeConfig::new(vec![
-        LinkSpec::new(link("a", "im-a", PSK), any()),
-        LinkSpec::new(link("b", "im-b", PSK), any()),
+        LinkSpec::new(link("a", "im-a", PSK), any()).insecure_plaintext(),
+        LinkSpec::new(link("b", "im-b", PSK), any()).insecure_plaintext(),
     ]))
     .unwrap();
     let port_a = server.local_addr(0).unwrap();
@@ -158,7 +159,7 @@ fn each_bad_peer_is_refused_alone_and_other_links_go_on() {
     }
 
     // A peer with the wrong key fails authentication, logged.
-    let intruder = dialer("im-a", "a", b"a wrong key", port_a);
+    let intruder = dialer("im-a", "a", b"a wrong key, 16 bytes+", port_a);
     captured.wait_for_line(|l| l.contains("link=a") && l.contains("event=auth_failed"));
     drop(intruder);
 

@@ -3,10 +3,12 @@
 //!
 //! * `smsc_sim`: a CIMD2 SMSC simulator (server sessions over mio);
 //! * `wan`: a WAN emulator (a TCP proxy with delay, jitter, bandwidth, cuts, stalls);
+//! * `certs`: a site's link key and self-signed certificate (keygen, demo, bench);
 //! * `scenario`: the whole chain in one process, shared by demo, bench and tests;
 //! * `child`: child processes killed when dropped, and the simulator's start line;
 //! * `cli` (feature `cli`, on by default): the subcommands' front ends.
 
+pub mod certs;
 pub mod child;
 
 pub mod scenario;

@@ -30,6 +30,10 @@ enum Command {
     ImEndpoint(Box<smslink_tools::cli::im_endpoint::Args>),
     /// Measure the same workload spoken directly (CIMD2 across the WAN) and buffered.
     Bench(Box<smslink_tools::cli::bench::Args>),
+    /// Make a site's link key and self-signed certificate; print its fingerprint.
+    Keygen(smslink_tools::cli::keygen::KeygenArgs),
+    /// Print the SHA-256 public-key fingerprint of a certificate (what the peer pins).
+    Fingerprint(smslink_tools::cli::keygen::FingerprintArgs),
 }
 
 fn main() {
@@ -45,6 +49,8 @@ fn main() {
         Command::BufferServer(args) => smslink_tools::cli::buffer_server::run(*args),
         Command::ImEndpoint(args) => smslink_tools::cli::im_endpoint::run(*args),
         Command::Bench(args) => smslink_tools::cli::bench::run(*args),
+        Command::Keygen(args) => smslink_tools::cli::keygen::keygen(args),
+        Command::Fingerprint(args) => smslink_tools::cli::keygen::fingerprint(args),
     };
     if let Err(e) = result {
         eprintln!("smslink: {e}");

@@ -19,7 +19,8 @@ use smslink::link::LinkConfig;
 use smslink::message::Message;
 use smslink::ring::{Outcome, SlotState};
 use smslink::runtime::{
-    JournalSpec, LinkSpec, Node, NodeConfig, NodeError, NodeEvent, SmscSpec, Transport,
+    JournalSpec, LinkSpec, Node, NodeConfig, NodeError, NodeEvent, PeerAuth, SmscSpec, TlsSpec,
+    Transport,
 };
 use smslink::smpp::SmppConfig;
 
@@ -72,6 +73,9 @@ pub struct Scenario {
     pub metrics_scrape: Option<Duration>,
     /// Keep both nodes' rings in journals in `bs/` and `im/` under this directory.
     pub journal_dir: Option<PathBuf>,
+    /// Run the link over TLS 1.3 with throwaway keys, each side pinning the other's
+    /// (off: plaintext, to compare).
+    pub tls: bool,
 }
 
 impl Default for Scenario {
@@ -99,6 +103,7 @@ impl Default for Scenario {
             bs_binary: None,
             metrics_scrape: None,
             journal_dir: None,
+            tls: true,
         }
     }
 }
@@ -194,6 +199,9 @@ pub struct ScenarioResult {
     pub sim: crate::smsc_sim::Counters,
     pub im_drained: bool,
     pub bs_drained: bool,
+    /// From starting the IM side to the link's first handshake (TCP, TLS when on,
+    /// and the link handshake), seconds.
+    pub first_up_seconds: f64,
 }
 
 impl ScenarioResult {
@@ -213,6 +221,41 @@ impl ScenarioResult {
 
 const PSK: &[u8] = b"smslink scenario key";
 
+/// Throwaway TLS identities of the two nodes, removed with the run.
+struct Certs {
+    dir: PathBuf,
+    im: crate::certs::SiteIdentity,
+    bs: crate::certs::SiteIdentity,
+}
+
+impl Certs {
+    fn generate(seed: u64) -> Result<Self, String> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static RUN: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "smslink-scenario-{}-{seed}-{}",
+            std::process::id(),
+            RUN.fetch_add(1, Ordering::Relaxed)
+        ));
+        Ok(Certs {
+            im: crate::certs::generate_site("im", &dir)?,
+            bs: crate::certs::generate_site("bs", &dir)?,
+            dir,
+        })
+    }
+
+    /// The TLS settings of `me`, pinning `peer`'s key.
+    fn spec(me: &crate::certs::SiteIdentity, peer: &crate::certs::SiteIdentity) -> TlsSpec {
+        TlsSpec::new(&me.cert, &me.key, PeerAuth::Fingerprint(peer.fingerprint))
+    }
+}
+
+impl Drop for Certs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 fn link(name: &str, peer: &str, s: &Scenario) -> LinkConfig {
     let mut c = LinkConfig::new(name, PSK);
     c.expected_peer = Some(peer.to_owned());
@@ -224,7 +267,9 @@ fn link(name: &str, peer: &str, s: &Scenario) -> LinkConfig {
 
 /// Start the four parts; returns them in the order they must stop.
 struct Parts {
+    _certs: Option<Certs>,
     im: Node,
+    im_started: Instant,
     bs: Option<Node>,
     child: Option<KillOnDrop>,
     wan: Option<Wan>,
@@ -327,9 +372,21 @@ fn spawn_bs(
     binary: &std::path::Path,
     s: &Scenario,
     smsc: SocketAddr,
+    certs: Option<&Certs>,
 ) -> Result<(KillOnDrop, SocketAddr), Box<dyn std::error::Error>> {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(binary)
+    let mut command = std::process::Command::new(binary);
+    match certs {
+        Some(c) => command
+            .arg("--link-tls-cert")
+            .arg(&c.bs.cert)
+            .arg("--link-tls-key")
+            .arg(&c.bs.key)
+            .arg("--link-tls-peer-fingerprint")
+            .arg(smslink::runtime::tls::fingerprint_hex(&c.im.fingerprint)),
+        None => command.arg("--link-insecure-plaintext"),
+    };
+    let mut child = command
         .args([
             "buffer-server",
             "--smsc-protocol",
@@ -407,10 +464,29 @@ fn start(
         log: false,
         ..defaults
     })?;
-    let mut bs_cfg = NodeConfig::new(vec![LinkSpec::buffer_server(
-        link("bs", "im", s),
-        Transport::Listen(SocketAddr::from(([127, 0, 0, 1], 0))),
-        smsc_spec(s.protocol, sim.local_addr()),
+    let certs = if s.tls {
+        Some(Certs::generate(s.seed)?)
+    } else {
+        None
+    };
+    let secure =
+        |spec: LinkSpec,
+         me: fn(&Certs) -> (&crate::certs::SiteIdentity, &crate::certs::SiteIdentity)| {
+            match &certs {
+                Some(c) => {
+                    let (mine, peer) = me(c);
+                    spec.with_tls(Certs::spec(mine, peer))
+                }
+                None => spec.insecure_plaintext(),
+            }
+        };
+    let mut bs_cfg = NodeConfig::new(vec![secure(
+        LinkSpec::buffer_server(
+            link("bs", "im", s),
+            Transport::Listen(SocketAddr::from(([127, 0, 0, 1], 0))),
+            smsc_spec(s.protocol, sim.local_addr()),
+        ),
+        |c| (&c.bs, &c.im),
     )]);
     bs_cfg.seed = s.seed ^ 0xb5;
     let metrics_listen = s
@@ -423,7 +499,7 @@ fn start(
         .map(|d| JournalSpec::new(d.join("bs")));
     let (bs, child, bs_addr) = match &s.bs_binary {
         Some(binary) => {
-            let (child, addr) = spawn_bs(binary, s, sim.local_addr())?;
+            let (child, addr) = spawn_bs(binary, s, sim.local_addr(), certs.as_ref())?;
             (None, Some(child), addr)
         }
         None => {
@@ -452,9 +528,9 @@ fn start(
         None
     };
     let im_dials = wan.as_ref().map_or(bs_addr, |w| w.local_addr());
-    let mut im_cfg = NodeConfig::new(vec![LinkSpec::new(
-        link("im", "bs", s),
-        Transport::Dial(im_dials),
+    let mut im_cfg = NodeConfig::new(vec![secure(
+        LinkSpec::new(link("im", "bs", s), Transport::Dial(im_dials)),
+        |c| (&c.im, &c.bs),
     )]);
     im_cfg.reconnect_min = Duration::from_millis(50);
     im_cfg.reconnect_max = Duration::from_millis(500);
@@ -464,9 +540,12 @@ fn start(
         .journal_dir
         .as_ref()
         .map(|d| JournalSpec::new(d.join("im")));
+    let im_started = Instant::now();
     let im = Node::start(im_cfg)?;
     Ok(Parts {
+        _certs: certs,
         im,
+        im_started,
         bs,
         child,
         wan,
@@ -691,8 +770,13 @@ pub fn run(
         .as_secs_f64();
     let im_stats = im.link_stats(0).unwrap_or_default();
     let cuts = wan.as_ref().map_or(0, |w| w.stats().cuts);
+    let first_up_seconds = score.first_up.map_or(0.0, |t| {
+        t.saturating_duration_since(parts.im_started).as_secs_f64()
+    });
     let Parts {
+        _certs,
         im,
+        im_started: _,
         bs,
         child,
         wan,
@@ -718,6 +802,7 @@ pub fn run(
         sim,
         im_drained: im_report.drained,
         bs_drained,
+        first_up_seconds,
         mt,
         mo,
     })

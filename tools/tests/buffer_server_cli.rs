@@ -1,6 +1,7 @@
 //! `smslink buffer-server` as an operator runs it: configured from a TOML file with a
 //! flag overriding it, logging in to the SMSC, carrying MO to an IM-side node, and on
-//! SIGTERM shutting down with a report of what is left in the rings.
+//! SIGTERM shutting down with a report of what is left in the rings. The link runs
+//! TLS as configured in the file, with keys as `smslink keygen` makes them.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -9,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use smslink::link::LinkConfig;
 use smslink::ring::Outcome;
-use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeEvent, Transport};
+use smslink::runtime::tls::fingerprint_hex;
+use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeEvent, PeerAuth, TlsSpec, Transport};
+use smslink_tools::certs::generate_site;
 use smslink_tools::smsc_sim::{SimConfig, SmscSim};
 
 #[test]
@@ -25,7 +28,9 @@ fn runs_from_a_config_file_and_reports_on_sigterm() {
     .unwrap();
     let dir = std::env::temp_dir().join(format!("smslink-bs-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("psk"), "cli test key\n").unwrap();
+    std::fs::write(dir.join("psk"), "cli test key, 16 bytes+\n").unwrap();
+    let bs_id = generate_site("bs", &dir).unwrap();
+    let im_id = generate_site("im", &dir).unwrap();
     let config = dir.join("bs.toml");
     std::fs::write(
         &config,
@@ -33,9 +38,13 @@ fn runs_from_a_config_file_and_reports_on_sigterm() {
             "log_level = \"info\"\nstats_interval_secs = 1\nshutdown_flush_secs = 2\n\
              [smsc]\naddr = \"{}\"\nuser = \"smslink\"\npassword = \"secret\"\n\
              [link]\nname = \"bs\"\npeer = \"im\"\npsk_file = \"{}\"\nlisten = \"127.0.0.1:1\"\n\
+             tls_cert = \"{}\"\ntls_key = \"{}\"\ntls_peer_fingerprint = \"{}\"\n\
              [metrics]\nlisten = \"127.0.0.1:0\"\n",
             sim.local_addr(),
-            dir.join("psk").display()
+            dir.join("psk").display(),
+            bs_id.cert.display(),
+            bs_id.key.display(),
+            fingerprint_hex(&im_id.fingerprint),
         ),
     )
     .unwrap();
@@ -86,12 +95,17 @@ fn runs_from_a_config_file_and_reports_on_sigterm() {
         .unwrap();
     wait_line("event=logged_in");
 
-    let mut c = LinkConfig::new("im", b"cli test key");
+    let mut c = LinkConfig::new("im", b"cli test key, 16 bytes+");
     c.expected_peer = Some("bs".into());
     let im = Node::start(NodeConfig::new(vec![LinkSpec::new(
         c,
         Transport::Dial(addr),
-    )]))
+    )
+    .with_tls(TlsSpec::new(
+        &im_id.cert,
+        &im_id.key,
+        PeerAuth::Fingerprint(bs_id.fingerprint),
+    ))]))
     .unwrap();
     let mut received = 0;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -141,4 +155,35 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     s.read_to_string(&mut out).unwrap();
     assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
     out
+}
+
+#[test]
+fn keygen_makes_a_key_and_certificate_and_prints_the_fingerprint() {
+    let dir = std::env::temp_dir().join(format!("smslink-keygen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_smslink"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let printed = run(&[
+        "keygen",
+        "--name",
+        "bs-test",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(printed.len(), 64, "{printed}");
+    let cert = dir.join("bs-test.crt");
+    assert_eq!(run(&["fingerprint", cert.to_str().unwrap()]), printed);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("bs-test.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "the key is readable by its owner only");
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use smslink_tools::scenario::TempDir;
 
-const PSK: &str = "crash test key";
+const PSK: &str = "crash test key, 16+ bytes";
 /// Kills of each end.
 const KILLS: usize = 3;
 /// MT lines written per phase (between two kills), and in all.
@@ -115,6 +115,31 @@ struct BufferServer {
     metrics: SocketAddr,
 }
 
+/// The link runs TLS as in production: each end presents `<dir>/<me>.crt` and pins
+/// the other's key (made once by the test, kept across restarts).
+fn tls_args(dir: &Path, me: &str, peer: &str, prefix: &str) -> Vec<String> {
+    let peer_id = std::fs::read_to_string(dir.join(format!("{peer}.fingerprint"))).unwrap();
+    vec![
+        format!(
+            "{prefix}tls-cert={}",
+            dir.join(format!("{me}.crt")).display()
+        ),
+        format!(
+            "{prefix}tls-key={}",
+            dir.join(format!("{me}.key")).display()
+        ),
+        format!("{prefix}tls-peer-fingerprint={peer_id}"),
+    ]
+}
+
+fn make_identities(dir: &Path) {
+    for name in ["bs", "im"] {
+        let id = smslink_tools::certs::generate_site(name, dir).unwrap();
+        let hex = smslink::runtime::tls::fingerprint_hex(&id.fingerprint);
+        std::fs::write(dir.join(format!("{name}.fingerprint")), hex).unwrap();
+    }
+}
+
 fn start_bs(dir: &Path, sim: SocketAddr, listen: SocketAddr) -> BufferServer {
     let mut child = smslink()
         .args([
@@ -127,6 +152,7 @@ fn start_bs(dir: &Path, sim: SocketAddr, listen: SocketAddr) -> BufferServer {
         .args(["--smsc-addr", &sim.to_string()])
         .args(["--link-name", "bs", "--link-peer", "im", "--link-psk", PSK])
         .args(["--link-listen", &listen.to_string()])
+        .args(tls_args(dir, "bs", "im", "--link-"))
         .args(["--link-heartbeat-ms", "200", "--link-dead-after-ms", "1000"])
         .args(["--reconnect-min-ms", "20", "--reconnect-max-ms", "200"])
         .args(["--stats-interval-secs", "0", "--log-level", "info"])
@@ -212,6 +238,7 @@ fn start_im(dir: &Path, wan: SocketAddr, first_line: u64) -> ImEndpoint {
     let mut child = smslink()
         .args(["im-endpoint", "--name", "im", "--peer", "bs", "--psk", PSK])
         .args(["--dial", &wan.to_string()])
+        .args(tls_args(dir, "im", "bs", "--"))
         .args(["--heartbeat-ms", "200", "--dead-after-ms", "1000"])
         .args(["--reconnect-min-ms", "20", "--reconnect-max-ms", "200"])
         .args([
@@ -337,6 +364,7 @@ fn mt_accepted(dir: &Path) -> HashMap<String, usize> {
 fn either_end_killed_with_sigkill_loses_and_repeats_nothing() {
     let tmp = TempDir::new("smslink-crash-kill").unwrap();
     let dir: PathBuf = tmp.path().to_owned();
+    make_identities(&dir);
     let (mut sim, sim_addr) = start_sim(&dir);
     let mut bs = start_bs(&dir, sim_addr, "127.0.0.1:0".parse().unwrap());
     let bs_addr = bs.addr;

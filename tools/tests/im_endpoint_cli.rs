@@ -21,7 +21,8 @@ fn carries_mo_out_and_mt_in_through_pipes() {
             "--listen",
             "127.0.0.1:0",
             "--psk",
-            "pipe key",
+            "pipe key, 16 bytes+",
+            "--insecure-plaintext",
         ])
         .args(["--peer", "bs", "--log-level", "warn"])
         .args(["--metrics-listen", "127.0.0.1:0"])
@@ -55,12 +56,13 @@ fn carries_mo_out_and_mt_in_through_pipes() {
     let addr = started["listen"].as_str().unwrap().parse().unwrap();
     let metrics: std::net::SocketAddr = started["metrics"].as_str().unwrap().parse().unwrap();
 
-    let mut c = LinkConfig::new("bs", b"pipe key");
+    let mut c = LinkConfig::new("bs", b"pipe key, 16 bytes+");
     c.expected_peer = Some("im".into());
     let bs = Node::start(NodeConfig::new(vec![LinkSpec::new(
         c,
         Transport::Dial(addr),
-    )]))
+    )
+    .insecure_plaintext()]))
     .unwrap();
     for i in 0..N {
         bs.send(&Message::text("+61400000001", "12345", &format!("mo {i}")).unwrap())
@@ -145,7 +147,8 @@ fn bad_lines_get_an_error_naming_the_line_and_the_input_goes_on() {
             "--listen",
             "127.0.0.1:0",
             "--psk",
-            "pipe key",
+            "pipe key, 16 bytes+",
+            "--insecure-plaintext",
         ])
         .args(["--peer", "bs", "--log-level", "warn", "--first-line", "10"])
         .stdin(Stdio::piped())
@@ -215,12 +218,13 @@ fn bad_lines_get_an_error_naming_the_line_and_the_input_goes_on() {
     assert_eq!(seqs, [1, 2]);
 
     // The good lines reach the buffer server and their outcomes name their lines.
-    let mut c = LinkConfig::new("bs", b"pipe key");
+    let mut c = LinkConfig::new("bs", b"pipe key, 16 bytes+");
     c.expected_peer = Some("im".into());
     let bs = Node::start(NodeConfig::new(vec![LinkSpec::new(
         c,
         Transport::Dial(addr),
-    )]))
+    )
+    .insecure_plaintext()]))
     .unwrap();
     let mut texts = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -271,7 +275,8 @@ fn with_a_journal_lines_become_durable_and_survive_a_kill() {
                 "--listen",
                 "127.0.0.1:0",
                 "--psk",
-                "pipe key",
+                "pipe key, 16 bytes+",
+                "--insecure-plaintext",
             ])
             .args(["--peer", "bs", "--log-level", "warn"])
             .args(["--first-line", &first_line.to_string()])
@@ -365,12 +370,13 @@ fn with_a_journal_lines_become_durable_and_survive_a_kill() {
     );
 
     // A buffer server then gets all four, once each, in order.
-    let mut c = LinkConfig::new("bs", b"pipe key");
+    let mut c = LinkConfig::new("bs", b"pipe key, 16 bytes+");
     c.expected_peer = Some("im".into());
     let bs = Node::start(NodeConfig::new(vec![LinkSpec::new(
         c,
         Transport::Dial(addr),
-    )]))
+    )
+    .insecure_plaintext()]))
     .unwrap();
     let mut texts = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -455,13 +455,15 @@ fn buffer_server_node_speaks_smpp_to_node_smpp() {
     let im = Node::start(NodeConfig::new(vec![LinkSpec::new(
         link_config("im", "bs"),
         Transport::Listen("127.0.0.1:0".parse().unwrap()),
-    )]))
+    )
+    .insecure_plaintext()]))
     .unwrap();
     let spec = LinkSpec::buffer_server(
         link_config("bs", "im"),
         Transport::Dial(im.local_addr(0).unwrap()),
         SmscSpec::smpp(smsc.addr, smpp_config(BindMode::Transceiver)),
-    );
+    )
+    .insecure_plaintext();
     let mut bs_config = NodeConfig::new(vec![spec]);
     bs_config.reconnect_min = Duration::from_millis(20);
     bs_config.reconnect_max = Duration::from_millis(200);

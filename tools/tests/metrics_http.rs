@@ -14,7 +14,7 @@ use smslink::ring::Outcome;
 use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeError, NodeEvent, SmscSpec, Transport};
 use smslink_tools::smsc_sim::{SimConfig, SmscSim};
 
-const PSK: &[u8] = b"test key";
+const PSK: &[u8] = b"runtime test key, 16+";
 const ANY_PORT: &str = "127.0.0.1:0";
 
 fn link_config(name: &str, peer: &str) -> LinkConfig {
@@ -29,7 +29,8 @@ fn im_node() -> Node {
     let spec = LinkSpec::new(
         link_config("im", "bs"),
         Transport::Listen(ANY_PORT.parse().unwrap()),
-    );
+    )
+    .insecure_plaintext();
     let mut config = NodeConfig::new(vec![spec]);
     config.metrics_listen = Some(ANY_PORT.parse().unwrap());
     Node::start(config).unwrap()
@@ -102,7 +103,8 @@ fn metrics_and_status_follow_traffic_through_a_buffer_server() {
                 ..ClientConfig::default()
             },
         ),
-    );
+    )
+    .insecure_plaintext();
     let mut config = NodeConfig::new(vec![spec]);
     config.reconnect_min = Duration::from_millis(20);
     config.reconnect_max = Duration::from_millis(100);

@@ -12,7 +12,7 @@ use smslink::ring::{Outcome, SlotState};
 use smslink::runtime::{JournalSpec, LinkSpec, Node, NodeConfig, NodeEvent, SmscSpec, Transport};
 use smslink_tools::smsc_sim::{SimConfig, SmscSim};
 
-const PSK: &[u8] = b"test key";
+const PSK: &[u8] = b"runtime test key, 16+";
 
 fn link_config(name: &str, peer: &str) -> LinkConfig {
     let mut c = LinkConfig::new(name, PSK);
@@ -26,12 +26,13 @@ fn im_node() -> Node {
     let spec = LinkSpec::new(
         link_config("im", "bs"),
         Transport::Listen("127.0.0.1:0".parse().unwrap()),
-    );
+    )
+    .insecure_plaintext();
     Node::start(NodeConfig::new(vec![spec])).unwrap()
 }
 
 fn bs_config(im: SocketAddr) -> NodeConfig {
-    let spec = LinkSpec::new(link_config("bs", "im"), Transport::Dial(im));
+    let spec = LinkSpec::new(link_config("bs", "im"), Transport::Dial(im)).insecure_plaintext();
     let mut c = NodeConfig::new(vec![spec]);
     c.reconnect_min = Duration::from_millis(20);
     c.reconnect_max = Duration::from_millis(200);
@@ -350,7 +351,8 @@ fn buffer_server_path(tag: &str, journal: bool) {
         let spec = LinkSpec::new(
             link_config("im", "bs"),
             Transport::Listen("127.0.0.1:0".parse().unwrap()),
-        );
+        )
+        .insecure_plaintext();
         let mut c = NodeConfig::new(vec![spec]);
         c.journal = journal_in("im-journal");
         Node::start(c).unwrap()
@@ -462,7 +464,8 @@ fn parts_of_a_long_mo_reach_the_application_as_one_message() {
     let spec = LinkSpec::new(
         link_config("im", "bs"),
         Transport::Listen("127.0.0.1:0".parse().unwrap()),
-    );
+    )
+    .insecure_plaintext();
     let mut im_config = NodeConfig::new(vec![spec]);
     im_config.reassembly_timeout = Duration::from_millis(300);
     let im = Node::start(im_config).unwrap();
@@ -519,7 +522,8 @@ fn a_ring_full_of_waiting_parts_gives_up_its_oldest_message() {
     use smslink::message::Part;
     let mut link = link_config("im", "bs");
     link.capacity = 4;
-    let spec = LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap()));
+    let spec =
+        LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap())).insecure_plaintext();
     let im = Node::start(NodeConfig::new(vec![spec])).unwrap();
     let mut bs_link = link_config("bs", "im");
     bs_link.capacity = 8;

@@ -14,7 +14,7 @@ use smslink_core::smpp::{
     TextConfig,
 };
 
-use super::last_error;
+use super::{last_error, plaintext_links};
 use crate::abi::fill_c_array;
 use crate::*;
 
@@ -341,9 +341,10 @@ fn c_configured_buffer_server_binds_and_submits_over_smpp() {
     let packed = TextConfig { gsm_packed: true };
     let mo = Message::text("0401234567", "12345", "reply from the phone").unwrap();
     let (smsc_addr, pdus) = smpp_smsc(1, smpp::deliver_sm(&mo, &packed).unwrap());
-    let mut link = LinkConfig::new("im", b"smpp key");
+    let mut link = LinkConfig::new("im", b"smpp key, 16 bytes+");
     link.expected_peer = Some("bs".into());
-    let spec = LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap()));
+    let spec =
+        LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap())).insecure_plaintext();
     let im = Node::start(NodeConfig::new(vec![spec])).unwrap();
 
     let im_addr = CString::new(im.local_addr(0).unwrap().to_string()).unwrap();
@@ -361,8 +362,8 @@ fn c_configured_buffer_server_binds_and_submits_over_smpp() {
         let rc = smslink_config_add_link_dial(
             cfg,
             c"bs".as_ptr(),
-            b"smpp key".as_ptr(),
-            8,
+            b"smpp key, 16 bytes+".as_ptr(),
+            19,
             im_addr.as_ptr(),
             &mut link,
         );
@@ -370,6 +371,7 @@ fn c_configured_buffer_server_binds_and_submits_over_smpp() {
         assert_eq!(set_smpp(cfg, &smsc_addr, c"esme", &o), SMSLINK_OK);
         assert_eq!(smslink_config_set_reconnect(cfg, 20, 200), SMSLINK_OK);
         let mut bs = null_mut();
+        plaintext_links(cfg);
         assert_eq!(smslink_node_new(cfg, &mut bs), SMSLINK_OK);
         smslink_config_free(cfg);
         bs
@@ -466,14 +468,15 @@ fn transmitter_receiver_mode_binds_on_two_connections() {
         let rc = smslink_config_add_link_dial(
             cfg,
             c"bs".as_ptr(),
-            b"k".as_ptr(),
-            1,
+            b"ffi test key, 16+".as_ptr(),
+            17,
             c"127.0.0.1:1".as_ptr(),
             &mut link,
         );
         assert_eq!(rc, SMSLINK_OK);
         assert_eq!(set_smpp(cfg, &smsc_addr, c"esme", &o), SMSLINK_OK);
         let mut bs = null_mut();
+        plaintext_links(cfg);
         assert_eq!(smslink_node_new(cfg, &mut bs), SMSLINK_OK);
         smslink_config_free(cfg);
         bs

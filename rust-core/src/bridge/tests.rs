@@ -121,7 +121,7 @@ impl World {
     fn new(window: usize, capacity: usize) -> World {
         let now = Instant::now();
         let config = |name: &str| {
-            let mut c = LinkConfig::new(name, b"bridge test key");
+            let mut c = LinkConfig::new(name, b"bridge test key, 16+");
             c.capacity = capacity;
             c
         };
@@ -140,8 +140,8 @@ impl World {
             smsc,
             im_events: Vec::new(),
         };
-        w.bs.connected(now);
-        w.im.connected(now);
+        w.bs.connected(now, crate::link::Side::Dialer);
+        w.im.connected(now, crate::link::Side::Listener);
         w.bridge.smsc_connected(0, now);
         w.pump();
         w
@@ -478,8 +478,8 @@ fn an_mo_held_past_the_protocols_limit_is_handed_back_to_retry_later() {
 fn on_a_journaled_link_an_mo_is_answered_only_once_its_record_is_durable() {
     let mut w = World::new(1, 8);
     w.bs = Endpoint::with_journal(w.bs.config().clone(), 0, w.now).unwrap();
-    w.bs.connected(w.now);
-    w.im.connected(w.now);
+    w.bs.connected(w.now, crate::link::Side::Dialer);
+    w.im.connected(w.now, crate::link::Side::Listener);
     w.pump();
     w.mo(1, "hello");
     assert!(

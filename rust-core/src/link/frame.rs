@@ -2,26 +2,30 @@
 //!
 //! ```text
 //! frame   = len:u16be type:u8 body[len]          (len <= MAX_BODY)
-//! HELLO  1: magic "SMSL" version:u8 epoch:u64 nonce:[32] capacity:u32
-//!           tx_last_processed:u64 name_len:u8 name[name_len <= 64, UTF-8]
-//! AUTH   2: mac:[32] known_sender_epoch:u64 rx_last_stored:u64 rx_limit:u64
+//! HELLO  1: magic "SMSL" version:u8 nonce:[32]
+//! PROOF  2: mac:[32]
 //! DATA   3: seq:u64 coding:u8 client_ref:u64 meta:[11] from_len:u8 from to_len:u8 to
 //!           payload_len:u16 payload
 //! ACK    4: rx_limit:u64 n_conf:u16 (start:u64 count:u32)*n_conf
 //!           n_proc:u16 (start:u64 count:u32 kind:u8 code:u32)*n_proc
 //! PING   5: (empty)
 //! CLOSE  6: reason:u8 text_len:u8 text
+//! STATE  7: epoch:u64 capacity:u32 tx_last_processed:u64 name_len:u8
+//!           name[name_len <= 64, UTF-8]
+//! SYNC   8: known_sender_epoch:u64 rx_last_stored:u64 rx_limit:u64
 //! ```
 //! All integers big-endian. Every body must be consumed exactly. Decoding never
 //! allocates and never panics; every malformation is a [`FrameError`].
 //!
 //! Field meanings:
-//! * HELLO `epoch`: random per process (never 0); `capacity`: the sender's receiving
+//! * HELLO carries nothing but a fresh random nonce: it tells a peer that has not
+//!   proven itself nothing about the link.
+//! * PROOF `mac`: the proof of the pre-shared key, bound to the session (see the
+//!   link module's handshake section), compared in constant time.
+//! * STATE `epoch`: random per process (never 0); `capacity`: the sender's receiving
 //!   ring (informational; flow control uses `rx_limit`); `tx_last_processed`: the
 //!   sender's sending-ring cursor, so the receiver can place a new epoch's seqs.
-//! * AUTH `mac`: HMAC-SHA256(psk, "smslink link v1 auth" || prover's HELLO fields ||
-//!   verifier's HELLO fields || the three AUTH fields below), compared in constant
-//!   time. `known_sender_epoch`: the peer epoch the receiving ring refers to (0:
+//! * SYNC `known_sender_epoch`: the peer epoch the receiving ring refers to (0:
 //!   none); `rx_last_stored` / `rx_limit`: in the sender's numbering.
 //! * DATA `coding`: 0 text (UTF-8), 1 binary; `client_ref`: the sending application's
 //!   reference (a report carries the one of the MT it reports on); `meta`: the
@@ -40,8 +44,9 @@ use crate::message::{
 use crate::ring::Outcome;
 use thiserror::Error;
 
-/// Protocol version carried in HELLO (2: DATA carries the reference, kind and part of
-/// a message, and a whole long message).
+/// Protocol version carried in HELLO (2: the proof is bound to the session and sent
+/// before any link state; DATA carries the reference, kind and part of a message, and
+/// a whole long message).
 pub const VERSION: u8 = 2;
 /// First bytes of every HELLO body: lets a peer reject a non-smslink client at once.
 pub const MAGIC: [u8; 4] = *b"SMSL";
@@ -56,7 +61,7 @@ const MAX_ACK_BODY: usize = 16 * 1024;
 pub const MAX_NAME: usize = 64;
 /// Nonce length in HELLO.
 pub const NONCE_LEN: usize = 32;
-/// HMAC-SHA256 tag length in AUTH.
+/// HMAC-SHA256 tag length in PROOF.
 pub const MAC_LEN: usize = 32;
 /// Largest DATA body: seq, coding, two addresses with lengths, payload with length.
 pub const MAX_DATA_BODY: usize =
@@ -72,11 +77,13 @@ pub const MAX_ACK_ENTRIES: usize = (MAX_ACK_BODY - 12) / (CONFIRM_ENTRY + PROCES
 #[repr(u8)]
 pub enum FrameType {
     Hello = 1,
-    Auth = 2,
+    Proof = 2,
     Data = 3,
     Ack = 4,
     Ping = 5,
     Close = 6,
+    State = 7,
+    Sync = 8,
 }
 
 /// A malformed frame. The connection cannot continue after one.
@@ -106,21 +113,32 @@ pub enum FrameError {
     },
 }
 
-/// HELLO: who I am, my epoch, my challenge, where my sending ring stands.
+/// HELLO: my protocol version and my challenge; nothing else before the proof.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hello<'a> {
+pub struct Hello {
     pub version: u8,
-    pub epoch: u64,
     pub nonce: [u8; NONCE_LEN],
+}
+
+/// PROOF: that I hold the pre-shared key, bound to this session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proof {
+    pub mac: [u8; MAC_LEN],
+}
+
+/// STATE: who I am, my epoch, where my sending ring stands (sent only to a peer
+/// that has proven itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct State<'a> {
+    pub epoch: u64,
     pub capacity: u32,
     pub tx_last_processed: u64,
     pub name: &'a str,
 }
 
-/// AUTH: my answer to the challenge, and where my receiving ring stands.
+/// SYNC: where my receiving ring stands, in the peer's numbering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Auth {
-    pub mac: [u8; MAC_LEN],
+pub struct Sync {
     /// The sender epoch my receiving ring refers to (0: none).
     pub known_sender_epoch: u64,
     /// Highest seq of yours I hold (your numbering).
@@ -188,8 +206,10 @@ pub struct Close<'a> {
 /// A decoded frame, borrowing from the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Frame<'a> {
-    Hello(Hello<'a>),
-    Auth(Auth),
+    Hello(Hello),
+    Proof(Proof),
+    State(State<'a>),
+    Sync(Sync),
     Data(Data<'a>),
     Ack(Ack<'a>),
     Ping,
@@ -200,7 +220,9 @@ impl Frame<'_> {
     pub fn frame_type(&self) -> FrameType {
         match self {
             Frame::Hello(_) => FrameType::Hello,
-            Frame::Auth(_) => FrameType::Auth,
+            Frame::Proof(_) => FrameType::Proof,
+            Frame::State(_) => FrameType::State,
+            Frame::Sync(_) => FrameType::Sync,
             Frame::Data(_) => FrameType::Data,
             Frame::Ack(_) => FrameType::Ack,
             Frame::Ping => FrameType::Ping,
@@ -350,7 +372,7 @@ pub fn body_len(buf: &[u8]) -> Result<Option<usize>, FrameError> {
     if len > MAX_BODY {
         return Err(FrameError::Oversized { len, max: MAX_BODY });
     }
-    if !(1..=6).contains(&buf[2]) {
+    if !(1..=8).contains(&buf[2]) {
         return Err(FrameError::UnknownType(buf[2]));
     }
     Ok(Some(len))
@@ -359,11 +381,13 @@ pub fn body_len(buf: &[u8]) -> Result<Option<usize>, FrameError> {
 fn decode_body(kind: u8, body: &[u8]) -> Result<Frame<'_>, FrameError> {
     let frame = match kind {
         1 => FrameType::Hello,
-        2 => FrameType::Auth,
+        2 => FrameType::Proof,
         3 => FrameType::Data,
         4 => FrameType::Ack,
         5 => FrameType::Ping,
         6 => FrameType::Close,
+        7 => FrameType::State,
+        8 => FrameType::Sync,
         other => return Err(FrameError::UnknownType(other)),
     };
     let mut r = Reader { frame, buf: body };
@@ -376,8 +400,14 @@ fn decode_body(kind: u8, body: &[u8]) -> Result<Frame<'_>, FrameError> {
             if version != VERSION {
                 return Err(FrameError::BadVersion { got: version });
             }
-            let epoch = r.u64("epoch")?;
             let nonce = r.array::<NONCE_LEN>("nonce")?;
+            Frame::Hello(Hello { version, nonce })
+        }
+        FrameType::Proof => Frame::Proof(Proof {
+            mac: r.array::<MAC_LEN>("mac")?,
+        }),
+        FrameType::State => {
+            let epoch = r.u64("epoch")?;
             let capacity = r.u32("capacity")?;
             let tx_last_processed = r.u64("tx_last_processed")?;
             let n = r.u8("name length")? as usize;
@@ -391,17 +421,14 @@ fn decode_body(kind: u8, body: &[u8]) -> Result<Frame<'_>, FrameError> {
             if capacity == 0 || capacity as usize > crate::ring::MAX_CAPACITY {
                 return Err(r.invalid("capacity"));
             }
-            Frame::Hello(Hello {
-                version,
+            Frame::State(State {
                 epoch,
-                nonce,
                 capacity,
                 tx_last_processed,
                 name,
             })
         }
-        FrameType::Auth => Frame::Auth(Auth {
-            mac: r.array::<MAC_LEN>("mac")?,
+        FrameType::Sync => Frame::Sync(Sync {
             known_sender_epoch: r.u64("known_sender_epoch")?,
             rx_last_stored: r.u64("rx_last_stored")?,
             rx_limit: r.u64("rx_limit")?,
@@ -482,28 +509,37 @@ fn header(buf: &mut Vec<u8>, kind: FrameType, len: usize) {
     buf.push(kind as u8);
 }
 
-/// Append a HELLO frame. The name is cut to [`MAX_NAME`] bytes at a char boundary.
-pub fn encode_hello(buf: &mut Vec<u8>, h: &Hello<'_>) {
-    let name = truncate_str(h.name, MAX_NAME);
-    let len = 4 + 1 + 8 + NONCE_LEN + 4 + 8 + 1 + name.len();
-    header(buf, FrameType::Hello, len);
+/// Append a HELLO frame.
+pub fn encode_hello(buf: &mut Vec<u8>, h: &Hello) {
+    header(buf, FrameType::Hello, 4 + 1 + NONCE_LEN);
     buf.extend_from_slice(&MAGIC);
     buf.push(h.version);
-    buf.extend_from_slice(&h.epoch.to_be_bytes());
     buf.extend_from_slice(&h.nonce);
-    buf.extend_from_slice(&h.capacity.to_be_bytes());
-    buf.extend_from_slice(&h.tx_last_processed.to_be_bytes());
+}
+
+/// Append a PROOF frame.
+pub fn encode_proof(buf: &mut Vec<u8>, p: &Proof) {
+    header(buf, FrameType::Proof, MAC_LEN);
+    buf.extend_from_slice(&p.mac);
+}
+
+/// Append a STATE frame. The name is cut to [`MAX_NAME`] bytes at a char boundary.
+pub fn encode_state(buf: &mut Vec<u8>, s: &State<'_>) {
+    let name = truncate_str(s.name, MAX_NAME);
+    header(buf, FrameType::State, 8 + 4 + 8 + 1 + name.len());
+    buf.extend_from_slice(&s.epoch.to_be_bytes());
+    buf.extend_from_slice(&s.capacity.to_be_bytes());
+    buf.extend_from_slice(&s.tx_last_processed.to_be_bytes());
     buf.push(name.len() as u8);
     buf.extend_from_slice(name.as_bytes());
 }
 
-/// Append an AUTH frame.
-pub fn encode_auth(buf: &mut Vec<u8>, a: &Auth) {
-    header(buf, FrameType::Auth, MAC_LEN + 24);
-    buf.extend_from_slice(&a.mac);
-    buf.extend_from_slice(&a.known_sender_epoch.to_be_bytes());
-    buf.extend_from_slice(&a.rx_last_stored.to_be_bytes());
-    buf.extend_from_slice(&a.rx_limit.to_be_bytes());
+/// Append a SYNC frame.
+pub fn encode_sync(buf: &mut Vec<u8>, s: &Sync) {
+    header(buf, FrameType::Sync, 24);
+    buf.extend_from_slice(&s.known_sender_epoch.to_be_bytes());
+    buf.extend_from_slice(&s.rx_last_stored.to_be_bytes());
+    buf.extend_from_slice(&s.rx_limit.to_be_bytes());
 }
 
 /// Append a DATA frame.
@@ -649,11 +685,16 @@ fn truncate_str(s: &str, max: usize) -> &str {
 mod tests {
     use super::*;
 
-    fn hello() -> Hello<'static> {
+    fn hello() -> Hello {
         Hello {
             version: VERSION,
-            epoch: 42,
             nonce: [7; NONCE_LEN],
+        }
+    }
+
+    fn state() -> State<'static> {
+        State {
+            epoch: 42,
             capacity: 255,
             tx_last_processed: 9,
             name: "buffer-1",
@@ -679,15 +720,23 @@ mod tests {
         encode_hello(&mut buf, &hello());
         assert_eq!(one(&buf), Frame::Hello(hello()));
 
-        let auth = Auth {
-            mac: [3; MAC_LEN],
+        let proof = Proof { mac: [3; MAC_LEN] };
+        buf.clear();
+        encode_proof(&mut buf, &proof);
+        assert_eq!(one(&buf), Frame::Proof(proof));
+
+        buf.clear();
+        encode_state(&mut buf, &state());
+        assert_eq!(one(&buf), Frame::State(state()));
+
+        let sync = Sync {
             known_sender_epoch: 5,
             rx_last_stored: 6,
             rx_limit: 261,
         };
         buf.clear();
-        encode_auth(&mut buf, &auth);
-        assert_eq!(one(&buf), Frame::Auth(auth));
+        encode_sync(&mut buf, &sync);
+        assert_eq!(one(&buf), Frame::Sync(sync));
 
         let d = Data {
             seq: 77,
@@ -803,47 +852,38 @@ mod tests {
         let mut v = body.clone();
         v[0] = b'X';
         assert_eq!(body_err(FrameType::Hello, &v), FrameError::BadMagic);
+        let mut st = vec![];
+        encode_state(&mut st, &state());
+        let body = st[HEADER_LEN..].to_vec();
+        let invalid = |field| FrameError::Invalid {
+            frame: FrameType::State,
+            field,
+        };
         let mut v = body.clone();
-        v[5..13].copy_from_slice(&[0; 8]);
-        assert_eq!(
-            body_err(FrameType::Hello, &v),
-            FrameError::Invalid {
-                frame: FrameType::Hello,
-                field: "epoch"
-            }
-        );
+        v[0..8].copy_from_slice(&[0; 8]);
+        assert_eq!(body_err(FrameType::State, &v), invalid("epoch"));
         let mut v = body.clone();
-        v[45..49].copy_from_slice(&0u32.to_be_bytes());
-        assert_eq!(
-            body_err(FrameType::Hello, &v),
-            FrameError::Invalid {
-                frame: FrameType::Hello,
-                field: "capacity"
-            }
-        );
+        v[8..12].copy_from_slice(&0u32.to_be_bytes());
+        assert_eq!(body_err(FrameType::State, &v), invalid("capacity"));
         let mut v = body.clone();
-        v[57] = 65;
-        assert_eq!(
-            body_err(FrameType::Hello, &v),
-            FrameError::Invalid {
-                frame: FrameType::Hello,
-                field: "name length"
-            }
-        );
+        v[20] = 65;
+        assert_eq!(body_err(FrameType::State, &v), invalid("name length"));
         let mut v = body.clone();
-        v[58] = 0xff;
-        assert_eq!(
-            body_err(FrameType::Hello, &v),
-            FrameError::Invalid {
-                frame: FrameType::Hello,
-                field: "name"
-            }
-        );
+        v[21] = 0xff;
+        assert_eq!(body_err(FrameType::State, &v), invalid("name"));
         assert!(matches!(
-            body_err(FrameType::Auth, &[0; 55]),
+            body_err(FrameType::Sync, &[0; 23]),
             FrameError::Truncated {
-                frame: FrameType::Auth,
+                frame: FrameType::Sync,
                 field: "rx_limit",
+                ..
+            }
+        ));
+        assert!(matches!(
+            body_err(FrameType::Proof, &[0; 31]),
+            FrameError::Truncated {
+                frame: FrameType::Proof,
+                field: "mac",
                 ..
             }
         ));
@@ -969,6 +1009,6 @@ mod tests {
             })
         );
         assert_eq!(decode(&[0, 0, 0]), Err(FrameError::UnknownType(0)));
-        assert_eq!(decode(&[0, 0, 7]), Err(FrameError::UnknownType(7)));
+        assert_eq!(decode(&[0, 0, 9]), Err(FrameError::UnknownType(9)));
     }
 }

@@ -3,8 +3,9 @@
 //! One [`Endpoint`] per link and per process: it owns the sending [`Ring`] (messages
 //! from the local source to the peer) and the receiving [`RxRing`] (messages from the
 //! peer to the local application), so both directions (MT and MO) share one
-//! connection. It outlives connections: the runtime dials or accepts a TCP stream,
-//! calls [`Endpoint::connected`], feeds bytes, and on any failure calls
+//! connection. It outlives connections: the runtime dials or accepts a TCP stream
+//! (and completes TLS over it), calls [`Endpoint::connected_with_binding`] (or
+//! [`Endpoint::connected`] in plaintext), feeds plaintext bytes, and on any failure calls
 //! [`Endpoint::connection_lost`] and dials again later. The endpoint never touches a
 //! socket or a clock.
 //!
@@ -12,7 +13,9 @@
 //!
 //! * Getters: [`cursors`](Endpoint::cursors), [`rx_cursors`](Endpoint::rx_cursors),
 //!   [`counters`](Endpoint::counters), [`is_up`](Endpoint::is_up), [`epoch`](Endpoint::epoch).
-//! * Inputs: [`connected`](Endpoint::connected), [`handle_input`](Endpoint::handle_input),
+//! * Inputs: [`connected`](Endpoint::connected),
+//!   [`connected_with_binding`](Endpoint::connected_with_binding),
+//!   [`handle_input`](Endpoint::handle_input),
 //!   [`handle_timeout`](Endpoint::handle_timeout), [`connection_lost`](Endpoint::connection_lost).
 //! * Application commands: [`send`](Endpoint::send), [`next_received`](Endpoint::next_received),
 //!   [`mark_processed`](Endpoint::mark_processed), [`close`](Endpoint::close).
@@ -26,14 +29,43 @@
 //!
 //! # Handshake
 //!
-//! Both sides send HELLO at once (version, link name, session epoch, 32-byte nonce,
-//! capacity, where their sending ring stands). On the peer's HELLO each side answers
-//! AUTH: HMAC-SHA256 under the pre-shared key over both HELLOs (prover's first) and
-//! the AUTH fields, plus where its receiving ring stands. The key never travels; the
-//! tags are compared in constant time; a HELLO carrying our own nonce (a reflection)
-//! is refused. A wrong tag or an unexpected peer name emits [`Event::AuthFailed`],
-//! queues CLOSE and ends the connection. Each side is up once it verified the peer's
-//! AUTH; data flows only then.
+//! The runtime says which side dialled ([`Side`]) and hands over a 32-byte
+//! *binding* of the connection: over TLS the keying-material exporter (RFC 5705) of
+//! the TLS session ([`Endpoint::connected_with_binding`]); in plaintext a hash of
+//! both HELLO nonces ([`Endpoint::connected`]), so both modes run the same code.
+//!
+//! ```text
+//! dialer                                   listener
+//!   HELLO(nonce_d)            --->  <---   HELLO(nonce_l)
+//!   PROOF(tag_d)              --->          verify tag_d
+//!   verify tag_l              <---   PROOF(tag_l) STATE(listener)
+//!   STATE(dialer) SYNC        --->          up after SYNC
+//!   up after SYNC             <---   SYNC
+//! tag_x = HMAC-SHA256(psk, "smslink link v2 proof" || x's role || binding)
+//! binding = TLS exporter, or SHA-256("smslink link v2 plaintext binding" ||
+//!                                    nonce_d || nonce_l)
+//! ```
+//!
+//! Over TLS the dialer sends its PROOF with its HELLO (the exporter is fresh for
+//! the session already); in plaintext it waits for the listener's nonce.
+//!
+//! Why this order: the listener is the side anyone on the internet can reach, so it
+//! gives nothing PSK-derived (nothing to guess the key offline against) and no link
+//! state (name, epoch, cursors) to a peer before that peer has proven it holds the
+//! key. The dialer proves first; it speaks only to the address it was configured
+//! with, and over TLS only after the listener's certificate was verified, so its
+//! tag goes to a peer that has already authenticated itself. HELLO carries nothing
+//! but the protocol version and a nonce. The binding makes each tag valid on one
+//! TLS session only: a relay that terminates TLS from one side and opens its own
+//! session to the other has two different exporters, and the tags it forwards fail.
+//! The roles are part of the tag, so a tag reflected back to its sender fails too;
+//! so does a HELLO carrying our own nonce and a STATE carrying our own epoch.
+//!
+//! Each side commits its view of the peer's ring only once the peer is proven: the
+//! STATE gives the peer's epoch and sending cursor, the SYNC answer says what the
+//! receiver holds. A wrong tag or (after a valid proof) an unexpected peer name
+//! emits [`Event::AuthFailed`] with the detail for the local log, and the CLOSE sent
+//! to the peer says only "refused". Data flows once each side has the peer's SYNC.
 //!
 //! # Synchronisation (the seed's Fig. 3)
 //!
@@ -77,7 +109,7 @@ use crate::journal::{Direction, LinkIdentity, Record};
 use crate::message::Message;
 use crate::ring::{Cursors, Full, Outcome, RingError, RxCursors, RxRing, SlotState, Stored};
 use crate::ring::{Ring, DEFAULT_CAPACITY, MAX_CAPACITY};
-use frame::{AckWriter, Auth, CloseReason, Frame, FrameError, FrameType, Hello};
+use frame::{AckWriter, CloseReason, Frame, FrameError, FrameType, Hello, Proof};
 use frame::{MAC_LEN, MAX_BODY, MAX_NAME, NONCE_LEN, VERSION};
 use hmac::{Hmac, Mac};
 use persist::{LinkState, Persist, PersistMark};
@@ -86,12 +118,27 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
+/// Shortest pre-shared key accepted: a shorter one is a password an attacker who
+/// captures one session's proofs (plaintext mode) could guess offline.
+pub const MIN_PSK_LEN: usize = 16;
+
+/// Which end of the connection this endpoint is: the dialer proves itself first
+/// (see the handshake section of the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// This side opened the connection (the TLS client).
+    Dialer,
+    /// This side accepted it (the TLS server).
+    Listener,
+}
+
 /// Settings of one link endpoint.
 #[derive(Clone)]
 pub struct LinkConfig {
     /// This side's name, sent in HELLO (at most 64 bytes).
     pub name: String,
-    /// Pre-shared key; both sides must hold the same bytes.
+    /// Pre-shared key; both sides must hold the same bytes (at least
+    /// [`MIN_PSK_LEN`]).
     pub psk: Vec<u8>,
     /// If set, a peer announcing another name is refused.
     pub expected_peer: Option<String>,
@@ -140,8 +187,8 @@ impl LinkConfig {
 pub enum ConfigError {
     #[error("link name is longer than {MAX_NAME} bytes")]
     NameTooLong,
-    #[error("pre-shared key is empty")]
-    EmptyKey,
+    #[error("pre-shared key is {0} bytes; at least {MIN_PSK_LEN} are needed")]
+    ShortKey(usize),
     #[error("capacity {0} is outside 1..={MAX_CAPACITY}")]
     Capacity(usize),
     #[error("heartbeat interval must be non-zero and shorter than dead_after")]
@@ -156,9 +203,9 @@ pub enum ConfigError {
 pub enum LinkError {
     #[error("malformed frame: {0}")]
     Frame(#[from] FrameError),
-    #[error("peer's authentication tag is wrong (different pre-shared key?)")]
+    #[error("peer's proof is wrong (different pre-shared key, or the handshake was relayed onto another session)")]
     BadMac,
-    #[error("peer sent our own nonce back (reflection)")]
+    #[error("peer sent our own nonce or epoch back (reflection)")]
     Reflected,
     #[error("peer calls itself {got:?}, expected {expected:?}")]
     PeerNameMismatch { expected: String, got: String },
@@ -239,40 +286,29 @@ pub struct Counters {
     pub link_downs: u64,
 }
 
+/// What a proven peer told in its STATE.
 #[derive(Clone, Copy)]
-struct HelloRec {
+struct PeerState {
     epoch: u64,
-    nonce: [u8; NONCE_LEN],
-    capacity: u32,
     tx_last_processed: u64,
     name_len: u8,
     name: [u8; MAX_NAME],
 }
 
-impl HelloRec {
-    fn from_frame(h: &Hello<'_>) -> Self {
+impl PeerState {
+    fn from_frame(s: &frame::State<'_>) -> Self {
         let mut name = [0u8; MAX_NAME];
-        let n = h.name.len().min(MAX_NAME);
-        name[..n].copy_from_slice(&h.name.as_bytes()[..n]);
-        HelloRec {
-            epoch: h.epoch,
-            nonce: h.nonce,
-            capacity: h.capacity,
-            tx_last_processed: h.tx_last_processed,
+        let n = s.name.len().min(MAX_NAME);
+        name[..n].copy_from_slice(&s.name.as_bytes()[..n]);
+        PeerState {
+            epoch: s.epoch,
+            tx_last_processed: s.tx_last_processed,
             name_len: n as u8,
             name,
         }
     }
     fn name(&self) -> &str {
         std::str::from_utf8(&self.name[..self.name_len as usize]).unwrap_or("")
-    }
-    fn feed(&self, mac: &mut Hmac<Sha256>) {
-        mac.update(&self.epoch.to_be_bytes());
-        mac.update(&self.nonce);
-        mac.update(&self.capacity.to_be_bytes());
-        mac.update(&self.tx_last_processed.to_be_bytes());
-        mac.update(&[self.name_len]);
-        mac.update(self.name().as_bytes());
     }
 }
 
@@ -284,16 +320,36 @@ struct RxPlan {
     limit_wire: u64,
 }
 
+/// How far a handshake has come.
+#[derive(Clone, Copy)]
+enum Stage {
+    /// Our HELLO is out; waiting for the peer's.
+    Hello,
+    /// Waiting for the peer's PROOF (the dialer has sent its own).
+    Proof,
+    /// The peer is proven; waiting for its STATE.
+    State,
+    /// Our SYNC is out; waiting for the peer's.
+    Sync { peer: PeerState, plan: RxPlan },
+}
+
+#[derive(Clone, Copy)]
+struct Handshake {
+    side: Side,
+    /// The TLS exporter; `None` in plaintext (then derived from the nonces).
+    tls_binding: Option<[u8; 32]>,
+    nonce: [u8; NONCE_LEN],
+    peer_nonce: [u8; NONCE_LEN],
+    /// Our sending cursor as our STATE announced it.
+    announced_tx_last_processed: u64,
+    stage: Stage,
+}
+
 #[derive(Clone, Copy)]
 enum Conn {
     Idle,
-    Handshake {
-        me: HelloRec,
-        peer: Option<(HelloRec, RxPlan)>,
-    },
-    Up {
-        peer: HelloRec,
-    },
+    Handshake(Handshake),
+    Up { peer: PeerState },
 }
 
 /// One side of a link (see the module docs).
@@ -360,14 +416,37 @@ fn new_mac(psk: &[u8]) -> Hmac<Sha256> {
         .unwrap_or_else(|_| <Hmac<Sha256> as Mac>::new_from_slice(&[0]).expect("1-byte key"))
 }
 
-fn auth_mac(psk: &[u8], prover: &HelloRec, verifier: &HelloRec, a: &Auth) -> Hmac<Sha256> {
+/// The binding of a plaintext connection: both nonces, so that a proof is good
+/// for this connection only (a TLS connection binds the exporter instead).
+fn plaintext_binding(dialer_nonce: &[u8], listener_nonce: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = Sha256::new();
+    h.update(b"smslink link v2 plaintext binding");
+    h.update(dialer_nonce);
+    h.update(listener_nonce);
+    h.finalize().into()
+}
+
+/// The session binding a proof covers: the TLS exporter (unique to the session:
+/// it derives from both sides' randoms and key shares), or in plaintext a hash of
+/// both HELLO nonces.
+fn binding(hs: &Handshake) -> [u8; 32] {
+    let (dialer_nonce, listener_nonce) = match hs.side {
+        Side::Dialer => (&hs.nonce, &hs.peer_nonce),
+        Side::Listener => (&hs.peer_nonce, &hs.nonce),
+    };
+    hs.tls_binding
+        .unwrap_or_else(|| plaintext_binding(dialer_nonce, listener_nonce))
+}
+
+fn proof_mac(psk: &[u8], prover: Side, hs: &Handshake) -> Hmac<Sha256> {
     let mut mac = new_mac(psk);
-    mac.update(b"smslink link v1 auth");
-    prover.feed(&mut mac);
-    verifier.feed(&mut mac);
-    mac.update(&a.known_sender_epoch.to_be_bytes());
-    mac.update(&a.rx_last_stored.to_be_bytes());
-    mac.update(&a.rx_limit.to_be_bytes());
+    mac.update(b"smslink link v2 proof");
+    mac.update(match prover {
+        Side::Dialer => b"dialer" as &[u8],
+        Side::Listener => b"listener",
+    });
+    mac.update(&binding(hs));
     mac
 }
 
@@ -469,8 +548,8 @@ impl Endpoint {
         if config.name.len() > MAX_NAME {
             return Err(ConfigError::NameTooLong);
         }
-        if config.psk.is_empty() {
-            return Err(ConfigError::EmptyKey);
+        if config.psk.len() < MIN_PSK_LEN {
+            return Err(ConfigError::ShortKey(config.psk.len()));
         }
         if !(1..=MAX_CAPACITY).contains(&config.capacity) {
             return Err(ConfigError::Capacity(config.capacity));
@@ -766,30 +845,51 @@ impl Endpoint {
 
     // ---- inputs ----
 
-    /// A new connection (dialled or accepted) is ready: start the handshake
-    /// (HELLO is queued for `poll_transmit`). Any partial frame of an earlier
-    /// connection is discarded. If a connection still existed it is dropped first
-    /// and its `LinkDown` queued ahead of everything else; a runtime that closes
-    /// sockets on `LinkDown` should call [`connection_lost`](Self::connection_lost)
-    /// and drain events before calling this for the replacement socket.
-    pub fn connected(&mut self, now: Instant) {
+    /// A new plaintext connection (dialled or accepted) is ready: start the
+    /// handshake (HELLO is queued for `poll_transmit`); the proofs are bound to both
+    /// nonces. Any partial frame of an earlier connection is discarded. If a
+    /// connection still existed it is dropped first and its `LinkDown` queued ahead
+    /// of everything else; a runtime that closes sockets on `LinkDown` should call
+    /// [`connection_lost`](Self::connection_lost) and drain events before calling
+    /// this for the replacement socket.
+    pub fn connected(&mut self, now: Instant, side: Side) {
+        self.start_handshake(now, side, None);
+    }
+
+    /// A new connection inside a TLS session is ready: as
+    /// [`connected`](Self::connected), with the proofs bound to `binding`, the
+    /// session's keying-material exporter (the same 32 bytes at both ends).
+    pub fn connected_with_binding(&mut self, now: Instant, side: Side, binding: &[u8; 32]) {
+        self.start_handshake(now, side, Some(*binding));
+    }
+
+    fn start_handshake(&mut self, now: Instant, side: Side, tls_binding: Option<[u8; 32]>) {
         self.connection_lost(now);
         self.ctrl.clear();
         self.inbuf.clear();
         let mut nonce = [0u8; NONCE_LEN];
         random_bytes(&mut nonce);
-        let hello = Hello {
-            version: VERSION,
-            epoch: self.epoch,
-            nonce,
-            capacity: self.rx.capacity() as u32,
-            tx_last_processed: self.tx.cursors().last_processed,
-            name: &self.config.name,
-        };
-        frame::encode_hello(&mut self.ctrl, &hello);
+        frame::encode_hello(
+            &mut self.ctrl,
+            &Hello {
+                version: VERSION,
+                nonce,
+            },
+        );
         self.counters.frames_out += 1;
-        let me = HelloRec::from_frame(&hello);
-        self.conn = Conn::Handshake { me, peer: None };
+        let hs = Handshake {
+            side,
+            tls_binding,
+            nonce,
+            peer_nonce: [0; NONCE_LEN],
+            announced_tx_last_processed: 0,
+            stage: Stage::Hello,
+        };
+        if side == Side::Dialer && tls_binding.is_some() {
+            // The exporter is fresh already: no need to wait for the peer's nonce.
+            self.send_proof(&hs);
+        }
+        self.conn = Conn::Handshake(hs);
         self.last_rx = now;
         self.last_tx = now;
         self.connected_at = now;
@@ -940,7 +1040,8 @@ impl Endpoint {
                 self.events.push_back(Event::AuthFailed {
                     reason: err.clone(),
                 });
-                frame::encode_close(&mut self.ctrl, CloseReason::AuthFailed, &err.to_string());
+                // The detail is for our log only: a refused peer learns nothing.
+                frame::encode_close(&mut self.ctrl, CloseReason::AuthFailed, "refused");
                 self.counters.frames_out += 1;
                 DownReason::AuthFailed
             }
@@ -950,7 +1051,13 @@ impl Endpoint {
                 DownReason::Protocol(err.clone())
             }
             _ => {
-                frame::encode_close(&mut self.ctrl, CloseReason::ProtocolError, &err.to_string());
+                // Before the peer is proven, not even which frame we waited for.
+                let text = if self.is_up() {
+                    err.to_string()
+                } else {
+                    "handshake failed".to_owned()
+                };
+                frame::encode_close(&mut self.ctrl, CloseReason::ProtocolError, &text);
                 self.counters.frames_out += 1;
                 DownReason::Protocol(err.clone())
             }
@@ -980,49 +1087,118 @@ impl Endpoint {
                 });
                 Ok(())
             }
-            (Frame::Hello(h), Conn::Handshake { me, peer: None }) => self.on_hello(me, &h),
-            (
-                Frame::Auth(a),
-                Conn::Handshake {
-                    me,
-                    peer: Some((p, plan)),
-                },
-            ) => self.on_auth(me, p, plan, &a),
+            (Frame::Hello(h), Conn::Handshake(hs)) if matches!(hs.stage, Stage::Hello) => {
+                self.on_hello(hs, &h)
+            }
+            (Frame::Proof(p), Conn::Handshake(hs)) if matches!(hs.stage, Stage::Proof) => {
+                self.on_proof(hs, &p)
+            }
+            (Frame::State(st), Conn::Handshake(hs)) if matches!(hs.stage, Stage::State) => {
+                self.on_state(hs, &st)
+            }
+            (Frame::Sync(sy), Conn::Handshake(hs)) => match hs.stage {
+                Stage::Sync { peer, plan } => self.on_sync(hs, peer, plan, &sy),
+                _ => Err(self.unexpected(FrameType::Sync)),
+            },
             (Frame::Data(d), Conn::Up { .. }) => self.on_data(&d),
             (Frame::Ack(a), Conn::Up { .. }) => self.on_ack(&a),
-            (f, conn) => Err(LinkError::Unexpected {
-                frame: f.frame_type(),
-                state: match conn {
-                    Conn::Idle => "idle",
-                    Conn::Handshake { peer: None, .. } => "waiting for HELLO",
-                    Conn::Handshake { .. } => "waiting for AUTH",
-                    Conn::Up { .. } => "up",
-                },
-            }),
+            (f, _) => Err(self.unexpected(f.frame_type())),
         }
     }
 
-    fn on_hello(&mut self, me: HelloRec, h: &Hello<'_>) -> Result<(), LinkError> {
-        if h.nonce == me.nonce || h.epoch == self.epoch {
+    fn unexpected(&self, frame: FrameType) -> LinkError {
+        LinkError::Unexpected {
+            frame,
+            state: match self.conn {
+                Conn::Idle => "idle",
+                Conn::Handshake(hs) => match hs.stage {
+                    Stage::Hello => "waiting for HELLO",
+                    Stage::Proof => "waiting for PROOF",
+                    Stage::State => "waiting for STATE",
+                    Stage::Sync { .. } => "waiting for SYNC",
+                },
+                Conn::Up { .. } => "up",
+            },
+        }
+    }
+
+    fn on_hello(&mut self, mut hs: Handshake, h: &Hello) -> Result<(), LinkError> {
+        if h.nonce == hs.nonce {
+            return Err(LinkError::Reflected);
+        }
+        hs.peer_nonce = h.nonce;
+        hs.stage = Stage::Proof;
+        if hs.side == Side::Dialer && hs.tls_binding.is_none() {
+            self.send_proof(&hs);
+        }
+        self.conn = Conn::Handshake(hs);
+        Ok(())
+    }
+
+    fn send_proof(&mut self, hs: &Handshake) {
+        let mut p = Proof { mac: [0; MAC_LEN] };
+        p.mac.copy_from_slice(
+            &proof_mac(&self.config.psk, hs.side, hs)
+                .finalize()
+                .into_bytes(),
+        );
+        frame::encode_proof(&mut self.ctrl, &p);
+        self.counters.frames_out += 1;
+    }
+
+    fn send_state(&mut self, hs: &mut Handshake) {
+        hs.announced_tx_last_processed = self.tx.cursors().last_processed;
+        frame::encode_state(
+            &mut self.ctrl,
+            &frame::State {
+                epoch: self.epoch,
+                capacity: self.rx.capacity() as u32,
+                tx_last_processed: hs.announced_tx_last_processed,
+                name: &self.config.name,
+            },
+        );
+        self.counters.frames_out += 1;
+    }
+
+    fn on_proof(&mut self, mut hs: Handshake, p: &Proof) -> Result<(), LinkError> {
+        let peer_side = match hs.side {
+            Side::Dialer => Side::Listener,
+            Side::Listener => Side::Dialer,
+        };
+        proof_mac(&self.config.psk, peer_side, &hs)
+            .verify_slice(&p.mac)
+            .map_err(|_| LinkError::BadMac)?;
+        // The peer is proven: only now does anything about the link go out.
+        if hs.side == Side::Listener {
+            self.send_proof(&hs);
+            self.send_state(&mut hs);
+        }
+        hs.stage = Stage::State;
+        self.conn = Conn::Handshake(hs);
+        Ok(())
+    }
+
+    fn on_state(&mut self, mut hs: Handshake, st: &frame::State<'_>) -> Result<(), LinkError> {
+        if st.epoch == self.epoch {
             return Err(LinkError::Reflected);
         }
         if let Some(expected) = &self.config.expected_peer {
-            if expected != h.name {
+            if expected != st.name {
                 return Err(LinkError::PeerNameMismatch {
                     expected: expected.clone(),
-                    got: h.name.to_owned(),
+                    got: st.name.to_owned(),
                 });
             }
         }
-        let peer = HelloRec::from_frame(h);
-        let same_epoch = self.rx_peer_epoch == Some(h.epoch);
+        let peer = PeerState::from_frame(st);
+        let same_epoch = self.rx_peer_epoch == Some(st.epoch);
         let offset = if same_epoch {
             self.rx_offset
         } else {
             self.rx
                 .cursors()
                 .last_stored
-                .wrapping_sub(h.tx_last_processed)
+                .wrapping_sub(st.tx_last_processed)
         };
         let last_stored_wire = self.rx.cursors().last_stored.wrapping_sub(offset);
         // What we announce holding: a journaled endpoint only what is durable.
@@ -1031,10 +1207,10 @@ impl Endpoint {
         } else {
             last_stored_wire
         };
-        if h.tx_last_processed > last_stored_wire {
+        if st.tx_last_processed > last_stored_wire {
             // Same epoch, but the peer claims outcomes for seqs we never stored.
             return Err(LinkError::SeqOutsideWindow {
-                seq: h.tx_last_processed,
+                seq: st.tx_last_processed,
                 low: 0,
                 high: last_stored_wire,
             });
@@ -1048,7 +1224,7 @@ impl Endpoint {
         } else {
             self.rx.cursors().last_stored
         };
-        let known_local = h.tx_last_processed.wrapping_add(offset).max(floor);
+        let known_local = st.tx_last_processed.wrapping_add(offset).max(floor);
         let safe_limit = self
             .rx_limit_local()
             .min(known_local + self.rx.capacity() as u64);
@@ -1057,44 +1233,40 @@ impl Endpoint {
             new_epoch: !same_epoch,
             limit_wire: safe_limit.wrapping_sub(offset),
         };
-        let mut auth = Auth {
-            mac: [0; MAC_LEN],
-            known_sender_epoch: self.rx_peer_epoch.unwrap_or(0),
-            rx_last_stored: announced_wire,
-            rx_limit: plan.limit_wire,
-        };
-        let tag = auth_mac(&self.config.psk, &me, &peer, &auth)
-            .finalize()
-            .into_bytes();
-        auth.mac.copy_from_slice(&tag);
-        frame::encode_auth(&mut self.ctrl, &auth);
+        if hs.side == Side::Dialer {
+            self.send_state(&mut hs);
+        }
+        frame::encode_sync(
+            &mut self.ctrl,
+            &frame::Sync {
+                known_sender_epoch: self.rx_peer_epoch.unwrap_or(0),
+                rx_last_stored: announced_wire,
+                rx_limit: plan.limit_wire,
+            },
+        );
         self.counters.frames_out += 1;
-        self.conn = Conn::Handshake {
-            me,
-            peer: Some((peer, plan)),
-        };
+        hs.stage = Stage::Sync { peer, plan };
+        self.conn = Conn::Handshake(hs);
         Ok(())
     }
 
-    fn on_auth(
+    fn on_sync(
         &mut self,
-        me: HelloRec,
-        peer: HelloRec,
+        hs: Handshake,
+        peer: PeerState,
         plan: RxPlan,
-        a: &Auth,
+        a: &frame::Sync,
     ) -> Result<(), LinkError> {
-        auth_mac(&self.config.psk, &peer, &me, a)
-            .verify_slice(&a.mac)
-            .map_err(|_| LinkError::BadMac)?;
         // The sending side: what the peer holds of ours.
         let c = self.tx.cursors();
         let peer_knows_us = a.known_sender_epoch == self.epoch;
         // A peer that does not know our epoch holds nothing of ours beyond what our
-        // HELLO said was processed.
+        // STATE said was processed.
+        let announced = hs.announced_tx_last_processed;
         let (low, high) = if peer_knows_us {
             (c.last_processed, c.last_sent)
         } else {
-            (me.tx_last_processed, me.tx_last_processed)
+            (announced, announced)
         };
         if a.rx_last_stored < low || a.rx_last_stored > high {
             return Err(LinkError::SeqOutsideWindow {
@@ -1355,32 +1527,48 @@ impl Endpoint {
 /// exactly the same code. Not part of the stable API.
 #[doc(hidden)]
 pub mod fuzzing {
-    use super::{frame, Endpoint, LinkConfig};
+    use super::{frame, Endpoint, LinkConfig, Side};
     use crate::message::Message;
     use crate::ring::Outcome;
     use std::time::Instant;
 
     /// First input byte: bit 0 picks the target (0: an endpoint that is up and has
-    /// sent three messages; 1: an endpoint in its handshake), bits 1..7 the chunk size
-    /// the rest is fed in (0: all at once). Every decoded frame must re-encode to the
-    /// same bytes; after the input, cursor invariants must hold.
+    /// sent three messages; 1: an endpoint in its handshake, fed the same input three
+    /// times: as a plaintext listener, as a listener inside a TLS session and as a
+    /// dialer inside one), bits 1..7 the chunk size the rest is fed in (0: all at
+    /// once). Every decoded frame must re-encode to the same bytes; after the input,
+    /// cursor invariants must hold.
     pub fn link_frame(data: &[u8]) {
         let Some((&control, stream)) = data.split_first() else {
             return;
         };
         round_trip_frames(stream);
         let now = Instant::now();
-        let mut b = if control & 1 == 0 {
-            up_endpoint(now)
-        } else {
-            let mut e = Endpoint::new(config("b"), now).expect("valid config");
-            e.connected(now);
-            e
-        };
         let chunk = match (control >> 1) as usize {
             0 => stream.len().max(1),
             n => n,
         };
+        if control & 1 == 0 {
+            feed(up_endpoint(now), stream, chunk, now);
+            return;
+        }
+        let binding = [0x5a; 32];
+        for (side, tls) in [
+            (Side::Listener, false),
+            (Side::Listener, true),
+            (Side::Dialer, true),
+        ] {
+            let mut e = Endpoint::new(config("b"), now).expect("valid config");
+            if tls {
+                e.connected_with_binding(now, side, &binding);
+            } else {
+                e.connected(now, side);
+            }
+            feed(e, stream, chunk, now);
+        }
+    }
+
+    fn feed(mut b: Endpoint, stream: &[u8], chunk: usize, now: Instant) {
         let mut out = Vec::new();
         for piece in stream.chunks(chunk) {
             if b.handle_input(piece, now).is_err() {
@@ -1404,7 +1592,7 @@ pub mod fuzzing {
     }
 
     fn config(name: &str) -> LinkConfig {
-        let mut c = LinkConfig::new(name, b"fuzz key");
+        let mut c = LinkConfig::new(name, b"fuzz key, 16+ bytes");
         c.capacity = 8;
         c
     }
@@ -1416,7 +1604,9 @@ pub mod fuzzing {
             again.clear();
             match f {
                 frame::Frame::Hello(h) => frame::encode_hello(&mut again, &h),
-                frame::Frame::Auth(a) => frame::encode_auth(&mut again, &a),
+                frame::Frame::Proof(p) => frame::encode_proof(&mut again, &p),
+                frame::Frame::State(s) => frame::encode_state(&mut again, &s),
+                frame::Frame::Sync(s) => frame::encode_sync(&mut again, &s),
                 frame::Frame::Data(d) => frame::encode_data(&mut again, &d),
                 frame::Frame::Ping => frame::encode_ping(&mut again),
                 frame::Frame::Close(c) => {
@@ -1443,10 +1633,10 @@ pub mod fuzzing {
         for _ in 0..3 {
             let _ = b.send(&m);
         }
-        a.connected(now);
-        b.connected(now);
+        a.connected(now, Side::Dialer);
+        b.connected(now, Side::Listener);
         let mut buf = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..4 {
             buf.clear();
             a.poll_transmit(now, &mut buf);
             let _ = b.handle_input(&buf, now);

@@ -25,11 +25,54 @@ pub enum Transport {
     Listen(SocketAddr),
 }
 
+/// How a link checks the certificate its peer presents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAuth {
+    /// Certificates signed by a CA in this PEM file. A dialer also checks the
+    /// listener's certificate carries `TlsSpec::server_name` (default: the link's
+    /// `expected_peer`).
+    CaFile(PathBuf),
+    /// Exactly this key: the SHA-256 of the peer certificate's SubjectPublicKeyInfo
+    /// (`smslink keygen` and `smslink fingerprint` print it). The certificate must
+    /// be self-signed and within its validity dates.
+    Fingerprint([u8; 32]),
+}
+
+/// TLS 1.3 for one link (the dialer is the TLS client). Both sides present a
+/// certificate and check the peer's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSpec {
+    /// PEM file with this side's certificate (then any intermediates).
+    pub cert_chain: PathBuf,
+    /// PEM file with this side's private key.
+    pub key: PathBuf,
+    pub peer: PeerAuth,
+    /// With a CA: the name the listener's certificate must carry (dialer side).
+    pub server_name: Option<String>,
+}
+
+impl TlsSpec {
+    pub fn new(cert_chain: impl Into<PathBuf>, key: impl Into<PathBuf>, peer: PeerAuth) -> Self {
+        TlsSpec {
+            cert_chain: cert_chain.into(),
+            key: key.into(),
+            peer,
+            server_name: None,
+        }
+    }
+}
+
 /// One named link with its own pair of rings.
+///
+/// A link runs TLS when `tls` is set; without it the node refuses to start unless
+/// `insecure_plaintext` says plaintext is meant (then anyone on the path can read
+/// and change the messages).
 #[derive(Debug, Clone)]
 pub struct LinkSpec {
     pub config: LinkConfig,
     pub transport: Transport,
+    pub tls: Option<TlsSpec>,
+    pub insecure_plaintext: bool,
     /// Recipient number prefixes routed to this link (longest prefix wins).
     pub prefixes: Vec<String>,
     /// Messages whose recipient matches no prefix go here.
@@ -44,9 +87,29 @@ impl LinkSpec {
         LinkSpec {
             config,
             transport,
+            tls: None,
+            insecure_plaintext: false,
             prefixes: Vec::new(),
             default_route: false,
             smsc: None,
+        }
+    }
+
+    /// The same link over TLS.
+    pub fn with_tls(self, tls: TlsSpec) -> Self {
+        LinkSpec {
+            tls: Some(tls),
+            insecure_plaintext: false,
+            ..self
+        }
+    }
+
+    /// The same link without TLS (tests on one host, or a link inside a VPN).
+    pub fn insecure_plaintext(self) -> Self {
+        LinkSpec {
+            tls: None,
+            insecure_plaintext: true,
+            ..self
         }
     }
 

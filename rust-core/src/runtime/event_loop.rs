@@ -21,6 +21,7 @@ use super::notify::Notifier;
 use super::shared::{Command, LinkShared, Shared};
 use super::smsc_driver::SmscDriver;
 use super::spsc::{self, Consumer, Producer};
+use super::tls::TlsContext;
 use super::Backoff;
 use crate::bridge::Bridge;
 use crate::journal::FsStorage;
@@ -78,6 +79,35 @@ pub(super) fn spawn(
             (None, _) => Endpoint::new(spec.config.clone(), now),
         }
         .map_err(|e| NodeError::Config(format!("link {:?}: {e}", spec.config.name)))?;
+        if let (Some(tls), Transport::Dial(_)) = (&spec.tls, &spec.transport) {
+            let named = tls.server_name.is_some() || spec.config.expected_peer.is_some();
+            if matches!(tls.peer, PeerAuth::CaFile(_)) && !named {
+                return Err(NodeError::Config(format!(
+                    "link {:?}: TLS with a CA: say which name the peer's certificate must carry (tls server_name, or the expected peer)",
+                    spec.config.name
+                )));
+            }
+        }
+        let tls = match (&spec.tls, spec.insecure_plaintext) {
+            (Some(tls), false) => Some(
+                TlsContext::new(tls, spec.config.expected_peer.as_deref()).map_err(|e| {
+                    NodeError::Config(format!("link {:?}: TLS: {e}", spec.config.name))
+                })?,
+            ),
+            (None, true) => None,
+            (Some(_), true) => {
+                return Err(NodeError::Config(format!(
+                    "link {:?}: both TLS and insecure_plaintext are set",
+                    spec.config.name
+                )))
+            }
+            (None, false) => {
+                return Err(NodeError::Config(format!(
+                    "link {:?}: no TLS configured; set insecure_plaintext to run the link without encryption",
+                    spec.config.name
+                )))
+            }
+        };
         let capacity = spec.config.capacity;
         ack_room += capacity;
         let (producer, consumer) = spsc::channel(capacity);
@@ -127,6 +157,7 @@ pub(super) fn spawn(
             role,
             consumer,
             spec.transport.clone(),
+            tls,
             listener,
             (Token(base), Token(base + 1)),
             Backoff::new(

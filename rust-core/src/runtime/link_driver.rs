@@ -10,13 +10,14 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Poll, Token};
 
 use super::api::{LinkStats, Transport};
-use super::conn::{Conn, ReadOutcome, READ_BUDGET};
+use super::conn::{Conn, Established, ReadError, ReadOutcome, READ_BUDGET};
 use super::log::Level;
 use super::metrics::LatencyHistogram;
 use super::smsc_driver::SmscDriver;
 use super::spsc::Consumer;
+use super::tls::TlsContext;
 use super::Backoff;
-use crate::link::Endpoint;
+use crate::link::{Endpoint, Side};
 use crate::message::Message;
 use crate::ring::SlotState;
 
@@ -57,9 +58,22 @@ enum Screen {
     Foreign,
 }
 
-/// Check the start of a stream against the HELLO header: len:u16 type=1 "SMSL" version.
-fn screen_hello(head: &[u8]) -> Screen {
+/// Check the start of a stream against the HELLO header: len:u16 type=1 "SMSL"
+/// version; on a TLS link against a TLS handshake record (type 22, version 3.x).
+fn screen_hello(head: &[u8], tls: bool) -> Screen {
     use crate::link::frame::{MAGIC, MAX_BODY};
+    if tls {
+        let ok = head.iter().take(3).enumerate().all(|(i, b)| match i {
+            0 => *b == 22,
+            1 => *b == 3,
+            _ => *b <= 4,
+        });
+        return match (ok, head.len() >= 3) {
+            (false, _) => Screen::Foreign,
+            (true, true) => Screen::Hello,
+            (true, false) => Screen::Unknown,
+        };
+    }
     let mut expected = [0u8; 7];
     expected[2] = 1;
     expected[3..7].copy_from_slice(&MAGIC);
@@ -90,8 +104,13 @@ pub(super) struct LinkDriver {
     /// the handle checks first), kept so that nothing is dropped.
     held: Option<Message>,
     transport: Transport,
+    /// TLS under the link (`None`: plaintext, as the operator asked).
+    tls: Option<TlsContext>,
     listener: Option<TcpListener>,
     conn: Option<Conn>,
+    /// The current connection must be ready for the link handshake (TCP connected,
+    /// TLS done) by then.
+    conn_deadline: Option<Instant>,
     pending: Vec<PendingConn>,
     reconnect_at: Option<Instant>,
     backoff: Backoff,
@@ -128,6 +147,7 @@ impl LinkDriver {
         role: Role,
         outgoing: Consumer<Message>,
         transport: Transport,
+        tls: Option<TlsContext>,
         listener: Option<TcpListener>,
         tokens: (Token, Token),
         backoff: Backoff,
@@ -141,8 +161,10 @@ impl LinkDriver {
             held: None,
             reconnect_at: matches!(transport, Transport::Dial(_)).then_some(now),
             transport,
+            tls,
             listener,
             conn: None,
+            conn_deadline: None,
             pending: Vec::new(),
             backoff,
             inbuf: Vec::with_capacity(64 * 1024),
@@ -243,6 +265,7 @@ impl LinkDriver {
         };
         [
             retry,
+            self.conn_deadline,
             self.endpoint.poll_timeout(),
             self.write_due,
             self.reconnect_at,
@@ -353,6 +376,21 @@ impl LinkDriver {
                 }
             }
         }
+        if self.conn_deadline.is_some_and(|d| now >= d) {
+            crate::slog!(
+                Level::Warn,
+                "link={} event=refused peer_addr={} reason=\"{} not done within {:?}\"",
+                self.name(),
+                self.conn_peer(),
+                if self.tls.is_some() {
+                    "TLS handshake"
+                } else {
+                    "connect"
+                },
+                self.pending_timeout()
+            );
+            self.drop_conn(poll, now);
+        }
         // Pending connections that waited too long are dropped.
         let timeout = self.pending_timeout();
         let name = &self.endpoint.config().name;
@@ -391,11 +429,73 @@ impl LinkDriver {
         {
             return false;
         }
-        self.conn = Some(Conn::new(stream, connected));
+        let conn = match &self.tls {
+            None => Conn::new(stream, connected),
+            Some(tls) => match tls.session(self.side()) {
+                Ok(session) => Conn::with_tls(stream, connected, session),
+                Err(e) => {
+                    crate::slog!(
+                        Level::Error,
+                        "link={} event=tls_failed error=\"{e}\"",
+                        self.name()
+                    );
+                    let _ = poll.registry().deregister(&mut stream);
+                    return false;
+                }
+            },
+        };
+        self.conn = Some(conn);
         self.conn_addr = Some(peer);
+        self.conn_deadline = Some(now + self.pending_timeout());
         if connected {
             self.connects += 1;
-            self.endpoint.connected(now);
+            self.start_link(now);
+        }
+        true
+    }
+
+    /// The dialing side is the TLS client and proves itself first in the link
+    /// handshake.
+    fn side(&self) -> Side {
+        match self.transport {
+            Transport::Dial(_) => Side::Dialer,
+            Transport::Listen(_) => Side::Listener,
+        }
+    }
+
+    /// Start the link handshake once the connection is ready for it (at once in
+    /// plaintext, after the TLS handshake otherwise). False if the connection
+    /// cannot go on.
+    fn start_link(&mut self, now: Instant) -> bool {
+        let side = self.side();
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        match conn.established() {
+            Ok(None) => {}
+            Ok(Some(Established::Plaintext)) => {
+                self.conn_deadline = None;
+                self.endpoint.connected(now, side);
+            }
+            Ok(Some(Established::Tls { binding })) => {
+                self.conn_deadline = None;
+                crate::slog!(
+                    Level::Debug,
+                    "link={} event=tls_up peer_addr={}",
+                    self.name(),
+                    self.conn_peer()
+                );
+                self.endpoint.connected_with_binding(now, side, &binding);
+            }
+            Err(e) => {
+                crate::slog!(
+                    Level::Warn,
+                    "link={} event=refused peer_addr={} reason=\"TLS exporter: {e}\"",
+                    self.name(),
+                    self.conn_peer()
+                );
+                return false;
+            }
         }
         true
     }
@@ -495,7 +595,10 @@ impl LinkDriver {
             match conn.finish_connect() {
                 Ok(true) => {
                     self.connects += 1;
-                    self.endpoint.connected(now);
+                    if !self.start_link(now) {
+                        self.drop_conn(poll, now);
+                        return;
+                    }
                 }
                 Ok(false) => return,
                 Err(_) => {
@@ -516,6 +619,12 @@ impl LinkDriver {
         };
         self.inbuf.clear();
         let outcome = conn.read_into(&mut self.inbuf);
+        // A TLS handshake may just have completed (the peer's first link frames
+        // can come in the same read).
+        if !self.endpoint.is_connected() && !self.start_link(now) {
+            self.drop_conn(poll, now);
+            return;
+        }
         if !self.inbuf.is_empty() && self.endpoint.handle_input(&self.inbuf, now).is_err() {
             // The endpoint emitted LinkDown (and maybe queued CLOSE); the event
             // drain closes the socket after a last write.
@@ -524,7 +633,20 @@ impl LinkDriver {
         }
         match outcome {
             Ok(ReadOutcome::Open(n)) => self.read_more = n >= READ_BUDGET,
-            Ok(ReadOutcome::Closed(_)) | Err(_) => {
+            Ok(ReadOutcome::Closed(_)) | Err(ReadError::Io(_)) => {
+                self.endpoint.connection_lost(now);
+                self.drop_conn(poll, now);
+            }
+            Err(e @ ReadError::Tls(_)) => {
+                // The refusing side says why; the refused side hears an alert.
+                crate::slog!(
+                    Level::Warn,
+                    "link={} event=tls_refused peer_addr={} reason=\"{e}\"",
+                    self.name(),
+                    self.conn_peer()
+                );
+                self.last_error = Some(e.to_string());
+                self.refused += 1;
                 self.endpoint.connection_lost(now);
                 self.drop_conn(poll, now);
             }
@@ -585,7 +707,7 @@ impl LinkDriver {
         let mut head = [0u8; 7];
         let verdict = match self.pending[i].stream.peek(&mut head) {
             Ok(0) => Some("closed while waiting".to_owned()),
-            Ok(n) => match screen_hello(&head[..n]) {
+            Ok(n) => match screen_hello(&head[..n], self.tls.is_some()) {
                 Screen::Hello => {
                     self.pending[i].hello_seen = true;
                     None
@@ -627,6 +749,7 @@ impl LinkDriver {
         // connection's `connected` would report a stale LinkDown). No-op when idle.
         self.endpoint.connection_lost(now);
         let _ = poll.registry().deregister(&mut conn.stream);
+        self.conn_deadline = None;
         self.inbuf.clear();
         self.read_more = false;
         // `conn_addr` stays: the LinkDown line for this connection is written after.

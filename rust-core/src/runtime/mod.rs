@@ -10,6 +10,7 @@
 //! * `smsc_driver`: a buffer server's TCP connection to its SMSC, around the bridge;
 //! * `metrics`, `metrics_http`: the Prometheus text, `/status` and `/healthz`,
 //!   and the small HTTP listener the loop serves them on;
+//! * `tls`: TLS 1.3 under the link (rustls), certificate and fingerprint checks;
 //! * `conn`, `backoff`, `notify`, `spsc` (+ `sync`, loom-checked): the small parts.
 
 pub mod api;
@@ -27,6 +28,7 @@ mod shared;
 mod smsc_driver;
 pub mod spsc;
 pub mod sync;
+pub mod tls;
 
 pub use api::*;
 pub use backoff::Backoff;

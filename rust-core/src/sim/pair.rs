@@ -49,10 +49,10 @@ impl Pair {
         })
     }
 
-    /// A connection for both, then [`drive`](Self::drive) (the handshake).
+    /// A connection for both (`a` dials), then [`drive`](Self::drive) (the handshake).
     pub fn connect(&mut self) {
-        self.a.connected(self.now);
-        self.b.connected(self.now);
+        self.a.connected(self.now, crate::link::Side::Dialer);
+        self.b.connected(self.now, crate::link::Side::Listener);
         self.drive();
     }
 

@@ -65,6 +65,9 @@ pub struct Args {
     /// Leave the WAN emulator out when there is no delay (pure loopback).
     #[arg(long)]
     pub no_wan: bool,
+    /// Run the buffered link without TLS (to compare; TLS 1.3 with throwaway keys by default).
+    #[arg(long)]
+    pub insecure_plaintext: bool,
     /// One JSON object per line per mode instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -95,6 +98,10 @@ pub struct ModeResult {
     pub mo_per_s: f64,
     /// (messages so far, buffer-server VmRSS kB) samples, with `--rss`.
     pub rss: Vec<(u64, u64)>,
+    /// Buffered mode: whether the link ran TLS, and how long after the IM side
+    /// started the link came up (TCP, TLS, link handshake), in ms.
+    pub tls: Option<bool>,
+    pub link_up_ms: Option<f64>,
 }
 
 impl ModeResult {
@@ -123,6 +130,10 @@ impl ModeResult {
             "smsc_delay_ms": args.smsc_delay_ms,
             "capacity": args.capacity,
         });
+        if let (Some(tls), Some(up)) = (self.tls, self.link_up_ms) {
+            v["tls"] = tls.into();
+            v["link_up_ms"] = ((up * 10.0).round() / 10.0).into();
+        }
         if !self.rss.is_empty() {
             v["rss_kb"] = self
                 .rss
@@ -173,6 +184,7 @@ pub fn buffered(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
         max_time: Duration::from_secs(3600),
         protocol: args.protocol,
         metrics_scrape: args.metrics_scrape_ms.map(Duration::from_millis),
+        tls: !args.insecure_plaintext,
         ..Scenario::default()
     };
     let mut rss = Vec::new();
@@ -203,6 +215,8 @@ pub fn buffered(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
         mt_per_s: r.mt.per_second(),
         mo_per_s: r.mo.per_second(),
         rss,
+        tls: Some(s.tls),
+        link_up_ms: Some(r.first_up_seconds * 1000.0),
     })
 }
 
@@ -358,6 +372,8 @@ pub fn direct(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
         mt_per_s: per(mt_done),
         mo_per_s: per(mo_done),
         rss: Vec::new(),
+        tls: None,
+        link_up_ms: None,
     })
 }
 
@@ -425,6 +441,13 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         for r in &results {
+            if let (Some(tls), Some(up)) = (r.tls, r.link_up_ms) {
+                println!(
+                    "{} link {}: up {up:.1} ms after the IM side started",
+                    r.mode,
+                    if tls { "over TLS 1.3" } else { "in plaintext" }
+                );
+            }
             for (n, kb) in &r.rss {
                 println!("buffer-server RSS after {n} messages: {kb} kB");
             }

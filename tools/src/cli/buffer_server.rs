@@ -89,6 +89,24 @@ pub struct Args {
     /// [link] dial: connect out to the IM server at this address (for NAT); default: listen on 0.0.0.0:7010.
     #[arg(long, value_name = "ADDR")]
     pub link_dial: Option<SocketAddr>,
+    /// [link] tls_cert: PEM file with this server's certificate (`smslink keygen` makes one).
+    #[arg(long, value_name = "FILE")]
+    pub link_tls_cert: Option<PathBuf>,
+    /// [link] tls_key: PEM file with this server's private key.
+    #[arg(long, value_name = "FILE")]
+    pub link_tls_key: Option<PathBuf>,
+    /// [link] tls_ca: accept a peer certificate signed by a CA in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub link_tls_ca: Option<PathBuf>,
+    /// [link] tls_peer_fingerprint: accept only the peer key with this SHA-256 fingerprint (as `smslink keygen` prints it).
+    #[arg(long, value_name = "HEX")]
+    pub link_tls_peer_fingerprint: Option<String>,
+    /// [link] tls_server_name: with tls_ca, when dialling: the name the IM side's certificate must carry (default: [link] peer).
+    #[arg(long, value_name = "NAME")]
+    pub link_tls_server_name: Option<String>,
+    /// [link] insecure_plaintext: run the link without TLS (anyone on the path can read and change messages).
+    #[arg(long)]
+    pub link_insecure_plaintext: bool,
     /// [link] capacity: slots in each ring (messages in flight per direction). Default 255.
     #[arg(long, value_name = "N")]
     pub link_capacity: Option<usize>,
@@ -173,6 +191,12 @@ pub struct FileLink {
     pub psk_file: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub dial: Option<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_peer_fingerprint: Option<String>,
+    pub tls_server_name: Option<String>,
+    pub insecure_plaintext: Option<bool>,
     pub capacity: Option<usize>,
     pub heartbeat_ms: Option<u64>,
     pub dead_after_ms: Option<u64>,
@@ -325,8 +349,12 @@ impl Args {
                 }
             },
         };
-        if psk.is_empty() {
-            return Err("the link key is empty".into());
+        if psk.len() < smslink::link::MIN_PSK_LEN {
+            return Err(format!(
+                "the link key is {} bytes; at least {} are needed",
+                psk.len(),
+                smslink::link::MIN_PSK_LEN
+            ));
         }
         let mut link = LinkConfig::new(
             self.link_name
@@ -359,7 +387,25 @@ impl Args {
             },
         };
         let smsc = self.smsc_spec(&file.smsc, smsc_addr)?;
-        let mut node = NodeConfig::new(vec![LinkSpec::buffer_server(link, transport, smsc)]);
+        let tls = super::TlsOptions {
+            cert: self.link_tls_cert.clone().or(file.link.tls_cert.clone()),
+            key: self.link_tls_key.clone().or(file.link.tls_key.clone()),
+            ca: self.link_tls_ca.clone().or(file.link.tls_ca.clone()),
+            peer_fingerprint: self
+                .link_tls_peer_fingerprint
+                .clone()
+                .or(file.link.tls_peer_fingerprint.clone()),
+            server_name: self
+                .link_tls_server_name
+                .clone()
+                .or(file.link.tls_server_name.clone()),
+            insecure_plaintext: self.link_insecure_plaintext
+                || file.link.insecure_plaintext.unwrap_or(false),
+        };
+        let spec = tls
+            .apply(LinkSpec::buffer_server(link, transport, smsc))
+            .map_err(|e| format!("[link] {e}"))?;
+        let mut node = NodeConfig::new(vec![spec]);
         if let Some(ms) = self.reconnect_min_ms.or(file.reconnect.min_ms) {
             node.reconnect_min = Duration::from_millis(ms);
         }
@@ -564,7 +610,7 @@ mod tests {
         std::fs::write(
             &file,
             "log_level = \"warn\"\nlog_format = \"json\"\n[smsc]\naddr = \"127.0.0.1:9971\"\nuser = \"u\"\n\
-             [link]\npsk = \"k\"\ndial = \"127.0.0.1:7010\"\ncapacity = 100\n",
+             [link]\npsk = \"a link key of 16+ bytes\"\ninsecure_plaintext = true\ndial = \"127.0.0.1:7010\"\ncapacity = 100\n",
         )
         .unwrap();
         let cli = Cli::parse_from([
@@ -590,7 +636,8 @@ mod tests {
             "--config",
             file.to_str().unwrap(),
             "--smsc-addr=127.0.0.1:1",
-            "--link-psk=k",
+            "--link-psk=a link key of 16+ bytes",
+            "--link-insecure-plaintext",
         ]);
         let from_file = cli.args.settings().unwrap().node.metrics_listen;
         assert_eq!(from_file, Some(SocketAddr::from(([127, 0, 0, 1], 9102))));
@@ -599,7 +646,8 @@ mod tests {
             "--config",
             file.to_str().unwrap(),
             "--smsc-addr=127.0.0.1:1",
-            "--link-psk=k",
+            "--link-psk=a link key of 16+ bytes",
+            "--link-insecure-plaintext",
             "--metrics-listen=127.0.0.1:0",
         ]);
         let from_flag = cli.args.settings().unwrap().node.metrics_listen;
@@ -622,7 +670,7 @@ mod tests {
             &file,
             "[smsc]\nprotocol = \"smpp\"\naddr = \"127.0.0.1:2775\"\nuser = \"esme\"\n\
              password = \"pw\"\nbind = \"transmitter-receiver\"\nwindow = 20\n\
-             numeric_ton = 2\n[link]\npsk = \"k\"\n",
+             numeric_ton = 2\n[link]\npsk = \"a link key of 16+ bytes\"\ninsecure_plaintext = true\n",
         )
         .unwrap();
         let cli = Cli::parse_from([
@@ -662,6 +710,8 @@ mod tests {
         let file: FileConfig = toml::from_str(&text).unwrap();
         assert_eq!(file.link.capacity, Some(255));
         assert_eq!(file.smsc.user.as_deref(), Some("smslink"));
+        assert!(file.link.tls_cert.is_some() && file.link.tls_peer_fingerprint.is_some());
+        assert_eq!(file.link.insecure_plaintext, None, "TLS on in the example");
         assert_eq!(
             file.metrics.listen,
             Some(SocketAddr::from(([127, 0, 0, 1], 9102)))
@@ -696,8 +746,8 @@ mod tests {
         let file = dir.join("bs.toml");
         std::fs::write(
             &file,
-            "[smsc]\naddr = \"127.0.0.1:9971\"\n[link]\npsk = \"k\"\n\
-             [journal]\ndir = \"/srv/j\"\nsync = \"interval:20\"\nmax_disk_bytes = 1048576\n",
+            "[smsc]\naddr = \"127.0.0.1:9971\"\n[link]\npsk = \"a key of 16+ bytes\"\n\
+             insecure_plaintext = true\n[journal]\ndir = \"/srv/j\"\nsync = \"interval:20\"\nmax_disk_bytes = 1048576\n",
         )
         .unwrap();
         let cli = Cli::parse_from(["x", "--config", file.to_str().unwrap()]);
@@ -722,7 +772,12 @@ mod tests {
         assert!(j.config.repair);
         let cli = Cli::parse_from(["x", "--config", file.to_str().unwrap(), "--journal-sync=x"]);
         assert!(cli.args.settings().unwrap_err().contains("\"x\""));
-        let cli = Cli::parse_from(["x", "--smsc-addr=127.0.0.1:1", "--link-psk=k"]);
+        let cli = Cli::parse_from([
+            "x",
+            "--smsc-addr=127.0.0.1:1",
+            "--link-psk=a key of 16+ bytes",
+            "--link-insecure-plaintext",
+        ]);
         assert_eq!(cli.args.settings().unwrap().node.journal, None);
         std::fs::remove_dir_all(&dir).ok();
     }
@@ -737,5 +792,31 @@ mod tests {
         assert!(cli.args.settings().unwrap_err().contains("adress"));
         let cli = Cli::parse_from(["x", "--smsc-addr", "127.0.0.1:1"]);
         assert!(cli.args.settings().unwrap_err().contains("link key"));
+        let base = [
+            "x",
+            "--smsc-addr=127.0.0.1:1",
+            "--link-psk=a link key of 16+ bytes",
+        ];
+        let err = |extra: &[&str]| {
+            let cli = Cli::parse_from(base.iter().chain(extra));
+            cli.args.settings().err().unwrap_or_default()
+        };
+        assert!(err(&[]).contains("runs TLS"), "TLS is the default");
+        assert!(err(&["--link-tls-cert=c", "--link-tls-key=k"]).contains("runs TLS"));
+        assert!(err(&[
+            "--link-insecure-plaintext",
+            "--link-tls-cert=c",
+            "--link-tls-key=k"
+        ])
+        .contains("choose one"));
+        assert!(err(&[
+            "--link-tls-cert=c",
+            "--link-tls-key=k",
+            "--link-tls-peer-fingerprint=00"
+        ])
+        .contains("fingerprint"));
+        assert_eq!(err(&["--link-insecure-plaintext"]), "");
+        let cli = Cli::parse_from(["x", "--smsc-addr=127.0.0.1:1", "--link-psk=short"]);
+        assert!(cli.args.settings().unwrap_err().contains("at least 16"));
     }
 }

@@ -51,6 +51,9 @@ pub struct Args {
     /// always) in a temporary directory, removed afterwards.
     #[arg(long)]
     pub no_journal: bool,
+    /// Run the link without TLS (to compare; TLS 1.3 with throwaway keys by default).
+    #[arg(long)]
+    pub insecure_plaintext: bool,
 }
 
 fn range(v: &[u64]) -> Option<(Duration, Duration)> {
@@ -79,6 +82,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         seed: args.seed,
         protocol: args.protocol,
         journal_dir: journal.as_ref().map(|d| d.path().to_owned()),
+        tls: !args.insecure_plaintext,
         ..Scenario::default()
     };
     println!(
@@ -93,6 +97,14 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(dir) = &journal {
         println!("journals (sync always) in {}", dir.path().display());
     }
+    println!(
+        "link: {}",
+        if args.insecure_plaintext {
+            "PLAINTEXT (--insecure-plaintext)"
+        } else {
+            "TLS 1.3, keys made for this run, each side pinning the other's"
+        }
+    );
     println!("sending {} MT and {} MO messages", args.mt, args.mo);
     let result = scenario::run(&s, |p| {
         println!(

@@ -77,6 +77,24 @@ pub struct Args {
     /// Connect to the buffer server at this address (again after every interruption).
     #[arg(long)]
     pub dial: Option<SocketAddr>,
+    /// PEM file with this side's certificate (`smslink keygen` makes one).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file with this side's private key.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Accept a peer certificate signed by a CA in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Accept only the peer key with this SHA-256 fingerprint (as `smslink keygen` prints it).
+    #[arg(long, value_name = "HEX")]
+    pub tls_peer_fingerprint: Option<String>,
+    /// With --tls-ca, when dialling: the name the buffer server's certificate must carry (default: --peer).
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+    /// Run the link without TLS (anyone on the path can read and change messages).
+    #[arg(long)]
+    pub insecure_plaintext: bool,
     /// Slots in each ring (messages in flight per direction).
     #[arg(long, default_value_t = 255)]
     pub capacity: usize,
@@ -134,7 +152,15 @@ fn config(args: &Args) -> Result<NodeConfig, String> {
         (None, Some(a)) => Transport::Dial(a),
         (None, None) => return Err("give --listen or --dial".into()),
     };
-    let mut spec = LinkSpec::new(link, transport);
+    let tls = super::TlsOptions {
+        cert: args.tls_cert.clone(),
+        key: args.tls_key.clone(),
+        ca: args.tls_ca.clone(),
+        peer_fingerprint: args.tls_peer_fingerprint.clone(),
+        server_name: args.tls_server_name.clone(),
+        insecure_plaintext: args.insecure_plaintext,
+    };
+    let mut spec = tls.apply(LinkSpec::new(link, transport))?;
     spec.default_route = true;
     let mut node = NodeConfig::new(vec![spec]);
     node.reconnect_min = Duration::from_millis(args.reconnect_min_ms.max(1));

@@ -1187,10 +1187,11 @@ fn throttling_through_the_bridge_loses_and_doubles_nothing() {
     use crate::ring::{Outcome, SlotState};
 
     let mut now = Instant::now();
-    let link = |name: &str| Endpoint::new(LinkConfig::new(name, b"esme test key"), now).unwrap();
+    let link =
+        |name: &str| Endpoint::new(LinkConfig::new(name, b"esme test key, 16+"), now).unwrap();
     let (mut bs, mut im) = (link("bs"), link("im"));
-    bs.connected(now);
-    im.connected(now);
+    bs.connected(now, crate::link::Side::Dialer);
+    im.connected(now, crate::link::Side::Listener);
     let mut bridge = Bridge::new(
         Box::new(SmppClient::new(SmppConfig {
             window: 4,
