@@ -12,6 +12,7 @@
 //!   and the small HTTP listener the loop serves them on;
 //! * `conn`, `backoff`, `notify`, `spsc` (+ `sync`, loom-checked): the small parts.
 
+pub mod admission;
 pub mod api;
 pub mod backoff;
 pub mod conn;
@@ -28,6 +29,7 @@ mod smsc_driver;
 pub mod spsc;
 pub mod sync;
 
+pub use admission::AdmissionConfig;
 pub use api::*;
 pub use backoff::Backoff;
 pub use conn::{Conn, ReadOutcome};

@@ -1,0 +1,561 @@
+//! Who gets a listening link's handshake, and when: the policy behind the link
+//! driver's waiting connections. Sans-IO: connection ids, source addresses and `now`
+//! go in, decisions come out; the driver owns the sockets.
+//!
+//! A link has one endpoint, so one connection at a time can handshake on it. An
+//! unauthenticated connection must not be able to hold that place against the real
+//! peer, so:
+//! * a waiting connection must show a complete HELLO within `handshake_timeout`
+//!   (idle and trickling connections are dropped, and are the first evicted when the
+//!   caps are reached); only connections with a complete HELLO are given the link;
+//! * the connection on the link must finish its handshake within `handshake_timeout`;
+//! * waiting connections are capped overall and per source address;
+//! * a source whose handshake failed is refused for a penalty that doubles with each
+//!   failure (up to `max_penalty`); the table of sources is bounded;
+//! * a source that authenticated last time comes first, and takes the link from a
+//!   handshake of a source that has not (the real peer usually reconnects from where
+//!   it was).
+//!
+//! An authenticated (up) connection is never displaced: waiting connections wait
+//! for it to end, at most `max_wait`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Limits of a listening link's waiting connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionConfig {
+    /// A waiting connection must send a complete HELLO within this long, and the
+    /// connection on the link must finish its handshake within this long.
+    pub handshake_timeout: Duration,
+    /// Longest a connection with a complete HELLO waits for the link.
+    pub max_wait: Duration,
+    /// Waiting connections of one link, all sources together.
+    pub max_pending: usize,
+    /// Waiting connections of one link from one source address (IPv6: one /64).
+    pub max_pending_per_source: usize,
+    /// A source is refused this long after its first failed handshake; each further
+    /// failure doubles it, up to `max_penalty`.
+    pub failure_penalty: Duration,
+    pub max_penalty: Duration,
+    /// Sources remembered (penalties, who authenticated); the least recently seen
+    /// is forgotten first.
+    pub max_sources: usize,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig {
+            handshake_timeout: Duration::from_secs(5),
+            max_wait: Duration::from_secs(20),
+            max_pending: 64,
+            max_pending_per_source: 8,
+            failure_penalty: Duration::from_secs(1),
+            max_penalty: Duration::from_secs(60),
+            max_sources: 1024,
+        }
+    }
+}
+
+/// Where connections come from, for caps and penalties: the IP address, IPv6
+/// narrowed to its /64 (one host usually owns a whole /64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Source(IpAddr);
+
+impl Source {
+    pub fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(_) => Source(ip),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Source(IpAddr::V4(v4)),
+                None => {
+                    let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                    Source(IpAddr::V6(bits.into()))
+                }
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V4(a) => a.fmt(f),
+            IpAddr::V6(a) => write!(f, "{a}/64"),
+        }
+    }
+}
+
+/// Why a new connection was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its source failed a handshake recently.
+    Penalized { left: Duration },
+    /// Its source already has this many waiting connections, all with a HELLO.
+    SourceFull(usize),
+    /// The link already has this many waiting connections, all with a HELLO.
+    Full(usize),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Penalized { left } => {
+                write!(f, "source failed a handshake, refused for {left:.1?} more")
+            }
+            Refusal::SourceFull(n) => write!(f, "{n} connections from this source waiting"),
+            Refusal::Full(n) => write!(f, "{n} connections waiting"),
+        }
+    }
+}
+
+/// What to do with a new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Keep it waiting; close `evict` (an older connection without a HELLO) to make room.
+    Wait { evict: Option<u64> },
+    Refuse(Refusal),
+}
+
+/// Why a waiting connection is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expired {
+    /// No complete HELLO within `handshake_timeout`.
+    NoHello,
+    /// Waited `max_wait` for the link.
+    Waited,
+}
+
+/// Where the link's one connection stands, as the policy sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Free,
+    /// A connection of `source` is handshaking since `since`.
+    Handshake { source: Source, since: Instant },
+    Up,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    id: u64,
+    source: Source,
+    since: Instant,
+    hello: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SourceRec {
+    failures: u32,
+    refused_until: Option<Instant>,
+    /// Its last handshake succeeded.
+    trusted: bool,
+    last_seen: Instant,
+}
+
+/// The policy of one listening link (see the module docs).
+#[derive(Debug)]
+pub struct Admission {
+    config: AdmissionConfig,
+    pending: Vec<Pending>,
+    sources: HashMap<Source, SourceRec>,
+}
+
+impl Admission {
+    pub fn new(config: AdmissionConfig) -> Self {
+        Admission {
+            config,
+            pending: Vec::new(),
+            sources: HashMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> &AdmissionConfig {
+        &self.config
+    }
+
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// A connection `id` from `ip` was accepted while the link is busy (or to be
+    /// screened before it gets the link).
+    pub fn admit(&mut self, id: u64, ip: IpAddr, now: Instant) -> Admit {
+        let source = Source::of(ip);
+        if let Some(left) = self.penalty_left(source, now) {
+            return Admit::Refuse(Refusal::Penalized { left });
+        }
+        self.touch(source, now);
+        let mut evict = None;
+        let from_source = self.pending.iter().filter(|p| p.source == source).count();
+        if from_source >= self.config.max_pending_per_source {
+            match self.oldest_silent(Some(source)) {
+                Some(i) => evict = Some(self.pending.remove(i).id),
+                None => return Admit::Refuse(Refusal::SourceFull(from_source)),
+            }
+        } else if self.pending.len() >= self.config.max_pending {
+            // The source with the most waiting connections pays for the room.
+            let busiest = self.busiest_source_with_silent();
+            match busiest.and_then(|s| self.oldest_silent(Some(s))) {
+                Some(i) => evict = Some(self.pending.remove(i).id),
+                None => return Admit::Refuse(Refusal::Full(self.pending.len())),
+            }
+        }
+        self.pending.push(Pending {
+            id,
+            source,
+            since: now,
+            hello: false,
+        });
+        Admit::Wait { evict }
+    }
+
+    /// Waiting connection `id` has sent a complete HELLO.
+    pub fn hello_seen(&mut self, id: u64) {
+        if let Some(p) = self.pending.iter_mut().find(|p| p.id == id) {
+            p.hello = true;
+        }
+    }
+
+    /// Forget waiting connection `id` (closed, refused or given the link).
+    pub fn remove(&mut self, id: u64) -> bool {
+        let before = self.pending.len();
+        self.pending.retain(|p| p.id != id);
+        self.pending.len() != before
+    }
+
+    /// Waiting connections past their deadline, removed from the policy.
+    pub fn take_expired(&mut self, now: Instant) -> Vec<(u64, Expired)> {
+        let mut out = Vec::new();
+        let (hs, wait) = (self.config.handshake_timeout, self.config.max_wait);
+        self.pending.retain(|p| {
+            let why = if !p.hello && now >= p.since + hs {
+                Some(Expired::NoHello)
+            } else if now >= p.since + wait {
+                Some(Expired::Waited)
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                out.push((p.id, why));
+            }
+            why.is_none()
+        });
+        out
+    }
+
+    /// The waiting connection to give the link to now, if any: only one with a
+    /// complete HELLO from a source not under penalty; sources that authenticated
+    /// last time first, then the longest waiting. A handshake in progress is taken
+    /// over only by a trusted source's connection, and only when its own source is
+    /// not trusted; an up link is never taken. The chosen one is removed.
+    pub fn next_for_link(&mut self, slot: Slot, now: Instant) -> Option<u64> {
+        let preempting = match slot {
+            Slot::Up => return None,
+            Slot::Free => false,
+            Slot::Handshake { source, .. } => {
+                if self.is_trusted(source) {
+                    return None;
+                }
+                true
+            }
+        };
+        let best = self
+            .pending
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.hello && self.penalty_left(p.source, now).is_none())
+            .filter(|(_, p)| !preempting || self.is_trusted(p.source))
+            .min_by_key(|(_, p)| (!self.is_trusted(p.source), p.since))
+            .map(|(i, _)| i)?;
+        Some(self.pending.remove(best).id)
+    }
+
+    /// When the connection on the link must have finished its handshake.
+    pub fn handshake_deadline(&self, since: Instant) -> Instant {
+        since + self.config.handshake_timeout
+    }
+
+    /// A handshake of `ip` succeeded: its penalties end, and it comes first next time.
+    pub fn authenticated(&mut self, ip: IpAddr, now: Instant) {
+        let source = Source::of(ip);
+        self.touch(source, now);
+        if let Some(rec) = self.sources.get_mut(&source) {
+            rec.failures = 0;
+            rec.refused_until = None;
+            rec.trusted = true;
+        }
+    }
+
+    /// A handshake of `ip` failed (wrong key, wrong name, protocol error, or not
+    /// finished in time): refuse its source for a while. Returns the penalty.
+    pub fn failed(&mut self, ip: IpAddr, now: Instant) -> Duration {
+        let source = Source::of(ip);
+        self.touch(source, now);
+        let Some(rec) = self.sources.get_mut(&source) else {
+            return Duration::ZERO;
+        };
+        rec.failures = rec.failures.saturating_add(1);
+        rec.trusted = false;
+        let shift = (rec.failures - 1).min(20);
+        let penalty = self
+            .config
+            .failure_penalty
+            .saturating_mul(1 << shift)
+            .min(self.config.max_penalty);
+        rec.refused_until = Some(now + penalty);
+        penalty
+    }
+
+    /// The earliest instant a waiting connection expires.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.pending
+            .iter()
+            .map(|p| {
+                if p.hello {
+                    p.since + self.config.max_wait
+                } else {
+                    p.since + self.config.handshake_timeout.min(self.config.max_wait)
+                }
+            })
+            .min()
+    }
+
+    /// Sources remembered (bounded by `max_sources`).
+    pub fn sources_len(&self) -> usize {
+        self.sources.len()
+    }
+
+    fn is_trusted(&self, source: Source) -> bool {
+        self.sources.get(&source).is_some_and(|r| r.trusted)
+    }
+
+    fn penalty_left(&self, source: Source, now: Instant) -> Option<Duration> {
+        let until = self.sources.get(&source)?.refused_until?;
+        (now < until).then(|| until - now)
+    }
+
+    fn oldest_silent(&self, source: Option<Source>) -> Option<usize> {
+        self.pending
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.hello && source.is_none_or(|s| s == p.source))
+            .min_by_key(|(_, p)| p.since)
+            .map(|(i, _)| i)
+    }
+
+    fn busiest_source_with_silent(&self) -> Option<Source> {
+        let mut counts: HashMap<Source, usize> = HashMap::new();
+        for p in &self.pending {
+            *counts.entry(p.source).or_default() += 1;
+        }
+        // Ties go to the source of the oldest silent connection.
+        let mut best: Option<(usize, Source)> = None;
+        for p in self.pending.iter().filter(|p| !p.hello) {
+            let n = counts.get(&p.source).copied().unwrap_or(0);
+            if best.is_none_or(|(m, _)| n > m) {
+                best = Some((n, p.source));
+            }
+        }
+        best.map(|(_, s)| s)
+    }
+
+    /// Note `source` as seen now, making room in the table if it is new: the least
+    /// recently seen source without a running penalty goes first, then any.
+    fn touch(&mut self, source: Source, now: Instant) {
+        if let Some(rec) = self.sources.get_mut(&source) {
+            rec.last_seen = now;
+            return;
+        }
+        if self.config.max_sources == 0 {
+            return;
+        }
+        while self.sources.len() >= self.config.max_sources {
+            let victim = self
+                .sources
+                .iter()
+                .min_by_key(|(_, r)| (r.refused_until.is_some_and(|u| u > now), r.last_seen))
+                .map(|(s, _)| *s);
+            match victim {
+                Some(s) => {
+                    self.sources.remove(&s);
+                }
+                None => break,
+            }
+        }
+        self.sources.insert(
+            source,
+            SourceRec {
+                failures: 0,
+                refused_until: None,
+                trusted: false,
+                last_seen: now,
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
+    }
+
+    fn small() -> AdmissionConfig {
+        AdmissionConfig {
+            max_pending: 4,
+            max_pending_per_source: 2,
+            ..AdmissionConfig::default()
+        }
+    }
+
+    #[test]
+    fn silent_connections_expire_after_the_handshake_timeout() {
+        let t0 = Instant::now();
+        let mut a = Admission::new(AdmissionConfig::default());
+        assert_eq!(a.admit(1, ip(1), t0), Admit::Wait { evict: None });
+        assert_eq!(a.admit(2, ip(2), t0), Admit::Wait { evict: None });
+        a.hello_seen(2);
+        assert_eq!(a.next_deadline(), Some(t0 + Duration::from_secs(5)));
+        assert!(a.take_expired(t0 + Duration::from_millis(4999)).is_empty());
+        assert_eq!(
+            a.take_expired(t0 + Duration::from_secs(5)),
+            [(1, Expired::NoHello)]
+        );
+        // One with a HELLO waits up to max_wait.
+        assert_eq!(
+            a.take_expired(t0 + Duration::from_secs(20)),
+            [(2, Expired::Waited)]
+        );
+        assert_eq!(a.pending_len(), 0);
+    }
+
+    #[test]
+    fn caps_evict_silent_connections_and_refuse_only_when_all_said_hello() {
+        let t0 = Instant::now();
+        let mut a = Admission::new(small());
+        assert_eq!(a.admit(1, ip(1), t0), Admit::Wait { evict: None });
+        assert_eq!(a.admit(2, ip(1), t0), Admit::Wait { evict: None });
+        // Per-source cap: the source's oldest silent one makes room.
+        assert_eq!(a.admit(3, ip(1), t0), Admit::Wait { evict: Some(1) });
+        a.hello_seen(2);
+        a.hello_seen(3);
+        assert_eq!(
+            a.admit(4, ip(1), t0),
+            Admit::Refuse(Refusal::SourceFull(2))
+        );
+        // Overall cap: the busiest source with a silent connection pays.
+        assert_eq!(a.admit(5, ip(2), t0), Admit::Wait { evict: None });
+        assert_eq!(a.admit(6, ip(3), t0), Admit::Wait { evict: None });
+        assert_eq!(a.pending_len(), 4);
+        assert_eq!(a.admit(7, ip(4), t0), Admit::Wait { evict: Some(5) });
+        a.hello_seen(6);
+        a.hello_seen(7);
+        assert_eq!(a.admit(8, ip(5), t0), Admit::Refuse(Refusal::Full(4)));
+    }
+
+    #[test]
+    fn only_hello_connections_get_the_link_trusted_sources_first() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(10);
+        let mut a = Admission::new(AdmissionConfig::default());
+        a.authenticated(ip(9), t0);
+        a.admit(1, ip(1), t0);
+        a.admit(2, ip(2), t0);
+        a.admit(3, ip(9), t1);
+        assert_eq!(a.next_for_link(Slot::Free, t1), None, "no HELLO yet");
+        a.hello_seen(1);
+        a.hello_seen(3);
+        assert_eq!(a.next_for_link(Slot::Up, t1), None, "up is never displaced");
+        assert_eq!(a.next_for_link(Slot::Free, t1), Some(3), "trusted first");
+        assert_eq!(a.next_for_link(Slot::Free, t1), Some(1));
+        assert_eq!(a.next_for_link(Slot::Free, t1), None);
+    }
+
+    #[test]
+    fn a_trusted_source_takes_the_link_from_an_untrusted_handshake_only() {
+        let t0 = Instant::now();
+        let mut a = Admission::new(AdmissionConfig::default());
+        a.authenticated(ip(9), t0);
+        let stranger = Slot::Handshake {
+            source: Source::of(ip(1)),
+            since: t0,
+        };
+        let friend = Slot::Handshake {
+            source: Source::of(ip(9)),
+            since: t0,
+        };
+        a.admit(1, ip(2), t0);
+        a.hello_seen(1);
+        assert_eq!(a.next_for_link(stranger, t0), None);
+        a.admit(2, ip(9), t0);
+        a.hello_seen(2);
+        assert_eq!(a.next_for_link(friend, t0), None);
+        assert_eq!(a.next_for_link(stranger, t0), Some(2));
+    }
+
+    #[test]
+    fn failures_are_penalized_doubling_up_to_the_cap_and_success_clears_them() {
+        let t0 = Instant::now();
+        let mut a = Admission::new(AdmissionConfig::default());
+        assert_eq!(a.failed(ip(1), t0), Duration::from_secs(1));
+        assert_eq!(
+            a.admit(1, ip(1), t0 + Duration::from_millis(500)),
+            Admit::Refuse(Refusal::Penalized {
+                left: Duration::from_millis(500)
+            })
+        );
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(a.admit(2, ip(1), t1), Admit::Wait { evict: None });
+        assert_eq!(a.failed(ip(1), t1), Duration::from_secs(2));
+        let mut t = t1;
+        for _ in 0..10 {
+            a.failed(ip(1), t);
+            t += Duration::from_secs(1);
+        }
+        assert_eq!(a.failed(ip(1), t), Duration::from_secs(60));
+        // A penalized source's waiting HELLO is not served either.
+        a.hello_seen(2);
+        assert_eq!(a.next_for_link(Slot::Free, t), None);
+        a.authenticated(ip(1), t);
+        assert_eq!(a.next_for_link(Slot::Free, t), Some(2));
+        assert_eq!(a.admit(3, ip(1), t), Admit::Wait { evict: None });
+        // Another source is untouched by the first one's failures.
+        assert_eq!(a.admit(4, ip(2), t0), Admit::Wait { evict: None });
+    }
+
+    #[test]
+    fn the_source_table_is_bounded_and_keeps_running_penalties() {
+        let t0 = Instant::now();
+        let mut a = Admission::new(AdmissionConfig {
+            max_sources: 8,
+            ..AdmissionConfig::default()
+        });
+        a.failed(ip(200), t0);
+        for i in 0..100u8 {
+            let t = t0 + Duration::from_millis(i as u64);
+            a.admit(u64::from(i), ip(i), t);
+            a.remove(u64::from(i));
+            assert!(a.sources_len() <= 8);
+        }
+        assert!(matches!(
+            a.admit(1000, ip(200), t0 + Duration::from_millis(200)),
+            Admit::Refuse(Refusal::Penalized { .. })
+        ));
+    }
+
+    #[test]
+    fn ipv6_sources_are_one_per_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(Source::of(a), Source::of(b));
+        assert_ne!(Source::of(a), Source::of(c));
+        let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped());
+        assert_eq!(Source::of(mapped), Source::of(ip(1)));
+        assert_eq!(Source::of(a).to_string(), "2001:db8:1:2::/64");
+    }
+}
