@@ -114,7 +114,9 @@ impl std::fmt::Display for Refusal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
     /// Keep it waiting; close `evict` (an older connection without a HELLO) to make room.
-    Wait { evict: Option<u64> },
+    Wait {
+        evict: Option<u64>,
+    },
     Refuse(Refusal),
 }
 
@@ -132,7 +134,10 @@ pub enum Expired {
 pub enum Slot {
     Free,
     /// A connection of `source` is handshaking since `since`.
-    Handshake { source: Source, since: Instant },
+    Handshake {
+        source: Source,
+        since: Instant,
+    },
     Up,
 }
 
@@ -443,10 +448,7 @@ mod tests {
         assert_eq!(a.admit(3, ip(1), t0), Admit::Wait { evict: Some(1) });
         a.hello_seen(2);
         a.hello_seen(3);
-        assert_eq!(
-            a.admit(4, ip(1), t0),
-            Admit::Refuse(Refusal::SourceFull(2))
-        );
+        assert_eq!(a.admit(4, ip(1), t0), Admit::Refuse(Refusal::SourceFull(2)));
         // Overall cap: the busiest source with a silent connection pays.
         assert_eq!(a.admit(5, ip(2), t0), Admit::Wait { evict: None });
         assert_eq!(a.admit(6, ip(3), t0), Admit::Wait { evict: None });

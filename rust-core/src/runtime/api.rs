@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::admission::AdmissionConfig;
 use crate::bridge::BridgeConfig;
 pub use crate::bridge::SmscStats;
 use crate::cimd2::session::ClientConfig;
@@ -37,6 +38,8 @@ pub struct LinkSpec {
     /// The buffer-server role: the link's local end is this SMSC (its MO go out on
     /// the link, the link's MT are submitted to it) instead of the application.
     pub smsc: Option<SmscSpec>,
+    /// A listening link's limits for connections that have not authenticated.
+    pub admission: AdmissionConfig,
 }
 
 impl LinkSpec {
@@ -47,6 +50,7 @@ impl LinkSpec {
             prefixes: Vec::new(),
             default_route: false,
             smsc: None,
+            admission: AdmissionConfig::default(),
         }
     }
 

@@ -113,6 +113,7 @@ pub(super) fn spawn(
                 config.reconnect_max,
                 config.seed.wrapping_add(id as u64 * 7919),
             ),
+            spec.admission.clone(),
             now,
         ));
     }
@@ -327,7 +328,7 @@ impl EventLoop {
         if token.0 >= PENDING_BASE {
             // Waiting connections are only peeked at: refuse what is not a link peer.
             for link in &mut self.links {
-                if link.screen_pending(&self.poll, token) {
+                if link.screen_pending(&self.poll, token, now) {
                     break;
                 }
             }
@@ -355,7 +356,7 @@ impl EventLoop {
                 let out = match ev {
                     LinkEvent::LinkUp { peer, .. } => {
                         let link = &mut self.links[id];
-                        link.on_link_up(&peer);
+                        link.on_link_up(&peer, *now.get_or_insert_with(Instant::now));
                         crate::slog!(Level::Info, "link={} event=up peer={peer}", link.name());
                         Some(NodeEvent::LinkUp { link: id, peer })
                     }

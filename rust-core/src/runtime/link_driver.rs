@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Poll, Token};
 
+use super::admission::{Admission, AdmissionConfig, Admit, Expired, Slot, Source};
 use super::api::{LinkStats, Transport};
 use super::conn::{Conn, ReadOutcome, READ_BUDGET};
-use super::log::Level;
+use super::log::{Level, LimitKey, Limiter};
 use super::metrics::LatencyHistogram;
 use super::smsc_driver::SmscDriver;
 use super::spsc::Consumer;
@@ -20,8 +21,15 @@ use crate::link::Endpoint;
 use crate::message::Message;
 use crate::ring::SlotState;
 
-/// Accepted connections waiting per link; more are refused at once.
-const MAX_PENDING: usize = 4;
+/// A few lines per source and this long about refused connections; the rest are
+/// counted and reported in one line.
+const REFUSAL_LOG_WINDOW: Duration = Duration::from_secs(10);
+const REFUSAL_LOG_BURST: u32 = 5;
+/// Sources the refusal log keeps apart; the others share one count.
+const REFUSAL_LOG_SOURCES: usize = 64;
+/// A HELLO is short: a waiting connection that announces a longer first frame is
+/// not a link peer.
+const MAX_HELLO_FRAME: usize = 256;
 /// Output of a busy link is gathered for this long before it is written.
 const WRITE_COALESCE: Duration = Duration::from_micros(500);
 /// Stop asking the endpoint for more bytes while this much is unwritten.
@@ -36,14 +44,12 @@ pub(super) enum Role {
     BufferServer(Box<SmscDriver>),
 }
 
-/// A connection accepted while the link already had one; promoted when it ends.
+/// An accepted connection that has not been given the link yet: it waits until it
+/// has sent a complete HELLO and the [`Admission`] policy hands it the link.
 struct PendingConn {
     stream: TcpStream,
-    since: Instant,
     token: Token,
     peer: SocketAddr,
-    /// Its first bytes looked like a link HELLO: a real peer, never evicted by a flood.
-    hello_seen: bool,
 }
 
 /// What the first bytes of a waiting connection say about it.
@@ -51,10 +57,21 @@ struct PendingConn {
 enum Screen {
     /// Not enough bytes yet.
     Unknown,
-    /// A link HELLO header.
+    /// A complete link HELLO.
     Hello,
     /// Something else (another protocol, garbage): refuse it now.
     Foreign,
+}
+
+/// The connection on the link, as far as admission cares.
+#[derive(Debug, Clone, Copy)]
+struct OnLink {
+    /// Accepted (not dialled): its failures count against its source.
+    accepted: bool,
+    since: Instant,
+    up: bool,
+    /// Its failure was already counted (or it must not be: it was displaced).
+    judged: bool,
 }
 
 /// Check the start of a stream against the HELLO header: len:u16 type=1 "SMSL" version.
@@ -75,10 +92,10 @@ fn screen_hello(head: &[u8]) -> Screen {
     if head.len() >= 2 && u16::from_be_bytes([head[0], head[1]]) as usize > MAX_BODY {
         return Screen::Foreign;
     }
-    if head.len() >= 7 {
-        Screen::Hello
-    } else {
-        Screen::Unknown
+    match crate::link::frame::decode(head) {
+        Ok(Some((crate::link::frame::Frame::Hello(_), _))) => Screen::Hello,
+        Ok(None) if head.len() < MAX_HELLO_FRAME => Screen::Unknown,
+        _ => Screen::Foreign,
     }
 }
 
@@ -93,6 +110,9 @@ pub(super) struct LinkDriver {
     listener: Option<TcpListener>,
     conn: Option<Conn>,
     pending: Vec<PendingConn>,
+    admission: Admission,
+    on_link: Option<OnLink>,
+    refusal_log: Limiter<Source>,
     reconnect_at: Option<Instant>,
     backoff: Backoff,
     inbuf: Vec<u8>,
@@ -131,6 +151,7 @@ impl LinkDriver {
         listener: Option<TcpListener>,
         tokens: (Token, Token),
         backoff: Backoff,
+        admission: AdmissionConfig,
         now: Instant,
     ) -> Self {
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
@@ -144,6 +165,9 @@ impl LinkDriver {
             listener,
             conn: None,
             pending: Vec::new(),
+            admission: Admission::new(admission),
+            on_link: None,
+            refusal_log: Limiter::new(REFUSAL_LOG_WINDOW, REFUSAL_LOG_BURST, REFUSAL_LOG_SOURCES),
             backoff,
             inbuf: Vec::with_capacity(64 * 1024),
             peer: None,
@@ -217,10 +241,43 @@ impl LinkDriver {
         }
     }
 
-    /// Handshake done: reconnecting starts from the shortest delay again.
-    pub(super) fn on_link_up(&mut self, peer: &str) {
+    /// Handshake done: reconnecting starts from the shortest delay again, and the
+    /// peer's source comes first next time.
+    pub(super) fn on_link_up(&mut self, peer: &str, now: Instant) {
         self.backoff.reset();
         self.peer = Some(peer.to_owned());
+        if let Some(on_link) = self.on_link.as_mut() {
+            on_link.up = true;
+            if on_link.accepted {
+                if let Some(addr) = self.conn_addr {
+                    self.admission.authenticated(addr.ip(), now);
+                }
+            }
+        }
+    }
+
+    /// An accepted connection that ends before it came up failed its handshake:
+    /// its source waits before it is served again.
+    fn judge_failed_handshake(&mut self, now: Instant) {
+        let Some(on_link) = self.on_link.as_mut() else {
+            return;
+        };
+        if on_link.up || on_link.judged || !on_link.accepted {
+            return;
+        }
+        on_link.judged = true;
+        if let Some(addr) = self.conn_addr {
+            let penalty = self.admission.failed(addr.ip(), now);
+            let source = Source::of(addr.ip());
+            if let Some(suppressed) = self.refusal_log.allow(&source, now) {
+                crate::slog!(
+                    Level::Warn,
+                    "link={} event=handshake_failed peer_addr={addr} penalty_ms={} suppressed={suppressed}",
+                    self.name(),
+                    penalty.as_millis()
+                );
+            }
+        }
     }
 
     /// The last read stopped at its budget (or the SMSC's did): look again at once.
@@ -233,10 +290,11 @@ impl LinkDriver {
         let retry = self
             .accept_retry
             .then_some(now + Duration::from_millis(100));
-        let pending = self
-            .pending
-            .first()
-            .map(|p| p.since + self.pending_timeout());
+        let pending = self.admission.next_deadline();
+        let handshake = self
+            .on_link
+            .filter(|l| !l.up)
+            .map(|l| self.admission.handshake_deadline(l.since));
         let smsc = match &self.role {
             Role::BufferServer(smsc) => smsc.next_deadline(),
             Role::Application => None,
@@ -247,6 +305,7 @@ impl LinkDriver {
             self.write_due,
             self.reconnect_at,
             pending,
+            handshake,
             smsc,
         ]
         .into_iter()
@@ -289,10 +348,6 @@ impl LinkDriver {
 
     pub(super) fn name(&self) -> &str {
         &self.endpoint.config().name
-    }
-
-    fn pending_timeout(&self) -> Duration {
-        self.endpoint.config().dead_after
     }
 
     pub(super) fn write_stats(&self, out: &mut LinkStats) {
@@ -351,24 +406,109 @@ impl LinkDriver {
                 }
             }
         }
-        // Pending connections that waited too long are dropped.
-        let timeout = self.pending_timeout();
-        let name = &self.endpoint.config().name;
-        let refused = &mut self.refused;
-        self.pending.retain_mut(|p| {
-            let keep = now < p.since + timeout;
-            if !keep {
-                let _ = poll.registry().deregister(&mut p.stream);
-                *refused += 1;
+        // A handshake on the link that takes too long makes way.
+        if let Some(on_link) = self.on_link {
+            if !on_link.up && now >= self.admission.handshake_deadline(on_link.since) {
                 crate::slog!(
-                    Level::Warn,
-                    "link={name} event=refused peer_addr={} reason=\"waited {:?} for the current connection to end\"",
-                    p.peer,
-                    timeout
+                    Level::Debug,
+                    "link={} event=handshake_timeout peer_addr={}",
+                    self.name(),
+                    self.conn_peer()
                 );
+                self.last_error = Some("handshake not finished in time".to_owned());
+                self.judge_failed_handshake(now);
+                self.drop_conn(poll, now);
             }
-            keep
-        });
+        }
+        // Waiting connections past their deadline are dropped.
+        for (id, why) in self.admission.take_expired(now) {
+            let reason = match why {
+                Expired::NoHello => "no complete HELLO in time",
+                Expired::Waited => "waited too long for the current connection to end",
+            };
+            self.close_pending(poll, id, reason, now);
+        }
+        for (key, count) in self.refusal_log.take_quiet(now) {
+            let from = match key {
+                LimitKey::Key(source) => source.to_string(),
+                LimitKey::Others => "other sources".to_owned(),
+            };
+            crate::slog!(
+                Level::Warn,
+                "link={} event=refused_summary count={count} reason=\"refused {count} more connections from {from} in the last {} s\"",
+                self.name(),
+                REFUSAL_LOG_WINDOW.as_secs()
+            );
+        }
+        self.offer_link(poll, now);
+    }
+
+    /// Close waiting connection `id` (token value), with a rate-limited log line.
+    fn close_pending(&mut self, poll: &Poll, id: u64, reason: &str, now: Instant) {
+        self.admission.remove(id);
+        let Some(i) = self.pending.iter().position(|p| p.token.0 as u64 == id) else {
+            return;
+        };
+        let mut p = self.pending.swap_remove(i);
+        let _ = poll.registry().deregister(&mut p.stream);
+        self.refused += 1;
+        self.log_refusal(p.peer, reason, now);
+    }
+
+    fn log_refusal(&mut self, peer: SocketAddr, reason: &str, now: Instant) {
+        if let Some(suppressed) = self.refusal_log.allow(&Source::of(peer.ip()), now) {
+            crate::slog!(
+                Level::Warn,
+                "link={} event=refused peer_addr={peer} reason=\"{reason}\" suppressed={suppressed}",
+                self.name()
+            );
+        }
+    }
+
+    /// Give the link to the waiting connection the policy picks, if any (taking it
+    /// from a handshake the policy lets it displace).
+    fn offer_link(&mut self, poll: &Poll, now: Instant) {
+        if self.listener.is_none() || self.pending.is_empty() {
+            return;
+        }
+        let slot = match (&self.conn, self.on_link, self.conn_addr) {
+            (None, _, _) => Slot::Free,
+            (Some(_), Some(l), Some(addr)) if !l.up && l.accepted => Slot::Handshake {
+                source: Source::of(addr.ip()),
+                since: l.since,
+            },
+            (Some(_), Some(l), _) if !l.up => return,
+            _ => Slot::Up,
+        };
+        let Some(id) = self.admission.next_for_link(slot, now) else {
+            return;
+        };
+        let Some(i) = self.pending.iter().position(|p| p.token.0 as u64 == id) else {
+            return;
+        };
+        let mut p = self.pending.swap_remove(i);
+        let _ = poll.registry().deregister(&mut p.stream);
+        if self.conn.is_some() {
+            crate::slog!(
+                Level::Info,
+                "link={} event=handshake_displaced peer_addr={} by={}",
+                self.name(),
+                self.conn_peer(),
+                p.peer
+            );
+            if let Some(l) = self.on_link.as_mut() {
+                l.judged = true;
+            }
+            self.close_conn(poll, now);
+        }
+        if self.adopt(poll, p.stream, p.peer, true, now) {
+            crate::slog!(
+                Level::Debug,
+                "link={} event=accepted peer_addr={}",
+                self.name(),
+                p.peer
+            );
+        }
     }
 
     /// Make `stream` the link's connection. An accepted (already `connected`)
@@ -391,6 +531,12 @@ impl LinkDriver {
         }
         self.conn = Some(Conn::new(stream, connected));
         self.conn_addr = Some(peer);
+        self.on_link = Some(OnLink {
+            accepted: self.listener.is_some(),
+            since: now,
+            up: false,
+            judged: false,
+        });
         if connected {
             self.connects += 1;
             self.endpoint.connected(now);
@@ -405,60 +551,45 @@ impl LinkDriver {
     }
 
     pub(super) fn accept(&mut self, poll: &Poll, now: Instant, next_token: &mut usize) {
-        let name = self.name().to_owned();
         loop {
             let Some(listener) = self.listener.as_mut() else {
                 return;
             };
             match listener.accept() {
                 Ok((mut stream, peer)) => {
-                    if self.conn.is_none() {
-                        if self.adopt(poll, stream, peer, true, now) {
-                            crate::slog!(
-                                Level::Debug,
-                                "link={name} event=accepted peer_addr={peer}"
-                            );
-                        }
-                        continue;
-                    }
-                    if self.pending.len() >= MAX_PENDING {
-                        // A flood of silent connections must not lock the real peer
-                        // out: the oldest one that never said HELLO makes room.
-                        if let Some(i) = self.pending.iter().position(|p| !p.hello_seen) {
-                            let mut old = self.pending.remove(i);
-                            let _ = poll.registry().deregister(&mut old.stream);
+                    let token = Token(*next_token);
+                    *next_token += 1;
+                    let id = token.0 as u64;
+                    match self.admission.admit(id, peer.ip(), now) {
+                        Admit::Refuse(why) => {
                             self.refused += 1;
-                            crate::slog!(
-                                Level::Warn,
-                                "link={name} event=refused peer_addr={} reason=\"silent while {} connections waited\"",
-                                old.peer,
-                                MAX_PENDING
-                            );
+                            self.log_refusal(peer, &why.to_string(), now);
                         }
-                    }
-                    if self.pending.len() < MAX_PENDING {
-                        let token = Token(*next_token);
-                        *next_token += 1;
-                        if poll
-                            .registry()
-                            .register(&mut stream, token, Interest::READABLE)
-                            .is_ok()
-                        {
-                            self.pending.push(PendingConn {
-                                stream,
-                                since: now,
-                                token,
-                                peer,
-                                hello_seen: false,
-                            });
+                        Admit::Wait { evict } => {
+                            if let Some(old) = evict {
+                                self.close_pending(
+                                    poll,
+                                    old,
+                                    "silent while the waiting room was full",
+                                    now,
+                                );
+                            }
+                            if poll
+                                .registry()
+                                .register(&mut stream, token, Interest::READABLE)
+                                .is_ok()
+                            {
+                                self.pending.push(PendingConn {
+                                    stream,
+                                    token,
+                                    peer,
+                                });
+                                // Its HELLO may be there already.
+                                self.screen_pending(poll, token, now);
+                            } else {
+                                self.admission.remove(id);
+                            }
                         }
-                    } else {
-                        self.refused += 1;
-                        crate::slog!(
-                            Level::Warn,
-                            "link={name} event=refused peer_addr={peer} reason=\"{} connections already waiting\"",
-                            MAX_PENDING
-                        );
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -470,7 +601,11 @@ impl LinkDriver {
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
                 Err(e) => {
                     if !self.accept_retry {
-                        crate::slog!(Level::Warn, "link={name} event=accept_failed error=\"{e}\"");
+                        crate::slog!(
+                            Level::Warn,
+                            "link={} event=accept_failed error=\"{e}\" retry_ms=100",
+                            self.name()
+                        );
                     }
                     self.accept_retry = true;
                     break;
@@ -575,46 +710,52 @@ impl LinkDriver {
     }
 
     /// Peek at a waiting connection that became readable; refuse it when it is not
-    /// a link peer or has gone. Returns whether the token was one of this link's.
-    pub(super) fn screen_pending(&mut self, poll: &Poll, token: Token) -> bool {
+    /// a link peer or has gone, and offer it the link once its HELLO is complete.
+    /// Returns whether the token was one of this link's.
+    pub(super) fn screen_pending(&mut self, poll: &Poll, token: Token, now: Instant) -> bool {
         let Some(i) = self.pending.iter().position(|p| p.token == token) else {
             return false;
         };
-        let mut head = [0u8; 7];
+        let mut head = [0u8; MAX_HELLO_FRAME];
         let verdict = match self.pending[i].stream.peek(&mut head) {
             Ok(0) => Some("closed while waiting".to_owned()),
             Ok(n) => match screen_hello(&head[..n]) {
                 Screen::Hello => {
-                    self.pending[i].hello_seen = true;
+                    self.admission.hello_seen(token.0 as u64);
                     None
                 }
                 Screen::Unknown => None,
                 Screen::Foreign => Some(format!(
-                    "not the link protocol (first bytes {:02x?})",
-                    &head[..n]
+                    "not the link protocol (first bytes {})",
+                    super::log::excerpt(&head[..n.min(16)])
                 )),
             },
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
             Err(e) => Some(e.to_string()),
         };
-        if let Some(reason) = verdict {
-            let mut p = self.pending.remove(i);
-            let _ = poll.registry().deregister(&mut p.stream);
-            self.refused += 1;
-            crate::slog!(
-                Level::Warn,
-                "link={} event=refused peer_addr={} reason=\"{reason}\"",
-                self.name(),
-                p.peer
-            );
+        match verdict {
+            Some(reason) => self.close_pending(poll, token.0 as u64, &reason, now),
+            None => self.offer_link(poll, now),
         }
         true
     }
 
     /// Close the current connection; promote a waiting one or plan a redial.
     pub(super) fn drop_conn(&mut self, poll: &Poll, now: Instant) {
-        let Some(mut conn) = self.conn.take() else {
+        if !self.close_conn(poll, now) {
             return;
+        }
+        if self.listener.is_some() {
+            self.offer_link(poll, now);
+        } else {
+            self.schedule_reconnect(now);
+        }
+    }
+
+    /// Close the current connection (a CLOSE that may be queued goes first).
+    fn close_conn(&mut self, poll: &Poll, now: Instant) -> bool {
+        let Some(mut conn) = self.conn.take() else {
+            return false;
         };
         // A CLOSE frame may be queued: one last try to get it out.
         if conn.connected {
@@ -628,14 +769,8 @@ impl LinkDriver {
         self.inbuf.clear();
         self.read_more = false;
         // `conn_addr` stays: the LinkDown line for this connection is written after.
-        if !self.pending.is_empty() {
-            // A peer that already said HELLO goes first.
-            let first = self.pending.iter().position(|p| p.hello_seen).unwrap_or(0);
-            let mut p = self.pending.remove(first);
-            let _ = poll.registry().deregister(&mut p.stream);
-            self.adopt(poll, p.stream, p.peer, true, now);
-        } else {
-            self.schedule_reconnect(now);
-        }
+        self.judge_failed_handshake(now);
+        self.on_link = None;
+        true
     }
 }

@@ -326,7 +326,7 @@ pub fn excerpt(input: &[u8]) -> String {
     out
 }
 
-/// Rate limit for log lines about a peer: one line per key per `window`; the lines
+/// Rate limit for log lines about a peer: `burst` lines per key per `window`; the lines
 /// held back are counted and the count goes into the next line for that key (or is
 /// reported by [`take_quiet`](Self::take_quiet) once the key falls silent). Keys are
 /// bounded: when the table is full, new keys share one overflow entry. Sans-IO:
@@ -334,6 +334,7 @@ pub fn excerpt(input: &[u8]) -> String {
 #[derive(Debug)]
 pub struct Limiter<K> {
     window: std::time::Duration,
+    burst: u32,
     max_keys: usize,
     keys: std::collections::HashMap<K, Window>,
     overflow: Window,
@@ -342,18 +343,29 @@ pub struct Limiter<K> {
 #[derive(Debug, Clone, Copy, Default)]
 struct Window {
     start: Option<std::time::Instant>,
+    lines: u32,
     suppressed: u64,
 }
 
 impl Window {
-    fn allow(&mut self, now: std::time::Instant, window: std::time::Duration) -> Option<u64> {
+    fn allow(
+        &mut self,
+        now: std::time::Instant,
+        window: std::time::Duration,
+        burst: u32,
+    ) -> Option<u64> {
         match self.start {
             Some(start) if now < start + window => {
+                if self.lines < burst {
+                    self.lines += 1;
+                    return Some(std::mem::take(&mut self.suppressed));
+                }
                 self.suppressed += 1;
                 None
             }
             _ => {
                 self.start = Some(now);
+                self.lines = 1;
                 Some(std::mem::take(&mut self.suppressed))
             }
         }
@@ -368,9 +380,10 @@ pub enum LimitKey<K> {
 }
 
 impl<K: Clone + Eq + std::hash::Hash> Limiter<K> {
-    pub fn new(window: std::time::Duration, max_keys: usize) -> Self {
+    pub fn new(window: std::time::Duration, burst: u32, max_keys: usize) -> Self {
         Limiter {
             window,
+            burst: burst.max(1),
             max_keys,
             keys: std::collections::HashMap::new(),
             overflow: Window::default(),
@@ -385,7 +398,7 @@ impl<K: Clone + Eq + std::hash::Hash> Limiter<K> {
     /// back since the last one; `None` to count it and stay quiet.
     pub fn allow(&mut self, key: &K, now: std::time::Instant) -> Option<u64> {
         if let Some(w) = self.keys.get_mut(key) {
-            return w.allow(now, self.window);
+            return w.allow(now, self.window, self.burst);
         }
         if self.keys.len() >= self.max_keys {
             let window = self.window;
@@ -393,10 +406,10 @@ impl<K: Clone + Eq + std::hash::Hash> Limiter<K> {
                 .retain(|_, w| w.suppressed > 0 || w.start.is_some_and(|s| now < s + window));
         }
         if self.keys.len() >= self.max_keys {
-            return self.overflow.allow(now, self.window);
+            return self.overflow.allow(now, self.window, self.burst);
         }
         let mut w = Window::default();
-        let out = w.allow(now, self.window);
+        let out = w.allow(now, self.window, self.burst);
         self.keys.insert(key.clone(), w);
         out
     }
@@ -414,7 +427,10 @@ impl<K: Clone + Eq + std::hash::Hash> Limiter<K> {
             !ended
         });
         if self.overflow.start.is_none_or(|s| now >= s + window) && self.overflow.suppressed > 0 {
-            out.push((LimitKey::Others, std::mem::take(&mut self.overflow.suppressed)));
+            out.push((
+                LimitKey::Others,
+                std::mem::take(&mut self.overflow.suppressed),
+            ));
             self.overflow.start = None;
         }
         out
@@ -543,8 +559,9 @@ mod tests {
         use std::time::{Duration, Instant};
         let t0 = Instant::now();
         let s = Duration::from_secs(1);
-        let mut l: Limiter<u8> = Limiter::new(Duration::from_secs(10), 2);
+        let mut l: Limiter<u8> = Limiter::new(Duration::from_secs(10), 2, 2);
         assert_eq!(l.allow(&1, t0), Some(0));
+        assert_eq!(l.allow(&1, t0), Some(0), "a burst of two");
         for _ in 0..1233 {
             assert_eq!(l.allow(&1, t0 + s), None);
         }
@@ -554,7 +571,9 @@ mod tests {
         // further keys share the overflow entry.
         assert_eq!(l.allow(&3, t0 + 10 * s), Some(0));
         assert_eq!(l.allow(&4, t0 + 11 * s), Some(0));
+        assert_eq!(l.allow(&5, t0 + 11 * s), Some(0));
         assert_eq!(l.allow(&5, t0 + 11 * s), None);
+        assert_eq!(l.allow(&1, t0 + 12 * s), Some(0));
         assert_eq!(l.allow(&1, t0 + 12 * s), None);
         let quiet = l.take_quiet(t0 + 25 * s);
         assert_eq!(quiet.len(), 2);
