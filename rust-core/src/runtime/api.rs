@@ -95,7 +95,13 @@ pub struct SmscSpec {
     pub protocol: SmscProtocol,
     /// Retries of temporarily refused MT.
     pub bridge: BridgeConfig,
+    /// Bytes of output toward the SMSC that may wait unwritten; an SMSC that lets
+    /// more pile up (sends requests but does not read the answers) is disconnected.
+    pub max_output: usize,
 }
+
+/// Default of [`SmscSpec::max_output`]: far above what a working SMSC leaves unread.
+pub const DEFAULT_SMSC_MAX_OUTPUT: usize = 1 << 20;
 
 impl SmscSpec {
     /// A CIMD2 SMSC at `addr`, default retry settings.
@@ -104,6 +110,7 @@ impl SmscSpec {
             addr,
             protocol: SmscProtocol::Cimd2(client),
             bridge: BridgeConfig::default(),
+            max_output: DEFAULT_SMSC_MAX_OUTPUT,
         }
     }
 
@@ -114,6 +121,7 @@ impl SmscSpec {
             addr,
             protocol: SmscProtocol::Smpp(client),
             bridge: BridgeConfig::default(),
+            max_output: DEFAULT_SMSC_MAX_OUTPUT,
         }
     }
 }

@@ -82,6 +82,7 @@ pub(super) fn spawn(
             Some(smsc) => Role::BufferServer(Box::new(SmscDriver::new(
                 id,
                 smsc.addr,
+                smsc.max_output,
                 Token(base + 2),
                 Bridge::new(smsc.protocol.client(), smsc.bridge.clone()),
                 Backoff::new(

@@ -326,6 +326,22 @@ pub fn excerpt(input: &[u8]) -> String {
     out
 }
 
+/// Bytes of a message about peer input (an error that may quote it) a line keeps.
+pub const DETAIL_MAX: usize = 200;
+
+/// `text` cut to at most [`DETAIL_MAX`] bytes (at a character boundary), marked when
+/// cut: for error texts that may quote what a peer sent.
+pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= DETAIL_MAX {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = DETAIL_MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}...({} bytes)", &text[..end], text.len()))
+}
+
 /// Rate limit for log lines about a peer: `burst` lines per key per `window`; the lines
 /// held back are counted and the count goes into the next line for that key (or is
 /// reported by [`take_quiet`](Self::take_quiet) once the key falls silent). Keys are
@@ -580,6 +596,15 @@ mod tests {
         assert!(quiet.contains(&(LimitKey::Key(1), 1)));
         assert!(quiet.contains(&(LimitKey::Others, 1)));
         assert!(l.take_quiet(t0 + 40 * s).is_empty());
+    }
+
+    #[test]
+    fn clipped_details_keep_short_texts_and_cut_long_ones_at_a_char() {
+        assert_eq!(clip("short"), "short");
+        let long = "é".repeat(1000);
+        let c = clip(&long);
+        assert!(c.len() < DETAIL_MAX + 20);
+        assert!(c.ends_with("...(2000 bytes)"));
     }
 
     #[test]
