@@ -504,11 +504,11 @@ impl EventLoop {
             return Some(now);
         }
         let mut next = self.shutdown_deadline;
-        if let Some(t) = self.metrics.as_ref().and_then(|m| m.next_deadline(now)) {
+        if let Some(t) = self.metrics.as_ref().and_then(|m| m.next_deadline()) {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
         for link in &self.links {
-            if let Some(t) = link.next_deadline(now) {
+            if let Some(t) = link.next_deadline() {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         }

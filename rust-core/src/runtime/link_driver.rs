@@ -16,7 +16,7 @@ use super::log::{Level, LimitKey, Limiter};
 use super::metrics::LatencyHistogram;
 use super::smsc_driver::SmscDriver;
 use super::spsc::Consumer;
-use super::Backoff;
+use super::{AcceptError, AcceptPause, Backoff};
 use crate::link::Endpoint;
 use crate::message::Message;
 use crate::ring::SlotState;
@@ -126,8 +126,8 @@ pub(super) struct LinkDriver {
     /// When output was last written, and when held-back output is due.
     last_write: Option<Instant>,
     write_due: Option<Instant>,
-    /// The last accept failed for lack of resources: try again every turn.
-    accept_retry: bool,
+    /// Accepting paused after a failure for lack of resources (descriptors).
+    accept_pause: AcceptPause,
     /// Remote address of the current (or last) connection, for log lines.
     conn_addr: Option<SocketAddr>,
     /// The last read stopped at its budget: read again without waiting for readiness
@@ -177,7 +177,7 @@ impl LinkDriver {
             listener_token: tokens.0,
             conn_token: tokens.1,
             conn_addr: None,
-            accept_retry: false,
+            accept_pause: AcceptPause::default(),
             last_write: None,
             write_due: None,
             read_more: false,
@@ -227,9 +227,9 @@ impl LinkDriver {
     }
 
     /// Accepting is driven by the listener's readiness; after a failed accept (e.g.
-    /// out of descriptors) the edge is gone, so the loop retries each turn.
+    /// out of descriptors) the edge is gone, so the loop retries after a pause.
     pub(super) fn retry_accept(&mut self, poll: &Poll, now: Instant, next_token: &mut usize) {
-        if self.accept_retry {
+        if self.accept_pause.is_due(now) {
             self.accept(poll, now, next_token);
         }
     }
@@ -286,10 +286,8 @@ impl LinkDriver {
     }
 
     /// The earliest instant anything of this link needs the loop.
-    pub(super) fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        let retry = self
-            .accept_retry
-            .then_some(now + Duration::from_millis(100));
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let retry = self.accept_pause.retry_at();
         let pending = self.admission.next_deadline();
         let handshake = self
             .on_link
@@ -551,12 +549,23 @@ impl LinkDriver {
     }
 
     pub(super) fn accept(&mut self, poll: &Poll, now: Instant, next_token: &mut usize) {
+        if self.accept_pause.is_paused(now) {
+            return;
+        }
         loop {
             let Some(listener) = self.listener.as_mut() else {
                 return;
             };
             match listener.accept() {
                 Ok((mut stream, peer)) => {
+                    let failed = self.accept_pause.succeeded();
+                    if failed > 0 {
+                        crate::slog!(
+                            Level::Warn,
+                            "link={} event=accept_resumed failures={failed}",
+                            self.name()
+                        );
+                    }
                     let token = Token(*next_token);
                     *next_token += 1;
                     let id = token.0 as u64;
@@ -592,24 +601,22 @@ impl LinkDriver {
                         }
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    self.accept_retry = false;
-                    break;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                // The peer gave up between SYN and accept: nothing to do.
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
-                Err(e) => {
-                    if !self.accept_retry {
-                        crate::slog!(
-                            Level::Warn,
-                            "link={} event=accept_failed error=\"{e}\" retry_ms=100",
-                            self.name()
-                        );
+                Err(e) => match AcceptError::of(&e) {
+                    AcceptError::Drained => break,
+                    AcceptError::Again => continue,
+                    AcceptError::Pause => {
+                        let (pause, first) = self.accept_pause.failed(now);
+                        if first {
+                            crate::slog!(
+                                Level::Warn,
+                                "link={} event=accept_failed error=\"{e}\" retry_ms={}",
+                                self.name(),
+                                pause.as_millis()
+                            );
+                        }
+                        break;
                     }
-                    self.accept_retry = true;
-                    break;
-                }
+                },
             }
         }
     }

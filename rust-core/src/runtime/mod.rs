@@ -31,7 +31,7 @@ pub mod sync;
 
 pub use admission::AdmissionConfig;
 pub use api::*;
-pub use backoff::Backoff;
+pub use backoff::{AcceptError, AcceptPause, Backoff};
 pub use conn::{Conn, ReadOutcome};
 pub use handle::Node;
 pub use metrics::{LatencyHistogram, ACK_LATENCY_BUCKETS};
