@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+use smslink::runtime::{AcceptError, AcceptPause};
 
 use super::shaper::{chunk_limit, Item, LinkParams, Pipe, Rng};
 use super::{Command, CutReason, Outage, Shared, WanConfig, WanEvent};
@@ -80,6 +81,8 @@ pub(super) struct Engine<F> {
     next_stall_change: Option<Instant>,
     next_cut: Option<Instant>,
     buf: Vec<u8>,
+    /// Accepting paused after a failure for lack of resources (descriptors).
+    accept_pause: AcceptPause,
 }
 
 impl<F: FnMut(&WanEvent)> Engine<F> {
@@ -111,6 +114,7 @@ impl<F: FnMut(&WanEvent)> Engine<F> {
             next_stall_change,
             next_cut,
             buf: vec![0; READ_BUF],
+            accept_pause: AcceptPause::default(),
         })
     }
 
@@ -164,8 +168,8 @@ impl<F: FnMut(&WanEvent)> Engine<F> {
             self.shared.mark_applied(sent);
             let now = Instant::now();
             service_all |= self.timers(now);
-            if accept {
-                self.accept();
+            if accept || self.accept_pause.is_due(now) {
+                self.accept(now);
             }
             self.service(now, &touched, service_all);
         }
@@ -245,10 +249,14 @@ impl<F: FnMut(&WanEvent)> Engine<F> {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let mut next = [self.next_cut, self.next_stall_change]
-            .into_iter()
-            .flatten()
-            .min();
+        let mut next = [
+            self.next_cut,
+            self.next_stall_change,
+            self.accept_pause.retry_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if !self.stalled() {
             let limit = self.cfg.max_queue_bytes;
             for conn in self.conns.values() {
@@ -271,22 +279,32 @@ impl<F: FnMut(&WanEvent)> Engine<F> {
         next
     }
 
-    fn accept(&mut self) {
+    /// Accept what waits; out of descriptors, pause and retry later (the edge is
+    /// gone), and report the failure once per episode.
+    fn accept(&mut self, now: Instant) {
+        if self.accept_pause.is_paused(now) {
+            return;
+        }
         loop {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
+                    self.accept_pause.succeeded();
                     self.shared
                         .counters
                         .connections
                         .fetch_add(1, Ordering::Relaxed);
                     self.admit(stream, peer);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    (self.on_event)(&WanEvent::AcceptError(e.to_string()));
-                    return;
-                }
+                Err(e) => match AcceptError::of(&e) {
+                    AcceptError::Drained => return,
+                    AcceptError::Again => {}
+                    AcceptError::Pause => {
+                        if self.accept_pause.failed(now).1 {
+                            (self.on_event)(&WanEvent::AcceptError(e.to_string()));
+                        }
+                        return;
+                    }
+                },
             }
         }
     }
