@@ -313,3 +313,102 @@ fn a_flooded_link_port_lets_the_real_peer_in_and_stays_bounded() {
     drop(peer);
     drop(server);
 }
+
+/// A link peer played by hand: a sans-IO endpoint over a blocking socket.
+struct HandPeer {
+    endpoint: smslink::link::Endpoint,
+    stream: TcpStream,
+}
+
+impl HandPeer {
+    /// Connect to `addr` and finish the handshake.
+    fn connect(addr: SocketAddr, config: LinkConfig) -> HandPeer {
+        let now = Instant::now();
+        let mut endpoint = smslink::link::Endpoint::new(config, now).unwrap();
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        endpoint.connected(now);
+        let mut peer = HandPeer { endpoint, stream };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !peer.endpoint.is_up() {
+            assert!(Instant::now() < deadline, "handshake did not finish");
+            peer.pump(true);
+        }
+        // Our AUTH may still be queued.
+        peer.pump(false);
+        peer
+    }
+
+    /// Write what the endpoint has to say; read what came (when `read`).
+    fn pump(&mut self, read: bool) {
+        let now = Instant::now();
+        self.endpoint.handle_timeout(now);
+        let mut out = Vec::new();
+        self.endpoint.poll_transmit(now, &mut out);
+        self.stream.write_all(&out).unwrap();
+        if read {
+            let mut buf = [0u8; 4096];
+            match self.stream.read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    let _ = self.endpoint.handle_input(&buf[..n], Instant::now());
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[test]
+fn a_link_peer_that_stops_reading_is_dropped_with_a_log_line() {
+    let captured = Captured::get();
+    let capacity = 65_536;
+    let mut config = link("im-stall", "bs-stall");
+    config.capacity = capacity;
+    let server = Node::start(NodeConfig::new(vec![LinkSpec::new(
+        config,
+        Transport::Listen("127.0.0.1:0".parse().unwrap()),
+    )]))
+    .unwrap();
+    let port = server.local_addr(0).unwrap();
+    let mut peer_config = link("bs-stall", "im-stall");
+    peer_config.capacity = capacity;
+    let mut peer = HandPeer::connect(port, peer_config);
+    let me = peer.stream.local_addr().unwrap().to_string();
+    // Far more than the socket buffers hold, all within the peer's window.
+    let text = "x".repeat(150);
+    for _ in 0..capacity {
+        server
+            .send(&Message::text("1", "2", &text).unwrap())
+            .unwrap();
+    }
+    // The peer reads nothing more but stays alive: a PING every 200 ms.
+    let mut ping = Vec::new();
+    frame::encode_ping(&mut ping);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let dropped = |l: &str| l.contains("event=dropped") && l.contains(&me);
+    while captured.count(dropped) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a peer that does not read was kept"
+        );
+        if let Err(e) = peer.stream.write_all(&ping) {
+            let lines: Vec<String> = captured
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains("stall"))
+                .cloned()
+                .collect();
+            eprintln!("write failed: {e}; {lines:#?}");
+            break;
+        }
+        let _ = server.wait_event(Some(Duration::from_millis(200)));
+    }
+    let line = captured.wait_for_line(Duration::from_secs(5), dropped);
+    assert!(line.contains("does not read"), "{line}");
+    // Nothing was lost: the messages wait in the ring for the next connection.
+    assert_eq!(server.link_stats(0).unwrap().tx_in_use, capacity);
+}

@@ -364,7 +364,8 @@ impl EventLoop {
                     LinkEvent::LinkDown { reason } => {
                         let now = Instant::now();
                         let link = &mut self.links[id];
-                        let reason = format!("{reason:?}");
+                        // Clipped: a CLOSE carries up to a frame of the peer's text.
+                        let reason = super::log::clip(&format!("{reason:?}")).into_owned();
                         crate::slog!(
                             Level::Info,
                             "link={} event=down peer_addr={} reason={reason}",
@@ -381,13 +382,8 @@ impl EventLoop {
                         Some(NodeEvent::LinkDown { link: id, reason })
                     }
                     LinkEvent::AuthFailed { reason } => {
-                        crate::slog!(
-                            Level::Warn,
-                            "link={} event=auth_failed peer_addr={} reason=\"{reason}\"",
-                            self.links[id].name(),
-                            self.links[id].conn_peer()
-                        );
-                        self.links[id].last_error = Some(format!("authentication: {reason}"));
+                        let now = *now.get_or_insert_with(Instant::now);
+                        self.links[id].on_auth_failed(&reason.to_string(), now);
                         None
                     }
                     // Received messages are pulled in order by `deliver_received`

@@ -32,7 +32,9 @@ const REFUSAL_LOG_SOURCES: usize = 64;
 const MAX_HELLO_FRAME: usize = 256;
 /// Output of a busy link is gathered for this long before it is written.
 const WRITE_COALESCE: Duration = Duration::from_micros(500);
-/// Stop asking the endpoint for more bytes while this much is unwritten.
+/// Stop asking the endpoint for more bytes while this much is unwritten (so a
+/// connection's output stays under this plus one `poll_transmit`); a peer that
+/// leaves this much unread for `dead_after` is disconnected.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 
 /// Who is at the local end of a link.
@@ -123,6 +125,8 @@ pub(super) struct LinkDriver {
     /// Poll tokens of the listener and of the current connection.
     pub(super) listener_token: Token,
     pub(super) conn_token: Token,
+    /// Since when the output has stayed at the high-water mark without progress.
+    output_stuck_since: Option<Instant>,
     /// When output was last written, and when held-back output is due.
     last_write: Option<Instant>,
     write_due: Option<Instant>,
@@ -179,6 +183,7 @@ impl LinkDriver {
             conn_addr: None,
             accept_pause: AcceptPause::default(),
             last_write: None,
+            output_stuck_since: None,
             write_due: None,
             read_more: false,
             last_error: None,
@@ -256,6 +261,26 @@ impl LinkDriver {
         }
     }
 
+    /// The peer failed authentication: a line (rate-limited per source, since anyone
+    /// can try) and the reason for `/status`.
+    pub(super) fn on_auth_failed(&mut self, reason: &str, now: Instant) {
+        let reason = super::log::clip(reason);
+        let addr = self.conn_addr;
+        let held = match addr {
+            Some(a) => self.refusal_log.allow(&Source::of(a.ip()), now),
+            None => Some(0),
+        };
+        if let Some(held) = held {
+            crate::slog!(
+                Level::Warn,
+                "link={} event=auth_failed peer_addr={} reason=\"{reason}\" suppressed={held}",
+                self.name(),
+                self.conn_peer()
+            );
+        }
+        self.last_error = Some(format!("authentication: {reason}"));
+    }
+
     /// An accepted connection that ends before it came up failed its handshake:
     /// its source waits before it is served again.
     fn judge_failed_handshake(&mut self, now: Instant) {
@@ -289,6 +314,9 @@ impl LinkDriver {
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         let retry = self.accept_pause.retry_at();
         let pending = self.admission.next_deadline();
+        let stuck = self
+            .output_stuck_since
+            .map(|s| s + self.endpoint.config().dead_after);
         let handshake = self
             .on_link
             .filter(|l| !l.up)
@@ -304,6 +332,7 @@ impl LinkDriver {
             self.reconnect_at,
             pending,
             handshake,
+            stuck,
             smsc,
         ]
         .into_iter()
@@ -706,7 +735,27 @@ impl LinkDriver {
                 break;
             }
         }
+        let before = conn.pending_output();
         if conn.flush().is_err() {
+            self.endpoint.connection_lost(now);
+            return;
+        }
+        let unwritten = conn.pending_output();
+        if unwritten < OUTPUT_HIGH_WATER || unwritten < before {
+            self.output_stuck_since = None;
+            return;
+        }
+        let since = *self.output_stuck_since.get_or_insert(now);
+        let limit = self.endpoint.config().dead_after;
+        if now >= since + limit {
+            crate::slog!(
+                Level::Warn,
+                "link={} event=dropped peer_addr={} reason=\"{unwritten} bytes of output unwritten for {limit:?} (the peer does not read)\"",
+                self.name(),
+                self.conn_peer()
+            );
+            self.last_error = Some("the peer does not read".to_owned());
+            self.output_stuck_since = None;
             self.endpoint.connection_lost(now);
         }
     }
@@ -778,6 +827,7 @@ impl LinkDriver {
         // `conn_addr` stays: the LinkDown line for this connection is written after.
         self.judge_failed_handshake(now);
         self.on_link = None;
+        self.output_stuck_since = None;
         true
     }
 }

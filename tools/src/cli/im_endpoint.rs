@@ -94,7 +94,11 @@ fn config(args: &Args) -> Result<NodeConfig, String> {
 fn parse_mt(line: &str) -> Result<Message, String> {
     let mut parts = line.trim_end().splitn(3, ' ');
     let (Some(from), Some(to), Some(text)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(format!("expected `FROM TO TEXT`, got {line:?}"));
+        // Only a prefix: a line can be arbitrarily long, and it ends up in the log.
+        return Err(format!(
+            "expected `FROM TO TEXT`, got \"{}\"",
+            smslink::runtime::log::excerpt(line.as_bytes())
+        ));
     };
     Message::text(from, to, text).map_err(|e| e.to_string())
 }
@@ -229,5 +233,7 @@ mod tests {
         assert_eq!(m.text_str(), Some("hello there"));
         assert!(parse_mt("12345 +614").is_err());
         assert!(parse_mt("12;45 +614 x").is_err());
+        let long = "x".repeat(1 << 20);
+        assert!(parse_mt(&long).unwrap_err().len() < 200);
     }
 }
