@@ -215,6 +215,10 @@ impl<F: FnMut(&WanEvent)> Engine<F> {
                 self.cfg.down.bandwidth = down;
                 false
             }
+            Command::SetTamper(tamper) => {
+                self.cfg.tamper = tamper;
+                false
+            }
             Command::Stop => false,
         }
     }
@@ -563,11 +567,28 @@ impl Io<'_> {
             let room = (limit - pipe.queued).min(self.buf.len());
             match src.read(&mut self.buf[..room]) {
                 Ok(0) => {
+                    if let Some(held) = pipe.tamper.take_held() {
+                        pipe.push_data(self.now, &held, params, self.rng);
+                    }
                     pipe.push_fin(self.now, params);
                 }
                 Ok(n) => {
                     for part in self.buf[..n].chunks(chunk) {
-                        pipe.push_data(self.now, part, params, self.rng);
+                        let Some(tamper) = &self.cfg.tamper else {
+                            if let Some(held) = pipe.tamper.take_held() {
+                                pipe.push_data(self.now, &held, params, self.rng);
+                            }
+                            pipe.push_data(self.now, part, params, self.rng);
+                            continue;
+                        };
+                        let mut forward = Vec::new();
+                        let mut counts = self.shared.tamper_counts.lock();
+                        pipe.tamper
+                            .apply(tamper, part, self.rng, &mut counts, &mut forward);
+                        drop(counts);
+                        for bytes in forward {
+                            pipe.push_data(self.now, &bytes, params, self.rng);
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
