@@ -412,3 +412,63 @@ fn a_link_peer_that_stops_reading_is_dropped_with_a_log_line() {
     // Nothing was lost: the messages wait in the ring for the next connection.
     assert_eq!(server.link_stats(0).unwrap().tx_in_use, capacity);
 }
+
+/// Descriptors open in this process.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// Kernel slab memory of the objects a TCP connection holds (socket, inode, file,
+/// epoll entry), system-wide, from /proc/slabinfo (0 where unreadable).
+fn socket_slab_bytes() -> u64 {
+    let info = std::fs::read_to_string("/proc/slabinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let wanted = ["TCP", "sock_inode_cache", "filp", "eventpoll_epi"];
+            if f.len() < 4 || !wanted.contains(&f[0]) {
+                return None;
+            }
+            Some(f[1].parse::<u64>().ok()? * f[3].parse::<u64>().ok()?)
+        })
+        .sum()
+}
+
+/// The figure for the notes: what 1,000 waiting (unauthenticated, silent)
+/// connections cost a node when the caps let them all wait. Run with
+/// `cargo test -p smslink-system-tests --test hardening -- --ignored --nocapture pending_connection_memory`.
+#[test]
+#[ignore = "prints a figure"]
+fn pending_connection_memory() {
+    raise_nofile_limit();
+    const N: usize = 1000;
+    let mut spec = LinkSpec::new(
+        link("im-mem", "bs"),
+        Transport::Listen("127.0.0.1:0".parse().unwrap()),
+    );
+    spec.admission.max_pending = N;
+    spec.admission.max_pending_per_source = N;
+    spec.admission.handshake_timeout = Duration::from_secs(60);
+    spec.admission.max_wait = Duration::from_secs(60);
+    let server = Node::start(NodeConfig::new(vec![spec])).unwrap();
+    let port = server.local_addr(0).unwrap();
+    let (fds, rss0, kmem0) = (open_fds(), rss(), socket_slab_bytes());
+    let idle: Vec<TcpStream> = (0..N).map(|_| TcpStream::connect(port).unwrap()).collect();
+    // Each waiting connection holds one descriptor in the node, next to ours.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while open_fds() < fds + 2 * N {
+        assert!(Instant::now() < deadline, "not all accepted");
+        let _ = server.wait_event(Some(Duration::from_millis(10)));
+    }
+    assert_eq!(server.link_stats(0).unwrap().refused_connections, 0);
+    let (rss1, kmem1) = (rss(), socket_slab_bytes());
+    eprintln!(
+        "{N} waiting connections: process RSS +{} KiB ({} B each); kernel socket slabs +{} KiB \
+         for both ends, system-wide ({} B per connection)",
+        rss1.saturating_sub(rss0) / 1024,
+        rss1.saturating_sub(rss0) / N as u64,
+        kmem1.saturating_sub(kmem0) / 1024,
+        kmem1.saturating_sub(kmem0) / N as u64
+    );
+    drop(idle);
+}
