@@ -176,8 +176,9 @@ fn link(name: &str, peer: &str) -> LinkConfig {
     c
 }
 
-fn real_peer(to: SocketAddr) -> Node {
-    let mut c = NodeConfig::new(vec![LinkSpec::new(link("bs", "im"), Transport::Dial(to))]);
+/// The real peer "bs" of the listening link `server`.
+fn real_peer(to: SocketAddr, server: &str) -> Node {
+    let mut c = NodeConfig::new(vec![LinkSpec::new(link("bs", server), Transport::Dial(to))]);
     c.reconnect_min = Duration::from_millis(20);
     c.reconnect_max = Duration::from_millis(200);
     Node::start(c).unwrap()
@@ -231,7 +232,7 @@ fn a_flooded_link_port_lets_the_real_peer_in_and_stays_bounded() {
     )]))
     .unwrap();
     let port = server.local_addr(0).unwrap();
-    let first = real_peer(port);
+    let first = real_peer(port, "im");
     wait_for(&server, Duration::from_secs(10), |e| {
         matches!(e, NodeEvent::LinkUp { .. })
     });
@@ -265,7 +266,7 @@ fn a_flooded_link_port_lets_the_real_peer_in_and_stays_bounded() {
         matches!(e, NodeEvent::LinkDown { .. })
     });
     let back = Instant::now();
-    let peer = real_peer(port);
+    let peer = real_peer(port, "im");
     wait_for(&server, Duration::from_secs(10), |e| {
         matches!(e, NodeEvent::LinkUp { .. })
     });
@@ -471,4 +472,52 @@ fn pending_connection_memory() {
         kmem1.saturating_sub(kmem0) / N as u64
     );
     drop(idle);
+}
+
+/// Five connections that send a HELLO and then nothing, from the real peer's own
+/// address: on first contact and on a reconnection the real peer is up within about
+/// `displace_after` (1 s), not after each of them timed out.
+#[test]
+fn hello_then_silence_does_not_keep_the_real_peer_out() {
+    let server = Node::start(NodeConfig::new(vec![LinkSpec::new(
+        link("im-hello", "bs"),
+        Transport::Listen("127.0.0.1:0".parse().unwrap()),
+    )]))
+    .unwrap();
+    let port = server.local_addr(0).unwrap();
+    let squat = || -> Vec<TcpStream> {
+        (0..5)
+            .map(|_| {
+                let mut s = TcpStream::connect(port).unwrap();
+                s.write_all(&hello_bytes()).unwrap();
+                s
+            })
+            .collect()
+    };
+    let up_within = |what: &str| {
+        let started = Instant::now();
+        let peer = real_peer(port, "im-hello");
+        wait_for(&server, Duration::from_secs(10), |e| {
+            matches!(e, NodeEvent::LinkUp { .. })
+        });
+        let took = started.elapsed();
+        eprintln!("{what}: real peer up after {took:?}");
+        assert!(took < Duration::from_secs(3), "{what}: up after {took:?}");
+        peer
+    };
+    let first_squat = squat();
+    // Let the squatters take their places (one of them the link) first.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.link_stats(0).unwrap().connects == 0 {
+        assert!(Instant::now() < deadline, "no squatter got the link");
+        let _ = server.wait_event(Some(Duration::from_millis(5)));
+    }
+    let peer = up_within("first contact");
+    let second_squat = squat();
+    drop(peer);
+    wait_for(&server, Duration::from_secs(10), |e| {
+        matches!(e, NodeEvent::LinkDown { .. })
+    });
+    let _peer = up_within("reconnection");
+    drop((first_squat, second_squat));
 }

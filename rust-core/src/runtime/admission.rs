@@ -5,16 +5,21 @@
 //! A link has one endpoint, so one connection at a time can handshake on it. An
 //! unauthenticated connection must not be able to hold that place against the real
 //! peer, so:
-//! * a waiting connection must show a complete HELLO within `handshake_timeout`
-//!   (idle and trickling connections are dropped, and are the first evicted when the
-//!   caps are reached); only connections with a complete HELLO are given the link;
-//! * the connection on the link must finish its handshake within `handshake_timeout`;
+//! * a waiting connection must become *ready* within `handshake_timeout`: over
+//!   plaintext, send a complete HELLO (the driver screens it); idle and trickling
+//!   connections are dropped, and are the first evicted when the caps are reached.
+//!   Only ready connections are given the link;
+//! * the connection on the link must finish its handshake within `handshake_timeout`,
+//!   and one that has not finished after `displace_after` makes way for a ready
+//!   waiting connection (a HELLO-then-silence cannot hold the link for long);
+//! * ready connections are served newest first (a peer that reconnects is the newest;
+//!   connections parked earlier wait), and a source that authenticated last time
+//!   before any other (the real peer usually comes back from where it was); such a
+//!   source also takes the link at once from a handshake of a source that has not;
 //! * waiting connections are capped overall and per source address;
-//! * a source whose handshake failed is refused for a penalty that doubles with each
-//!   failure (up to `max_penalty`); the table of sources is bounded;
-//! * a source that authenticated last time comes first, and takes the link from a
-//!   handshake of a source that has not (the real peer usually reconnects from where
-//!   it was).
+//! * a source that failed authentication (wrong key or name, or broke the protocol
+//!   in the handshake) is refused for a penalty that doubles with each failure (up to
+//!   `max_penalty`): key guessing is slowed down. The table of sources is bounded.
 //!
 //! An authenticated (up) connection is never displaced: waiting connections wait
 //! for it to end, at most `max_wait`.
@@ -26,10 +31,14 @@ use std::time::{Duration, Instant};
 /// Limits of a listening link's waiting connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdmissionConfig {
-    /// A waiting connection must send a complete HELLO within this long, and the
-    /// connection on the link must finish its handshake within this long.
+    /// A waiting connection must be ready (plaintext: have sent a complete HELLO)
+    /// within this long, and the connection on the link must finish its handshake
+    /// within this long.
     pub handshake_timeout: Duration,
-    /// Longest a connection with a complete HELLO waits for the link.
+    /// A handshake on the link not finished after this long makes way for a ready
+    /// waiting connection (longer than the peer's round trip).
+    pub displace_after: Duration,
+    /// Longest a ready connection waits for the link.
     pub max_wait: Duration,
     /// Waiting connections of one link, all sources together.
     pub max_pending: usize,
@@ -48,6 +57,7 @@ impl Default for AdmissionConfig {
     fn default() -> Self {
         AdmissionConfig {
             handshake_timeout: Duration::from_secs(5),
+            displace_after: Duration::from_secs(1),
             max_wait: Duration::from_secs(20),
             max_pending: 64,
             max_pending_per_source: 8,
@@ -92,20 +102,20 @@ impl std::fmt::Display for Source {
 pub enum Refusal {
     /// Its source failed a handshake recently.
     Penalized { left: Duration },
-    /// Its source already has this many waiting connections, all with a HELLO.
-    SourceFull(usize),
-    /// The link already has this many waiting connections, all with a HELLO.
-    Full(usize),
+    /// No room at all (a cap of zero).
+    Full,
 }
 
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Refusal::Penalized { left } => {
-                write!(f, "source failed a handshake, refused for {left:.1?} more")
+                write!(
+                    f,
+                    "source failed authentication, refused for {left:.1?} more"
+                )
             }
-            Refusal::SourceFull(n) => write!(f, "{n} connections from this source waiting"),
-            Refusal::Full(n) => write!(f, "{n} connections waiting"),
+            Refusal::Full => write!(f, "no connection may wait"),
         }
     }
 }
@@ -113,7 +123,8 @@ impl std::fmt::Display for Refusal {
 /// What to do with a new connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
-    /// Keep it waiting; close `evict` (an older connection without a HELLO) to make room.
+    /// Keep it waiting; close `evict` (an older connection: one not ready if any, else
+    /// the oldest) to make room.
     Wait {
         evict: Option<u64>,
     },
@@ -123,8 +134,8 @@ pub enum Admit {
 /// Why a waiting connection is dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expired {
-    /// No complete HELLO within `handshake_timeout`.
-    NoHello,
+    /// Not ready (plaintext: no complete HELLO) within `handshake_timeout`.
+    NotReady,
     /// Waited `max_wait` for the link.
     Waited,
 }
@@ -146,7 +157,7 @@ struct Pending {
     id: u64,
     source: Source,
     since: Instant,
-    hello: bool,
+    ready: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -191,34 +202,37 @@ impl Admission {
             return Admit::Refuse(Refusal::Penalized { left });
         }
         self.touch(source, now);
-        let mut evict = None;
+        // A full room makes space rather than refuse: the newcomer may be the real
+        // peer coming back, and those waiting longer have had their chance.
         let from_source = self.pending.iter().filter(|p| p.source == source).count();
-        if from_source >= self.config.max_pending_per_source {
-            match self.oldest_silent(Some(source)) {
-                Some(i) => evict = Some(self.pending.remove(i).id),
-                None => return Admit::Refuse(Refusal::SourceFull(from_source)),
-            }
+        let evict = if from_source >= self.config.max_pending_per_source {
+            self.evict_from(source)
         } else if self.pending.len() >= self.config.max_pending {
             // The source with the most waiting connections pays for the room.
-            let busiest = self.busiest_source_with_silent();
-            match busiest.and_then(|s| self.oldest_silent(Some(s))) {
-                Some(i) => evict = Some(self.pending.remove(i).id),
-                None => return Admit::Refuse(Refusal::Full(self.pending.len())),
-            }
+            self.busiest_source().and_then(|s| self.evict_from(s))
+        } else {
+            None
+        };
+        let room = evict.is_some()
+            || (from_source < self.config.max_pending_per_source
+                && self.pending.len() < self.config.max_pending);
+        if !room {
+            return Admit::Refuse(Refusal::Full);
         }
         self.pending.push(Pending {
             id,
             source,
             since: now,
-            hello: false,
+            ready: false,
         });
         Admit::Wait { evict }
     }
 
-    /// Waiting connection `id` has sent a complete HELLO.
-    pub fn hello_seen(&mut self, id: u64) {
+    /// Waiting connection `id` is ready for the link (plaintext: it has sent a
+    /// complete HELLO).
+    pub fn ready(&mut self, id: u64) {
         if let Some(p) = self.pending.iter_mut().find(|p| p.id == id) {
-            p.hello = true;
+            p.ready = true;
         }
     }
 
@@ -234,8 +248,8 @@ impl Admission {
         let mut out = Vec::new();
         let (hs, wait) = (self.config.handshake_timeout, self.config.max_wait);
         self.pending.retain(|p| {
-            let why = if !p.hello && now >= p.since + hs {
-                Some(Expired::NoHello)
+            let why = if !p.ready && now >= p.since + hs {
+                Some(Expired::NotReady)
             } else if now >= p.since + wait {
                 Some(Expired::Waited)
             } else {
@@ -249,31 +263,44 @@ impl Admission {
         out
     }
 
-    /// The waiting connection to give the link to now, if any: only one with a
-    /// complete HELLO from a source not under penalty; sources that authenticated
-    /// last time first, then the longest waiting. A handshake in progress is taken
-    /// over only by a trusted source's connection, and only when its own source is
-    /// not trusted; an up link is never taken. The chosen one is removed.
+    /// The waiting connection to give the link to now, if any: a ready one from a
+    /// source not under penalty; sources that authenticated last time first, then
+    /// the newest. A handshake in progress is taken over by a trusted source's
+    /// connection when its own source is not trusted, and by any once it has run
+    /// `displace_after`; an up link is never taken. The chosen one is removed.
     pub fn next_for_link(&mut self, slot: Slot, now: Instant) -> Option<u64> {
-        let preempting = match slot {
+        let only_trusted = match slot {
             Slot::Up => return None,
             Slot::Free => false,
-            Slot::Handshake { source, .. } => {
-                if self.is_trusted(source) {
-                    return None;
+            Slot::Handshake { source, since } => {
+                if now < since + self.config.displace_after {
+                    if self.is_trusted(source) {
+                        return None;
+                    }
+                    true
+                } else {
+                    false
                 }
-                true
             }
         };
         let best = self
             .pending
             .iter()
             .enumerate()
-            .filter(|(_, p)| p.hello && self.penalty_left(p.source, now).is_none())
-            .filter(|(_, p)| !preempting || self.is_trusted(p.source))
-            .min_by_key(|(_, p)| (!self.is_trusted(p.source), p.since))
+            .filter(|(_, p)| p.ready && self.penalty_left(p.source, now).is_none())
+            .filter(|(_, p)| !only_trusted || self.is_trusted(p.source))
+            .max_by_key(|(_, p)| (self.is_trusted(p.source), p.since))
             .map(|(i, _)| i)?;
         Some(self.pending.remove(best).id)
+    }
+
+    /// When a handshake that started at `since` may be displaced, if a ready
+    /// connection waits.
+    pub fn displace_at(&self, since: Instant) -> Option<Instant> {
+        self.pending
+            .iter()
+            .any(|p| p.ready)
+            .then_some(since + self.config.displace_after)
     }
 
     /// When the connection on the link must have finished its handshake.
@@ -292,8 +319,10 @@ impl Admission {
         }
     }
 
-    /// A handshake of `ip` failed (wrong key, wrong name, protocol error, or not
-    /// finished in time): refuse its source for a while. Returns the penalty.
+    /// `ip` failed authentication (wrong key or name, or broke the protocol in the
+    /// handshake): refuse its source for a while. Returns the penalty. (A handshake
+    /// that only stalls is not penalised: that costs the attacker its place, and
+    /// would otherwise let anyone get a shared address refused.)
     pub fn failed(&mut self, ip: IpAddr, now: Instant) -> Duration {
         let source = Source::of(ip);
         self.touch(source, now);
@@ -317,7 +346,7 @@ impl Admission {
         self.pending
             .iter()
             .map(|p| {
-                if p.hello {
+                if p.ready {
                     p.since + self.config.max_wait
                 } else {
                     p.since + self.config.handshake_timeout.min(self.config.max_wait)
@@ -340,23 +369,27 @@ impl Admission {
         (now < until).then(|| until - now)
     }
 
-    fn oldest_silent(&self, source: Option<Source>) -> Option<usize> {
-        self.pending
+    /// Remove one waiting connection of `source`: one not ready if any, the oldest.
+    fn evict_from(&mut self, source: Source) -> Option<u64> {
+        let i = self
+            .pending
             .iter()
             .enumerate()
-            .filter(|(_, p)| !p.hello && source.is_none_or(|s| s == p.source))
-            .min_by_key(|(_, p)| p.since)
-            .map(|(i, _)| i)
+            .filter(|(_, p)| p.source == source)
+            .min_by_key(|(_, p)| (p.ready, p.since))
+            .map(|(i, _)| i)?;
+        Some(self.pending.remove(i).id)
     }
 
-    fn busiest_source_with_silent(&self) -> Option<Source> {
+    /// The source with the most waiting connections (ties: the one whose connection
+    /// waits longest).
+    fn busiest_source(&self) -> Option<Source> {
         let mut counts: HashMap<Source, usize> = HashMap::new();
         for p in &self.pending {
             *counts.entry(p.source).or_default() += 1;
         }
-        // Ties go to the source of the oldest silent connection.
         let mut best: Option<(usize, Source)> = None;
-        for p in self.pending.iter().filter(|p| !p.hello) {
+        for p in &self.pending {
             let n = counts.get(&p.source).copied().unwrap_or(0);
             if best.is_none_or(|(m, _)| n > m) {
                 best = Some((n, p.source));
@@ -423,14 +456,14 @@ mod tests {
         let mut a = Admission::new(AdmissionConfig::default());
         assert_eq!(a.admit(1, ip(1), t0), Admit::Wait { evict: None });
         assert_eq!(a.admit(2, ip(2), t0), Admit::Wait { evict: None });
-        a.hello_seen(2);
+        a.ready(2);
         assert_eq!(a.next_deadline(), Some(t0 + Duration::from_secs(5)));
         assert!(a.take_expired(t0 + Duration::from_millis(4999)).is_empty());
         assert_eq!(
             a.take_expired(t0 + Duration::from_secs(5)),
-            [(1, Expired::NoHello)]
+            [(1, Expired::NotReady)]
         );
-        // One with a HELLO waits up to max_wait.
+        // A ready one waits up to max_wait.
         assert_eq!(
             a.take_expired(t0 + Duration::from_secs(20)),
             [(2, Expired::Waited)]
@@ -439,28 +472,35 @@ mod tests {
     }
 
     #[test]
-    fn caps_evict_silent_connections_and_refuse_only_when_all_said_hello() {
+    fn caps_evict_silent_connections_first_then_the_oldest() {
         let t0 = Instant::now();
+        let t = |ms| t0 + Duration::from_millis(ms);
         let mut a = Admission::new(small());
-        assert_eq!(a.admit(1, ip(1), t0), Admit::Wait { evict: None });
-        assert_eq!(a.admit(2, ip(1), t0), Admit::Wait { evict: None });
+        assert_eq!(a.admit(1, ip(1), t(0)), Admit::Wait { evict: None });
+        assert_eq!(a.admit(2, ip(1), t(1)), Admit::Wait { evict: None });
         // Per-source cap: the source's oldest silent one makes room.
-        assert_eq!(a.admit(3, ip(1), t0), Admit::Wait { evict: Some(1) });
-        a.hello_seen(2);
-        a.hello_seen(3);
-        assert_eq!(a.admit(4, ip(1), t0), Admit::Refuse(Refusal::SourceFull(2)));
-        // Overall cap: the busiest source with a silent connection pays.
-        assert_eq!(a.admit(5, ip(2), t0), Admit::Wait { evict: None });
-        assert_eq!(a.admit(6, ip(3), t0), Admit::Wait { evict: None });
+        a.ready(1);
+        assert_eq!(a.admit(3, ip(1), t(2)), Admit::Wait { evict: Some(2) });
+        a.ready(3);
+        // All ready: the oldest goes, the newcomer (maybe the real peer) stays.
+        assert_eq!(a.admit(4, ip(1), t(3)), Admit::Wait { evict: Some(1) });
+        // Overall cap: the busiest source pays.
+        assert_eq!(a.admit(5, ip(2), t(4)), Admit::Wait { evict: None });
+        assert_eq!(a.admit(6, ip(3), t(5)), Admit::Wait { evict: None });
         assert_eq!(a.pending_len(), 4);
-        assert_eq!(a.admit(7, ip(4), t0), Admit::Wait { evict: Some(5) });
-        a.hello_seen(6);
-        a.hello_seen(7);
-        assert_eq!(a.admit(8, ip(5), t0), Admit::Refuse(Refusal::Full(4)));
+        assert_eq!(a.admit(7, ip(4), t(6)), Admit::Wait { evict: Some(4) });
+        assert_eq!(a.pending_len(), 4);
+        // Sources tie at one each: the longest waiting goes.
+        assert_eq!(a.admit(8, ip(5), t(7)), Admit::Wait { evict: Some(3) });
+        let mut none = Admission::new(AdmissionConfig {
+            max_pending: 0,
+            ..small()
+        });
+        assert_eq!(none.admit(1, ip(1), t0), Admit::Refuse(Refusal::Full));
     }
 
     #[test]
-    fn only_hello_connections_get_the_link_trusted_sources_first() {
+    fn only_ready_connections_get_the_link_trusted_sources_then_newest_first() {
         let t0 = Instant::now();
         let t1 = t0 + Duration::from_millis(10);
         let mut a = Admission::new(AdmissionConfig::default());
@@ -468,13 +508,38 @@ mod tests {
         a.admit(1, ip(1), t0);
         a.admit(2, ip(2), t0);
         a.admit(3, ip(9), t1);
-        assert_eq!(a.next_for_link(Slot::Free, t1), None, "no HELLO yet");
-        a.hello_seen(1);
-        a.hello_seen(3);
+        assert_eq!(a.next_for_link(Slot::Free, t1), None, "none ready yet");
+        a.ready(1);
+        a.ready(3);
         assert_eq!(a.next_for_link(Slot::Up, t1), None, "up is never displaced");
         assert_eq!(a.next_for_link(Slot::Free, t1), Some(3), "trusted first");
         assert_eq!(a.next_for_link(Slot::Free, t1), Some(1));
         assert_eq!(a.next_for_link(Slot::Free, t1), None);
+        // Among equals the newest goes first: parked connections do not hold back
+        // a peer that reconnects.
+        a.admit(4, ip(4), t0);
+        a.admit(5, ip(5), t1);
+        a.ready(4);
+        a.ready(5);
+        assert_eq!(a.next_for_link(Slot::Free, t1), Some(5));
+    }
+
+    #[test]
+    fn a_handshake_that_does_not_finish_makes_way_after_displace_after() {
+        let t0 = Instant::now();
+        let mut a = Admission::new(AdmissionConfig::default());
+        a.authenticated(ip(9), t0);
+        let stuck = Slot::Handshake {
+            source: Source::of(ip(9)),
+            since: t0,
+        };
+        assert_eq!(a.displace_at(t0), None, "nobody waits");
+        a.admit(1, ip(1), t0);
+        a.ready(1);
+        let at = t0 + Duration::from_secs(1);
+        assert_eq!(a.displace_at(t0), Some(at));
+        assert_eq!(a.next_for_link(stuck, at - Duration::from_millis(1)), None);
+        assert_eq!(a.next_for_link(stuck, at), Some(1));
     }
 
     #[test]
@@ -491,10 +556,10 @@ mod tests {
             since: t0,
         };
         a.admit(1, ip(2), t0);
-        a.hello_seen(1);
+        a.ready(1);
         assert_eq!(a.next_for_link(stranger, t0), None);
         a.admit(2, ip(9), t0);
-        a.hello_seen(2);
+        a.ready(2);
         assert_eq!(a.next_for_link(friend, t0), None);
         assert_eq!(a.next_for_link(stranger, t0), Some(2));
     }
@@ -519,8 +584,8 @@ mod tests {
             t += Duration::from_secs(1);
         }
         assert_eq!(a.failed(ip(1), t), Duration::from_secs(60));
-        // A penalized source's waiting HELLO is not served either.
-        a.hello_seen(2);
+        // A penalized source's ready connection is not served either.
+        a.ready(2);
         assert_eq!(a.next_for_link(Slot::Free, t), None);
         a.authenticated(ip(1), t);
         assert_eq!(a.next_for_link(Slot::Free, t), Some(2));

@@ -364,6 +364,7 @@ impl EventLoop {
                     LinkEvent::LinkDown { reason } => {
                         let now = Instant::now();
                         let link = &mut self.links[id];
+                        link.on_link_down(&reason, now);
                         // Clipped: a CLOSE carries up to a frame of the peer's text.
                         let reason = super::log::clip(&format!("{reason:?}")).into_owned();
                         crate::slog!(

@@ -279,10 +279,19 @@ impl LinkDriver {
             );
         }
         self.last_error = Some(format!("authentication: {reason}"));
+        self.judge_failed_handshake(now);
     }
 
-    /// An accepted connection that ends before it came up failed its handshake:
-    /// its source waits before it is served again.
+    /// The endpoint reported the connection down: a protocol error before the link
+    /// came up counts as a failed authentication of its source.
+    pub(super) fn on_link_down(&mut self, reason: &crate::link::DownReason, now: Instant) {
+        if matches!(reason, crate::link::DownReason::Protocol(_)) {
+            self.judge_failed_handshake(now);
+        }
+    }
+
+    /// An accepted connection failed authentication before it came up: its source
+    /// waits before it is served again (once per connection).
     fn judge_failed_handshake(&mut self, now: Instant) {
         let Some(on_link) = self.on_link.as_mut() else {
             return;
@@ -317,10 +326,9 @@ impl LinkDriver {
         let stuck = self
             .output_stuck_since
             .map(|s| s + self.endpoint.config().dead_after);
-        let handshake = self
-            .on_link
-            .filter(|l| !l.up)
-            .map(|l| self.admission.handshake_deadline(l.since));
+        let on_link_handshake = self.on_link.filter(|l| !l.up);
+        let handshake = on_link_handshake.map(|l| self.admission.handshake_deadline(l.since));
+        let displace = on_link_handshake.and_then(|l| self.admission.displace_at(l.since));
         let smsc = match &self.role {
             Role::BufferServer(smsc) => smsc.next_deadline(),
             Role::Application => None,
@@ -332,6 +340,7 @@ impl LinkDriver {
             self.reconnect_at,
             pending,
             handshake,
+            displace,
             stuck,
             smsc,
         ]
@@ -443,14 +452,13 @@ impl LinkDriver {
                     self.conn_peer()
                 );
                 self.last_error = Some("handshake not finished in time".to_owned());
-                self.judge_failed_handshake(now);
                 self.drop_conn(poll, now);
             }
         }
         // Waiting connections past their deadline are dropped.
         for (id, why) in self.admission.take_expired(now) {
             let reason = match why {
-                Expired::NoHello => "no complete HELLO in time",
+                Expired::NotReady => "no complete HELLO in time",
                 Expired::Waited => "waited too long for the current connection to end",
             };
             self.close_pending(poll, id, reason, now);
@@ -608,7 +616,7 @@ impl LinkDriver {
                                 self.close_pending(
                                     poll,
                                     old,
-                                    "silent while the waiting room was full",
+                                    "made room for a newer connection",
                                     now,
                                 );
                             }
@@ -777,7 +785,7 @@ impl LinkDriver {
             Ok(0) => Some("closed while waiting".to_owned()),
             Ok(n) => match screen_hello(&head[..n]) {
                 Screen::Hello => {
-                    self.admission.hello_seen(token.0 as u64);
+                    self.admission.ready(token.0 as u64);
                     None
                 }
                 Screen::Unknown => None,
@@ -825,7 +833,6 @@ impl LinkDriver {
         self.inbuf.clear();
         self.read_more = false;
         // `conn_addr` stays: the LinkDown line for this connection is written after.
-        self.judge_failed_handshake(now);
         self.on_link = None;
         self.output_stuck_since = None;
         true
