@@ -502,7 +502,9 @@ fn hello_then_silence_does_not_keep_the_real_peer_out() {
         });
         let took = started.elapsed();
         eprintln!("{what}: real peer up after {took:?}");
-        assert!(took < Duration::from_secs(3), "{what}: up after {took:?}");
+        // Without displacement each squatter would hold the link for the 5 s
+        // handshake timeout in turn.
+        assert!(took < Duration::from_secs(4), "{what}: up after {took:?}");
         peer
     };
     let first_squat = squat();
