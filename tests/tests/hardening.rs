@@ -65,6 +65,13 @@ impl Captured {
     }
 }
 
+/// The tests of this file one at a time: they measure this process's RSS and
+/// descriptors, which tests running alongside would disturb.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Resident set size of this process, in bytes.
 fn rss() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
@@ -82,6 +89,7 @@ fn dead_port() -> SocketAddr {
 
 #[test]
 fn an_smsc_that_floods_without_reading_is_dropped_with_a_log_line() {
+    let _serial = serial();
     let captured = Captured::get();
     let smsc = TcpListener::bind("127.0.0.1:0").unwrap();
     let smsc_addr = smsc.local_addr().unwrap();
@@ -220,6 +228,7 @@ fn hello_bytes() -> Vec<u8> {
 
 #[test]
 fn a_flooded_link_port_lets_the_real_peer_in_and_stays_bounded() {
+    let _serial = serial();
     let captured = Captured::get();
     let limit = raise_nofile_limit();
     // Each connection costs a descriptor here (client) and, while it waits, one in
@@ -363,6 +372,7 @@ impl HandPeer {
 
 #[test]
 fn a_link_peer_that_stops_reading_is_dropped_with_a_log_line() {
+    let _serial = serial();
     let captured = Captured::get();
     let capacity = 65_536;
     let mut config = link("im-stall", "bs-stall");
@@ -441,6 +451,7 @@ fn socket_slab_bytes() -> u64 {
 #[test]
 #[ignore = "prints a figure"]
 fn pending_connection_memory() {
+    let _serial = serial();
     raise_nofile_limit();
     const N: usize = 1000;
     let mut spec = LinkSpec::new(
@@ -479,6 +490,7 @@ fn pending_connection_memory() {
 /// `displace_after` (1 s), not after each of them timed out.
 #[test]
 fn hello_then_silence_does_not_keep_the_real_peer_out() {
+    let _serial = serial();
     let server = Node::start(NodeConfig::new(vec![LinkSpec::new(
         link("im-hello", "bs"),
         Transport::Listen("127.0.0.1:0".parse().unwrap()),
