@@ -43,6 +43,9 @@ from .store import InboxItem, OutboxItem, Store
 log = logging.getLogger("smslink_gateway")
 
 _PHONE = re.compile(r"^\+?[0-9]{3,20}$")
+#: Chats remembered for error handling (answered failures, `MSG` reply targets).
+MAX_REMEMBERED = 1000
+_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 
 class GatewayQuery(ElementBase):
@@ -72,6 +75,47 @@ class Route:
 def normalize_phone(s: str) -> Optional[str]:
     n = re.sub(r"[\s\-().]", "", s)
     return n if _PHONE.match(n) else None
+
+
+def stanza_error(msg: Message) -> tuple[str, str]:
+    """The defined condition and text of an error stanza, read from its XML. (A
+    component's stanzas are in the component namespace, where `msg["error"]` finds
+    no error element and makes up a fresh one: "feature-not-implemented".)"""
+    condition, text = "undefined-condition", ""
+    for el in msg.xml:
+        if not el.tag.endswith("}error") and el.tag != "error":
+            continue
+        for child in el:
+            ns, _, local = child.tag[1:].partition("}")
+            if ns != _STANZAS:
+                continue
+            if local == "text":
+                text = (child.text or "").strip()
+            else:
+                condition = local
+    return condition, text
+
+
+# What an XMPP error condition means to the phone user who wrote.
+_UNDELIVERED = {
+    "service-unavailable": "{who} is not a user here.",
+    "item-not-found": "{who} is not a user here.",
+    "recipient-unavailable": "{who} is not reachable now.",
+    "remote-server-not-found": "{who}'s server cannot be reached.",
+    "remote-server-timeout": "{who}'s server does not answer.",
+    "forbidden": "{who} does not accept your messages.",
+    "not-allowed": "{who} does not accept your messages.",
+    "policy-violation": "{who}'s server refused the message.",
+    "resource-constraint": "{who}'s server is busy; try again later.",
+}
+
+
+def undelivered_text(who: str, condition: str, text: str) -> str:
+    """The SMS a phone gets when its chat to `who` failed with `condition`."""
+    words = _UNDELIVERED.get(condition)
+    if words is not None:
+        return "Not delivered: " + words.format(who=who)
+    return f"Not delivered to {who}: {text or condition}"
 
 
 class Gateway(ComponentXMPP):
@@ -140,6 +184,9 @@ class Gateway(ComponentXMPP):
         self._pending_acks: list[tuple[str, int]] = []
         # Chats already answered with an error (insertion-ordered, bounded).
         self._reported: dict[tuple[str, str], None] = {}
+        # Chats sent by `MSG name`, by stanza id: (phone, target, the reply target
+        # before). An error for one puts the reply target back (bounded).
+        self._msg_sent: dict[str, tuple[str, str, Optional[str]]] = {}
         self._stopping = False
         self.online = False
 
@@ -520,7 +567,7 @@ class Gateway(ComponentXMPP):
             if key in self._reported:
                 return  # another part of the same chat already failed
             self._reported[key] = None
-            while len(self._reported) > 1000:
+            while len(self._reported) > MAX_REMEMBERED:
                 self._reported.pop(next(iter(self._reported)))
         if item.from_jid is None:
             log.warning("SMS to %s failed: %s", item.phone, text)
@@ -634,8 +681,13 @@ class Gateway(ComponentXMPP):
             if target is None:
                 self._sms_reply(phone, f"Unknown name {cmd.name}.")
                 return
-            self.send_message(mto=JID(target[0]), mfrom=me, mbody=cmd.text, mtype="chat")
-            self.store.set_last_peer(phone, target[0])
+            jid = target[0]
+            before = self.store.last_peer(phone)
+            chat_id = self._chat_from_phone(phone, jid, cmd.text)
+            self.store.set_last_peer(phone, jid)
+            self._msg_sent[chat_id] = (phone, jid, before)
+            while len(self._msg_sent) > MAX_REMEMBERED:
+                del self._msg_sent[next(iter(self._msg_sent))]
         elif isinstance(cmd, commands.Add):
             target = self.resolve_buddy(phone, cmd.name)
             if target is None:
@@ -669,14 +721,33 @@ class Gateway(ComponentXMPP):
             if peer is None:
                 self._sms_reply(phone, commands.HELP_TEXT)
             else:
-                self.send_message(mto=JID(peer), mfrom=me, mbody=cmd.text, mtype="chat")
+                self._chat_from_phone(phone, peer, cmd.text)
+
+    def _chat_from_phone(self, phone: str, jid: str, text: str) -> str:
+        """Send an SMS's text as a chat from the phone's contact; its stanza id.
+        A buddy known to be offline gets it later from the server's offline
+        storage, and the phone is told so."""
+        msg = self.make_message(mto=JID(jid), mfrom=self.phone_jid(phone), mbody=text, mtype="chat")
+        chat_id = self.new_id()
+        msg["id"] = chat_id
+        msg.send()
+        buddy = self.store.buddy(phone, jid)
+        if buddy is not None and buddy.subscribed and self.buddy_show(phone, jid) is None:
+            self._sms_reply(phone, f"{buddy.name} is offline; the message waits.")
+        return chat_id
 
     def _on_message_error(self, msg: Message) -> None:
-        """A chat from a phone could not be delivered: tell the phone by SMS."""
+        """A chat from a phone could not be delivered: tell the phone by SMS, in
+        words, and keep the reply target it had before a failed `MSG`."""
         phone = self.phone_of(msg["to"])
         if phone is None:
             return
         self.metrics.error("chat_undelivered")
-        who = msg["from"].bare
-        reason = msg["error"]["text"] or msg["error"]["condition"]
-        self._sms_reply(phone, f"Not delivered to {who}: {reason}")
+        jid = msg["from"].bare
+        sent = self._msg_sent.pop(msg["id"], None)
+        if sent is not None and sent[0] == phone and self.store.last_peer(phone) == sent[1]:
+            self.store.set_last_peer(phone, sent[2])
+        buddy = self.store.buddy(phone, jid)
+        who = buddy.name if buddy is not None else (JID(jid).user or jid)
+        condition, text = stanza_error(msg)
+        self._sms_reply(phone, undelivered_text(who, condition, text))

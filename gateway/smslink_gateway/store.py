@@ -126,6 +126,12 @@ class Store:
         ).fetchone()
         return None if row is None else Buddy(row[0], row[1], bool(row[2]))
 
+    def buddy(self, phone: str, jid: str) -> Optional[Buddy]:
+        row = self.db.execute(
+            "SELECT jid, name, subscribed FROM buddies WHERE phone = ? AND jid = ?", (phone, jid)
+        ).fetchone()
+        return None if row is None else Buddy(row[0], row[1], bool(row[2]))
+
     def subscribed_buddy_pairs(self) -> list[tuple[str, str]]:
         return list(self.db.execute("SELECT phone, jid FROM buddies WHERE subscribed = 1"))
 
@@ -148,7 +154,11 @@ class Store:
 
     # -- whom a plain SMS answers ------------------------------------------------
 
-    def set_last_peer(self, phone: str, jid: str) -> None:
+    def set_last_peer(self, phone: str, jid: Optional[str]) -> None:
+        """`None`: a plain SMS answers nobody (it gets the help text)."""
+        if jid is None:
+            self.db.execute("DELETE FROM last_peer WHERE phone = ?", (phone,))
+            return
         self.db.execute(
             "INSERT INTO last_peer (phone, jid) VALUES (?, ?) "
             "ON CONFLICT (phone) DO UPDATE SET jid = excluded.jid",

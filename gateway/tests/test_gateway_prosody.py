@@ -176,6 +176,35 @@ def test_sms_commands_add_who_msg(prosody: Prosody, tmp_path: Path) -> None:
     run(prosody, tmp_path, body)
 
 
+def test_failed_msg_is_explained_and_keeps_the_reply_target(prosody: Prosody, tmp_path: Path) -> None:
+    async def body(gw: Gateway, fake: FakeEndpoint, alice: PcUser, bob: PcUser) -> None:
+        def sms() -> list[str]:
+            return fake.texts_to(PHONE)
+
+        fake.mo(PHONE, "MSG alice hello")
+        await wait_until(lambda: alice.bodies_from(PHONE_JID) == ["hello"], what="MSG alice")
+        # nobody is not a user of the server: the phone is told so in words (the
+        # server answers service-unavailable), and a plain reply still goes to alice.
+        fake.mo(PHONE, "MSG nobody hi")
+        await wait_until(lambda: len(sms()) == 1, what="undelivered SMS")
+        assert sms()[0] == "Not delivered: nobody is not a user here."
+        fake.mo(PHONE, "still there?")
+        await wait_until(lambda: alice.bodies_from(PHONE_JID)[-1:] == ["still there?"], what="plain")
+        assert gw.store.last_peer(PHONE) == ALICE
+        # bob approved the phone as a buddy and went offline: his server keeps the
+        # chat for him, and the phone hears that it waits.
+        fake.mo(PHONE, "ADD bob")
+        await wait_until(lambda: gw.buddy_show(PHONE, BOB) is not None, what="bob's presence")
+        await bob.close()
+        await wait_until(lambda: gw.buddy_show(PHONE, BOB) is None, what="bob offline")
+        fake.mo(PHONE, "MSG bob see you")
+        await wait_until(lambda: len(sms()) == 3, what="offline notice")
+        assert sms()[2] == "bob is offline; the message waits."
+        assert gw.store.last_peer(PHONE) == BOB
+
+    run(prosody, tmp_path, body)
+
+
 def test_rejected_sms_is_an_xmpp_error(prosody: Prosody, tmp_path: Path) -> None:
     async def body(gw: Gateway, fake: FakeEndpoint, alice: PcUser, bob: PcUser) -> None:
         fake.up()

@@ -4,7 +4,10 @@
 //! * `smsc_sim`: a CIMD2 SMSC simulator (server sessions over mio);
 //! * `wan`: a WAN emulator (a TCP proxy with delay, jitter, bandwidth, cuts, stalls);
 //! * `scenario`: the whole chain in one process, shared by demo, bench and tests;
+//! * `child`: child processes killed when dropped, and the simulator's start line;
 //! * `cli` (feature `cli`, on by default): the subcommands' front ends.
+
+pub mod child;
 
 pub mod scenario;
 

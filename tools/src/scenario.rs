@@ -9,6 +9,7 @@
 //! what it receives and keeps score: every MT must come back Processed exactly once,
 //! every MO must arrive exactly once and in order.
 
+use crate::child::KillOnDrop;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -220,7 +221,7 @@ fn link(name: &str, peer: &str, s: &Scenario) -> LinkConfig {
 struct Parts {
     im: Node,
     bs: Option<Node>,
-    child: Option<ChildBs>,
+    child: Option<KillOnDrop>,
     wan: Option<Wan>,
     sim: SmscSim,
 }
@@ -267,16 +268,6 @@ impl Drop for Scraper {
     }
 }
 
-/// A buffer server running as a child process; killed when dropped.
-struct ChildBs(std::process::Child);
-
-impl Drop for ChildBs {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The buffer server's session toward the simulator, in the scenario's protocol, with
 /// the simulator's credentials.
 pub fn smsc_spec(protocol: Protocol, addr: SocketAddr) -> SmscSpec {
@@ -306,7 +297,7 @@ fn spawn_bs(
     binary: &std::path::Path,
     s: &Scenario,
     smsc: SocketAddr,
-) -> Result<(ChildBs, SocketAddr), Box<dyn std::error::Error>> {
+) -> Result<(KillOnDrop, SocketAddr), Box<dyn std::error::Error>> {
     use std::io::BufRead;
     let mut child = std::process::Command::new(binary)
         .args([
@@ -339,7 +330,7 @@ fn spawn_bs(
         .stderr(std::process::Stdio::piped())
         .spawn()?;
     let stderr = child.stderr.take().ok_or("no stderr")?;
-    let child = ChildBs(child);
+    let child = KillOnDrop(child);
     let mut lines = std::io::BufReader::new(stderr).lines();
     // The start line comes first or close to it (the SMSC login may race it).
     let mut addr = None;
@@ -369,7 +360,7 @@ fn start(
         processing_delay: s.smsc_delay,
         mo_rate: if s.mo > 0 { 1e9 } else { 0.0 },
         mo_count: s.mo,
-        mo_text: "mo {n} {t}".into(),
+        mo_text: "mo {num} {t}".into(),
         nack_fraction: s.nack_fraction,
         reject_fraction: s.reject_fraction,
         reject_code: s.reject_code.unwrap_or(defaults.reject_code),

@@ -11,6 +11,7 @@ use cimd2_driver::Driver;
 use smslink::cimd2::session::{ClientConfig, ClientEvent, CloseReason};
 use smslink::cimd2::{encode, param, Decoded, Decoder, Operation, Packet};
 use smslink::message::Message;
+use smslink_tools::child::{sim_listening_addr, KillOnDrop};
 use smslink_tools::smsc_sim::{Counters, SimConfig, SmscSim};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -512,26 +513,13 @@ fn cli_runs_the_simulator() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let stderr = child.stderr.take().expect("stderr");
-    let child = Kill(child);
+    let child = KillOnDrop(child);
     // The first line names the bound address: no guessing, no waiting.
     let mut stderr = BufReader::new(stderr);
-    let mut first = String::new();
-    stderr.read_line(&mut first).expect("read");
+    let addr = sim_listening_addr(&mut stderr).expect("start line");
     // Keep reading the log so the simulator never writes into a closed pipe.
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    let addr: SocketAddr = first
-        .trim()
-        .strip_prefix("smsc-sim: listening on ")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
     let mut d = Driver::connect(addr, client_config()).expect("connect");
     assert_eq!(
         d.wait_for_login(WAIT).expect("io"),
@@ -542,4 +530,51 @@ fn cli_runs_the_simulator() {
     let text = std::fs::read_to_string(&record).expect("record");
     assert_eq!(text.lines().count(), 3, "{text}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cli_sends_mo_read_from_stdin() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smslink"))
+        .args(["smsc-sim", "--listen", "127.0.0.1:0", "--user", "alice"])
+        .args(["--password", "pw", "--mo-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let stderr = child.stderr.take().expect("stderr");
+    let _child = KillOnDrop(child);
+    let mut stderr = BufReader::new(stderr);
+    let addr = sim_listening_addr(&mut stderr).expect("start line");
+    let mut d = Driver::connect(addr, client_config()).expect("connect");
+    assert_eq!(
+        d.wait_for_login(WAIT).expect("io"),
+        Some(ClientEvent::LoggedIn)
+    );
+    stdin
+        .write_all(b"46700;00001 12345 bad sender\n+4670000002 12345 hello there\n")
+        .expect("write");
+    stdin.flush().expect("flush");
+    // The log says which line was refused (after the connection's own lines).
+    let complaint = (&mut stderr)
+        .lines()
+        .map(|l| l.expect("read"))
+        .take(10)
+        .find(|l| l.starts_with("smsc-sim: stdin line"));
+    assert!(
+        complaint
+            .as_deref()
+            .is_some_and(|l| l.starts_with("smsc-sim: stdin line 1:")),
+        "{complaint:?}"
+    );
+    let e = d
+        .wait_for(WAIT, |e| matches!(e, ClientEvent::Deliver(_)))
+        .expect("io");
+    let Some(ClientEvent::Deliver(m)) = e else {
+        panic!("no MO: {e:?}");
+    };
+    assert_eq!(m.from.as_str(), "+4670000002");
+    assert_eq!(m.text_str(), Some("hello there"));
 }

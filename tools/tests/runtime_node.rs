@@ -9,7 +9,7 @@ use smslink::cimd2::session::ClientConfig;
 use smslink::link::LinkConfig;
 use smslink::message::Message;
 use smslink::ring::{Outcome, SlotState};
-use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeEvent, SmscSpec, Transport};
+use smslink::runtime::{JournalSpec, LinkSpec, Node, NodeConfig, NodeEvent, SmscSpec, Transport};
 use smslink_tools::smsc_sim::{SimConfig, SmscSim};
 
 const PSK: &[u8] = b"test key";
@@ -311,8 +311,20 @@ fn garbage_peer_on_the_link_port_is_cut_off_alone() {
 
 #[test]
 fn buffer_server_between_im_node_and_smsc() {
-    let dir = std::env::temp_dir().join(format!("smslink-rt-{}", std::process::id()));
+    buffer_server_path("plain", false);
+}
+
+/// The same with a journal on both nodes: every confirmation waits for its sync.
+#[test]
+fn buffer_server_between_im_node_and_smsc_with_journals() {
+    buffer_server_path("journal", true);
+}
+
+fn buffer_server_path(tag: &str, journal: bool) {
+    let dir = std::env::temp_dir().join(format!("smslink-rt-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    let journal_in = |name: &str| journal.then(|| JournalSpec::new(dir.join(name)));
     let record = dir.join("record.jsonl");
     let _ = std::fs::remove_file(&record);
     const N: usize = 400;
@@ -325,8 +337,17 @@ fn buffer_server_between_im_node_and_smsc() {
         ..SimConfig::default()
     })
     .unwrap();
-    let im = im_node();
+    let im = {
+        let spec = LinkSpec::new(
+            link_config("im", "bs"),
+            Transport::Listen("127.0.0.1:0".parse().unwrap()),
+        );
+        let mut c = NodeConfig::new(vec![spec]);
+        c.journal = journal_in("im-journal");
+        Node::start(c).unwrap()
+    };
     let mut cfg = bs_config(im.local_addr(0).unwrap());
+    cfg.journal = journal_in("bs-journal");
     cfg.links[0].smsc = Some(SmscSpec::cimd2(
         sim.local_addr(),
         ClientConfig {
@@ -364,6 +385,8 @@ fn buffer_server_between_im_node_and_smsc() {
     assert_eq!(seen[0].received, expected);
     let smsc = published(|| bs.smsc_stats(), |s| s.mt_accepted == N as u64);
     assert_eq!(smsc.mt_accepted, N as u64);
+    drop((bs, im));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A node's published snapshot once `done` holds, or the last one after a deadline

@@ -11,6 +11,7 @@ use smslink::smpp::{
     encode, message_from_sm, registered_delivery, submit_sm, Bind, Body, CommandId, CommandStatus,
     Decoder, Password, Pdu, SubmitSm, SystemId, TextConfig, INTERFACE_VERSION_34,
 };
+use smslink_tools::child::{sim_listening_addr, KillOnDrop};
 use smslink_tools::smsc_sim::{AnswerOrder, Protocol, SimConfig, SmscSim};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -561,25 +562,12 @@ fn cli_runs_the_smpp_simulator() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let stderr = child.stderr.take().expect("stderr");
-    let child = Kill(child);
+    let child = KillOnDrop(child);
     // The first line names the bound address.
     let mut stderr = BufReader::new(stderr);
-    let mut first = String::new();
-    stderr.read_line(&mut first).expect("read");
+    let addr = sim_listening_addr(&mut stderr).expect("start line");
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    let addr: SocketAddr = first
-        .trim()
-        .strip_prefix("smsc-sim: listening on ")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
     let mut e = Esme::bound(addr, Body::BindTransceiver);
     for n in 0..3 {
         e.send(Body::SubmitSm(submit("123", &format!("cli {n}"))));

@@ -7,17 +7,18 @@ mod cimd2_driver;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use cimd2_driver::Driver;
 use smslink::cimd2::session::{ClientConfig, ClientEvent};
+use smslink_tools::child::{sim_listening_addr, KillOnDrop};
 
 /// The simulator as a child process with at most `nofile` descriptors, and its
 /// stderr lines.
 struct Sim {
-    child: Child,
+    child: KillOnDrop,
     addr: SocketAddr,
     lines: mpsc::Receiver<String>,
 }
@@ -44,25 +45,19 @@ impl Sim {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
+        let mut child = KillOnDrop(cmd.spawn().unwrap());
+        let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+        let addr = sim_listening_addr(&mut stderr).unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
+            for line in stderr.lines() {
                 let Ok(line) = line else { return };
                 if tx.send(line).is_err() {
                     return;
                 }
             }
         });
-        let mut sim = Sim {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            lines,
-        };
-        let line = sim.wait_for_line(|l| l.contains("listening on"));
-        sim.addr = line.rsplit(' ').next().unwrap().parse().unwrap();
-        sim
+        Sim { child, addr, lines }
     }
 
     fn wait_for_line(&mut self, what: impl Fn(&str) -> bool) -> String {
@@ -74,21 +69,14 @@ impl Sim {
                 Ok(_) => {}
                 Err(e) => panic!(
                     "line not seen ({e}); simulator: {:?}",
-                    self.child.try_wait()
+                    self.child.0.try_wait()
                 ),
             }
         }
     }
 
     fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.0.try_wait().unwrap().is_none()
     }
 }
 

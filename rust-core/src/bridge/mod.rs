@@ -4,14 +4,26 @@
 //! (`tests/buffer_server_sim.rs`); the runtime only moves bytes and time for it.
 //!
 //! * **MO** (SMSC -> link): a message from the SMSC goes into the link's sending ring
-//!   and only then is the SMSC answered positively. While the ring is full the answer
-//!   is withheld: the SMSC waits, nothing is dropped. A message whose answer never
-//!   left (the connection broke) is delivered again by the SMSC.
+//!   and only then is the SMSC answered positively; on a journaled link, only once
+//!   its record is durable ([`Endpoint::tx_durable`]), so that a positive answer
+//!   survives a crash. While the ring is full the answer is withheld: the SMSC waits,
+//!   nothing is dropped. A message whose answer never left (the connection broke) is
+//!   delivered again by the SMSC.
 //! * **MT** (link -> SMSC): messages are taken from the receiving ring in order and
 //!   submitted as far as the session's window allows (1 for CIMD2). The SMSC's
 //!   answer becomes the message's Processed outcome on the link. A submit that got no
 //!   answer is submitted again (at least once); a temporary refusal is retried after
 //!   a back-off, up to `max_attempts`; a permanent one is final.
+//!
+//! # Across a restart (journaled link)
+//!
+//! The SMSC's answer to a submit becomes the MT's Processed record in the journal.
+//! An MT whose outcome was not durable when the buffer server died is delivered
+//! again by the restored link and submitted again: if the SMSC had accepted it in
+//! the instant before the crash, the phone gets it twice. This is the one repeat the
+//! product cannot avoid (the SMSC protocols have no way to ask whether a submit was
+//! taken); such submits are counted in [`SmscStats::resubmitted_after_restart`]
+//! (every restored MT submitted again, whether or not the SMSC had it).
 //!
 //! # Driving it
 //! Inputs: `smsc_connected`, `smsc_input`, `smsc_connection_lost` (per TCP
@@ -85,6 +97,9 @@ pub struct SmscStats {
     pub mt_temporary_failures: u64,
     pub status_reports: u64,
     pub violations: u64,
+    /// MT restored from the journal after a restart and submitted again: the SMSC
+    /// may have accepted them just before the crash (see the module docs).
+    pub resubmitted_after_restart: u64,
 }
 
 /// An MT taken from the link and not yet decided by the SMSC.
@@ -100,6 +115,8 @@ struct Mt {
     attempts: u32,
     /// Submits made, answered or not.
     submits: u32,
+    /// Restored from the journal: it may have been submitted before the restart.
+    restored: bool,
 }
 
 /// The buffer server's state machine: see the module docs.
@@ -109,6 +126,8 @@ pub struct Bridge {
     /// MO the ring could not take yet, oldest first, with when they arrived; the
     /// SMSC waits for the answers.
     held_mo: VecDeque<(MoToken, Message, Instant)>,
+    /// MO in the ring whose answer waits for their record to be durable: (seq, token).
+    unanswered_mo: VecDeque<(u64, MoToken)>,
     /// MT taken from the link, oldest first, until the SMSC decides them.
     mt: VecDeque<Mt>,
     events: VecDeque<BridgeEvent>,
@@ -133,6 +152,7 @@ impl Bridge {
             smsc,
             config,
             held_mo: VecDeque::new(),
+            unanswered_mo: VecDeque::new(),
             mt: VecDeque::new(),
             events: VecDeque::new(),
             stats: SmscStats::default(),
@@ -157,7 +177,7 @@ impl Bridge {
 
     /// Nothing is half-way: no MO waiting for the ring, no MT waiting for the SMSC.
     pub fn is_idle(&self) -> bool {
-        self.held_mo.is_empty() && self.mt.is_empty()
+        self.held_mo.is_empty() && self.unanswered_mo.is_empty() && self.mt.is_empty()
     }
 
     /// MT taken from the link and not yet decided by the SMSC.
@@ -214,6 +234,7 @@ impl Bridge {
             self.on_smsc_event(event, link, now);
         }
         self.store_held_mo(link, now);
+        self.answer_durable_mo(link, now);
         self.defer_held_mo(now);
         self.submit_mt(link, now);
         if self.shutting_down && self.mt.is_empty() && self.smsc.is_open() {
@@ -262,6 +283,7 @@ impl Bridge {
                 self.stats.logged_in = false;
                 // Never answered: the SMSC delivers them again on the next session.
                 self.held_mo.clear();
+                self.unanswered_mo.clear();
                 for mt in &mut self.mt {
                     mt.submitted = false;
                 }
@@ -286,8 +308,14 @@ impl Bridge {
             SmscEvent::Mo { token, message } => {
                 self.stats.mo_received += 1;
                 // Behind a held MO, a newer one waits too: order is kept.
-                if self.held_mo.is_empty() && link.send(&message).is_ok() {
-                    self.smsc.answer(token, MoAnswer::Accept, now);
+                let stored = if self.held_mo.is_empty() {
+                    link.send(&message).ok()
+                } else {
+                    None
+                };
+                if let Some(seq) = stored {
+                    self.unanswered_mo.push_back((seq, token));
+                    self.answer_durable_mo(link, now);
                 } else {
                     self.stats.mo_backpressured += 1;
                     self.held_mo.push_back((token, *message, now));
@@ -350,11 +378,24 @@ impl Bridge {
 
     fn store_held_mo(&mut self, link: &mut Endpoint, now: Instant) {
         while let Some((token, message, _)) = self.held_mo.front() {
-            if link.send(message).is_err() {
+            let Ok(seq) = link.send(message) else {
+                return;
+            };
+            self.unanswered_mo.push_back((seq, *token));
+            self.held_mo.pop_front();
+        }
+        self.answer_durable_mo(link, now);
+    }
+
+    /// Answer the MO whose record is durable (at once without a journal).
+    fn answer_durable_mo(&mut self, link: &Endpoint, now: Instant) {
+        let durable = link.tx_durable();
+        while let Some(&(seq, token)) = self.unanswered_mo.front() {
+            if seq > durable {
                 return;
             }
-            self.smsc.answer(*token, MoAnswer::Accept, now);
-            self.held_mo.pop_front();
+            self.smsc.answer(token, MoAnswer::Accept, now);
+            self.unanswered_mo.pop_front();
         }
     }
 
@@ -383,10 +424,12 @@ impl Bridge {
                 Some(i) => i,
                 None if self.shutting_down => return,
                 None => {
+                    let restored_upto = link.rx_restored();
                     let Some((seq, message)) = link.next_received() else {
                         return;
                     };
                     self.mt.push_back(Mt {
+                        restored: seq <= restored_upto,
                         seq,
                         message: message.clone(),
                         submitted: false,
@@ -404,6 +447,8 @@ impl Bridge {
                     mt.not_before = None;
                     if mt.submits > 0 {
                         self.stats.mt_resubmitted += 1;
+                    } else if mt.restored {
+                        self.stats.resubmitted_after_restart += 1;
                     }
                     mt.submits += 1;
                     self.stats.mt_submitted += 1;

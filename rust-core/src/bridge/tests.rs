@@ -417,3 +417,35 @@ fn an_mo_held_past_the_protocols_limit_is_handed_back_to_retry_later() {
     assert_eq!(w.bridge.stats().mo_deferred, 1);
     assert!(w.bridge.is_idle());
 }
+
+#[test]
+fn on_a_journaled_link_an_mo_is_answered_only_once_its_record_is_durable() {
+    let mut w = World::new(1, 8);
+    w.bs = Endpoint::with_journal(w.bs.config().clone(), 0, w.now).unwrap();
+    w.bs.connected(w.now);
+    w.im.connected(w.now);
+    w.pump();
+    w.mo(1, "hello");
+    assert!(
+        w.smsc.0.lock().answers.is_empty(),
+        "answered before durable"
+    );
+    assert!(w.im_received().is_empty(), "sent before durable");
+    let mut records = Vec::new();
+    let mark = w.bs.take_records(&mut records).unwrap();
+    assert!(records.iter().any(|r| matches!(
+        r,
+        crate::journal::Record::Accepted {
+            dir: crate::journal::Direction::Tx,
+            seq: 1,
+            ..
+        }
+    )));
+    assert_eq!(w.bs.records_durable(mark), 1..2);
+    w.pump();
+    assert_eq!(
+        w.smsc.0.lock().answers,
+        vec![(MoToken(1), MoAnswer::Accept)]
+    );
+    assert_eq!(w.im_received(), vec!["hello".to_owned()]);
+}

@@ -49,8 +49,14 @@
 //!
 //! # Restarted peer
 //!
-//! The epoch is random per [`Endpoint`], so a restarted peer is recognised. Without
-//! a journal the restarted side has lost both rings; then:
+//! With a journal ([`persist`]) a restarted end is rebuilt as the same incarnation:
+//! same epoch, same seqs, unprocessed messages of both rings held again. To the
+//! peer that is a reconnection like any other (HELLO and AUTH exchange where each
+//! ring stands), and nothing it was promised is missing: confirmations, outcomes
+//! and DATA leave only once the records behind them are durable.
+//!
+//! The epoch is random per [`Endpoint::new`], so a restarted peer without a journal
+//! is recognised. Such a side has lost both rings; then:
 //! * Our sending ring: everything above Last Processed is sent again (Confirmed
 //!   messages fall back to Sent, the only time Last Confirmed moves backwards).
 //!   Nothing we accepted is lost. A message the dead peer had already handed on is
@@ -65,13 +71,16 @@
 //!   not sent are lost with it unless its journal keeps them.
 
 pub mod frame;
+pub mod persist;
 
+use crate::journal::{Direction, LinkIdentity, Record};
 use crate::message::Message;
 use crate::ring::{Cursors, Full, Outcome, RingError, RxCursors, RxRing, SlotState, Stored};
 use crate::ring::{Ring, DEFAULT_CAPACITY, MAX_CAPACITY};
 use frame::{AckWriter, Auth, CloseReason, Frame, FrameError, FrameType, Hello};
 use frame::{MAC_LEN, MAX_BODY, MAX_NAME, NONCE_LEN, VERSION};
 use hmac::{Hmac, Mac};
+use persist::{LinkState, Persist, PersistMark};
 use sha2::Sha256;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -145,6 +154,8 @@ pub enum ConfigError {
         "heartbeat interval must be non-zero and shorter than dead_after, frame_timeout non-zero"
     )]
     Timers,
+    #[error("journal: {0}")]
+    Restore(#[from] crate::ring::RestoreError),
 }
 
 /// Why a connection had to end. After one, the connection is unusable; the
@@ -325,6 +336,8 @@ pub struct Endpoint {
     /// When the current connection started (the handshake must finish in time).
     connected_at: Instant,
     counters: Counters,
+    /// Set when the link is journaled (see [`persist`]).
+    persist: Option<Persist>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -373,6 +386,98 @@ fn auth_mac(psk: &[u8], prover: &HelloRec, verifier: &HelloRec, a: &Auth) -> Hma
 impl Endpoint {
     /// A new endpoint with a fresh random epoch and empty rings, not connected.
     pub fn new(config: LinkConfig, now: Instant) -> Result<Self, ConfigError> {
+        Self::check(&config)?;
+        let mut e = [0u8; 8];
+        let mut epoch = 0;
+        while epoch == 0 {
+            random_bytes(&mut e);
+            epoch = u64::from_be_bytes(e);
+        }
+        let cap = config.capacity;
+        Ok(Self::build(
+            config,
+            epoch,
+            Ring::new(cap),
+            RxRing::new(cap),
+            now,
+        ))
+    }
+
+    /// A new endpoint (as [`new`](Self::new)) whose changes are journaled as link
+    /// number `link` (see [`persist`]): it reports records through
+    /// [`take_records`](Self::take_records) and keeps every promise that depends on
+    /// them until [`records_durable`](Self::records_durable).
+    pub fn with_journal(config: LinkConfig, link: u32, now: Instant) -> Result<Self, ConfigError> {
+        let mut e = Self::new(config, now)?;
+        e.persist = Some(Persist::new(link));
+        Ok(e)
+    }
+
+    /// The endpoint a journal remembers (see [`persist`]): same epoch, same peer
+    /// view, unprocessed messages held again. Journaled as link number `link`.
+    pub fn restore(
+        config: LinkConfig,
+        link: u32,
+        state: LinkState,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
+        Self::check(&config)?;
+        let cap = config.capacity;
+        // The ring takes back what fits; the rest stays a backlog on disk.
+        let ring_high = state.tx.ring_high();
+        let backlog_high = state.tx.high;
+        // Client references of the backlog, in seq order (a ring smaller than in
+        // the run that wrote the journal leaves some held messages beyond it).
+        let mut beyond: Vec<(u64, u64)> = state
+            .tx
+            .backlog
+            .range(ring_high + 1..)
+            .map(|(&s, &r)| (s, r))
+            .collect();
+        beyond.extend(
+            state
+                .tx
+                .slots
+                .range(ring_high + 1..)
+                .filter_map(|(&s, h)| match h {
+                    crate::ring::Held::Message(m) => Some((s, m.client_ref)),
+                    crate::ring::Held::Outcome(_) => None,
+                }),
+        );
+        beyond.sort_unstable();
+        let backlog_refs: VecDeque<u64> = beyond.into_iter().map(|(_, r)| r).collect();
+        let tx = Ring::restore(
+            cap,
+            state.tx.base,
+            ring_high,
+            state.tx.slots.into_iter().filter(|(s, _)| *s <= ring_high),
+        )?;
+        let rx = RxRing::restore(cap, state.rx.base, state.rx.high, state.rx.slots)?;
+        let id = state.identity;
+        let mark = PersistMark {
+            tx_accepted: backlog_high.max(tx.cursors().last_retrieved),
+            rx_stored: rx.cursors().last_stored,
+            rx_processed: rx.cursors().last_processed,
+            tx_processed: tx.cursors().last_processed,
+            rx_outcomes: 0,
+        };
+        let cursors = (tx.cursors(), rx.cursors());
+        let mut e = Self::build(config, id.epoch.max(1), tx, rx, now);
+        e.rx_peer_epoch = id.peer_epoch;
+        e.rx_offset = id.rx_offset;
+        e.rx_epoch_floor = id.rx_epoch_floor;
+        e.confirm_sent_upto = e.rx.cursors().last_stored;
+        e.next_transmit = e.tx.cursors().last_processed + 1;
+        let mut p = Persist::restored(link, mark, cursors);
+        if backlog_high > ring_high {
+            p.backlog_high = backlog_high;
+            p.backlog_refs = backlog_refs;
+        }
+        e.persist = Some(p);
+        Ok(e)
+    }
+
+    fn check(config: &LinkConfig) -> Result<(), ConfigError> {
         if config.name.len() > MAX_NAME {
             return Err(ConfigError::NameTooLong);
         }
@@ -388,16 +493,14 @@ impl Endpoint {
         {
             return Err(ConfigError::Timers);
         }
-        let mut e = [0u8; 8];
-        let mut epoch = 0;
-        while epoch == 0 {
-            random_bytes(&mut e);
-            epoch = u64::from_be_bytes(e);
-        }
+        Ok(())
+    }
+
+    fn build(config: LinkConfig, epoch: u64, tx: Ring, rx: RxRing, now: Instant) -> Self {
         let cap = config.capacity;
-        Ok(Endpoint {
-            tx: Ring::new(cap),
-            rx: RxRing::new(cap),
+        Endpoint {
+            tx,
+            rx,
             conn: Conn::Idle,
             events: VecDeque::with_capacity(4 * cap + 16),
             ctrl: Vec::with_capacity(512),
@@ -417,7 +520,8 @@ impl Endpoint {
             counters: Counters::default(),
             epoch,
             config,
-        })
+            persist: None,
+        }
     }
 
     // ---- getters ----
@@ -478,26 +582,191 @@ impl Endpoint {
         }
     }
 
+    // ---- persistence (see [`persist`]) ----
+
+    /// The link's changes are journaled.
+    pub fn is_journaled(&self) -> bool {
+        self.persist.is_some()
+    }
+
+    /// Move the records since the last call into `out`; `None` when the link is not
+    /// journaled. Hand the mark to [`records_durable`](Self::records_durable) once
+    /// every record drained so far is durable.
+    pub fn take_records(&mut self, out: &mut Vec<Record>) -> Option<PersistMark> {
+        let cursors = (self.tx.cursors(), self.rx.cursors());
+        let identity = self
+            .persist
+            .as_ref()?
+            .identity_dirty()
+            .then(|| self.identity());
+        let p = self.persist.as_mut()?;
+        Some(p.drain(identity, cursors, out))
+    }
+
+    /// What the journal's `Identity` record says about this link now.
+    pub fn identity(&self) -> LinkIdentity {
+        LinkIdentity {
+            name: self.config.name.clone(),
+            epoch: self.epoch,
+            peer_epoch: self.rx_peer_epoch,
+            rx_offset: self.rx_offset,
+            rx_epoch_floor: self.rx_epoch_floor,
+        }
+    }
+
+    /// The records behind `mark` are durable: what waited for them may go out.
+    /// Returns the tx seqs that became durable with it (empty if none).
+    pub fn records_durable(&mut self, mark: PersistMark) -> std::ops::Range<u64> {
+        // Not up: the handshake announces them from the ring.
+        let up = self.is_up();
+        let Some(p) = self.persist.as_mut() else {
+            return 0..0;
+        };
+        let before = p.durable.tx_accepted;
+        let floor = self.rx_epoch_floor;
+        let pending = &mut self.pending_processed;
+        p.make_durable(mark, &mut |seq| {
+            if up && seq > floor {
+                pending.push_back(seq);
+            }
+        });
+        before + 1..p.durable.tx_accepted + 1
+    }
+
+    /// Highest tx seq whose `Accepted` record is durable (every accepted seq
+    /// without a journal).
+    pub fn tx_durable(&self) -> u64 {
+        match &self.persist {
+            Some(p) => p.durable.tx_accepted,
+            None => self.tx.cursors().last_retrieved,
+        }
+    }
+
+    /// Highest rx seq that was rebuilt from the journal at start (0: none): a
+    /// message up to it may have been handed on before the restart.
+    pub fn rx_restored(&self) -> u64 {
+        self.persist.as_ref().map_or(0, |p| p.rx_restored)
+    }
+
+    /// `send` refuses because the journal has no room (see
+    /// [`set_journal_full`](Self::set_journal_full)).
+    pub fn is_journal_full(&self) -> bool {
+        self.persist.as_ref().is_some_and(|p| p.full)
+    }
+
+    /// Messages accepted beyond the ring, waiting on disk for a slot.
+    pub fn backlog(&self) -> u64 {
+        let ring_high = self.tx.cursors().last_retrieved;
+        self.persist
+            .as_ref()
+            .map_or(0, |p| p.backlog_high.saturating_sub(ring_high))
+    }
+
+    /// The seq of the backlog message the ring has room for now, if any: read it
+    /// back from the journal and hand it to [`load_backlog`](Self::load_backlog).
+    pub fn backlog_next(&self) -> Option<u64> {
+        (self.backlog() > 0 && !self.tx.is_full()).then(|| self.tx.cursors().last_retrieved + 1)
+    }
+
+    /// The backlog message `seq`, read back from the journal, takes its slot.
+    /// Returns false (nothing changes) unless `seq` is [`backlog_next`](Self::backlog_next).
+    pub fn load_backlog(&mut self, seq: u64, message: &Message) -> bool {
+        if self.backlog_next() != Some(seq) || self.tx.push(message).is_err() {
+            return false;
+        }
+        if let Some(p) = self.persist.as_mut() {
+            p.backlog_refs.pop_front();
+        }
+        true
+    }
+
+    /// The client reference of tx `seq`, in the ring or in the backlog.
+    pub fn tx_client_ref(&self, seq: u64) -> Option<u64> {
+        if let Some(slot) = self.tx.slot(seq) {
+            return Some(slot.message.client_ref);
+        }
+        let ring_high = self.tx.cursors().last_retrieved;
+        let p = self.persist.as_ref()?;
+        let i = seq.checked_sub(ring_high + 1)?;
+        p.backlog_refs.get(usize::try_from(i).ok()?).copied()
+    }
+
+    /// The journal has no room for new messages: `send` refuses until it has.
+    pub fn set_journal_full(&mut self, full: bool) {
+        if let Some(p) = self.persist.as_mut() {
+            p.full = full;
+        }
+    }
+
+    /// Highest local rx seq that may be confirmed to the peer (durably stored).
+    fn rx_confirmable(&self) -> u64 {
+        let stored = self.rx.cursors().last_stored;
+        match &self.persist {
+            Some(p) => stored.min(p.durable.rx_stored),
+            None => stored,
+        }
+    }
+
+    /// Highest local rx seq the peer may send (its slot's outcome is durable).
+    fn rx_limit_local(&self) -> u64 {
+        match &self.persist {
+            Some(p) => p.durable.rx_processed + self.rx.capacity() as u64,
+            None => self.rx.limit(),
+        }
+    }
+
     // ---- application commands ----
 
     /// Accept a message from the local source (Retrieved). Works connected or not.
     /// Returns its seq, echoed in every [`Event::StatusChanged`].
+    ///
+    /// A journaled endpoint also takes messages while its ring is full (overflow
+    /// to disk): they get the next seqs at once, live only in the journal, and
+    /// enter the ring in order as it frees slots (the driver reads them back,
+    /// see [`backlog_next`](Self::backlog_next)). Only a full journal refuses.
     pub fn send(&mut self, message: &Message) -> Result<u64, Full> {
-        self.tx.push(message)
+        let ring_high = self.tx.cursors().last_retrieved;
+        let ring_full = self.tx.is_full();
+        if let Some(p) = self.persist.as_mut() {
+            if p.full {
+                return Err(Full {
+                    capacity: self.tx.capacity(),
+                });
+            }
+            if ring_full || p.backlog_high > ring_high {
+                let seq = p.backlog_high.max(ring_high) + 1;
+                p.backlog_high = seq;
+                p.backlog_refs.push_back(message.client_ref);
+                p.accepted(Direction::Tx, seq, message);
+                return Ok(seq);
+            }
+        }
+        let seq = self.tx.push(message)?;
+        if let Some(p) = self.persist.as_mut() {
+            p.accepted(Direction::Tx, seq, message);
+        }
+        Ok(seq)
     }
 
     /// The next message from the peer, in order, exactly once (local seq). Call
     /// [`mark_processed`](Self::mark_processed) once it has been handed on.
+    ///
+    /// A journaled endpoint hands out only messages whose record is durable: the
+    /// application never acts on one a crash could take back.
     pub fn next_received(&mut self) -> Option<(u64, &Message)> {
-        self.rx.deliver_next()
+        let limit = self.rx_confirmable();
+        self.rx.deliver_next_upto(limit)
     }
 
     /// Report what became of a delivered message; the outcome goes back to the
     /// peer, which then frees its slot. Any order is fine.
     pub fn mark_processed(&mut self, seq: u64, outcome: Outcome) -> Result<(), RingError> {
         self.rx.process(seq, outcome)?;
-        if seq > self.rx_epoch_floor {
-            self.pending_processed.push_back(seq);
+        match self.persist.as_mut() {
+            // Announced once the record is durable (`records_durable`).
+            Some(p) => p.processed(Direction::Rx, seq, outcome),
+            None if seq > self.rx_epoch_floor => self.pending_processed.push_back(seq),
+            None => {}
         }
         Ok(())
     }
@@ -747,7 +1016,7 @@ impl Endpoint {
     }
 
     fn rx_limit_wire(&self, offset: u64) -> u64 {
-        self.rx.limit().wrapping_sub(offset)
+        self.rx_limit_local().wrapping_sub(offset)
     }
 
     fn handle_frame(&mut self, f: Frame<'_>) -> Result<(), LinkError> {
@@ -805,6 +1074,12 @@ impl Endpoint {
                 .wrapping_sub(h.tx_last_processed)
         };
         let last_stored_wire = self.rx.cursors().last_stored.wrapping_sub(offset);
+        // What we announce holding: a journaled endpoint only what is durable.
+        let announced_wire = if same_epoch {
+            self.rx_confirmable().wrapping_sub(offset)
+        } else {
+            last_stored_wire
+        };
         if h.tx_last_processed > last_stored_wire {
             // Same epoch, but the peer claims outcomes for seqs we never stored.
             return Err(LinkError::SeqOutsideWindow {
@@ -823,7 +1098,9 @@ impl Endpoint {
             self.rx.cursors().last_stored
         };
         let known_local = h.tx_last_processed.wrapping_add(offset).max(floor);
-        let safe_limit = self.rx.limit().min(known_local + self.rx.capacity() as u64);
+        let safe_limit = self
+            .rx_limit_local()
+            .min(known_local + self.rx.capacity() as u64);
         let plan = RxPlan {
             offset,
             new_epoch: !same_epoch,
@@ -832,7 +1109,7 @@ impl Endpoint {
         let mut auth = Auth {
             mac: [0; MAC_LEN],
             known_sender_epoch: self.rx_peer_epoch.unwrap_or(0),
-            rx_last_stored: last_stored_wire,
+            rx_last_stored: announced_wire,
             rx_limit: plan.limit_wire,
         };
         let tag = auth_mac(&self.config.psk, &me, &peer, &auth)
@@ -904,19 +1181,33 @@ impl Endpoint {
             self.rx_epoch_floor = self.rx.cursors().last_stored;
             self.rx_peer_epoch = Some(peer.epoch);
         }
+        if plan.new_epoch || self.rx_offset != plan.offset {
+            if let Some(p) = self.persist.as_mut() {
+                p.identity_changed();
+            }
+        }
         self.rx_offset = plan.offset;
         let rc = self.rx.cursors();
-        self.confirm_sent_upto = rc.last_stored;
+        // As announced in our AUTH (see `on_hello`).
+        self.confirm_sent_upto = if plan.new_epoch {
+            rc.last_stored
+        } else {
+            self.rx_confirmable()
+        };
         self.rx_limit_sent = plan.limit_wire;
-        // Outcomes the peer may not have: everything Processed above its cursor.
+        // Outcomes the peer may not have: everything Processed above its cursor
+        // (a ring restored from a journal may hold some above Last Delivered), except
+        // outcomes not yet durable: `records_durable` announces those.
         self.pending_processed.clear();
         let from = peer
             .tx_last_processed
             .wrapping_add(plan.offset)
             .max(self.rx_epoch_floor);
-        for seq in from + 1..=rc.last_delivered {
+        let unsynced = self.persist.as_ref().map(|p| &p.unsynced_outcomes);
+        for seq in from + 1..=rc.last_stored {
             if let Some(slot) = self.rx.slot(seq) {
-                if slot.state == crate::ring::RxState::Processed {
+                let durable = unsynced.is_none_or(|u| !u.iter().any(|&(_, s)| s == seq));
+                if slot.state == crate::ring::RxState::Processed && durable {
                     self.pending_processed.push_back(seq);
                 }
             }
@@ -962,6 +1253,9 @@ impl Endpoint {
         let local = d.seq.wrapping_add(self.rx_offset);
         match self.rx.store(local, d.from, d.to, d.coding, d.payload)? {
             Stored::New => {
+                if let (Some(p), Some(slot)) = (self.persist.as_mut(), self.rx.slot(local)) {
+                    p.accepted(Direction::Rx, local, &slot.message);
+                }
                 self.counters.data_received += 1;
                 self.events.push_back(Event::Received { seq: local });
             }
@@ -984,6 +1278,9 @@ impl Endpoint {
             let (lo, hi) = self.clip_run(run)?;
             for seq in lo..=hi {
                 if self.tx.process(seq, outcome)? {
+                    if let Some(p) = self.persist.as_mut() {
+                        p.processed(Direction::Tx, seq, outcome);
+                    }
                     let client_ref = self.tx.slot(seq).map_or(0, |s| s.message.client_ref);
                     self.events.push_back(Event::StatusChanged {
                         seq,
@@ -1016,7 +1313,7 @@ impl Endpoint {
     }
 
     fn write_ack(&mut self, buf: &mut Vec<u8>) {
-        let last_stored = self.rx.cursors().last_stored;
+        let last_stored = self.rx_confirmable();
         let limit_now = self.rx_limit_wire(self.rx_offset);
         let confirm = last_stored > self.confirm_sent_upto;
         if !confirm && self.pending_processed.is_empty() && limit_now == self.rx_limit_sent {
@@ -1056,8 +1353,7 @@ impl Endpoint {
     }
 
     fn write_data(&mut self, buf: &mut Vec<u8>, start: usize) {
-        let c = self.tx.cursors();
-        let end = c.last_retrieved.min(self.peer_rx_limit);
+        let end = self.tx_durable().min(self.peer_rx_limit);
         while self.next_transmit <= end && buf.len() - start < self.config.max_transmit {
             let seq = self.next_transmit;
             let Some(slot) = self.tx.slot(seq) else {

@@ -121,6 +121,73 @@ pub enum RingError {
     OutOfOrder { seq: u64, expected: u64 },
 }
 
+/// A journal replay that does not fit the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error(
+    "{held} messages not yet processed (seqs {low}..={high}) exceed the ring's {capacity} slots"
+)]
+pub struct RestoreError {
+    pub held: u64,
+    pub low: u64,
+    pub high: u64,
+    pub capacity: usize,
+}
+
+/// What a journal replay knows of one seq.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Held {
+    /// Not yet Processed: the message is held again.
+    Message(Box<Message>),
+    /// Processed, with its outcome if the journal still has it.
+    Outcome(Option<Outcome>),
+}
+
+/// One seq of a journal replay.
+pub type RestoredSlot = (u64, Held);
+
+/// The rule both rings rebuild by: every seq up to `base`, and every seq in
+/// `(base, high]` missing from `slots` (its records were released), is Processed;
+/// the slots of the last `capacity` seqs up to `high` are filled by `fill`. Returns
+/// Last Processed; every held seq must lie within `capacity` of it.
+fn restore_window(
+    capacity: usize,
+    base: u64,
+    high: u64,
+    slots: impl IntoIterator<Item = RestoredSlot>,
+    mut fill: impl FnMut(u64, Held),
+) -> Result<u64, RestoreError> {
+    let low = high.saturating_sub(capacity as u64);
+    for seq in low + 1..=high {
+        fill(seq, Held::Outcome(None));
+    }
+    let mut oldest_held = None;
+    for (seq, held) in slots {
+        if seq > high {
+            continue;
+        }
+        let held = match held {
+            Held::Message(_) if seq <= base => Held::Outcome(None),
+            h => h,
+        };
+        if matches!(held, Held::Message(_)) {
+            oldest_held = Some(oldest_held.map_or(seq, |o: u64| o.min(seq)));
+        }
+        if seq > low {
+            fill(seq, held);
+        }
+    }
+    let last_processed = oldest_held.map_or(high, |o| o - 1);
+    if last_processed < low {
+        return Err(RestoreError {
+            held: high - last_processed,
+            low: last_processed + 1,
+            high,
+            capacity,
+        });
+    }
+    Ok(last_processed)
+}
+
 /// One slot of the sending ring.
 #[derive(Debug, Clone)]
 pub struct Slot {
@@ -337,6 +404,45 @@ impl Ring {
         changed
     }
 
+    /// Rebuild a sending ring from a journal replay: every seq up to `base`, and
+    /// every seq in `(base, high]` missing from `slots` (its records were released),
+    /// is Processed; each message held is Sent again (it may have reached the peer
+    /// before the restart; it goes out again, and the peer, which recognises seqs,
+    /// ignores what it holds); a Processed one keeps its outcome. Only the last
+    /// `capacity` seqs up to `high` get slots: every held one must be among them.
+    pub fn restore(
+        capacity: usize,
+        base: u64,
+        high: u64,
+        slots: impl IntoIterator<Item = RestoredSlot>,
+    ) -> Result<Self, RestoreError> {
+        let mut ring = Ring::new(capacity);
+        let cap = ring.capacity();
+        let last_processed = restore_window(cap, base, high, slots, |seq, held| {
+            let i = (seq % cap as u64) as usize;
+            let slot = &mut ring.slots[i];
+            slot.seq = seq;
+            match held {
+                Held::Message(m) => {
+                    slot.message.copy_from(&m);
+                    slot.state = SlotState::Sent;
+                }
+                Held::Outcome(o) => {
+                    slot.outcome = o;
+                    slot.state = SlotState::Processed;
+                }
+            }
+        })?;
+        ring.cursors = Cursors {
+            last_retrieved: high,
+            last_sent: high,
+            last_confirmed: last_processed,
+            last_processed,
+        };
+        ring.advance();
+        Ok(ring)
+    }
+
     fn advance(&mut self) {
         let c = &mut self.cursors;
         let cap = self.slots.len() as u64;
@@ -487,16 +593,68 @@ impl RxRing {
     }
 
     /// Hand the next stored message to the application, in order. Moves Last Delivered.
+    /// A slot already Processed (restored from a journal: the application had
+    /// handed it on out of order before a restart) is passed over, never delivered
+    /// twice.
     pub fn deliver_next(&mut self) -> Option<(u64, &Message)> {
-        if self.cursors.last_delivered >= self.cursors.last_stored {
-            return None;
+        self.deliver_next_upto(self.cursors.last_stored)
+    }
+
+    /// [`deliver_next`](Self::deliver_next), but no message above `limit` (for
+    /// example what a journal has not made durable yet).
+    pub fn deliver_next_upto(&mut self, limit: u64) -> Option<(u64, &Message)> {
+        let limit = limit.min(self.cursors.last_stored);
+        loop {
+            if self.cursors.last_delivered >= limit {
+                return None;
+            }
+            let seq = self.cursors.last_delivered + 1;
+            self.cursors.last_delivered = seq;
+            let i = self.index(seq);
+            if self.slots[i].state == RxState::Processed {
+                continue;
+            }
+            let slot = &mut self.slots[i];
+            slot.state = RxState::Delivered;
+            return Some((seq, &slot.message));
         }
-        let seq = self.cursors.last_delivered + 1;
-        self.cursors.last_delivered = seq;
-        let i = self.index(seq);
-        let slot = &mut self.slots[i];
-        slot.state = RxState::Delivered;
-        Some((seq, &slot.message))
+    }
+
+    /// Rebuild a receiving ring from a journal replay (the same rule as
+    /// [`Ring::restore`]):
+    /// each message held is Stored again, delivered anew; a Processed one keeps its
+    /// outcome (announced again to the peer) and is never delivered again. Last
+    /// Delivered restarts at Last Processed.
+    pub fn restore(
+        capacity: usize,
+        base: u64,
+        high: u64,
+        slots: impl IntoIterator<Item = RestoredSlot>,
+    ) -> Result<Self, RestoreError> {
+        let mut ring = RxRing::new(capacity);
+        let cap = ring.capacity();
+        let last_processed = restore_window(cap, base, high, slots, |seq, held| {
+            let i = (seq % cap as u64) as usize;
+            let slot = &mut ring.slots[i];
+            slot.seq = seq;
+            match held {
+                Held::Message(m) => {
+                    slot.message.copy_from(&m);
+                    slot.message.client_ref = 0;
+                    slot.state = RxState::Stored;
+                }
+                Held::Outcome(o) => {
+                    slot.outcome = o;
+                    slot.state = RxState::Processed;
+                }
+            }
+        })?;
+        ring.cursors = RxCursors {
+            last_stored: high,
+            last_delivered: last_processed,
+            last_processed,
+        };
+        Ok(ring)
     }
 
     /// The application handed `seq` on with `outcome`. Must be Delivered; moves Last

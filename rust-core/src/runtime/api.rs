@@ -268,6 +268,9 @@ pub struct LinkStats {
     pub tx_in_use: usize,
     /// Messages in the receiving ring not yet Processed.
     pub rx_in_use: usize,
+    /// Messages taken while the sending ring was full, waiting in the journal for
+    /// a slot (overflow to disk; 0 without a journal).
+    pub tx_backlog: u64,
     pub counters: Counters,
     pub connects: u64,
     pub refused_connections: u64,

@@ -23,7 +23,10 @@ use super::smsc_driver::SmscDriver;
 use super::spsc::{self, Consumer, Producer};
 use super::Backoff;
 use crate::bridge::Bridge;
+use crate::journal::FsStorage;
+use crate::link::persist::{LinkState, Persistence};
 use crate::link::{Endpoint, Event as LinkEvent};
+use crate::ring::SlotState as TxState;
 
 const WAKER: Token = Token(usize::MAX - 1);
 /// Tokens of a link: its listener, its connection, then its SMSC connections.
@@ -42,11 +45,18 @@ pub(super) fn spawn(
     if config.links.is_empty() {
         return Err(NodeError::Config("a node needs at least one link".into()));
     }
-    if config.journal.is_some() {
-        return Err(NodeError::Config(
-            "the journal is not wired into the node yet".into(),
-        ));
-    }
+    let names: Vec<(&str, usize)> = config
+        .links
+        .iter()
+        .map(|l| (l.config.name.as_str(), l.config.capacity))
+        .collect();
+    let (mut journal, mut restored) = match &config.journal {
+        Some(spec) => {
+            let (journal, states) = open_journal(spec, &names)?;
+            (Some(journal), states)
+        }
+        None => (None, vec![None; names.len()]),
+    };
     let poll = Poll::new()?;
     let waker = Waker::new(poll.registry(), WAKER)?;
     let now = Instant::now();
@@ -57,8 +67,15 @@ pub(super) fn spawn(
     let mut default_route = None;
     let mut ack_room = 64;
     for (id, spec) in config.links.iter().enumerate() {
-        let endpoint = Endpoint::new(spec.config.clone(), now)
-            .map_err(|e| NodeError::Config(format!("link {:?}: {e}", spec.config.name)))?;
+        // Records name the link by its position; the journal's Identity records
+        // map them to names, so a reordered configuration is fine.
+        let number = id as u32;
+        let endpoint = match (&journal, restored[id].take()) {
+            (Some(_), Some(state)) => Endpoint::restore(spec.config.clone(), number, state, now),
+            (Some(_), None) => Endpoint::with_journal(spec.config.clone(), number, now),
+            (None, _) => Endpoint::new(spec.config.clone(), now),
+        }
+        .map_err(|e| NodeError::Config(format!("link {:?}: {e}", spec.config.name)))?;
         let capacity = spec.config.capacity;
         ack_room += capacity;
         let (producer, consumer) = spsc::channel(capacity);
@@ -99,6 +116,8 @@ pub(super) fn spawn(
             serves_smsc: spec.smsc.is_some(),
             producer: Mutex::new((producer, endpoint.tx_cursors().last_retrieved + 1)),
             last_processed: AtomicU64::new(endpoint.tx_cursors().last_processed),
+            journal_full: AtomicBool::new(false),
+            overflow: journal.is_some(),
             local_addr,
             smsc_protocol: spec.smsc.as_ref().map(|s| s.protocol.name()),
         });
@@ -162,7 +181,11 @@ pub(super) fn spawn(
         next_pending_token: PENDING_BASE,
         shutdown_deadline: None,
         metrics,
+        journal: journal.take(),
+        journal_problem: None,
+        durable: Vec::new(),
     };
+    event_loop.announce_restored();
     event_loop.publish_stats();
     let thread = std::thread::Builder::new()
         .name("smslink-node".into())
@@ -184,6 +207,46 @@ struct EventLoop {
     next_pending_token: usize,
     shutdown_deadline: Option<Instant>,
     metrics: Option<MetricsServer>,
+    /// The node's journal (one for every link: one sync per turn covers them all).
+    journal: Option<Persistence<FsStorage>>,
+    /// What last went wrong with the journal, logged once until it clears.
+    journal_problem: Option<String>,
+    /// Tx seqs that became durable in this turn's commit, per link.
+    durable: Vec<(LinkId, std::ops::Range<u64>)>,
+}
+
+/// Open the node's journal and replay it: each configured link's remembered state,
+/// by name. A corrupt journal, a directory another process holds or one that
+/// cannot be written fails the start with the path (and offset) in the error.
+fn open_journal(
+    spec: &JournalSpec,
+    names: &[(&str, usize)],
+) -> Result<(Persistence<FsStorage>, Vec<Option<LinkState>>), NodeError> {
+    let dir = spec.dir.display();
+    let storage = FsStorage::new(&spec.dir)
+        .map_err(|e| NodeError::Config(format!("journal directory {dir}: {e}")))?;
+    let (journal, states, recovery) = Persistence::open(storage, spec.config.clone(), names)
+        .map_err(|e| NodeError::Config(format!("journal {dir}: {e}")))?;
+    let restored = states.iter().filter(|s| s.is_some()).count();
+    crate::slog!(
+        Level::Info,
+        "event=journal_open dir=\"{dir}\" segments={} records={} links_restored={restored}",
+        recovery.segments,
+        recovery.records
+    );
+    if let Some(cut) = &recovery.cut {
+        crate::slog!(
+            Level::Warn,
+            "event=journal_cut path=\"{}\" offset={} repaired={} dropped_records={} dropped_bytes={} reason=\"{}\"",
+            cut.path.display(),
+            cut.offset,
+            cut.repaired,
+            cut.dropped_records,
+            cut.dropped_bytes,
+            cut.damage
+        );
+    }
+    Ok((journal, states))
 }
 
 impl EventLoop {
@@ -223,6 +286,14 @@ impl EventLoop {
 
     fn finish(mut self) -> ShutdownReport {
         let now = Instant::now();
+        // What the last turn stored is made durable, so its acknowledgements may
+        // still go out below.
+        self.commit_journal(now);
+        if let Some(journal) = &mut self.journal {
+            if let Err(e) = journal.flush(now) {
+                crate::slog!(Level::Error, "event=journal_flush_failed error=\"{e}\"");
+            }
+        }
         // The peer must get the last acknowledgements and the CLOSE; bounded so a
         // dead peer cannot hold the shutdown.
         let linger_until = now + Duration::from_millis(500);
@@ -237,7 +308,7 @@ impl EventLoop {
         self.shared.signal_room();
         let links = self.shared.stats.lock().clone();
         ShutdownReport {
-            drained: links.iter().all(|l| l.tx_in_use == 0),
+            drained: links.iter().all(|l| l.tx_in_use == 0 && l.tx_backlog == 0),
             smsc: links.iter().find_map(|l| l.smsc),
             links,
         }
@@ -262,6 +333,11 @@ impl EventLoop {
             link.endpoint.handle_timeout(now);
             link.write(now);
         }
+        if self.journal.is_some() {
+            // With overflow to disk the send queue, not the ring, is the limit: a
+            // sender waiting for room waits for this turn to empty it.
+            self.shared.signal_room();
+        }
         self.drain_link_events();
         // Bridges react to what their link just reported (freed slots, new MT).
         if self
@@ -269,6 +345,16 @@ impl EventLoop {
             .iter()
             .any(|l| matches!(l.role, Role::BufferServer(_)))
         {
+            for link in &mut self.links {
+                link.bridge_turn(&self.poll, now);
+                link.write(now);
+            }
+            self.drain_link_events();
+        }
+        if self.journal.is_some() {
+            // Group commit: every record of this turn in one sync; then what
+            // waited for it (acknowledgements, outcomes, DATA, MO answers) goes out.
+            self.commit_journal(now);
             for link in &mut self.links {
                 link.bridge_turn(&self.poll, now);
                 link.write(now);
@@ -285,6 +371,93 @@ impl EventLoop {
         // cost the loop more than the events themselves).
         if std::mem::take(&mut self.wake_app) {
             self.shared.notifier.notify();
+        }
+    }
+
+    /// Append every link's records, commit once, and tell the application which
+    /// of its messages are now durable.
+    fn commit_journal(&mut self, now: Instant) {
+        let Some(journal) = &mut self.journal else {
+            return;
+        };
+        let mut endpoints: Vec<&mut Endpoint> =
+            self.links.iter_mut().map(|l| &mut l.endpoint).collect();
+        let durable = &mut self.durable;
+        let result = journal.commit(&mut endpoints, now, |link, seqs| {
+            durable.push((link, seqs));
+        });
+        let problem = match result {
+            Ok(report) => report.blocked,
+            Err(e) => Some(e.to_string()),
+        };
+        match (&problem, &self.journal_problem) {
+            (Some(p), last) if last.as_ref() != Some(p) => {
+                crate::slog!(
+                    Level::Error,
+                    "event=journal_blocked dir=\"{}\" error=\"{p}\"",
+                    journal.journal().storage().dir().display()
+                );
+            }
+            (None, Some(_)) => crate::slog!(
+                Level::Info,
+                "event=journal_resumed dir=\"{}\"",
+                journal.journal().storage().dir().display()
+            ),
+            _ => {}
+        }
+        self.journal_problem = problem;
+        for (id, link) in self.links.iter().enumerate() {
+            let full = link.endpoint.is_journal_full();
+            if self.shared.links[id]
+                .journal_full
+                .swap(full, Ordering::AcqRel)
+                && !full
+            {
+                self.shared.signal_room();
+                self.wake_app = true;
+            }
+        }
+        let mut durable = std::mem::take(&mut self.durable);
+        for (id, seqs) in durable.drain(..) {
+            self.emit_durable(id, seqs);
+        }
+        self.durable = durable;
+    }
+
+    /// `Durable` for each seq of an application link (a buffer server's MO are
+    /// answered to the SMSC instead).
+    fn emit_durable(&mut self, id: LinkId, seqs: std::ops::Range<u64>) {
+        if !matches!(self.links[id].role, Role::Application) {
+            return;
+        }
+        for seq in seqs {
+            let client_ref = self.links[id].endpoint.tx_client_ref(seq).unwrap_or(0);
+            self.emit(NodeEvent::Durable {
+                link: id,
+                seq,
+                client_ref,
+            });
+        }
+    }
+
+    /// After a restart, the messages the journal gave back are reported durable
+    /// again: the application may have missed the first report when it stopped.
+    fn announce_restored(&mut self) {
+        for id in 0..self.links.len() {
+            let ep = &self.links[id].endpoint;
+            let ring = ep.tx_ring();
+            let c = ring.cursors();
+            let held = (c.last_processed + 1..=c.last_retrieved)
+                .filter(|&seq| {
+                    ring.slot(seq)
+                        .is_some_and(|s| s.state != TxState::Processed)
+                })
+                .collect::<Vec<_>>();
+            let backlog = c.last_retrieved + 1..c.last_retrieved + 1 + ep.backlog();
+            for seq in held {
+                self.emit_durable(id, seq..seq + 1);
+            }
+            self.emit_durable(id, backlog);
         }
     }
 
@@ -501,6 +674,14 @@ impl EventLoop {
             return Some(now);
         }
         let mut next = self.shutdown_deadline;
+        // A journal that syncs at an interval must be committed again in time.
+        if let Some(t) = self
+            .journal
+            .as_ref()
+            .and_then(|j| j.journal().sync_deadline())
+        {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
         if let Some(t) = self.metrics.as_ref().and_then(|m| m.next_deadline()) {
             next = Some(next.map_or(t, |n| n.min(t)));
         }

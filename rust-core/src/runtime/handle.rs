@@ -84,9 +84,10 @@ impl Node {
         let l = self.sendable(link)?;
         let seq = {
             let mut guard = l.producer.lock();
+            let room = l.room(&guard);
             let (producer, next_seq) = &mut *guard;
             // The queue is as large as the ring, so it has room whenever the ring has.
-            if l.room(*next_seq) == 0 || producer.push(message.clone()).is_err() {
+            if room == 0 || producer.push(message.clone()).is_err() {
                 return Err(l.full(link));
             }
             let seq = *next_seq;
@@ -108,8 +109,8 @@ impl Node {
         let l = self.sendable(link)?;
         let (taken, first) = {
             let mut guard = l.producer.lock();
+            let want = l.room(&guard).min(messages.len());
             let (producer, next_seq) = &mut *guard;
-            let want = l.room(*next_seq).min(messages.len());
             let mut iter = messages[..want].iter().cloned();
             let taken = producer.push_from(&mut iter);
             let first = (taken > 0).then_some(*next_seq);
@@ -149,14 +150,15 @@ impl Node {
             .links
             .get(link)
             .ok_or(NodeError::UnknownLink(link))?;
-        let next_seq = l.producer.lock().1;
-        Ok(l.room(next_seq))
+        let room = l.room(&l.producer.lock());
+        Ok(room)
     }
 
     /// Block until `link` takes at least `min_room` messages (capped at its
     /// capacity; 0 counts as 1) and return the room there is; `Full` when `timeout`
     /// passes first (`None`: no limit), `Stopped` when the node stops. Woken by the
-    /// loop when the link's Processed cursor moves: no polling, no sleeping.
+    /// loop when the link's Processed cursor moves (with a journal, also when it
+    /// took queued messages): no polling, no sleeping.
     pub fn wait_for_room(
         &self,
         link: LinkId,
@@ -167,7 +169,7 @@ impl Node {
         let l = shared.links.get(link).ok_or(NodeError::UnknownLink(link))?;
         let want = min_room.clamp(1, l.capacity.max(1));
         let deadline = timeout.map(|t| Instant::now() + t);
-        let room = || l.room(l.producer.lock().1);
+        let room = || l.room(&l.producer.lock());
         shared.room_waiters.fetch_add(1, Ordering::SeqCst);
         let mut guard = shared.room_lock.lock();
         let result = loop {

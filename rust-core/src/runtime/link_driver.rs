@@ -353,6 +353,7 @@ impl LinkDriver {
     /// the handle and the bridge are empty.
     pub(super) fn is_drained(&self) -> bool {
         self.endpoint.tx_ring().in_use() == 0
+            && self.endpoint.backlog() == 0
             && self.outgoing.is_empty()
             && self.held.is_none()
             && match &self.role {
@@ -401,6 +402,7 @@ impl LinkDriver {
         out.rx = self.endpoint.rx_cursors();
         out.tx_in_use = self.endpoint.tx_ring().in_use();
         out.rx_in_use = self.endpoint.rx_ring().in_use();
+        out.tx_backlog = self.endpoint.backlog();
         out.counters = self.endpoint.counters();
         out.connects = self.connects;
         out.refused_connections = self.refused;

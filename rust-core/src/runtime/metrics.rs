@@ -240,6 +240,12 @@ const SMSC_FAMILIES: &[(&str, &str, &str, SmscGetter)] = &[
         |s| s.mt_resubmitted,
     ),
     (
+        "smslink_smsc_mt_resubmitted_after_restart_total",
+        "counter",
+        "MT restored from the journal and submitted again after a restart (the SMSC may have had them).",
+        |s| s.resubmitted_after_restart,
+    ),
+    (
         "smslink_smsc_status_reports_total",
         "counter",
         "Status reports (delivery receipts) received.",
@@ -314,6 +320,16 @@ pub(super) fn render_text(links: &[LinkStats]) -> String {
             Some(("direction", "rx")),
             l.rx_in_use as u64,
         );
+    }
+    let name = "smslink_link_tx_backlog";
+    header(
+        &mut out,
+        name,
+        "gauge",
+        "Messages waiting in the journal for a slot in the sending ring (overflow to disk).",
+    );
+    for l in links {
+        sample(&mut out, name, &l.name, None, l.tx_backlog);
     }
     let name = "smslink_link_tx_cursor";
     header(

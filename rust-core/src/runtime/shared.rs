@@ -38,15 +38,30 @@ pub(super) struct LinkShared {
     pub(super) producer: Mutex<(Producer<Message>, u64)>,
     /// Published by the loop: the sending ring's Last Processed cursor.
     pub(super) last_processed: AtomicU64,
+    /// Published by the loop: the journal has no room for new messages (its disk
+    /// budget is used up, or the disk is full): the link takes none.
+    pub(super) journal_full: AtomicBool,
+    /// The link has a journal: beyond the ring, messages overflow to disk, so only
+    /// the hand-off queue (as large as the ring) and the journal's budget limit
+    /// what it takes.
+    pub(super) overflow: bool,
     pub(super) local_addr: Option<SocketAddr>,
     /// On a buffer-server link: the SMSC protocol ("cimd2", "smpp").
     pub(super) smsc_protocol: Option<&'static str>,
 }
 
 impl LinkShared {
-    /// Messages the link takes now, given the next seq the ring will give out:
-    /// capacity less those given out and not yet Processed.
-    pub(super) fn room(&self, next_seq: u64) -> usize {
+    /// Messages the link takes now, given the send queue and the next seq the
+    /// ring will give out: capacity less those given out and not yet Processed
+    /// (with overflow to disk: the queue's free slots).
+    pub(super) fn room(&self, queue: &(Producer<Message>, u64)) -> usize {
+        let (producer, next_seq) = (&queue.0, queue.1);
+        if self.journal_full.load(Ordering::Acquire) {
+            return 0;
+        }
+        if self.overflow {
+            return producer.free_slots();
+        }
         let in_flight = next_seq - 1 - self.last_processed.load(Ordering::Acquire);
         (self.capacity as u64).saturating_sub(in_flight) as usize
     }

@@ -221,7 +221,7 @@ pub fn direct(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
         processing_delay: Duration::from_millis(args.smsc_delay_ms),
         mo_rate: if mo > 0 { 1e9 } else { 0.0 },
         mo_count: mo,
-        mo_text: "mo {n} {t}".into(),
+        mo_text: "mo {num} {t}".into(),
         log: false,
         ..SimConfig::for_protocol(args.protocol)
     })?;

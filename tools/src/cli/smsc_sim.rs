@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use smslink::message::Message;
 use smslink::smpp::STATUSES;
 
 use crate::smsc_sim::{AnswerOrder, Protocol, SimConfig, SmscSim};
@@ -43,9 +44,16 @@ pub struct Args {
     /// Destination of MO messages.
     #[arg(long, default_value = "12345")]
     pub mo_to: String,
-    /// MO text; `{n}` becomes the message number.
-    #[arg(long, default_value = "mo #{n}")]
+    /// MO text; `{num}` becomes the message number (1, 2, ...), `{t}` the send time
+    /// in microseconds since the Unix epoch.
+    // (`{n}` works too, but clap prints it as a line break, so help names `{num}`.)
+    #[arg(long, default_value = "mo #{num}")]
     pub mo_text: String,
+    /// Read MO messages to send from standard input, one per line: `FROM TO TEXT...`
+    /// (each goes to the next logged-in client; a bad line is reported on stderr
+    /// and skipped).
+    #[arg(long)]
+    pub mo_stdin: bool,
     /// Append one JSON line per accepted submit to FILE.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
@@ -159,8 +167,42 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         writeln!(err, "smsc-sim: listening on {}", sim.local_addr())?;
         err.flush()?;
     }
+    if args.mo_stdin {
+        let sim = &sim;
+        std::thread::scope(|scope| {
+            scope.spawn(move || inject_from(std::io::stdin().lock(), sim));
+        });
+    }
     sim.join()?;
     Ok(())
+}
+
+/// Sends each `FROM TO TEXT...` line of `input` as an MO; returns at end of input.
+fn inject_from(input: impl std::io::BufRead, sim: &SmscSim) {
+    for (n, line) in input.split(b'\n').enumerate() {
+        let Ok(line) = line else { return };
+        let line = String::from_utf8_lossy(&line);
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_mo_line(line) {
+            Ok(message) => {
+                if sim.inject_mo(&message).is_err() {
+                    return; // the simulator has stopped
+                }
+            }
+            Err(e) => eprintln!("smsc-sim: stdin line {}: {e}", n + 1),
+        }
+    }
+}
+
+fn parse_mo_line(line: &str) -> Result<Message, String> {
+    let mut fields = line.splitn(3, ' ');
+    let (Some(from), Some(to), Some(text)) = (fields.next(), fields.next(), fields.next()) else {
+        return Err("expected FROM TO TEXT".into());
+    };
+    Message::text(from, to, text).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -178,5 +220,16 @@ mod tests {
         );
         assert!(parse_code("ESME_NOPE").is_err());
         assert!(parse_code("0xZZ").is_err());
+    }
+
+    #[test]
+    fn mo_lines_from_stdin() {
+        let m = parse_mo_line("4670000001 12345 hello there").expect("line");
+        assert_eq!(
+            (m.from.as_str(), m.to.as_str(), m.text_str()),
+            ("4670000001", "12345", Some("hello there"))
+        );
+        assert!(parse_mo_line("4670000001 12345").is_err());
+        assert!(parse_mo_line("4670000001 123;45 x").is_err());
     }
 }

@@ -724,7 +724,12 @@ impl Smsc {
             return;
         }
         let n = conn.mo_sent + 1;
-        let mut text = self.config.mo_text.replace("{n}", &n.to_string());
+        let number = n.to_string();
+        let mut text = self
+            .config
+            .mo_text
+            .replace("{num}", &number)
+            .replace("{n}", &number);
         if text.contains("{t}") {
             // Send time, so that a receiver can measure MO latency end to end.
             let micros = SystemTime::now()

@@ -133,7 +133,7 @@ pub struct SimConfig {
     pub mo_count: u64,
     pub mo_from: String,
     pub mo_to: String,
-    /// MO text; `{n}` is replaced by the message's number (1, 2, ...), `{t}` by the
+    /// MO text; `{num}` (or `{n}`) is replaced by the message's number (1, 2, ...), `{t}` by the
     /// send time in microseconds since the Unix epoch.
     pub mo_text: String,
     /// Append one JSON line per accepted submit to this file: `seq`, `from`, `to`,
@@ -199,7 +199,7 @@ impl SimConfig {
             mo_count: 0,
             mo_from: "4670000001".into(),
             mo_to: "12345".into(),
-            mo_text: "mo #{n}".into(),
+            mo_text: "mo #{num}".into(),
             record: None,
             drop_after: None,
             nack_fraction: 0.0,
