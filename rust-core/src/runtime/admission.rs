@@ -295,12 +295,21 @@ impl Admission {
     }
 
     /// When a handshake that started at `since` may be displaced, if a ready
-    /// connection waits.
-    pub fn displace_at(&self, since: Instant) -> Option<Instant> {
+    /// connection that may be served waits.
+    pub fn displace_at(&self, since: Instant, now: Instant) -> Option<Instant> {
         self.pending
             .iter()
-            .any(|p| p.ready)
+            .any(|p| p.ready && self.penalty_left(p.source, now).is_none())
             .then_some(since + self.config.displace_after)
+    }
+
+    /// When a ready connection held back by its source's penalty may be served.
+    pub fn next_eligible(&self, now: Instant) -> Option<Instant> {
+        self.pending
+            .iter()
+            .filter(|p| p.ready)
+            .filter_map(|p| self.penalty_left(p.source, now).map(|left| now + left))
+            .min()
     }
 
     /// When the connection on the link must have finished its handshake.
@@ -533,11 +542,17 @@ mod tests {
             source: Source::of(ip(9)),
             since: t0,
         };
-        assert_eq!(a.displace_at(t0), None, "nobody waits");
+        assert_eq!(a.displace_at(t0, t0), None, "nobody waits");
         a.admit(1, ip(1), t0);
         a.ready(1);
         let at = t0 + Duration::from_secs(1);
-        assert_eq!(a.displace_at(t0), Some(at));
+        assert_eq!(a.displace_at(t0, t0), Some(at));
+        // A candidate whose source is under penalty is no reason to wake up, until
+        // its penalty ends.
+        a.failed(ip(1), t0);
+        assert_eq!(a.displace_at(t0, t0), None);
+        assert_eq!(a.next_eligible(t0), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(a.next_for_link(stuck, at - Duration::from_millis(1)), None);
         assert_eq!(a.next_for_link(stuck, at - Duration::from_millis(1)), None);
         assert_eq!(a.next_for_link(stuck, at), Some(1));
     }

@@ -686,7 +686,7 @@ impl EventLoop {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
         for link in &self.links {
-            if let Some(t) = link.next_deadline() {
+            if let Some(t) = link.next_deadline(now) {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         }

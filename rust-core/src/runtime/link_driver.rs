@@ -320,7 +320,7 @@ impl LinkDriver {
     }
 
     /// The earliest instant anything of this link needs the loop.
-    pub(super) fn next_deadline(&self) -> Option<Instant> {
+    pub(super) fn next_deadline(&self, now: Instant) -> Option<Instant> {
         let retry = self.accept_pause.retry_at();
         let pending = self.admission.next_deadline();
         let stuck = self
@@ -328,7 +328,8 @@ impl LinkDriver {
             .map(|s| s + self.endpoint.config().dead_after);
         let on_link_handshake = self.on_link.filter(|l| !l.up);
         let handshake = on_link_handshake.map(|l| self.admission.handshake_deadline(l.since));
-        let displace = on_link_handshake.and_then(|l| self.admission.displace_at(l.since));
+        let displace = on_link_handshake.and_then(|l| self.admission.displace_at(l.since, now));
+        let eligible = self.admission.next_eligible(now);
         let smsc = match &self.role {
             Role::BufferServer(smsc) => smsc.next_deadline(),
             Role::Application => None,
@@ -341,6 +342,7 @@ impl LinkDriver {
             pending,
             handshake,
             displace,
+            eligible,
             stuck,
             smsc,
         ]
