@@ -274,6 +274,8 @@ pub struct LinkStats {
     pub counters: Counters,
     pub connects: u64,
     pub refused_connections: u64,
+    /// Unauthenticated connections waiting for the link now (listening links).
+    pub pending_connections: usize,
     /// On a buffer-server link: its SMSC side.
     pub smsc: Option<SmscStats>,
     /// Time from first transmission to the peer's confirmation.

@@ -408,6 +408,7 @@ impl LinkDriver {
         out.counters = self.endpoint.counters();
         out.connects = self.connects;
         out.refused_connections = self.refused;
+        out.pending_connections = self.pending.len();
         out.ack_latency = self.ack_latency;
         if out.last_error != self.last_error {
             out.last_error.clone_from(&self.last_error);
