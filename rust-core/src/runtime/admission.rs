@@ -38,7 +38,9 @@ pub struct AdmissionConfig {
     /// A handshake on the link not finished after this long makes way for a ready
     /// waiting connection (longer than the peer's round trip).
     pub displace_after: Duration,
-    /// Longest a ready connection waits for the link.
+    /// Longest a ready connection waits for the link (the link driver makes it at
+    /// least the link's `dead_after` plus `handshake_timeout`, so that a peer coming
+    /// back outlasts its old connection).
     pub max_wait: Duration,
     /// Waiting connections of one link, all sources together.
     pub max_pending: usize,

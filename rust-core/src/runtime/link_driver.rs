@@ -159,6 +159,12 @@ impl LinkDriver {
         now: Instant,
     ) -> Self {
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        // A peer that comes back while its old connection still looks up here must
+        // be able to wait until that one is declared dead.
+        let mut admission = admission;
+        admission.max_wait = admission
+            .max_wait
+            .max(endpoint.config().dead_after + admission.handshake_timeout);
         LinkDriver {
             endpoint,
             role,
