@@ -36,6 +36,18 @@
 // Refused downstream; `error_code` says why.
 #define SMSLINK_OUTCOME_REJECTED 2
 
+// `smslink_event.outcome` of SMSLINK_EVENT_REPORT: the phone has the message.
+#define SMSLINK_REPORT_DELIVERED 1
+
+// The SMSC gave up on the message (`error_code` says why).
+#define SMSLINK_REPORT_FAILED 2
+
+// The message's validity period ran out.
+#define SMSLINK_REPORT_EXPIRED 3
+
+// Not final: the SMSC holds the message and keeps trying.
+#define SMSLINK_REPORT_ENROUTE 4
+
 // Bytes of an address array: 20 characters and the NUL.
 #define SMSLINK_ADDRESS_SIZE 21
 
@@ -139,6 +151,10 @@ enum smslink_event_type
   // A message this side sent (`link`, `seq`, `client_ref`) is in the node's
   // journal and synced: it survives a crash from now on (nodes with a journal).
   SMSLINK_EVENT_DURABLE = 8,
+  // A delivery report on a message this side sent with `client_ref`: `outcome`
+  // is one of SMSLINK_REPORT_*, `error_code` the SMSC's error (0: none). All
+  // parts of a long message are folded into one report; nothing to acknowledge.
+  SMSLINK_EVENT_REPORT = 9,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -641,6 +657,22 @@ smslink_result smslink_config_set_event_capacity(struct smslink_config *config, 
 //
 // Thread safety: one thread at a time per configuration.
 smslink_result smslink_config_set_metrics_listen(struct smslink_config *config, const char *addr);
+
+// Keep both rings of every link in a journal in directory `dir`, so that a crash of
+// the process (kill -9, power cut) loses nothing the node confirmed: the node then
+// reports `SMSLINK_EVENT_DURABLE` for each message sent once it is on disk. One
+// directory per node (a second node on it is refused at start). `sync` is when
+// records are made durable: "always" (before every confirmation that depends on
+// them; NULL means this), "interval:<ms>" (at most every <ms>) or "off" (the OS
+// decides: survives a process crash, not a power cut). `max_disk_bytes` bounds the
+// disk it uses (0: 1 GiB); when it is full, sends are refused as when the ring is
+// full. `dir` NULL turns the journal off again.
+//
+// Thread safety: one thread at a time per configuration.
+smslink_result smslink_config_set_journal(struct smslink_config *config,
+                                          const char *dir,
+                                          const char *sync,
+                                          uint64_t max_disk_bytes);
 
 // Report the outcome of a received message (`link`, `seq` from its RECEIVED
 // event) once it is safely handed on: `outcome` is SMSLINK_OUTCOME_ACCEPTED, or

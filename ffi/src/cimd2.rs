@@ -100,7 +100,7 @@ pub unsafe extern "C" fn smslink_cimd2_packet_to_message(
         let packet = unsafe { arg_ref(packet, "packet") }?;
         let out = out_ptr(out, "out")?;
         let m = message_from_packet(&packet.packet).map_err(|e| Error::invalid(e.to_string()))?;
-        write_out(out, smslink_message::from_message(&m));
+        write_out(out, smslink_message::from_message(&m)?);
         Ok(())
     })
 }

@@ -6,8 +6,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use smslink_core::cimd2::session::ClientConfig;
+use smslink_core::journal::SyncPolicy;
 use smslink_core::link::LinkConfig;
-use smslink_core::runtime::{LinkSpec, NodeConfig, SmscSpec, Transport};
+use smslink_core::runtime::{JournalSpec, LinkSpec, NodeConfig, SmscSpec, Transport};
 
 use crate::abi::{
     arg_bytes, arg_mut, arg_ref, arg_str, guard, guard_void, out_ptr, write_out, BoxHandle, Error,
@@ -381,6 +382,49 @@ pub unsafe extern "C" fn smslink_config_set_metrics_listen(
         } else {
             Some(socket_addr(unsafe { arg_str(addr, "addr") }?)?)
         };
+        Ok(())
+    })
+}
+
+/// Keep both rings of every link in a journal in directory `dir`, so that a crash of
+/// the process (kill -9, power cut) loses nothing the node confirmed: the node then
+/// reports `SMSLINK_EVENT_DURABLE` for each message sent once it is on disk. One
+/// directory per node (a second node on it is refused at start). `sync` is when
+/// records are made durable: "always" (before every confirmation that depends on
+/// them; NULL means this), "interval:<ms>" (at most every <ms>) or "off" (the OS
+/// decides: survives a process crash, not a power cut). `max_disk_bytes` bounds the
+/// disk it uses (0: 1 GiB); when it is full, sends are refused as when the ring is
+/// full. `dir` NULL turns the journal off again.
+///
+/// Thread safety: one thread at a time per configuration.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_config_set_journal(
+    config: *mut smslink_config,
+    dir: *const c_char,
+    sync: *const c_char,
+    max_disk_bytes: u64,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let config = unsafe { arg_mut(config, "config") }?;
+        if dir.is_null() {
+            config.config.journal = None;
+            return Ok(());
+        }
+        let dir = unsafe { arg_str(dir, "dir") }?;
+        if dir.is_empty() {
+            return Err(Error::invalid("the journal directory must not be empty"));
+        }
+        let mut spec = JournalSpec::new(dir);
+        if !sync.is_null() {
+            spec.config.sync = unsafe { arg_str(sync, "sync") }?
+                .parse::<SyncPolicy>()
+                .map_err(Error::invalid)?;
+        }
+        if max_disk_bytes > 0 {
+            spec.config.set_max_disk_bytes(max_disk_bytes);
+        }
+        config.config.journal = Some(spec);
         Ok(())
     })
 }

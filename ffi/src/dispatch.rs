@@ -87,7 +87,7 @@ pub unsafe extern "C" fn smslink_node_poll_event(
         let ev = node
             .next_event()
             .ok_or_else(|| Error::new(SMSLINK_EMPTY, "no event waiting"))?;
-        write_out(out, smslink_event::from_event(&ev));
+        write_out(out, smslink_event::from_event(&ev)?);
         Ok(())
     })
 }
@@ -111,7 +111,7 @@ pub unsafe extern "C" fn smslink_node_wait_event(
         let ev = handle
             .wait_next_event(timeout_ms)
             .ok_or_else(|| Error::new(SMSLINK_EMPTY, "no event within the timeout"))?;
-        write_out(out, smslink_event::from_event(&ev));
+        write_out(out, smslink_event::from_event(&ev)?);
         Ok(())
     })
 }
@@ -149,7 +149,7 @@ pub unsafe extern "C" fn smslink_node_dispatch(
         not_in_callback(node, "dispatching")?;
         let mut next = handle.wait_next_event(timeout_ms);
         while let Some(ev) = next {
-            let c_event = smslink_event::from_event(&ev);
+            let c_event = smslink_event::from_event(&ev)?;
             IN_CALLBACK.with(|c| c.borrow_mut().push(node as usize));
             // SAFETY: a C function pointer given by the caller; the event lives on
             // our stack for the whole call.

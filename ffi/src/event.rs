@@ -3,10 +3,11 @@
 
 use std::ffi::{c_char, c_int};
 
+use smslink_core::message::ReportState;
 use smslink_core::ring::{Outcome, SlotState};
 use smslink_core::runtime::NodeEvent;
 
-use crate::abi::fill_c_array;
+use crate::abi::{fill_c_array, Error};
 use crate::message::{
     smslink_message, SMSLINK_ADDRESS_SIZE, SMSLINK_CODING_TEXT, SMSLINK_PAYLOAD_SIZE,
 };
@@ -43,7 +44,20 @@ pub enum smslink_event_type {
     /// A message this side sent (`link`, `seq`, `client_ref`) is in the node's
     /// journal and synced: it survives a crash from now on (nodes with a journal).
     SMSLINK_EVENT_DURABLE = 8,
+    /// A delivery report on a message this side sent with `client_ref`: `outcome`
+    /// is one of SMSLINK_REPORT_*, `error_code` the SMSC's error (0: none). All
+    /// parts of a long message are folded into one report; nothing to acknowledge.
+    SMSLINK_EVENT_REPORT = 9,
 }
+
+/// `smslink_event.outcome` of SMSLINK_EVENT_REPORT: the phone has the message.
+pub const SMSLINK_REPORT_DELIVERED: u32 = 1;
+/// The SMSC gave up on the message (`error_code` says why).
+pub const SMSLINK_REPORT_FAILED: u32 = 2;
+/// The message's validity period ran out.
+pub const SMSLINK_REPORT_EXPIRED: u32 = 3;
+/// Not final: the SMSC holds the message and keeps trying.
+pub const SMSLINK_REPORT_ENROUTE: u32 = 4;
 
 /// Stage of a sent message, in `smslink_event.state`.
 #[repr(u32)]
@@ -106,9 +120,11 @@ impl smslink_event {
         }
     }
 
-    pub(crate) fn from_event(ev: &NodeEvent) -> smslink_event {
+    /// The C form of `ev`; an error when a received message is longer than
+    /// SMSLINK_MAX_PAYLOAD (the struct cannot hold it).
+    pub(crate) fn from_event(ev: &NodeEvent) -> Result<smslink_event, Error> {
         use smslink_event_type::*;
-        match ev {
+        Ok(match ev {
             NodeEvent::LinkUp { link, peer } => {
                 let mut e = Self::empty(SMSLINK_EVENT_LINK_UP);
                 e.link = *link as u32;
@@ -126,7 +142,7 @@ impl smslink_event {
                 e.link = *link as u32;
                 e.seq = *seq;
                 e.client_ref = message.client_ref;
-                e.message = smslink_message::from_message(message);
+                e.message = smslink_message::from_message(message)?;
                 e
             }
             NodeEvent::Status {
@@ -167,6 +183,25 @@ impl smslink_event {
                 e.client_ref = *client_ref;
                 e
             }
+            NodeEvent::Report {
+                link,
+                client_ref,
+                state,
+                error,
+                ..
+            } => {
+                let mut e = Self::empty(SMSLINK_EVENT_REPORT);
+                e.link = *link as u32;
+                e.client_ref = *client_ref;
+                e.outcome = match state {
+                    ReportState::Delivered => SMSLINK_REPORT_DELIVERED,
+                    ReportState::Failed => SMSLINK_REPORT_FAILED,
+                    ReportState::Expired => SMSLINK_REPORT_EXPIRED,
+                    ReportState::Enroute => SMSLINK_REPORT_ENROUTE,
+                };
+                e.error_code = *error;
+                e
+            }
             NodeEvent::SmscUp { .. } => Self::empty(SMSLINK_EVENT_SMSC_UP),
             NodeEvent::SmscDown { reason, .. } => {
                 let mut e = Self::empty(SMSLINK_EVENT_SMSC_DOWN);
@@ -178,7 +213,7 @@ impl smslink_event {
                 fill_c_array(&mut e.detail, detail);
                 e
             }
-        }
+        })
     }
 }
 

@@ -6,6 +6,7 @@ use std::ffi::c_char;
 use smslink_core::message::{Coding, Message, MAX_ADDRESS, MAX_PAYLOAD};
 
 use crate::abi::{fill_c_array, read_c_array, Error};
+use crate::result::smslink_result::SMSLINK_BUFFER_TOO_SMALL;
 
 /// Bytes of an address array: 20 characters and the NUL.
 pub const SMSLINK_ADDRESS_SIZE: usize = 21;
@@ -20,8 +21,9 @@ pub const SMSLINK_CODING_TEXT: u32 = 0;
 pub const SMSLINK_CODING_BINARY: u32 = 1;
 
 const _: () = assert!(SMSLINK_ADDRESS_SIZE == MAX_ADDRESS + 1);
-const _: () = assert!(SMSLINK_PAYLOAD_SIZE == MAX_PAYLOAD + 1);
-const _: () = assert!(SMSLINK_MAX_PAYLOAD == MAX_PAYLOAD);
+const _: () = assert!(SMSLINK_PAYLOAD_SIZE == SMSLINK_MAX_PAYLOAD + 1);
+// The core carries longer messages than this struct holds: converting one fails.
+const _: () = assert!(SMSLINK_MAX_PAYLOAD <= MAX_PAYLOAD);
 
 /// One SMS as C sees it. Every field is plain data, copied in and out.
 #[repr(C)]
@@ -42,7 +44,18 @@ pub struct smslink_message {
 }
 
 impl smslink_message {
-    pub(crate) fn from_message(m: &Message) -> smslink_message {
+    /// The C form of `m`; an error (never a cut) when its payload is longer than
+    /// SMSLINK_MAX_PAYLOAD.
+    pub(crate) fn from_message(m: &Message) -> Result<smslink_message, Error> {
+        if m.payload().len() > SMSLINK_MAX_PAYLOAD {
+            return Err(Error::new(
+                SMSLINK_BUFFER_TOO_SMALL,
+                format!(
+                    "message of {} bytes exceeds the {SMSLINK_MAX_PAYLOAD} bytes of smslink_message",
+                    m.payload().len()
+                ),
+            ));
+        }
         let mut out = smslink_message {
             from: [0; SMSLINK_ADDRESS_SIZE],
             to: [0; SMSLINK_ADDRESS_SIZE],
@@ -57,7 +70,7 @@ impl smslink_message {
         fill_c_array(&mut out.from, m.from.as_str());
         fill_c_array(&mut out.to, m.to.as_str());
         out.payload[..m.payload().len()].copy_from_slice(m.payload());
-        out
+        Ok(out)
     }
 
     pub(crate) fn parse(&self) -> Result<Message, Error> {

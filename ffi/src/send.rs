@@ -7,7 +7,7 @@ use std::ffi::c_char;
 use smslink_core::message::Message;
 
 use crate::abi::{arg_bytes, arg_ref, arg_str, guard, out_ptr, timeout_from_ms, write_out, Error};
-use crate::message::{smslink_message, smslink_receipt};
+use crate::message::{smslink_message, smslink_receipt, SMSLINK_MAX_PAYLOAD};
 use crate::node::{node_error, smslink_node};
 use crate::result::smslink_result;
 
@@ -93,6 +93,7 @@ pub unsafe extern "C" fn smslink_node_send_text(
         let from = unsafe { arg_str(from, "from") }?;
         let to = unsafe { arg_str(to, "to") }?;
         let text = unsafe { arg_str(text, "text") }?;
+        check_c_payload(text.len())?;
         let mut m = Message::text(from, to, text).map_err(|e| Error::invalid(e.to_string()))?;
         m.client_ref = client_ref;
         let r = node.node.send(&m).map_err(node_error)?;
@@ -121,6 +122,7 @@ pub unsafe extern "C" fn smslink_node_send_binary(
         let from = unsafe { arg_str(from, "from") }?;
         let to = unsafe { arg_str(to, "to") }?;
         let data = unsafe { arg_bytes(data, len, "data") }?;
+        check_c_payload(data.len())?;
         let mut m = Message::binary(from, to, data).map_err(|e| Error::invalid(e.to_string()))?;
         m.client_ref = client_ref;
         let r = node.node.send(&m).map_err(node_error)?;
@@ -214,4 +216,15 @@ pub unsafe extern "C" fn smslink_node_wait_for_room(
         write_out(out_room, room);
         Ok(())
     })
+}
+
+/// The C API sends no more than `smslink_message` can carry back (the core takes
+/// longer messages; the C struct does not hold them yet).
+fn check_c_payload(len: usize) -> Result<(), Error> {
+    if len > SMSLINK_MAX_PAYLOAD {
+        return Err(Error::invalid(format!(
+            "payload of {len} bytes exceeds SMSLINK_MAX_PAYLOAD ({SMSLINK_MAX_PAYLOAD})"
+        )));
+    }
+    Ok(())
 }

@@ -152,13 +152,22 @@ fn out_parameters_are_untouched_on_failure() {
 fn messages_round_trip_through_their_c_form() {
     let mut m = smslink_core::message::Message::binary("Shop", "4670", &[0, 1, 2, 255]).unwrap();
     m.client_ref = 42;
-    let c = smslink_message::from_message(&m);
+    let c = smslink_message::from_message(&m).unwrap();
     assert_eq!(c.payload_len, 4);
     assert_eq!(c.payload[4], 0, "payload is NUL-terminated");
     assert_eq!(c.parse().unwrap(), m);
 
     let t = smslink_core::message::Message::text("1", "2", "héllo").unwrap();
-    assert_eq!(smslink_message::from_message(&t).parse().unwrap(), t);
+    assert_eq!(
+        smslink_message::from_message(&t).unwrap().parse().unwrap(),
+        t
+    );
+
+    // The core carries longer messages than the C struct holds: refused, not cut.
+    let long = "x".repeat(SMSLINK_MAX_PAYLOAD + 1);
+    let l = smslink_core::message::Message::text("1", "2", &long).unwrap();
+    let err = smslink_message::from_message(&l).err().unwrap();
+    assert_eq!(err.code, SMSLINK_BUFFER_TOO_SMALL);
 }
 
 #[test]
@@ -847,4 +856,109 @@ fn log_lines_reach_the_c_callback_with_target_and_fields() {
     im.shutdown(Duration::ZERO);
     // The callback is no longer called, so `seen` may go.
     drop(seen);
+}
+
+#[test]
+fn the_journal_is_configured_through_the_c_api() {
+    use smslink_core::journal::SyncPolicy;
+    // SAFETY: live pointers throughout; the configuration is freed below.
+    unsafe {
+        let mut cfg = null_mut();
+        assert_eq!(smslink_config_new(&mut cfg), SMSLINK_OK);
+        let rc = smslink_config_set_journal(cfg, c"/tmp/j".as_ptr(), null(), 0);
+        assert_eq!(rc, SMSLINK_OK);
+        let spec = (*cfg).config.journal.clone().unwrap();
+        assert_eq!(spec.dir, std::path::PathBuf::from("/tmp/j"));
+        assert_eq!(spec.config.sync, SyncPolicy::Always);
+        assert_eq!(spec.config.max_disk_bytes, 1 << 30);
+
+        let rc =
+            smslink_config_set_journal(cfg, c"/tmp/k".as_ptr(), c"interval:25".as_ptr(), 1 << 20);
+        assert_eq!(rc, SMSLINK_OK);
+        let spec = (*cfg).config.journal.clone().unwrap();
+        assert_eq!(spec.dir, std::path::PathBuf::from("/tmp/k"));
+        assert_eq!(
+            spec.config.sync,
+            SyncPolicy::Interval(std::time::Duration::from_millis(25))
+        );
+        assert_eq!(spec.config.max_disk_bytes, 1 << 20);
+
+        let rc = smslink_config_set_journal(cfg, c"/tmp/k".as_ptr(), c"sometimes".as_ptr(), 0);
+        assert_eq!(rc, SMSLINK_INVALID_ARGUMENT);
+        assert!(last_error().contains("sometimes"), "{}", last_error());
+        let rc = smslink_config_set_journal(cfg, c"".as_ptr(), null(), 0);
+        assert_eq!(rc, SMSLINK_INVALID_ARGUMENT);
+        assert!(
+            (*cfg).config.journal.is_some(),
+            "a refused call changes nothing"
+        );
+        assert_eq!(
+            smslink_config_set_journal(cfg, null(), null(), 0),
+            SMSLINK_OK
+        );
+        assert_eq!((*cfg).config.journal, None);
+        assert_eq!(
+            smslink_config_set_journal(null_mut(), null(), null(), 0),
+            SMSLINK_NULL_PARAMETER
+        );
+        smslink_config_free(cfg);
+    }
+}
+
+#[test]
+fn a_node_with_a_journal_reports_each_message_durable() {
+    use std::time::{Duration, Instant};
+    let dir = std::env::temp_dir().join(format!("smslink-ffi-journal-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let c_dir = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+    // SAFETY: live pointers throughout; every handle is freed below.
+    unsafe {
+        let mut cfg = null_mut();
+        assert_eq!(smslink_config_new(&mut cfg), SMSLINK_OK);
+        let mut link = 9;
+        let psk = b"k";
+        // Nobody answers on port 1: the message stays in the ring, durable.
+        let rc = smslink_config_add_link_dial(
+            cfg,
+            c"im".as_ptr(),
+            psk.as_ptr(),
+            psk.len(),
+            c"127.0.0.1:1".as_ptr(),
+            &mut link,
+        );
+        assert_eq!(rc, SMSLINK_OK);
+        let rc = smslink_config_set_journal(cfg, c_dir.as_ptr(), c"always".as_ptr(), 1 << 24);
+        assert_eq!(rc, SMSLINK_OK);
+        let mut node = null_mut();
+        assert_eq!(
+            smslink_node_new(cfg, &mut node),
+            SMSLINK_OK,
+            "{}",
+            last_error()
+        );
+        smslink_config_free(cfg);
+        let rc = smslink_node_send_text(
+            node,
+            c"1".as_ptr(),
+            c"2".as_ptr(),
+            c"kept".as_ptr(),
+            42,
+            null_mut(),
+        );
+        assert_eq!(rc, SMSLINK_OK);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let durable = loop {
+            assert!(Instant::now() < deadline, "no DURABLE event");
+            let mut ev = std::mem::MaybeUninit::<smslink_event>::zeroed();
+            if smslink_node_wait_event(node, 100, ev.as_mut_ptr()) == SMSLINK_OK {
+                let ev = ev.assume_init();
+                if ev.kind == smslink_event_type::SMSLINK_EVENT_DURABLE {
+                    break ev;
+                }
+            }
+        };
+        assert_eq!((durable.link, durable.seq, durable.client_ref), (0, 1, 42));
+        assert_eq!(smslink_node_free(node), SMSLINK_OK);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

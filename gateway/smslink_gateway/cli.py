@@ -44,7 +44,11 @@ def parse_link(spec: str) -> dict[str, Any]:
     return out
 
 
-def build_endpoint(links: list[dict[str, Any]]) -> smslink.Endpoint:
+def build_endpoint(
+    links: list[dict[str, Any]], journal_dir: Optional[str] = None, journal_sync: str = "always"
+) -> smslink.Endpoint:
+    """The endpoint toward the buffer servers; with `journal_dir`, its rings are kept
+    in a journal there, so that a crash of the gateway loses no message it took."""
     made = []
     for spec in links:
         kw: dict[str, Any] = {"prefixes": spec["prefixes"], "default": spec["default"]}
@@ -55,7 +59,9 @@ def build_endpoint(links: list[dict[str, Any]]) -> smslink.Endpoint:
             kw["capacity"] = int(spec["capacity"])
         psk = spec["psk"]
         made.append(smslink.Link(spec["name"], psk if isinstance(psk, bytes) else psk.encode(), **kw))
-    endpoint: smslink.Endpoint = smslink.Endpoint(made)
+    endpoint: smslink.Endpoint = smslink.Endpoint(
+        made, journal_dir=journal_dir, journal_sync=journal_sync
+    )
     return endpoint
 
 
@@ -91,6 +97,18 @@ def main(argv: Optional[list[str]] = None) -> None:
         type=_listen_address,
         metavar="HOST:PORT",
         help="serve Prometheus metrics on http://HOST:PORT/metrics (default: off)",
+    )
+    p.add_argument(
+        "--journal-dir",
+        metavar="DIR",
+        help="keep the link rings in a journal in DIR (one per gateway), so that a crash "
+        "loses no message taken (default: RAM only)",
+    )
+    p.add_argument(
+        "--journal-sync",
+        default="always",
+        metavar="POLICY",
+        help="always (default), interval:<ms> or off: when the journal is synced to disk",
     )
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
@@ -128,7 +146,7 @@ async def _run(args: argparse.Namespace) -> None:
 
 
 async def _serve(args: argparse.Namespace, metrics: GatewayMetrics) -> None:
-    endpoint = build_endpoint(args.link)
+    endpoint = build_endpoint(args.link, args.journal_dir, args.journal_sync)
     store = Store(args.db)
     gw = Gateway(
         args.jid,

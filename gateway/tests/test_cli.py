@@ -54,3 +54,23 @@ def test_bad_endpoint_setting_is_one_clear_line(tmp_path: Path, capsys: pytest.C
     assert exit.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("smslink-gateway: ") and "capacity" in err and "Traceback" not in err
+
+
+def test_journal_settings_reach_the_endpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from smslink_gateway.cli import main
+
+    with pytest.raises(SystemExit) as exit:
+        main(
+            [
+                "--jid", "sms.example.test",
+                "--secret", "s",
+                "--sms-number", "12345",
+                "--db", str(tmp_path / "s.db"),
+                "--link", "name=au,dial=127.0.0.1:1,psk=k",
+                "--journal-dir", str(tmp_path / "journal"),
+                "--journal-sync", "sometimes",
+            ]
+        )
+    assert exit.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("smslink-gateway: ") and "sometimes" in err and "Traceback" not in err

@@ -47,6 +47,7 @@ from ._smslink import (
     SmslinkError,
     StatusChanged,
     Durable,
+    Report,
     TxCursors,
     UnknownLink,
     set_log_level,
@@ -55,7 +56,7 @@ from ._smslink import (
 from ._logs import route_logs
 
 #: Every kind of event an endpoint reports.
-Event = Union[LinkUp, LinkDown, MessageReceived, StatusChanged, Durable, SmscUp, SmscDown, SmscViolation]
+Event = Union[LinkUp, LinkDown, MessageReceived, StatusChanged, Durable, Report, SmscUp, SmscDown, SmscViolation]
 
 __all__ = [
     "BufferServer",
@@ -85,6 +86,7 @@ __all__ = [
     "SmslinkError",
     "StatusChanged",
     "Durable",
+    "Report",
     "TxCursors",
     "UnknownLink",
     "route_logs",

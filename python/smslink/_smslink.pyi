@@ -34,6 +34,7 @@ __all__ = [
     "Smsc",
     "SmscDown",
     "Durable",
+    "Report",
     "SmscSim",
     "SmscStats",
     "SmscUp",
@@ -224,6 +225,20 @@ class Durable:
     def client_ref(self) -> int: ...
 
 @final
+class Report:
+    __match_args__: ClassVar[Tuple[str, ...]]
+    @property
+    def link(self) -> str: ...
+    @property
+    def client_ref(self) -> int: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def error_code(self) -> int: ...
+    @property
+    def parts(self) -> int: ...
+
+@final
 class SmscUp:
     __match_args__: ClassVar[Tuple[str, ...]]
 
@@ -239,7 +254,7 @@ class SmscViolation:
     @property
     def detail(self) -> str: ...
 
-_Event = Union[LinkUp, LinkDown, MessageReceived, StatusChanged, Durable, SmscUp, SmscDown, SmscViolation]
+_Event = Union[LinkUp, LinkDown, MessageReceived, StatusChanged, Durable, Report, SmscUp, SmscDown, SmscViolation]
 
 # --- endpoint ---------------------------------------------------------------
 
@@ -335,6 +350,9 @@ class Endpoint:
         reconnect_max: float = 5.0,
         status_events: Optional[Sequence[str]] = None,
         metrics_listen: Optional[str] = None,
+        journal_dir: Union[str, PathLike[str], None] = None,
+        journal_sync: str = "always",
+        journal_max_disk_bytes: Optional[int] = None,
     ) -> Any: ...
     def send(
         self,

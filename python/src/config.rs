@@ -5,9 +5,10 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 use smslink::cimd2::session::ClientConfig;
+use smslink::journal::SyncPolicy;
 use smslink::link::LinkConfig;
 use smslink::ring::MAX_CAPACITY;
-use smslink::runtime::{LinkSpec, SmscSpec, Transport};
+use smslink::runtime::{JournalSpec, LinkSpec, SmscSpec, Transport};
 use smslink::smpp::{npi, registered_delivery, ton, BindMode, SmppConfig, TonNpi};
 
 use crate::errors::config_error;
@@ -389,4 +390,32 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Smsc>()?;
     m.add_class::<Smpp>()?;
     Ok(())
+}
+
+/// The journal an `Endpoint` keeps (`journal_dir=`, `journal_sync=`,
+/// `journal_max_disk_bytes=`), or none without a directory.
+pub fn journal_spec(
+    dir: Option<std::path::PathBuf>,
+    sync: &str,
+    max_disk_bytes: Option<u64>,
+) -> PyResult<Option<JournalSpec>> {
+    let Some(dir) = dir else {
+        if max_disk_bytes.is_some() {
+            return Err(config_error(
+                "journal_max_disk_bytes without journal_dir: give the journal a directory",
+            ));
+        }
+        return Ok(None);
+    };
+    if dir.as_os_str().is_empty() {
+        return Err(config_error("journal_dir must not be empty"));
+    }
+    let mut spec = JournalSpec::new(dir);
+    spec.config.sync = sync
+        .parse::<SyncPolicy>()
+        .map_err(|e| config_error(format!("journal_{e}")))?;
+    if let Some(max) = max_disk_bytes {
+        spec.config.set_max_disk_bytes(max);
+    }
+    Ok(Some(spec))
 }

@@ -13,7 +13,7 @@ use smslink::message::Message;
 use smslink::ring::Outcome;
 use smslink::runtime::{LinkId, Node, NodeConfig, NodeError, NodeEvent};
 
-use crate::config::{smsc_spec, Link};
+use crate::config::{journal_spec, smsc_spec, Link};
 use crate::errors::{config_error, raise, ring_full, unknown_link, InvalidMessage, OrRaise};
 use crate::events::{self, StatusFilter};
 use crate::util::{message, payload_arg, seconds, str_arg, utf8};
@@ -228,7 +228,8 @@ impl Endpoint {
 impl Endpoint {
     #[new]
     #[pyo3(signature = (links, smsc=None, *, event_capacity=8192, reconnect_min=0.1,
-                        reconnect_max=5.0, status_events=None, metrics_listen=None))]
+                        reconnect_max=5.0, status_events=None, metrics_listen=None,
+                        journal_dir=None, journal_sync="always", journal_max_disk_bytes=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -239,6 +240,9 @@ impl Endpoint {
         reconnect_max: f64,
         status_events: Option<Vec<String>>,
         metrics_listen: Option<&str>,
+        journal_dir: Option<std::path::PathBuf>,
+        journal_sync: &str,
+        journal_max_disk_bytes: Option<u64>,
     ) -> PyResult<Self> {
         if links.is_empty() {
             return Err(config_error(
@@ -277,6 +281,7 @@ impl Endpoint {
                 })
             })
             .transpose()?;
+        config.journal = journal_spec(journal_dir, journal_sync, journal_max_disk_bytes)?;
         config.reconnect_min = seconds("reconnect_min", reconnect_min, false)?;
         config.reconnect_max = seconds("reconnect_max", reconnect_max, false)?;
         if config.reconnect_max < config.reconnect_min {

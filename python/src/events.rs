@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
+use smslink::message::ReportState;
 use smslink::ring::{Outcome, SlotState};
 use smslink::runtime::NodeEvent;
 
@@ -54,6 +55,18 @@ pub struct Durable {
     link: Py<PyString>,
     seq: u64,
     client_ref: u64,
+}
+
+/// A delivery report on a message this side sent with `client_ref`: `state` is
+/// 'delivered', 'failed', 'expired' or 'enroute'; `error_code` the SMSC's error (0:
+/// none); `parts` how many SMS the message took (their reports folded into this one).
+#[pyclass(frozen, get_all, module = "smslink")]
+pub struct Report {
+    link: Py<PyString>,
+    client_ref: u64,
+    state: &'static str,
+    error_code: u32,
+    parts: u8,
 }
 
 /// The buffer server logged in to its SMSC.
@@ -176,6 +189,30 @@ impl Durable {
             self.link.to_string(),
             self.seq,
             self.client_ref
+        )
+    }
+}
+
+#[pymethods]
+impl Report {
+    #[classattr]
+    fn __match_args__() -> (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    ) {
+        ("link", "client_ref", "state", "error_code", "parts")
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "Report(link={:?}, client_ref={}, state={:?}, error_code={}, parts={})",
+            self.link.to_string(),
+            self.client_ref,
+            self.state,
+            self.error_code,
+            self.parts
         )
     }
 }
@@ -330,6 +367,28 @@ pub fn to_py(py: Python<'_>, ev: NodeEvent, names: &[Py<PyString>]) -> PyResult<
             },
         )?
         .into_any(),
+        NodeEvent::Report {
+            link,
+            client_ref,
+            state,
+            error,
+            parts,
+        } => Py::new(
+            py,
+            Report {
+                link: name(link),
+                client_ref,
+                state: match state {
+                    ReportState::Delivered => "delivered",
+                    ReportState::Failed => "failed",
+                    ReportState::Expired => "expired",
+                    ReportState::Enroute => "enroute",
+                },
+                error_code: error,
+                parts,
+            },
+        )?
+        .into_any(),
         NodeEvent::SmscUp { .. } => Py::new(py, SmscUp {})?.into_any(),
         NodeEvent::SmscDown { reason, .. } => Py::new(py, SmscDown { reason })?.into_any(),
         NodeEvent::SmscViolation { detail, .. } => {
@@ -345,6 +404,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<MessageReceived>()?;
     m.add_class::<StatusChanged>()?;
     m.add_class::<Durable>()?;
+    m.add_class::<Report>()?;
     m.add_class::<SmscUp>()?;
     m.add_class::<SmscDown>()?;
     m.add_class::<SmscViolation>()?;

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import List, Tuple
 
 import pytest
@@ -249,3 +250,20 @@ def test_close_is_final_and_idempotent() -> None:
         assert len(rest) < 10, rest
     assert all(isinstance(e, (smslink.LinkUp, smslink.LinkDown)) for e in rest), rest
     assert "closed" in repr(im)
+
+
+def test_a_journal_reports_each_message_durable_before_its_status(tmp_path: Path) -> None:
+    im, bs = start_pair(journal_dir=tmp_path, journal_sync="always", journal_max_disk_bytes=1 << 24)
+    try:
+        wait_event(im, smslink.LinkUp)
+        r = im.send("12345", "+61400000001", "kept", client_ref=5)
+        seen: List[object] = []
+        durable = wait_event(im, smslink.Durable, seen=seen)
+        assert (durable.link, durable.seq, durable.client_ref) == (r.link, r.seq, 5)
+        assert not any(isinstance(e, StatusChanged) for e in seen), seen
+        got = wait_event(bs, MessageReceived)
+        bs.ack(got.link, got.seq)
+        wait_event(im, StatusChanged, lambda s: s.state == "processed")
+    finally:
+        bs.close(0)
+        im.close(0)

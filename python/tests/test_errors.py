@@ -62,6 +62,12 @@ def test_endpoint_settings_are_checked() -> None:
         Endpoint([a], status_events=["sending"])
     with pytest.raises(smslink.ConfigError, match="reconnect_max"):
         Endpoint([a], reconnect_min=2.0, reconnect_max=1.0)
+    with pytest.raises(smslink.ConfigError, match="'sometimes'|\"sometimes\""):
+        Endpoint([a], journal_dir="/tmp/j", journal_sync="sometimes")
+    with pytest.raises(smslink.ConfigError, match="without journal_dir"):
+        Endpoint([a], journal_max_disk_bytes=1 << 20)
+    with pytest.raises(smslink.ConfigError, match="must not be empty"):
+        Endpoint([a], journal_dir="")
 
 
 def test_bind_failure_is_a_network_error() -> None:
@@ -78,8 +84,8 @@ def test_message_errors() -> None:
             ep.send("1", "123456789012345678901", "x")
         with pytest.raises(smslink.InvalidMessage, match="not both"):
             ep.send("1", "2", text="a", data=b"b")
-        with pytest.raises(smslink.InvalidMessage, match="640-byte slot"):
-            ep.send("1", "2", "x" * 641)
+        with pytest.raises(smslink.InvalidMessage, match="61440-byte limit"):
+            ep.send("1", "2", "x" * (60 * 1024 + 1))
         with pytest.raises(smslink.InvalidMessage, match="character other than"):
             ep.send("1", "2;3", "x")
         with pytest.raises(smslink.UnknownLink, match=r'no link named "nope"; this endpoint has \["x"\]'):

@@ -1,12 +1,23 @@
-//! The message that travels through every part of smslink: addresses, coding and a
-//! payload held inline, so a ring slot owns its storage and steady state never allocates.
+//! The message that travels through every part of smslink: addresses, coding, its
+//! kind (a short message or a delivery report), the part it is of a concatenated SMS,
+//! and a payload held out of line. A ring slot keeps its payload buffer from message
+//! to message (`copy_from` reuses it), so steady state does not allocate, and a slot
+//! costs about a hundred bytes until a long message passes through it.
 
 use thiserror::Error;
 
 /// Longest address CIMD2 carries (021 destination, 023 originator: 20 characters).
 pub const MAX_ADDRESS: usize = 20;
-/// Largest payload a slot stores: 160 characters of UTF-8 at up to 4 bytes each.
-pub const MAX_PAYLOAD: usize = 640;
+/// Largest payload a message carries, in bytes: 60 KiB.
+///
+/// A long message travels as one message and is split into at most 255 parts at the
+/// SMSC. 255 parts hold 34,170 octets of binary data, 255 x 67 UCS-2 characters
+/// (at most 51,255 bytes of UTF-8: three bytes per BMP character, four per surrogate
+/// pair of two units), and 255 x 153 GSM septets, which is 39,015 bytes of ASCII and
+/// more only when most characters are two-byte letters such as `é` or `Δ`: such a
+/// text meets this limit before the 255th part. 60 KiB keeps a link DATA frame within
+/// its 16-bit length field.
+pub const MAX_PAYLOAD: usize = 60 * 1024;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum MessageError {
@@ -14,8 +25,16 @@ pub enum MessageError {
     AddressTooLong(String),
     #[error("address {0:?} contains a character other than ASCII letters, digits, '+' or '-'")]
     AddressCharacter(String),
-    #[error("payload of {0} bytes exceeds the {MAX_PAYLOAD}-byte slot")]
+    #[error("payload of {0} bytes exceeds the {MAX_PAYLOAD}-byte limit of a message")]
     PayloadTooLong(usize),
+    #[error("message needs {0} SMS; a concatenated SMS has at most 255 parts")]
+    TooManyParts(usize),
+    #[error("message kind {0} is unknown")]
+    UnknownKind(u8),
+    #[error("delivery report state {0} is unknown")]
+    UnknownReportState(u8),
+    #[error("concatenation part {index} of {total} is not a valid part number")]
+    BadPart { index: u8, total: u8 },
 }
 
 /// A phone number or short alphanumeric sender, stored inline.
@@ -81,16 +100,103 @@ pub enum Coding {
     Binary = 1,
 }
 
-/// One SMS: sender, recipient, coding, payload, and an opaque reference the
-/// application chose (echoed back with every status change).
+/// What a delivery report says about the message it reports on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ReportState {
+    /// The handset has the message.
+    Delivered = 0,
+    /// The SMSC gave up on the message (the report's `error` says why, 0: unknown).
+    Failed = 1,
+    /// The message's validity period ran out before it could be delivered.
+    Expired = 2,
+    /// Not final: the SMSC holds the message and keeps trying (buffered, en route).
+    Enroute = 3,
+}
+
+impl ReportState {
+    pub fn from_u8(b: u8) -> Result<Self, MessageError> {
+        Ok(match b {
+            0 => ReportState::Delivered,
+            1 => ReportState::Failed,
+            2 => ReportState::Expired,
+            3 => ReportState::Enroute,
+            other => return Err(MessageError::UnknownReportState(other)),
+        })
+    }
+
+    /// Whether the SMSC will say nothing more about the message.
+    pub fn is_final(self) -> bool {
+        self != ReportState::Enroute
+    }
+}
+
+/// A delivery report on an MT: the report message's `client_ref` is the one the MT
+/// was sent with; its addresses are the MT's recipient (`from`) and sender (`to`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Report {
+    pub state: ReportState,
+    /// The protocol's error code (0: none or unknown).
+    pub error: u32,
+    /// How many parts of the MT the report covers: all of a concatenated message's
+    /// parts are folded into one report.
+    pub parts: u8,
+}
+
+/// What a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MessageKind {
+    /// A short message (text or binary), long ones included.
+    #[default]
+    Sm,
+    /// A delivery report on an MT sent earlier.
+    Report(Report),
+}
+
+/// One part of a concatenated SMS (GSM 03.40 information element 0x00 or 0x08), as
+/// it arrived from the SMSC: the receiving side joins the parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Part {
+    /// The concatenated message's reference (8 or 16 bits; 0 is valid).
+    pub reference: u16,
+    /// How many parts the message has (1..=255).
+    pub total: u8,
+    /// This part's number, 1..=total.
+    pub index: u8,
+}
+
+impl Part {
+    pub fn new(reference: u16, total: u8, index: u8) -> Result<Part, MessageError> {
+        if total == 0 || index == 0 || index > total {
+            return Err(MessageError::BadPart { index, total });
+        }
+        Ok(Part {
+            reference,
+            total,
+            index,
+        })
+    }
+}
+
+/// Bytes of [`Message::encode_meta`].
+pub const META_LEN: usize = 11;
+
+/// One SMS: sender, recipient, coding, kind, payload, and an opaque reference the
+/// application chose (echoed back with every status change, and carried with an MT
+/// to the buffer server so that its delivery report names it).
 #[derive(Clone)]
 pub struct Message {
     pub from: Address,
     pub to: Address,
     pub coding: Coding,
     pub client_ref: u64,
-    payload_len: u16,
-    payload: [u8; MAX_PAYLOAD],
+    pub kind: MessageKind,
+    /// Set on an MO that is one part of a concatenated SMS; `None` otherwise (an MT
+    /// is always the whole text: the buffer server splits it). On a message the
+    /// node hands to the application after joining its parts: `None` when whole,
+    /// else the first part that never came.
+    pub part: Option<Part>,
+    payload: Vec<u8>,
 }
 
 impl Message {
@@ -100,9 +206,29 @@ impl Message {
         to: Address::EMPTY,
         coding: Coding::Text,
         client_ref: 0,
-        payload_len: 0,
-        payload: [0; MAX_PAYLOAD],
+        kind: MessageKind::Sm,
+        part: None,
+        payload: Vec::new(),
     };
+
+    /// A delivery report message: from the MT's recipient to its sender, naming the
+    /// MT by its `client_ref`. The payload may hold the SMSC's text, if any.
+    pub fn report(from: Address, to: Address, client_ref: u64, report: Report) -> Self {
+        let mut m = Message::EMPTY;
+        m.from = from;
+        m.to = to;
+        m.client_ref = client_ref;
+        m.kind = MessageKind::Report(report);
+        m
+    }
+
+    /// The report this message carries, if it is one.
+    pub fn as_report(&self) -> Option<&Report> {
+        match &self.kind {
+            MessageKind::Report(r) => Some(r),
+            MessageKind::Sm => None,
+        }
+    }
 
     pub fn text(from: &str, to: &str, text: &str) -> Result<Self, MessageError> {
         Self::with_payload(from, to, Coding::Text, text.as_bytes())
@@ -123,21 +249,27 @@ impl Message {
         m.to = Address::new(to)?;
         m.coding = coding;
         m.set_payload(data)?;
-        Ok(m)
+        // Refused here, at the sender, rather than by the buffer server later.
+        match crate::sms::concat::split_message(&m, crate::sms::concat::RefWidth::Eight) {
+            Err(crate::sms::ConcatError::TooManyParts { parts }) => {
+                Err(MessageError::TooManyParts(parts))
+            }
+            _ => Ok(m),
+        }
     }
 
-    /// Replace the payload in place (no allocation).
+    /// Replace the payload, reusing the buffer (no allocation when it is big enough).
     pub fn set_payload(&mut self, data: &[u8]) -> Result<(), MessageError> {
         if data.len() > MAX_PAYLOAD {
             return Err(MessageError::PayloadTooLong(data.len()));
         }
-        self.payload[..data.len()].copy_from_slice(data);
-        self.payload_len = data.len() as u16;
+        self.payload.clear();
+        self.payload.extend_from_slice(data);
         Ok(())
     }
 
     pub fn payload(&self) -> &[u8] {
-        &self.payload[..self.payload_len as usize]
+        &self.payload
     }
 
     /// The text, when the coding is `Text` (always valid UTF-8 when built by `text`).
@@ -148,26 +280,107 @@ impl Message {
         }
     }
 
-    /// Copy everything from `other` without touching the unused tail of the buffer.
+    /// Copy everything from `other`, reusing this message's payload buffer. A buffer
+    /// grown by a long message is given back once a short one replaces it, so a ring
+    /// of mostly short messages stays small.
     pub fn copy_from(&mut self, other: &Message) {
         self.from = other.from;
         self.to = other.to;
         self.coding = other.coding;
         self.client_ref = other.client_ref;
-        let n = other.payload_len as usize;
-        self.payload[..n].copy_from_slice(&other.payload[..n]);
-        self.payload_len = other.payload_len;
+        self.kind = other.kind;
+        self.part = other.part;
+        self.payload.clear();
+        if self.payload.capacity() > KEPT_PAYLOAD_CAPACITY.max(other.payload.len()) {
+            self.payload
+                .shrink_to(KEPT_PAYLOAD_CAPACITY.max(other.payload.len()));
+        }
+        self.payload.extend_from_slice(&other.payload);
+    }
+
+    /// Everything but the payload.
+    pub fn envelope(&self) -> Envelope {
+        Envelope {
+            from: self.from,
+            to: self.to,
+            coding: self.coding,
+            client_ref: self.client_ref,
+            kind: self.kind,
+            part: self.part,
+        }
+    }
+
+    /// Set everything but the payload.
+    pub fn set_envelope(&mut self, e: &Envelope) {
+        self.from = e.from;
+        self.to = e.to;
+        self.coding = e.coding;
+        self.client_ref = e.client_ref;
+        self.kind = e.kind;
+        self.part = e.part;
     }
 }
 
-// Equality looks at the used part of the payload only: `copy_from` leaves the tail
-// of the buffer as it was.
+/// A message without its payload: what a frame or a record carries next to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Envelope {
+    pub from: Address,
+    pub to: Address,
+    pub coding: Coding,
+    pub client_ref: u64,
+    pub kind: MessageKind,
+    pub part: Option<Part>,
+}
+
+/// The kind and part fields in a fixed [`META_LEN`]-byte form, shared by the link's
+/// DATA frame and the journal: `kind:u8 (0 SM, 1 report) | state:u8 | error:u32be |
+/// parts:u8 | total:u8 (0: not a part) | index:u8 | reference:u16be`.
+pub fn encode_meta(kind: &MessageKind, part: Option<&Part>) -> [u8; META_LEN] {
+    let mut b = [0u8; META_LEN];
+    if let MessageKind::Report(r) = kind {
+        b[0] = 1;
+        b[1] = r.state as u8;
+        b[2..6].copy_from_slice(&r.error.to_be_bytes());
+        b[6] = r.parts;
+    }
+    if let Some(p) = part {
+        b[7] = p.total;
+        b[8] = p.index;
+        b[9..11].copy_from_slice(&p.reference.to_be_bytes());
+    }
+    b
+}
+
+/// The kind and part [`encode_meta`] wrote.
+pub fn decode_meta(b: &[u8; META_LEN]) -> Result<(MessageKind, Option<Part>), MessageError> {
+    let kind = match b[0] {
+        0 => MessageKind::Sm,
+        1 => MessageKind::Report(Report {
+            state: ReportState::from_u8(b[1])?,
+            error: u32::from_be_bytes([b[2], b[3], b[4], b[5]]),
+            parts: b[6],
+        }),
+        other => return Err(MessageError::UnknownKind(other)),
+    };
+    let part = match b[7] {
+        0 => None,
+        total => Some(Part::new(u16::from_be_bytes([b[9], b[10]]), total, b[8])?),
+    };
+    Ok((kind, part))
+}
+
+/// Payload capacity a slot keeps between messages (a long message's buffer above this
+/// is released when a shorter one takes the slot).
+const KEPT_PAYLOAD_CAPACITY: usize = 1024;
+
 impl PartialEq for Message {
     fn eq(&self, other: &Self) -> bool {
         self.from == other.from
             && self.to == other.to
             && self.coding == other.coding
             && self.client_ref == other.client_ref
+            && self.kind == other.kind
+            && self.part == other.part
             && self.payload() == other.payload()
     }
 }
@@ -180,8 +393,14 @@ impl std::fmt::Debug for Message {
         d.field("from", &self.from).field("to", &self.to);
         match self.text_str() {
             Some(t) => d.field("text", &t),
-            None => d.field("binary_len", &self.payload_len),
+            None => d.field("binary_len", &self.payload.len()),
         };
+        if let MessageKind::Report(r) = &self.kind {
+            d.field("report", r);
+        }
+        if let Some(p) = &self.part {
+            d.field("part", p);
+        }
         d.field("client_ref", &self.client_ref).finish()
     }
 }
@@ -205,11 +424,69 @@ mod tests {
     }
 
     #[test]
+    fn a_message_beyond_255_parts_is_refused_when_built() {
+        assert!(Message::text("1", "2", &"x".repeat(153 * 255)).is_ok());
+        assert_eq!(
+            Message::text("1", "2", &"x".repeat(153 * 255 + 1)).unwrap_err(),
+            MessageError::TooManyParts(256)
+        );
+        assert_eq!(
+            Message::binary("1", "2", &[0; 134 * 255 + 1]).unwrap_err(),
+            MessageError::TooManyParts(256)
+        );
+    }
+
+    #[test]
     fn copy_from_copies_only_the_used_part() {
         let a = Message::text("1", "2", "abc").unwrap();
         let mut b = Message::text("3", "4", "zzzzzz").unwrap();
         b.copy_from(&a);
         assert_eq!(a, b.clone());
         assert_eq!(b.text_str(), Some("abc"));
+    }
+
+    #[test]
+    fn a_slot_gives_back_a_long_messages_buffer() {
+        let long = Message::binary("1", "2", &[7; 20_000]).unwrap();
+        let short = Message::text("1", "2", "hi").unwrap();
+        let mut slot = Message::EMPTY;
+        slot.copy_from(&long);
+        assert_eq!(slot, long);
+        slot.copy_from(&short);
+        assert_eq!(slot, short);
+        assert!(slot.payload.capacity() <= KEPT_PAYLOAD_CAPACITY);
+    }
+
+    #[test]
+    fn meta_round_trips_and_refuses_nonsense() {
+        let mut m = Message::report(
+            Address::new("+4670000001").unwrap(),
+            Address::new("12345").unwrap(),
+            77,
+            Report {
+                state: ReportState::Failed,
+                error: 0x0102_0304,
+                parts: 3,
+            },
+        );
+        m.part = Some(Part::new(0xBEEF, 3, 2).unwrap());
+        let meta = encode_meta(&m.kind, m.part.as_ref());
+        assert_eq!(decode_meta(&meta), Ok((m.kind, m.part)));
+        assert_eq!(
+            decode_meta(&encode_meta(&MessageKind::Sm, None)),
+            Ok((MessageKind::Sm, None))
+        );
+        let mut bad = meta;
+        bad[0] = 9;
+        assert_eq!(decode_meta(&bad), Err(MessageError::UnknownKind(9)));
+        let mut bad = meta;
+        bad[1] = 4;
+        assert_eq!(decode_meta(&bad), Err(MessageError::UnknownReportState(4)));
+        let mut bad = meta;
+        bad[8] = 4; // part 4 of 3
+        assert_eq!(
+            decode_meta(&bad),
+            Err(MessageError::BadPart { index: 4, total: 3 })
+        );
     }
 }

@@ -7,7 +7,8 @@
 //! and drains `poll_event` after every input. Like every core below the runtime it
 //! never touches a socket, a clock or a thread.
 //!
-//! Submits carry *our* id (the link sequence number of the MT); the session reports
+//! Submits carry *our* id (the link sequence number of the MT, or for a part of a
+//! long MT an id made from it by [`part_submit_id`]); the session reports
 //! each one exactly once per attempt as `Accepted`, `Rejected` or `Unanswered`.
 //! Messages from the SMSC (MO, status reports) carry a [`MoToken`]; the session keeps
 //! the SMSC waiting for its answer until the bridge calls `answer` with that token.
@@ -15,9 +16,18 @@
 use std::time::Instant;
 
 use crate::message::Message;
+pub use crate::sms::concat::LongMessages;
+pub use crate::sms::number::AddressSide;
 
 /// Our identifier of a submitted message: the sequence number the link's ring gave it.
 pub type SubmitId = u64;
+
+/// The id of part `index` (1-based) of the long MT numbered `seq`: the top bit set,
+/// then the seq and the part's number, so that it never equals a seq (a link's
+/// seqs stay far below 2^55).
+pub fn part_submit_id(seq: u64, index: u8) -> SubmitId {
+    (1 << 63) | (seq << 8) | u64::from(index)
+}
 
 /// Which message from the SMSC an answer is for (protocol-specific: the CIMD2 packet
 /// number, the SMPP sequence number).
@@ -31,6 +41,9 @@ pub enum MoAnswer {
     Accept,
     /// Not taken now; the SMSC should deliver it again later (SMPP: ESME_RX_T_APPN).
     RetryLater,
+    /// Never taken: this address of it cannot be attributed (CIMD2 error 306 or 300;
+    /// SMPP ESME_RINVSRCADR or ESME_RINVDSTADR).
+    Refuse(AddressSide),
 }
 
 /// The outcome of a submitted message as far as the SMSC has decided it.
@@ -55,6 +68,8 @@ pub struct StatusReport {
     pub delivered: bool,
     /// The SMSC gave up on the message (a final failure); neither flag: still trying.
     pub failed: bool,
+    /// With `failed`: it gave up because the validity period ran out.
+    pub expired: bool,
     /// The protocol's own status and error codes, for logs.
     pub status: u32,
     pub error: Option<u32>,
@@ -89,6 +104,13 @@ pub enum SmscEvent {
     Mo {
         token: MoToken,
         message: Box<Message>,
+    },
+    /// An MO whose originator or destination has no normal form (`sms::number`);
+    /// the bridge answers it `MoAnswer::Refuse(side)`.
+    MoUnattributable {
+        token: MoToken,
+        side: AddressSide,
+        detail: String,
     },
     /// A delivery status report; answer it with `answer(token, ..)`.
     StatusReport {
@@ -135,6 +157,19 @@ pub trait SmscClient: Send {
     /// timeout is not left waiting through a long outage of the link.
     fn mo_hold_limit(&self) -> Option<std::time::Duration> {
         None
+    }
+
+    /// How a message longer than one SMS is sent: as a concatenated SMS whose parts
+    /// carry a user data header (CIMD2; SMPP by default), as parts with SMPP's sar_*
+    /// TLVs, or whole (SMPP's message_payload).
+    /// The SMSC's message id is unique only together with the recipient (CIMD2's
+    /// service centre timestamp): reports are then matched on both.
+    fn report_id_needs_recipient(&self) -> bool {
+        false
+    }
+
+    fn long_messages(&self) -> LongMessages {
+        LongMessages::Udh(crate::sms::concat::RefWidth::Eight)
     }
 
     // ---- inputs from the driver ----

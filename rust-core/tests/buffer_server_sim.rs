@@ -846,6 +846,9 @@ impl Sim {
         let c = self.bs.cursors();
         for seq in c.last_processed + 1..=c.last_retrieved {
             if let Some(slot) = self.bs.tx_ring().slot(seq) {
+                if slot.message.as_report().is_some() {
+                    continue;
+                }
                 let id = id_of(&slot.message, "mo") as usize;
                 self.mo_restart_allowance[id] += 1;
             }
@@ -987,6 +990,8 @@ impl Sim {
                 BridgeEvent::OutcomeRefused { seq, error } => {
                     self.fail(format!("the link refused the outcome of MT {seq}: {error}"))
                 }
+                BridgeEvent::MoRefused { detail } => self.fail(format!("MO refused: {detail}")),
+                BridgeEvent::ReportUnknown { .. } => {}
             }
         }
     }
@@ -1386,8 +1391,20 @@ impl Sim {
             }
         }
         let mut received = vec![];
+        let mut reports = vec![];
         while let Some((seq, m)) = im.ep.next_received() {
-            received.push((seq, id_of(m, "mo")));
+            match m.as_report() {
+                // A delivery report on an MT: it names the MT by its client_ref.
+                Some(_) => reports.push((seq, m.client_ref)),
+                None => received.push((seq, id_of(m, "mo"))),
+            }
+        }
+        for (seq, client_ref) in reports {
+            self.progress += 1;
+            if client_ref as usize >= self.smsc.mt.len() {
+                self.fail(format!("report for an MT never sent: {client_ref}"));
+            }
+            self.im.to_process.push((now, seq));
         }
         for (seq, id) in received {
             self.progress += 1;

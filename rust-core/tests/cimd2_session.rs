@@ -23,6 +23,7 @@ fn client_config() -> ClientConfig {
         max_retries: 2,
         checksum: true,
         max_packet: 4096,
+        ..ClientConfig::default()
     }
 }
 

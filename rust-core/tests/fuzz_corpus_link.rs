@@ -7,7 +7,7 @@
 
 use smslink::fuzzing::{check_link_frame, link_up_endpoint};
 use smslink::link::frame::{self, AckWriter, CloseReason, Data, Hello};
-use smslink::message::{Address, Coding};
+use smslink::message::{Address, Coding, MessageKind};
 use smslink::ring::Outcome;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -22,6 +22,9 @@ fn data(buf: &mut Vec<u8>, seq: u64, text: &str) {
         &Data {
             seq,
             coding: Coding::Text,
+            client_ref: seq * 10,
+            kind: MessageKind::Sm,
+            part: None,
             from: Address::new("+61400000001").unwrap(),
             to: Address::new("12345").unwrap(),
             payload: text.as_bytes(),

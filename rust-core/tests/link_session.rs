@@ -684,6 +684,9 @@ fn data_frame(seq: u64) -> Vec<u8> {
         &frame::Data {
             seq,
             coding: m.coding,
+            client_ref: m.client_ref,
+            kind: m.kind,
+            part: m.part,
             from: m.from,
             to: m.to,
             payload: m.payload(),
@@ -826,13 +829,14 @@ fn data_before_authentication_is_refused() {
 fn wrong_version_and_magic_are_refused() {
     let now = Instant::now();
     let hello = hello_frame("x");
-    let mut v2 = hello.clone();
-    v2[3 + 4] = 2;
+    // A peer of the first version (no reference, kind or part in DATA) is refused.
+    let mut v1 = hello.clone();
+    v1[3 + 4] = 1;
     let mut b = Endpoint::new(config("b"), now).unwrap();
     b.connected(now);
     assert_eq!(
-        b.handle_input(&v2, now),
-        Err(LinkError::Frame(FrameError::BadVersion { got: 2 }))
+        b.handle_input(&v1, now),
+        Err(LinkError::Frame(FrameError::BadVersion { got: 1 }))
     );
     let mut out = vec![];
     b.poll_transmit(now, &mut out);

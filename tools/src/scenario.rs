@@ -18,7 +18,9 @@ use smslink::cimd2::session::ClientConfig;
 use smslink::link::LinkConfig;
 use smslink::message::Message;
 use smslink::ring::{Outcome, SlotState};
-use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeError, NodeEvent, SmscSpec, Transport};
+use smslink::runtime::{
+    JournalSpec, LinkSpec, Node, NodeConfig, NodeError, NodeEvent, SmscSpec, Transport,
+};
 use smslink::smpp::SmppConfig;
 
 use crate::smsc_sim::{Protocol, SimConfig, SmscSim};
@@ -68,6 +70,8 @@ pub struct Scenario {
     /// Give both in-process nodes a metrics listener and scrape their `/metrics`
     /// this often while the scenario runs (to measure what monitoring costs).
     pub metrics_scrape: Option<Duration>,
+    /// Keep both nodes' rings in journals in `bs/` and `im/` under this directory.
+    pub journal_dir: Option<PathBuf>,
 }
 
 impl Default for Scenario {
@@ -94,6 +98,7 @@ impl Default for Scenario {
             via_wan: true,
             bs_binary: None,
             metrics_scrape: None,
+            journal_dir: None,
         }
     }
 }
@@ -268,6 +273,31 @@ impl Drop for Scraper {
     }
 }
 
+/// A directory of its own under the system's temporary directory, removed with
+/// everything in it when dropped (journals of the demo and of tests).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// `<tmp>/<prefix>-<process id>`, empty.
+    pub fn new(prefix: &str) -> std::io::Result<TempDir> {
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+        // A leftover of an earlier run that had the same process id.
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        Ok(TempDir(dir))
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// The buffer server's session toward the simulator, in the scenario's protocol, with
 /// the simulator's credentials.
 pub fn smsc_spec(protocol: Protocol, addr: SocketAddr) -> SmscSpec {
@@ -325,6 +355,12 @@ fn spawn_bs(
             &s.dead_after.as_millis().to_string(),
         ])
         .args(["--stats-interval-secs", "0", "--log-level", "info"])
+        .args(s.journal_dir.iter().flat_map(|d| {
+            [
+                std::ffi::OsString::from("--journal-dir"),
+                d.join("bs").into(),
+            ]
+        }))
         .arg("--link-psk")
         .arg(String::from_utf8_lossy(PSK).as_ref())
         .stderr(std::process::Stdio::piped())
@@ -381,6 +417,10 @@ fn start(
         .metrics_scrape
         .map(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
     bs_cfg.metrics_listen = metrics_listen;
+    bs_cfg.journal = s
+        .journal_dir
+        .as_ref()
+        .map(|d| JournalSpec::new(d.join("bs")));
     let (bs, child, bs_addr) = match &s.bs_binary {
         Some(binary) => {
             let (child, addr) = spawn_bs(binary, s, sim.local_addr())?;
@@ -420,6 +460,10 @@ fn start(
     im_cfg.reconnect_max = Duration::from_millis(500);
     im_cfg.seed = s.seed ^ 0x1a;
     im_cfg.metrics_listen = metrics_listen;
+    im_cfg.journal = s
+        .journal_dir
+        .as_ref()
+        .map(|d| JournalSpec::new(d.join("im")));
     let im = Node::start(im_cfg)?;
     Ok(Parts {
         im,

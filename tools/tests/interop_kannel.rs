@@ -348,6 +348,9 @@ log-level = {log_level}
 group = sendsms-user
 username = tester
 password = testpw
+# Long texts go as concatenated SMS of up to 10 parts.
+concatenation = true
+max-messages = 10
 
 group = sms-service
 keyword = default
@@ -599,6 +602,87 @@ fn bearerbox_submits_to_our_simulator() {
         .filter(|l| l["to"] == "4670000001" && l["text"] == "pong")
         .count();
     assert_eq!(pongs, 2);
+    drop(sim);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A text longer than one SMS: bearerbox sends it as a concatenated SMS (the
+/// header in 032), and the simulator reads each submit as one part of it; the
+/// parts, put in order, are the text.
+#[test]
+fn bearerbox_sends_a_long_mt_as_parts_our_simulator_reads() {
+    if !have(&[BEARERBOX, SMSBOX]) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("smslink-kannel-long-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let record = dir.join("record.jsonl");
+    let _ = std::fs::remove_file(&record);
+    let sim = SmscSim::start(SimConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        user: "alice".into(),
+        password: "pw".into(),
+        record: Some(record.clone()),
+        mo_count: 0,
+        log: false,
+        ..SimConfig::default()
+    })
+    .expect("sim");
+    let ports = KannelPorts {
+        admin: free_port(),
+        smsbox: free_port(),
+        sendsms: free_port(),
+    };
+    let conf = write_kannel_conf(
+        &dir,
+        &ports,
+        LOG_DEBUG,
+        &cimd2_smsc_group(sim.local_addr()),
+        r#"text = "pong""#,
+    );
+    let _bearerbox = Guard::spawn(
+        Command::new(BEARERBOX)
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let (c, ok) = sim.wait_for(WAIT, |c| c.logins == 1);
+    assert!(ok, "bearerbox did not log in: {c:?}");
+    let _smsbox = Guard::spawn(
+        Command::new(SMSBOX)
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let text: String = (0..40).map(|i| format!("part{i:02} {{x}} ")).collect();
+    // 440 characters, 520 septets: 4 parts of at most 153.
+    let parts_needed = smslink::sms::parts_needed(&text).expect("fits");
+    assert_eq!(parts_needed, 4);
+    sendsms(ports.sendsms, &mt_query(&text, ""));
+    let (c, ok) = sim.wait_for(WAIT, |c| c.submits_accepted >= parts_needed as u64);
+    assert!(ok, "{c:?}; logs in {}", dir.display());
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&record)
+        .expect("record")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let mut parts: Vec<(u64, u64, u64, String)> = lines
+        .iter()
+        .map(|l| {
+            let p = &l["part"];
+            let n = |i: usize| p[i].as_u64().expect("a part of a concatenated SMS");
+            let t = l["text"].as_str().expect("text").to_owned();
+            (n(0), n(1), n(2), t)
+        })
+        .collect();
+    parts.sort_by_key(|p| p.2);
+    assert!(parts
+        .iter()
+        .all(|p| p.0 == parts[0].0 && p.1 == parts.len() as u64));
+    let joined: String = parts.iter().map(|p| p.3.as_str()).collect();
+    assert_eq!(joined, text, "the parts put in order are the text");
     drop(sim);
     let _ = std::fs::remove_dir_all(&dir);
 }

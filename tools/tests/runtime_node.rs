@@ -44,6 +44,8 @@ struct Seen {
     received: Vec<String>,
     processed: HashMap<u64, Outcome>,
     ups: usize,
+    /// Delivery reports: (client_ref, state, parts).
+    reports: Vec<(u64, smslink::message::ReportState, u8)>,
 }
 
 /// Pump events from both nodes until `done` or the deadline; the application on each
@@ -74,6 +76,12 @@ fn pump(
             );
         }
         NodeEvent::LinkUp { .. } => seen[i].ups += 1,
+        NodeEvent::Report {
+            client_ref,
+            state,
+            parts,
+            ..
+        } => seen[i].reports.push((client_ref, state, parts)),
         _ => {}
     };
     while !done(seen) {
@@ -102,7 +110,8 @@ fn pump(
 
 fn send_all(node: &Node, prefix: &str, n: usize, deadline: Instant) {
     for i in 0..n {
-        let m = Message::text("100", "200", &format!("{prefix} {i}")).unwrap();
+        let mut m = Message::text("100", "200", &format!("{prefix} {i}")).unwrap();
+        m.client_ref = i as u64;
         loop {
             match node.send(&m) {
                 Ok(r) => {
@@ -353,6 +362,7 @@ fn buffer_server_path(tag: &str, journal: bool) {
         ClientConfig {
             user: "smslink".into(),
             password: "secret".into(),
+            status_report_request: 14,
             ..ClientConfig::default()
         },
     ));
@@ -362,9 +372,17 @@ fn buffer_server_path(tag: &str, journal: bool) {
     std::thread::scope(|s| {
         s.spawn(|| send_all(&im, "mt", N, deadline));
         pump([&im, &bs], &mut seen, Duration::from_secs(60), |s| {
-            s[0].received.len() == N && s[0].processed.len() == N
+            s[0].received.len() == N && s[0].processed.len() == N && s[0].reports.len() == N
         });
     });
+    // Every MT's delivery report came back over the link, naming its client_ref.
+    let mut refs: Vec<u64> = seen[0].reports.iter().map(|r| r.0).collect();
+    refs.sort_unstable();
+    assert_eq!(refs, (0..N as u64).collect::<Vec<_>>());
+    assert!(seen[0]
+        .reports
+        .iter()
+        .all(|r| r.1 == smslink::message::ReportState::Delivered && r.2 == 1));
     // Every MT reached the SMSC once, in order, and was reported Accepted.
     assert!(seen[0].processed.values().all(|o| *o == Outcome::Accepted));
     let (counters, _) = sim.wait_for(Duration::from_secs(5), |c| c.submits_accepted >= N as u64);
@@ -398,7 +416,6 @@ fn published<T>(read: impl Fn() -> Option<T>, done: impl Fn(&T) -> bool) -> T {
         if done(&snapshot) || Instant::now() >= end {
             return snapshot;
         }
-        std::thread::yield_now();
     }
 }
 
@@ -418,7 +435,6 @@ fn a_waiting_peer_takes_over_when_the_current_one_leaves() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while second.link_stats(0).map_or(0, |l| l.connects) == 0 {
         assert!(Instant::now() < deadline, "second never connected");
-        std::thread::yield_now();
     }
     drop(first);
     // The waiting one is promoted and carries traffic; the link does not lock up.
@@ -435,4 +451,180 @@ fn a_waiting_peer_takes_over_when_the_current_one_leaves() {
     assert!(seen[0].ups >= 1);
     let expected: Vec<String> = (0..50).map(|i| format!("after {i}")).collect();
     assert_eq!(seen[0].received, expected);
+}
+
+/// The parts of a long MO, sent by a peer in any order and once twice, reach the IM
+/// application as one message; its one acknowledgement frees every part's slot. A
+/// message whose last part never comes is handed over incomplete after the timeout.
+#[test]
+fn parts_of_a_long_mo_reach_the_application_as_one_message() {
+    use smslink::message::Part;
+    let spec = LinkSpec::new(
+        link_config("im", "bs"),
+        Transport::Listen("127.0.0.1:0".parse().unwrap()),
+    );
+    let mut im_config = NodeConfig::new(vec![spec]);
+    im_config.reassembly_timeout = Duration::from_millis(300);
+    let im = Node::start(im_config).unwrap();
+    let bs = Node::start(bs_config(im.local_addr(0).unwrap())).unwrap();
+    let part = |reference: u16, total: u8, index: u8, text: &str| {
+        let mut m = Message::text("+4670000001", "1000", text).unwrap();
+        m.part = Some(Part::new(reference, total, index).unwrap());
+        m
+    };
+    for m in [
+        part(5, 3, 3, "three"),
+        part(5, 3, 1, "one "),
+        part(5, 3, 3, "three"),
+        part(9, 2, 1, "lonely "),
+        part(5, 3, 2, "two "),
+    ] {
+        bs.send(&m).unwrap();
+    }
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while got.len() < 2 && Instant::now() < end {
+        // Drain the buffer server's status events too.
+        while bs.try_event().is_some() {}
+        if let Some(NodeEvent::Received { link, seq, message }) =
+            im.wait_event(Some(Duration::from_millis(20)))
+        {
+            got.push((message.text_str().unwrap_or("").to_owned(), message.part));
+            im.ack(link, seq, Outcome::Accepted).unwrap();
+        }
+    }
+    assert_eq!(
+        got,
+        vec![
+            ("one two three".to_owned(), None),
+            ("lonely ".to_owned(), Some(Part::new(9, 2, 2).unwrap())),
+        ]
+    );
+    // Every part's slot was processed by the two acknowledgements.
+    let end = Instant::now() + Duration::from_secs(5);
+    while im.link_stats(0).is_some_and(|s| s.rx_in_use > 0) && Instant::now() < end {
+        while bs.try_event().is_some() {}
+        let _ = im.wait_event(Some(Duration::from_millis(20)));
+    }
+    assert_eq!(im.link_stats(0).map(|s| s.rx_in_use), Some(0));
+    bs.shutdown(Duration::ZERO);
+    im.shutdown(Duration::ZERO);
+}
+
+/// A receiving ring full of parts whose other parts wait behind it cannot wait for
+/// the timeout: the oldest message is handed over incomplete at once, its
+/// acknowledgement frees room, and the traffic goes on.
+#[test]
+fn a_ring_full_of_waiting_parts_gives_up_its_oldest_message() {
+    use smslink::message::Part;
+    let mut link = link_config("im", "bs");
+    link.capacity = 4;
+    let spec = LinkSpec::new(link, Transport::Listen("127.0.0.1:0".parse().unwrap()));
+    let im = Node::start(NodeConfig::new(vec![spec])).unwrap();
+    let mut bs_link = link_config("bs", "im");
+    bs_link.capacity = 8;
+    let mut cfg = bs_config(im.local_addr(0).unwrap());
+    cfg.links[0].config = bs_link;
+    let bs = Node::start(cfg).unwrap();
+    // Six first parts of six two-part messages (six senders): no message can finish.
+    for i in 0..6u16 {
+        let mut m = Message::text(&format!("+46700000{i:02}"), "1000", &format!("p{i}")).unwrap();
+        m.part = Some(Part::new(i, 2, 1).unwrap());
+        bs.send(&m).unwrap();
+    }
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while got.len() < 3 && Instant::now() < end {
+        while bs.try_event().is_some() {}
+        if let Some(NodeEvent::Received { link, seq, message }) =
+            im.wait_event(Some(Duration::from_millis(20)))
+        {
+            got.push(message.text_str().unwrap_or("").to_owned());
+            im.ack(link, seq, Outcome::Accepted).unwrap();
+        }
+    }
+    // Oldest first, well before the 600 s timeout.
+    assert_eq!(got, ["p0", "p1", "p2"]);
+    bs.shutdown(Duration::ZERO);
+    im.shutdown(Duration::ZERO);
+}
+
+/// A long MT over SMPP in each of the three ways an SMSC may want it: the simulator
+/// records the parts (or the whole message), they join to the text, the MT has one
+/// outcome, and its receipts come back as one report naming its client_ref.
+#[test]
+fn a_long_mt_over_smpp_in_every_long_message_mode() {
+    use smslink::sms::concat::RefWidth;
+    use smslink::smsc::LongMessages;
+    use smslink_tools::smsc_sim::Protocol;
+    // 356 septets ('€' takes two): 3 parts with either header.
+    let text: String = (0..50).map(|i| format!("word{i:02} ")).collect::<String>() + "€ end";
+    for (mode, parts) in [
+        (LongMessages::Udh(RefWidth::Eight), 3u8),
+        (LongMessages::Sar, 3),
+        (LongMessages::Whole, 1),
+    ] {
+        let dir = std::env::temp_dir().join(format!("smslink-rt-smpp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let record = dir.join(format!("record-{parts}-{mode:?}.jsonl"));
+        let _ = std::fs::remove_file(&record);
+        let sim = SmscSim::start(SimConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            user: "alice".into(),
+            password: "pw".into(),
+            record: Some(record.clone()),
+            mo_count: 0,
+            log: false,
+            ..SimConfig::for_protocol(Protocol::Smpp)
+        })
+        .unwrap();
+        let im = im_node();
+        let mut cfg = bs_config(im.local_addr(0).unwrap());
+        cfg.links[0].smsc = Some(SmscSpec::smpp(
+            sim.local_addr(),
+            smslink::smpp::SmppConfig {
+                system_id: "alice".into(),
+                password: "pw".into(),
+                long_messages: mode,
+                ..smslink::smpp::SmppConfig::default()
+            },
+        ));
+        let bs = Node::start(cfg).unwrap();
+        let mut m = Message::text("12345", "+46700000001", &text).unwrap();
+        m.client_ref = 7;
+        im.send(&m).unwrap();
+        let mut seen = [Seen::default(), Seen::default()];
+        pump([&im, &bs], &mut seen, Duration::from_secs(20), |s| {
+            s[0].processed.len() == 1 && !s[0].reports.is_empty()
+        });
+        assert_eq!(
+            seen[0].processed.get(&1),
+            Some(&Outcome::Accepted),
+            "{mode:?}"
+        );
+        assert_eq!(
+            seen[0].reports,
+            [(7, smslink::message::ReportState::Delivered, parts)],
+            "{mode:?}"
+        );
+        let (_, ok) = sim.wait_for(Duration::from_secs(5), |c| {
+            c.submits_accepted == u64::from(parts)
+        });
+        assert!(ok, "{mode:?}");
+        let _ = sim.stop();
+        let lines = std::fs::read_to_string(&record).unwrap();
+        let mut recorded: Vec<(u64, String)> = lines
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let index = v["part"][2].as_u64().unwrap_or(1);
+                (index, v["text"].as_str().unwrap().to_owned())
+            })
+            .collect();
+        recorded.sort();
+        let joined: String = recorded.into_iter().map(|r| r.1).collect();
+        assert_eq!(joined, text, "{mode:?}");
+        bs.shutdown(Duration::ZERO);
+        im.shutdown(Duration::ZERO);
+    }
 }

@@ -10,10 +10,14 @@
 //!   nothing is dropped. A message whose answer never left (the connection broke) is
 //!   delivered again by the SMSC.
 //! * **MT** (link -> SMSC): messages are taken from the receiving ring in order and
-//!   submitted as far as the session's window allows (1 for CIMD2). The SMSC's
-//!   answer becomes the message's Processed outcome on the link. A submit that got no
-//!   answer is submitted again (at least once); a temporary refusal is retried after
-//!   a back-off, up to `max_attempts`; a permanent one is final.
+//!   submitted as far as the session's window allows (1 for CIMD2). A long message
+//!   is submitted as the parts of a concatenated SMS (`sms::concat`, the way the
+//!   session's [`LongMessages`] asks), each part a submit of its own; the message has
+//!   one outcome: accepted once every part is, rejected as soon as one part is
+//!   refused for good. The SMSC's answer becomes the message's Processed outcome on
+//!   the link. A submit that got no answer is submitted again (at least once); a
+//!   temporary refusal is retried after a back-off, up to `max_attempts`; a
+//!   permanent one is final.
 //!
 //! # Across a restart (journaled link)
 //!
@@ -35,10 +39,18 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+mod reports;
+
+use reports::{Fold, Reports};
+
 use crate::link::Endpoint;
-use crate::message::Message;
+use crate::message::{Message, Part};
 use crate::ring::Outcome;
-use crate::smsc::{ConnIndex, MoAnswer, MoToken, Permanence, SmscClient, SmscEvent, SubmitError};
+use crate::sms::concat::{split_message, Chunk, LongMessages, RefWidth, ReferenceAllocator};
+use crate::smsc::{
+    part_submit_id, ConnIndex, MoAnswer, MoToken, Permanence, SmscClient, SmscEvent, SubmitError,
+    SubmitId,
+};
 
 /// Settings of a [`Bridge`].
 #[derive(Debug, Clone)]
@@ -73,6 +85,11 @@ pub enum BridgeEvent {
     SmscViolation { detail: String },
     /// An MT cannot be expressed in the SMSC's protocol: it was reported rejected.
     MtUnencodable { seq: u64, reason: String },
+    /// A status report named a message id no MT of ours had (or had any more); it
+    /// was acknowledged to the SMSC and counted.
+    ReportUnknown { smsc_id: String },
+    /// An MO was refused: its originator or destination cannot be attributed.
+    MoRefused { detail: String },
     /// The link refused an MT's outcome (a bug if it ever happens; logged).
     OutcomeRefused { seq: u64, error: String },
 }
@@ -83,6 +100,9 @@ pub struct SmscStats {
     pub logged_in: bool,
     pub connects: u64,
     pub mo_received: u64,
+    /// MO refused because an address had no normal form (empty, or not a number
+    /// nor a name).
+    pub mo_unattributable: u64,
     /// MO held unanswered at the SMSC because the ring was full.
     pub mo_backpressured: u64,
     /// Held MO answered "retry later" once held for the protocol's limit.
@@ -96,17 +116,35 @@ pub struct SmscStats {
     /// Temporary refusals (throttling, congestion): the message is tried again.
     pub mt_temporary_failures: u64,
     pub status_reports: u64,
+    /// Report messages put on the link (all parts of a message folded into one).
+    pub reports_forwarded: u64,
+    /// Status reports for a message id we do not know: acknowledged and dropped.
+    pub reports_unknown: u64,
+    /// Accepted MT whose final report has not come yet (a gauge).
+    pub reports_awaited: u64,
     pub violations: u64,
     /// MT restored from the journal after a restart and submitted again: the SMSC
     /// may have accepted them just before the crash (see the module docs).
     pub resubmitted_after_restart: u64,
 }
 
-/// An MT taken from the link and not yet decided by the SMSC.
+/// An MT taken from the link and not yet decided by the SMSC: its parts (one for a
+/// message that fits one SMS).
 #[derive(Debug)]
 struct Mt {
     seq: u64,
+    parts: Vec<MtPart>,
+    /// Its group in `reports`, once a part was accepted.
+    report_group: Option<u64>,
+}
+
+/// One submit of an MT.
+#[derive(Debug)]
+struct MtPart {
+    id: SubmitId,
     message: Message,
+    /// The SMSC accepted this part.
+    accepted: bool,
     /// Submitted on the present session, awaiting the answer.
     submitted: bool,
     /// Not to be submitted before this instant (after a temporary refusal).
@@ -130,6 +168,13 @@ pub struct Bridge {
     unanswered_mo: VecDeque<(u64, MoToken)>,
     /// MT taken from the link, oldest first, until the SMSC decides them.
     mt: VecDeque<Mt>,
+    /// Concatenation references, per destination.
+    references: ReferenceAllocator,
+    /// SMSC message ids of accepted MT, for their status reports.
+    reports: Reports,
+    /// Report messages the ring could not take yet (their SMSC reports were
+    /// answered already).
+    held_reports: VecDeque<Message>,
     events: VecDeque<BridgeEvent>,
     stats: SmscStats,
     shutting_down: bool,
@@ -154,6 +199,9 @@ impl Bridge {
             held_mo: VecDeque::new(),
             unanswered_mo: VecDeque::new(),
             mt: VecDeque::new(),
+            references: ReferenceAllocator::new(),
+            reports: Reports::default(),
+            held_reports: VecDeque::new(),
             events: VecDeque::new(),
             stats: SmscStats::default(),
             shutting_down: false,
@@ -163,7 +211,10 @@ impl Bridge {
     // ---- getters ----
 
     pub fn stats(&self) -> SmscStats {
-        self.stats
+        SmscStats {
+            reports_awaited: self.reports.open_groups() as u64,
+            ..self.stats
+        }
     }
 
     pub fn protocol(&self) -> &'static str {
@@ -175,9 +226,13 @@ impl Bridge {
         self.smsc.is_open()
     }
 
-    /// Nothing is half-way: no MO waiting for the ring, no MT waiting for the SMSC.
+    /// Nothing is half-way: no MO or report waiting for the ring, no MT waiting for
+    /// the SMSC.
     pub fn is_idle(&self) -> bool {
-        self.held_mo.is_empty() && self.unanswered_mo.is_empty() && self.mt.is_empty()
+        self.held_mo.is_empty()
+            && self.unanswered_mo.is_empty()
+            && self.mt.is_empty()
+            && self.held_reports.is_empty()
     }
 
     /// MT taken from the link and not yet decided by the SMSC.
@@ -236,6 +291,12 @@ impl Bridge {
         self.store_held_mo(link, now);
         self.answer_durable_mo(link, now);
         self.defer_held_mo(now);
+        self.store_held_reports(link);
+        let mut unknown = Vec::new();
+        self.reports.expire(now, &mut unknown);
+        for smsc_id in unknown {
+            self.report_unknown(smsc_id);
+        }
         self.submit_mt(link, now);
         if self.shutting_down && self.mt.is_empty() && self.smsc.is_open() {
             self.smsc.logout(now);
@@ -253,7 +314,11 @@ impl Bridge {
     /// When `handle_timeout` (then `poll`) must run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let retry = if self.smsc.submit_room() > 0 {
-            self.mt.iter().filter_map(|m| m.not_before).min()
+            self.mt
+                .iter()
+                .flat_map(|m| &m.parts)
+                .filter_map(|p| p.not_before)
+                .min()
         } else {
             None
         };
@@ -261,10 +326,15 @@ impl Bridge {
             .smsc
             .mo_hold_limit()
             .and_then(|limit| self.held_mo.front().map(|(_, _, since)| *since + limit));
-        [self.smsc.poll_timeout(), retry, defer]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.smsc.poll_timeout(),
+            retry,
+            defer,
+            self.reports.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn poll_event(&mut self) -> Option<BridgeEvent> {
@@ -284,16 +354,12 @@ impl Bridge {
                 // Never answered: the SMSC delivers them again on the next session.
                 self.held_mo.clear();
                 self.unanswered_mo.clear();
-                for mt in &mut self.mt {
-                    mt.submitted = false;
+                for part in self.mt.iter_mut().flat_map(|m| &mut m.parts) {
+                    part.submitted = false;
                 }
                 self.events.push_back(BridgeEvent::SmscDown { reason });
             }
-            SmscEvent::Accepted { id, .. } => {
-                if self.finish_mt(link, id, Outcome::Accepted) {
-                    self.stats.mt_accepted += 1;
-                }
-            }
+            SmscEvent::Accepted { id, smsc_id } => self.on_accepted(link, id, smsc_id, now),
             SmscEvent::Rejected {
                 id,
                 code,
@@ -301,8 +367,8 @@ impl Bridge {
                 ..
             } => self.on_rejected(link, id, code, permanence, now),
             SmscEvent::Unanswered { id } => {
-                if let Some(mt) = self.mt.iter_mut().find(|m| m.seq == id) {
-                    mt.submitted = false;
+                if let Some((i, p)) = self.find_part(id) {
+                    self.mt[i].parts[p].submitted = false;
                 }
             }
             SmscEvent::Mo { token, message } => {
@@ -321,8 +387,30 @@ impl Bridge {
                     self.held_mo.push_back((token, *message, now));
                 }
             }
-            SmscEvent::StatusReport { token, .. } => {
+            SmscEvent::MoUnattributable {
+                token,
+                side,
+                detail,
+            } => {
+                self.stats.mo_unattributable += 1;
+                self.smsc.answer(token, MoAnswer::Refuse(side), now);
+                self.events.push_back(BridgeEvent::MoRefused { detail });
+            }
+            SmscEvent::StatusReport { token, report } => {
                 self.stats.status_reports += 1;
+                let recipient = self
+                    .smsc
+                    .report_id_needs_recipient()
+                    .then_some(report.recipient.as_str());
+                let key = Reports::key(&report.smsc_id, recipient);
+                let smsc_id = report.smsc_id.clone();
+                match self.reports.report(key, report, now) {
+                    Fold::Tell(message) => self.forward_report(message, link),
+                    Fold::Folded | Fold::Early => {}
+                    Fold::Unknown => self.report_unknown(smsc_id),
+                }
+                // Answered at once: a report is worth less than holding the SMSC up,
+                // and one that cannot be matched must not come back forever.
                 self.smsc.answer(token, MoAnswer::Accept, now);
             }
             SmscEvent::Violation { detail } => {
@@ -340,9 +428,14 @@ impl Bridge {
         permanence: Permanence,
         now: Instant,
     ) {
-        let Some(mt) = self.mt.iter_mut().find(|m| m.seq == id && m.submitted) else {
+        let Some((i, p)) = self.find_part(id) else {
             return;
         };
+        let seq = self.mt[i].seq;
+        let mt = &mut self.mt[i].parts[p];
+        if !mt.submitted {
+            return;
+        }
         mt.submitted = false;
         mt.attempts += 1;
         if permanence == Permanence::Temporary && mt.attempts < self.config.max_attempts {
@@ -356,9 +449,125 @@ impl Bridge {
             mt.not_before = Some(now + wait);
             return;
         }
-        if self.finish_mt(link, id, Outcome::Rejected { code }) {
+        if self.finish_mt(link, seq, Outcome::Rejected { code }) {
             self.stats.mt_rejected += 1;
         }
+    }
+
+    /// Where the submit `id` is: (index in `mt`, index in its parts).
+    fn find_part(&self, id: SubmitId) -> Option<(usize, usize)> {
+        self.mt
+            .iter()
+            .enumerate()
+            .find_map(|(i, m)| m.parts.iter().position(|p| p.id == id).map(|p| (i, p)))
+    }
+
+    /// A part was accepted; the message is, once all its parts are. Its SMSC id is
+    /// filed for the status reports to come (some may have come already).
+    fn on_accepted(
+        &mut self,
+        link: &mut Endpoint,
+        id: SubmitId,
+        smsc_id: Option<String>,
+        now: Instant,
+    ) {
+        let Some((i, p)) = self.find_part(id) else {
+            return;
+        };
+        let mt = &mut self.mt[i];
+        mt.parts[p].accepted = true;
+        mt.parts[p].submitted = false;
+        if let Some(smsc_id) = smsc_id {
+            let parts = mt.parts.len().min(255) as u8;
+            let group = *mt
+                .report_group
+                .get_or_insert_with(|| self.reports.open(&mt.parts[0].message, parts, now));
+            let recipient = self
+                .smsc
+                .report_id_needs_recipient()
+                .then(|| to_smsc_digits(&mt.parts[p].message));
+            let key = Reports::key(&smsc_id, recipient.as_deref());
+            let mut early = Vec::new();
+            self.reports.file(group, key, &mut early);
+            for message in early {
+                self.forward_report(message, link);
+            }
+        }
+        let mt = &mut self.mt[i];
+        if mt.parts.iter().all(|p| p.accepted) {
+            let seq = mt.seq;
+            if self.finish_mt(link, seq, Outcome::Accepted) {
+                self.stats.mt_accepted += 1;
+            }
+        }
+    }
+
+    /// The submits an MT takes: one for a message that fits one SMS (or that the
+    /// session carries whole), else one per part of a concatenated SMS. A message
+    /// that cannot be split (over 255 parts) is submitted whole, so that the session
+    /// refuses it with its protocol's code.
+    fn plan_mt(&mut self, seq: u64, message: &Message) -> Mt {
+        let single = || Mt {
+            seq,
+            parts: vec![MtPart::new(seq, message.clone())],
+            report_group: None,
+        };
+        let width = match self.smsc.long_messages() {
+            LongMessages::Whole => return single(),
+            LongMessages::Udh(width) => width,
+            LongMessages::Sar => RefWidth::Sixteen,
+        };
+        let split = match split_message(message, width) {
+            Ok(split) if split.is_concatenated() => split,
+            _ => return single(),
+        };
+        let reference = self.references.next(&message.to, width);
+        let total = split.total() as u8;
+        let parts = split
+            .chunks
+            .iter()
+            .zip(1u8..)
+            .map(|(chunk, index)| {
+                let mut part = message.clone();
+                let payload = match chunk {
+                    Chunk::Text(t) => t.as_bytes(),
+                    Chunk::Octets(o) => o,
+                };
+                // A chunk is a slice of a valid payload: it fits.
+                let _ = part.set_payload(payload);
+                part.part = Part::new(reference, total, index).ok();
+                MtPart::new(part_submit_id(seq, index), part)
+            })
+            .collect();
+        Mt {
+            seq,
+            parts,
+            report_group: None,
+        }
+    }
+
+    /// Put a report message on the link (or hold it until the ring has room).
+    fn forward_report(&mut self, message: Message, link: &mut Endpoint) {
+        self.stats.reports_forwarded += 1;
+        if self.held_reports.is_empty() && link.send(&message).is_ok() {
+            return;
+        }
+        self.held_reports.push_back(message);
+    }
+
+    fn store_held_reports(&mut self, link: &mut Endpoint) {
+        while let Some(message) = self.held_reports.front() {
+            if link.send(message).is_err() {
+                return;
+            }
+            self.held_reports.pop_front();
+        }
+    }
+
+    fn report_unknown(&mut self, smsc_id: String) {
+        self.stats.reports_unknown += 1;
+        self.events
+            .push_back(BridgeEvent::ReportUnknown { smsc_id });
     }
 
     /// The SMSC decided `seq`: report the outcome over the link and forget it.
@@ -419,29 +628,28 @@ impl Bridge {
             let due = self
                 .mt
                 .iter()
-                .position(|m| !m.submitted && m.not_before.is_none_or(|t| t <= now));
-            let i = match due {
-                Some(i) => i,
+                .enumerate()
+                .find_map(|(i, m)| m.parts.iter().position(|p| p.is_due(now)).map(|p| (i, p)));
+            let (i, p) = match due {
+                Some(due) => due,
                 None if self.shutting_down => return,
                 None => {
                     let restored_upto = link.rx_restored();
                     let Some((seq, message)) = link.next_received() else {
                         return;
                     };
-                    self.mt.push_back(Mt {
-                        restored: seq <= restored_upto,
-                        seq,
-                        message: message.clone(),
-                        submitted: false,
-                        not_before: None,
-                        attempts: 0,
-                        submits: 0,
-                    });
-                    self.mt.len() - 1
+                    let message = message.clone();
+                    let mut mt = self.plan_mt(seq, &message);
+                    for part in &mut mt.parts {
+                        part.restored = seq <= restored_upto;
+                    }
+                    self.mt.push_back(mt);
+                    (self.mt.len() - 1, 0)
                 }
             };
-            let mt = &mut self.mt[i];
-            match self.smsc.submit(mt.seq, &mt.message, now) {
+            let seq = self.mt[i].seq;
+            let mt = &mut self.mt[i].parts[p];
+            match self.smsc.submit(mt.id, &mt.message, now) {
                 Ok(()) => {
                     mt.submitted = true;
                     mt.not_before = None;
@@ -455,7 +663,6 @@ impl Bridge {
                 }
                 Err(SubmitError::NoRoom) => return,
                 Err(SubmitError::Unencodable { reason, code }) => {
-                    let seq = mt.seq;
                     self.events
                         .push_back(BridgeEvent::MtUnencodable { seq, reason });
                     if self.finish_mt(link, seq, Outcome::Rejected { code }) {
@@ -464,6 +671,36 @@ impl Bridge {
                 }
             }
         }
+    }
+}
+
+/// The recipient as a report names it: its digits (reports write numbers as they
+/// please, with or without `+`).
+fn to_smsc_digits(message: &Message) -> String {
+    message
+        .to
+        .as_str()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect()
+}
+
+impl MtPart {
+    fn new(id: SubmitId, message: Message) -> Self {
+        MtPart {
+            id,
+            message,
+            accepted: false,
+            submitted: false,
+            not_before: None,
+            attempts: 0,
+            submits: 0,
+            restored: false,
+        }
+    }
+
+    fn is_due(&self, now: Instant) -> bool {
+        !self.accepted && !self.submitted && self.not_before.is_none_or(|t| t <= now)
     }
 }
 

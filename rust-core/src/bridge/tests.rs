@@ -342,6 +342,62 @@ fn a_message_the_protocol_cannot_carry_is_rejected_and_the_next_one_goes() {
 }
 
 #[test]
+fn a_long_mt_goes_as_its_parts_and_has_one_outcome() {
+    let mut w = World::new(2, 8);
+    let long = w.send_mt(&"x".repeat(400)); // 3 parts of 153, 153, 94
+    let ids: Vec<SubmitId> = (1..=3)
+        .map(|i| crate::smsc::part_submit_id(long, i))
+        .collect();
+    assert_eq!(w.submitted(), ids[..2], "window 2: two parts outstanding");
+    w.smsc.answer_submit(SmscEvent::Accepted {
+        id: ids[1],
+        smsc_id: Some("b".into()),
+    });
+    w.pump();
+    assert_eq!(w.submitted(), ids);
+    for id in [ids[2], ids[0]] {
+        w.smsc
+            .answer_submit(SmscEvent::Accepted { id, smsc_id: None });
+        w.pump();
+    }
+    assert_eq!(w.outcomes(), vec![(long, Outcome::Accepted)]);
+    let s = w.bridge.stats();
+    assert_eq!((s.mt_submitted, s.mt_accepted), (3, 1));
+
+    // A permanent refusal of one part rejects the message at once; a temporary one
+    // retries that part only.
+    let other = w.send_mt(&"y".repeat(200));
+    let ids: Vec<SubmitId> = (1..=2)
+        .map(|i| crate::smsc::part_submit_id(other, i))
+        .collect();
+    w.smsc.answer_submit(SmscEvent::Rejected {
+        id: ids[0],
+        code: 6,
+        permanence: Permanence::Temporary,
+        text: None,
+    });
+    w.pump();
+    w.advance(Duration::from_secs(1));
+    assert_eq!(w.submitted()[3..], [ids[0], ids[1], ids[0]]);
+    w.smsc.answer_submit(SmscEvent::Rejected {
+        id: ids[1],
+        code: 300,
+        permanence: Permanence::Permanent,
+        text: None,
+    });
+    w.pump();
+    assert_eq!(w.outcomes()[1], (other, Outcome::Rejected { code: 300 }));
+    // The other part's late answer changes nothing.
+    w.smsc.answer_submit(SmscEvent::Accepted {
+        id: ids[0],
+        smsc_id: None,
+    });
+    w.pump();
+    assert_eq!(w.outcomes().len(), 2);
+    assert!(w.bridge.is_idle());
+}
+
+#[test]
 fn mo_is_answered_only_once_stored_and_held_in_order_while_the_ring_is_full() {
     let mut w = World::new(1, 2);
     w.mo(1, "one");
@@ -448,4 +504,96 @@ fn on_a_journaled_link_an_mo_is_answered_only_once_its_record_is_durable() {
         vec![(MoToken(1), MoAnswer::Accept)]
     );
     assert_eq!(w.im_received(), vec!["hello".to_owned()]);
+}
+
+#[test]
+fn an_unattributable_mo_is_refused_counted_and_never_reaches_the_link() {
+    let mut w = World::new(1, 8);
+    w.smsc
+        .0
+        .lock()
+        .events
+        .push_back(SmscEvent::MoUnattributable {
+            token: MoToken(5),
+            side: crate::smsc::AddressSide::Originator,
+            detail: "empty originator".into(),
+        });
+    w.pump();
+    assert_eq!(
+        w.smsc.0.lock().answers,
+        vec![(
+            MoToken(5),
+            MoAnswer::Refuse(crate::smsc::AddressSide::Originator)
+        )]
+    );
+    assert_eq!(w.bridge.stats().mo_unattributable, 1);
+    assert!(matches!(
+        w.bridge.poll_event(),
+        Some(BridgeEvent::MoRefused { .. })
+    ));
+    assert!(w.im_received().is_empty());
+}
+
+#[test]
+fn status_reports_of_all_parts_reach_the_im_side_as_one_report_with_the_client_ref() {
+    let mut w = World::new(4, 8);
+    let mut mt = Message::text("1000", "+4670", &"z".repeat(200)).unwrap();
+    mt.client_ref = 77;
+    let seq = w.im.send(&mt).unwrap();
+    w.pump();
+    let ids: Vec<SubmitId> = (1..=2)
+        .map(|i| crate::smsc::part_submit_id(seq, i))
+        .collect();
+    // Part 2's report comes before the answer that names its id.
+    let report = |id: &str, delivered: bool| SmscEvent::StatusReport {
+        token: MoToken(9),
+        report: crate::smsc::StatusReport {
+            smsc_id: id.into(),
+            recipient: "4670".into(),
+            delivered,
+            ..Default::default()
+        },
+    };
+    w.smsc.0.lock().events.push_back(report("id-2", true));
+    w.pump();
+    for (id, smsc_id) in ids.iter().zip(["id-1", "id-2"]) {
+        w.smsc.answer_submit(SmscEvent::Accepted {
+            id: *id,
+            smsc_id: Some(smsc_id.into()),
+        });
+    }
+    w.pump();
+    assert_eq!(w.outcomes(), vec![(seq, Outcome::Accepted)]);
+    assert!(
+        w.im.next_received().is_none(),
+        "one part is not the message"
+    );
+    w.smsc.0.lock().events.push_back(report("id-1", true));
+    w.smsc.0.lock().events.push_back(report("nobody", true));
+    w.pump();
+    let (_, got) = w.im.next_received().expect("the report");
+    assert_eq!(got.client_ref, 77);
+    assert_eq!((got.from.as_str(), got.to.as_str()), ("+4670", "1000"));
+    assert_eq!(
+        got.as_report(),
+        Some(&crate::message::Report {
+            state: crate::message::ReportState::Delivered,
+            error: 0,
+            parts: 2
+        })
+    );
+    assert!(w.im.next_received().is_none(), "folded into one");
+    // Every report was answered; the unknown one is counted once it has waited.
+    assert_eq!(w.smsc.0.lock().answers.len(), 3);
+    w.advance(Duration::from_secs(61));
+    let s = w.bridge.stats();
+    assert_eq!(
+        (
+            s.status_reports,
+            s.reports_forwarded,
+            s.reports_unknown,
+            s.reports_awaited
+        ),
+        (3, 1, 1, 0)
+    );
 }

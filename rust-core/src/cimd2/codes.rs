@@ -67,6 +67,10 @@ pub const ERROR_CODES: &[(u32, &str, Permanence)] = &[
 
 /// Error code this side uses when a message cannot be put into a submit at all.
 pub const ERR_PARAMETER_FORMATTING: u32 = 8;
+/// Incorrect destination address (an MO whose recipient cannot be attributed).
+pub const ERR_DESTINATION: u32 = 300;
+/// Incorrect originator address (an MO whose sender cannot be attributed).
+pub const ERR_ORIGINATOR: u32 = 306;
 /// Error code of our negative answer to a deliver we cannot take now (the SMSC
 /// delivers it again later).
 pub const TEMPORARY_REFUSAL: u32 = 9;

@@ -1,18 +1,22 @@
 //! `Message` <-> CIMD2 packets: submit (03) and deliver (20) carry the same fields.
 
-use super::error::{Cimd2Error, TextError};
+use super::error::Cimd2Error;
 use super::packet::{param, Operation, Packet};
 use super::text::{
-    alphabet, decode_text_lossy, decode_ucs2, gsm_codes_lossy, plan_text, read_hex, write_gsm_text,
-    write_hex, write_ucs2_hex, Alphabet, TextPlan, DCS_8BIT, DCS_UCS2, MAX_BINARY_OCTETS,
+    alphabet, decode_text_lossy, decode_ucs2, gsm_codes_lossy, read_hex, write_gsm_text, write_hex,
+    write_ucs2_hex, Alphabet, TextPlan, DCS_8BIT, DCS_UCS2,
 };
 use crate::message::{Address, Coding, Message};
+use crate::sms::concat::{parse_udh, part_udh};
+use crate::sms::text::{binary_fits, plan_text_with_udh};
 
 /// Longest alphanumeric originator (027).
 pub use crate::sms::MAX_ALPHANUMERIC_ORIGINATOR;
 
 /// Op 03 as a client sends it: 021 destination, 023 (numeric) or 027 (alphanumeric)
-/// originator when there is one, then 033 text, or 034 hex with 030.
+/// originator when there is one, 032 the concatenation header of a part of a long
+/// message, then 033 text, or 034 hex with 030; header and user data share the 140
+/// octets of one SMS.
 pub fn submit_packet(msg: &Message, number: u8) -> Result<Packet, Cimd2Error> {
     message_packet(Operation::Submit, msg, number)
 }
@@ -40,13 +44,17 @@ fn message_packet(op: Operation, msg: &Message, number: u8) -> Result<Packet, Ci
     let mut p = Packet::new(op, number);
     p.push(param::DESTINATION_ADDRESS, to);
     push_originator(&mut p, &msg.from)?;
+    let udh = msg.part.as_ref().map(part_udh).unwrap_or_default();
+    if !udh.is_empty() {
+        p.push_with(param::USER_DATA_HEADER, |out| write_hex(&udh, out));
+    }
     match msg.coding {
         Coding::Text => {
             let text = msg.text_str().ok_or(Cimd2Error::InvalidParameter {
                 code: param::USER_DATA,
                 reason: "text payload is not UTF-8",
             })?;
-            let plan = plan_text(text).map_err(|source| Cimd2Error::Text {
+            let plan = plan_text_with_udh(text, udh.len()).map_err(|source| Cimd2Error::Text {
                 code: param::USER_DATA,
                 source,
             })?;
@@ -60,12 +68,10 @@ fn message_packet(op: Operation, msg: &Message, number: u8) -> Result<Packet, Ci
         }
         Coding::Binary => {
             let data = msg.payload();
-            if data.len() > MAX_BINARY_OCTETS {
-                return Err(Cimd2Error::Text {
-                    code: param::USER_DATA_BINARY,
-                    source: TextError::TooLongBinary { octets: data.len() },
-                });
-            }
+            binary_fits(data.len(), udh.len()).map_err(|source| Cimd2Error::Text {
+                code: param::USER_DATA_BINARY,
+                source,
+            })?;
             p.push_with(param::USER_DATA_BINARY, |out| write_hex(data, out));
             p.push_u32(param::DATA_CODING_SCHEME, u32::from(DCS_8BIT));
         }
@@ -132,8 +138,11 @@ fn hex_param(p: &Packet, code: u16, out: &mut Vec<u8>) -> Result<bool, Cimd2Erro
 /// * 034 is read as the 030 coding says: UCS-2 becomes text, anything else binary.
 /// * 033 becomes text the way Kannel reads it (unknown escapes as `§..`, bytes of
 ///   0x80 and above as U+FFFD).
-/// * With a 032 user data header the message is binary: the header octets followed
-///   by the user data octets (for 033, its GSM codes one per octet), as TP-UD with UDHI.
+/// * A 032 user data header that is a concatenation header and nothing else makes
+///   the message a part (`Message::part`), its user data read as without a header.
+/// * With any other 032 (other elements, or malformed) the message is a single SM in
+///   binary: the header octets followed by the user data octets (for 033, its GSM
+///   codes one per octet), as TP-UD with UDHI.
 pub fn message_from_packet(p: &Packet) -> Result<Message, Cimd2Error> {
     if !matches!(p.op, Operation::Submit | Operation::DeliverMessage) {
         return Err(Cimd2Error::UnexpectedOperation {
@@ -158,7 +167,18 @@ pub fn message_from_packet(p: &Packet) -> Result<Message, Cimd2Error> {
             })?,
     };
     let mut octets = Vec::new();
-    let has_udh = hex_param(p, param::USER_DATA_HEADER, &mut octets)?;
+    let mut has_udh = hex_param(p, param::USER_DATA_HEADER, &mut octets)?;
+    if has_udh {
+        // Only a header that is exactly one concatenation element comes off.
+        let concat = parse_udh(&octets)
+            .filter(|u| !u.other_elements && u.len == octets.len())
+            .and_then(|u| u.part);
+        if concat.is_some() {
+            msg.part = concat;
+            octets.clear();
+            has_udh = false;
+        }
+    }
     if hex_param(p, param::USER_DATA_BINARY, &mut octets)? {
         if !has_udh && alphabet(dcs) == Alphabet::Ucs2 {
             let text = decode_ucs2(&octets).map_err(|source| Cimd2Error::Text {

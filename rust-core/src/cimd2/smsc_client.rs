@@ -5,13 +5,16 @@ use std::time::Instant;
 
 use super::codes;
 use super::session::{ClientConfig, ClientEvent, ClientSession, SessionError, StatusReport};
-use crate::message::Message;
+use crate::message::{Address, Message};
+use crate::sms::number::{attribute_mo, to_smsc, Ton};
 use crate::smsc::{
-    self, ConnIndex, MoAnswer, MoToken, SmscClient, SmscEvent, SubmitError, SubmitId,
+    self, AddressSide, ConnIndex, MoAnswer, MoToken, SmscClient, SmscEvent, SubmitError, SubmitId,
 };
 
 /// The CIMD2 status code (061) that means "delivered".
 const DELIVERED: u32 = 4;
+/// The CIMD2 status code (061) that means "validity period expired".
+const EXPIRED: u32 = 2;
 /// Status codes the SMSC reports once it has given up on a message.
 const FAILED: [u32; 6] = [2, 3, 6, 7, 8, 9];
 
@@ -62,10 +65,24 @@ impl Cimd2Client {
                 text,
             },
             ClientEvent::SubmitFailed { id, .. } => SmscEvent::Unanswered { id },
-            ClientEvent::Deliver(message) => SmscEvent::Mo {
-                token: self.pending_token()?,
-                message,
-            },
+            ClientEvent::Deliver(mut message) => {
+                let token = self.pending_token()?;
+                let (from, to) = (message.from, message.to);
+                let attributed = attribute_mo(
+                    &mut message,
+                    (from.as_str(), Ton::Unknown),
+                    (to.as_str(), Ton::Unknown),
+                    &self.config.numbers,
+                );
+                match attributed {
+                    Ok(()) => SmscEvent::Mo { token, message },
+                    Err((side, e)) => SmscEvent::MoUnattributable {
+                        token,
+                        side,
+                        detail: format!("deliver from {from:?} to {to:?}: {e}"),
+                    },
+                }
+            }
             ClientEvent::StatusReport(report) => SmscEvent::StatusReport {
                 token: self.pending_token()?,
                 report: neutral_report(report),
@@ -94,6 +111,7 @@ fn neutral_report(r: StatusReport) -> smsc::StatusReport {
         recipient: r.destination,
         delivered: r.status == DELIVERED,
         failed: FAILED.contains(&r.status),
+        expired: r.status == EXPIRED,
         status: r.status,
         error: r.status_error,
     }
@@ -128,12 +146,27 @@ impl SmscClient for Cimd2Client {
         }
     }
 
+    fn report_id_needs_recipient(&self) -> bool {
+        true
+    }
+
     fn submit_room(&self) -> usize {
         usize::from(self.session.as_ref().is_some_and(|s| s.can_submit()))
     }
 
     fn submit(&mut self, id: SubmitId, message: &Message, now: Instant) -> Result<(), SubmitError> {
         let session = self.session.as_mut().ok_or(SubmitError::NoRoom)?;
+        let written = to_smsc(&message.to, &self.config.numbers);
+        let rewritten;
+        let message = if written == message.to.as_str() {
+            message
+        } else {
+            let mut m = message.clone();
+            // Only ever shorter (a `+` dropped): it fits.
+            m.to = Address::new(written).unwrap_or(message.to);
+            rewritten = m;
+            &rewritten
+        };
         session.submit(id, message, now).map_err(|e| match e {
             SessionError::Encode(reason) => SubmitError::Unencodable {
                 reason,
@@ -155,6 +188,12 @@ impl SmscClient for Cimd2Client {
                 MoAnswer::Accept => session.ack_deliver(now),
                 // CIMD2 has no "later": a negative answer makes the SMSC retry.
                 MoAnswer::RetryLater => session.reject_deliver(codes::TEMPORARY_REFUSAL, now),
+                MoAnswer::Refuse(AddressSide::Originator) => {
+                    session.reject_deliver(codes::ERR_ORIGINATOR, now)
+                }
+                MoAnswer::Refuse(AddressSide::Destination) => {
+                    session.reject_deliver(codes::ERR_DESTINATION, now)
+                }
             };
         }
     }
@@ -186,5 +225,91 @@ impl SmscClient for Cimd2Client {
 
     fn is_open(&self) -> bool {
         self.session.as_ref().is_some_and(|s| !s.is_closed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cimd2::{encode, param, parse_frame, Operation, Packet};
+    use crate::sms::number::NumberConfig;
+
+    fn logged_in(numbers: NumberConfig, now: Instant) -> Cimd2Client {
+        let mut c = Cimd2Client::new(ClientConfig {
+            numbers,
+            ..ClientConfig::default()
+        });
+        c.connected(0, now);
+        let mut out = Vec::new();
+        c.poll_transmit(0, &mut out);
+        let mut wire = Vec::new();
+        encode(&Packet::new(Operation::LoginResponse, 1), true, &mut wire);
+        c.handle_input(0, &wire, now);
+        assert_eq!(c.poll_event(), Some(SmscEvent::Up));
+        c
+    }
+
+    fn deliver(c: &mut Cimd2Client, number: u8, from: &str, to: &str, now: Instant) -> SmscEvent {
+        let mut wire = Vec::new();
+        let p = Packet::new(Operation::DeliverMessage, number)
+            .with(param::DESTINATION_ADDRESS, to)
+            .with(param::ORIGINATING_ADDRESS, from)
+            .with(param::USER_DATA, "hi");
+        encode(&p, true, &mut wire);
+        c.handle_input(0, &wire, now);
+        c.poll_event().expect("an event for the deliver")
+    }
+
+    fn answer(c: &mut Cimd2Client) -> Packet {
+        let mut out = Vec::new();
+        c.poll_transmit(0, &mut out);
+        parse_frame(&out, true).unwrap()
+    }
+
+    #[test]
+    fn mo_numbers_are_normalised_and_unattributable_ones_refused_with_306_or_300() {
+        let now = Instant::now();
+        let numbers = NumberConfig {
+            country_code: Some("46".into()),
+            ..NumberConfig::default()
+        };
+        let mut c = logged_in(numbers, now);
+        for (n, from) in [(0u8, "4670000001"), (2, "+4670000001"), (4, "070000001")] {
+            let SmscEvent::Mo { token, message } = deliver(&mut c, n, from, "1000", now) else {
+                panic!("not an MO")
+            };
+            assert_eq!(message.from.as_str(), "+4670000001", "{from}");
+            assert_eq!(message.to.as_str(), "1000");
+            c.answer(token, MoAnswer::Accept, now);
+            assert_eq!(answer(&mut c).op, Operation::DeliverMessageResponse);
+        }
+        let mut c = logged_in(NumberConfig::default(), now);
+        for (n, from, to, side, code) in [
+            (6, "", "1000", AddressSide::Originator, "306"),
+            (8, "4670000001", "+46+7", AddressSide::Destination, "300"),
+        ] {
+            let event = deliver(&mut c, n, from, to, now);
+            let SmscEvent::MoUnattributable { token, side: s, .. } = event else {
+                panic!("not refused: {event:?}")
+            };
+            assert_eq!(s, side);
+            c.answer(token, MoAnswer::Refuse(s), now);
+            let p = answer(&mut c);
+            assert_eq!(p.get(param::ERROR_CODE), Some(code.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn mt_recipients_go_without_plus_when_the_smsc_wants_that() {
+        let now = Instant::now();
+        let numbers = NumberConfig {
+            mt_international: crate::sms::number::InternationalForm::Bare,
+            ..NumberConfig::default()
+        };
+        let mut c = logged_in(numbers, now);
+        let m = Message::text("12345", "+46700000001", "hi").unwrap();
+        c.submit(3, &m, now).unwrap();
+        let p = answer(&mut c);
+        assert_eq!(p.get(param::DESTINATION_ADDRESS), Some(&b"46700000001"[..]));
     }
 }

@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::message::{Coding, Message};
+use crate::message::{Coding, Message, Part};
 
 fn decode_all(bytes: &[u8]) -> Vec<Decoded> {
     let mut d = Decoder::new(1024);
@@ -728,15 +728,39 @@ fn conversion_errors() {
 }
 
 #[test]
-fn deliver_with_udh_becomes_binary() {
+fn deliver_with_a_concatenation_udh_is_a_part_and_other_udh_becomes_binary() {
     let p = Packet::new(Operation::DeliverMessage, 2)
         .with(param::DESTINATION_ADDRESS, "123")
         .with(param::ORIGINATING_ADDRESS, "456")
         .with(param::USER_DATA_HEADER, "050003010201")
         .with(param::USER_DATA, "a_Oa");
     let m = message_from_packet(&p).unwrap();
+    assert_eq!(m.text_str(), Some("a@"));
+    assert_eq!(m.part, Some(Part::new(1, 2, 1).unwrap()));
+    // 16-bit reference, UCS-2 text.
+    let p = Packet::new(Operation::DeliverMessage, 4)
+        .with(param::USER_DATA_HEADER, "0608040102030")
+        .with(param::USER_DATA_BINARY, "00E9")
+        .with(param::DATA_CODING_SCHEME, "8");
+    assert!(
+        message_from_packet(&p).is_err(),
+        "odd hex is still an error"
+    );
+    let p = Packet::new(Operation::DeliverMessage, 4)
+        .with(param::USER_DATA_HEADER, "06080401020302")
+        .with(param::USER_DATA_BINARY, "00E9")
+        .with(param::DATA_CODING_SCHEME, "8");
+    let m = message_from_packet(&p).unwrap();
+    assert_eq!(m.text_str(), Some("é"));
+    assert_eq!(m.part, Some(Part::new(0x0102, 3, 2).unwrap()));
+    // An invalid concatenation element (part 3 of 2): a single SM, as it came.
+    let p = Packet::new(Operation::DeliverMessage, 2)
+        .with(param::USER_DATA_HEADER, "050003010203")
+        .with(param::USER_DATA, "a_Oa");
+    let m = message_from_packet(&p).unwrap();
+    assert_eq!(m.part, None);
     assert_eq!(m.coding, Coding::Binary);
-    assert_eq!(m.payload(), &[5, 0, 3, 1, 2, 1, b'a', 0x00]);
+    assert_eq!(m.payload(), &[5, 0, 3, 1, 2, 3, b'a', 0x00]);
     let p = Packet::new(Operation::Submit, 1)
         .with(param::USER_DATA_HEADER, "0605040B8423F0")
         .with(param::USER_DATA_BINARY, "010262696E")

@@ -148,6 +148,58 @@ pub enum SyncPolicy {
     Off,
 }
 
+/// The spelling operators configure (`always`, `interval:<ms>`, `off`), shared by the
+/// TOML file, the flags, the C API and the Python module.
+///
+/// ```
+/// use smslink::journal::SyncPolicy;
+/// use std::time::Duration;
+/// assert_eq!("always".parse(), Ok(SyncPolicy::Always));
+/// assert_eq!("interval:20".parse(), Ok(SyncPolicy::Interval(Duration::from_millis(20))));
+/// assert_eq!("off".parse(), Ok(SyncPolicy::Off));
+/// assert!("interval:".parse::<SyncPolicy>().is_err());
+/// assert!("sometimes".parse::<SyncPolicy>().is_err());
+/// assert_eq!(SyncPolicy::Interval(Duration::from_millis(5)).to_string(), "interval:5");
+/// ```
+impl std::str::FromStr for SyncPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "always" => Ok(SyncPolicy::Always),
+            "off" => Ok(SyncPolicy::Off),
+            _ => s
+                .strip_prefix("interval:")
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .filter(|ms| *ms > 0)
+                .map(|ms| SyncPolicy::Interval(Duration::from_millis(ms)))
+                .ok_or_else(|| {
+                    format!("sync {s:?}: use \"always\", \"interval:<ms>\" (ms > 0) or \"off\"")
+                }),
+        }
+    }
+}
+
+impl JournalConfig {
+    /// Set the disk budget as operators give it (`max_disk_bytes`): a budget below two
+    /// default segments takes smaller segments, so that any budget of at least two
+    /// minimum segments works.
+    pub fn set_max_disk_bytes(&mut self, max: u64) {
+        self.segment_size = self.segment_size.min(max / 2);
+        self.max_disk_bytes = max;
+    }
+}
+
+impl std::fmt::Display for SyncPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyncPolicy::Always => f.write_str("always"),
+            SyncPolicy::Interval(d) => write!(f, "interval:{}", d.as_millis()),
+            SyncPolicy::Off => f.write_str("off"),
+        }
+    }
+}
+
 /// Settings of a journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalConfig {
@@ -164,12 +216,13 @@ pub struct JournalConfig {
 }
 
 impl Default for JournalConfig {
-    /// 64 MiB segments, 1 GiB in all, 4 KiB records, sync on every commit.
+    /// 64 MiB segments, 1 GiB in all, records up to the largest message, sync on
+    /// every commit.
     fn default() -> Self {
         JournalConfig {
             segment_size: 64 << 20,
             max_disk_bytes: 1 << 30,
-            max_record_size: 4096,
+            max_record_size: MAX_RECORD_PAYLOAD,
             sync: SyncPolicy::Always,
             repair: false,
         }

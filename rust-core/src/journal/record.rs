@@ -4,7 +4,10 @@
 //! All integers are little-endian. Decoding never panics and never allocates more
 //! than the caller's maximum payload size, whatever a length field says.
 
-use crate::message::{Address, Coding, Message, MessageError, MAX_ADDRESS, MAX_PAYLOAD};
+use crate::message::{
+    decode_meta, encode_meta, Address, Coding, Message, MessageError, MAX_ADDRESS, MAX_PAYLOAD,
+    META_LEN,
+};
 use crate::ring::{Cursors, Outcome, RxCursors};
 use thiserror::Error;
 
@@ -92,8 +95,10 @@ pub enum RecordError {
     Outcome(u8),
     #[error("unknown coding {0}")]
     Coding(u8),
-    #[error("payload of {0} bytes exceeds the {MAX_PAYLOAD}-byte slot")]
+    #[error("payload of {0} bytes exceeds the {MAX_PAYLOAD}-byte limit of a message")]
     PayloadLength(usize),
+    #[error("message kind or part is not valid: {0}")]
+    Meta(MessageError),
     #[error("address is not valid: {0}")]
     Address(MessageError),
     #[error("link name is not UTF-8")]
@@ -113,7 +118,7 @@ const BACKLOG: u8 = 5;
 
 /// Largest payload any record can have: an `Accepted` with full addresses and payload.
 pub const MAX_RECORD_PAYLOAD: usize = 4 + 1 + 8 + MESSAGE_MAX;
-const MESSAGE_MAX: usize = 1 + 8 + 1 + MAX_ADDRESS + 1 + MAX_ADDRESS + 2 + MAX_PAYLOAD;
+const MESSAGE_MAX: usize = 1 + 8 + META_LEN + 1 + MAX_ADDRESS + 1 + MAX_ADDRESS + 2 + MAX_PAYLOAD;
 
 impl Record {
     /// The record's type byte on disk.
@@ -284,11 +289,13 @@ impl Record {
     }
 }
 
-/// A message's fields, compactly: `coding u8 | client_ref u64 | from_len u8 | from |
-/// to_len u8 | to | payload_len u16 | payload`.
+/// A message's fields, compactly: `coding u8 | client_ref u64 | meta [11] | from_len
+/// u8 | from | to_len u8 | to | payload_len u16 | payload` (`meta`: kind and part, as
+/// `message::encode_meta` writes them).
 pub fn encode_message(m: &Message, out: &mut Vec<u8>) {
     out.push(m.coding as u8);
     out.extend_from_slice(&m.client_ref.to_le_bytes());
+    out.extend_from_slice(&encode_meta(&m.kind, m.part.as_ref()));
     for a in [&m.from, &m.to] {
         out.push(a.as_str().len() as u8);
         out.extend_from_slice(a.as_str().as_bytes());
@@ -305,7 +312,10 @@ fn decode_message(r: &mut Bytes<'_>) -> Result<Message, RecordError> {
         c => return Err(RecordError::Coding(c)),
     };
     let client_ref = r.u64()?;
+    let (kind, part) = decode_meta(&r.array::<META_LEN>()?).map_err(RecordError::Meta)?;
     let mut m = Message::EMPTY;
+    m.kind = kind;
+    m.part = part;
     m.from = r.address()?;
     m.to = r.address()?;
     m.coding = coding;
@@ -488,7 +498,24 @@ mod tests {
     fn sample() -> Vec<Record> {
         let mut m = Message::text("+61400000001", "12345", "héllo").unwrap();
         m.client_ref = 77;
+        m.part = Some(crate::message::Part::new(300, 2, 1).unwrap());
+        let report = Message::report(
+            m.to,
+            m.from,
+            78,
+            crate::message::Report {
+                state: crate::message::ReportState::Delivered,
+                error: 0,
+                parts: 2,
+            },
+        );
         vec![
+            Record::Accepted {
+                link: 3,
+                dir: Direction::Rx,
+                seq: 10,
+                message: report,
+            },
             Record::Accepted {
                 link: 3,
                 dir: Direction::Tx,

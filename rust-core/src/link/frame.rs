@@ -5,7 +5,8 @@
 //! HELLO  1: magic "SMSL" version:u8 epoch:u64 nonce:[32] capacity:u32
 //!           tx_last_processed:u64 name_len:u8 name[name_len <= 64, UTF-8]
 //! AUTH   2: mac:[32] known_sender_epoch:u64 rx_last_stored:u64 rx_limit:u64
-//! DATA   3: seq:u64 coding:u8 from_len:u8 from to_len:u8 to payload_len:u16 payload
+//! DATA   3: seq:u64 coding:u8 client_ref:u64 meta:[11] from_len:u8 from to_len:u8 to
+//!           payload_len:u16 payload
 //! ACK    4: rx_limit:u64 n_conf:u16 (start:u64 count:u32)*n_conf
 //!           n_proc:u16 (start:u64 count:u32 kind:u8 code:u32)*n_proc
 //! PING   5: (empty)
@@ -22,25 +23,35 @@
 //!   verifier's HELLO fields || the three AUTH fields below), compared in constant
 //!   time. `known_sender_epoch`: the peer epoch the receiving ring refers to (0:
 //!   none); `rx_last_stored` / `rx_limit`: in the sender's numbering.
-//! * DATA `coding`: 0 text (UTF-8), 1 binary; addresses at most 20 bytes of
-//!   `[A-Za-z0-9+- ]`; payload at most 640 bytes; `seq` never 0.
+//! * DATA `coding`: 0 text (UTF-8), 1 binary; `client_ref`: the sending application's
+//!   reference (a report carries the one of the MT it reports on); `meta`: the
+//!   message's kind and concatenation part (`message::encode_meta`); addresses at
+//!   most 20 bytes of `[A-Za-z0-9+- ]`; payload at most `MAX_PAYLOAD` (60 KiB, a whole
+//!   long message); `seq` never 0.
 //! * ACK runs cover `start..start+count`; `kind` 0 accepted (code 0), 1 rejected
 //!   with `code`; `rx_limit`: highest seq the receiver can store now.
 //! * CLOSE `reason`: 0 normal, 1 authentication failed, 2 protocol error, 3 bad
 //!   version (others decode as "other").
 
-use crate::message::{Address, Coding, MAX_ADDRESS, MAX_PAYLOAD};
+use crate::message::{
+    decode_meta, encode_meta, Address, Coding, MessageKind, Part, MAX_ADDRESS, MAX_PAYLOAD,
+    META_LEN,
+};
 use crate::ring::Outcome;
 use thiserror::Error;
 
-/// Protocol version carried in HELLO.
-pub const VERSION: u8 = 1;
+/// Protocol version carried in HELLO (2: DATA carries the reference, kind and part of
+/// a message, and a whole long message).
+pub const VERSION: u8 = 2;
 /// First bytes of every HELLO body: lets a peer reject a non-smslink client at once.
 pub const MAGIC: [u8; 4] = *b"SMSL";
 /// Bytes before a body: length and type.
 pub const HEADER_LEN: usize = 3;
-/// Largest body accepted or produced.
-pub const MAX_BODY: usize = 16 * 1024;
+/// Largest body accepted or produced: a DATA frame with the largest message.
+pub const MAX_BODY: usize = MAX_DATA_BODY;
+/// Largest ACK body produced (ACKs are sent often: their size bounds the latency a
+/// DATA frame behind them sees).
+const MAX_ACK_BODY: usize = 16 * 1024;
 /// Longest link name.
 pub const MAX_NAME: usize = 64;
 /// Nonce length in HELLO.
@@ -48,11 +59,13 @@ pub const NONCE_LEN: usize = 32;
 /// HMAC-SHA256 tag length in AUTH.
 pub const MAC_LEN: usize = 32;
 /// Largest DATA body: seq, coding, two addresses with lengths, payload with length.
-pub const MAX_DATA_BODY: usize = 8 + 1 + 1 + MAX_ADDRESS + 1 + MAX_ADDRESS + 2 + MAX_PAYLOAD;
+pub const MAX_DATA_BODY: usize =
+    8 + 1 + 8 + META_LEN + 1 + MAX_ADDRESS + 1 + MAX_ADDRESS + 2 + MAX_PAYLOAD;
+const _: () = assert!(MAX_DATA_BODY <= u16::MAX as usize);
 const CONFIRM_ENTRY: usize = 12;
 const PROCESSED_ENTRY: usize = 17;
 /// ACK entries of each kind that fit in one frame together.
-pub const MAX_ACK_ENTRIES: usize = (MAX_BODY - 12) / (CONFIRM_ENTRY + PROCESSED_ENTRY);
+pub const MAX_ACK_ENTRIES: usize = (MAX_ACK_BODY - 12) / (CONFIRM_ENTRY + PROCESSED_ENTRY);
 
 /// Frame type bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +134,9 @@ pub struct Auth {
 pub struct Data<'a> {
     pub seq: u64,
     pub coding: Coding,
+    pub client_ref: u64,
+    pub kind: MessageKind,
+    pub part: Option<Part>,
     pub from: Address,
     pub to: Address,
     pub payload: &'a [u8],
@@ -397,6 +413,9 @@ fn decode_body(kind: u8, body: &[u8]) -> Result<Frame<'_>, FrameError> {
                 1 => Coding::Binary,
                 _ => return Err(r.invalid("coding")),
             };
+            let client_ref = r.u64("client_ref")?;
+            let (kind, part) =
+                decode_meta(&r.array::<META_LEN>("meta")?).map_err(|_| r.invalid("meta"))?;
             let from = r.address("from")?;
             let to = r.address("to")?;
             let n = r.u16("payload length")? as usize;
@@ -410,6 +429,9 @@ fn decode_body(kind: u8, body: &[u8]) -> Result<Frame<'_>, FrameError> {
             Frame::Data(Data {
                 seq,
                 coding,
+                client_ref,
+                kind,
+                part,
                 from,
                 to,
                 payload,
@@ -488,10 +510,12 @@ pub fn encode_auth(buf: &mut Vec<u8>, a: &Auth) {
 pub fn encode_data(buf: &mut Vec<u8>, d: &Data<'_>) {
     let (from, to) = (d.from.as_str().as_bytes(), d.to.as_str().as_bytes());
     let payload = &d.payload[..d.payload.len().min(MAX_PAYLOAD)];
-    let len = 8 + 1 + 1 + from.len() + 1 + to.len() + 2 + payload.len();
+    let len = 8 + 1 + 8 + META_LEN + 1 + from.len() + 1 + to.len() + 2 + payload.len();
     header(buf, FrameType::Data, len);
     buf.extend_from_slice(&d.seq.to_be_bytes());
     buf.push(d.coding as u8);
+    buf.extend_from_slice(&d.client_ref.to_be_bytes());
+    buf.extend_from_slice(&encode_meta(&d.kind, d.part.as_ref()));
     buf.push(from.len() as u8);
     buf.extend_from_slice(from);
     buf.push(to.len() as u8);
@@ -668,6 +692,9 @@ mod tests {
         let d = Data {
             seq: 77,
             coding: Coding::Binary,
+            client_ref: 0x0102_0304_0506_0708,
+            kind: MessageKind::Sm,
+            part: Some(Part::new(513, 3, 2).unwrap()),
             from: Address::new("+4412").unwrap(),
             to: Address::new("ALERTS").unwrap(),
             payload: &[0, 1, 2, 255],
@@ -675,6 +702,21 @@ mod tests {
         buf.clear();
         encode_data(&mut buf, &d);
         assert_eq!(one(&buf), Frame::Data(d));
+
+        let long = vec![b'x'; MAX_PAYLOAD];
+        let report = Data {
+            kind: MessageKind::Report(crate::message::Report {
+                state: crate::message::ReportState::Expired,
+                error: 7,
+                parts: 2,
+            }),
+            part: None,
+            payload: &long,
+            ..d
+        };
+        buf.clear();
+        encode_data(&mut buf, &report);
+        assert_eq!(one(&buf), Frame::Data(report));
 
         buf.clear();
         encode_ping(&mut buf);
@@ -734,7 +776,7 @@ mod tests {
         }
         assert_eq!(pushed as usize, MAX_ACK_ENTRIES);
         w.finish();
-        assert!(buf.len() <= HEADER_LEN + MAX_BODY);
+        assert!(buf.len() <= HEADER_LEN + MAX_ACK_BODY);
         assert!(matches!(one(&buf), Frame::Ack(_)));
     }
 
@@ -812,6 +854,9 @@ mod tests {
             &Data {
                 seq: 1,
                 coding: Coding::Text,
+                client_ref: 9,
+                kind: MessageKind::Sm,
+                part: None,
                 from: Address::new("1").unwrap(),
                 to: Address::new("2").unwrap(),
                 payload: b"hi",
@@ -826,15 +871,22 @@ mod tests {
         v[8] = 2;
         assert_eq!(body_err(FrameType::Data, &v), invalid("coding"));
         let mut v = body.clone();
-        v[10] = b';';
+        v[17] = 5; // kind
+        assert_eq!(body_err(FrameType::Data, &v), invalid("meta"));
+        let mut v = body.clone();
+        v[17 + 7] = 1; // total
+        v[17 + 8] = 2; // part 2 of 1
+        assert_eq!(body_err(FrameType::Data, &v), invalid("meta"));
+        let mut v = body.clone();
+        v[29] = b';';
         assert_eq!(body_err(FrameType::Data, &v), invalid("from"));
         let mut v = body.clone();
-        v[9] = 21;
+        v[28] = 21;
         assert_eq!(body_err(FrameType::Data, &v), invalid("from"));
         let mut v = body.clone();
         v[..8].copy_from_slice(&[0; 8]);
         assert_eq!(body_err(FrameType::Data, &v), invalid("seq"));
-        let mut v = body[..13].to_vec();
+        let mut v = body[..32].to_vec();
         v.extend_from_slice(&(MAX_PAYLOAD as u16 + 1).to_be_bytes());
         assert_eq!(body_err(FrameType::Data, &v), invalid("payload length"));
         let mut v = body.clone();
@@ -908,8 +960,9 @@ mod tests {
 
     #[test]
     fn header_checks() {
+        let too_long = (MAX_BODY as u16 + 1).to_be_bytes();
         assert_eq!(
-            decode(&[0x40, 0x01, 1]),
+            decode(&[too_long[0], too_long[1], 1]),
             Err(FrameError::Oversized {
                 len: MAX_BODY + 1,
                 max: MAX_BODY

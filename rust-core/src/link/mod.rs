@@ -1251,7 +1251,15 @@ impl Endpoint {
             });
         }
         let local = d.seq.wrapping_add(self.rx_offset);
-        match self.rx.store(local, d.from, d.to, d.coding, d.payload)? {
+        let envelope = crate::message::Envelope {
+            from: d.from,
+            to: d.to,
+            coding: d.coding,
+            client_ref: d.client_ref,
+            kind: d.kind,
+            part: d.part,
+        };
+        match self.rx.store_envelope(local, &envelope, d.payload)? {
             Stored::New => {
                 if let (Some(p), Some(slot)) = (self.persist.as_mut(), self.rx.slot(local)) {
                     p.accepted(Direction::Rx, local, &slot.message);
@@ -1365,6 +1373,9 @@ impl Endpoint {
                 &frame::Data {
                     seq,
                     coding: m.coding,
+                    client_ref: m.client_ref,
+                    kind: m.kind,
+                    part: m.part,
                     from: m.from,
                     to: m.to,
                     payload: m.payload(),

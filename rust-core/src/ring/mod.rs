@@ -30,7 +30,7 @@
 //! difference equals the capacity: a Processed slot beyond a not-yet-processed one
 //! cannot be reused before the gap closes, because its index belongs to a later seq.
 
-use crate::message::{Address, Coding, Message};
+use crate::message::{Address, Coding, Envelope, Message, MessageKind};
 use thiserror::Error;
 
 /// Slots a ring has unless configured otherwise (the seed's 255).
@@ -557,6 +557,24 @@ impl RxRing {
         coding: Coding,
         payload: &[u8],
     ) -> Result<Stored, RingError> {
+        let envelope = Envelope {
+            from,
+            to,
+            coding,
+            client_ref: 0,
+            kind: MessageKind::Sm,
+            part: None,
+        };
+        self.store_envelope(seq, &envelope, payload)
+    }
+
+    /// `store` with every field of the message (reference, kind, part) as it came.
+    pub fn store_envelope(
+        &mut self,
+        seq: u64,
+        envelope: &Envelope,
+        payload: &[u8],
+    ) -> Result<Stored, RingError> {
         let expected = self.cursors.last_stored + 1;
         if seq < expected {
             return Ok(Stored::Duplicate);
@@ -584,10 +602,7 @@ impl RxRing {
         slot.seq = seq;
         slot.state = RxState::Stored;
         slot.outcome = None;
-        slot.message.from = from;
-        slot.message.to = to;
-        slot.message.coding = coding;
-        slot.message.client_ref = 0;
+        slot.message.set_envelope(envelope);
         self.cursors.last_stored = seq;
         Ok(Stored::New)
     }

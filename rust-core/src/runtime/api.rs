@@ -11,7 +11,7 @@ pub use crate::bridge::SmscStats;
 use crate::cimd2::session::ClientConfig;
 use crate::journal::JournalConfig;
 use crate::link::{Counters, LinkConfig};
-use crate::message::Message;
+use crate::message::{Message, ReportState};
 use crate::ring::{Cursors, Outcome, RxCursors, SlotState};
 use crate::smsc::SmscClient;
 use thiserror::Error;
@@ -145,6 +145,9 @@ pub struct NodeConfig {
     /// Keep both rings of every link in a journal in this directory, so that a
     /// restart (or a crash) loses and repeats nothing. `None`: RAM only.
     pub journal: Option<JournalSpec>,
+    /// How long the parts of a concatenated SMS wait for the rest before what came
+    /// is handed to the application as an incomplete message.
+    pub reassembly_timeout: Duration,
 }
 
 /// Where a node keeps its journal and how.
@@ -175,6 +178,7 @@ impl NodeConfig {
             seed: std::process::id() as u64 ^ 0x5eed,
             metrics_listen: None,
             journal: None,
+            reassembly_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -224,11 +228,26 @@ pub enum NodeEvent {
     /// The connection ended; the node reconnects (or waits for the peer).
     LinkDown { link: LinkId, reason: String },
     /// A message arrived from the peer (MO on the IM side, MT on an SMSC-less
-    /// buffer server). Call `ack` once it is safely handed on.
+    /// buffer server). Call `ack` once it is safely handed on. The parts of a
+    /// concatenated SMS come as one message (`seq` then stands for all of them);
+    /// one whose parts did not all come within `reassembly_timeout` comes with what
+    /// came and `message.part` naming the first missing part.
     Received {
         link: LinkId,
         seq: u64,
         message: Box<Message>,
+    },
+    /// A delivery report on an MT this side sent with `client_ref`: the SMSC's word
+    /// on whether the phone got it (all parts of a long message folded into one).
+    /// The node acknowledges the report itself when it hands it over.
+    Report {
+        link: LinkId,
+        client_ref: u64,
+        state: ReportState,
+        /// The protocol's error code (0: none or unknown).
+        error: u32,
+        /// How many SMS the message took.
+        parts: u8,
     },
     /// A message we sent changed state (Sent, Confirmed, Processed with outcome).
     Status {

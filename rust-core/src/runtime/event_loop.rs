@@ -3,7 +3,7 @@
 //! work the handle queues. Each turn drains the hand-off queues, lets every link
 //! and bridge react, writes, and publishes events and cursors to the handle.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -26,7 +26,9 @@ use crate::bridge::Bridge;
 use crate::journal::FsStorage;
 use crate::link::persist::{LinkState, Persistence};
 use crate::link::{Endpoint, Event as LinkEvent};
+use crate::ring::Outcome;
 use crate::ring::SlotState as TxState;
+use crate::sms::reassembly::{Offer, Reassembler};
 
 const WAKER: Token = Token(usize::MAX - 1);
 /// Tokens of a link: its listener, its connection, then its SMSC connections.
@@ -184,6 +186,9 @@ pub(super) fn spawn(
         journal: journal.take(),
         journal_problem: None,
         durable: Vec::new(),
+        commit_again: false,
+        reassembler: Reassembler::new(config.reassembly_timeout),
+        joined: HashMap::new(),
     };
     event_loop.announce_restored();
     event_loop.publish_stats();
@@ -213,6 +218,14 @@ struct EventLoop {
     journal_problem: Option<String>,
     /// Tx seqs that became durable in this turn's commit, per link.
     durable: Vec<(LinkId, std::ops::Range<u64>)>,
+    /// Records were made after this turn's commit (a report or a repeated part the
+    /// node processed itself): turn again at once to commit them.
+    commit_again: bool,
+    /// Parts of concatenated MO, held (unprocessed in their ring) until whole.
+    reassembler: Reassembler,
+    /// A joined message's seq as the application knows it -> the seqs of all its
+    /// parts, processed together when the application acknowledges it.
+    joined: HashMap<(LinkId, u64), Vec<u64>>,
 }
 
 /// Open the node's journal and replay it: each configured link's remembered state,
@@ -361,7 +374,7 @@ impl EventLoop {
             }
             self.drain_link_events();
         }
-        self.deliver_received();
+        self.deliver_received(now);
         self.flush_overflow();
         self.publish_stats();
         if let Some(metrics) = &mut self.metrics {
@@ -380,6 +393,7 @@ impl EventLoop {
         let Some(journal) = &mut self.journal else {
             return;
         };
+        self.commit_again = false;
         let mut endpoints: Vec<&mut Endpoint> =
             self.links.iter_mut().map(|l| &mut l.endpoint).collect();
         let durable = &mut self.durable;
@@ -465,13 +479,19 @@ impl EventLoop {
         while let Some(cmd) = self.commands.pop() {
             match cmd {
                 Command::Ack { link, seq, outcome } => {
+                    let seqs = self
+                        .joined
+                        .remove(&(link, seq))
+                        .unwrap_or_else(|| vec![seq]);
                     if let Some(l) = self.links.get_mut(link) {
-                        if let Err(e) = l.endpoint.mark_processed(seq, outcome) {
-                            crate::slog!(
-                                Level::Warn,
-                                "link={} event=bad_ack seq={seq} error=\"{e}\"",
-                                l.name()
-                            );
+                        for seq in seqs {
+                            if let Err(e) = l.endpoint.mark_processed(seq, outcome) {
+                                crate::slog!(
+                                    Level::Warn,
+                                    "link={} event=bad_ack seq={seq} error=\"{e}\"",
+                                    l.name()
+                                );
+                            }
                         }
                     }
                 }
@@ -642,35 +662,84 @@ impl EventLoop {
     /// Hand received messages to the application while the event queue has room
     /// (a buffer-server link's bridge takes its own). What stays in the ring waits
     /// there.
-    fn deliver_received(&mut self) {
-        let mut pushed = false;
+    /// Received messages to the application, in order; parts of a concatenated SMS
+    /// are held until their message is whole (or its time is up).
+    fn deliver_received(&mut self, now: Instant) {
+        let mut ready = self.reassembler.expire(now);
         for (id, link) in self.links.iter_mut().enumerate() {
             if !matches!(link.role, Role::Application) {
                 continue;
             }
-            while self.overflow.is_empty() && self.events.free_slots() > 0 {
+            while self.overflow.is_empty() && self.events.free_slots() > ready.len() {
                 let Some((seq, message)) = link.endpoint.next_received() else {
                     break;
                 };
-                let ev = NodeEvent::Received {
+                if message.part.is_some() {
+                    match self.reassembler.offer(id, seq, message, now) {
+                        Offer::Held => {}
+                        Offer::Joined(joined) => ready.push(joined),
+                        Offer::Repeat => {
+                            let _ = link.endpoint.mark_processed(seq, Outcome::Accepted);
+                            self.commit_again |= link.endpoint.is_journaled();
+                        }
+                    }
+                    continue;
+                }
+                let report = message.as_report().map(|r| NodeEvent::Report {
+                    link: id,
+                    client_ref: message.client_ref,
+                    state: r.state,
+                    error: r.error,
+                    parts: r.parts,
+                });
+                let is_report = report.is_some();
+                let ev = report.unwrap_or_else(|| NodeEvent::Received {
                     link: id,
                     seq,
                     message: Box::new(message.clone()),
-                };
+                });
                 if self.events.push(ev).is_err() {
                     break;
                 }
-                pushed = true;
+                self.wake_app = true;
+                if is_report {
+                    // A report asks nothing of the application: it is handed over,
+                    // and its slot freed, in one step.
+                    let _ = link.endpoint.mark_processed(seq, Outcome::Accepted);
+                    self.commit_again |= link.endpoint.is_journaled();
+                }
+            }
+            // A ring full of parts that wait for parts behind it: give up the oldest.
+            let c = link.endpoint.rx_cursors();
+            let in_use = c.last_stored.saturating_sub(c.last_processed) as usize;
+            if in_use >= link.endpoint.config().capacity && self.reassembler.held(id) >= in_use {
+                ready.extend(self.reassembler.release_oldest(id));
             }
         }
-        if pushed {
+        for joined in ready {
+            let seq = joined.seqs[0];
+            if joined.seqs.len() > 1 {
+                self.joined.insert((joined.link, seq), joined.seqs);
+            }
+            let ev = NodeEvent::Received {
+                link: joined.link,
+                seq,
+                message: Box::new(joined.message),
+            };
+            // Room was checked above; should it be short, the overflow keeps the
+            // message (unlike a status event, a message is never dropped).
+            if !self.overflow.is_empty() {
+                self.overflow.push_back(ev);
+            } else if let Err(ev) = self.events.push(ev) {
+                self.overflow.push_back(ev);
+            }
             self.wake_app = true;
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
         let now = Instant::now();
-        if self.links.iter().any(|l| l.wants_read()) {
+        if self.commit_again || self.links.iter().any(|l| l.wants_read()) {
             return Some(now);
         }
         let mut next = self.shutdown_deadline;
@@ -689,6 +758,9 @@ impl EventLoop {
             if let Some(t) = link.next_deadline(now) {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
+        }
+        if let Some(t) = self.reassembler.poll_timeout() {
+            next = Some(next.map_or(t, |n| n.min(t)));
         }
         if self.shutdown_deadline.is_some() {
             // While draining, look again often enough to notice completion.

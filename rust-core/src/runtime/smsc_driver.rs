@@ -310,7 +310,10 @@ impl SmscDriver {
                 }
                 BridgeEvent::SmscDown { reason } => NodeEvent::SmscDown { link, reason },
                 BridgeEvent::SmscViolation { detail } => NodeEvent::SmscViolation { link, detail },
-                BridgeEvent::MtUnencodable { .. } | BridgeEvent::OutcomeRefused { .. } => continue,
+                BridgeEvent::MtUnencodable { .. }
+                | BridgeEvent::ReportUnknown { .. }
+                | BridgeEvent::MoRefused { .. }
+                | BridgeEvent::OutcomeRefused { .. } => continue,
             };
             self.events.push_back(out);
         }
@@ -338,6 +341,16 @@ impl SmscDriver {
                 "smsc={addr} event=mt_unencodable seq={seq} error=\"{}\" suppressed={held}",
                 clip(reason)
             ),
+            BridgeEvent::ReportUnknown { smsc_id } => crate::slog!(
+                Level::Warn,
+                "smsc={addr} event=report_unknown smsc_id=\"{}\" suppressed={held}",
+                clip(smsc_id)
+            ),
+            BridgeEvent::MoRefused { detail } => crate::slog!(
+                Level::Warn,
+                "smsc={addr} event=mo_refused detail=\"{}\" suppressed={held}",
+                clip(detail)
+            ),
             BridgeEvent::OutcomeRefused { seq, error } => crate::slog!(
                 Level::Warn,
                 "smsc={addr} event=mt_outcome_failed seq={seq} error=\"{}\" suppressed={held}",
@@ -354,6 +367,8 @@ fn log_kind(event: &BridgeEvent) -> &'static str {
         BridgeEvent::SmscDown { .. } => "down",
         BridgeEvent::SmscViolation { .. } => "protocol_violation",
         BridgeEvent::MtUnencodable { .. } => "mt_unencodable",
+        BridgeEvent::ReportUnknown { .. } => "report_unknown",
+        BridgeEvent::MoRefused { .. } => "mo_refused",
         BridgeEvent::OutcomeRefused { .. } => "mt_outcome_failed",
     }
 }

@@ -23,7 +23,7 @@ mod tlv;
 
 pub use codec::{decode_frame, encode, encoded_len, DecodeError, Decoder, DEFAULT_MAX_PDU};
 pub use coding::{charset, data_coding, decode_text, encode_text, Charset, TextConfig};
-pub use convert::{address, deliver_sm, message_from_sm, sme_addr, submit_sm};
+pub use convert::{address, deliver_sm, message_from_sm, sme_addr, submit_sm, submit_sm_long};
 pub use error::{Field, FieldError, FramingError, SmppError};
 pub use esme::{BindMode, Numbering, SmppClient, SmppConfig, TonNpi, MAX_SEQUENCE};
 pub use pdu::{

@@ -4,7 +4,7 @@
 //! tests/smpp_codec.rs.
 
 use super::*;
-use crate::message::{Coding, Message};
+use crate::message::{Coding, Message, Part};
 
 /// Concatenate wire pieces.
 fn wire(parts: &[&[u8]]) -> Vec<u8> {
@@ -969,7 +969,7 @@ fn submit_sm_fields_from_a_message() {
 }
 
 #[test]
-fn deliver_sm_with_udh_becomes_binary_with_unpacked_gsm() {
+fn deliver_sm_with_a_concatenation_udh_is_a_part_read_as_text() {
     // Part 1 of 2, reference 0x42, then "abc" in GSM 7-bit.
     let udh = [0x05, 0x00, 0x03, 0x42, 0x02, 0x01];
     // Packed: 6 UDH octets, 1 fill bit, then a=0x61 b=0x62 c=0x63 from bit 49.
@@ -989,19 +989,44 @@ fn deliver_sm_with_udh_becomes_binary_with_unpacked_gsm() {
             ..DeliverSm::default()
         };
         let msg = message_from_sm(&sm, &config).unwrap();
-        assert_eq!(msg.coding, Coding::Binary);
-        assert_eq!(msg.payload(), [&udh[..], b"abc"].concat());
+        assert_eq!(msg.text_str(), Some("abc"));
+        assert_eq!(msg.part, Some(Part::new(0x42, 2, 1).unwrap()));
         assert_eq!(msg.from.as_str(), "+447700900123");
     }
+    // A header with another element (a port) keeps the old binary form.
+    let ports = [0x06, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0];
+    let sm = DeliverSm {
+        esm_class: esm_class::UDHI,
+        data_coding: 4,
+        short_message: [&ports[..], b"wap"].concat(),
+        ..DeliverSm::default()
+    };
+    let msg = message_from_sm(&sm, &TextConfig::default()).unwrap();
+    assert_eq!((msg.coding, msg.part), (Coding::Binary, None));
+    assert_eq!(msg.payload(), [&ports[..], b"wap"].concat());
+    // A malformed header never loses the message: a single SM of its octets.
     let broken = DeliverSm {
         esm_class: esm_class::UDHI,
         short_message: vec![0x05, 0x00, 0x03],
         ..DeliverSm::default()
     };
-    assert_eq!(
-        message_from_sm(&broken, &TextConfig::default()),
-        Err(SmppError::BadUdh { udh_len: 6, len: 3 })
-    );
+    let msg = message_from_sm(&broken, &TextConfig::default()).unwrap();
+    assert_eq!((msg.coding, msg.part), (Coding::Binary, None));
+    assert_eq!(msg.payload(), [0x05, 0x00, 0x03]);
+    // sar_* TLVs make a part too.
+    let sm = DeliverSm {
+        short_message: b"xyz".to_vec(),
+        tlvs: vec![
+            Tlv::SarMsgRefNum(0x1234),
+            Tlv::SarTotalSegments(3),
+            Tlv::SarSegmentSeqnum(3),
+        ]
+        .into(),
+        ..DeliverSm::default()
+    };
+    let msg = message_from_sm(&sm, &TextConfig::default()).unwrap();
+    assert_eq!(msg.text_str(), Some("xyz"));
+    assert_eq!(msg.part, Some(Part::new(0x1234, 3, 3).unwrap()));
 }
 
 #[test]

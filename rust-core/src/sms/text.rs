@@ -179,18 +179,34 @@ pub enum TextPlan {
 
 /// GSM when every character has a GSM code and the septets fit, else UCS-2 if that fits.
 pub fn plan_text(text: &str) -> Result<TextPlan, TextError> {
+    plan_text_with_udh(text, 0)
+}
+
+/// As `plan_text`, for the SMS that also carries a user data header of `udh_octets`
+/// octets (UDHL included; 0: none): header, fill bits and text share 140 octets.
+pub fn plan_text_with_udh(text: &str, udh_octets: usize) -> Result<TextPlan, TextError> {
+    let room = (MAX_BINARY_OCTETS).saturating_sub(udh_octets);
     if let Some(septets) = gsm_septets(text) {
-        return if septets <= MAX_GSM_SEPTETS {
+        return if septets <= room * 8 / 7 {
             Ok(TextPlan::Gsm)
         } else {
             Err(TextError::TooLongGsm { septets })
         };
     }
     let units = text.encode_utf16().count();
-    if units <= MAX_UCS2_UNITS {
+    if units <= room / 2 {
         Ok(TextPlan::Ucs2)
     } else {
         Err(TextError::TooLongUcs2 { units })
+    }
+}
+
+/// Whether `octets` of binary user data fit one SMS beside a header of `udh_octets`.
+pub fn binary_fits(octets: usize, udh_octets: usize) -> Result<(), TextError> {
+    if octets + udh_octets <= MAX_BINARY_OCTETS {
+        Ok(())
+    } else {
+        Err(TextError::TooLongBinary { octets })
     }
 }
 

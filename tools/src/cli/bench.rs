@@ -290,6 +290,11 @@ pub fn direct(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
                 SmscEvent::StatusReport { token, .. } => {
                     session.answer(token, MoAnswer::Accept, now);
                 }
+                SmscEvent::MoUnattributable { token, side, .. } => {
+                    session.answer(token, MoAnswer::Refuse(side), now);
+                    mo_done += 1;
+                    failed += 1;
+                }
                 SmscEvent::Down { reason } => {
                     return Err(format!("direct: session ended: {reason}").into())
                 }

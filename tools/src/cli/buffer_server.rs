@@ -21,6 +21,8 @@ use smslink::runtime::{
 use smslink::slog;
 use smslink::smpp::{BindMode, SmppConfig};
 
+use super::journal::{FileJournal, JournalArgs};
+
 /// Run a buffer server: CIMD2 or SMPP client toward the SMSC, pipelined link toward the IM server.
 ///
 /// Every option may come from the TOML file given with --config (keys in brackets
@@ -30,7 +32,8 @@ pub struct Args {
     /// TOML configuration file. Example:
     /// `log_level = "info"`, `stats_interval_secs = 10`,
     /// `[smsc] addr = "127.0.0.1:9971"  user = "smslink"  password = "secret"`,
-    /// `[link] name = "bs1"  peer = "im"  psk_file = "/etc/smslink/psk"  listen = "0.0.0.0:7010"`.
+    /// `[link] name = "bs1"  peer = "im"  psk_file = "/etc/smslink/psk"  listen = "0.0.0.0:7010"`,
+    /// `[journal] dir = "/var/lib/smslink/journal"  sync = "always"`.
     #[arg(long, short, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -135,6 +138,9 @@ pub struct Args {
     /// [metrics] listen: serve /metrics (Prometheus), /status (JSON) and /healthz over HTTP on this address. Default: off.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+
+    #[command(flatten)]
+    pub journal: JournalArgs,
 }
 
 /// The TOML file: the same options, grouped.
@@ -153,6 +159,8 @@ pub struct FileConfig {
     pub reconnect: FileReconnect,
     #[serde(default)]
     pub metrics: FileMetrics,
+    #[serde(default)]
+    pub journal: FileJournal,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -402,6 +410,7 @@ impl Args {
             node.reconnect_max = Duration::from_millis(ms);
         }
         node.metrics_listen = self.metrics_listen.or(file.metrics.listen);
+        node.journal = self.journal.spec(&file.journal)?;
         if node.reconnect_max < node.reconnect_min {
             return Err("reconnect max is below reconnect min".into());
         }
@@ -712,6 +721,65 @@ mod tests {
             file.metrics.listen,
             Some(SocketAddr::from(([127, 0, 0, 1], 9102)))
         );
+        // The journal section, shipped commented out, is valid once uncommented.
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.starts_with("[journal]") || file_key(rest) => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let file: FileConfig = toml::from_str(&uncommented).unwrap();
+        let journal = JournalArgs::default().spec(&file.journal).unwrap().unwrap();
+        assert_eq!(journal.dir, PathBuf::from("/var/lib/smslink/journal"));
+        assert_eq!(journal.config.sync, smslink::journal::SyncPolicy::Always);
+        assert_eq!(journal.config.max_disk_bytes, 1 << 30);
+    }
+
+    /// A commented-out `key = value` line of the journal section.
+    fn file_key(line: &str) -> bool {
+        ["dir", "sync", "max_disk_bytes", "repair"]
+            .iter()
+            .any(|k| line.starts_with(&format!("{k} = ")))
+    }
+
+    #[test]
+    fn the_journal_comes_from_the_file_and_flags() {
+        let dir = std::env::temp_dir().join(format!("smslink-bs-journal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bs.toml");
+        std::fs::write(
+            &file,
+            "[smsc]\naddr = \"127.0.0.1:9971\"\n[link]\npsk = \"k\"\n\
+             [journal]\ndir = \"/srv/j\"\nsync = \"interval:20\"\nmax_disk_bytes = 1048576\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["x", "--config", file.to_str().unwrap()]);
+        let j = cli.args.settings().unwrap().node.journal.unwrap();
+        assert_eq!(j.dir, PathBuf::from("/srv/j"));
+        assert_eq!(
+            j.config.sync,
+            smslink::journal::SyncPolicy::Interval(Duration::from_millis(20))
+        );
+        assert_eq!(j.config.max_disk_bytes, 1 << 20);
+        let cli = Cli::parse_from([
+            "x",
+            "--config",
+            file.to_str().unwrap(),
+            "--journal-dir=/tmp/other",
+            "--journal-sync=off",
+            "--journal-repair",
+        ]);
+        let j = cli.args.settings().unwrap().node.journal.unwrap();
+        assert_eq!(j.dir, PathBuf::from("/tmp/other"));
+        assert_eq!(j.config.sync, smslink::journal::SyncPolicy::Off);
+        assert!(j.config.repair);
+        let cli = Cli::parse_from(["x", "--config", file.to_str().unwrap(), "--journal-sync=x"]);
+        assert!(cli.args.settings().unwrap_err().contains("\"x\""));
+        let cli = Cli::parse_from(["x", "--smsc-addr=127.0.0.1:1", "--link-psk=k"]);
+        assert_eq!(cli.args.settings().unwrap().node.journal, None);
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

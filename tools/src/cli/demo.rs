@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::scenario::{self, Scenario, ScenarioResult};
+use crate::scenario::{self, Scenario, ScenarioResult, TempDir};
 use crate::smsc_sim::Protocol;
 
 /// Run SMSC simulator, buffer server, WAN emulator and IM side in one process and
@@ -47,6 +47,10 @@ pub struct Args {
     /// The protocol between the buffer server and the SMSC simulator.
     #[arg(long, default_value_t = Protocol::Cimd2)]
     pub protocol: Protocol,
+    /// Keep the rings in RAM only. By default both ends keep them in journals (sync
+    /// always) in a temporary directory, removed afterwards.
+    #[arg(long)]
+    pub no_journal: bool,
 }
 
 fn range(v: &[u64]) -> Option<(Duration, Duration)> {
@@ -58,6 +62,9 @@ fn range(v: &[u64]) -> Option<(Duration, Duration)> {
 
 pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     smslink::runtime::log::set_level(smslink::runtime::log::Level::Warn);
+    let journal = (!args.no_journal)
+        .then(|| TempDir::new("smslink-demo"))
+        .transpose()?;
     let s = Scenario {
         mt: args.mt,
         mo: args.mo,
@@ -71,6 +78,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         max_time: Duration::from_secs(args.max_seconds),
         seed: args.seed,
         protocol: args.protocol,
+        journal_dir: journal.as_ref().map(|d| d.path().to_owned()),
         ..Scenario::default()
     };
     println!(
@@ -82,6 +90,9 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         args.cut_every_ms,
         args.stall_every_ms
     );
+    if let Some(dir) = &journal {
+        println!("journals (sync always) in {}", dir.path().display());
+    }
     println!("sending {} MT and {} MO messages", args.mt, args.mo);
     let result = scenario::run(&s, |p| {
         println!(

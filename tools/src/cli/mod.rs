@@ -4,5 +4,6 @@ pub mod bench;
 pub mod buffer_server;
 pub mod demo;
 pub mod im_endpoint;
+pub mod journal;
 pub mod smsc_sim;
 pub mod wan;

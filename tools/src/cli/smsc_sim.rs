@@ -57,6 +57,9 @@ pub struct Args {
     /// Append one JSON line per accepted submit to FILE.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+    /// Append one JSON line per MO a client acknowledged to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub record_mo: Option<PathBuf>,
     /// Fault: cut each connection when its Nth packet (SMPP: PDU) arrives.
     #[arg(long, value_name = "N")]
     pub drop_after: Option<u64>,
@@ -142,6 +145,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         mo_to: args.mo_to,
         mo_text: args.mo_text,
         record: args.record,
+        record_mo: args.record_mo,
         drop_after: args.drop_after.filter(|n| *n > 0),
         nack_fraction: args.nack_fraction,
         throttle_fraction: args.throttle_fraction,

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, BufWriter, ErrorKind, Read, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -17,7 +18,7 @@ use smslink::message::{Coding, Message};
 use smslink::runtime::log::{clip, LimitKey, Limiter};
 use smslink::runtime::{AcceptError, AcceptPause};
 
-use super::record::submit_line;
+use super::record::{mo_line, submit_line};
 use super::session::{Accepted, Answer, DeliveryId, Report, SimEvent, SimSession, SubmitId};
 use super::time::cimd2_timestamp;
 use super::{AnswerOrder, Shared, SimConfig};
@@ -110,6 +111,9 @@ struct Smsc {
     config: SimConfig,
     shared: Arc<Shared>,
     record: Option<BufWriter<File>>,
+    record_mo: Option<BufWriter<File>>,
+    /// MO acknowledged so far: the MO record's `mo`.
+    mo_acked: u64,
     /// Accepted submits so far: the record's `seq`, and SMPP's message_id.
     accepted_seq: u64,
     /// Reports waiting for their time (`report_delay` after the acceptance) and for a
@@ -131,12 +135,17 @@ impl EventLoop {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let record = match &config.record {
-            Some(path) => Some(BufWriter::new(
-                File::options().create(true).append(true).open(path)?,
-            )),
-            None => None,
+        let append = |path: &Option<PathBuf>| -> io::Result<Option<BufWriter<File>>> {
+            path.as_ref()
+                .map(|p| {
+                    Ok(BufWriter::new(
+                        File::options().create(true).append(true).open(p)?,
+                    ))
+                })
+                .transpose()
         };
+        let record = append(&config.record)?;
+        let record_mo = append(&config.record_mo)?;
         Ok(EventLoop {
             poll,
             listener,
@@ -150,6 +159,8 @@ impl EventLoop {
                 config,
                 shared,
                 record,
+                record_mo,
+                mo_acked: 0,
                 accepted_seq: 0,
                 reports: VecDeque::new(),
                 retry_mo: VecDeque::new(),
@@ -483,7 +494,10 @@ impl Smsc {
                 }
                 SimEvent::Delivered { id } => match conn.in_flight.remove(&id) {
                     Some(Outgoing::Report(_)) => self.shared.update(|c| c.reports_acked += 1),
-                    Some(_) => self.shared.update(|c| c.mo_acked += 1),
+                    Some(Outgoing::Generated(message) | Outgoing::Injected(message)) => {
+                        self.record_mo(&message);
+                        self.shared.update(|c| c.mo_acked += 1);
+                    }
                     None => {}
                 },
                 SimEvent::Refused { id, retry } => match conn.in_flight.remove(&id) {
@@ -769,6 +783,18 @@ impl Smsc {
             // Keep the average rate, but never burst to catch up after a stall.
             Some((due + interval).max(now))
         };
+    }
+
+    fn record_mo(&mut self, message: &Message) {
+        self.mo_acked += 1;
+        let Some(record) = self.record_mo.as_mut() else {
+            return;
+        };
+        let line = mo_line(self.mo_acked, message);
+        let written = writeln!(record, "{line}").and_then(|()| record.flush());
+        if let Err(e) = written {
+            log!("smsc-sim: cannot write the MO record: {e}");
+        }
     }
 
     fn record_submit(&mut self, message: &Message, timestamp: &str) {

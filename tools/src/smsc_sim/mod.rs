@@ -140,6 +140,10 @@ pub struct SimConfig {
     /// `timestamp` and `text` (or `hex` for a binary payload). Over SMPP, `seq` in
     /// decimal is the message_id the submit_sm_resp carried.
     pub record: Option<PathBuf>,
+    /// Append one JSON line per MO a client acknowledged to this file: `mo` (the
+    /// count of acknowledged MO so far, over all connections), `from`, `to`, `text`
+    /// (or `hex`).
+    pub record_mo: Option<PathBuf>,
     /// Cut each connection when its Nth packet (SMPP: PDU) arrives (that one is lost).
     pub drop_after: Option<u64>,
     /// Fraction of submits answered with NACK (SMPP: generic_nack with ESME_RSYSERR,
@@ -201,6 +205,7 @@ impl SimConfig {
             mo_to: "12345".into(),
             mo_text: "mo #{num}".into(),
             record: None,
+            record_mo: None,
             drop_after: None,
             nack_fraction: 0.0,
             throttle_fraction: 0.0,

@@ -7,19 +7,43 @@ use std::fmt::Write as _;
 use smslink::message::Message;
 
 /// `{"seq":1,"from":"...","to":"...","timestamp":"...","text":"..."}`, with `hex`
-/// (upper-case, two digits per octet) instead of `text` when the payload is not text.
+/// (upper-case, two digits per octet) instead of `text` when the payload is not text,
+/// and `"part":[reference,total,index]` when the submit is a part of a concatenated
+/// SMS.
 pub(super) fn submit_line(seq: u64, message: &Message, timestamp: &str) -> String {
     let mut line = String::with_capacity(96 + message.payload().len() * 2);
-    let _ = write!(line, "{{\"seq\":{seq},\"from\":");
-    smslink::runtime::json::push_string(&mut line, message.from.as_str());
-    line.push_str(",\"to\":");
-    smslink::runtime::json::push_string(&mut line, message.to.as_str());
+    let _ = write!(line, "{{\"seq\":{seq},");
+    push_addresses(&mut line, message);
     line.push_str(",\"timestamp\":");
     smslink::runtime::json::push_string(&mut line, timestamp);
+    push_payload(&mut line, message);
+    line.push('}');
+    line
+}
+
+/// `{"mo":1,"from":"...","to":"...","text":"..."}` (or `hex`): the `mo`th MO a client
+/// acknowledged, over all connections.
+pub(super) fn mo_line(n: u64, message: &Message) -> String {
+    let mut line = String::with_capacity(64 + message.payload().len() * 2);
+    let _ = write!(line, "{{\"mo\":{n},");
+    push_addresses(&mut line, message);
+    push_payload(&mut line, message);
+    line.push('}');
+    line
+}
+
+fn push_addresses(line: &mut String, message: &Message) {
+    line.push_str("\"from\":");
+    smslink::runtime::json::push_string(line, message.from.as_str());
+    line.push_str(",\"to\":");
+    smslink::runtime::json::push_string(line, message.to.as_str());
+}
+
+fn push_payload(line: &mut String, message: &Message) {
     match message.text_str() {
         Some(text) => {
             line.push_str(",\"text\":");
-            smslink::runtime::json::push_string(&mut line, text);
+            smslink::runtime::json::push_string(line, text);
         }
         None => {
             line.push_str(",\"hex\":\"");
@@ -29,8 +53,9 @@ pub(super) fn submit_line(seq: u64, message: &Message, timestamp: &str) -> Strin
             line.push('"');
         }
     }
-    line.push('}');
-    line
+    if let Some(p) = &message.part {
+        let _ = write!(line, ",\"part\":[{},{},{}]", p.reference, p.total, p.index);
+    }
 }
 
 #[cfg(test)]
@@ -80,6 +105,22 @@ mod tests {
                 "timestamp": "260101120001",
                 "hex": "001FABFF",
             })
+        );
+
+        let mut part = Message::text("1", "2", "abc").unwrap();
+        part.part = Some(smslink::message::Part::new(300, 3, 2).unwrap());
+        let v: serde_json::Value =
+            serde_json::from_str(&submit_line(9, &part, "260101120002")).expect("valid JSON");
+        assert_eq!(v["part"], serde_json::json!([300, 3, 2]));
+    }
+
+    #[test]
+    fn acknowledged_mo_make_one_json_object_each() {
+        let mo = Message::text("4670", "12345", "mo \"1\"").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&mo_line(3, &mo)).expect("valid JSON");
+        assert_eq!(
+            v,
+            serde_json::json!({"mo": 3, "from": "4670", "to": "12345", "text": "mo \"1\""})
         );
     }
 }

@@ -2,6 +2,7 @@
 //! the SMSC's delivers to the application, answering each only when the application
 //! says so (that is how a full buffer back-pressures the SMSC).
 
+use crate::sms::number::NumberConfig;
 use std::time::{Duration, Instant};
 
 use super::core::{negative, positive, Answer, Core, Role, SessionEvent, ERR_SYNTAX};
@@ -27,6 +28,13 @@ pub struct ClientConfig {
     pub checksum: bool,
     /// Largest packet the decoder accepts, in bytes.
     pub max_packet: usize,
+    /// 056 status report request sent with every submit (0: none, and 056 is left
+    /// out; Kannel asks with 14: delivered, failed and buffered reports). The
+    /// reports become report messages on the link.
+    pub status_report_request: u32,
+    /// How this SMSC writes numbers (CIMD2 has no type of number): MO addresses are
+    /// put in normal form by it, MT recipients written back (`Cimd2Client`).
+    pub numbers: NumberConfig,
 }
 
 impl Default for ClientConfig {
@@ -39,6 +47,8 @@ impl Default for ClientConfig {
             max_retries: 2,
             checksum: true,
             max_packet: 4096,
+            status_report_request: 0,
+            numbers: NumberConfig::default(),
         }
     }
 }
@@ -180,7 +190,14 @@ impl ClientSession {
     /// echoes. Refused unless logged in with nothing outstanding.
     pub fn submit(&mut self, id: u64, message: &Message, now: Instant) -> Result<(), SessionError> {
         self.check_can_request()?;
-        let packet = submit_packet(message, 0).map_err(|e| SessionError::Encode(e.to_string()))?;
+        let mut packet =
+            submit_packet(message, 0).map_err(|e| SessionError::Encode(e.to_string()))?;
+        if self.config.status_report_request != 0 {
+            packet.push_u32(
+                param::STATUS_REPORT_REQUEST,
+                self.config.status_report_request,
+            );
+        }
         self.start_request(Request::Submit { id }, packet, now);
         Ok(())
     }

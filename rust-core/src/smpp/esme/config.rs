@@ -6,6 +6,8 @@ use crate::smpp::codec::DEFAULT_MAX_PDU;
 use crate::smpp::coding::TextConfig;
 use crate::smpp::pdu::{npi, registered_delivery, ton, Bind, SmeAddr, INTERFACE_VERSION_34};
 use crate::smpp::receipt::IdFormat;
+use crate::sms::concat::LongMessages;
+use crate::sms::number::NumberConfig;
 
 /// How the session binds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -111,6 +113,12 @@ pub struct SmppConfig {
     pub destination_numbering: Numbering,
     /// How text in data_coding 0 is laid out.
     pub text: TextConfig,
+    /// How this SMSC's numbers are put in normal form (with the TON of each address)
+    /// and what becomes of an MO whose address has none.
+    pub numbers: NumberConfig,
+    /// How a message longer than one SMS goes: parts with a header in short_message
+    /// (the default), parts with sar_* TLVs, or whole in message_payload.
+    pub long_messages: LongMessages,
     /// registered_delivery of every submit_sm (1: a receipt on success or failure).
     pub registered_delivery: u8,
     /// How submit_sm_resp's message_id (and a receipt's receipted_message_id TLV) is
@@ -141,6 +149,8 @@ impl Default for SmppConfig {
             source_numbering: Numbering::default(),
             destination_numbering: Numbering::default(),
             text: TextConfig::default(),
+            long_messages: LongMessages::default(),
+            numbers: NumberConfig::default(),
             registered_delivery: registered_delivery::RECEIPT_ALWAYS,
             submit_id_format: IdFormat::AsIs,
             receipt_id_format: IdFormat::AsIs,

@@ -41,15 +41,16 @@ use std::time::{Duration, Instant};
 
 use super::codec::DecodeError;
 use super::codec::{encode, Decoder};
-use super::convert::{message_from_sm, submit_sm};
+use super::convert::{message_from_sm, submit_sm_long};
 use super::error::SmppError;
 use super::pdu::{Body, CommandId, DataSm, Header, Pdu, SmeAddr, SubmitSm, SubmitSmResp};
 use super::receipt::{is_delivered, is_failed, IdSource, Receipt};
 use super::status::{CommandStatus, StatusClass};
 use crate::message::Message;
+use crate::sms::number::{attribute_mo, Ton};
 use crate::smsc::{
-    ConnIndex, MoAnswer, MoToken, Permanence, SmscClient, SmscEvent, StatusReport, SubmitError,
-    SubmitId,
+    AddressSide, ConnIndex, LongMessages, MoAnswer, MoToken, Permanence, SmscClient, SmscEvent,
+    StatusReport, SubmitError, SubmitId,
 };
 
 /// Largest sequence number; the next one is 1 again.
@@ -611,11 +612,26 @@ impl SmppClient {
             return;
         }
         match message_from_sm(&sm, &self.config.text) {
-            Ok(message) => {
+            Ok(mut message) => {
                 let token = self.new_token(delivery);
-                self.events.push_back(SmscEvent::Mo {
-                    token,
-                    message: Box::new(message),
+                let from = sm.source.addr.to_string_lossy();
+                let to = sm.destination.addr.to_string_lossy();
+                let attributed = attribute_mo(
+                    &mut message,
+                    (&from, Ton::from_smpp(sm.source.ton)),
+                    (&to, Ton::from_smpp(sm.destination.ton)),
+                    &self.config.numbers,
+                );
+                self.events.push_back(match attributed {
+                    Ok(()) => SmscEvent::Mo {
+                        token,
+                        message: Box::new(message),
+                    },
+                    Err((side, e)) => SmscEvent::MoUnattributable {
+                        token,
+                        side,
+                        detail: format!("deliver_sm from {from:?} to {to:?}: {e}"),
+                    },
                 });
             }
             Err(e) => self.refuse_delivery(conn, sequence, kind, e),
@@ -662,6 +678,7 @@ impl SmppClient {
                 .unwrap_or_else(|_| sm.source.addr.to_string_lossy().into_owned()),
             delivered: is_delivered(state),
             failed: is_failed(state),
+            expired: state == crate::smpp::pdu::message_state::EXPIRED,
             status: u32::from(state),
             error: receipt.error,
         }
@@ -844,6 +861,10 @@ impl SmscClient for SmppClient {
         }
     }
 
+    fn long_messages(&self) -> LongMessages {
+        self.config.long_messages
+    }
+
     fn submit_room(&self) -> usize {
         let transmitter_bound = self.conns[0].state == ConnState::Bound;
         if !self.is_bound()
@@ -866,7 +887,8 @@ impl SmscClient for SmppClient {
             reason: e.to_string(),
             code: unencodable_status(&e).0,
         };
-        let mut sm = submit_sm(message, &self.config.text).map_err(unencodable)?;
+        let mut sm = submit_sm_long(message, &self.config.text, self.config.long_messages)
+            .map_err(unencodable)?;
         self.config.source_numbering.apply(&mut sm.source);
         self.config.destination_numbering.apply(&mut sm.destination);
         sm.registered_delivery = self.config.registered_delivery;
@@ -887,6 +909,8 @@ impl SmscClient for SmppClient {
         let status = match answer {
             MoAnswer::Accept => CommandStatus::ESME_ROK,
             MoAnswer::RetryLater => CommandStatus::ESME_RX_T_APPN,
+            MoAnswer::Refuse(AddressSide::Originator) => CommandStatus::ESME_RINVSRCADR,
+            MoAnswer::Refuse(AddressSide::Destination) => CommandStatus::ESME_RINVDSTADR,
         };
         self.send(
             d.conn,

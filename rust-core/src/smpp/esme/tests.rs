@@ -818,6 +818,7 @@ fn a_receipt_is_read_from_its_tlvs_first() {
             recipient: "+4670123".into(),
             delivered: false,
             failed: true,
+            expired: false,
             status: u32::from(message_state::UNDELIVERABLE),
             error: Some(27),
         }
@@ -1302,4 +1303,42 @@ fn throttling_through_the_bridge_loses_and_doubles_nothing() {
     assert_eq!(stats.mt_accepted, N as u64);
     assert_eq!(stats.mt_rejected, 0);
     assert_eq!(stats.mt_temporary_failures, u64::from(answered) - N as u64);
+}
+
+#[test]
+fn mo_numbers_follow_their_ton_and_unattributable_ones_are_refused() {
+    let mut config = config();
+    config.numbers.country_code = Some("46".into());
+    let mut s = Smsc::new(config);
+    s.bind_all();
+    let national = SubmitSm {
+        source: SmeAddr::new(ton::NATIONAL, npi::ISDN, "700000001").unwrap(),
+        destination: SmeAddr::new(ton::UNKNOWN, npi::ISDN, "1000").unwrap(),
+        short_message: b"hi".to_vec(),
+        ..SubmitSm::default()
+    };
+    s.feed(0, Pdu::new(50, Body::DeliverSm(national)));
+    let [SmscEvent::Mo { token, ref message }] = s.events()[..] else {
+        panic!("one MO expected")
+    };
+    assert_eq!(message.from.as_str(), "+46700000001");
+    s.client.answer(token, MoAnswer::Accept, s.now);
+    assert_eq!(s.one(0).command_status, CommandStatus::ESME_ROK);
+
+    let empty_destination = SubmitSm {
+        source: SmeAddr::new(ton::INTERNATIONAL, npi::ISDN, "46700000001").unwrap(),
+        short_message: b"hi".to_vec(),
+        ..SubmitSm::default()
+    };
+    s.feed(0, Pdu::new(51, Body::DeliverSm(empty_destination)));
+    let [SmscEvent::MoUnattributable { token, side, .. }] = s.events()[..] else {
+        panic!("one refusal expected")
+    };
+    assert_eq!(side, AddressSide::Destination);
+    s.client.answer(token, MoAnswer::Refuse(side), s.now);
+    let resp = s.one(0);
+    assert_eq!(
+        (resp.sequence_number, resp.command_status),
+        (51, CommandStatus::ESME_RINVDSTADR)
+    );
 }
