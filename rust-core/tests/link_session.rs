@@ -1065,3 +1065,94 @@ fn over_tls_the_dialer_proves_in_its_first_flight_and_the_link_needs_one_round_t
     assert_eq!(trips(false), 6);
     assert_eq!(trips(true), 4);
 }
+
+// ---- incomplete frames and liveness ----
+
+/// B receives a DATA header whose length a relay raised to 16384, then A's PINGs
+/// keep coming: their bytes only fill the bogus frame.
+fn stalled_by_a_length_field(frame_timeout: Duration) -> (Pair, Instant) {
+    let mut c = config("buffer-1");
+    c.frame_timeout = frame_timeout;
+    let mut p = pair(config("im-server"), c);
+    p.connect();
+    p.ev_b.clear();
+    let t0 = p.now;
+    let mut bogus = data_frame(1);
+    bogus[0..2].copy_from_slice(&16384u16.to_be_bytes());
+    p.b.handle_input(&bogus, t0).unwrap();
+    assert_eq!(
+        p.b.poll_timeout(),
+        Some(t0 + frame_timeout.min(Duration::from_secs(1)))
+    );
+    (p, t0)
+}
+
+/// Feed B one PING a second from t0 until it disconnects; returns when it did.
+fn ping_b_until_down(p: &mut Pair, t0: Instant) -> Duration {
+    let mut ping = vec![];
+    frame::encode_ping(&mut ping);
+    for ms in (0..20_000u64).step_by(100) {
+        let t = t0 + Duration::from_millis(ms);
+        p.b.handle_timeout(t);
+        if !p.b.is_connected() {
+            return t - t0;
+        }
+        if ms % 1000 == 0 && ms > 0 {
+            p.b.handle_input(&ping, t).unwrap();
+        }
+    }
+    panic!("B stayed up behind an incomplete frame");
+}
+
+#[test]
+fn a_frame_incomplete_past_its_deadline_is_a_protocol_error() {
+    let (mut p, t0) = stalled_by_a_length_field(Duration::from_secs(2));
+    assert_eq!(ping_b_until_down(&mut p, t0), Duration::from_secs(2));
+    p.collect();
+    assert!(matches!(
+        &downs(&p.ev_b)[..],
+        [DownReason::Protocol(LinkError::IncompleteFrame { waited, .. })] if *waited == Duration::from_secs(2)
+    ));
+    let mut out = vec![];
+    p.b.poll_transmit(p.now, &mut out);
+    assert!(matches!(
+        frame::decode(&out),
+        Ok(Some((frame::Frame::Close(c), _))) if c.reason == CloseReason::ProtocolError
+    ));
+}
+
+#[test]
+fn bytes_of_an_incomplete_frame_are_no_sign_of_life() {
+    // The frame deadline is longer than dead_after (3 s): the PINGs' bytes, swallowed
+    // by the bogus frame, must not keep the link up.
+    let (mut p, t0) = stalled_by_a_length_field(Duration::from_secs(10));
+    assert_eq!(ping_b_until_down(&mut p, t0), Duration::from_secs(3));
+    p.collect();
+    assert_eq!(downs(&p.ev_b), vec![DownReason::Timeout]);
+}
+
+#[test]
+fn a_frame_completed_in_time_keeps_the_link_up_and_restarts_the_clock() {
+    let mut c = config("buffer-1");
+    c.frame_timeout = Duration::from_secs(2);
+    let mut p = pair(config("im-server"), c);
+    p.connect();
+    let t0 = p.now;
+    let mut two = data_frame(1);
+    two.extend_from_slice(&data_frame(2));
+    let first_end = two.len() / 2 + 2;
+    // Frame 1 complete plus the start of frame 2 at 1.5 s, the rest at 3 s.
+    p.b.handle_input(&two[..5], t0).unwrap();
+    let t1 = t0 + Duration::from_millis(1500);
+    p.b.handle_timeout(t1);
+    p.b.handle_input(&two[5..first_end], t1).unwrap();
+    // Frame 2 started at 1.5 s: past the first frame's deadline all is well.
+    p.b.handle_timeout(t0 + Duration::from_millis(2500));
+    assert!(p.b.is_up());
+    let t2 = t0 + Duration::from_millis(3000);
+    p.b.handle_timeout(t2 - Duration::from_millis(1));
+    p.b.handle_input(&two[first_end..], t2 - Duration::from_millis(1))
+        .unwrap();
+    assert!(p.b.is_up());
+    assert_eq!(p.b.rx_cursors().last_stored, 2);
+}

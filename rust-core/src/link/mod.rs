@@ -146,8 +146,12 @@ pub struct LinkConfig {
     pub capacity: usize,
     /// Send a PING when nothing was sent for this long.
     pub heartbeat_interval: Duration,
-    /// Declare the link down when nothing was received for this long.
+    /// Declare the link down when no complete frame was received for this long.
     pub dead_after: Duration,
+    /// A frame that has started to arrive must be complete within this long, else
+    /// the connection ends with a protocol error (a corrupted length field would
+    /// otherwise stall the link while the bytes after it keep it looking alive).
+    pub frame_timeout: Duration,
     /// Bytes one `poll_transmit` call appends at most (one DATA frame may overshoot).
     pub max_transmit: usize,
 }
@@ -161,14 +165,15 @@ impl std::fmt::Debug for LinkConfig {
             .field("capacity", &self.capacity)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("dead_after", &self.dead_after)
+            .field("frame_timeout", &self.frame_timeout)
             .field("max_transmit", &self.max_transmit)
             .finish()
     }
 }
 
 impl LinkConfig {
-    /// Defaults: 255 slots, heartbeat every 5 s, down after 15 s of silence, 64 KiB
-    /// per transmit.
+    /// Defaults: 255 slots, heartbeat every 5 s, down after 15 s of silence, a frame
+    /// complete within 10 s of its first byte, 64 KiB per transmit.
     pub fn new(name: &str, psk: &[u8]) -> Self {
         LinkConfig {
             name: name.to_owned(),
@@ -177,6 +182,7 @@ impl LinkConfig {
             capacity: DEFAULT_CAPACITY,
             heartbeat_interval: Duration::from_secs(5),
             dead_after: Duration::from_secs(15),
+            frame_timeout: Duration::from_secs(10),
             max_transmit: 64 * 1024,
         }
     }
@@ -191,7 +197,9 @@ pub enum ConfigError {
     ShortKey(usize),
     #[error("capacity {0} is outside 1..={MAX_CAPACITY}")]
     Capacity(usize),
-    #[error("heartbeat interval must be non-zero and shorter than dead_after")]
+    #[error(
+        "heartbeat interval must be non-zero and shorter than dead_after, frame_timeout non-zero"
+    )]
     Timers,
     #[error("journal: {0}")]
     Restore(#[from] crate::ring::RestoreError),
@@ -218,6 +226,8 @@ pub enum LinkError {
     },
     #[error("ring refused a peer's update: {0}")]
     Ring(#[from] RingError),
+    #[error("frame incomplete after {waited:?} ({have} bytes of it received)")]
+    IncompleteFrame { waited: Duration, have: usize },
     #[error("no connection")]
     NotConnected,
 }
@@ -364,6 +374,8 @@ pub struct Endpoint {
     ctrl: Vec<u8>,
     /// A partial frame carried over between `handle_input` calls.
     inbuf: Vec<u8>,
+    /// When the partial frame in `inbuf` started (it must complete in `frame_timeout`).
+    partial_since: Option<Instant>,
     // Sending direction.
     next_transmit: u64,
     peer_rx_limit: u64,
@@ -554,7 +566,10 @@ impl Endpoint {
         if !(1..=MAX_CAPACITY).contains(&config.capacity) {
             return Err(ConfigError::Capacity(config.capacity));
         }
-        if config.heartbeat_interval.is_zero() || config.heartbeat_interval >= config.dead_after {
+        if config.heartbeat_interval.is_zero()
+            || config.heartbeat_interval >= config.dead_after
+            || config.frame_timeout.is_zero()
+        {
             return Err(ConfigError::Timers);
         }
         Ok(())
@@ -569,6 +584,7 @@ impl Endpoint {
             events: VecDeque::with_capacity(4 * cap + 16),
             ctrl: Vec::with_capacity(512),
             inbuf: Vec::with_capacity(MAX_BODY + frame::HEADER_LEN),
+            partial_since: None,
             next_transmit: 1,
             peer_rx_limit: 0,
             rx_peer_epoch: None,
@@ -867,6 +883,7 @@ impl Endpoint {
         self.connection_lost(now);
         self.ctrl.clear();
         self.inbuf.clear();
+        self.partial_since = None;
         let mut nonce = [0u8; NONCE_LEN];
         random_bytes(&mut nonce);
         frame::encode_hello(
@@ -905,7 +922,7 @@ impl Endpoint {
 
     /// Bytes from the connection, in any chunking. On `Err` the connection is over
     /// (a `LinkDown` was emitted and maybe a CLOSE queued).
-    pub fn handle_input(&mut self, mut data: &[u8], now: Instant) -> Result<(), LinkError> {
+    pub fn handle_input(&mut self, data: &[u8], now: Instant) -> Result<(), LinkError> {
         if !self.is_connected() {
             return Err(LinkError::NotConnected);
         }
@@ -913,7 +930,24 @@ impl Endpoint {
             return Ok(());
         }
         self.counters.bytes_in += data.len() as u64;
-        self.last_rx = now;
+        let frames_before = self.counters.frames_in;
+        let res = self.take_input(data);
+        // Only complete frames are signs of life: bytes of a frame that never
+        // completes must not keep the link up.
+        let completed = self.counters.frames_in != frames_before;
+        if completed {
+            self.last_rx = now;
+        }
+        if self.inbuf.is_empty() {
+            self.partial_since = None;
+        } else if completed || self.partial_since.is_none() {
+            self.partial_since = Some(now);
+        }
+        res
+    }
+
+    /// Decode and handle every complete frame of `data`, keeping a partial one.
+    fn take_input(&mut self, mut data: &[u8]) -> Result<(), LinkError> {
         // Finish a frame carried over from the previous call first.
         if !self.inbuf.is_empty() {
             let mut need = frame::HEADER_LEN;
@@ -963,9 +997,20 @@ impl Endpoint {
         Ok(at)
     }
 
-    /// Timers: declares the link dead after `dead_after` of silence, or when the
-    /// handshake has not finished `dead_after` after `connected`.
+    /// Timers: declares the link dead after `dead_after` without a complete frame,
+    /// or when the handshake has not finished `dead_after` after `connected`; a
+    /// frame still incomplete `frame_timeout` after it started is a protocol error.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(since) = self.partial_since.filter(|_| self.is_connected()) {
+            if now >= since + self.config.frame_timeout {
+                let err = LinkError::IncompleteFrame {
+                    waited: now.saturating_duration_since(since),
+                    have: self.inbuf.len(),
+                };
+                self.fail(err);
+                return;
+            }
+        }
         if let Some(deadline) = self.dead_at() {
             if now >= deadline {
                 self.link_down(DownReason::Timeout);
@@ -1019,15 +1064,18 @@ impl Endpoint {
 
     // ---- internals ----
 
-    /// When the connection is declared dead: `dead_after` of silence, and a
-    /// handshake (even one trickling bytes) must finish within `dead_after`.
+    /// When the connection is declared dead: `dead_after` without a complete frame,
+    /// a handshake (even one trickling bytes) that has not finished within
+    /// `dead_after`, or a frame incomplete for `frame_timeout`.
     fn dead_at(&self) -> Option<Instant> {
         let silence = self.last_rx + self.config.dead_after;
-        match self.conn {
-            Conn::Idle => None,
-            Conn::Handshake { .. } => Some(silence.min(self.connected_at + self.config.dead_after)),
-            Conn::Up { .. } => Some(silence),
-        }
+        let partial = self.partial_since.map(|s| s + self.config.frame_timeout);
+        let dead = match self.conn {
+            Conn::Idle => return None,
+            Conn::Handshake { .. } => silence.min(self.connected_at + self.config.dead_after),
+            Conn::Up { .. } => silence,
+        };
+        Some(partial.map_or(dead, |p| p.min(dead)))
     }
 
     fn fail(&mut self, err: LinkError) -> LinkError {
@@ -1069,6 +1117,7 @@ impl Endpoint {
     fn link_down(&mut self, reason: DownReason) {
         self.conn = Conn::Idle;
         self.inbuf.clear();
+        self.partial_since = None;
         self.counters.link_downs += 1;
         self.events.push_back(Event::LinkDown { reason });
     }

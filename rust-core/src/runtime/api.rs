@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::admission::AdmissionConfig;
 use crate::bridge::BridgeConfig;
 pub use crate::bridge::SmscStats;
 use crate::cimd2::session::ClientConfig;
@@ -80,6 +81,8 @@ pub struct LinkSpec {
     /// The buffer-server role: the link's local end is this SMSC (its MO go out on
     /// the link, the link's MT are submitted to it) instead of the application.
     pub smsc: Option<SmscSpec>,
+    /// A listening link's limits for connections that have not authenticated.
+    pub admission: AdmissionConfig,
 }
 
 impl LinkSpec {
@@ -92,6 +95,7 @@ impl LinkSpec {
             prefixes: Vec::new(),
             default_route: false,
             smsc: None,
+            admission: AdmissionConfig::default(),
         }
     }
 
@@ -154,7 +158,13 @@ pub struct SmscSpec {
     pub protocol: SmscProtocol,
     /// Retries of temporarily refused MT.
     pub bridge: BridgeConfig,
+    /// Bytes of output toward the SMSC that may wait unwritten; an SMSC that lets
+    /// more pile up (sends requests but does not read the answers) is disconnected.
+    pub max_output: usize,
 }
+
+/// Default of [`SmscSpec::max_output`]: far above what a working SMSC leaves unread.
+pub const DEFAULT_SMSC_MAX_OUTPUT: usize = 1 << 20;
 
 impl SmscSpec {
     /// A CIMD2 SMSC at `addr`, default retry settings.
@@ -163,6 +173,7 @@ impl SmscSpec {
             addr,
             protocol: SmscProtocol::Cimd2(client),
             bridge: BridgeConfig::default(),
+            max_output: DEFAULT_SMSC_MAX_OUTPUT,
         }
     }
 
@@ -173,6 +184,7 @@ impl SmscSpec {
             addr,
             protocol: SmscProtocol::Smpp(client),
             bridge: BridgeConfig::default(),
+            max_output: DEFAULT_SMSC_MAX_OUTPUT,
         }
     }
 }
@@ -344,6 +356,8 @@ pub struct LinkStats {
     pub counters: Counters,
     pub connects: u64,
     pub refused_connections: u64,
+    /// Unauthenticated connections waiting for the link now (listening links).
+    pub pending_connections: usize,
     /// On a buffer-server link: its SMSC side.
     pub smsc: Option<SmscStats>,
     /// Time from first transmission to the peer's confirmation.

@@ -131,6 +131,7 @@ pub(super) fn spawn(
             Some(smsc) => Role::BufferServer(Box::new(SmscDriver::new(
                 id,
                 smsc.addr,
+                smsc.max_output,
                 Token(base + 2),
                 Bridge::new(smsc.protocol.client(), smsc.bridge.clone()),
                 Backoff::new(
@@ -165,6 +166,7 @@ pub(super) fn spawn(
                 config.reconnect_max,
                 config.seed.wrapping_add(id as u64 * 7919),
             ),
+            spec.admission.clone(),
             now,
         ));
     }
@@ -551,7 +553,7 @@ impl EventLoop {
         if token.0 >= PENDING_BASE {
             // Waiting connections are only peeked at: refuse what is not a link peer.
             for link in &mut self.links {
-                if link.screen_pending(&self.poll, token) {
+                if link.screen_pending(&self.poll, token, now) {
                     break;
                 }
             }
@@ -579,14 +581,16 @@ impl EventLoop {
                 let out = match ev {
                     LinkEvent::LinkUp { peer, .. } => {
                         let link = &mut self.links[id];
-                        link.on_link_up(&peer);
+                        link.on_link_up(&peer, *now.get_or_insert_with(Instant::now));
                         crate::slog!(Level::Info, "link={} event=up peer={peer}", link.name());
                         Some(NodeEvent::LinkUp { link: id, peer })
                     }
                     LinkEvent::LinkDown { reason } => {
                         let now = Instant::now();
                         let link = &mut self.links[id];
-                        let reason = format!("{reason:?}");
+                        link.on_link_down(&reason, now);
+                        // Clipped: a CLOSE carries up to a frame of the peer's text.
+                        let reason = super::log::clip(&format!("{reason:?}")).into_owned();
                         crate::slog!(
                             Level::Info,
                             "link={} event=down peer_addr={} reason={reason}",
@@ -603,13 +607,8 @@ impl EventLoop {
                         Some(NodeEvent::LinkDown { link: id, reason })
                     }
                     LinkEvent::AuthFailed { reason } => {
-                        crate::slog!(
-                            Level::Warn,
-                            "link={} event=auth_failed peer_addr={} reason=\"{reason}\"",
-                            self.links[id].name(),
-                            self.links[id].conn_peer()
-                        );
-                        self.links[id].last_error = Some(format!("authentication: {reason}"));
+                        let now = *now.get_or_insert_with(Instant::now);
+                        self.links[id].on_auth_failed(&reason.to_string(), now);
                         None
                     }
                     // Received messages are pulled in order by `deliver_received`
@@ -783,7 +782,7 @@ impl EventLoop {
         {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
-        if let Some(t) = self.metrics.as_ref().and_then(|m| m.next_deadline(now)) {
+        if let Some(t) = self.metrics.as_ref().and_then(|m| m.next_deadline()) {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
         for link in &self.links {

@@ -9,23 +9,33 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Poll, Token};
 
+use super::admission::{Admission, AdmissionConfig, Admit, Expired, Slot, Source};
 use super::api::{LinkStats, Transport};
 use super::conn::{Conn, Established, ReadError, ReadOutcome, READ_BUDGET};
-use super::log::Level;
+use super::log::{Level, LimitKey, Limiter};
 use super::metrics::LatencyHistogram;
 use super::smsc_driver::SmscDriver;
 use super::spsc::Consumer;
 use super::tls::TlsContext;
-use super::Backoff;
+use super::{AcceptError, AcceptPause, Backoff};
 use crate::link::{Endpoint, Side};
 use crate::message::Message;
 use crate::ring::SlotState;
 
-/// Accepted connections waiting per link; more are refused at once.
-const MAX_PENDING: usize = 4;
+/// A few lines per source and this long about refused connections; the rest are
+/// counted and reported in one line.
+const REFUSAL_LOG_WINDOW: Duration = Duration::from_secs(10);
+const REFUSAL_LOG_BURST: u32 = 5;
+/// Sources the refusal log keeps apart; the others share one count.
+const REFUSAL_LOG_SOURCES: usize = 64;
+/// A HELLO is short: a waiting connection that announces a longer first frame is
+/// not a link peer.
+const MAX_HELLO_FRAME: usize = 256;
 /// Output of a busy link is gathered for this long before it is written.
 const WRITE_COALESCE: Duration = Duration::from_micros(500);
-/// Stop asking the endpoint for more bytes while this much is unwritten.
+/// Stop asking the endpoint for more bytes while this much is unwritten (so a
+/// connection's output stays under this plus one `poll_transmit`); a peer that
+/// leaves this much unread for `dead_after` is disconnected.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 
 /// Who is at the local end of a link.
@@ -37,14 +47,12 @@ pub(super) enum Role {
     BufferServer(Box<SmscDriver>),
 }
 
-/// A connection accepted while the link already had one; promoted when it ends.
+/// An accepted connection that has not been given the link yet: it waits until it
+/// has sent a complete HELLO and the [`Admission`] policy hands it the link.
 struct PendingConn {
     stream: TcpStream,
-    since: Instant,
     token: Token,
     peer: SocketAddr,
-    /// Its first bytes looked like a link HELLO: a real peer, never evicted by a flood.
-    hello_seen: bool,
 }
 
 /// What the first bytes of a waiting connection say about it.
@@ -52,10 +60,21 @@ struct PendingConn {
 enum Screen {
     /// Not enough bytes yet.
     Unknown,
-    /// A link HELLO header.
+    /// A complete link HELLO.
     Hello,
     /// Something else (another protocol, garbage): refuse it now.
     Foreign,
+}
+
+/// The connection on the link, as far as admission cares.
+#[derive(Debug, Clone, Copy)]
+struct OnLink {
+    /// Accepted (not dialled): its failures count against its source.
+    accepted: bool,
+    since: Instant,
+    up: bool,
+    /// Its failure was already counted (or it must not be: it was displaced).
+    judged: bool,
 }
 
 /// Check the start of a stream against the HELLO header: len:u16 type=1 "SMSL"
@@ -89,10 +108,10 @@ fn screen_hello(head: &[u8], tls: bool) -> Screen {
     if head.len() >= 2 && u16::from_be_bytes([head[0], head[1]]) as usize > MAX_BODY {
         return Screen::Foreign;
     }
-    if head.len() >= 7 {
-        Screen::Hello
-    } else {
-        Screen::Unknown
+    match crate::link::frame::decode(head) {
+        Ok(Some((crate::link::frame::Frame::Hello(_), _))) => Screen::Hello,
+        Ok(None) if head.len() < MAX_HELLO_FRAME => Screen::Unknown,
+        _ => Screen::Foreign,
     }
 }
 
@@ -108,10 +127,10 @@ pub(super) struct LinkDriver {
     tls: Option<TlsContext>,
     listener: Option<TcpListener>,
     conn: Option<Conn>,
-    /// The current connection must be ready for the link handshake (TCP connected,
-    /// TLS done) by then.
-    conn_deadline: Option<Instant>,
     pending: Vec<PendingConn>,
+    admission: Admission,
+    on_link: Option<OnLink>,
+    refusal_log: Limiter<Source>,
     reconnect_at: Option<Instant>,
     backoff: Backoff,
     inbuf: Vec<u8>,
@@ -122,11 +141,13 @@ pub(super) struct LinkDriver {
     /// Poll tokens of the listener and of the current connection.
     pub(super) listener_token: Token,
     pub(super) conn_token: Token,
+    /// Since when the output has stayed at the high-water mark without progress.
+    output_stuck_since: Option<Instant>,
     /// When output was last written, and when held-back output is due.
     last_write: Option<Instant>,
     write_due: Option<Instant>,
-    /// The last accept failed for lack of resources: try again every turn.
-    accept_retry: bool,
+    /// Accepting paused after a failure for lack of resources (descriptors).
+    accept_pause: AcceptPause,
     /// Remote address of the current (or last) connection, for log lines.
     conn_addr: Option<SocketAddr>,
     /// The last read stopped at its budget: read again without waiting for readiness
@@ -151,9 +172,16 @@ impl LinkDriver {
         listener: Option<TcpListener>,
         tokens: (Token, Token),
         backoff: Backoff,
+        admission: AdmissionConfig,
         now: Instant,
     ) -> Self {
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        // A peer that comes back while its old connection still looks up here must
+        // be able to wait until that one is declared dead.
+        let mut admission = admission;
+        admission.max_wait = admission
+            .max_wait
+            .max(endpoint.config().dead_after + admission.handshake_timeout);
         LinkDriver {
             endpoint,
             role,
@@ -164,8 +192,10 @@ impl LinkDriver {
             tls,
             listener,
             conn: None,
-            conn_deadline: None,
             pending: Vec::new(),
+            admission: Admission::new(admission),
+            on_link: None,
+            refusal_log: Limiter::new(REFUSAL_LOG_WINDOW, REFUSAL_LOG_BURST, REFUSAL_LOG_SOURCES),
             backoff,
             inbuf: Vec::with_capacity(64 * 1024),
             peer: None,
@@ -175,8 +205,9 @@ impl LinkDriver {
             listener_token: tokens.0,
             conn_token: tokens.1,
             conn_addr: None,
-            accept_retry: false,
+            accept_pause: AcceptPause::default(),
             last_write: None,
+            output_stuck_since: None,
             write_due: None,
             read_more: false,
             last_error: None,
@@ -225,9 +256,9 @@ impl LinkDriver {
     }
 
     /// Accepting is driven by the listener's readiness; after a failed accept (e.g.
-    /// out of descriptors) the edge is gone, so the loop retries each turn.
+    /// out of descriptors) the edge is gone, so the loop retries after a pause.
     pub(super) fn retry_accept(&mut self, poll: &Poll, now: Instant, next_token: &mut usize) {
-        if self.accept_retry {
+        if self.accept_pause.is_due(now) {
             self.accept(poll, now, next_token);
         }
     }
@@ -239,10 +270,83 @@ impl LinkDriver {
         }
     }
 
-    /// Handshake done: reconnecting starts from the shortest delay again.
-    pub(super) fn on_link_up(&mut self, peer: &str) {
+    /// Handshake done: reconnecting starts from the shortest delay again, and the
+    /// peer's source comes first next time.
+    pub(super) fn on_link_up(&mut self, peer: &str, now: Instant) {
         self.backoff.reset();
         self.peer = Some(peer.to_owned());
+        if let Some(on_link) = self.on_link.as_mut() {
+            on_link.up = true;
+            if on_link.accepted {
+                if let Some(addr) = self.conn_addr {
+                    self.admission.authenticated(addr.ip(), now);
+                }
+            }
+        }
+    }
+
+    /// The peer failed authentication: a line (rate-limited per source, since anyone
+    /// can try) and the reason for `/status`.
+    pub(super) fn on_auth_failed(&mut self, reason: &str, now: Instant) {
+        self.refuse_handshake("auth_failed", reason, now);
+    }
+
+    /// The handshake failed (`event`: authentication, TLS): the line and the
+    /// source's penalty of [`on_auth_failed`](Self::on_auth_failed).
+    fn refuse_handshake(&mut self, event: &str, reason: &str, now: Instant) {
+        let reason = super::log::clip(reason);
+        let addr = self.conn_addr;
+        let held = match addr {
+            Some(a) => self.refusal_log.allow(&Source::of(a.ip()), now),
+            None => Some(0),
+        };
+        if let Some(held) = held {
+            crate::slog!(
+                Level::Warn,
+                "link={} event={event} peer_addr={} reason=\"{reason}\" suppressed={held}",
+                self.name(),
+                self.conn_peer()
+            );
+        }
+        let what = if event == "tls_refused" {
+            "TLS"
+        } else {
+            "authentication"
+        };
+        self.last_error = Some(format!("{what}: {reason}"));
+        self.judge_failed_handshake(now);
+    }
+
+    /// The endpoint reported the connection down: a protocol error before the link
+    /// came up counts as a failed authentication of its source.
+    pub(super) fn on_link_down(&mut self, reason: &crate::link::DownReason, now: Instant) {
+        if matches!(reason, crate::link::DownReason::Protocol(_)) {
+            self.judge_failed_handshake(now);
+        }
+    }
+
+    /// An accepted connection failed authentication before it came up: its source
+    /// waits before it is served again (once per connection).
+    fn judge_failed_handshake(&mut self, now: Instant) {
+        let Some(on_link) = self.on_link.as_mut() else {
+            return;
+        };
+        if on_link.up || on_link.judged || !on_link.accepted {
+            return;
+        }
+        on_link.judged = true;
+        if let Some(addr) = self.conn_addr {
+            let penalty = self.admission.failed(addr.ip(), now);
+            let source = Source::of(addr.ip());
+            if let Some(suppressed) = self.refusal_log.allow(&source, now) {
+                crate::slog!(
+                    Level::Warn,
+                    "link={} event=handshake_failed peer_addr={addr} penalty_ms={} suppressed={suppressed}",
+                    self.name(),
+                    penalty.as_millis()
+                );
+            }
+        }
     }
 
     /// The last read stopped at its budget (or the SMSC's did): look again at once.
@@ -252,24 +356,29 @@ impl LinkDriver {
 
     /// The earliest instant anything of this link needs the loop.
     pub(super) fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        let retry = self
-            .accept_retry
-            .then_some(now + Duration::from_millis(100));
-        let pending = self
-            .pending
-            .first()
-            .map(|p| p.since + self.pending_timeout());
+        let retry = self.accept_pause.retry_at();
+        let pending = self.admission.next_deadline();
+        let stuck = self
+            .output_stuck_since
+            .map(|s| s + self.endpoint.config().dead_after);
+        let on_link_handshake = self.on_link.filter(|l| !l.up);
+        let handshake = on_link_handshake.map(|l| self.admission.handshake_deadline(l.since));
+        let displace = on_link_handshake.and_then(|l| self.admission.displace_at(l.since, now));
+        let eligible = self.admission.next_eligible(now);
         let smsc = match &self.role {
             Role::BufferServer(smsc) => smsc.next_deadline(),
             Role::Application => None,
         };
         [
             retry,
-            self.conn_deadline,
             self.endpoint.poll_timeout(),
             self.write_due,
             self.reconnect_at,
             pending,
+            handshake,
+            displace,
+            eligible,
+            stuck,
             smsc,
         ]
         .into_iter()
@@ -315,10 +424,6 @@ impl LinkDriver {
         &self.endpoint.config().name
     }
 
-    fn pending_timeout(&self) -> Duration {
-        self.endpoint.config().dead_after
-    }
-
     pub(super) fn write_stats(&self, out: &mut LinkStats) {
         if out.name != self.name() {
             out.name.clear();
@@ -338,6 +443,7 @@ impl LinkDriver {
         out.counters = self.endpoint.counters();
         out.connects = self.connects;
         out.refused_connections = self.refused;
+        out.pending_connections = self.pending.len();
         out.ack_latency = self.ack_latency;
         if out.last_error != self.last_error {
             out.last_error.clone_from(&self.last_error);
@@ -376,39 +482,108 @@ impl LinkDriver {
                 }
             }
         }
-        if self.conn_deadline.is_some_and(|d| now >= d) {
+        // A handshake on the link that takes too long makes way.
+        if let Some(on_link) = self.on_link {
+            if !on_link.up && now >= self.admission.handshake_deadline(on_link.since) {
+                crate::slog!(
+                    Level::Debug,
+                    "link={} event=handshake_timeout peer_addr={}",
+                    self.name(),
+                    self.conn_peer()
+                );
+                self.last_error = Some("handshake not finished in time".to_owned());
+                self.drop_conn(poll, now);
+            }
+        }
+        // Waiting connections past their deadline are dropped.
+        for (id, why) in self.admission.take_expired(now) {
+            let reason = match why {
+                Expired::NotReady => "no complete HELLO in time",
+                Expired::Waited => "waited too long for the current connection to end",
+            };
+            self.close_pending(poll, id, reason, now);
+        }
+        for (key, count) in self.refusal_log.take_quiet(now) {
+            let from = match key {
+                LimitKey::Key(source) => source.to_string(),
+                LimitKey::Others => "other sources".to_owned(),
+            };
             crate::slog!(
                 Level::Warn,
-                "link={} event=refused peer_addr={} reason=\"{} not done within {:?}\"",
+                "link={} event=refused_summary count={count} reason=\"refused {count} more connections from {from} in the last {} s\"",
+                self.name(),
+                REFUSAL_LOG_WINDOW.as_secs()
+            );
+        }
+        self.offer_link(poll, now);
+    }
+
+    /// Close waiting connection `id` (token value), with a rate-limited log line.
+    fn close_pending(&mut self, poll: &Poll, id: u64, reason: &str, now: Instant) {
+        self.admission.remove(id);
+        let Some(i) = self.pending.iter().position(|p| p.token.0 as u64 == id) else {
+            return;
+        };
+        let mut p = self.pending.swap_remove(i);
+        let _ = poll.registry().deregister(&mut p.stream);
+        self.refused += 1;
+        self.log_refusal(p.peer, reason, now);
+    }
+
+    fn log_refusal(&mut self, peer: SocketAddr, reason: &str, now: Instant) {
+        if let Some(suppressed) = self.refusal_log.allow(&Source::of(peer.ip()), now) {
+            crate::slog!(
+                Level::Warn,
+                "link={} event=refused peer_addr={peer} reason=\"{reason}\" suppressed={suppressed}",
+                self.name()
+            );
+        }
+    }
+
+    /// Give the link to the waiting connection the policy picks, if any (taking it
+    /// from a handshake the policy lets it displace).
+    fn offer_link(&mut self, poll: &Poll, now: Instant) {
+        if self.listener.is_none() || self.pending.is_empty() {
+            return;
+        }
+        let slot = match (&self.conn, self.on_link, self.conn_addr) {
+            (None, _, _) => Slot::Free,
+            (Some(_), Some(l), Some(addr)) if !l.up && l.accepted => Slot::Handshake {
+                source: Source::of(addr.ip()),
+                since: l.since,
+            },
+            (Some(_), Some(l), _) if !l.up => return,
+            _ => Slot::Up,
+        };
+        let Some(id) = self.admission.next_for_link(slot, now) else {
+            return;
+        };
+        let Some(i) = self.pending.iter().position(|p| p.token.0 as u64 == id) else {
+            return;
+        };
+        let mut p = self.pending.swap_remove(i);
+        let _ = poll.registry().deregister(&mut p.stream);
+        if self.conn.is_some() {
+            crate::slog!(
+                Level::Info,
+                "link={} event=handshake_displaced peer_addr={} by={}",
                 self.name(),
                 self.conn_peer(),
-                if self.tls.is_some() {
-                    "TLS handshake"
-                } else {
-                    "connect"
-                },
-                self.pending_timeout()
+                p.peer
             );
-            self.drop_conn(poll, now);
-        }
-        // Pending connections that waited too long are dropped.
-        let timeout = self.pending_timeout();
-        let name = &self.endpoint.config().name;
-        let refused = &mut self.refused;
-        self.pending.retain_mut(|p| {
-            let keep = now < p.since + timeout;
-            if !keep {
-                let _ = poll.registry().deregister(&mut p.stream);
-                *refused += 1;
-                crate::slog!(
-                    Level::Warn,
-                    "link={name} event=refused peer_addr={} reason=\"waited {:?} for the current connection to end\"",
-                    p.peer,
-                    timeout
-                );
+            if let Some(l) = self.on_link.as_mut() {
+                l.judged = true;
             }
-            keep
-        });
+            self.close_conn(poll, now);
+        }
+        if self.adopt(poll, p.stream, p.peer, true, now) {
+            crate::slog!(
+                Level::Debug,
+                "link={} event=accepted peer_addr={}",
+                self.name(),
+                p.peer
+            );
+        }
     }
 
     /// Make `stream` the link's connection. An accepted (already `connected`)
@@ -446,7 +621,14 @@ impl LinkDriver {
         };
         self.conn = Some(conn);
         self.conn_addr = Some(peer);
-        self.conn_deadline = Some(now + self.pending_timeout());
+        // The admission's handshake deadline covers TCP connect, TLS and the link
+        // handshake alike.
+        self.on_link = Some(OnLink {
+            accepted: self.listener.is_some(),
+            since: now,
+            up: false,
+            judged: false,
+        });
         if connected {
             self.connects += 1;
             self.start_link(now);
@@ -473,12 +655,8 @@ impl LinkDriver {
         };
         match conn.established() {
             Ok(None) => {}
-            Ok(Some(Established::Plaintext)) => {
-                self.conn_deadline = None;
-                self.endpoint.connected(now, side);
-            }
+            Ok(Some(Established::Plaintext)) => self.endpoint.connected(now, side),
             Ok(Some(Established::Tls { binding })) => {
-                self.conn_deadline = None;
                 crate::slog!(
                     Level::Debug,
                     "link={} event=tls_up peer_addr={}",
@@ -488,12 +666,7 @@ impl LinkDriver {
                 self.endpoint.connected_with_binding(now, side, &binding);
             }
             Err(e) => {
-                crate::slog!(
-                    Level::Warn,
-                    "link={} event=refused peer_addr={} reason=\"TLS exporter: {e}\"",
-                    self.name(),
-                    self.conn_peer()
-                );
+                self.refuse_handshake("tls_refused", &format!("TLS exporter: {e}"), now);
                 return false;
             }
         }
@@ -507,76 +680,74 @@ impl LinkDriver {
     }
 
     pub(super) fn accept(&mut self, poll: &Poll, now: Instant, next_token: &mut usize) {
-        let name = self.name().to_owned();
+        if self.accept_pause.is_paused(now) {
+            return;
+        }
         loop {
             let Some(listener) = self.listener.as_mut() else {
                 return;
             };
             match listener.accept() {
                 Ok((mut stream, peer)) => {
-                    if self.conn.is_none() {
-                        if self.adopt(poll, stream, peer, true, now) {
-                            crate::slog!(
-                                Level::Debug,
-                                "link={name} event=accepted peer_addr={peer}"
-                            );
-                        }
-                        continue;
-                    }
-                    if self.pending.len() >= MAX_PENDING {
-                        // A flood of silent connections must not lock the real peer
-                        // out: the oldest one that never said HELLO makes room.
-                        if let Some(i) = self.pending.iter().position(|p| !p.hello_seen) {
-                            let mut old = self.pending.remove(i);
-                            let _ = poll.registry().deregister(&mut old.stream);
-                            self.refused += 1;
-                            crate::slog!(
-                                Level::Warn,
-                                "link={name} event=refused peer_addr={} reason=\"silent while {} connections waited\"",
-                                old.peer,
-                                MAX_PENDING
-                            );
-                        }
-                    }
-                    if self.pending.len() < MAX_PENDING {
-                        let token = Token(*next_token);
-                        *next_token += 1;
-                        if poll
-                            .registry()
-                            .register(&mut stream, token, Interest::READABLE)
-                            .is_ok()
-                        {
-                            self.pending.push(PendingConn {
-                                stream,
-                                since: now,
-                                token,
-                                peer,
-                                hello_seen: false,
-                            });
-                        }
-                    } else {
-                        self.refused += 1;
+                    let failed = self.accept_pause.succeeded();
+                    if failed > 0 {
                         crate::slog!(
                             Level::Warn,
-                            "link={name} event=refused peer_addr={peer} reason=\"{} connections already waiting\"",
-                            MAX_PENDING
+                            "link={} event=accept_resumed failures={failed}",
+                            self.name()
                         );
                     }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    self.accept_retry = false;
-                    break;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                // The peer gave up between SYN and accept: nothing to do.
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
-                Err(e) => {
-                    if !self.accept_retry {
-                        crate::slog!(Level::Warn, "link={name} event=accept_failed error=\"{e}\"");
+                    let token = Token(*next_token);
+                    *next_token += 1;
+                    let id = token.0 as u64;
+                    match self.admission.admit(id, peer.ip(), now) {
+                        Admit::Refuse(why) => {
+                            self.refused += 1;
+                            self.log_refusal(peer, &why.to_string(), now);
+                        }
+                        Admit::Wait { evict } => {
+                            if let Some(old) = evict {
+                                self.close_pending(
+                                    poll,
+                                    old,
+                                    "made room for a newer connection",
+                                    now,
+                                );
+                            }
+                            if poll
+                                .registry()
+                                .register(&mut stream, token, Interest::READABLE)
+                                .is_ok()
+                            {
+                                self.pending.push(PendingConn {
+                                    stream,
+                                    token,
+                                    peer,
+                                });
+                                // Its HELLO may be there already.
+                                self.screen_pending(poll, token, now);
+                            } else {
+                                self.admission.remove(id);
+                            }
+                        }
                     }
-                    self.accept_retry = true;
-                    break;
                 }
+                Err(e) => match AcceptError::of(&e) {
+                    AcceptError::Drained => break,
+                    AcceptError::Again => continue,
+                    AcceptError::Pause => {
+                        let (pause, first) = self.accept_pause.failed(now);
+                        if first {
+                            crate::slog!(
+                                Level::Warn,
+                                "link={} event=accept_failed error=\"{e}\" retry_ms={}",
+                                self.name(),
+                                pause.as_millis()
+                            );
+                        }
+                        break;
+                    }
+                },
             }
         }
     }
@@ -638,14 +809,10 @@ impl LinkDriver {
                 self.drop_conn(poll, now);
             }
             Err(e @ ReadError::Tls(_)) => {
-                // The refusing side says why; the refused side hears an alert.
-                crate::slog!(
-                    Level::Warn,
-                    "link={} event=tls_refused peer_addr={} reason=\"{e}\"",
-                    self.name(),
-                    self.conn_peer()
-                );
-                self.last_error = Some(e.to_string());
+                // The refusing side says why (rate-limited per source, and the
+                // source is slowed down as after a failed authentication); the
+                // refused side hears an alert.
+                self.refuse_handshake("tls_refused", &e.to_string(), now);
                 self.refused += 1;
                 self.endpoint.connection_lost(now);
                 self.drop_conn(poll, now);
@@ -688,7 +855,27 @@ impl LinkDriver {
                 break;
             }
         }
+        let before = conn.pending_output();
         if conn.flush().is_err() {
+            self.endpoint.connection_lost(now);
+            return;
+        }
+        let unwritten = conn.pending_output();
+        if unwritten < OUTPUT_HIGH_WATER || unwritten < before {
+            self.output_stuck_since = None;
+            return;
+        }
+        let since = *self.output_stuck_since.get_or_insert(now);
+        let limit = self.endpoint.config().dead_after;
+        if now >= since + limit {
+            crate::slog!(
+                Level::Warn,
+                "link={} event=dropped peer_addr={} reason=\"{unwritten} bytes of output unwritten for {limit:?} (the peer does not read)\"",
+                self.name(),
+                self.conn_peer()
+            );
+            self.last_error = Some("the peer does not read".to_owned());
+            self.output_stuck_since = None;
             self.endpoint.connection_lost(now);
         }
     }
@@ -699,46 +886,52 @@ impl LinkDriver {
     }
 
     /// Peek at a waiting connection that became readable; refuse it when it is not
-    /// a link peer or has gone. Returns whether the token was one of this link's.
-    pub(super) fn screen_pending(&mut self, poll: &Poll, token: Token) -> bool {
+    /// a link peer or has gone, and offer it the link once its HELLO is complete.
+    /// Returns whether the token was one of this link's.
+    pub(super) fn screen_pending(&mut self, poll: &Poll, token: Token, now: Instant) -> bool {
         let Some(i) = self.pending.iter().position(|p| p.token == token) else {
             return false;
         };
-        let mut head = [0u8; 7];
+        let mut head = [0u8; MAX_HELLO_FRAME];
         let verdict = match self.pending[i].stream.peek(&mut head) {
             Ok(0) => Some("closed while waiting".to_owned()),
             Ok(n) => match screen_hello(&head[..n], self.tls.is_some()) {
                 Screen::Hello => {
-                    self.pending[i].hello_seen = true;
+                    self.admission.ready(token.0 as u64);
                     None
                 }
                 Screen::Unknown => None,
                 Screen::Foreign => Some(format!(
-                    "not the link protocol (first bytes {:02x?})",
-                    &head[..n]
+                    "not the link protocol (first bytes {})",
+                    super::log::excerpt(&head[..n.min(16)])
                 )),
             },
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
             Err(e) => Some(e.to_string()),
         };
-        if let Some(reason) = verdict {
-            let mut p = self.pending.remove(i);
-            let _ = poll.registry().deregister(&mut p.stream);
-            self.refused += 1;
-            crate::slog!(
-                Level::Warn,
-                "link={} event=refused peer_addr={} reason=\"{reason}\"",
-                self.name(),
-                p.peer
-            );
+        match verdict {
+            Some(reason) => self.close_pending(poll, token.0 as u64, &reason, now),
+            None => self.offer_link(poll, now),
         }
         true
     }
 
     /// Close the current connection; promote a waiting one or plan a redial.
     pub(super) fn drop_conn(&mut self, poll: &Poll, now: Instant) {
-        let Some(mut conn) = self.conn.take() else {
+        if !self.close_conn(poll, now) {
             return;
+        }
+        if self.listener.is_some() {
+            self.offer_link(poll, now);
+        } else {
+            self.schedule_reconnect(now);
+        }
+    }
+
+    /// Close the current connection (a CLOSE that may be queued goes first).
+    fn close_conn(&mut self, poll: &Poll, now: Instant) -> bool {
+        let Some(mut conn) = self.conn.take() else {
+            return false;
         };
         // A CLOSE frame may be queued: one last try to get it out.
         if conn.connected {
@@ -749,18 +942,11 @@ impl LinkDriver {
         // connection's `connected` would report a stale LinkDown). No-op when idle.
         self.endpoint.connection_lost(now);
         let _ = poll.registry().deregister(&mut conn.stream);
-        self.conn_deadline = None;
         self.inbuf.clear();
         self.read_more = false;
         // `conn_addr` stays: the LinkDown line for this connection is written after.
-        if !self.pending.is_empty() {
-            // A peer that already said HELLO goes first.
-            let first = self.pending.iter().position(|p| p.hello_seen).unwrap_or(0);
-            let mut p = self.pending.remove(first);
-            let _ = poll.registry().deregister(&mut p.stream);
-            self.adopt(poll, p.stream, p.peer, true, now);
-        } else {
-            self.schedule_reconnect(now);
-        }
+        self.on_link = None;
+        self.output_stuck_since = None;
+        true
     }
 }

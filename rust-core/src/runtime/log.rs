@@ -312,6 +312,147 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Bytes of peer input a log line quotes at most.
+pub const EXCERPT_MAX: usize = 48;
+
+/// A short, printable prefix of peer input for a log line: at most [`EXCERPT_MAX`]
+/// bytes, escaped, with the total length when cut (input is never echoed whole).
+pub fn excerpt(input: &[u8]) -> String {
+    let shown = &input[..input.len().min(EXCERPT_MAX)];
+    let mut out: String = shown.escape_ascii().to_string();
+    if input.len() > shown.len() {
+        out.push_str(&format!("...({} bytes)", input.len()));
+    }
+    out
+}
+
+/// Bytes of a message about peer input (an error that may quote it) a line keeps.
+pub const DETAIL_MAX: usize = 200;
+
+/// `text` cut to at most [`DETAIL_MAX`] bytes (at a character boundary), marked when
+/// cut: for error texts that may quote what a peer sent.
+pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= DETAIL_MAX {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = DETAIL_MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}...({} bytes)", &text[..end], text.len()))
+}
+
+/// Rate limit for log lines about a peer: `burst` lines per key per `window`; the lines
+/// held back are counted and the count goes into the next line for that key (or is
+/// reported by [`take_quiet`](Self::take_quiet) once the key falls silent). Keys are
+/// bounded: when the table is full, new keys share one overflow entry. Sans-IO:
+/// `now` comes in.
+#[derive(Debug)]
+pub struct Limiter<K> {
+    window: std::time::Duration,
+    burst: u32,
+    max_keys: usize,
+    keys: std::collections::HashMap<K, Window>,
+    overflow: Window,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Window {
+    start: Option<std::time::Instant>,
+    lines: u32,
+    suppressed: u64,
+}
+
+impl Window {
+    fn allow(
+        &mut self,
+        now: std::time::Instant,
+        window: std::time::Duration,
+        burst: u32,
+    ) -> Option<u64> {
+        match self.start {
+            Some(start) if now < start + window => {
+                if self.lines < burst {
+                    self.lines += 1;
+                    return Some(std::mem::take(&mut self.suppressed));
+                }
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.start = Some(now);
+                self.lines = 1;
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+/// Where a held-back count belongs: a key, or every key that did not fit the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitKey<K> {
+    Key(K),
+    Others,
+}
+
+impl<K: Clone + Eq + std::hash::Hash> Limiter<K> {
+    pub fn new(window: std::time::Duration, burst: u32, max_keys: usize) -> Self {
+        Limiter {
+            window,
+            burst: burst.max(1),
+            max_keys,
+            keys: std::collections::HashMap::new(),
+            overflow: Window::default(),
+        }
+    }
+
+    pub fn window(&self) -> std::time::Duration {
+        self.window
+    }
+
+    /// An event about `key`: `Some(n)` to write its line now, with `n` lines held
+    /// back since the last one; `None` to count it and stay quiet.
+    pub fn allow(&mut self, key: &K, now: std::time::Instant) -> Option<u64> {
+        if let Some(w) = self.keys.get_mut(key) {
+            return w.allow(now, self.window, self.burst);
+        }
+        if self.keys.len() >= self.max_keys {
+            let window = self.window;
+            self.keys
+                .retain(|_, w| w.suppressed > 0 || w.start.is_some_and(|s| now < s + window));
+        }
+        if self.keys.len() >= self.max_keys {
+            return self.overflow.allow(now, self.window, self.burst);
+        }
+        let mut w = Window::default();
+        let out = w.allow(now, self.window, self.burst);
+        self.keys.insert(key.clone(), w);
+        out
+    }
+
+    /// Counts held back in windows that have ended with no line since: write one
+    /// summary line for each. Forgets keys that are quiet.
+    pub fn take_quiet(&mut self, now: std::time::Instant) -> Vec<(LimitKey<K>, u64)> {
+        let window = self.window;
+        let mut out = Vec::new();
+        self.keys.retain(|k, w| {
+            let ended = w.start.is_none_or(|s| now >= s + window);
+            if ended && w.suppressed > 0 {
+                out.push((LimitKey::Key(k.clone()), w.suppressed));
+            }
+            !ended
+        });
+        if self.overflow.start.is_none_or(|s| now >= s + window) && self.overflow.suppressed > 0 {
+            out.push((
+                LimitKey::Others,
+                std::mem::take(&mut self.overflow.suppressed),
+            ));
+            self.overflow.start = None;
+        }
+        out
+    }
+}
+
 /// `slog!(Level::Info, "link={} event=up peer={}", name, peer)`: one structured line,
 /// its target taken from the first key; `slog!(target: "node", Level::Info, ...)`
 /// names the target.
@@ -427,5 +568,51 @@ mod tests {
         assert_eq!("JSON".parse::<Format>(), Ok(Format::Json));
         assert_eq!("text".parse::<Format>(), Ok(Format::Text));
         assert!("xml".parse::<Format>().is_err());
+    }
+
+    #[test]
+    fn limiter_lets_one_line_per_window_through_and_counts_the_rest() {
+        use std::time::{Duration, Instant};
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut l: Limiter<u8> = Limiter::new(Duration::from_secs(10), 2, 2);
+        assert_eq!(l.allow(&1, t0), Some(0));
+        assert_eq!(l.allow(&1, t0), Some(0), "a burst of two");
+        for _ in 0..1233 {
+            assert_eq!(l.allow(&1, t0 + s), None);
+        }
+        assert_eq!(l.allow(&2, t0), Some(0), "keys are independent");
+        assert_eq!(l.allow(&1, t0 + 10 * s), Some(1233));
+        // Key 2 is quiet and forgotten to make room; then the table is full and
+        // further keys share the overflow entry.
+        assert_eq!(l.allow(&3, t0 + 10 * s), Some(0));
+        assert_eq!(l.allow(&4, t0 + 11 * s), Some(0));
+        assert_eq!(l.allow(&5, t0 + 11 * s), Some(0));
+        assert_eq!(l.allow(&5, t0 + 11 * s), None);
+        assert_eq!(l.allow(&1, t0 + 12 * s), Some(0));
+        assert_eq!(l.allow(&1, t0 + 12 * s), None);
+        let quiet = l.take_quiet(t0 + 25 * s);
+        assert_eq!(quiet.len(), 2);
+        assert!(quiet.contains(&(LimitKey::Key(1), 1)));
+        assert!(quiet.contains(&(LimitKey::Others, 1)));
+        assert!(l.take_quiet(t0 + 40 * s).is_empty());
+    }
+
+    #[test]
+    fn clipped_details_keep_short_texts_and_cut_long_ones_at_a_char() {
+        assert_eq!(clip("short"), "short");
+        let long = "é".repeat(1000);
+        let c = clip(&long);
+        assert!(c.len() < DETAIL_MAX + 20);
+        assert!(c.ends_with("...(2000 bytes)"));
+    }
+
+    #[test]
+    fn excerpts_are_short_and_printable() {
+        assert_eq!(excerpt(b"ab\n\x01"), "ab\\n\\x01");
+        let long = vec![b'x'; 64 << 20];
+        let e = excerpt(&long);
+        assert!(e.len() < 100, "{e}");
+        assert!(e.ends_with("...(67108864 bytes)"));
     }
 }

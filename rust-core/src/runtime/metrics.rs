@@ -101,8 +101,14 @@ const LINK_FAMILIES: &[(&str, &str, &str, Getter)] = &[
     (
         "smslink_link_refused_connections_total",
         "counter",
-        "Incoming connections refused (foreign protocol, too many waiting).",
+        "Incoming connections refused (foreign protocol, too many waiting, no HELLO in time, penalised source).",
         |l| l.refused_connections,
+    ),
+    (
+        "smslink_link_pending_connections",
+        "gauge",
+        "Unauthenticated connections waiting for the link (at most max_pending).",
+        |l| l.pending_connections as u64,
     ),
     (
         "smslink_link_ring_capacity",

@@ -15,6 +15,7 @@ use mio::{Interest, Poll, Token};
 use super::log::Level;
 use super::metrics;
 use super::shared::Shared;
+use super::{AcceptError, AcceptPause};
 
 pub(super) const MAX_HEAD: usize = 4096;
 pub(super) const MAX_CONNECTIONS: usize = 16;
@@ -41,8 +42,8 @@ struct HttpConn {
 pub(super) struct MetricsServer {
     listener: TcpListener,
     conns: Vec<Option<HttpConn>>,
-    /// The last accept failed for lack of resources: the edge is gone, retry each turn.
-    accept_retry: bool,
+    /// Accepting paused after a failure for lack of resources (the edge is gone).
+    accept_pause: AcceptPause,
 }
 
 impl MetricsServer {
@@ -54,7 +55,7 @@ impl MetricsServer {
         let server = MetricsServer {
             listener,
             conns: (0..MAX_CONNECTIONS).map(|_| None).collect(),
-            accept_retry: false,
+            accept_pause: AcceptPause::default(),
         };
         Ok((server, local))
     }
@@ -74,7 +75,7 @@ impl MetricsServer {
 
     /// Close connections past their deadline; retry a failed accept.
     pub(super) fn turn(&mut self, poll: &Poll, now: Instant) {
-        if self.accept_retry {
+        if self.accept_pause.is_due(now) {
             self.accept(poll, now);
         }
         for slot in 0..self.conns.len() {
@@ -84,10 +85,8 @@ impl MetricsServer {
         }
     }
 
-    pub(super) fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        let retry = self
-            .accept_retry
-            .then_some(now + Duration::from_millis(100));
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let retry = self.accept_pause.retry_at();
         self.conns
             .iter()
             .flatten()
@@ -97,10 +96,13 @@ impl MetricsServer {
     }
 
     fn accept(&mut self, poll: &Poll, now: Instant) {
-        self.accept_retry = false;
+        if self.accept_pause.is_paused(now) {
+            return;
+        }
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
+                    self.accept_pause.succeeded();
                     // Over the limit: accepted and closed at once.
                     let Some(slot) = self.conns.iter().position(Option::is_none) else {
                         continue;
@@ -122,13 +124,21 @@ impl MetricsServer {
                         deadline: now + DEADLINE,
                     });
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    crate::slog!(Level::Warn, "event=metrics_accept_failed error=\"{e}\"");
-                    self.accept_retry = true;
-                    return;
-                }
+                Err(e) => match AcceptError::of(&e) {
+                    AcceptError::Drained => return,
+                    AcceptError::Again => {}
+                    AcceptError::Pause => {
+                        let (pause, first) = self.accept_pause.failed(now);
+                        if first {
+                            crate::slog!(
+                                Level::Warn,
+                                "event=metrics_accept_failed error=\"{e}\" retry_ms={}",
+                                pause.as_millis()
+                            );
+                        }
+                        return;
+                    }
+                },
             }
         }
     }

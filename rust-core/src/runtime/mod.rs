@@ -13,6 +13,7 @@
 //! * `tls`: TLS 1.3 under the link (rustls), certificate and fingerprint checks;
 //! * `conn`, `backoff`, `notify`, `spsc` (+ `sync`, loom-checked): the small parts.
 
+pub mod admission;
 pub mod api;
 pub mod backoff;
 pub mod conn;
@@ -30,8 +31,9 @@ pub mod spsc;
 pub mod sync;
 pub mod tls;
 
+pub use admission::AdmissionConfig;
 pub use api::*;
-pub use backoff::Backoff;
+pub use backoff::{AcceptError, AcceptPause, Backoff};
 pub use conn::{Conn, ReadOutcome};
 pub use handle::Node;
 pub use metrics::{LatencyHistogram, ACK_LATENCY_BUCKETS};

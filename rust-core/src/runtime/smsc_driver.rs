@@ -11,7 +11,7 @@ use mio::{Interest, Poll, Token};
 
 use super::api::{LinkId, NodeEvent};
 use super::conn::{Conn, ReadOutcome, READ_BUDGET};
-use super::log::Level;
+use super::log::{clip, Level, LimitKey, Limiter};
 use super::Backoff;
 use crate::bridge::{Bridge, BridgeEvent, SmscStats};
 use crate::link::Endpoint;
@@ -19,6 +19,8 @@ use crate::link::Endpoint;
 pub(super) struct SmscDriver {
     link: LinkId,
     addr: SocketAddr,
+    /// Unwritten output past which the SMSC connection is dropped.
+    max_output: usize,
     /// Poll token of connection 0; connection `i` has `first_token + i`.
     first_token: Token,
     bridge: Bridge,
@@ -31,7 +33,13 @@ pub(super) struct SmscDriver {
     read_more: Vec<bool>,
     events: VecDeque<NodeEvent>,
     shutting_down: bool,
+    /// Lines about what the SMSC does wrong, per kind of line.
+    log_limit: Limiter<&'static str>,
 }
+
+/// A few lines per kind and this long about the SMSC's faults; the rest are counted.
+const LOG_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+const LOG_BURST: u32 = 5;
 
 impl SmscDriver {
     /// The most TCP connections one SMSC session may use (tokens are set aside).
@@ -40,6 +48,7 @@ impl SmscDriver {
     pub(super) fn new(
         link: LinkId,
         addr: SocketAddr,
+        max_output: usize,
         first_token: Token,
         bridge: Bridge,
         backoff: Backoff,
@@ -51,6 +60,7 @@ impl SmscDriver {
         SmscDriver {
             link,
             addr,
+            max_output,
             first_token,
             bridge,
             backoff,
@@ -60,6 +70,7 @@ impl SmscDriver {
             read_more: vec![false; n],
             events: VecDeque::new(),
             shutting_down: false,
+            log_limit: Limiter::new(LOG_WINDOW, LOG_BURST, 8),
         }
     }
 
@@ -131,6 +142,7 @@ impl SmscDriver {
             self.read(poll, i, now);
         }
         self.write();
+        self.drop_if_not_reading(poll, now);
     }
 
     /// One pass: read what a budget-limited read left, dial if due, timers, then the
@@ -144,7 +156,17 @@ impl SmscDriver {
         self.dial_if_due(poll, now);
         self.bridge.handle_timeout(now);
         self.bridge.poll(link, now);
-        self.drain_bridge_events();
+        self.drain_bridge_events(now);
+        for (kind, count) in self.log_limit.take_quiet(now) {
+            if let LimitKey::Key(kind) = kind {
+                crate::slog!(
+                    Level::Warn,
+                    "smsc={} event={kind} count={count} reason=\"{count} more in the last {} s\"",
+                    self.addr,
+                    LOG_WINDOW.as_secs()
+                );
+            }
+        }
         let connected = self.conns.iter().flatten().any(|c| c.connected);
         if connected && !self.bridge.smsc_is_open() {
             // The session ended (logout, refused login, dead line): last bytes out,
@@ -152,9 +174,31 @@ impl SmscDriver {
             self.write();
             self.lost(poll, now, "session ended".into());
             self.bridge.poll(link, now);
-            self.drain_bridge_events();
+            self.drain_bridge_events(now);
         }
         self.write();
+        self.drop_if_not_reading(poll, now);
+    }
+
+    /// An SMSC that sends but does not read makes our answers pile up: past
+    /// `max_output` unwritten bytes the session is dropped (and dialled again).
+    fn drop_if_not_reading(&mut self, poll: &Poll, now: Instant) {
+        let unwritten = self
+            .conns
+            .iter()
+            .flatten()
+            .map(Conn::pending_output)
+            .max()
+            .unwrap_or(0);
+        if unwritten > self.max_output {
+            crate::slog!(
+                Level::Warn,
+                "smsc={} event=dropped reason=\"{unwritten} bytes of output unwritten, over the limit of {} (the SMSC does not read)\"",
+                self.addr,
+                self.max_output
+            );
+            self.lost(poll, now, "output limit exceeded".into());
+        }
     }
 
     fn read(&mut self, poll: &Poll, i: usize, now: Instant) {
@@ -251,66 +295,80 @@ impl SmscDriver {
         }
     }
 
-    /// The bridge's events become the application's (and log lines).
-    fn drain_bridge_events(&mut self) {
+    /// The bridge's events become the application's, and log lines (rate-limited
+    /// per kind: a misbehaving SMSC must not flood the log).
+    fn drain_bridge_events(&mut self, now: Instant) {
         let link = self.link;
         while let Some(event) = self.bridge.poll_event() {
+            if let Some(held) = self.log_limit.allow(&log_kind(&event), now) {
+                self.log_event(&event, held);
+            }
             let out = match event {
                 BridgeEvent::SmscUp => {
-                    crate::slog!(Level::Info, "smsc={} event=logged_in", self.addr);
                     self.backoff.reset();
                     NodeEvent::SmscUp { link }
                 }
-                BridgeEvent::SmscDown { reason } => {
-                    crate::slog!(
-                        Level::Warn,
-                        "smsc={} event=down reason=\"{reason}\"",
-                        self.addr
-                    );
-                    NodeEvent::SmscDown { link, reason }
-                }
-                BridgeEvent::SmscViolation { detail } => {
-                    crate::slog!(
-                        Level::Warn,
-                        "smsc={} event=protocol_violation detail=\"{detail}\"",
-                        self.addr
-                    );
-                    NodeEvent::SmscViolation { link, detail }
-                }
-                BridgeEvent::MtUnencodable { seq, reason } => {
-                    crate::slog!(
-                        Level::Warn,
-                        "smsc={} event=mt_unencodable seq={seq} error=\"{reason}\"",
-                        self.addr
-                    );
-                    continue;
-                }
-                BridgeEvent::ReportUnknown { smsc_id } => {
-                    crate::slog!(
-                        Level::Warn,
-                        "smsc={} event=report_unknown smsc_id=\"{smsc_id}\"",
-                        self.addr
-                    );
-                    continue;
-                }
-                BridgeEvent::MoRefused { detail } => {
-                    crate::slog!(
-                        Level::Warn,
-                        "smsc={} event=mo_refused detail=\"{detail}\"",
-                        self.addr
-                    );
-                    continue;
-                }
-                BridgeEvent::OutcomeRefused { seq, error } => {
-                    crate::slog!(
-                        Level::Warn,
-                        "smsc={} event=mt_outcome_failed seq={seq} error=\"{error}\"",
-                        self.addr
-                    );
-                    continue;
-                }
+                BridgeEvent::SmscDown { reason } => NodeEvent::SmscDown { link, reason },
+                BridgeEvent::SmscViolation { detail } => NodeEvent::SmscViolation { link, detail },
+                BridgeEvent::MtUnencodable { .. }
+                | BridgeEvent::ReportUnknown { .. }
+                | BridgeEvent::MoRefused { .. }
+                | BridgeEvent::OutcomeRefused { .. } => continue,
             };
             self.events.push_back(out);
         }
+    }
+
+    /// One line for `event`; `held` lines of its kind were held back before it.
+    fn log_event(&self, event: &BridgeEvent, held: u64) {
+        let addr = self.addr;
+        match event {
+            BridgeEvent::SmscUp => {
+                crate::slog!(Level::Info, "smsc={addr} event=logged_in suppressed={held}");
+            }
+            BridgeEvent::SmscDown { reason } => crate::slog!(
+                Level::Warn,
+                "smsc={addr} event=down reason=\"{}\" suppressed={held}",
+                clip(reason)
+            ),
+            BridgeEvent::SmscViolation { detail } => crate::slog!(
+                Level::Warn,
+                "smsc={addr} event=protocol_violation detail=\"{}\" suppressed={held}",
+                clip(detail)
+            ),
+            BridgeEvent::MtUnencodable { seq, reason } => crate::slog!(
+                Level::Warn,
+                "smsc={addr} event=mt_unencodable seq={seq} error=\"{}\" suppressed={held}",
+                clip(reason)
+            ),
+            BridgeEvent::ReportUnknown { smsc_id } => crate::slog!(
+                Level::Warn,
+                "smsc={addr} event=report_unknown smsc_id=\"{}\" suppressed={held}",
+                clip(smsc_id)
+            ),
+            BridgeEvent::MoRefused { detail } => crate::slog!(
+                Level::Warn,
+                "smsc={addr} event=mo_refused detail=\"{}\" suppressed={held}",
+                clip(detail)
+            ),
+            BridgeEvent::OutcomeRefused { seq, error } => crate::slog!(
+                Level::Warn,
+                "smsc={addr} event=mt_outcome_failed seq={seq} error=\"{}\" suppressed={held}",
+                clip(&error.to_string())
+            ),
+        }
+    }
+}
+
+/// The `event=` of a bridge event's line (and its rate-limit key).
+fn log_kind(event: &BridgeEvent) -> &'static str {
+    match event {
+        BridgeEvent::SmscUp => "logged_in",
+        BridgeEvent::SmscDown { .. } => "down",
+        BridgeEvent::SmscViolation { .. } => "protocol_violation",
+        BridgeEvent::MtUnencodable { .. } => "mt_unencodable",
+        BridgeEvent::ReportUnknown { .. } => "report_unknown",
+        BridgeEvent::MoRefused { .. } => "mo_refused",
+        BridgeEvent::OutcomeRefused { .. } => "mt_outcome_failed",
     }
 }

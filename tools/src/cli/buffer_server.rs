@@ -70,6 +70,9 @@ pub struct Args {
     /// [smsc] numeric_npi: SMPP NPI of numbers written without "+". Default 1 (ISDN).
     #[arg(long, value_name = "NPI")]
     pub smsc_numeric_npi: Option<u8>,
+    /// [smsc] max_output_bytes: drop the SMSC session when this much output to it is unread. Default 1048576.
+    #[arg(long, value_name = "BYTES")]
+    pub smsc_max_output_bytes: Option<usize>,
 
     /// [link] name: this buffer server's name on the link (sent in HELLO). Default "bs".
     #[arg(long, value_name = "NAME")]
@@ -116,6 +119,18 @@ pub struct Args {
     /// [link] dead_after_ms: declare the link down after this long without hearing the peer. Default 15000.
     #[arg(long, value_name = "MS")]
     pub link_dead_after_ms: Option<u64>,
+    /// [link] frame_timeout_ms: a frame incomplete this long after its first byte is a protocol error. Default 10000.
+    #[arg(long, value_name = "MS")]
+    pub link_frame_timeout_ms: Option<u64>,
+    /// [link] handshake_timeout_ms: a connection must send its HELLO, and finish the handshake, within this long. Default 5000.
+    #[arg(long, value_name = "MS")]
+    pub link_handshake_timeout_ms: Option<u64>,
+    /// [link] max_pending: unauthenticated connections waiting at once. Default 64.
+    #[arg(long, value_name = "N")]
+    pub link_max_pending: Option<usize>,
+    /// [link] max_pending_per_source: of those, from one address (IPv6: one /64). Default 8.
+    #[arg(long, value_name = "N")]
+    pub link_max_pending_per_source: Option<usize>,
 
     /// [reconnect] min_ms: first reconnect delay (doubles per failure, with jitter). Default 100.
     #[arg(long, value_name = "MS")]
@@ -180,6 +195,7 @@ pub struct FileSmsc {
     pub window: Option<usize>,
     pub numeric_ton: Option<u8>,
     pub numeric_npi: Option<u8>,
+    pub max_output_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -200,6 +216,10 @@ pub struct FileLink {
     pub capacity: Option<usize>,
     pub heartbeat_ms: Option<u64>,
     pub dead_after_ms: Option<u64>,
+    pub frame_timeout_ms: Option<u64>,
+    pub handshake_timeout_ms: Option<u64>,
+    pub max_pending: Option<usize>,
+    pub max_pending_per_source: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -373,6 +393,9 @@ impl Args {
         if let Some(ms) = self.link_dead_after_ms.or(file.link.dead_after_ms) {
             link.dead_after = Duration::from_millis(ms);
         }
+        if let Some(ms) = self.link_frame_timeout_ms.or(file.link.frame_timeout_ms) {
+            link.frame_timeout = Duration::from_millis(ms);
+        }
         // A flag for one transport overrides the file's choice of the other.
         let transport = match (self.link_listen, self.link_dial) {
             (Some(a), _) => Transport::Listen(a),
@@ -386,7 +409,10 @@ impl Args {
                 (None, None) => Transport::Listen(SocketAddr::from(([0, 0, 0, 0], 7010))),
             },
         };
-        let smsc = self.smsc_spec(&file.smsc, smsc_addr)?;
+        let mut smsc = self.smsc_spec(&file.smsc, smsc_addr)?;
+        if let Some(n) = self.smsc_max_output_bytes.or(file.smsc.max_output_bytes) {
+            smsc.max_output = n;
+        }
         let tls = super::TlsOptions {
             cert: self.link_tls_cert.clone().or(file.link.tls_cert.clone()),
             key: self.link_tls_key.clone().or(file.link.tls_key.clone()),
@@ -402,9 +428,25 @@ impl Args {
             insecure_plaintext: self.link_insecure_plaintext
                 || file.link.insecure_plaintext.unwrap_or(false),
         };
-        let spec = tls
+        let mut spec = tls
             .apply(LinkSpec::buffer_server(link, transport, smsc))
             .map_err(|e| format!("[link] {e}"))?;
+        let admission = &mut spec.admission;
+        if let Some(ms) = self
+            .link_handshake_timeout_ms
+            .or(file.link.handshake_timeout_ms)
+        {
+            admission.handshake_timeout = Duration::from_millis(ms.max(1));
+        }
+        if let Some(n) = self.link_max_pending.or(file.link.max_pending) {
+            admission.max_pending = n;
+        }
+        if let Some(n) = self
+            .link_max_pending_per_source
+            .or(file.link.max_pending_per_source)
+        {
+            admission.max_pending_per_source = n;
+        }
         let mut node = NodeConfig::new(vec![spec]);
         if let Some(ms) = self.reconnect_min_ms.or(file.reconnect.min_ms) {
             node.reconnect_min = Duration::from_millis(ms);
@@ -610,7 +652,10 @@ mod tests {
         std::fs::write(
             &file,
             "log_level = \"warn\"\nlog_format = \"json\"\n[smsc]\naddr = \"127.0.0.1:9971\"\nuser = \"u\"\n\
-             [link]\npsk = \"a link key of 16+ bytes\"\ninsecure_plaintext = true\ndial = \"127.0.0.1:7010\"\ncapacity = 100\n",
+             max_output_bytes = 4096\n\
+             [link]\npsk = \"a link key of 16+ bytes\"\ninsecure_plaintext = true\n\
+             dial = \"127.0.0.1:7010\"\ncapacity = 100\n\
+             handshake_timeout_ms = 2000\nmax_pending = 10\nframe_timeout_ms = 3000\n",
         )
         .unwrap();
         let cli = Cli::parse_from([
@@ -621,9 +666,19 @@ mod tests {
             "50",
             "--link-listen",
             "127.0.0.1:0",
+            "--link-max-pending-per-source",
+            "3",
         ]);
         let s = cli.args.settings().unwrap();
         assert_eq!(s.node.links[0].config.capacity, 50);
+        assert_eq!(s.node.links[0].config.frame_timeout, Duration::from_secs(3));
+        let admission = &s.node.links[0].admission;
+        assert_eq!(admission.handshake_timeout, Duration::from_secs(2));
+        assert_eq!(
+            (admission.max_pending, admission.max_pending_per_source),
+            (10, 3)
+        );
+        assert_eq!(s.node.links[0].smsc.as_ref().unwrap().max_output, 4096);
         assert!(matches!(s.node.links[0].transport, Transport::Listen(_)));
         assert_eq!(s.log_level, Level::Warn);
         assert_eq!(s.log_format, Format::Json);

@@ -504,6 +504,8 @@ mod tests {
         assert_eq!(m.text_str(), Some("hello there"));
         assert!(parse_mt("12345 +614").is_err());
         assert!(parse_mt("12;45 +614 x").is_err());
+        let long = "x".repeat(1 << 20);
+        assert!(parse_mt(&long).unwrap_err().len() < 200);
     }
 
     #[test]

@@ -102,6 +102,12 @@ pub struct Args {
     /// Do not log connections and protocol violations on stderr.
     #[arg(long)]
     pub quiet: bool,
+    /// Close a connection that sent nothing for this many seconds (0 = never).
+    #[arg(long, default_value_t = 120)]
+    pub idle_timeout_s: u64,
+    /// Bytes of output a client may leave unread before it is disconnected.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_output_bytes: usize,
 }
 
 /// A decimal or `0x` hexadecimal number, or an SMPP status name.
@@ -153,6 +159,8 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         window: args.window,
         enquire_link_interval: Duration::from_secs(args.enquire_link_s),
         log: !args.quiet,
+        idle_timeout: Duration::from_secs(args.idle_timeout_s),
+        max_output: args.max_output_bytes,
         ..defaults
     };
     config.validate()?;

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::wan::{Jitter, Wan, WanConfig, WanEvent};
+use crate::wan::{Jitter, TamperConfig, Wan, WanConfig, WanEvent};
 
 /// Shape of the random variation of the delay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -81,6 +81,11 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 
+    /// Tamper with the relayed bytes: the chance per chunk of each fault (bit flip,
+    /// truncation, drop, duplication, reordering, replay), as an on-path attacker.
+    #[arg(long)]
+    pub tamper: Option<f64>,
+
     /// Stop after this many seconds and print the counters (default: run until killed).
     #[arg(long)]
     pub duration_s: Option<u64>,
@@ -134,6 +139,7 @@ pub fn config(args: &Args) -> WanConfig {
     cfg.stall_for = args.stall_for_ms;
     cfg.max_queue_bytes = args.max_queue_kb.max(1) * 1024;
     cfg.seed = args.seed;
+    cfg.tamper = args.tamper.map(TamperConfig::all);
     cfg
 }
 

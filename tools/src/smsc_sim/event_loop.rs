@@ -15,6 +15,8 @@ use std::time::{Duration, Instant, SystemTime};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use smslink::message::{Coding, Message};
+use smslink::runtime::log::{clip, LimitKey, Limiter};
+use smslink::runtime::{AcceptError, AcceptPause};
 
 use super::record::{mo_line, submit_line};
 use super::session::{Accepted, Answer, DeliveryId, Report, SimEvent, SimSession, SubmitId};
@@ -34,6 +36,10 @@ const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CONNECTION: usize = 2;
 const READ_CHUNK: usize = 64 * 1024;
+/// Lines about one client address: a few per window, then a count.
+const LOG_WINDOW: Duration = Duration::from_secs(10);
+const LOG_BURST: u32 = 5;
+const LOG_ADDRESSES: usize = 256;
 
 /// What to do with a submit once its processing time is over.
 #[derive(Debug, Clone)]
@@ -75,6 +81,8 @@ struct Connection {
     in_flight: BTreeMap<DeliveryId, Outgoing>,
     /// Peer closed, fault cut, or session over: remove after this service pass.
     dead: bool,
+    /// When the client last sent something (idle connections are closed).
+    last_input: Instant,
 }
 
 impl Connection {
@@ -94,6 +102,8 @@ pub(super) struct EventLoop {
     next_token: usize,
     read_buf: Vec<u8>,
     app: Smsc,
+    /// Accepting paused after a failure for lack of resources (descriptors).
+    accept_pause: AcceptPause,
 }
 
 /// The SMSC side: what the simulated SMSC does with each session's events.
@@ -114,6 +124,8 @@ struct Smsc {
     /// MO refused for now, with when to deliver them again (oldest first).
     retry_mo: VecDeque<(Instant, Box<Message>)>,
     rng: u64,
+    /// Lines about each client address, rate-limited.
+    log_limit: Limiter<std::net::IpAddr>,
 }
 
 impl EventLoop {
@@ -152,7 +164,9 @@ impl EventLoop {
                 accepted_seq: 0,
                 reports: VecDeque::new(),
                 retry_mo: VecDeque::new(),
+                log_limit: Limiter::new(LOG_WINDOW, LOG_BURST, LOG_ADDRESSES),
             },
+            accept_pause: AcceptPause::default(),
         })
     }
 
@@ -176,6 +190,9 @@ impl EventLoop {
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
+            if self.accept_pause.is_due(now) {
+                self.accept(now)?;
+            }
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now)?,
@@ -195,22 +212,34 @@ impl EventLoop {
         Ok(())
     }
 
+    /// Accept what waits. Out of descriptors (or memory), accepting pauses and is
+    /// retried later; the simulator and its other clients go on.
     fn accept(&mut self, now: Instant) -> io::Result<()> {
+        if self.accept_pause.is_paused(now) {
+            return Ok(());
+        }
         loop {
             match self.listener.accept() {
                 Ok((mut stream, peer)) => {
+                    let failed = self.accept_pause.succeeded();
+                    if failed > 0 && self.app.config.log {
+                        log!("smsc-sim: accepting again after {failed} failed attempts");
+                    }
                     let token = Token(self.next_token);
                     self.next_token += 1;
-                    self.poll.registry().register(
-                        &mut stream,
-                        token,
-                        Interest::READABLE | Interest::WRITABLE,
-                    )?;
-                    // Small packets, one at a time: do not let Nagle hold them back.
-                    stream.set_nodelay(true)?;
-                    if self.app.config.log {
-                        log!("smsc-sim: client {peer} connected");
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+                        .is_err()
+                    {
+                        continue;
                     }
+                    // Small packets, one at a time: do not let Nagle hold them back.
+                    let _ = stream.set_nodelay(true);
+                    self.app.log_about(peer, now, |held| {
+                        format!("smsc-sim: client {peer} connected{held}")
+                    });
                     self.connections.insert(
                         token,
                         Connection {
@@ -225,15 +254,26 @@ impl EventLoop {
                             next_delivery: 0,
                             in_flight: BTreeMap::new(),
                             dead: false,
+                            last_input: now,
                         },
                     );
                     self.app.shared.update(|c| c.connections += 1);
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                // A connection that died between SYN and accept harms nothing else.
-                Err(e) if e.kind() == ErrorKind::ConnectionAborted => continue,
-                Err(e) => return Err(e),
+                Err(e) => match AcceptError::of(&e) {
+                    AcceptError::Drained => return Ok(()),
+                    // A connection that died between SYN and accept harms nothing else.
+                    AcceptError::Again => continue,
+                    AcceptError::Pause => {
+                        let (pause, first) = self.accept_pause.failed(now);
+                        if first && self.app.config.log {
+                            log!(
+                                "smsc-sim: accept failed: {e}; retrying in {} ms",
+                                pause.as_millis()
+                            );
+                        }
+                        return Ok(());
+                    }
+                },
             }
         }
     }
@@ -250,6 +290,7 @@ impl EventLoop {
                     return;
                 }
                 Ok(n) => {
+                    conn.last_input = now;
                     let bytes = &self.read_buf[..n];
                     if let Some(limit) = self.app.config.drop_after {
                         // The packet that reaches the limit is lost with the connection.
@@ -304,6 +345,15 @@ impl EventLoop {
                     .min()
             })
             .min();
+        let idle = self.app.config.idle_timeout;
+        if !idle.is_zero() {
+            let first_idle = self.connections.values().map(|c| c.last_input + idle).min();
+            timers = [timers, first_idle].into_iter().flatten().min();
+        }
+        timers = [timers, self.accept_pause.retry_at()]
+            .into_iter()
+            .flatten()
+            .min();
         // Reports and injected MO wait for a client that can take them.
         let now = Instant::now();
         let injected = || !mo_blocked && !self.app.shared.injected.lock().is_empty();
@@ -328,6 +378,7 @@ impl EventLoop {
         for conn in self.connections.values_mut() {
             self.app.service(conn, now);
         }
+        self.app.log_quiet(now);
         self.connections.retain(|_, c| {
             if c.dead {
                 // Fails only for a socket that is already gone; it is dropped either way.
@@ -350,6 +401,18 @@ fn next_answer(answers: &VecDeque<PendingAnswer>, order: AnswerOrder) -> Option<
 impl Smsc {
     /// Run one connection: due timers, SMSC decisions, output.
     fn service(&mut self, conn: &mut Connection, now: Instant) {
+        let idle = self.config.idle_timeout;
+        if !conn.dead && !idle.is_zero() && now >= conn.last_input + idle {
+            conn.session.handle_connection_lost(now);
+            conn.dead = true;
+            let peer = conn.peer;
+            self.log_about(peer, now, |held| {
+                format!(
+                    "smsc-sim: client {peer}: closed after {} s without input{held}",
+                    idle.as_secs()
+                )
+            });
+        }
         if !conn.dead {
             if conn.session.poll_timeout().is_some_and(|t| t <= now) {
                 conn.session.handle_timeout(now);
@@ -360,6 +423,17 @@ impl Smsc {
             self.drain_events(conn, now);
             conn.session.poll_transmit(&mut conn.out);
             flush(conn);
+            let unwritten = conn.out.len() - conn.written;
+            if unwritten > self.config.max_output {
+                conn.session.handle_connection_lost(now);
+                conn.dead = true;
+                let (peer, limit) = (conn.peer, self.config.max_output);
+                self.log_about(peer, now, |held| {
+                    format!(
+                        "smsc-sim: client {peer}: dropped: {unwritten} bytes of output unwritten, over the limit of {limit} (it does not read){held}"
+                    )
+                });
+            }
             if conn.session.is_closed() {
                 conn.dead = true;
             }
@@ -376,9 +450,10 @@ impl Smsc {
             }
             drop(injected);
             self.shared.update(|c| c.disconnections += 1);
-            if self.config.log {
-                log!("smsc-sim: client {} disconnected", conn.peer);
-            }
+            let peer = conn.peer;
+            self.log_about(peer, now, |held| {
+                format!("smsc-sim: client {peer} disconnected{held}")
+            });
         }
     }
 
@@ -387,18 +462,26 @@ impl Smsc {
             match event {
                 SimEvent::LoggedIn { user, receives } => {
                     self.shared.update(|c| c.logins += 1);
-                    if self.config.log {
-                        log!("smsc-sim: client {}: logged in as {user:?}", conn.peer);
-                    }
+                    let peer = conn.peer;
+                    self.log_about(peer, now, |held| {
+                        format!(
+                            "smsc-sim: client {peer}: logged in as \"{}\"{held}",
+                            smslink::runtime::log::excerpt(user.as_bytes())
+                        )
+                    });
                     if receives && self.config.mo_rate > 0.0 && conn.mo_next_at.is_none() {
                         conn.mo_next_at = Some(now);
                     }
                 }
                 SimEvent::LoginRejected { user } => {
                     self.shared.update(|c| c.login_failures += 1);
-                    if self.config.log {
-                        log!("smsc-sim: client {}: login refused for {user:?}", conn.peer);
-                    }
+                    let peer = conn.peer;
+                    self.log_about(peer, now, |held| {
+                        format!(
+                            "smsc-sim: client {peer}: login refused for \"{}\"{held}",
+                            smslink::runtime::log::excerpt(user.as_bytes())
+                        )
+                    });
                 }
                 SimEvent::Submit {
                     id,
@@ -431,26 +514,35 @@ impl Smsc {
                     if !matches!(conn.in_flight.get(&id), Some(Outgoing::Report(_))) {
                         self.shared.update(|c| c.mo_failed += 1);
                     }
-                    if self.config.log {
-                        log!(
-                            "smsc-sim: client {}: deliver {id} failed: {reason}",
-                            conn.peer
-                        );
-                    }
+                    let peer = conn.peer;
+                    self.log_about(peer, now, |held| {
+                        format!(
+                            "smsc-sim: client {peer}: deliver {id} failed: {}{held}",
+                            clip(&reason.to_string())
+                        )
+                    });
                     // A client that stops answering is cut, as an SMSC would; what it
                     // left unanswered stays in flight and is queued again.
                     conn.dead = true;
                 }
                 SimEvent::Violation(v) => {
                     self.shared.update(|c| c.violations += 1);
-                    if self.config.log {
-                        log!("smsc-sim: client {}: protocol violation: {v}", conn.peer);
-                    }
+                    let peer = conn.peer;
+                    self.log_about(peer, now, |held| {
+                        format!(
+                            "smsc-sim: client {peer}: protocol violation: {}{held}",
+                            clip(&v.to_string())
+                        )
+                    });
                 }
                 SimEvent::Closed(reason) => {
-                    if self.config.log {
-                        log!("smsc-sim: client {}: session closed: {reason}", conn.peer);
-                    }
+                    let peer = conn.peer;
+                    self.log_about(peer, now, |held| {
+                        format!(
+                            "smsc-sim: client {peer}: session closed: {}{held}",
+                            clip(&reason.to_string())
+                        )
+                    });
                 }
             }
         }
@@ -572,9 +664,13 @@ impl Smsc {
             }
         };
         if let Err(e) = result {
-            if self.config.log {
-                log!("smsc-sim: client {}: cannot answer submit: {e}", conn.peer);
-            }
+            let peer = conn.peer;
+            self.log_about(peer, now, |held| {
+                format!(
+                    "smsc-sim: client {peer}: cannot answer submit: {}{held}",
+                    clip(&e.to_string())
+                )
+            });
         }
     }
 
@@ -709,6 +805,39 @@ impl Smsc {
         let written = writeln!(record, "{line}").and_then(|()| record.flush());
         if let Err(e) = written {
             log!("smsc-sim: cannot write the record: {e}");
+        }
+    }
+
+    /// Log a line about client `peer` (when logging is on), at most a few per
+    /// address and window; `line` gets ` (N similar lines held back)` when some were.
+    fn log_about(&mut self, peer: SocketAddr, now: Instant, line: impl FnOnce(&str) -> String) {
+        if !self.config.log {
+            return;
+        }
+        if let Some(held) = self.log_limit.allow(&peer.ip(), now) {
+            let held = if held > 0 {
+                format!(" ({held} similar lines held back)")
+            } else {
+                String::new()
+            };
+            log!("{}", line(&held));
+        }
+    }
+
+    /// Counts of lines held back for addresses that have gone quiet.
+    fn log_quiet(&mut self, now: Instant) {
+        if !self.config.log {
+            return;
+        }
+        for (key, count) in self.log_limit.take_quiet(now) {
+            let from = match key {
+                LimitKey::Key(ip) => ip.to_string(),
+                LimitKey::Others => "other addresses".to_owned(),
+            };
+            log!(
+                "smsc-sim: {count} more lines about {from} held back in the last {} s",
+                LOG_WINDOW.as_secs()
+            );
         }
     }
 

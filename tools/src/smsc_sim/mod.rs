@@ -181,6 +181,11 @@ pub struct SimConfig {
     pub enquire_link_interval: Duration,
     /// Log connections, faults and protocol violations on stderr.
     pub log: bool,
+    /// Close a connection that sent nothing for this long (zero: never).
+    pub idle_timeout: Duration,
+    /// Output to a client that may wait unwritten; a client that lets more pile up
+    /// (sends but does not read) is disconnected.
+    pub max_output: usize,
 }
 
 impl SimConfig {
@@ -216,6 +221,8 @@ impl SimConfig {
             window: 10,
             enquire_link_interval: Duration::ZERO,
             log: true,
+            idle_timeout: Duration::from_secs(120),
+            max_output: 1 << 20,
         };
         if protocol == Protocol::Smpp {
             config.listen.set_port(2775);

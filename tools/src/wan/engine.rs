@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+use smslink::runtime::{AcceptError, AcceptPause};
 
 use super::shaper::{chunk_limit, Item, LinkParams, Pipe, Rng};
 use super::{Command, CutReason, Outage, Shared, WanConfig, WanEvent};
@@ -80,6 +81,8 @@ pub(super) struct Engine<F> {
     next_stall_change: Option<Instant>,
     next_cut: Option<Instant>,
     buf: Vec<u8>,
+    /// Accepting paused after a failure for lack of resources (descriptors).
+    accept_pause: AcceptPause,
 }
 
 impl<F: FnMut(&WanEvent)> Engine<F> {
@@ -111,6 +114,7 @@ impl<F: FnMut(&WanEvent)> Engine<F> {
             next_stall_change,
             next_cut,
             buf: vec![0; READ_BUF],
+            accept_pause: AcceptPause::default(),
         })
     }
 
@@ -164,8 +168,8 @@ impl<F: FnMut(&WanEvent)> Engine<F> {
             self.shared.mark_applied(sent);
             let now = Instant::now();
             service_all |= self.timers(now);
-            if accept {
-                self.accept();
+            if accept || self.accept_pause.is_due(now) {
+                self.accept(now);
             }
             self.service(now, &touched, service_all);
         }
@@ -211,6 +215,10 @@ impl<F: FnMut(&WanEvent)> Engine<F> {
                 self.cfg.down.bandwidth = down;
                 false
             }
+            Command::SetTamper(tamper) => {
+                self.cfg.tamper = tamper;
+                false
+            }
             Command::Stop => false,
         }
     }
@@ -245,10 +253,14 @@ impl<F: FnMut(&WanEvent)> Engine<F> {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let mut next = [self.next_cut, self.next_stall_change]
-            .into_iter()
-            .flatten()
-            .min();
+        let mut next = [
+            self.next_cut,
+            self.next_stall_change,
+            self.accept_pause.retry_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if !self.stalled() {
             let limit = self.cfg.max_queue_bytes;
             for conn in self.conns.values() {
@@ -271,22 +283,32 @@ impl<F: FnMut(&WanEvent)> Engine<F> {
         next
     }
 
-    fn accept(&mut self) {
+    /// Accept what waits; out of descriptors, pause and retry later (the edge is
+    /// gone), and report the failure once per episode.
+    fn accept(&mut self, now: Instant) {
+        if self.accept_pause.is_paused(now) {
+            return;
+        }
         loop {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
+                    self.accept_pause.succeeded();
                     self.shared
                         .counters
                         .connections
                         .fetch_add(1, Ordering::Relaxed);
                     self.admit(stream, peer);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    (self.on_event)(&WanEvent::AcceptError(e.to_string()));
-                    return;
-                }
+                Err(e) => match AcceptError::of(&e) {
+                    AcceptError::Drained => return,
+                    AcceptError::Again => {}
+                    AcceptError::Pause => {
+                        if self.accept_pause.failed(now).1 {
+                            (self.on_event)(&WanEvent::AcceptError(e.to_string()));
+                        }
+                        return;
+                    }
+                },
             }
         }
     }
@@ -545,11 +567,28 @@ impl Io<'_> {
             let room = (limit - pipe.queued).min(self.buf.len());
             match src.read(&mut self.buf[..room]) {
                 Ok(0) => {
+                    if let Some(held) = pipe.tamper.take_held() {
+                        pipe.push_data(self.now, &held, params, self.rng);
+                    }
                     pipe.push_fin(self.now, params);
                 }
                 Ok(n) => {
                     for part in self.buf[..n].chunks(chunk) {
-                        pipe.push_data(self.now, part, params, self.rng);
+                        let Some(tamper) = &self.cfg.tamper else {
+                            if let Some(held) = pipe.tamper.take_held() {
+                                pipe.push_data(self.now, &held, params, self.rng);
+                            }
+                            pipe.push_data(self.now, part, params, self.rng);
+                            continue;
+                        };
+                        let mut forward = Vec::new();
+                        let mut counts = self.shared.tamper_counts.lock();
+                        pipe.tamper
+                            .apply(tamper, part, self.rng, &mut counts, &mut forward);
+                        drop(counts);
+                        for bytes in forward {
+                            pipe.push_data(self.now, &bytes, params, self.rng);
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

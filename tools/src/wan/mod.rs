@@ -27,6 +27,7 @@
 
 mod engine;
 mod shaper;
+mod tamper;
 
 use std::fmt;
 use std::io;
@@ -37,6 +38,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use shaper::{Jitter, LinkParams};
+pub use tamper::{TamperConfig, TamperCounts};
 
 /// Everything the emulator needs to start.
 #[derive(Debug, Clone)]
@@ -58,8 +60,11 @@ pub struct WanConfig {
     pub stall_for: (Duration, Duration),
     /// Per connection and direction: stop reading the source above this many queued bytes.
     pub max_queue_bytes: usize,
-    /// Seed of every random choice (jitter, cut and stall times).
+    /// Seed of every random choice (jitter, cut and stall times, faults).
     pub seed: u64,
+    /// Tamper with the bytes relayed in both directions, as an on-path attacker
+    /// could (`None`: a faithful relay).
+    pub tamper: Option<TamperConfig>,
 }
 
 impl WanConfig {
@@ -81,6 +86,7 @@ impl WanConfig {
             stall_for: (Duration::from_secs(1), Duration::from_secs(1)),
             max_queue_bytes: 1 << 20,
             seed: 0,
+            tamper: None,
         }
     }
 
@@ -196,6 +202,8 @@ pub struct WanStats {
     pub queued_up: u64,
     /// Bytes queued now, upstream -> client, all connections.
     pub queued_down: u64,
+    /// Faults applied by the tampering mode.
+    pub tampered: TamperCounts,
 }
 
 #[derive(Default)]
@@ -217,6 +225,7 @@ enum Command {
     Outage(Outage),
     SetDelay(Duration, Duration),
     SetBandwidth(Option<u64>, Option<u64>),
+    SetTamper(Option<TamperConfig>),
     Stop,
 }
 
@@ -232,6 +241,7 @@ struct Shared {
     applied: parking_lot::Mutex<u64>,
     applied_changed: parking_lot::Condvar,
     counters: Counters,
+    tamper_counts: parking_lot::Mutex<TamperCounts>,
 }
 
 impl Shared {
@@ -272,6 +282,7 @@ impl Wan {
             applied: parking_lot::Mutex::new(0),
             applied_changed: parking_lot::Condvar::new(),
             counters: Counters::default(),
+            tamper_counts: parking_lot::Mutex::new(TamperCounts::default()),
         });
         let engine = engine::Engine::new(config, poll, listener, Arc::clone(&shared), on_event)?;
         let thread = std::thread::Builder::new()
@@ -318,6 +329,11 @@ impl Wan {
         self.send(Command::SetBandwidth(up, down));
     }
 
+    /// Start (`Some`) or stop (`None`) tampering with the bytes relayed from now on.
+    pub fn set_tamper(&self, tamper: Option<TamperConfig>) {
+        self.send(Command::SetTamper(tamper));
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> WanStats {
         let c = &self.shared.counters;
@@ -331,6 +347,7 @@ impl Wan {
             bytes_down: get(&c.bytes_down),
             queued_up: get(&c.queued_up),
             queued_down: get(&c.queued_down),
+            tampered: *self.shared.tamper_counts.lock(),
         }
     }
 

@@ -128,6 +128,8 @@ pub(crate) struct Pipe {
     last_due: Option<Instant>,
     /// Token bucket state: when the link finishes serialising what it was given.
     link_free_at: Option<Instant>,
+    /// Faults of the tampering mode (a chunk held back, earlier chunks).
+    pub(crate) tamper: super::tamper::Tamperer,
 }
 
 /// Largest chunk scheduled as one unit; with a bandwidth limit chunks shrink to about
