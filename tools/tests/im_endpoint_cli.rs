@@ -12,6 +12,34 @@ use smslink::message::Message;
 use smslink::ring::Outcome;
 use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeEvent, Transport};
 
+/// A buffer-server node (no SMSC) dialling the im-endpoint at `addr`.
+fn buffer_server(addr: std::net::SocketAddr) -> Node {
+    let mut c = LinkConfig::new("bs", b"pipe key, 16 bytes+");
+    c.expected_peer = Some("im".into());
+    Node::start(NodeConfig::new(vec![LinkSpec::new(
+        c,
+        Transport::Dial(addr),
+    )
+    .insecure_plaintext()]))
+    .unwrap()
+}
+
+/// The first `n` MT the buffer server receives, acknowledged: (seq, text).
+fn receive_mt(bs: &Node, n: usize) -> Vec<(u64, String)> {
+    let mut texts = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while texts.len() < n {
+        assert!(Instant::now() < deadline, "MT arrived: {texts:?}");
+        if let Some(NodeEvent::Received { link, seq, message }) =
+            bs.wait_event(Some(Duration::from_millis(100)))
+        {
+            texts.push((seq, message.text_str().unwrap().to_owned()));
+            bs.ack(link, seq, Outcome::Accepted).unwrap();
+        }
+    }
+    texts
+}
+
 #[test]
 fn carries_mo_out_and_mt_in_through_pipes() {
     const N: usize = 50;
@@ -56,14 +84,7 @@ fn carries_mo_out_and_mt_in_through_pipes() {
     let addr = started["listen"].as_str().unwrap().parse().unwrap();
     let metrics: std::net::SocketAddr = started["metrics"].as_str().unwrap().parse().unwrap();
 
-    let mut c = LinkConfig::new("bs", b"pipe key, 16 bytes+");
-    c.expected_peer = Some("im".into());
-    let bs = Node::start(NodeConfig::new(vec![LinkSpec::new(
-        c,
-        Transport::Dial(addr),
-    )
-    .insecure_plaintext()]))
-    .unwrap();
+    let bs = buffer_server(addr);
     for i in 0..N {
         bs.send(&Message::text("+61400000001", "12345", &format!("mo {i}")).unwrap())
             .unwrap();
@@ -218,25 +239,8 @@ fn bad_lines_get_an_error_naming_the_line_and_the_input_goes_on() {
     assert_eq!(seqs, [1, 2]);
 
     // The good lines reach the buffer server and their outcomes name their lines.
-    let mut c = LinkConfig::new("bs", b"pipe key, 16 bytes+");
-    c.expected_peer = Some("im".into());
-    let bs = Node::start(NodeConfig::new(vec![LinkSpec::new(
-        c,
-        Transport::Dial(addr),
-    )
-    .insecure_plaintext()]))
-    .unwrap();
-    let mut texts = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while texts.len() < 2 {
-        assert!(Instant::now() < deadline, "MT arrived: {texts:?}");
-        if let Some(NodeEvent::Received { link, seq, message }) =
-            bs.wait_event(Some(Duration::from_millis(100)))
-        {
-            texts.push(message.text_str().unwrap().to_owned());
-            bs.ack(link, seq, Outcome::Accepted).unwrap();
-        }
-    }
+    let bs = buffer_server(addr);
+    let texts: Vec<String> = receive_mt(&bs, 2).into_iter().map(|(_, t)| t).collect();
     assert_eq!(texts, ["first", "second"]);
     let mut outcomes = Vec::new();
     while outcomes.len() < 2 {
@@ -370,25 +374,8 @@ fn with_a_journal_lines_become_durable_and_survive_a_kill() {
     );
 
     // A buffer server then gets all four, once each, in order.
-    let mut c = LinkConfig::new("bs", b"pipe key, 16 bytes+");
-    c.expected_peer = Some("im".into());
-    let bs = Node::start(NodeConfig::new(vec![LinkSpec::new(
-        c,
-        Transport::Dial(addr),
-    )
-    .insecure_plaintext()]))
-    .unwrap();
-    let mut texts = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while texts.len() < 4 {
-        assert!(Instant::now() < deadline, "MT arrived: {texts:?}");
-        if let Some(NodeEvent::Received { link, seq, message }) =
-            bs.wait_event(Some(Duration::from_millis(100)))
-        {
-            texts.push((seq, message.text_str().unwrap().to_owned()));
-            bs.ack(link, seq, Outcome::Accepted).unwrap();
-        }
-    }
+    let bs = buffer_server(addr);
+    let texts = receive_mt(&bs, 4);
     let expected: Vec<(u64, String)> = (1..=4).map(|n| (n, format!("mt {n}"))).collect();
     assert_eq!(texts, expected);
     child.kill().unwrap();
