@@ -66,7 +66,8 @@ def test_journal_settings_reach_the_endpoint(tmp_path: Path, capsys: pytest.Capt
                 "--secret", "s",
                 "--sms-number", "12345",
                 "--db", str(tmp_path / "s.db"),
-                "--link", "name=au,dial=127.0.0.1:1,psk=k",
+                # A valid link, so that the journal setting is what fails.
+                "--link", "name=au,dial=127.0.0.1:1,psk=a key of sixteen bytes,insecure-plaintext",
                 "--journal-dir", str(tmp_path / "journal"),
                 "--journal-sync", "sometimes",
             ]
