@@ -640,10 +640,18 @@ class Gateway(ComponentXMPP):
         one), or it never will (an error stanza with the reason)."""
         if ev.state == "enroute":
             return  # the SMSC keeps trying; the final report follows
-        item = self.store.awaiting_report(ev.client_ref) if ev.client_ref else None
-        if item is None:
-            log.debug("report on SMS %d: no chat waits for it", ev.client_ref)
+        if not ev.client_ref:
             return
+        item = self.store.awaiting_report(ev.client_ref)
+        if item is None:
+            # A report may overtake the SMSC's acceptance on its way here: it says
+            # the SMSC took the SMS, so the chat's wait for a final status ends too.
+            sent = self.store.outbox_get(ev.client_ref)
+            if sent is None or sent.link is None or sent.from_jid is None:
+                log.debug("report on SMS %d: no chat waits for it", ev.client_ref)
+                return
+            self.store.outbox_done(sent.ref)
+            item = sent
         if ev.state == "delivered":
             if item.want_receipt and item.from_jid and item.msg_id:
                 if not self.online:

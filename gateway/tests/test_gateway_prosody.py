@@ -161,6 +161,18 @@ def test_failed_report_is_an_xmpp_error(prosody: Prosody, tmp_path: Path) -> Non
         # A report nobody waits for (a command's answer, a forgotten ref) is ignored.
         fake.report(9999, "delivered")
         assert gw.store.awaiting_report_count() == 0
+        # A report that overtakes the SMSC's acceptance still reaches the chat, and
+        # the late status finds nothing left to do.
+        mid2 = alice.chat(PHONE_JID, "quick phone", receipt=True)
+        await wait_until(lambda: len(fake.sent) == 2, what="second sent")
+        fake.report(fake.sent[1][5], "delivered")
+        await wait_until(lambda: mid2 in alice.receipts, what="receipt before the status")
+        assert gw.store.outbox_count() == 0
+        fake.finish(fake.sent[1][1])
+        # Events are handled in order: once this MO is through, so is the status.
+        fake.mo(PHONE, "after")
+        await wait_until(lambda: alice.bodies_from(PHONE_JID) == ["after"], what="MO after")
+        assert gw.store.awaiting_report_count() == 0 and len(alice.errors) == 1
 
     run(prosody, tmp_path, body)
 
