@@ -218,6 +218,9 @@ static void config_errors(void) {
   EXPECT(smslink_config_link_set_capacity(cfg, link, 2), SMSLINK_OK);
   EXPECT(smslink_config_link_add_prefix(cfg, link, "46"), SMSLINK_OK);
   EXPECT(smslink_config_set_reconnect(cfg, 50, 10), SMSLINK_INVALID_ARGUMENT);
+  EXPECT(smslink_config_set_reassembly_timeout(cfg, 0), SMSLINK_INVALID_ARGUMENT);
+  EXPECT(smslink_config_set_reassembly_timeout(NULL, 1000), SMSLINK_NULL_PARAMETER);
+  EXPECT(smslink_config_set_reassembly_timeout(cfg, 60000), SMSLINK_OK);
   EXPECT(smslink_config_link_set_heartbeat(cfg, link, 100, 50), SMSLINK_INVALID_ARGUMENT);
   EXPECT(smslink_node_new(cfg, &node), SMSLINK_OK);
   smslink_config_free(cfg);

@@ -691,6 +691,14 @@ smslink_result smslink_config_set_reconnect(struct smslink_config *config,
                                             uint32_t min_ms,
                                             uint32_t max_ms);
 
+// How long the parts of a long (concatenated) SMS wait for the rest, in
+// milliseconds (default 600000): then what came is delivered as one RECEIVED event
+// with `incomplete` set.
+//
+// Thread safety: one thread at a time per configuration.
+smslink_result smslink_config_set_reassembly_timeout(struct smslink_config *config,
+                                                     uint32_t timeout_ms);
+
 // Events buffered for the application (default 8192) before the node stops taking
 // received messages off the links, which then holds back the peer.
 //

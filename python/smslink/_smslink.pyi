@@ -367,6 +367,7 @@ class Endpoint:
         journal_dir: Union[str, PathLike[str], None] = None,
         journal_sync: str = "always",
         journal_max_disk_bytes: Optional[int] = None,
+        reassembly_timeout: float = 600.0,
     ) -> Any: ...
     def send(
         self,

@@ -84,3 +84,9 @@ def test_long_mo_arrives_as_one_message(chain: Setup) -> None:
     assert (mo.text, mo.incomplete) == (text, False)
     im.ack(mo.link, mo.seq)
     assert sim.wait_for("mo_acked", 3, WAIT), sim.counters()
+
+
+def test_reassembly_timeout_must_be_positive() -> None:
+    with pytest.raises(smslink.ConfigError):
+        Endpoint([link("im", "bs", listen="127.0.0.1:0")], reassembly_timeout=0)
+    Endpoint([link("im", "bs", listen="127.0.0.1:0")], reassembly_timeout=30).close(0)
