@@ -942,8 +942,8 @@ smslink_result smslink_node_send_text(const struct smslink_node *node,
                                       uint64_t client_ref,
                                       struct smslink_receipt *out_receipt);
 
-// Send `len` raw octets (up to SMSLINK_MAX_LONG_PAYLOAD; more than 134 go as a
-// concatenated SMS of at most 255 parts), routed by `to`. As
+// Send `len` raw octets (up to SMSLINK_MAX_LONG_PAYLOAD; more than 140 go as a
+// concatenated SMS of 134-octet parts, at most 255), routed by `to`. As
 // `smslink_node_send_text` otherwise.
 //
 // Thread safety: any thread; concurrent senders are serialised per link.

@@ -109,8 +109,8 @@ pub unsafe extern "C" fn smslink_node_send_text(
     })
 }
 
-/// Send `len` raw octets (up to SMSLINK_MAX_LONG_PAYLOAD; more than 134 go as a
-/// concatenated SMS of at most 255 parts), routed by `to`. As
+/// Send `len` raw octets (up to SMSLINK_MAX_LONG_PAYLOAD; more than 140 go as a
+/// concatenated SMS of 134-octet parts, at most 255), routed by `to`. As
 /// `smslink_node_send_text` otherwise.
 ///
 /// Thread safety: any thread; concurrent senders are serialised per link.
