@@ -218,6 +218,9 @@ static void config_errors(void) {
   EXPECT(smslink_config_link_set_capacity(cfg, link, 2), SMSLINK_OK);
   EXPECT(smslink_config_link_add_prefix(cfg, link, "46"), SMSLINK_OK);
   EXPECT(smslink_config_set_reconnect(cfg, 50, 10), SMSLINK_INVALID_ARGUMENT);
+  EXPECT(smslink_config_set_reassembly_timeout(cfg, 0), SMSLINK_INVALID_ARGUMENT);
+  EXPECT(smslink_config_set_reassembly_timeout(NULL, 1000), SMSLINK_NULL_PARAMETER);
+  EXPECT(smslink_config_set_reassembly_timeout(cfg, 60000), SMSLINK_OK);
   EXPECT(smslink_config_link_set_heartbeat(cfg, link, 100, 50), SMSLINK_INVALID_ARGUMENT);
   EXPECT(smslink_node_new(cfg, &node), SMSLINK_OK);
   smslink_config_free(cfg);
@@ -242,9 +245,30 @@ static void config_errors(void) {
          SMSLINK_INVALID_ARGUMENT);
   EXPECT(smslink_node_send_text(node, "1;", "46", "c", 3, NULL), SMSLINK_INVALID_ARGUMENT);
   EXPECT(smslink_node_send_text(node, "1", "46", "\xff\xfe", 3, NULL), SMSLINK_INVALID_ARGUMENT);
-  uint8_t big[SMSLINK_MAX_PAYLOAD + 1] = {0};
+  static uint8_t big[SMSLINK_MAX_LONG_PAYLOAD + 1];
   EXPECT(smslink_node_send_binary(node, "1", "46", big, sizeof big, 0, NULL),
          SMSLINK_INVALID_ARGUMENT);
+  /* 256 parts: refused at the send, nothing stored. */
+  static char too_many_parts[255 * 153 + 2];
+  memset(too_many_parts, 'x', sizeof too_many_parts - 1);
+  EXPECT(smslink_node_send_text(node, "1", "46", too_many_parts, 3, NULL), SMSLINK_INVALID_ARGUMENT);
+  uint32_t parts = 0;
+  EXPECT(smslink_sms_parts((const uint8_t *)too_many_parts, strlen(too_many_parts),
+                           SMSLINK_CODING_TEXT, &parts), SMSLINK_OK);
+  expect_true(parts == 256, __LINE__, "parts of 39016 characters: %u", (unsigned)parts);
+  EXPECT(smslink_sms_parts((const uint8_t *)"hi", 2, SMSLINK_CODING_TEXT, &parts), SMSLINK_OK);
+  expect_true(parts == 1, __LINE__, "parts of hi: %u", (unsigned)parts);
+  EXPECT(smslink_sms_parts(big, 141, SMSLINK_CODING_BINARY, &parts), SMSLINK_OK);
+  expect_true(parts == 2, __LINE__, "parts of 141 octets: %u", (unsigned)parts);
+  EXPECT(smslink_sms_parts(NULL, 0, SMSLINK_CODING_TEXT, &parts), SMSLINK_OK);
+  EXPECT(smslink_sms_parts(NULL, 3, SMSLINK_CODING_TEXT, &parts), SMSLINK_NULL_PARAMETER);
+  EXPECT(smslink_sms_parts((const uint8_t *)"hi", 2, SMSLINK_CODING_TEXT, NULL), SMSLINK_NULL_PARAMETER);
+  EXPECT(smslink_sms_parts((const uint8_t *)"hi", 2, 7, &parts), SMSLINK_INVALID_ARGUMENT);
+  EXPECT(smslink_sms_parts((const uint8_t *)"\xff", 1, SMSLINK_CODING_TEXT, &parts),
+         SMSLINK_INVALID_ARGUMENT);
+  size_t got = 0;
+  EXPECT(smslink_node_received_payload(node, 0, 1, big, sizeof big, &got), SMSLINK_INVALID_ARGUMENT);
+  EXPECT(smslink_node_received_payload(NULL, 0, 1, big, sizeof big, &got), SMSLINK_NULL_PARAMETER);
   EXPECT(smslink_node_send_binary(node, "1", "46", NULL, 3, 0, NULL), SMSLINK_NULL_PARAMETER);
   smslink_message m;
   memset(&m, 'x', sizeof m); /* no NUL in the addresses */

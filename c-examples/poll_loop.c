@@ -7,6 +7,9 @@
  * burst of MO messages to the buffer server. When a descriptor turns readable:
  * clear it, then take events until SMSLINK_EMPTY. The runtime's log lines go to
  * the stack's own logging through a log callback (here: counted and printed).
+ * Every tenth message is a long one (a concatenated SMS of several parts): its
+ * event carries the length only, and the payload is copied out of the node with
+ * smslink_node_received_payload before the acknowledgement.
  *
  *   poll_loop [COUNT]
  */
@@ -98,6 +101,16 @@ int main(int argc, char **argv) {
   fds[0].events = fds[1].events = POLLIN;
   smslink_node *nodes[2] = {bs, im};
 
+  /* A long text: SMSLINK_MAX_PAYLOAD does not bound what smslink_node_send_text takes. */
+  static char long_text[2000];
+  memset(long_text, 'x', sizeof long_text - 1);
+  memcpy(long_text, "long mo: ", 9);
+  uint32_t long_parts = 0;
+  CHECK(smslink_sms_parts((const uint8_t *)long_text, strlen(long_text), SMSLINK_CODING_TEXT,
+                          &long_parts));
+  static uint8_t long_copy[sizeof long_text];
+  long long_sent = 0, long_received = 0;
+
   long sent = 0, received = 0, processed = 0, wakeups = 0, ticks = 0, full = 0;
   double deadline = now_s() + 30.0;
   while (processed < count && now_s() < deadline) {
@@ -112,8 +125,9 @@ int main(int argc, char **argv) {
       for (int i = 0; i < 50 && sent < count; i++) {
         char text[32];
         snprintf(text, sizeof text, "mo %ld", sent);
-        smslink_result rc = smslink_node_send_text(bs, "4670000001", "12345", text,
-                                                   (uint64_t)sent, NULL);
+        int is_long = sent % 10 == 9;
+        smslink_result rc = smslink_node_send_text(bs, "4670000001", "12345",
+                                                   is_long ? long_text : text, (uint64_t)sent, NULL);
         if (rc == SMSLINK_FULL) {
           full++;
           break; /* try again next tick: nothing was stored */
@@ -121,6 +135,7 @@ int main(int argc, char **argv) {
         if (rc != SMSLINK_OK)
           die("send_text", rc);
         sent++;
+        long_sent += is_long;
       }
       continue;
     }
@@ -135,6 +150,13 @@ int main(int argc, char **argv) {
       while ((rc = smslink_node_poll_event(nodes[i], &ev)) == SMSLINK_OK) {
         if (ev.kind == SMSLINK_EVENT_RECEIVED && nodes[i] == im) {
           received++;
+          if (ev.payload_len > SMSLINK_MAX_PAYLOAD) {
+            /* Too long for the event: copy it out before the acknowledgement frees it. */
+            size_t n = 0;
+            CHECK(smslink_node_received_payload(im, ev.link, ev.seq, long_copy, sizeof long_copy, &n));
+            if (n == strlen(long_text) && memcmp(long_copy, long_text, n) == 0 && !ev.incomplete)
+              long_received++;
+          }
           CHECK(smslink_node_ack(im, ev.link, ev.seq, SMSLINK_OUTCOME_ACCEPTED, 0));
         } else if (ev.kind == SMSLINK_EVENT_STATUS && nodes[i] == bs &&
                    ev.state == SMSLINK_STATE_PROCESSED) {
@@ -152,6 +174,8 @@ int main(int argc, char **argv) {
   printf("poll_loop: sent %ld, im received %ld, processed %ld, full answers %ld, "
          "wakeups %ld, ticks %ld\n",
          sent, received, processed, full, wakeups, ticks);
+  printf("poll_loop: long messages sent %ld, received whole %ld, %u SMS each\n", long_sent,
+         long_received, (unsigned)long_parts);
   printf("poll_loop: bs tx_last_processed %llu, frames out %llu, bytes out %llu\n",
          (unsigned long long)st.tx_last_processed, (unsigned long long)st.frames_out,
          (unsigned long long)st.bytes_out);
@@ -161,7 +185,7 @@ int main(int argc, char **argv) {
   /* Both ends logged their link coming up before any message went through. */
   printf("poll_loop: link-up log lines %d\n", atomic_load(&link_ups));
   int ok = atomic_load(&link_ups) >= 2 && sent == count && received == count && processed == count &&
-           st.tx_last_processed == (uint64_t)count;
+           st.tx_last_processed == (uint64_t)count && long_received == long_sent && long_parts == 14;
   printf("poll_loop: %s\n", ok ? "ok" : "FAILED");
   return ok ? 0 : 1;
 }

@@ -51,8 +51,14 @@
 // Bytes of an address array: 20 characters and the NUL.
 #define SMSLINK_ADDRESS_SIZE 21
 
-// Largest payload of one message, in bytes.
+// Largest payload `smslink_message` holds, in bytes. Longer messages (up to
+// SMSLINK_MAX_LONG_PAYLOAD) are sent with `smslink_node_send_text` or
+// `smslink_node_send_binary` and received through `smslink_node_received_payload`.
 #define SMSLINK_MAX_PAYLOAD 640
+
+// Largest payload of any message, in bytes (60 KiB: a concatenated SMS of up to
+// 255 parts).
+#define SMSLINK_MAX_LONG_PAYLOAD 61440
 
 // Bytes of a payload array: the payload and a NUL after it (so text can be printed).
 #define SMSLINK_PAYLOAD_SIZE 641
@@ -270,6 +276,17 @@ typedef struct smslink_event {
   struct smslink_message message;
   // LINK_UP: peer name. LINK_DOWN, SMSC_DOWN, SMSC_VIOLATION: reason. Else "".
   char detail[SMSLINK_DETAIL_SIZE];
+  // RECEIVED: the payload's whole length in bytes. When it is above
+  // SMSLINK_MAX_PAYLOAD, `message.payload` is empty (`message.payload_len` 0) and
+  // `smslink_node_received_payload` copies the payload out until the message is
+  // acknowledged.
+  uint32_t payload_len;
+  // RECEIVED: 1 when the message is a long SMS some of whose parts never came
+  // (the payload holds the parts that did), else 0.
+  uint32_t incomplete;
+  // REPORT: how many SMS the reported message took (their reports folded into
+  // this one).
+  uint32_t parts;
 } smslink_event;
 
 // Called by `smslink_node_dispatch` on the caller's thread, once per event.
@@ -674,6 +691,14 @@ smslink_result smslink_config_set_reconnect(struct smslink_config *config,
                                             uint32_t min_ms,
                                             uint32_t max_ms);
 
+// How long the parts of a long (concatenated) SMS wait for the rest, in
+// milliseconds (default 600000): then what came is delivered as one RECEIVED event
+// with `incomplete` set.
+//
+// Thread safety: one thread at a time per configuration.
+smslink_result smslink_config_set_reassembly_timeout(struct smslink_config *config,
+                                                     uint32_t timeout_ms);
+
 // Events buffered for the application (default 8192) before the node stops taking
 // received messages off the links, which then holds back the peer.
 //
@@ -720,6 +745,24 @@ smslink_result smslink_node_ack(const struct smslink_node *node,
                                 uint64_t seq,
                                 uint32_t outcome,
                                 uint32_t error_code);
+
+// Copy the whole payload of a received message (`link`, `seq` from its RECEIVED
+// event) into `buf` of `len` bytes; writes its length to `*out_len`. Needed when
+// the event's `payload_len` is above SMSLINK_MAX_PAYLOAD (its `message.payload`
+// is then empty); such a payload stays in the node until `smslink_node_ack` for the
+// message, so it can be copied any number of times until then. No NUL is added.
+//
+// Errors: SMSLINK_BUFFER_TOO_SMALL (`*out_len` says how much is needed, `buf`
+// untouched), SMSLINK_INVALID_ARGUMENT (no long payload is kept for that message:
+// it fitted the event, or was acknowledged already), SMSLINK_NULL_PARAMETER.
+//
+// Thread safety: any thread (including inside a dispatch callback).
+smslink_result smslink_node_received_payload(const struct smslink_node *node,
+                                             uint32_t link,
+                                             uint64_t seq,
+                                             uint8_t *buf,
+                                             size_t len,
+                                             size_t *out_len);
 
 // Copy the next waiting event into `*out`: SMSLINK_OK, or SMSLINK_EMPTY (nothing
 // waiting, `*out` untouched). Never blocks.
@@ -882,8 +925,14 @@ smslink_result smslink_node_send_on(const struct smslink_node *node,
                                     const struct smslink_message *message,
                                     struct smslink_receipt *out_receipt);
 
-// Send a text message (`text`: NUL-terminated UTF-8, at most 640 bytes), routed by
-// `to`. As `smslink_node_send` otherwise.
+// Send a text message (`text`: NUL-terminated UTF-8, up to
+// SMSLINK_MAX_LONG_PAYLOAD bytes), routed by `to`. A text longer than one SMS goes
+// as one message and reaches the phone as a concatenated SMS; one that needs more
+// than 255 parts is refused (SMSLINK_INVALID_ARGUMENT, nothing sent; see
+// `smslink_sms_parts`). `client_ref` comes back in status events and in the
+// delivery report (SMSLINK_EVENT_REPORT), when the buffer server's SMSC settings
+// ask for reports (they are requested per SMSC, not per message). As
+// `smslink_node_send` otherwise.
 //
 // Thread safety: any thread; concurrent senders are serialised per link.
 smslink_result smslink_node_send_text(const struct smslink_node *node,
@@ -893,8 +942,9 @@ smslink_result smslink_node_send_text(const struct smslink_node *node,
                                       uint64_t client_ref,
                                       struct smslink_receipt *out_receipt);
 
-// Send `len` raw octets (at most 640), routed by `to`. As `smslink_node_send`
-// otherwise.
+// Send `len` raw octets (up to SMSLINK_MAX_LONG_PAYLOAD; more than 140 go as a
+// concatenated SMS of 134-octet parts, at most 255), routed by `to`. As
+// `smslink_node_send_text` otherwise.
 //
 // Thread safety: any thread; concurrent senders are serialised per link.
 smslink_result smslink_node_send_binary(const struct smslink_node *node,
@@ -936,6 +986,21 @@ smslink_result smslink_node_wait_for_room(const struct smslink_node *node,
                                           size_t min_room,
                                           int32_t timeout_ms,
                                           size_t *out_room);
+
+// How many SMS a payload of `len` bytes takes (`coding` SMSLINK_CODING_TEXT:
+// UTF-8 text, GSM 03.38 or UCS-2 as it needs; SMSLINK_CODING_BINARY: octets),
+// written to `*out_parts`: 1 when it fits one SMS, else the parts of the
+// concatenated SMS. Above 255 the sends refuse it. `payload` may be NULL when
+// `len` is 0.
+//
+// Errors: SMSLINK_INVALID_ARGUMENT (text not UTF-8, unknown coding),
+// SMSLINK_NULL_PARAMETER.
+//
+// Thread safety: any thread; needs no node.
+smslink_result smslink_sms_parts(const uint8_t *payload,
+                                 size_t len,
+                                 uint32_t coding,
+                                 uint32_t *out_parts);
 
 // Write the default SMPP options to `*out`: transceiver bind, empty system_type,
 // window 10, enquire_link every 30 s, responses within 30 s, numeric addresses as

@@ -418,6 +418,27 @@ pub unsafe extern "C" fn smslink_config_set_reconnect(
     })
 }
 
+/// How long the parts of a long (concatenated) SMS wait for the rest, in
+/// milliseconds (default 600000): then what came is delivered as one RECEIVED event
+/// with `incomplete` set.
+///
+/// Thread safety: one thread at a time per configuration.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_config_set_reassembly_timeout(
+    config: *mut smslink_config,
+    timeout_ms: u32,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let config = unsafe { arg_mut(config, "config") }?;
+        if timeout_ms == 0 {
+            return Err(Error::invalid("reassembly timeout must be > 0"));
+        }
+        config.config.reassembly_timeout = Duration::from_millis(timeout_ms.into());
+        Ok(())
+    })
+}
+
 /// Events buffered for the application (default 8192) before the node stops taking
 /// received messages off the links, which then holds back the peer.
 ///

@@ -7,10 +7,11 @@ use std::time::Duration;
 use smslink_core::ring::Outcome;
 use smslink_core::runtime::NodeEvent;
 
-use crate::abi::{arg_ref, guard, out_ptr, timeout_from_ms, write_out, Error};
+use crate::abi::{arg_ref, copy_to_buffer, guard, out_ptr, timeout_from_ms, write_out, Error};
 use crate::event::{
     smslink_event, smslink_event_callback, SMSLINK_OUTCOME_ACCEPTED, SMSLINK_OUTCOME_REJECTED,
 };
+use crate::message::SMSLINK_MAX_PAYLOAD;
 use crate::node::{node_error, not_in_callback, smslink_node, IN_CALLBACK};
 use crate::result::smslink_result::{self, *};
 
@@ -46,11 +47,59 @@ pub unsafe extern "C" fn smslink_node_ack(
         };
         node.node
             .ack(link as usize, seq, outcome)
-            .map_err(node_error)
+            .map_err(node_error)?;
+        node.long_payloads.lock().remove(&(link, seq));
+        Ok(())
+    })
+}
+
+/// Copy the whole payload of a received message (`link`, `seq` from its RECEIVED
+/// event) into `buf` of `len` bytes; writes its length to `*out_len`. Needed when
+/// the event's `payload_len` is above SMSLINK_MAX_PAYLOAD (its `message.payload`
+/// is then empty); such a payload stays in the node until `smslink_node_ack` for the
+/// message, so it can be copied any number of times until then. No NUL is added.
+///
+/// Errors: SMSLINK_BUFFER_TOO_SMALL (`*out_len` says how much is needed, `buf`
+/// untouched), SMSLINK_INVALID_ARGUMENT (no long payload is kept for that message:
+/// it fitted the event, or was acknowledged already), SMSLINK_NULL_PARAMETER.
+///
+/// Thread safety: any thread (including inside a dispatch callback).
+#[no_mangle]
+pub unsafe extern "C" fn smslink_node_received_payload(
+    node: *const smslink_node,
+    link: u32,
+    seq: u64,
+    buf: *mut u8,
+    len: usize,
+    out_len: *mut usize,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let node = unsafe { arg_ref(node, "node") }?;
+        let payloads = node.long_payloads.lock();
+        let payload = payloads.get(&(link, seq)).ok_or_else(|| {
+            Error::invalid(format!(
+                "no long payload kept for message {seq} on link {link}"
+            ))
+        })?;
+        copy_to_buffer(payload, buf, len, out_len)
     })
 }
 
 impl smslink_node {
+    /// The C form of `ev`; a received payload too long for it is kept for
+    /// `smslink_node_received_payload` until the message is acknowledged.
+    fn c_event(&self, ev: &NodeEvent) -> smslink_event {
+        if let NodeEvent::Received { link, seq, message } = ev {
+            if message.payload().len() > SMSLINK_MAX_PAYLOAD {
+                self.long_payloads
+                    .lock()
+                    .insert((*link as u32, *seq), message.payload().to_vec());
+            }
+        }
+        smslink_event::from_event(ev)
+    }
+
     fn next_event(&self) -> Option<NodeEvent> {
         if let Some(ev) = self.stash.lock().take() {
             return Some(ev);
@@ -87,7 +136,7 @@ pub unsafe extern "C" fn smslink_node_poll_event(
         let ev = node
             .next_event()
             .ok_or_else(|| Error::new(SMSLINK_EMPTY, "no event waiting"))?;
-        write_out(out, smslink_event::from_event(&ev)?);
+        write_out(out, node.c_event(&ev));
         Ok(())
     })
 }
@@ -111,7 +160,7 @@ pub unsafe extern "C" fn smslink_node_wait_event(
         let ev = handle
             .wait_next_event(timeout_ms)
             .ok_or_else(|| Error::new(SMSLINK_EMPTY, "no event within the timeout"))?;
-        write_out(out, smslink_event::from_event(&ev)?);
+        write_out(out, handle.c_event(&ev));
         Ok(())
     })
 }
@@ -149,7 +198,7 @@ pub unsafe extern "C" fn smslink_node_dispatch(
         not_in_callback(node, "dispatching")?;
         let mut next = handle.wait_next_event(timeout_ms);
         while let Some(ev) = next {
-            let c_event = smslink_event::from_event(&ev)?;
+            let c_event = handle.c_event(&ev);
             IN_CALLBACK.with(|c| c.borrow_mut().push(node as usize));
             // SAFETY: a C function pointer given by the caller; the event lives on
             // our stack for the whole call.

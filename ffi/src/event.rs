@@ -7,7 +7,7 @@ use smslink_core::message::ReportState;
 use smslink_core::ring::{Outcome, SlotState};
 use smslink_core::runtime::NodeEvent;
 
-use crate::abi::{fill_c_array, Error};
+use crate::abi::fill_c_array;
 use crate::message::{
     smslink_message, SMSLINK_ADDRESS_SIZE, SMSLINK_CODING_TEXT, SMSLINK_PAYLOAD_SIZE,
 };
@@ -96,6 +96,17 @@ pub struct smslink_event {
     pub message: smslink_message,
     /// LINK_UP: peer name. LINK_DOWN, SMSC_DOWN, SMSC_VIOLATION: reason. Else "".
     pub detail: [c_char; SMSLINK_DETAIL_SIZE],
+    /// RECEIVED: the payload's whole length in bytes. When it is above
+    /// SMSLINK_MAX_PAYLOAD, `message.payload` is empty (`message.payload_len` 0) and
+    /// `smslink_node_received_payload` copies the payload out until the message is
+    /// acknowledged.
+    pub payload_len: u32,
+    /// RECEIVED: 1 when the message is a long SMS some of whose parts never came
+    /// (the payload holds the parts that did), else 0.
+    pub incomplete: u32,
+    /// REPORT: how many SMS the reported message took (their reports folded into
+    /// this one).
+    pub parts: u32,
 }
 
 impl smslink_event {
@@ -117,14 +128,17 @@ impl smslink_event {
                 payload: [0; SMSLINK_PAYLOAD_SIZE],
             },
             detail: [0; SMSLINK_DETAIL_SIZE],
+            payload_len: 0,
+            incomplete: 0,
+            parts: 0,
         }
     }
 
-    /// The C form of `ev`; an error when a received message is longer than
-    /// SMSLINK_MAX_PAYLOAD (the struct cannot hold it).
-    pub(crate) fn from_event(ev: &NodeEvent) -> Result<smslink_event, Error> {
+    /// The C form of `ev`. A received message longer than SMSLINK_MAX_PAYLOAD comes
+    /// without its payload (the node keeps it for `smslink_node_received_payload`).
+    pub(crate) fn from_event(ev: &NodeEvent) -> smslink_event {
         use smslink_event_type::*;
-        Ok(match ev {
+        match ev {
             NodeEvent::LinkUp { link, peer } => {
                 let mut e = Self::empty(SMSLINK_EVENT_LINK_UP);
                 e.link = *link as u32;
@@ -142,7 +156,9 @@ impl smslink_event {
                 e.link = *link as u32;
                 e.seq = *seq;
                 e.client_ref = message.client_ref;
-                e.message = smslink_message::from_message(message)?;
+                e.message = smslink_message::from_message_or_envelope(message);
+                e.payload_len = message.payload().len() as u32;
+                e.incomplete = u32::from(message.part.is_some());
                 e
             }
             NodeEvent::Status {
@@ -188,11 +204,12 @@ impl smslink_event {
                 client_ref,
                 state,
                 error,
-                ..
+                parts,
             } => {
                 let mut e = Self::empty(SMSLINK_EVENT_REPORT);
                 e.link = *link as u32;
                 e.client_ref = *client_ref;
+                e.parts = u32::from(*parts);
                 e.outcome = match state {
                     ReportState::Delivered => SMSLINK_REPORT_DELIVERED,
                     ReportState::Failed => SMSLINK_REPORT_FAILED,
@@ -213,7 +230,7 @@ impl smslink_event {
                 fill_c_array(&mut e.detail, detail);
                 e
             }
-        })
+        }
     }
 }
 

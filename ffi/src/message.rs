@@ -10,8 +10,13 @@ use crate::result::smslink_result::SMSLINK_BUFFER_TOO_SMALL;
 
 /// Bytes of an address array: 20 characters and the NUL.
 pub const SMSLINK_ADDRESS_SIZE: usize = 21;
-/// Largest payload of one message, in bytes.
+/// Largest payload `smslink_message` holds, in bytes. Longer messages (up to
+/// SMSLINK_MAX_LONG_PAYLOAD) are sent with `smslink_node_send_text` or
+/// `smslink_node_send_binary` and received through `smslink_node_received_payload`.
 pub const SMSLINK_MAX_PAYLOAD: usize = 640;
+/// Largest payload of any message, in bytes (60 KiB: a concatenated SMS of up to
+/// 255 parts).
+pub const SMSLINK_MAX_LONG_PAYLOAD: usize = 61440;
 /// Bytes of a payload array: the payload and a NUL after it (so text can be printed).
 pub const SMSLINK_PAYLOAD_SIZE: usize = 641;
 
@@ -24,6 +29,7 @@ const _: () = assert!(SMSLINK_ADDRESS_SIZE == MAX_ADDRESS + 1);
 const _: () = assert!(SMSLINK_PAYLOAD_SIZE == SMSLINK_MAX_PAYLOAD + 1);
 // The core carries longer messages than this struct holds: converting one fails.
 const _: () = assert!(SMSLINK_MAX_PAYLOAD <= MAX_PAYLOAD);
+const _: () = assert!(SMSLINK_MAX_LONG_PAYLOAD == MAX_PAYLOAD);
 
 /// One SMS as C sees it. Every field is plain data, copied in and out.
 #[repr(C)]
@@ -56,6 +62,21 @@ impl smslink_message {
                 ),
             ));
         }
+        Ok(Self::with_payload(m, m.payload()))
+    }
+
+    /// The C form of `m` with its payload when it fits, else with an empty one (the
+    /// caller copies a long payload out another way).
+    pub(crate) fn from_message_or_envelope(m: &Message) -> smslink_message {
+        let payload = if m.payload().len() > SMSLINK_MAX_PAYLOAD {
+            &[][..]
+        } else {
+            m.payload()
+        };
+        Self::with_payload(m, payload)
+    }
+
+    fn with_payload(m: &Message, payload: &[u8]) -> smslink_message {
         let mut out = smslink_message {
             from: [0; SMSLINK_ADDRESS_SIZE],
             to: [0; SMSLINK_ADDRESS_SIZE],
@@ -64,13 +85,13 @@ impl smslink_message {
                 Coding::Binary => SMSLINK_CODING_BINARY,
             },
             client_ref: m.client_ref,
-            payload_len: m.payload().len() as u32,
+            payload_len: payload.len() as u32,
             payload: [0; SMSLINK_PAYLOAD_SIZE],
         };
         fill_c_array(&mut out.from, m.from.as_str());
         fill_c_array(&mut out.to, m.to.as_str());
-        out.payload[..m.payload().len()].copy_from_slice(m.payload());
-        Ok(out)
+        out.payload[..payload.len()].copy_from_slice(payload);
+        out
     }
 
     pub(crate) fn parse(&self) -> Result<Message, Error> {

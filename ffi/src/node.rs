@@ -3,6 +3,7 @@
 //! of runtime errors to result codes and the "inside this node's own callback" check.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::c_char;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -26,6 +27,9 @@ pub struct smslink_node {
     pub(crate) node: Node,
     /// An event a callback refused: delivered first by the next poll or dispatch.
     pub(crate) stash: Mutex<Option<NodeEvent>>,
+    /// Payloads of received messages too long for `smslink_message`, by (link, seq),
+    /// until acknowledged (`smslink_node_received_payload` copies them out).
+    pub(crate) long_payloads: Mutex<HashMap<(u32, u64), Vec<u8>>>,
 }
 
 impl BoxHandle for smslink_node {}
@@ -78,6 +82,7 @@ pub unsafe extern "C" fn smslink_node_new(
         let handle = smslink_node {
             node,
             stash: Mutex::new(None),
+            long_payloads: Mutex::new(HashMap::new()),
         };
         write_out(out, handle.into_raw());
         Ok(())

@@ -7,7 +7,9 @@ use std::ffi::c_char;
 use smslink_core::message::Message;
 
 use crate::abi::{arg_bytes, arg_ref, arg_str, guard, out_ptr, timeout_from_ms, write_out, Error};
-use crate::message::{smslink_message, smslink_receipt, SMSLINK_MAX_PAYLOAD};
+use crate::message::{
+    smslink_message, smslink_receipt, SMSLINK_CODING_BINARY, SMSLINK_CODING_TEXT,
+};
 use crate::node::{node_error, smslink_node};
 use crate::result::smslink_result;
 
@@ -74,8 +76,14 @@ pub unsafe extern "C" fn smslink_node_send_on(
     })
 }
 
-/// Send a text message (`text`: NUL-terminated UTF-8, at most 640 bytes), routed by
-/// `to`. As `smslink_node_send` otherwise.
+/// Send a text message (`text`: NUL-terminated UTF-8, up to
+/// SMSLINK_MAX_LONG_PAYLOAD bytes), routed by `to`. A text longer than one SMS goes
+/// as one message and reaches the phone as a concatenated SMS; one that needs more
+/// than 255 parts is refused (SMSLINK_INVALID_ARGUMENT, nothing sent; see
+/// `smslink_sms_parts`). `client_ref` comes back in status events and in the
+/// delivery report (SMSLINK_EVENT_REPORT), when the buffer server's SMSC settings
+/// ask for reports (they are requested per SMSC, not per message). As
+/// `smslink_node_send` otherwise.
 ///
 /// Thread safety: any thread; concurrent senders are serialised per link.
 #[no_mangle]
@@ -93,7 +101,6 @@ pub unsafe extern "C" fn smslink_node_send_text(
         let from = unsafe { arg_str(from, "from") }?;
         let to = unsafe { arg_str(to, "to") }?;
         let text = unsafe { arg_str(text, "text") }?;
-        check_c_payload(text.len())?;
         let mut m = Message::text(from, to, text).map_err(|e| Error::invalid(e.to_string()))?;
         m.client_ref = client_ref;
         let r = node.node.send(&m).map_err(node_error)?;
@@ -102,8 +109,9 @@ pub unsafe extern "C" fn smslink_node_send_text(
     })
 }
 
-/// Send `len` raw octets (at most 640), routed by `to`. As `smslink_node_send`
-/// otherwise.
+/// Send `len` raw octets (up to SMSLINK_MAX_LONG_PAYLOAD; more than 140 go as a
+/// concatenated SMS of 134-octet parts, at most 255), routed by `to`. As
+/// `smslink_node_send_text` otherwise.
 ///
 /// Thread safety: any thread; concurrent senders are serialised per link.
 #[no_mangle]
@@ -122,7 +130,6 @@ pub unsafe extern "C" fn smslink_node_send_binary(
         let from = unsafe { arg_str(from, "from") }?;
         let to = unsafe { arg_str(to, "to") }?;
         let data = unsafe { arg_bytes(data, len, "data") }?;
-        check_c_payload(data.len())?;
         let mut m = Message::binary(from, to, data).map_err(|e| Error::invalid(e.to_string()))?;
         m.client_ref = client_ref;
         let r = node.node.send(&m).map_err(node_error)?;
@@ -218,13 +225,44 @@ pub unsafe extern "C" fn smslink_node_wait_for_room(
     })
 }
 
-/// The C API sends no more than `smslink_message` can carry back (the core takes
-/// longer messages; the C struct does not hold them yet).
-fn check_c_payload(len: usize) -> Result<(), Error> {
-    if len > SMSLINK_MAX_PAYLOAD {
-        return Err(Error::invalid(format!(
-            "payload of {len} bytes exceeds SMSLINK_MAX_PAYLOAD ({SMSLINK_MAX_PAYLOAD})"
-        )));
-    }
-    Ok(())
+/// How many SMS a payload of `len` bytes takes (`coding` SMSLINK_CODING_TEXT:
+/// UTF-8 text, GSM 03.38 or UCS-2 as it needs; SMSLINK_CODING_BINARY: octets),
+/// written to `*out_parts`: 1 when it fits one SMS, else the parts of the
+/// concatenated SMS. Above 255 the sends refuse it. `payload` may be NULL when
+/// `len` is 0.
+///
+/// Errors: SMSLINK_INVALID_ARGUMENT (text not UTF-8, unknown coding),
+/// SMSLINK_NULL_PARAMETER.
+///
+/// Thread safety: any thread; needs no node.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_sms_parts(
+    payload: *const u8,
+    len: usize,
+    coding: u32,
+    out_parts: *mut u32,
+) -> smslink_result {
+    use smslink_core::sms::concat::{split_binary, split_text, RefWidth};
+    use smslink_core::sms::ConcatError;
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let data = unsafe { arg_bytes(payload, len, "payload") }?;
+        let out_parts = out_ptr(out_parts, "out_parts")?;
+        let split = match coding {
+            SMSLINK_CODING_TEXT => {
+                let text = std::str::from_utf8(data)
+                    .map_err(|_| Error::invalid("text payload is not UTF-8"))?;
+                split_text(text, RefWidth::Eight)
+            }
+            SMSLINK_CODING_BINARY => split_binary(data, RefWidth::Eight),
+            other => return Err(Error::invalid(format!("unknown coding {other}"))),
+        };
+        let parts = match split {
+            Ok(split) => split.total(),
+            Err(ConcatError::TooManyParts { parts }) => parts,
+            Err(ConcatError::NotUtf8) => return Err(Error::invalid("text payload is not UTF-8")),
+        };
+        write_out(out_parts, u32::try_from(parts).unwrap_or(u32::MAX));
+        Ok(())
+    })
 }

@@ -1107,3 +1107,48 @@ fn tls_link_comes_up_through_the_c_api() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn events_carry_long_payload_lengths_incomplete_marks_and_report_parts() {
+    use smslink_core::message::{Message, Part, ReportState};
+    use smslink_core::runtime::NodeEvent;
+
+    let long = "x".repeat(SMSLINK_MAX_PAYLOAD + 1);
+    let mut message = Message::text("+4670000001", "12345", &long).unwrap();
+    message.part = Some(Part::new(9, 3, 2).unwrap());
+    let e = smslink_event::from_event(&NodeEvent::Received {
+        link: 1,
+        seq: 5,
+        message: Box::new(message),
+    });
+    assert_eq!(e.kind, smslink_event_type::SMSLINK_EVENT_RECEIVED);
+    // Too long for the struct: the length only, and the payload left out.
+    assert_eq!(e.payload_len as usize, long.len());
+    assert_eq!((e.message.payload_len, e.message.payload[0]), (0, 0));
+    assert_eq!(e.incomplete, 1);
+
+    let short = Message::text("+4670000001", "12345", "hi").unwrap();
+    let e = smslink_event::from_event(&NodeEvent::Received {
+        link: 1,
+        seq: 6,
+        message: Box::new(short),
+    });
+    assert_eq!(
+        (e.payload_len, e.message.payload_len, e.incomplete),
+        (2, 2, 0)
+    );
+    assert_eq!(&e.message.payload[..3], b"hi\0");
+
+    let e = smslink_event::from_event(&NodeEvent::Report {
+        link: 0,
+        client_ref: 77,
+        state: ReportState::Expired,
+        error: 12,
+        parts: 4,
+    });
+    assert_eq!(e.kind, smslink_event_type::SMSLINK_EVENT_REPORT);
+    assert_eq!(
+        (e.client_ref, e.outcome, e.error_code, e.parts),
+        (77, SMSLINK_REPORT_EXPIRED, 12, 4)
+    );
+}

@@ -108,41 +108,25 @@ def fits_one_sms(text: str) -> bool:
     return True
 
 
-MAX_PARTS = 9
+#: Most parts a concatenated SMS has: a longer chat is refused.
+MAX_PARTS = 255
 
 
-def split_chat(name: str, body: str) -> Optional[list[str]]:
-    """The SMS texts for a chat from `name`: one `name: body` when it fits, else up
-    to nine `name (i/n): ...` parts, cut at spaces where possible. None when even
-    nine SMS cannot carry it."""
-    whole = f"{name}: {body}"
-    if fits_one_sms(whole):
-        return [whole]
-    head = f"{name} (9/9): "  # every part's prefix has this length (n < 10)
-    parts: list[str] = []
-    rest = body
-    while rest:
-        if len(parts) == MAX_PARTS:
-            return None
-        # The longest prefix of `rest` that fits, by bisection on its length.
-        lo, hi = 0, len(rest)
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if fits_one_sms(head + rest[:mid]):
-                lo = mid
-            else:
-                hi = mid - 1
-        if lo == 0:
-            return None
-        cut = lo
-        if cut < len(rest):
-            space = rest.rfind(" ", 0, cut)
-            if space > cut // 2:
-                cut = space + 1
-        parts.append(rest[:cut].rstrip())
-        rest = rest[cut:].lstrip()
-    n = len(parts)
-    return [f"{name} ({i}/{n}): {p}" for i, p in enumerate(parts, 1)]
+def sms_parts(text: str) -> int:
+    """How many SMS the text takes as one concatenated SMS (the buffer server
+    splits it; the phone shows one message)."""
+    try:
+        from smslink import sms_parts as parts
+    except ImportError:  # without the module: 153 GSM characters a part
+        return 1 if len(text) <= SMS_MAX else -(-len(text) // 153)
+    return parts(text)
+
+
+def chat_sms(name: str, body: str) -> Optional[str]:
+    """The SMS text for a chat from `name`: `name: body`, sent whole however long;
+    None when even 255 parts cannot carry it."""
+    text = f"{name}: {body}"
+    return text if sms_parts(text) <= MAX_PARTS else None
 
 
 def fit_sms(text: str) -> str:

@@ -35,6 +35,7 @@ from .events import (
     SendFailed,
     SmsBuffer,
     SmsIn,
+    SmsReport,
     SmsStatus,
 )
 from .metrics import GatewayMetrics
@@ -46,6 +47,8 @@ _PHONE = re.compile(r"^\+?[0-9]{3,20}$")
 #: Chats remembered for error handling (answered failures, `MSG` reply targets).
 MAX_REMEMBERED = 1000
 _STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+#: Marks a long SMS some of whose parts never arrived.
+PART_MISSING = "[part missing]"
 
 
 class GatewayQuery(ElementBase):
@@ -182,8 +185,6 @@ class Gateway(ComponentXMPP):
         self._events_task: Optional[asyncio.Task[None]] = None
         self._retry_handle: Optional[asyncio.TimerHandle] = None
         self._pending_acks: list[tuple[str, int]] = []
-        # Chats already answered with an error (insertion-ordered, bounded).
-        self._reported: dict[tuple[str, str], None] = {}
         # Chats sent by `MSG name`, by stanza id: (phone, target, the reply target
         # before). An error for one puts the reply target back (bounded).
         self._msg_sent: dict[str, tuple[str, str, Optional[str]]] = {}
@@ -463,8 +464,8 @@ class Gateway(ComponentXMPP):
             return
         sender = msg["from"]
         name = sender.user if sender.domain == self.user_domain else sender.bare
-        parts = commands.split_chat(name, body)
-        if parts is None:
+        text = commands.chat_sms(name, body)
+        if text is None:
             self.metrics.error("chat_too_long")
             self._error(
                 msg, "modify", "not-acceptable", f"too long: more than {commands.MAX_PARTS} SMS"
@@ -472,16 +473,15 @@ class Gateway(ComponentXMPP):
             return
         self.metrics.chats.inc()
         self.store.set_last_peer(phone, sender.bare)
-        for i, text in enumerate(parts, 1):
-            self.store.outbox_put(
-                self.sms_number,
-                phone,
-                text,
-                from_jid=str(sender),
-                msg_id=msg["id"] or None,
-                # The receipt comes with the last part.
-                want_receipt=bool(msg["request_receipt"]) and i == len(parts),
-            )
+        # One message however long: the buffer server sends it as a concatenated SMS.
+        self.store.outbox_put(
+            self.sms_number,
+            phone,
+            text,
+            from_jid=str(sender),
+            msg_id=msg["id"] or None,
+            want_receipt=bool(msg["request_receipt"]),
+        )
         self.pump_outbox()
 
     def _reply(self, msg: Message, text: str) -> None:
@@ -562,13 +562,6 @@ class Gateway(ComponentXMPP):
             self._sms_gone("SMS are no longer acknowledged")
 
     def _report_failure(self, item: OutboxItem, etype: str, condition: str, text: str) -> None:
-        if item.msg_id is not None and item.from_jid is not None:
-            key = (item.from_jid, item.msg_id)
-            if key in self._reported:
-                return  # another part of the same chat already failed
-            self._reported[key] = None
-            while len(self._reported) > MAX_REMEMBERED:
-                self._reported.pop(next(iter(self._reported)))
         if item.from_jid is None:
             log.warning("SMS to %s failed: %s", item.phone, text)
             return
@@ -590,12 +583,15 @@ class Gateway(ComponentXMPP):
     def on_sms_event(self, ev: Event) -> None:
         if isinstance(ev, SmsIn):
             # Stored before acknowledged: once the peer hears the ack it may forget it.
-            self.store.inbox_put(ev.link, ev.seq, ev.sender, ev.recipient, ev.text)
+            text = f"{ev.text} {PART_MISSING}" if ev.incomplete else ev.text
+            self.store.inbox_put(ev.link, ev.seq, ev.sender, ev.recipient, text)
             self._ack(ev.link, ev.seq)
             self.metrics.sms_in.labels(ev.link).inc()
             self.process_inbox()
         elif isinstance(ev, SmsStatus):
             self._on_status(ev)
+        elif isinstance(ev, SmsReport):
+            self._on_report(ev)
         elif isinstance(ev, (LinkUp, LinkDown)):
             up = isinstance(ev, LinkUp)
             log.info("link %s %s", ev.link, "up" if up else "down")
@@ -630,16 +626,51 @@ class Gateway(ComponentXMPP):
             return  # not ours, or a status we already handled
         self.store.outbox_done(item.ref)
         if ev.accepted:
-            if item.want_receipt and item.from_jid and item.msg_id and self.online:
-                ack = self.make_message(mto=item.from_jid, mfrom=self.phone_jid(item.phone))
-                ack["receipt"] = item.msg_id
-                ack.send()
+            # The SMSC has it; the receipt waits for the phone (the delivery report).
+            self.store.await_report(item)
         else:
             self.metrics.error("smsc_rejected")
             code = ev.error_code or 0
             condition = "not-acceptable" if 300 <= code < 400 else "undefined-condition"
             self._report_failure(item, "cancel", condition, commands.smsc_error_text(code))
         self.pump_outbox()
+
+    def _on_report(self, ev: SmsReport) -> None:
+        """The phone has the chat (an XEP-0184 receipt, when the client asked for
+        one), or it never will (an error stanza with the reason)."""
+        if ev.state == "enroute":
+            return  # the SMSC keeps trying; the final report follows
+        if not ev.client_ref:
+            return
+        item = self.store.awaiting_report(ev.client_ref)
+        if item is None:
+            # A report may overtake the SMSC's acceptance on its way here: it says
+            # the SMSC took the SMS, so the chat's wait for a final status ends too.
+            sent = self.store.outbox_get(ev.client_ref)
+            if sent is None or sent.link is None or sent.from_jid is None:
+                log.debug("report on SMS %d: no chat waits for it", ev.client_ref)
+                return
+            self.store.outbox_done(sent.ref)
+            item = sent
+        if ev.state == "delivered":
+            if item.want_receipt and item.from_jid and item.msg_id:
+                if not self.online:
+                    log.warning("receipt for %s lost: XMPP is down", item.from_jid)
+                    self.store.report_done(item.ref)
+                    return
+                ack = self.make_message(mto=item.from_jid, mfrom=self.phone_jid(item.phone))
+                ack["receipt"] = item.msg_id
+                ack.send()
+        else:
+            self.metrics.error("sms_undelivered")
+            if ev.state == "expired":
+                why = "the phone was not reachable before the SMS expired"
+            else:
+                why = "the SMS could not be delivered to the phone"
+            if ev.error_code:
+                why += f" (error {ev.error_code})"
+            self._report_failure(item, "cancel", "recipient-unavailable", why)
+        self.store.report_done(item.ref)
 
     # -- phone -> XMPP -----------------------------------------------------------------------
 

@@ -22,13 +22,15 @@ class LinkDown:
 
 @dataclass(frozen=True)
 class SmsIn:
-    """A mobile-originated SMS, to be acknowledged once stored."""
+    """A mobile-originated SMS, to be acknowledged once stored. A long SMS comes
+    whole; `incomplete` when some of its parts never arrived."""
 
     link: str
     seq: int
     sender: str
     recipient: str
     text: str
+    incomplete: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,18 @@ class SmsStatus:
         return bool(self.accepted) or self.rejected
 
 
-Event = Union[LinkUp, LinkDown, SmsIn, SmsStatus]
+@dataclass(frozen=True)
+class SmsReport:
+    """The SMSC's delivery report on an MT sent with `client_ref`: `state` is
+    'delivered', 'failed', 'expired' or 'enroute' (not final)."""
+
+    link: str
+    client_ref: int
+    state: str
+    error_code: int = 0
+
+
+Event = Union[LinkUp, LinkDown, SmsIn, SmsStatus, SmsReport]
 
 
 class RingFull(Exception):
@@ -106,9 +119,11 @@ def normalize(ev: smslink.Event) -> Optional[Event]:
         if text is None:
             # A binary SMS: show what can be shown rather than lose it.
             text = (ev.data or b"").decode("utf-8", errors="replace")
-        return SmsIn(ev.link, ev.seq, ev.sender, ev.recipient, text)
+        return SmsIn(ev.link, ev.seq, ev.sender, ev.recipient, text, ev.incomplete)
     if isinstance(ev, smslink.StatusChanged):
         return SmsStatus(ev.link, ev.seq, ev.client_ref, ev.state, ev.error_code, ev.accepted)
+    if isinstance(ev, smslink.Report):
+        return SmsReport(ev.link, ev.client_ref, ev.state, ev.error_code)
     return None
 
 
@@ -130,7 +145,7 @@ class EndpointAdapter:
         except smslink.NoRoute as e:
             raise SendFailed(f"no SMS link serves {recipient}") from e
         except smslink.InvalidMessage as e:
-            raise SendFailed(f"the message does not fit in an SMS ({e})") from e
+            raise SendFailed(f"the message cannot be sent as SMS ({e})") from e
         except (smslink.SmslinkError, ValueError) as e:
             raise SendFailed(str(e)) from e
         return Receipt(r.link, r.seq)

@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 ERROR_KINDS = (
     # the SMSC refused an SMS for good (its error code went back to the PC user)
     "smsc_rejected",
+    # the SMSC's delivery report says the phone never got a chat (failed, expired)
+    "sms_undelivered",
     # the communication buffer refused an SMS (no link serves the number, too long)
     "send_refused",
     # a chat longer than the SMS parts allowed

@@ -48,7 +48,22 @@ CREATE TABLE IF NOT EXISTS outbox (
     link TEXT,
     seq INTEGER
 );
+-- MT the SMSC accepted, until its delivery report: `ref` is the client_ref the
+-- report names; the chat's sender and stanza id get the receipt or the error.
+CREATE TABLE IF NOT EXISTS awaiting_report (
+    ref INTEGER PRIMARY KEY,
+    sender TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    text TEXT NOT NULL,
+    from_jid TEXT NOT NULL,
+    msg_id TEXT,
+    want_receipt INTEGER NOT NULL DEFAULT 0
+);
 """
+
+#: Chats kept waiting for their delivery report (an SMSC that sends none, or loses
+#: some, must not grow the store without end): the oldest go first.
+MAX_AWAITING_REPORT = 10000
 
 
 @dataclass(frozen=True)
@@ -237,3 +252,38 @@ class Store:
 
     def outbox_count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+    # -- MT accepted by the SMSC, waiting for the delivery report ----------------
+
+    def await_report(self, item: OutboxItem) -> None:
+        """Remember a chat's MT until its report (survives a restart). Only chats
+        (with a `from_jid`) are kept: nobody waits for a command's answer."""
+        if item.from_jid is None:
+            return
+        self.db.execute(
+            "INSERT OR REPLACE INTO awaiting_report "
+            "(ref, sender, phone, text, from_jid, msg_id, want_receipt) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (item.ref, item.sender, item.phone, item.text, item.from_jid, item.msg_id,
+             int(item.want_receipt)),
+        )
+        self.db.execute(
+            "DELETE FROM awaiting_report WHERE ref <= "
+            "(SELECT ref FROM awaiting_report ORDER BY ref DESC LIMIT 1 OFFSET ?)",
+            (MAX_AWAITING_REPORT,),
+        )
+
+    def awaiting_report(self, ref: int) -> Optional[OutboxItem]:
+        r = self.db.execute(
+            "SELECT ref, sender, phone, text, from_jid, msg_id, want_receipt "
+            "FROM awaiting_report WHERE ref = ?",
+            (ref,),
+        ).fetchone()
+        if r is None:
+            return None
+        return OutboxItem(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), None, None)
+
+    def report_done(self, ref: int) -> None:
+        self.db.execute("DELETE FROM awaiting_report WHERE ref = ?", (ref,))
+
+    def awaiting_report_count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM awaiting_report").fetchone()[0])

@@ -96,19 +96,37 @@ def test_sms_status_final_and_rejected() -> None:
     assert not SmsStatus("au", 1, 1, "Confirmed", None, None).final
 
 
-def test_long_chats_split_into_sms_that_fit() -> None:
-    assert c.split_chat("alice", "hi") == ["alice: hi"]
+def test_a_long_chat_is_one_message_refused_only_beyond_255_parts() -> None:
+    assert c.chat_sms("alice", "hi") == "alice: hi"
     words = " ".join(f"word{i}" for i in range(60))  # ~ 400 characters
-    parts = c.split_chat("alice", words)
-    assert parts is not None and len(parts) == 3
-    assert all(c.fits_one_sms(p) for p in parts)
-    assert [p.split(": ", 1)[0] for p in parts] == ["alice (1/3)", "alice (2/3)", "alice (3/3)"]
-    # Cut between words, nothing lost or repeated.
-    assert " ".join(p.split(": ", 1)[1] for p in parts) == words
-    # A character GSM lacks: UCS-2, 70 per SMS.
-    han = "中" * 100
-    parts = c.split_chat("bob", han)
-    assert parts is not None and len(parts) == 2
-    assert "".join(p.split(": ", 1)[1] for p in parts) == han
-    assert all(c.fits_one_sms(p) for p in parts)
-    assert c.split_chat("alice", "x" * 2000) is None
+    assert c.chat_sms("alice", words) == "alice: " + words
+    assert c.sms_parts("alice: " + words) == 3  # 153 GSM characters a part
+    # A character GSM lacks: UCS-2, 67 a part.
+    assert c.sms_parts("中" * 100) == 2
+    assert c.chat_sms("bob", "中" * 100) == "bob: " + "中" * 100
+    assert c.chat_sms("alice", "x" * (255 * 153)) is None
+    assert c.sms_parts("x" * (255 * 153)) == 255
+    assert c.sms_parts("x" * (255 * 153 + 1)) == 256
+
+
+def test_chats_wait_for_their_report_across_a_restart(tmp_path: Path) -> None:
+    db = str(tmp_path / "gw.db")
+    s = Store(db)
+    ref = s.outbox_put("12345", "+61400000001", "alice: hi", "alice@example.org/pc", "m1", True)
+    item = s.outbox_get(ref)
+    assert item is not None
+    s.await_report(item)
+    # A command's answer has no chat behind it: nothing waits for its report.
+    answer = s.outbox_put("12345", "+61400000001", "Usage: ...")
+    answer_item = s.outbox_get(answer)
+    assert answer_item is not None
+    s.await_report(answer_item)
+    s.close()
+    s = Store(db)
+    waiting = s.awaiting_report(ref)
+    assert waiting is not None
+    assert (waiting.from_jid, waiting.msg_id, waiting.want_receipt) == ("alice@example.org/pc", "m1", True)
+    assert s.awaiting_report(answer) is None
+    s.report_done(ref)
+    assert s.awaiting_report_count() == 0
+    s.close()

@@ -98,7 +98,8 @@ def sms_side(
                 tls_peer_fingerprint=im_fp,
             )
         ],
-        smsc=smslink.Smsc(sim.address, "smslink", "secret"),
+        # 14: delivery reports on delivered, failed and buffered messages.
+        smsc=smslink.Smsc(sim.address, "smslink", "secret", status_report_request=14),
         reconnect_min=0.05,
         reconnect_max=0.5,
     )
@@ -266,17 +267,30 @@ def test_full_system(prosody: Prosody, sms_side: SmsSide, tmp_path: Path) -> Non
             "cannot send the SMS: no SMS link serves +15550000000"
         )
 
-        # A chat longer than one SMS goes as numbered parts; the receipt follows the last.
-        long_body = " ".join(f"word{i}" for i in range(40))
+        # A 500-character chat with characters GSM lacks goes as ONE concatenated SMS
+        # (UCS-2, 67 units a part); the SMSC's delivery report becomes alice's receipt.
+        long_body = ("ĉu vi? 10€ 😀 " * 40)[:500]
+        text = "alice: " + long_body
+        parts = smslink.sms_parts(text)
+        assert parts == 9
+        before = len(s.accepted_to(PHONE))
         mid = alice.chat(PHONE_JID, long_body, receipt=True)
         await wait_until(lambda: mid in alice.receipts, 15, "receipt for the long chat")
-        tail = s.accepted_to(PHONE)[-2:]
-        assert [t.split(": ", 1)[0] for t in tail] == ["alice (1/2)", "alice (2/2)"]
-        assert " ".join(t.split(": ", 1)[1] for t in tail) == long_body
+        tail = s.accepted_to(PHONE)[before:]
+        assert len(tail) == parts and "".join(tail) == text
+        await wait_until(lambda: gw.store.awaiting_report_count() == 0, 10, "reports all in")
+
+        # A phone's 3-part SMS arrives as one chat message.
+        long_mo = " ".join(f"part{i}" for i in range(55))
+        assert smslink.sms_parts(long_mo) == 3
+        s.sim.inject_mo(PHONE, GATEWAY_NUMBER, long_mo)
+        await wait_until(
+            lambda: alice.bodies_from(PHONE_JID)[-1:] == [long_mo], 15, "the long SMS in one chat"
+        )
 
         # Nothing lost or doubled on either side; every MO acknowledged and handled.
         assert s.accepted_to(PHONE)[:31] == expected + ["alice: while down"]
-        assert alice.bodies_from(PHONE_JID) == ["hi alice", "lunch?"] + burst
+        assert alice.bodies_from(PHONE_JID) == ["hi alice", "lunch?"] + burst + [long_mo]
         assert s.wan.stats()["cuts"] >= 4, s.wan.stats()
         await wait_until(lambda: gw.store.outbox_count() == 0, 10, "outbox empty")
         assert gw.store.inbox() == []

@@ -110,8 +110,13 @@ def test_chat_to_phone_and_reply(prosody: Prosody, tmp_path: Path) -> None:
         await wait_until(lambda: fake.texts_to(PHONE), what="SMS handed to the buffer")
         assert fake.sent[0][2:5] == ("12345", PHONE, "alice: hello phone")
         fake.finish(fake.sent[0][1])
-        # The SMSC accepted it: alice asked for a receipt and gets it.
+        # The SMSC accepted it; the receipt waits for the phone to have it.
+        await wait_until(lambda: gw.store.awaiting_report_count() == 1, what="awaiting report")
+        assert mid not in alice.receipts
+        fake.report(fake.sent[0][5], "enroute")
+        fake.report(fake.sent[0][5], "delivered")
         await wait_until(lambda: mid in alice.receipts, what="delivery receipt")
+        assert gw.store.awaiting_report_count() == 0
         # The phone answers with plain text: it goes to whoever wrote last.
         seq = fake.mo(PHONE, "hi alice")
         await wait_until(lambda: alice.bodies_from(PHONE_JID) == ["hi alice"], what="reply")
@@ -120,6 +125,75 @@ def test_chat_to_phone_and_reply(prosody: Prosody, tmp_path: Path) -> None:
         assert bob.bodies_from(PHONE_JID) == []
 
     run(prosody, tmp_path, body)
+
+
+def test_long_chat_is_one_sms_and_long_mo_one_chat(prosody: Prosody, tmp_path: Path) -> None:
+    async def body(gw: Gateway, fake: FakeEndpoint, alice: PcUser, bob: PcUser) -> None:
+        fake.up()
+        long_body = " ".join(f"word{i}" for i in range(80))
+        alice.chat(PHONE_JID, long_body)
+        await wait_until(lambda: fake.sent, what="sent")
+        # One message, however long: the buffer server concatenates.
+        assert fake.texts_to(PHONE) == ["alice: " + long_body]
+        # A long MO comes whole; one with a part missing says so.
+        fake.mo(PHONE, "x" * 400)
+        fake.mo(PHONE, "half a story", incomplete=True)
+        await wait_until(lambda: len(alice.bodies_from(PHONE_JID)) == 2, what="both chats")
+        assert alice.bodies_from(PHONE_JID) == ["x" * 400, "half a story [part missing]"]
+
+    run(prosody, tmp_path, body)
+
+
+def test_failed_report_is_an_xmpp_error(prosody: Prosody, tmp_path: Path) -> None:
+    async def body(gw: Gateway, fake: FakeEndpoint, alice: PcUser, bob: PcUser) -> None:
+        fake.up()
+        mid = alice.chat(PHONE_JID, "never arrives", receipt=True)
+        await wait_until(lambda: fake.sent, what="sent")
+        fake.finish(fake.sent[0][1])
+        await wait_until(lambda: gw.store.awaiting_report_count() == 1, what="awaiting report")
+        fake.report(fake.sent[0][5], "expired")
+        await wait_until(lambda: alice.errors, what="error stanza")
+        err = alice.errors[0]
+        assert err["id"] == mid and err["from"].bare == PHONE_JID
+        assert err["error"]["condition"] == "recipient-unavailable"
+        assert "expired" in err["error"]["text"]
+        assert mid not in alice.receipts
+        # A report nobody waits for (a command's answer, a forgotten ref) is ignored.
+        fake.report(9999, "delivered")
+        assert gw.store.awaiting_report_count() == 0
+        # A report that overtakes the SMSC's acceptance still reaches the chat, and
+        # the late status finds nothing left to do.
+        mid2 = alice.chat(PHONE_JID, "quick phone", receipt=True)
+        await wait_until(lambda: len(fake.sent) == 2, what="second sent")
+        fake.report(fake.sent[1][5], "delivered")
+        await wait_until(lambda: mid2 in alice.receipts, what="receipt before the status")
+        assert gw.store.outbox_count() == 0
+        fake.finish(fake.sent[1][1])
+        # Events are handled in order: once this MO is through, so is the status.
+        fake.mo(PHONE, "after")
+        await wait_until(lambda: alice.bodies_from(PHONE_JID) == ["after"], what="MO after")
+        assert gw.store.awaiting_report_count() == 0 and len(alice.errors) == 1
+
+    run(prosody, tmp_path, body)
+
+
+def test_receipt_for_a_chat_of_a_previous_run(prosody: Prosody, tmp_path: Path) -> None:
+    refs: list[int] = []
+
+    def previous_run(store: Store) -> None:
+        ref = store.outbox_put("12345", PHONE, "alice: before", f"{ALICE}/pc", "m1", True)
+        item = store.outbox_get(ref)
+        assert item is not None
+        store.outbox_done(ref)
+        store.await_report(item)
+        refs.append(ref)
+
+    async def body(gw: Gateway, fake: FakeEndpoint, alice: PcUser, bob: PcUser) -> None:
+        fake.report(refs[0], "delivered")
+        await wait_until(lambda: "m1" in alice.receipts, what="receipt after a restart")
+        assert gw.store.awaiting_report_count() == 0
+
+    run(prosody, tmp_path, body, prepare=previous_run)
 
 
 def test_plain_sms_without_peer_gets_help(prosody: Prosody, tmp_path: Path) -> None:

@@ -17,7 +17,17 @@ from typing import Any, AsyncIterator, Callable, Optional
 import slixmpp
 from prometheus_client.parser import text_string_to_metric_families
 
-from smslink_gateway.events import AckLater, Event, LinkDown, LinkUp, Receipt, RingFull, SmsIn, SmsStatus
+from smslink_gateway.events import (
+    AckLater,
+    Event,
+    LinkDown,
+    LinkUp,
+    Receipt,
+    RingFull,
+    SmsIn,
+    SmsReport,
+    SmsStatus,
+)
 
 DOMAIN = "example.test"
 COMPONENT = "sms." + DOMAIN
@@ -297,11 +307,15 @@ class FakeEndpoint:
     def down(self) -> None:
         self.queue.put_nowait(LinkDown(self.link))
 
-    def mo(self, sender: str, text: str, recipient: str = "12345") -> int:
+    def mo(self, sender: str, text: str, recipient: str = "12345", incomplete: bool = False) -> int:
         seq = self.next_mo_seq
         self.next_mo_seq += 1
-        self.queue.put_nowait(SmsIn(self.link, seq, sender, recipient, text))
+        self.queue.put_nowait(SmsIn(self.link, seq, sender, recipient, text, incomplete))
         return seq
+
+    def report(self, client_ref: int, state: str, error_code: int = 0) -> None:
+        """The SMSC's delivery report on the MT sent with `client_ref`."""
+        self.queue.put_nowait(SmsReport(self.link, client_ref, state, error_code))
 
     def finish(self, seq: int, error_code: Optional[int] = None) -> None:
         ref = self.in_ring.pop(seq)

@@ -57,6 +57,7 @@ from ._smslink import (
     TxCursors,
     UnknownLink,
     set_log_level,
+    sms_parts,
 )
 
 from ._logs import route_logs
@@ -97,6 +98,7 @@ __all__ = [
     "UnknownLink",
     "route_logs",
     "set_log_level",
+    "sms_parts",
 ]
 
 

@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Dict, Iterable, List, Literal, Mapping, Option
 
 __all__ = [
     "set_log_level",
+    "sms_parts",
     "_queue_log_records",
     "_take_log_records",
     "BusyError",
@@ -52,6 +53,7 @@ __all__ = [
 ]
 
 def set_log_level(level: str) -> None: ...
+def sms_parts(text: str) -> int: ...
 def _queue_log_records(on: bool) -> None: ...
 def _take_log_records(timeout: float) -> List[Tuple[str, str, str, List[Tuple[str, str]]]]: ...
 
@@ -125,6 +127,7 @@ class Smsc:
         response_timeout: float = 10.0,
         max_retries: int = 2,
         checksum: bool = True,
+        status_report_request: int = 0,
     ) -> "Smsc": ...
     @property
     def addr(self) -> str: ...
@@ -205,6 +208,8 @@ class MessageReceived:
     def text(self) -> Optional[str]: ...
     @property
     def data(self) -> Optional[bytes]: ...
+    @property
+    def incomplete(self) -> bool: ...
 
 @final
 class StatusChanged:
@@ -362,6 +367,7 @@ class Endpoint:
         journal_dir: Union[str, PathLike[str], None] = None,
         journal_sync: str = "always",
         journal_max_disk_bytes: Optional[int] = None,
+        reassembly_timeout: float = 600.0,
     ) -> Any: ...
     def send(
         self,

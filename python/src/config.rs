@@ -241,7 +241,9 @@ impl Link {
     }
 }
 
-/// The SMSC a buffer server logs in to over CIMD2.
+/// The SMSC a buffer server logs in to over CIMD2. `status_report_request`: the
+/// CIMD2 056 value sent with every submit (0: no delivery reports; 14: delivered,
+/// failed and buffered); reports reach the IM side as `Report` events.
 #[pyclass(frozen, module = "smslink")]
 pub struct Smsc {
     #[pyo3(get)]
@@ -255,7 +257,8 @@ pub struct Smsc {
 impl Smsc {
     #[new]
     #[pyo3(signature = (addr, user, password, *, keepalive=60.0, response_timeout=10.0,
-                        max_retries=2, checksum=true))]
+                        max_retries=2, checksum=true, status_report_request=0))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         addr: String,
         user: String,
@@ -264,6 +267,7 @@ impl Smsc {
         response_timeout: f64,
         max_retries: u32,
         checksum: bool,
+        status_report_request: u32,
     ) -> PyResult<Self> {
         let sock = socket_addr("smsc addr", &addr)?;
         let client = ClientConfig {
@@ -273,6 +277,7 @@ impl Smsc {
             response_timeout: seconds("smsc response_timeout", response_timeout, false)?,
             max_retries,
             checksum,
+            status_report_request,
             ..ClientConfig::default()
         };
         Ok(Smsc {

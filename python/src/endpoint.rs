@@ -229,7 +229,8 @@ impl Endpoint {
     #[new]
     #[pyo3(signature = (links, smsc=None, *, event_capacity=8192, reconnect_min=0.1,
                         reconnect_max=5.0, status_events=None, metrics_listen=None,
-                        journal_dir=None, journal_sync="always", journal_max_disk_bytes=None))]
+                        journal_dir=None, journal_sync="always", journal_max_disk_bytes=None,
+                        reassembly_timeout=600.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -243,6 +244,7 @@ impl Endpoint {
         journal_dir: Option<std::path::PathBuf>,
         journal_sync: &str,
         journal_max_disk_bytes: Option<u64>,
+        reassembly_timeout: f64,
     ) -> PyResult<Self> {
         if links.is_empty() {
             return Err(config_error(
@@ -284,6 +286,7 @@ impl Endpoint {
         config.journal = journal_spec(journal_dir, journal_sync, journal_max_disk_bytes)?;
         config.reconnect_min = seconds("reconnect_min", reconnect_min, false)?;
         config.reconnect_max = seconds("reconnect_max", reconnect_max, false)?;
+        config.reassembly_timeout = seconds("reassembly_timeout", reassembly_timeout, false)?;
         if config.reconnect_max < config.reconnect_min {
             return Err(config_error(format!(
                 "reconnect_max ({reconnect_max} s) is below reconnect_min ({reconnect_min} s)"

@@ -24,7 +24,8 @@ pub struct LinkDown {
 }
 
 /// A message arrived from the peer; `ack(link, seq)` once it is safely handed on.
-/// Exactly one of `text` and `data` is set.
+/// Exactly one of `text` and `data` is set. A long SMS arrives whole; `incomplete`
+/// is true when some of its parts never came (what did come is in `text`/`data`).
 #[pyclass(frozen, get_all, module = "smslink")]
 pub struct MessageReceived {
     link: Py<PyString>,
@@ -33,6 +34,7 @@ pub struct MessageReceived {
     recipient: String,
     text: Option<String>,
     data: Option<Py<PyBytes>>,
+    incomplete: bool,
 }
 
 /// A message this side sent moved on: 'sent' (on the wire), 'confirmed' (stored by
@@ -134,12 +136,13 @@ impl MessageReceived {
             None => "None".into(),
         };
         format!(
-            "MessageReceived(link={:?}, seq={}, sender={:?}, recipient={:?}, text={}, data={data})",
+            "MessageReceived(link={:?}, seq={}, sender={:?}, recipient={:?}, text={}, data={data}, incomplete={})",
             self.link.to_string(),
             self.seq,
             self.sender,
             self.recipient,
             repr_opt(&self.text),
+            if self.incomplete { "True" } else { "False" },
         )
     }
 }
@@ -329,6 +332,7 @@ pub fn to_py(py: Python<'_>, ev: NodeEvent, names: &[Py<PyString>]) -> PyResult<
                     recipient: message.to.as_str().to_owned(),
                     text,
                     data,
+                    incomplete: message.part.is_some(),
                 },
             )?
             .into_any()

@@ -28,9 +28,22 @@ fn set_log_level(level: &str) -> PyResult<()> {
     Ok(())
 }
 
+/// How many SMS `text` takes when sent (a concatenated SMS beyond one part). A
+/// count above 255 means `send` refuses the text.
+#[pyfunction]
+fn sms_parts(text: &str) -> usize {
+    match smslink::sms::parts_needed(text) {
+        Ok(parts) => parts,
+        Err(smslink::sms::ConcatError::TooManyParts { parts }) => parts,
+        // A `str` is always UTF-8; no other error can come from text.
+        Err(smslink::sms::ConcatError::NotUtf8) => 0,
+    }
+}
+
 #[pymodule]
 fn _smslink(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_log_level, m)?)?;
+    m.add_function(wrap_pyfunction!(sms_parts, m)?)?;
     errors::register(m)?;
     config::register(m)?;
     events::register(m)?;

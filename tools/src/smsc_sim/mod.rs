@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -322,6 +322,8 @@ pub struct SmscSim {
     stop: Arc<AtomicBool>,
     waker: Arc<mio::Waker>,
     thread: Option<JoinHandle<io::Result<()>>>,
+    /// Reference of the next injected concatenated MO.
+    mo_reference: AtomicU8,
 }
 
 impl SmscSim {
@@ -345,6 +347,7 @@ impl SmscSim {
             stop,
             waker,
             thread: Some(thread),
+            mo_reference: AtomicU8::new(0),
         })
     }
 
@@ -385,8 +388,11 @@ impl SmscSim {
     /// receiver or transceiver bind). Injected messages go out in order, before any
     /// `mo_rate` traffic; one whose deliver fails (no answer, connection lost) is
     /// delivered again later, one the client rejects is not.
+    /// A message longer than one SMS goes out as the parts of a concatenated SMS
+    /// (8-bit reference), as a phone sends it; one over 255 parts is refused.
     pub fn inject_mo(&self, message: &Message) -> io::Result<()> {
-        self.shared.injected.lock().push_back(message.clone());
+        let parts = mo_parts(message, &self.mo_reference)?;
+        self.shared.injected.lock().extend(parts);
         self.waker.wake()
     }
 
@@ -443,9 +449,69 @@ impl SmscSim {
     }
 }
 
+/// The SMS `message` travels in as MO: itself when it fits one, else its parts, each
+/// with its concatenation header.
+fn mo_parts(message: &Message, next_reference: &AtomicU8) -> io::Result<Vec<Message>> {
+    use smslink::message::Part;
+    use smslink::sms::concat::{split_message, Chunk, RefWidth};
+    let split = split_message(message, RefWidth::Eight)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    if !split.is_concatenated() {
+        return Ok(vec![message.clone()]);
+    }
+    let reference = u16::from(next_reference.fetch_add(1, Ordering::Relaxed));
+    let total = split.total() as u8; // at most 255: `split_message` refuses more
+    let mut parts = Vec::with_capacity(split.total());
+    for (chunk, index) in split.chunks.iter().zip(1u8..) {
+        let mut part = message.clone();
+        let payload = match chunk {
+            Chunk::Text(t) => t.as_bytes(),
+            Chunk::Octets(o) => o,
+        };
+        part.set_payload(payload)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        part.part = Some(
+            Part::new(reference, total, index)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
+        );
+        parts.push(part);
+    }
+    Ok(parts)
+}
+
 impl Drop for SmscSim {
     fn drop(&mut self) {
         // Errors here have nowhere to go; `stop` reports them.
         let _ = self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_injected_mo_goes_as_numbered_parts_of_one_reference() {
+        let next = AtomicU8::new(7);
+        let short = Message::text("+4670000001", "12345", "hi").unwrap();
+        assert_eq!(mo_parts(&short, &next).unwrap(), vec![short.clone()]);
+        let text = "0123456789".repeat(40);
+        let long = Message::text("+4670000001", "12345", &text).unwrap();
+        let parts = mo_parts(&long, &next).unwrap();
+        assert_eq!(parts.len(), 3);
+        let joined: Vec<u8> = parts.iter().flat_map(|p| p.payload().to_vec()).collect();
+        assert_eq!(joined, text.as_bytes());
+        for (i, p) in parts.iter().enumerate() {
+            let part = p.part.unwrap();
+            assert_eq!(
+                (part.reference, part.total, part.index),
+                (7, 3, i as u8 + 1)
+            );
+        }
+        // The next long MO takes the next reference.
+        assert_eq!(
+            mo_parts(&long, &next).unwrap()[0].part.unwrap().reference,
+            8
+        );
     }
 }
