@@ -233,10 +233,11 @@ class Gateway(ComponentXMPP):
         """Connect to the XMPP server and start consuming buffer events (call from
         inside the running event loop)."""
         self._stopping = False
-        # MT handed to a previous run's endpoint and never finished: that ring is
-        # gone (the IM-side endpoint keeps no journal), so send them again. A
-        # message that was in flight at the SMSC then may arrive twice; none is lost.
-        again = self.store.outbox_requeue_unfinished()
+        # MT handed to a previous run's endpoint and never finished: those its
+        # journal gave back go out again by themselves; the others (no journal, or
+        # not yet durable when the last run ended) are sent again. Without a journal
+        # a message that was in flight at the SMSC may then arrive twice; none is lost.
+        again = self.store.outbox_requeue_unfinished(frozenset(self.sms.restored()))
         if again:
             log.warning("sending %d SMS again whose status the last run did not see", again)
         self._events_task = asyncio.get_running_loop().create_task(self._consume_events())

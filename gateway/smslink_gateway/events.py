@@ -96,7 +96,9 @@ class Receipt:
 class SmsBuffer(Protocol):
     """What the gateway needs from the communication buffer, in its own terms: `send`
     raises `RingFull`, `SendFailed` or `EndpointClosed`; `ack` raises `AckLater` or
-    `EndpointClosed`; `events()` yields `Event`s until the buffer is closed."""
+    `EndpointClosed`; `events()` yields `Event`s until the buffer is closed;
+    `restored()` names the `client_ref`s of the MT a journal gave back at start
+    (they go out again by themselves: the gateway must not send them twice)."""
 
     def send(self, sender: str, recipient: str, text: str, client_ref: int) -> Receipt: ...
 
@@ -105,6 +107,8 @@ class SmsBuffer(Protocol):
     def ack(self, link: str, seq: int) -> None: ...
 
     def events(self) -> AsyncIterator[Event]: ...
+
+    def restored(self) -> set[int]: ...
 
 
 def normalize(ev: smslink.Event) -> Optional[Event]:
@@ -133,6 +137,12 @@ class EndpointAdapter:
     def __init__(self, endpoint: smslink.Endpoint) -> None:
         self.endpoint = endpoint
         self._async = AsyncEndpoint(endpoint)
+        # A node with a journal reports the MT it restored as durable before its
+        # start returns: they are all queued now.
+        self._early: list[smslink.Event] = []
+        while batch := endpoint.poll_events():
+            self._early.extend(batch)
+        self._restored = {ev.client_ref for ev in self._early if isinstance(ev, smslink.Durable)}
 
     def send(self, sender: str, recipient: str, text: str, client_ref: int) -> Receipt:
         try:
@@ -162,7 +172,15 @@ class EndpointAdapter:
         except smslink.ClosedError as e:
             raise EndpointClosed(str(e)) from e
 
+    def restored(self) -> set[int]:
+        return set(self._restored)
+
     async def events(self) -> AsyncIterator[Event]:
+        early, self._early = self._early, []
+        for ev in early:
+            n = normalize(ev)
+            if n is not None:
+                yield n
         async for ev in self._async.events():
             n = normalize(ev)
             if n is not None:

@@ -241,11 +241,14 @@ class Store:
     def outbox_sent(self, ref: int, link: str, seq: int) -> None:
         self.db.execute("UPDATE outbox SET link = ?, seq = ? WHERE ref = ?", (link, seq, ref))
 
-    def outbox_requeue_unfinished(self) -> int:
+    def outbox_requeue_unfinished(self, keep: frozenset[int] = frozenset()) -> int:
         """Put MT whose final status never came (the previous run ended first) back
-        in the queue; returns how many."""
-        cur = self.db.execute("UPDATE outbox SET link = NULL, seq = NULL WHERE link IS NOT NULL")
-        return cur.rowcount
+        in the queue, except those in `keep` (the endpoint's journal still holds
+        them); returns how many."""
+        cur = self.db.execute("SELECT ref FROM outbox WHERE link IS NOT NULL")
+        again = [int(ref) for (ref,) in cur if int(ref) not in keep]
+        self.db.executemany("UPDATE outbox SET link = NULL, seq = NULL WHERE ref = ?", [(r,) for r in again])
+        return len(again)
 
     def outbox_done(self, ref: int) -> None:
         self.db.execute("DELETE FROM outbox WHERE ref = ?", (ref,))

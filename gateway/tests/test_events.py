@@ -81,6 +81,44 @@ def test_smslink_events_are_matched_by_type(
     assert normalize(LinkUpLookalike()) is None  # type: ignore[arg-type]
 
 
+def test_a_journal_names_the_mt_it_gave_back_and_the_outbox_keeps_them(tmp_path: Path) -> None:
+    """With a journal, a restarted gateway resends only the MT its endpoint lost:
+    those the journal gave back go out again by themselves."""
+
+    def endpoint() -> smslink.Endpoint:
+        # Nobody listens on port 1: what is sent stays in the ring, durable.
+        return smslink.Endpoint(
+            [smslink.Link("au", "link test key, 16+", insecure_plaintext=True, dial="127.0.0.1:1", default=True)],
+            journal_dir=str(tmp_path / "journal"),
+        )
+
+    store = Store(str(tmp_path / "gw.db"))
+    refs = [store.outbox_put("12345", "+61400000001", f"mt {n}") for n in range(3)]
+    ep = endpoint()
+    adapter = EndpointAdapter(ep)
+    assert adapter.restored() == set()
+    for ref in refs[:2]:
+        r = adapter.send("12345", "+61400000001", f"mt {ref}", ref)
+        store.outbox_sent(ref, r.link, r.seq)
+    deadline = time.monotonic() + 10
+    durable: set[int] = set()
+    while durable != set(refs[:2]):
+        assert time.monotonic() < deadline, durable
+        e = ep.next_event(timeout=0.5)
+        if isinstance(e, smslink.Durable):
+            durable.add(e.client_ref)
+    # The third was handed over too, but the process ended before it was durable.
+    store.outbox_sent(refs[2], "au", 3)
+    ep.close(0)
+
+    again = EndpointAdapter(endpoint())
+    assert again.restored() == set(refs[:2])
+    assert store.outbox_requeue_unfinished(frozenset(again.restored())) == 1
+    assert [item.ref for item in store.outbox_queued()] == [refs[2]]
+    again.endpoint.close(0)
+    store.close()
+
+
 def test_a_closed_endpoint_is_not_a_full_ring() -> None:
     ep = smslink.Endpoint([smslink.Link("im", "link test key, 16+", insecure_plaintext=True, listen="127.0.0.1:0", default=True, capacity=1)])
     adapter = EndpointAdapter(ep)

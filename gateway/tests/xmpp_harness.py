@@ -290,6 +290,9 @@ class FakeEndpoint:
     def route(self, recipient: str) -> Optional[str]:
         return self.link
 
+    def restored(self) -> set[int]:
+        return set()
+
     def ack(self, link: str, seq: int) -> None:
         if self.busy_acks > 0:
             self.busy_acks -= 1
