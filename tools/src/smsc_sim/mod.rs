@@ -20,14 +20,15 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
-use smslink::message::Message;
+use smslink::message::{Message, Part};
 use smslink::smpp::CommandStatus;
+use smslink::sms::concat::{split_text, Chunk, RefWidth};
 
 pub use time::cimd2_timestamp;
 
@@ -306,6 +307,35 @@ pub(crate) struct Shared {
     pub accepted: Mutex<Vec<Message>>,
     /// Recipient prefix -> error code: matching submits are rejected with it.
     pub reject_rules: Mutex<Vec<(String, u32)>>,
+    /// The concatenation reference of the next long injected MO.
+    pub mo_reference: AtomicU8,
+}
+
+/// An MO as a handset sends it: one SMS, or, for a text longer than one, its parts
+/// with an 8-bit concatenation header under `reference`. A message that cannot be
+/// split (binary, or over 255 parts) is left whole: delivering it fails as it would.
+pub fn mo_parts(message: &Message, reference: u8) -> Vec<Message> {
+    let Some(text) = message.text_str() else {
+        return vec![message.clone()];
+    };
+    let split = match split_text(text, RefWidth::Eight) {
+        Ok(split) if split.is_concatenated() => split,
+        _ => return vec![message.clone()],
+    };
+    let total = split.total() as u8;
+    let mut parts = Vec::with_capacity(split.chunks.len());
+    for (chunk, index) in split.chunks.iter().zip(1u8..) {
+        let (Chunk::Text(t), Ok(part)) = (chunk, Part::new(reference.into(), total, index)) else {
+            return vec![message.clone()];
+        };
+        let mut m = message.clone();
+        if m.set_payload(t.as_bytes()).is_err() {
+            return vec![message.clone()];
+        }
+        m.part = Some(part);
+        parts.push(m);
+    }
+    parts
 }
 
 impl Shared {
@@ -384,9 +414,15 @@ impl SmscSim {
     /// Queue a mobile-originated message for delivery to a logged-in client (SMPP: a
     /// receiver or transceiver bind). Injected messages go out in order, before any
     /// `mo_rate` traffic; one whose deliver fails (no answer, connection lost) is
-    /// delivered again later, one the client rejects is not.
+    /// delivered again later, one the client rejects is not. A text longer than one
+    /// SMS goes as its parts with a concatenation header, as a handset sends it
+    /// ([`mo_parts`]; a new 8-bit reference per long message).
     pub fn inject_mo(&self, message: &Message) -> io::Result<()> {
-        self.shared.injected.lock().push_back(message.clone());
+        let reference = self.shared.mo_reference.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .injected
+            .lock()
+            .extend(mo_parts(message, reference));
         self.waker.wake()
     }
 
@@ -447,5 +483,31 @@ impl Drop for SmscSim {
     fn drop(&mut self) {
         // Errors here have nowhere to go; `stop` reports them.
         let _ = self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_mo_goes_as_parts_and_a_short_one_whole() {
+        let short = Message::text("4670000001", "12345", "hi").unwrap();
+        assert_eq!(mo_parts(&short, 7), vec![short.clone()]);
+        let text: String = (0..400)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let long = Message::text("4670000001", "12345", &text).unwrap();
+        let parts = mo_parts(&long, 7);
+        assert_eq!(parts.len(), 3, "400 septets: 153 + 153 + 94");
+        let mut joined = String::new();
+        for (p, index) in parts.iter().zip(1u8..) {
+            assert_eq!(p.part, Some(Part::new(7, 3, index).unwrap()));
+            assert_eq!((p.from, p.to), (long.from, long.to));
+            joined.push_str(p.text_str().unwrap());
+        }
+        assert_eq!(joined, text);
+        let binary = Message::binary("4670000001", "12345", &[0; 300]).unwrap();
+        assert_eq!(mo_parts(&binary, 1).len(), 1, "binary is left whole");
     }
 }
