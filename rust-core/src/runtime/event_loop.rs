@@ -73,8 +73,13 @@ pub(super) fn spawn(
         // Records name the link by its position; the journal's Identity records
         // map them to names, so a reordered configuration is fine.
         let number = id as u32;
+        // A buffer server's report map rides on its link's journal.
+        let mut report_groups = Default::default();
         let endpoint = match (&journal, restored[id].take()) {
-            (Some(_), Some(state)) => Endpoint::restore(spec.config.clone(), number, state, now),
+            (Some(_), Some(mut state)) => {
+                report_groups = std::mem::take(&mut state.reports);
+                Endpoint::restore(spec.config.clone(), number, state, now)
+            }
             (Some(_), None) => Endpoint::with_journal(spec.config.clone(), number, now),
             (None, _) => Endpoint::new(spec.config.clone(), now),
         }
@@ -133,7 +138,11 @@ pub(super) fn spawn(
                 smsc.addr,
                 smsc.max_output,
                 Token(base + 2),
-                Bridge::new(smsc.protocol.client(), smsc.bridge.clone()),
+                {
+                    let mut bridge = Bridge::new(smsc.protocol.client(), smsc.bridge.clone());
+                    bridge.restore_reports(std::mem::take(&mut report_groups), now);
+                    bridge
+                },
                 Backoff::new(
                     config.reconnect_min,
                     config.reconnect_max,
