@@ -225,6 +225,7 @@ pub(super) fn spawn(
         metrics,
         journal: journal.take(),
         journal_problem: None,
+        report_groups_not_kept: false,
         durable: Vec::new(),
         commit_again: false,
         reassembler: Reassembler::new(config.reassembly_timeout),
@@ -256,6 +257,8 @@ struct EventLoop {
     journal: Option<Persistence<FsStorage>>,
     /// What last went wrong with the journal, logged once until it clears.
     journal_problem: Option<String>,
+    /// Report groups went unjournaled for lack of room (logged once).
+    report_groups_not_kept: bool,
     /// Tx seqs that became durable in this turn's commit, per link.
     durable: Vec<(LinkId, std::ops::Range<u64>)>,
     /// Records were made after this turn's commit (a report or a repeated part the
@@ -440,6 +443,14 @@ impl EventLoop {
         let result = journal.commit(&mut endpoints, now, |link, seqs| {
             durable.push((link, seqs));
         });
+        if matches!(&result, Ok(r) if r.reports_not_kept > 0) && !self.report_groups_not_kept {
+            self.report_groups_not_kept = true;
+            crate::slog!(
+                Level::Warn,
+                "event=report_groups_not_journaled dir=\"{}\" detail=\"the report map's share of the journal is used up: reports of newer MT are matched from memory only until older ones finish\"",
+                journal.journal().storage().dir().display()
+            );
+        }
         let problem = match result {
             Ok(report) => report.blocked,
             Err(e) => Some(e.to_string()),

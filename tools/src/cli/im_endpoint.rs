@@ -532,6 +532,30 @@ mod tests {
     }
 
     #[test]
+    fn the_reassembly_timeout_comes_from_its_flag() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let base = [
+            "x",
+            "--psk=a key of 16+ bytes",
+            "--listen=127.0.0.1:0",
+            "--insecure-plaintext",
+        ];
+        let cli = Cli::parse_from(base);
+        let default = NodeConfig::new(Vec::new()).reassembly_timeout;
+        assert_eq!(config(&cli.args).unwrap().reassembly_timeout, default);
+        let cli = Cli::parse_from(base.iter().chain(&["--reassembly-timeout-ms=2500"]));
+        assert_eq!(
+            config(&cli.args).unwrap().reassembly_timeout,
+            Duration::from_millis(2500)
+        );
+    }
+
+    #[test]
     fn the_help_gives_the_line_limit() {
         assert!(OUTPUT_HELP.contains(&format!("at most {} KiB", MAX_LINE_BYTES / 1024)));
     }
