@@ -218,7 +218,7 @@ const SMSC_FAMILIES: &[(&str, &str, &str, SmscGetter)] = &[
     (
         "smslink_smsc_mo_unattributable_total",
         "counter",
-        "MO with no usable phone number, refused toward the SMSC (or handed on as they came with unattributable_mo = pass-on).",
+        "MO refused toward the SMSC because an address has no usable form (with unattributable_mo = pass-on, only one that is empty or no valid address at all).",
         |s| s.mo_unattributable,
     ),
     (
