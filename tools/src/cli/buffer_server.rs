@@ -78,6 +78,15 @@ pub struct Args {
     /// [smsc] country_code: country calling code of the SMSC's national numbers (e.g. 46): an MO from 0700000001 becomes +46700000001. Default none (national numbers kept as they come).
     #[arg(long, value_name = "DIGITS")]
     pub smsc_country_code: Option<String>,
+    /// [smsc] national_prefix: how the SMSC's national numbers start (trunk prefix). Default "0".
+    #[arg(long, value_name = "DIGITS")]
+    pub smsc_national_prefix: Option<String>,
+    /// [smsc] international_prefix: how the SMSC's international numbers may start instead of "+". Default "00".
+    #[arg(long, value_name = "DIGITS")]
+    pub smsc_international_prefix: Option<String>,
+    /// [smsc] short_code_max_digits: digit strings up to this long are short codes, kept as they come. Default 6.
+    #[arg(long, value_name = "N")]
+    pub smsc_short_code_max_digits: Option<usize>,
     /// [smsc] international_form: how an MT's international number goes to the SMSC, plus (+46700000001) or bare (46700000001). Default plus.
     #[arg(long, value_name = "FORM")]
     pub smsc_international_form: Option<String>,
@@ -214,6 +223,9 @@ pub struct FileSmsc {
     pub numeric_npi: Option<u8>,
     pub max_output_bytes: Option<usize>,
     pub country_code: Option<String>,
+    pub national_prefix: Option<String>,
+    pub international_prefix: Option<String>,
+    pub short_code_max_digits: Option<usize>,
     pub international_form: Option<String>,
     pub unattributable_mo: Option<String>,
     pub long_messages: Option<String>,
@@ -293,6 +305,34 @@ impl Args {
                 ));
             }
             numbers.country_code = Some(digits.to_owned());
+        }
+        let prefixes = [
+            (
+                "national_prefix",
+                &self.smsc_national_prefix,
+                &file.national_prefix,
+                &mut numbers.national_prefix,
+            ),
+            (
+                "international_prefix",
+                &self.smsc_international_prefix,
+                &file.international_prefix,
+                &mut numbers.international_prefix,
+            ),
+        ];
+        for (key, flag, in_file, value) in prefixes {
+            if let Some(p) = flag.as_ref().or(in_file.as_ref()) {
+                if p.is_empty() || p.len() > 4 || !p.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(format!("[smsc] {key} {p:?}: give 1 to 4 digits"));
+                }
+                *value = p.clone();
+            }
+        }
+        if let Some(n) = self
+            .smsc_short_code_max_digits
+            .or(file.short_code_max_digits)
+        {
+            numbers.short_code_max_digits = n;
         }
         let form = self
             .smsc_international_form
@@ -918,6 +958,20 @@ mod tests {
         assert_eq!(c.numbers.unattributable_mo, Unattributable::Refuse);
         assert_eq!(c.long_messages, LongMessages::Whole);
         assert_eq!(c.registered_delivery, registered_delivery::RECEIPT_ALWAYS);
+        let c = smpp(&[
+            "--smsc-national-prefix=8",
+            "--smsc-international-prefix=810",
+            "--smsc-short-code-max-digits=4",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                c.numbers.national_prefix.as_str(),
+                c.numbers.international_prefix.as_str(),
+                c.numbers.short_code_max_digits
+            ),
+            ("8", "810", 4)
+        );
         let c = smpp(&["--smsc-long-messages=udh16"]).unwrap();
         assert_eq!(c.long_messages, LongMessages::Udh(RefWidth::Sixteen));
         for bad in [
@@ -926,6 +980,8 @@ mod tests {
             "--smsc-international-form=00",
             "--smsc-unattributable-mo=drop",
             "--smsc-long-messages=udh",
+            "--smsc-national-prefix=+",
+            "--smsc-international-prefix=",
         ] {
             let err = smpp(&[bad]).unwrap_err();
             let key = bad.trim_start_matches("--smsc-").split('=').next().unwrap();
