@@ -36,6 +36,7 @@ METRICS = {
     "smslink_smsc_mo_backpressured_total",
     "smslink_smsc_mo_deferred_total",
     "smslink_smsc_status_reports_total",
+    "smslink_smsc_reports_unknown_total",
     "smslink_smsc_violations_total",
     "smslink_gateway_xmpp_connected",
     "smslink_gateway_users_online",

@@ -159,15 +159,21 @@ pub trait SmscClient: Send {
         None
     }
 
-    /// How a message longer than one SMS is sent: as a concatenated SMS whose parts
-    /// carry a user data header (CIMD2; SMPP by default), as parts with SMPP's sar_*
-    /// TLVs, or whole (SMPP's message_payload).
     /// The SMSC's message id is unique only together with the recipient (CIMD2's
     /// service centre timestamp): reports are then matched on both.
     fn report_id_needs_recipient(&self) -> bool {
         false
     }
 
+    /// Submits ask the SMSC for status reports (CIMD2 056, SMPP registered_delivery):
+    /// only then does the bridge keep each accepted MT's ids to match them.
+    fn requests_reports(&self) -> bool {
+        false
+    }
+
+    /// How a message longer than one SMS is sent: as a concatenated SMS whose parts
+    /// carry a user data header (CIMD2; SMPP by default), as parts with SMPP's sar_*
+    /// TLVs, or whole (SMPP's message_payload).
     fn long_messages(&self) -> LongMessages {
         LongMessages::Udh(crate::sms::concat::RefWidth::Eight)
     }

@@ -525,6 +525,9 @@ impl Sim {
             keepalive: ms(2000),
             response_timeout: CLIENT_TIMEOUT,
             max_retries: CLIENT_RETRIES,
+            // The SMSC model sends reports for some MT: ask for them, as an
+            // operator would, so that they are matched and reach the IM side.
+            status_report_request: 14,
             ..ClientConfig::default()
         });
         let bridge = Bridge::new(

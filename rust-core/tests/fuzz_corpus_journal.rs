@@ -7,9 +7,10 @@
 
 use smslink::fuzzing::check_journal_segment as check_segment;
 use smslink::journal::record::encode_entry;
+use smslink::journal::record::ReportGroup;
 use smslink::journal::segment::SegmentHeader;
 use smslink::journal::{Direction, LinkIdentity, Record};
-use smslink::message::Message;
+use smslink::message::{Address, Message};
 use smslink::ring::{Cursors, Outcome, RxCursors};
 use std::path::PathBuf;
 
@@ -56,9 +57,38 @@ fn record(i: u64) -> Record {
     }
 }
 
+/// A buffer server's report groups (segment format 2): updates, then one finished.
+fn report_record(i: u64) -> Record {
+    match i % 3 {
+        0 => Record::ReportDone { link: 0, group: i },
+        _ => Record::ReportGroup {
+            link: 0,
+            group: i,
+            state: Box::new(ReportGroup {
+                client_ref: 1000 + i,
+                phone: Address::new("+61400000001").expect("valid"),
+                sender: Address::new("12345").expect("valid"),
+                parts: 3,
+                finished: (i % 2) as u8,
+                delivered: (i % 2) as u8,
+                told_enroute: i % 2 == 1,
+                told_final: false,
+                keys: vec![
+                    format!("0a{i:02x}|61400000001"),
+                    format!("0b{i:02x}|61400000001"),
+                ],
+            }),
+        },
+    }
+}
+
 /// A segment of records `first..first + n` committed three at a time, padded with
 /// zeros to `size`.
 fn segment(first: u64, n: u64, salt: u64, size: usize) -> Vec<u8> {
+    segment_of(record, first, n, salt, size)
+}
+
+fn segment_of(record: fn(u64) -> Record, first: u64, n: u64, salt: u64, size: usize) -> Vec<u8> {
     let mut s = SegmentHeader {
         first_lsn: first,
         salt,
@@ -98,6 +128,11 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut huge = segment(1, 2, SALT, 256);
     let at = 256 - huge.iter().rev().position(|&b| b != 0).unwrap_or(0);
     huge[at..at + 5].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 1]);
+    // A segment as the first format wrote it (version 1 in its header).
+    let mut version_1 = one.clone();
+    version_1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let crc = crc32c::crc32c(&version_1[..28]);
+    version_1[28..32].copy_from_slice(&crc.to_le_bytes());
     // Records written under another salt than the header's.
     let mut other_salt = segment(1, 12, SALT ^ 1, 1024);
     other_salt[..32].copy_from_slice(&one[..32]);
@@ -114,6 +149,11 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("seed_bad_header", with(0, &[bad_header])),
         ("seed_huge_length", with(0, &[huge])),
         ("seed_other_salt", with(0, &[other_salt])),
+        ("seed_version_1", with(0, &[version_1])),
+        (
+            "seed_report_groups",
+            with(0, &[segment_of(report_record, 1, 9, SALT, 1024)]),
+        ),
         (
             "seed_two_segments",
             with(2, &[segment(1, 6, SALT, 768), segment(7, 6, SALT + 1, 768)]),
@@ -176,4 +216,6 @@ fn seeds_reach_the_cases_they_are_named_for() {
     assert_eq!(check_segment(&all["seed_middle_damage_repair"]), 1);
     assert_eq!(check_segment(&all["seed_other_salt"]), 0);
     assert_eq!(check_segment(&all["seed_huge_length"]), 2);
+    assert_eq!(check_segment(&all["seed_version_1"]), 12);
+    assert_eq!(check_segment(&all["seed_report_groups"]), 9);
 }

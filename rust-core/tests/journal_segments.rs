@@ -4,7 +4,7 @@
 mod journal_util;
 
 use journal_util::{accepted, message, replay, small_config};
-use smslink::journal::record::Lsn;
+use smslink::journal::record::{Lsn, ReportGroup};
 use smslink::journal::{
     Direction, Journal, JournalConfig, JournalError, LinkIdentity, Record, SimStorage, Storage,
     SyncPolicy,
@@ -131,6 +131,73 @@ fn state_records_are_copied_to_the_head_of_each_new_segment() {
         .map(|r| r.unwrap().1)
         .collect();
     assert_eq!(head, vec![identity, checkpoint(2)]);
+}
+
+fn report_group(group: u64, delivered: u8) -> Record {
+    Record::ReportGroup {
+        link: 0,
+        group,
+        state: Box::new(ReportGroup {
+            client_ref: 100 + group,
+            phone: smslink::message::Address::new("+4670000001").unwrap(),
+            sender: smslink::message::Address::new("1000").unwrap(),
+            parts: 2,
+            finished: delivered,
+            delivered,
+            told_enroute: false,
+            told_final: false,
+            keys: vec![format!("id-{group}")],
+        }),
+    }
+}
+
+#[test]
+fn report_groups_are_copied_to_each_head_until_done_and_take_a_quarter_at_most() {
+    let (mut j, _) = Journal::open(SimStorage::new(), small_config()).unwrap();
+    j.append(&report_group(1, 0)).unwrap();
+    j.append(&report_group(2, 0)).unwrap();
+    j.append(&report_group(1, 1)).unwrap();
+    j.append(&Record::ReportDone { link: 0, group: 2 }).unwrap();
+    let mut rng = fastrand::Rng::with_seed(5);
+    let mut seq = 0;
+    while j.segment_count() < 3 {
+        seq += 1;
+        j.append(&msg(&mut rng, seq)).unwrap();
+    }
+    j.commit(Instant::now()).unwrap();
+    let names = segment_names(j.storage());
+    let first_of_third: Lsn = names[2][..20].parse().unwrap();
+    let head: Vec<Record> = j
+        .records(first_of_third)
+        .take(2)
+        .map(|r| r.unwrap().1)
+        .collect();
+    assert_eq!(head[0], report_group(1, 1), "the latest state of group 1");
+    assert!(!matches!(head[1], Record::ReportGroup { .. }), "2 is done");
+
+    // A quarter of the 4096-byte segment: about 20 groups of these.
+    let mut group = 10;
+    let refused = loop {
+        group += 1;
+        match j.append(&report_group(group, 0)) {
+            Ok(_) => assert!(group < 100, "never refused"),
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(refused, JournalError::ReportStateFull { max: 1024, .. }),
+        "{refused}"
+    );
+    // A finished group makes room again; an update of a kept one always fits.
+    j.append(&report_group(group - 1, 1)).unwrap();
+    j.append(&Record::ReportDone { link: 0, group: 11 })
+        .unwrap();
+    j.append(&report_group(group, 0)).unwrap();
+    while j.segment_count() < 5 {
+        seq += 1;
+        j.append(&msg(&mut rng, seq)).unwrap();
+    }
+    j.commit(Instant::now()).unwrap();
 }
 
 #[test]

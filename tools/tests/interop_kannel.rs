@@ -687,6 +687,58 @@ fn bearerbox_sends_a_long_mt_as_parts_our_simulator_reads() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A long MO: the simulator sends it as a handset does, as parts with a
+/// concatenation header (CIMD2: in 032; SMPP: in short_message with UDHI); bearerbox
+/// puts them back together and smsbox hands the application one message with the
+/// whole text.
+#[test]
+fn a_long_mo_from_our_simulator_reaches_smsbox_as_one_message() {
+    if !have(&[BEARERBOX, SMSBOX]) {
+        return;
+    }
+    for protocol in [Protocol::Cimd2, Protocol::Smpp] {
+        let setup = KannelSetup {
+            transceiver: true,
+            log_level: LOG_DEBUG,
+            record: false,
+            service_extra: "",
+        };
+        let sim = SimConfig {
+            mo_count: 0,
+            ..SimConfig::for_protocol(protocol)
+        };
+        let k = KannelSmpp::start(&format!("long-mo-{protocol:?}"), &setup, sim);
+        // sendsms answered: smsbox is connected, so bearerbox can pass MO on.
+        sendsms(k.sendsms_port, &mt_query("hello", ""));
+        let text: String = (0..35).map(|i| format!("long mo {i:02}. ")).collect();
+        assert_eq!(
+            smslink::sms::parts_needed(&text),
+            Ok(3),
+            "{} chars",
+            text.len()
+        );
+        k.sim
+            .inject_mo(&Message::text("4670000001", "12345", &text).expect("mo"))
+            .expect("inject");
+        let mo = k.app.collect("/mo", WAIT, |got| !got.is_empty());
+        let (c, ok) = k.sim.wait_for(WAIT, |c| c.mo_acked == 3);
+        let logs = k.dir.display();
+        assert!(
+            ok,
+            "{protocol:?}: 3 parts acknowledged: {c:?}; logs in {logs}"
+        );
+        assert_eq!(c.mo_sent, 3, "{protocol:?}: sent as 3 parts");
+        assert_eq!(mo.len(), 1, "{protocol:?}: logs in {logs}");
+        assert_eq!(
+            mo[0]["text"], text,
+            "{protocol:?}: one message, the whole text"
+        );
+        assert_eq!(mo[0]["from"], "4670000001");
+        let _ = k.sim.stop();
+        let _ = std::fs::remove_dir_all(&k.dir);
+    }
+}
+
 // ---- Kannel's SMPP client against our simulator in SMPP mode ----
 
 /// The application behind smsbox: a one-thread HTTP server that hands over the target
@@ -876,8 +928,8 @@ struct KannelSetup {
     service_extra: &'static str,
 }
 
-/// The simulator (in SMPP mode), bearerbox bound to it, smsbox, and the application
-/// behind smsbox. Dropping it stops them all.
+/// The simulator (in SMPP mode, or CIMD2 when its config says so), bearerbox bound
+/// to it, smsbox, and the application behind smsbox. Dropping it stops them all.
 struct KannelSmpp {
     dir: PathBuf,
     sim: SmscSim,
@@ -895,6 +947,7 @@ impl KannelSmpp {
             std::env::temp_dir().join(format!("smslink-kannel-smpp-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
+        let protocol = sim.protocol;
         let sim = SmscSim::start(SimConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             user: "alice".into(),
@@ -914,14 +967,15 @@ impl KannelSmpp {
             "get-url = \"http://127.0.0.1:{}/mo?from=%p&to=%P&text=%b\"\n{}",
             app.port, setup.service_extra
         );
-        let conf = write_kannel_conf(
-            &dir,
-            &ports,
-            setup.log_level,
-            &smpp_smsc_groups(sim.local_addr(), setup.transceiver),
-            &service,
-        );
-        let binds = if setup.transceiver { 1 } else { 2 };
+        // The simulator's protocol says which of Kannel's clients binds to it.
+        let (smsc, binds) = match protocol {
+            Protocol::Cimd2 => (cimd2_smsc_group(sim.local_addr()), 1),
+            Protocol::Smpp => (
+                smpp_smsc_groups(sim.local_addr(), setup.transceiver),
+                if setup.transceiver { 1 } else { 2 },
+            ),
+        };
+        let conf = write_kannel_conf(&dir, &ports, setup.log_level, &smsc, &service);
         let bearerbox = Guard::spawn(
             Command::new(BEARERBOX)
                 .arg(&conf)

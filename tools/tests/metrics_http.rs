@@ -280,6 +280,16 @@ fn metrics_and_status_follow_traffic_through_a_buffer_server() {
     assert_eq!(link["smsc"]["protocol"], "cimd2");
     assert_eq!(link["smsc"]["logged_in"], true);
     assert_eq!(link["smsc"]["mt_accepted"], N);
+    // No reports asked for here, so none awaited: the counters are there, and zero.
+    for counter in [
+        "mo_unattributable",
+        "reports_forwarded",
+        "reports_unknown",
+        "reports_awaited",
+        "resubmitted_after_restart",
+    ] {
+        assert_eq!(link["smsc"][counter], 0, "{counter}");
+    }
     let _ = sim.stop();
     // The SMSC is gone: the buffer server is no longer healthy.
     scrape_until(bs_metrics, "/healthz", |code, _| code == 503);

@@ -409,6 +409,69 @@ fn buffer_server_path(tag: &str, journal: bool) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The SMSC reports on an MT only after the buffer server that submitted it has
+/// been restarted: the restarted one, on the same journal, still knows which MT the
+/// SMSC's message id names and gives the IM side its report.
+#[test]
+fn a_report_after_a_restart_of_a_journaled_buffer_server_is_matched() {
+    let dir = std::env::temp_dir().join(format!("smslink-rt-report-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // Long enough for the buffer server to stop and start again in between.
+    let report_delay = Duration::from_secs(3);
+    let sim = SmscSim::start(SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        mo_count: 0,
+        report_delay,
+        log: false,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let im = im_node();
+    let bs_config = || {
+        let mut cfg = bs_config(im.local_addr(0).unwrap());
+        cfg.journal = Some(JournalSpec::new(dir.join("bs-journal")));
+        cfg.links[0].smsc = Some(SmscSpec::cimd2(
+            sim.local_addr(),
+            ClientConfig {
+                user: "smslink".into(),
+                password: "secret".into(),
+                status_report_request: 14,
+                ..ClientConfig::default()
+            },
+        ));
+        cfg
+    };
+    let bs = Node::start(bs_config()).unwrap();
+    let accepted_at = Instant::now();
+    send_all(&im, "mt", 1, accepted_at + Duration::from_secs(10));
+    let mut seen = [Seen::default(), Seen::default()];
+    pump([&im, &bs], &mut seen, Duration::from_secs(10), |s| {
+        s[0].processed.len() == 1
+    });
+    let before = published(|| bs.smsc_stats(), |s| s.mt_accepted == 1);
+    assert_eq!(before.reports_awaited, 1);
+    let _ = bs.shutdown(Duration::from_secs(1));
+    assert!(
+        accepted_at.elapsed() < report_delay,
+        "the restart took longer than the report's delay: the test proves nothing"
+    );
+    let bs = Node::start(bs_config()).unwrap();
+    pump([&im, &bs], &mut seen, Duration::from_secs(20), |s| {
+        !s[0].reports.is_empty()
+    });
+    assert_eq!(
+        seen[0].reports,
+        vec![(0, smslink::message::ReportState::Delivered, 1)]
+    );
+    let after = published(|| bs.smsc_stats(), |s| s.reports_forwarded == 1);
+    assert_eq!((after.reports_forwarded, after.reports_unknown), (1, 0));
+    assert_eq!(after.reports_awaited, 0);
+    let _ = sim.stop();
+    drop((bs, im));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A node's published snapshot once `done` holds, or the last one after a deadline
 /// (snapshots are published at the end of the loop's turn, events during it).
 fn published<T>(read: impl Fn() -> Option<T>, done: impl Fn(&T) -> bool) -> T {

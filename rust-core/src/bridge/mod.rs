@@ -301,6 +301,21 @@ impl Bridge {
         if self.shutting_down && self.mt.is_empty() && self.smsc.is_open() {
             self.smsc.logout(now);
         }
+        // The report map follows the link's records into the journal: a group is
+        // durable with (or before) the Processed record of its MT.
+        self.reports
+            .take_changes(|group, state| link.journal_report_group(group, state));
+    }
+
+    /// Take back the report groups of a journaled link (`LinkState::reports`), so
+    /// that reports for MT accepted before a restart are matched; call once at
+    /// start, before the first `poll`.
+    pub fn restore_reports(
+        &mut self,
+        groups: std::collections::BTreeMap<u64, crate::journal::record::ReportGroup>,
+        now: Instant,
+    ) {
+        self.reports.restore(groups, now);
     }
 
     // ---- outputs ----
@@ -477,6 +492,8 @@ impl Bridge {
         let mt = &mut self.mt[i];
         mt.parts[p].accepted = true;
         mt.parts[p].submitted = false;
+        // No group without reports asked for: none would ever close it.
+        let smsc_id = smsc_id.filter(|_| self.smsc.requests_reports());
         if let Some(smsc_id) = smsc_id {
             let parts = mt.parts.len().min(255) as u8;
             let group = *mt

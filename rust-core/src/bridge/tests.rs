@@ -6,6 +6,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::journal::{JournalConfig, SimStorage};
+use crate::link::persist::Persistence;
 use crate::link::{Event, LinkConfig};
 use crate::ring::SlotState;
 use crate::smsc::{ConnIndex, MoAnswer, MoToken, Permanence, SmscEvent, SubmitError, SubmitId};
@@ -33,6 +35,9 @@ impl SmscClient for Fake {
     }
     fn mo_hold_limit(&self) -> Option<Duration> {
         self.0.lock().hold_limit
+    }
+    fn requests_reports(&self) -> bool {
+        true
     }
     fn connected(&mut self, _conn: ConnIndex, _now: Instant) {
         self.0.lock().open = true;
@@ -115,6 +120,10 @@ struct World {
     bridge: Bridge,
     smsc: Fake,
     im_events: Vec<Event>,
+    /// The buffer server's journal, committed at every step of `pump` when there.
+    journal: Option<Persistence<SimStorage>>,
+    /// Journal segments released so far.
+    released: usize,
 }
 
 impl World {
@@ -139,6 +148,8 @@ impl World {
             bridge: Bridge::new(Box::new(smsc.clone()), config_bridge),
             smsc,
             im_events: Vec::new(),
+            journal: None,
+            released: 0,
         };
         w.bs.connected(now, crate::link::Side::Dialer);
         w.im.connected(now, crate::link::Side::Listener);
@@ -152,6 +163,10 @@ impl World {
         let mut buf = Vec::new();
         for _ in 0..50 {
             self.bridge.poll(&mut self.bs, self.now);
+            if let Some(journal) = &mut self.journal {
+                let done = journal.commit(&mut [&mut self.bs], self.now, |_, _| {});
+                self.released += done.expect("commit").released;
+            }
             let mut moved = false;
             buf.clear();
             while self.bs.poll_transmit(self.now, &mut buf) > 0 {}
@@ -596,4 +611,122 @@ fn status_reports_of_all_parts_reach_the_im_side_as_one_report_with_the_client_r
         ),
         (3, 1, 1, 0)
     );
+}
+
+/// What the IM application receives as reports: (client_ref, state, parts).
+fn im_reports(w: &mut World) -> Vec<(u64, crate::message::ReportState, u8)> {
+    let mut out = Vec::new();
+    while let Some((seq, m)) = w.im.next_received() {
+        if let Some(r) = m.as_report() {
+            out.push((m.client_ref, r.state, r.parts));
+        }
+        w.im.mark_processed(seq, Outcome::Accepted).unwrap();
+    }
+    w.pump();
+    out
+}
+
+fn delivered(id: &str) -> SmscEvent {
+    SmscEvent::StatusReport {
+        token: MoToken(9),
+        report: crate::smsc::StatusReport {
+            smsc_id: id.into(),
+            recipient: "4670".into(),
+            delivered: true,
+            ..Default::default()
+        },
+    }
+}
+
+#[test]
+fn on_a_journaled_link_a_report_after_a_restart_is_matched_to_its_mt() {
+    use crate::message::ReportState::Delivered;
+    let journal_config = || JournalConfig {
+        segment_size: 4096,
+        max_disk_bytes: 1 << 20,
+        ..JournalConfig::default()
+    };
+    let mut w = World::new(4, 8);
+    let (journal, states, _) =
+        Persistence::open(SimStorage::new(), journal_config(), &[("bs", 8)]).unwrap();
+    assert!(states[0].is_none());
+    w.journal = Some(journal);
+    w.bs = Endpoint::with_journal(w.bs.config().clone(), 0, w.now).unwrap();
+    w.bs.connected(w.now, crate::link::Side::Dialer);
+    w.im.connected(w.now, crate::link::Side::Listener);
+    w.pump();
+    let accept = |w: &mut World, seq: u64, parts: u8, ids: &[&str]| {
+        for (index, smsc_id) in (1..=parts).zip(ids) {
+            let id = if parts == 1 {
+                seq
+            } else {
+                crate::smsc::part_submit_id(seq, index)
+            };
+            w.smsc.answer_submit(SmscEvent::Accepted {
+                id,
+                smsc_id: Some((*smsc_id).into()),
+            });
+        }
+        w.pump();
+    };
+    // A 2-part MT: part 1 is reported delivered before the restart, part 2 after.
+    let mut long = Message::text("1000", "+4670", &"z".repeat(200)).unwrap();
+    long.client_ref = 77;
+    let seq = w.im.send(&long).unwrap();
+    w.pump();
+    accept(&mut w, seq, 2, &["id-1", "id-2"]);
+    w.smsc.0.lock().events.push_back(delivered("id-1"));
+    w.pump();
+    assert!(im_reports(&mut w).is_empty(), "one part of two");
+    // More MT, each reported at once, until the journal has released segments: the
+    // long MT's group lives on in the copies at the head of each new segment.
+    let mut n = 0;
+    while w.released < 2 {
+        n += 1;
+        assert!(n < 500, "no segment released");
+        let mut m = Message::text("1000", "+4670", "short").unwrap();
+        m.client_ref = 1000 + n;
+        let seq = w.im.send(&m).unwrap();
+        w.pump();
+        let smsc_id = format!("f-{n}");
+        accept(&mut w, seq, 1, &[smsc_id.as_str()]);
+        w.smsc.0.lock().events.push_back(delivered(&smsc_id));
+        w.pump();
+        assert_eq!(im_reports(&mut w), vec![(1000 + n, Delivered, 1)]);
+    }
+
+    // The buffer server stops; a new process opens the same journal.
+    let storage = w.journal.take().unwrap().into_storage();
+    let (journal, mut states, _) =
+        Persistence::open(storage, journal_config(), &[("bs", 8)]).unwrap();
+    let mut state = states[0].take().expect("the link is in the journal");
+    let groups = std::mem::take(&mut state.reports);
+    let kept: Vec<(u64, u8, u8, Vec<String>)> = groups
+        .values()
+        .map(|g| (g.client_ref, g.parts, g.delivered, g.keys.clone()))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![(77, 2, 1, vec!["id-2".to_owned()])],
+        "only the unfinished MT, awaiting its second part"
+    );
+    w.bs = Endpoint::restore(w.bs.config().clone(), 0, state, w.now).unwrap();
+    w.journal = Some(journal);
+    w.bridge = Bridge::new(Box::new(w.smsc.clone()), BridgeConfig::default());
+    w.bridge.restore_reports(groups, w.now);
+    w.im.connection_lost(w.now);
+    w.bs.connected(w.now, crate::link::Side::Dialer);
+    w.im.connected(w.now, crate::link::Side::Listener);
+    w.bridge.smsc_connected(0, w.now);
+    w.pump();
+    w.smsc.0.lock().events.push_back(delivered("id-2"));
+    w.pump();
+    assert_eq!(im_reports(&mut w), vec![(77, Delivered, 2)]);
+    w.advance(Duration::from_secs(61));
+    let s = w.bridge.stats();
+    assert_eq!((s.reports_unknown, s.reports_awaited), (0, 0));
+    // Finished: a second restart keeps no group.
+    let storage = w.journal.take().unwrap().into_storage();
+    let (_, states, _) = Persistence::open(storage, journal_config(), &[("bs", 8)]).unwrap();
+    assert!(states[0].as_ref().unwrap().reports.is_empty());
 }

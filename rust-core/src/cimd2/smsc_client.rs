@@ -150,6 +150,10 @@ impl SmscClient for Cimd2Client {
         true
     }
 
+    fn requests_reports(&self) -> bool {
+        self.config.status_report_request != 0
+    }
+
     fn submit_room(&self) -> usize {
         usize::from(self.session.as_ref().is_some_and(|s| s.can_submit()))
     }

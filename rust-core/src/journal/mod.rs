@@ -310,6 +310,11 @@ pub enum JournalError {
     RecordTooLarge { size: usize, max: usize },
     #[error("record cannot be stored: {0}")]
     Encode(RecordError),
+    #[error(
+        "report groups would take {bytes} bytes of every segment's head, over {max} \
+         (a quarter of segment_size): this one is kept in memory only"
+    )]
+    ReportStateFull { bytes: u64, max: u64 },
     #[error("LSN {lsn} is no longer kept (oldest: {oldest})")]
     Released { lsn: Lsn, oldest: Lsn },
     #[error("journal stopped after a failed {what}; reopen it to recover")]
@@ -413,17 +418,49 @@ impl Segment {
     }
 }
 
-/// Which state record a record replaces: (link, rank, direction). The rank orders
-/// the copies at a segment's head: a link's identity before its checkpoint.
-type StateKey = (u32, u8, u8);
+/// Which state record a record replaces: (link, rank, direction or report group).
+/// The rank orders the copies at a segment's head: a link's identity before its
+/// checkpoint.
+type StateKey = (u32, u8, u64);
+
+/// Rank of a buffer server's report groups among the state records.
+const REPORT_RANK: u8 = 3;
 
 fn state_key(record: &Record) -> Option<StateKey> {
     match record {
         Record::Identity { link, .. } => Some((*link, 0, 0)),
         Record::Checkpoint { link, .. } => Some((*link, 1, 0)),
-        Record::Backlog { link, dir, .. } => Some((*link, 2, *dir as u8)),
-        Record::Accepted { .. } | Record::Processed { .. } => None,
+        Record::Backlog { link, dir, .. } => Some((*link, 2, *dir as u64)),
+        Record::ReportGroup { link, group, .. } => Some((*link, REPORT_RANK, *group)),
+        Record::Accepted { .. } | Record::Processed { .. } | Record::ReportDone { .. } => None,
     }
+}
+
+/// Keep `record` among the latest state records if it is one; a `ReportDone`
+/// removes its group. Returns the record it replaced or removed.
+fn apply_state(state: &mut BTreeMap<StateKey, Record>, record: &Record) -> Option<Record> {
+    match record {
+        Record::ReportDone { link, group } => state.remove(&(*link, REPORT_RANK, *group)),
+        _ => state_key(record).and_then(|key| state.insert(key, record.clone())),
+    }
+}
+
+/// Bytes `record` takes as an entry (0 if it cannot be encoded).
+fn entry_size(record: &Record) -> u64 {
+    let mut payload = Vec::new();
+    match record.encode(&mut payload) {
+        Ok(_) => (ENTRY_HEADER + payload.len() + ENTRY_TRAILER) as u64,
+        Err(_) => 0,
+    }
+}
+
+/// Bytes the report groups among `state` take as entries.
+fn report_bytes(state: &BTreeMap<StateKey, Record>) -> u64 {
+    state
+        .iter()
+        .filter(|(k, _)| k.1 == REPORT_RANK)
+        .map(|(_, r)| entry_size(r))
+        .sum()
 }
 
 /// Bytes appended but not yet written, for one segment.
@@ -471,6 +508,8 @@ pub struct Journal<S: Storage> {
     release_point: Lsn,
     /// The latest state records, copied to the head of each new segment.
     state: BTreeMap<StateKey, Record>,
+    /// Bytes of the report groups among them (bounded: see `ReportStateFull`).
+    report_bytes: u64,
     poisoned: Option<String>,
 }
 
@@ -530,6 +569,7 @@ impl<S: Storage> Journal<S> {
             dir_dirty: true,
             last_sync: None,
             release_point: 0,
+            report_bytes: report_bytes(&found.state),
             state: found.state,
             poisoned: None,
         };
@@ -661,6 +701,27 @@ impl<S: Storage> Journal<S> {
             });
         }
         let size = (ENTRY_HEADER + payload.len() + ENTRY_TRAILER) as u64;
+        // Report groups are copied to every segment's head: they may take a quarter
+        // of it, so that a head always leaves room for the records it is there for.
+        let replaced = state_key(record)
+            .or(match record {
+                Record::ReportDone { link, group } => Some((*link, REPORT_RANK, *group)),
+                _ => None,
+            })
+            .and_then(|k| self.state.get(&k))
+            .map_or(0, entry_size);
+        let report_bytes = match record {
+            Record::ReportGroup { .. } => self.report_bytes.saturating_sub(replaced) + size,
+            Record::ReportDone { .. } => self.report_bytes.saturating_sub(replaced),
+            _ => self.report_bytes,
+        };
+        let max = self.config.segment_size / 4;
+        if report_bytes > max && report_bytes > self.report_bytes {
+            return Err(JournalError::ReportStateFull {
+                bytes: report_bytes,
+                max,
+            });
+        }
         let fits = self
             .segments
             .back()
@@ -687,9 +748,8 @@ impl<S: Storage> Journal<S> {
             self.start_segment()?;
         }
         let lsn = self.push_entry(kind, payload);
-        if let Some(key) = state_key(record) {
-            self.state.insert(key, record.clone());
-        }
+        apply_state(&mut self.state, record);
+        self.report_bytes = report_bytes;
         Ok(lsn)
     }
 

@@ -78,7 +78,45 @@ pub enum Record {
         dir: Direction,
         next_lsn: Lsn,
     },
+    /// A buffer server's MT accepted by its SMSC and awaiting delivery reports: the
+    /// latest state of report group `group` (segment format 2).
+    ReportGroup {
+        link: u32,
+        group: u64,
+        state: Box<ReportGroup>,
+    },
+    /// Report group `group` is finished (its final report told, or given up).
+    ReportDone { link: u32, group: u64 },
 }
+
+/// What a buffer server must remember of an accepted MT to match the SMSC's status
+/// reports to it after a restart (`bridge::reports`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReportGroup {
+    /// The application's reference, given back with the report.
+    pub client_ref: u64,
+    /// The MT's recipient and sender.
+    pub phone: Address,
+    pub sender: Address,
+    /// Parts of the message, and how many have a final report (of which delivered).
+    pub parts: u8,
+    pub finished: u8,
+    pub delivered: u8,
+    /// The application heard "enroute" already.
+    pub told_enroute: bool,
+    /// The application heard the final state (a failed part; the other parts'
+    /// reports are still awaited, to be folded in silently).
+    pub told_final: bool,
+    /// The keys (SMSC message id, with the recipient's digits where the id alone is
+    /// not unique) of the parts still awaiting their final report; at most
+    /// [`MAX_REPORT_KEYS`] of at most [`MAX_REPORT_KEY`] bytes.
+    pub keys: Vec<String>,
+}
+
+/// Longest key a [`ReportGroup`] holds (an SMPP message_id is at most 64 characters).
+pub const MAX_REPORT_KEY: usize = 128;
+/// Most keys a [`ReportGroup`] holds: one per part.
+pub const MAX_REPORT_KEYS: usize = 255;
 
 /// Why a record's payload could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -107,6 +145,14 @@ pub enum RecordError {
     NameTooLong(usize),
     #[error("cursors out of order (must be processed <= confirmed <= sent <= retrieved)")]
     Cursors,
+    #[error("report key of {0} bytes exceeds {MAX_REPORT_KEY}")]
+    ReportKeyTooLong(usize),
+    #[error("report group of {0} keys exceeds {MAX_REPORT_KEYS}")]
+    ReportKeys(usize),
+    #[error("report key is not UTF-8")]
+    ReportKeyNotUtf8,
+    #[error("unknown report group flags {0:#x}")]
+    ReportFlags(u8),
 }
 
 // Record type bytes; 0 is never used, so zeroed (preallocated) space never decodes.
@@ -115,6 +161,9 @@ const PROCESSED: u8 = 2;
 const CHECKPOINT: u8 = 3;
 const IDENTITY: u8 = 4;
 const BACKLOG: u8 = 5;
+// Segment format 2.
+const REPORT_GROUP: u8 = 6;
+const REPORT_DONE: u8 = 7;
 
 /// Largest payload any record can have: an `Accepted` with full addresses and payload.
 pub const MAX_RECORD_PAYLOAD: usize = 4 + 1 + 8 + MESSAGE_MAX;
@@ -129,6 +178,8 @@ impl Record {
             Record::Checkpoint { .. } => CHECKPOINT,
             Record::Identity { .. } => IDENTITY,
             Record::Backlog { .. } => BACKLOG,
+            Record::ReportGroup { .. } => REPORT_GROUP,
+            Record::ReportDone { .. } => REPORT_DONE,
         }
     }
 
@@ -139,7 +190,9 @@ impl Record {
             | Record::Processed { link, .. }
             | Record::Checkpoint { link, .. }
             | Record::Identity { link, .. }
-            | Record::Backlog { link, .. } => *link,
+            | Record::Backlog { link, .. }
+            | Record::ReportGroup { link, .. }
+            | Record::ReportDone { link, .. } => *link,
         }
     }
 
@@ -200,6 +253,33 @@ impl Record {
                 out.push(*dir as u8);
                 out.extend_from_slice(&next_lsn.to_le_bytes());
             }
+            Record::ReportGroup { group, state, .. } => {
+                let g = state.as_ref();
+                if g.keys.len() > MAX_REPORT_KEYS {
+                    return Err(RecordError::ReportKeys(g.keys.len()));
+                }
+                if let Some(k) = g.keys.iter().find(|k| k.len() > MAX_REPORT_KEY) {
+                    return Err(RecordError::ReportKeyTooLong(k.len()));
+                }
+                out.extend_from_slice(&group.to_le_bytes());
+                out.extend_from_slice(&g.client_ref.to_le_bytes());
+                for a in [&g.phone, &g.sender] {
+                    out.push(a.as_str().len() as u8);
+                    out.extend_from_slice(a.as_str().as_bytes());
+                }
+                out.extend_from_slice(&[
+                    g.parts,
+                    g.finished,
+                    g.delivered,
+                    u8::from(g.told_enroute) | u8::from(g.told_final) << 1,
+                    g.keys.len() as u8,
+                ]);
+                for k in &g.keys {
+                    out.push(k.len() as u8);
+                    out.extend_from_slice(k.as_bytes());
+                }
+            }
+            Record::ReportDone { group, .. } => out.extend_from_slice(&group.to_le_bytes()),
         }
         Ok(self.kind())
     }
@@ -279,6 +359,45 @@ impl Record {
                 link,
                 dir: r.direction()?,
                 next_lsn: r.u64()?,
+            },
+            REPORT_GROUP => {
+                let group = r.u64()?;
+                let client_ref = r.u64()?;
+                let phone = r.address()?;
+                let sender = r.address()?;
+                let [parts, finished, delivered, flags, count] = r.array::<5>()?;
+                if flags > 3 {
+                    return Err(RecordError::ReportFlags(flags));
+                }
+                let mut keys = Vec::with_capacity(usize::from(count));
+                for _ in 0..count {
+                    let len = usize::from(r.u8()?);
+                    if len > MAX_REPORT_KEY {
+                        return Err(RecordError::ReportKeyTooLong(len));
+                    }
+                    let key = std::str::from_utf8(r.take(len)?)
+                        .map_err(|_| RecordError::ReportKeyNotUtf8)?;
+                    keys.push(key.to_owned());
+                }
+                Record::ReportGroup {
+                    link,
+                    group,
+                    state: Box::new(ReportGroup {
+                        client_ref,
+                        phone,
+                        sender,
+                        parts,
+                        finished,
+                        delivered,
+                        told_enroute: flags & 1 != 0,
+                        told_final: flags & 2 != 0,
+                        keys,
+                    }),
+                }
+            }
+            REPORT_DONE => Record::ReportDone {
+                link,
+                group: r.u64()?,
             },
             other => return Err(RecordError::UnknownType(other)),
         };
@@ -538,7 +657,55 @@ mod tests {
                     rx_epoch_floor: 1,
                 },
             },
+            Record::ReportGroup {
+                link: 3,
+                group: 12,
+                state: Box::new(ReportGroup {
+                    client_ref: 77,
+                    phone: Address::new("+4670000001").unwrap(),
+                    sender: Address::new("alice").unwrap(),
+                    parts: 3,
+                    finished: 1,
+                    delivered: 1,
+                    told_enroute: true,
+                    told_final: false,
+                    keys: vec!["0a1b|4670000001".into(), "0a1c|4670000001".into()],
+                }),
+            },
+            Record::ReportDone { link: 3, group: 12 },
         ]
+    }
+
+    #[test]
+    fn a_report_group_with_a_key_too_long_or_too_many_keys_is_not_encoded() {
+        let group = |keys: Vec<String>| Record::ReportGroup {
+            link: 0,
+            group: 1,
+            state: Box::new(ReportGroup {
+                client_ref: 1,
+                phone: Address::new("+1").unwrap(),
+                sender: Address::new("+2").unwrap(),
+                parts: 1,
+                finished: 0,
+                delivered: 0,
+                told_enroute: false,
+                told_final: true,
+                keys,
+            }),
+        };
+        let mut out = Vec::new();
+        let long = group(vec!["x".repeat(MAX_REPORT_KEY + 1)]);
+        assert_eq!(
+            long.encode(&mut out),
+            Err(RecordError::ReportKeyTooLong(MAX_REPORT_KEY + 1))
+        );
+        let many = group(vec!["k".into(); MAX_REPORT_KEYS + 1]);
+        assert!(many.encode(&mut out).is_err());
+        // The largest one fits a record.
+        let largest = group(vec!["k".repeat(MAX_REPORT_KEY); MAX_REPORT_KEYS]);
+        out.clear();
+        largest.encode(&mut out).unwrap();
+        assert!(out.len() <= MAX_RECORD_PAYLOAD, "{}", out.len());
     }
 
     #[test]

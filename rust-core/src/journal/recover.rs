@@ -5,7 +5,7 @@ use super::read::{ReadBuf, Source, CHUNK};
 use super::record::{EntryError, Lsn, Record, ENTRY_HEADER};
 use super::segment::{parse_segment_name, SegmentHeader, HEADER_LEN};
 use super::storage::Storage;
-use super::{state_key, Cut, Damage, JournalConfig, JournalError, Segment, StateKey};
+use super::{apply_state, Cut, Damage, JournalConfig, JournalError, Segment, StateKey};
 use std::collections::BTreeMap;
 use std::io;
 
@@ -249,9 +249,7 @@ impl<S: Storage> Scanner<'_, S> {
                 match entry {
                     Ok(e) if e.lsn == lsn => match Record::decode(e.kind, e.payload) {
                         Ok(record) => {
-                            if let Some(key) = state_key(&record) {
-                                found.state.insert(key, record);
-                            }
+                            apply_state(&mut found.state, &record);
                             seg.add(lsn, offset, e.size() as u64);
                             found.records += 1;
                             found.last_lsn = lsn;

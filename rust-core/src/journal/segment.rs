@@ -5,8 +5,12 @@ use thiserror::Error;
 
 /// Identifies a journal segment file.
 pub const MAGIC: [u8; 8] = *b"SMSLJRNL";
-/// Format version written in every header.
-pub const VERSION: u32 = 1;
+/// Format version written in every header. 2 adds the report-group records
+/// (`Record::ReportGroup`, `Record::ReportDone`); segments of version 1 are read
+/// as before.
+pub const VERSION: u32 = 2;
+/// Oldest format version read.
+pub const MIN_VERSION: u32 = 1;
 /// Bytes of the header: `magic[8] | version u32 | first_lsn u64 | salt u64 | crc32c u32`.
 pub const HEADER_LEN: usize = 32;
 const SUFFIX: &str = ".seg";
@@ -60,7 +64,7 @@ impl SegmentHeader {
         }
         let word = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
         let long = |at: usize| u64::from(word(at)) | (u64::from(word(at + 4)) << 32);
-        if word(8) != VERSION {
+        if !(MIN_VERSION..=VERSION).contains(&word(8)) {
             return Err(HeaderError::Version(word(8)));
         }
         if crc32c::crc32c(&h[..28]) != word(28) {

@@ -682,6 +682,19 @@ impl Endpoint {
         Some(p.drain(identity, cursors, out))
     }
 
+    /// Journal the state of report group `group` of a buffer server on this link
+    /// (`None`: the group is finished), in order with the link's own records and
+    /// under the same durability marks. Nothing without a journal.
+    pub fn journal_report_group(
+        &mut self,
+        group: u64,
+        state: Option<crate::journal::record::ReportGroup>,
+    ) {
+        if let Some(p) = self.persist.as_mut() {
+            p.report_group(group, state);
+        }
+    }
+
     /// What the journal's `Identity` record says about this link now.
     pub fn identity(&self) -> LinkIdentity {
         LinkIdentity {

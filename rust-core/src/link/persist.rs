@@ -78,6 +78,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Instant;
 
+use crate::journal::record::ReportGroup;
 use crate::journal::{
     Cursor, Direction, Journal, JournalConfig, JournalError, LinkIdentity, Lsn, Record, Recovery,
     Storage,
@@ -194,6 +195,20 @@ impl Persist {
         }
     }
 
+    /// A record of the application layered on the link (a buffer server's report
+    /// groups), journaled in order with the link's own.
+    pub(super) fn report_group(&mut self, group: u64, state: Option<ReportGroup>) {
+        let link = self.link;
+        self.records.push(match state {
+            Some(state) => Record::ReportGroup {
+                link,
+                group,
+                state: Box::new(state),
+            },
+            None => Record::ReportDone { link, group },
+        });
+    }
+
     pub(super) fn identity_dirty(&self) -> bool {
         self.identity_dirty
     }
@@ -250,6 +265,9 @@ pub struct LinkState {
     pub identity: LinkIdentity,
     pub tx: RingState,
     pub rx: RingState,
+    /// A buffer server's MT awaiting delivery reports, by report group (see
+    /// `Bridge::restore_reports`); the endpoint itself does not use them.
+    pub reports: BTreeMap<u64, ReportGroup>,
 }
 
 /// One ring as the journal remembers it.
@@ -350,6 +368,7 @@ impl LinkState {
     fn new(identity: LinkIdentity, capacity: usize) -> Self {
         LinkState {
             identity,
+            reports: BTreeMap::new(),
             tx: RingState {
                 capacity: capacity as u64,
                 ..RingState::default()
@@ -383,6 +402,12 @@ impl LinkState {
                 dir, seq, outcome, ..
             } => self.ring(dir).processed(lsn, seq, outcome),
             Record::Backlog { .. } => {}
+            Record::ReportGroup { group, state, .. } => {
+                self.reports.insert(group, *state);
+            }
+            Record::ReportDone { group, .. } => {
+                self.reports.remove(&group);
+            }
         }
     }
 }
@@ -480,6 +505,8 @@ pub struct CommitReport {
     pub released: usize,
     /// The journal refused an append or a write (full disk or budget); records wait.
     pub blocked: Option<String>,
+    /// Report groups not journaled: their share of each segment's head was used up.
+    pub reports_not_kept: u64,
 }
 
 impl<S: Storage> Persistence<S> {
@@ -753,6 +780,9 @@ impl<S: Storage> Persistence<S> {
                     report.blocked = Some(e.to_string());
                     kept.push_back((index, link, record));
                 }
+                // Too many report groups to copy at every segment's head: this one
+                // is matched from memory only (a restart forgets it).
+                Err(JournalError::ReportStateFull { .. }) => report.reports_not_kept += 1,
                 Err(e) => {
                     kept.push_back((index, link, record));
                     kept.extend(self.queue.drain(..));

@@ -73,8 +73,13 @@ pub(super) fn spawn(
         // Records name the link by its position; the journal's Identity records
         // map them to names, so a reordered configuration is fine.
         let number = id as u32;
+        // A buffer server's report map rides on its link's journal.
+        let mut report_groups = Default::default();
         let endpoint = match (&journal, restored[id].take()) {
-            (Some(_), Some(state)) => Endpoint::restore(spec.config.clone(), number, state, now),
+            (Some(_), Some(mut state)) => {
+                report_groups = std::mem::take(&mut state.reports);
+                Endpoint::restore(spec.config.clone(), number, state, now)
+            }
             (Some(_), None) => Endpoint::with_journal(spec.config.clone(), number, now),
             (None, _) => Endpoint::new(spec.config.clone(), now),
         }
@@ -133,7 +138,11 @@ pub(super) fn spawn(
                 smsc.addr,
                 smsc.max_output,
                 Token(base + 2),
-                Bridge::new(smsc.protocol.client(), smsc.bridge.clone()),
+                {
+                    let mut bridge = Bridge::new(smsc.protocol.client(), smsc.bridge.clone());
+                    bridge.restore_reports(std::mem::take(&mut report_groups), now);
+                    bridge
+                },
                 Backoff::new(
                     config.reconnect_min,
                     config.reconnect_max,
@@ -216,6 +225,7 @@ pub(super) fn spawn(
         metrics,
         journal: journal.take(),
         journal_problem: None,
+        report_groups_not_kept: false,
         durable: Vec::new(),
         commit_again: false,
         reassembler: Reassembler::new(config.reassembly_timeout),
@@ -247,6 +257,8 @@ struct EventLoop {
     journal: Option<Persistence<FsStorage>>,
     /// What last went wrong with the journal, logged once until it clears.
     journal_problem: Option<String>,
+    /// Report groups went unjournaled for lack of room (logged once).
+    report_groups_not_kept: bool,
     /// Tx seqs that became durable in this turn's commit, per link.
     durable: Vec<(LinkId, std::ops::Range<u64>)>,
     /// Records were made after this turn's commit (a report or a repeated part the
@@ -431,6 +443,14 @@ impl EventLoop {
         let result = journal.commit(&mut endpoints, now, |link, seqs| {
             durable.push((link, seqs));
         });
+        if matches!(&result, Ok(r) if r.reports_not_kept > 0) && !self.report_groups_not_kept {
+            self.report_groups_not_kept = true;
+            crate::slog!(
+                Level::Warn,
+                "event=report_groups_not_journaled dir=\"{}\" detail=\"the report map's share of the journal is used up: reports of newer MT are matched from memory only until older ones finish\"",
+                journal.journal().storage().dir().display()
+            );
+        }
         let problem = match result {
             Ok(report) => report.blocked,
             Err(e) => Some(e.to_string()),

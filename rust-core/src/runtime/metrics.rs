@@ -216,6 +216,12 @@ const SMSC_FAMILIES: &[(&str, &str, &str, SmscGetter)] = &[
         |s| s.mo_deferred,
     ),
     (
+        "smslink_smsc_mo_unattributable_total",
+        "counter",
+        "MO refused toward the SMSC because an address has no usable form (with unattributable_mo = pass-on, only one that is empty or no valid address at all).",
+        |s| s.mo_unattributable,
+    ),
+    (
         "smslink_smsc_mt_submitted_total",
         "counter",
         "MT submits sent to the SMSC.",
@@ -256,6 +262,24 @@ const SMSC_FAMILIES: &[(&str, &str, &str, SmscGetter)] = &[
         "counter",
         "Status reports (delivery receipts) received.",
         |s| s.status_reports,
+    ),
+    (
+        "smslink_smsc_reports_forwarded_total",
+        "counter",
+        "Delivery reports put on the link to the IM side (the parts of a long message folded into one).",
+        |s| s.reports_forwarded,
+    ),
+    (
+        "smslink_smsc_reports_unknown_total",
+        "counter",
+        "Status reports for a message id this server does not know (acknowledged to the SMSC and dropped).",
+        |s| s.reports_unknown,
+    ),
+    (
+        "smslink_smsc_reports_awaited",
+        "gauge",
+        "MT accepted by the SMSC whose final delivery report has not come yet.",
+        |s| s.reports_awaited,
     ),
     (
         "smslink_smsc_violations_total",
@@ -497,7 +521,9 @@ pub(super) fn render_status(shared: &Shared) -> String {
                     out,
                     ",\"logged_in\":{},\"connects\":{},\"mo_received\":{},\"mo_backpressured\":{},\
                      \"mo_deferred\":{},\"mt_submitted\":{},\"mt_accepted\":{},\"mt_rejected\":{},\
-                     \"mt_resubmitted\":{},\"mt_temporary_failures\":{},\"status_reports\":{},\"violations\":{}}}",
+                     \"mt_resubmitted\":{},\"mt_temporary_failures\":{},\"status_reports\":{},\"violations\":{},\
+                     \"mo_unattributable\":{},\"reports_forwarded\":{},\"reports_unknown\":{},\
+                     \"reports_awaited\":{},\"resubmitted_after_restart\":{}}}",
                     s.logged_in,
                     s.connects,
                     s.mo_received,
@@ -509,7 +535,12 @@ pub(super) fn render_status(shared: &Shared) -> String {
                     s.mt_resubmitted,
                     s.mt_temporary_failures,
                     s.status_reports,
-                    s.violations
+                    s.violations,
+                    s.mo_unattributable,
+                    s.reports_forwarded,
+                    s.reports_unknown,
+                    s.reports_awaited,
+                    s.resubmitted_after_restart,
                 );
             }
         }
@@ -528,6 +559,47 @@ mod tests {
         let mut out = String::new();
         sample(&mut out, "m", "a\"b\\c\nd", None, 3);
         assert_eq!(out, "m{link=\"a\\\"b\\\\c\\nd\"} 3\n");
+    }
+
+    #[test]
+    fn the_report_and_number_counters_are_exported() {
+        let smsc = crate::bridge::SmscStats {
+            mo_unattributable: 1,
+            reports_forwarded: 2,
+            reports_unknown: 3,
+            reports_awaited: 4,
+            resubmitted_after_restart: 5,
+            ..Default::default()
+        };
+        let l = LinkStats {
+            name: "bs".into(),
+            smsc: Some(smsc),
+            ..LinkStats::default()
+        };
+        let text = render_text(&[l]);
+        for (line, kind) in [
+            (
+                "smslink_smsc_mo_unattributable_total{link=\"bs\"} 1\n",
+                "counter",
+            ),
+            (
+                "smslink_smsc_reports_forwarded_total{link=\"bs\"} 2\n",
+                "counter",
+            ),
+            (
+                "smslink_smsc_reports_unknown_total{link=\"bs\"} 3\n",
+                "counter",
+            ),
+            ("smslink_smsc_reports_awaited{link=\"bs\"} 4\n", "gauge"),
+            (
+                "smslink_smsc_mt_resubmitted_after_restart_total{link=\"bs\"} 5\n",
+                "counter",
+            ),
+        ] {
+            assert!(text.contains(line), "{line} missing");
+            let name = &line[..line.find('{').unwrap()];
+            assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name}");
+        }
     }
 
     #[test]

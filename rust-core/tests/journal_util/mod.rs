@@ -101,7 +101,10 @@ pub fn any_record(rng: &mut fastrand::Rng, seq: u64) -> Record {
 pub fn is_state(r: &Record) -> bool {
     matches!(
         r,
-        Record::Identity { .. } | Record::Checkpoint { .. } | Record::Backlog { .. }
+        Record::Identity { .. }
+            | Record::Checkpoint { .. }
+            | Record::Backlog { .. }
+            | Record::ReportGroup { .. }
     )
 }
 

@@ -19,7 +19,9 @@ use smslink::runtime::{
     Transport,
 };
 use smslink::slog;
-use smslink::smpp::{BindMode, SmppConfig};
+use smslink::smpp::{registered_delivery, BindMode, SmppConfig};
+use smslink::sms::concat::{LongMessages, RefWidth};
+use smslink::sms::number::{InternationalForm, NumberConfig, Unattributable};
 
 use super::journal::{FileJournal, JournalArgs};
 
@@ -73,6 +75,30 @@ pub struct Args {
     /// [smsc] max_output_bytes: drop the SMSC session when this much output to it is unread. Default 1048576.
     #[arg(long, value_name = "BYTES")]
     pub smsc_max_output_bytes: Option<usize>,
+    /// [smsc] country_code: country calling code of the SMSC's national numbers (e.g. 46): an MO from 0700000001 becomes +46700000001. Default none (national numbers kept as they come).
+    #[arg(long, value_name = "DIGITS")]
+    pub smsc_country_code: Option<String>,
+    /// [smsc] national_prefix: how the SMSC's national numbers start (trunk prefix). Default "0".
+    #[arg(long, value_name = "DIGITS")]
+    pub smsc_national_prefix: Option<String>,
+    /// [smsc] international_prefix: how the SMSC's international numbers may start instead of "+". Default "00".
+    #[arg(long, value_name = "DIGITS")]
+    pub smsc_international_prefix: Option<String>,
+    /// [smsc] short_code_max_digits: digit strings up to this long are short codes, kept as they come. Default 6.
+    #[arg(long, value_name = "N")]
+    pub smsc_short_code_max_digits: Option<usize>,
+    /// [smsc] international_form: how an MT's international number goes to the SMSC, plus (+46700000001) or bare (46700000001). Default plus.
+    #[arg(long, value_name = "FORM")]
+    pub smsc_international_form: Option<String>,
+    /// [smsc] unattributable_mo: an MO whose address has no normal form is refused toward the SMSC (refuse) or handed on as it came (pass-on). Default refuse.
+    #[arg(long, value_name = "WHAT")]
+    pub smsc_unattributable_mo: Option<String>,
+    /// [smsc] long_messages: SMPP, how a message longer than one SMS goes: udh8 or udh16 (parts with an 8- or 16-bit reference header), sar (sar_* TLVs) or payload (whole in message_payload). Default udh8.
+    #[arg(long, value_name = "HOW")]
+    pub smsc_long_messages: Option<String>,
+    /// [smsc] delivery_reports: ask the SMSC for delivery reports (CIMD2 056 = 14; SMPP registered_delivery = 1) and carry them to the IM side, true or false. Default false (CIMD2), true (SMPP).
+    #[arg(long, value_name = "BOOL")]
+    pub smsc_delivery_reports: Option<bool>,
 
     /// [link] name: this buffer server's name on the link (sent in HELLO). Default "bs".
     #[arg(long, value_name = "NAME")]
@@ -196,6 +222,14 @@ pub struct FileSmsc {
     pub numeric_ton: Option<u8>,
     pub numeric_npi: Option<u8>,
     pub max_output_bytes: Option<usize>,
+    pub country_code: Option<String>,
+    pub national_prefix: Option<String>,
+    pub international_prefix: Option<String>,
+    pub short_code_max_digits: Option<usize>,
+    pub international_form: Option<String>,
+    pub unattributable_mo: Option<String>,
+    pub long_messages: Option<String>,
+    pub delivery_reports: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -255,6 +289,80 @@ fn read_psk(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 impl Args {
+    /// How the SMSC writes numbers, flags over file over the defaults.
+    fn numbers(&self, file: &FileSmsc) -> Result<NumberConfig, String> {
+        let mut numbers = NumberConfig::default();
+        if let Some(cc) = self
+            .smsc_country_code
+            .as_ref()
+            .or(file.country_code.as_ref())
+        {
+            let digits = cc.strip_prefix('+').unwrap_or(cc);
+            if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(format!(
+                    "[smsc] country_code {cc:?}: give the calling code's 1 to 3 digits (e.g. 46)"
+                ));
+            }
+            numbers.country_code = Some(digits.to_owned());
+        }
+        let prefixes = [
+            (
+                "national_prefix",
+                &self.smsc_national_prefix,
+                &file.national_prefix,
+                &mut numbers.national_prefix,
+            ),
+            (
+                "international_prefix",
+                &self.smsc_international_prefix,
+                &file.international_prefix,
+                &mut numbers.international_prefix,
+            ),
+        ];
+        for (key, flag, in_file, value) in prefixes {
+            if let Some(p) = flag.as_ref().or(in_file.as_ref()) {
+                if p.is_empty() || p.len() > 4 || !p.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(format!("[smsc] {key} {p:?}: give 1 to 4 digits"));
+                }
+                *value = p.clone();
+            }
+        }
+        if let Some(n) = self
+            .smsc_short_code_max_digits
+            .or(file.short_code_max_digits)
+        {
+            numbers.short_code_max_digits = n;
+        }
+        let form = self
+            .smsc_international_form
+            .as_deref()
+            .or(file.international_form.as_deref());
+        numbers.mt_international = match form {
+            None | Some("plus") => InternationalForm::Plus,
+            Some("bare") => InternationalForm::Bare,
+            Some(other) => {
+                return Err(format!(
+                    "[smsc] international_form {other:?}: use plus or bare"
+                ))
+            }
+        };
+        let mo = self
+            .smsc_unattributable_mo
+            .as_deref()
+            .or(file.unattributable_mo.as_deref());
+        numbers.unattributable_mo = match mo {
+            None | Some("refuse") => Unattributable::Refuse,
+            Some("pass-on") => Unattributable::PassOn,
+            Some(other) => {
+                return Err(format!(
+                    "[smsc] unattributable_mo {other:?}: use refuse or pass-on"
+                ))
+            }
+        };
+        Ok(numbers)
+    }
+
     /// The SMSC session: its protocol and that protocol's options, flags over file.
     fn smsc_spec(&self, file: &FileSmsc, addr: SocketAddr) -> Result<SmscSpec, String> {
         let user = self
@@ -277,13 +385,29 @@ impl Args {
             .as_deref()
             .or(file.protocol.as_deref())
             .unwrap_or("cimd2");
+        let numbers = self.numbers(file)?;
+        let reports = self.smsc_delivery_reports.or(file.delivery_reports);
+        let long_messages = self
+            .smsc_long_messages
+            .as_deref()
+            .or(file.long_messages.as_deref());
         match protocol {
             "cimd2" => {
+                if let Some(how) = long_messages {
+                    return Err(format!(
+                        "[smsc] long_messages {how:?} is for SMPP; CIMD2 sends parts with a header in 032"
+                    ));
+                }
                 let mut client = ClientConfig {
                     user,
                     password,
+                    numbers,
                     ..ClientConfig::default()
                 };
+                if let Some(on) = reports {
+                    // 14: delivered, failed and buffered reports, as Kannel asks.
+                    client.status_report_request = if on { 14 } else { 0 };
+                }
                 if let Some(s) = keepalive {
                     client.keepalive = Duration::from_secs(s);
                 }
@@ -301,8 +425,27 @@ impl Args {
                         .clone()
                         .or(file.system_type.clone())
                         .unwrap_or_default(),
+                    numbers,
                     ..SmppConfig::default()
                 };
+                smpp.long_messages = match long_messages {
+                    None | Some("udh8") => LongMessages::Udh(RefWidth::Eight),
+                    Some("udh16") => LongMessages::Udh(RefWidth::Sixteen),
+                    Some("sar") => LongMessages::Sar,
+                    Some("payload") => LongMessages::Whole,
+                    Some(other) => {
+                        return Err(format!(
+                            "[smsc] long_messages {other:?}: use udh8, udh16, sar or payload"
+                        ))
+                    }
+                };
+                if let Some(on) = reports {
+                    smpp.registered_delivery = if on {
+                        registered_delivery::RECEIPT_ALWAYS
+                    } else {
+                        registered_delivery::NONE
+                    };
+                }
                 smpp.bind = match self.smsc_bind.as_deref().or(file.bind.as_deref()) {
                     None | Some("transceiver") => BindMode::Transceiver,
                     Some("transmitter-receiver") => BindMode::TransmitterReceiver,
@@ -749,9 +892,135 @@ mod tests {
             let cli = Cli::parse_from(["x", "--config", file.to_str().unwrap(), bad]);
             assert!(cli.args.settings().is_err(), "{bad} accepted");
         }
+        assert_eq!(smpp.long_messages, LongMessages::Udh(RefWidth::Eight));
+        assert_eq!(
+            smpp.registered_delivery,
+            registered_delivery::RECEIPT_ALWAYS
+        );
         let long = "--smsc-user=a-system-id-longer-than-fifteen";
         let cli = Cli::parse_from(["x", "--config", file.to_str().unwrap(), long]);
         assert!(cli.args.settings().unwrap_err().contains("system_id"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn numbers_long_messages_and_reports_come_from_the_file_and_flags() {
+        let dir = std::env::temp_dir().join(format!("smslink-bs-sms-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bs.toml");
+        let base = "[link]\npsk = \"a link key of 16+ bytes\"\ninsecure_plaintext = true\n";
+        std::fs::write(
+            &file,
+            format!(
+                "{base}[smsc]\nprotocol = \"smpp\"\naddr = \"127.0.0.1:2775\"\n\
+                 country_code = \"46\"\ninternational_form = \"bare\"\n\
+                 unattributable_mo = \"pass-on\"\nlong_messages = \"sar\"\n\
+                 delivery_reports = false\n"
+            ),
+        )
+        .unwrap();
+        let smpp = |extra: &[&str]| {
+            let cli = Cli::parse_from(
+                ["x", "--config", file.to_str().unwrap()]
+                    .iter()
+                    .chain(extra),
+            );
+            match cli.args.settings()?.node.links[0]
+                .smsc
+                .clone()
+                .unwrap()
+                .protocol
+            {
+                smslink::runtime::SmscProtocol::Smpp(c) => Ok::<_, String>(c),
+                other => panic!("SMPP expected: {other:?}"),
+            }
+        };
+        let c = smpp(&[]).unwrap();
+        assert_eq!(c.numbers.country_code.as_deref(), Some("46"));
+        assert_eq!(c.numbers.mt_international, InternationalForm::Bare);
+        assert_eq!(c.numbers.unattributable_mo, Unattributable::PassOn);
+        assert_eq!(c.long_messages, LongMessages::Sar);
+        assert_eq!(c.registered_delivery, registered_delivery::NONE);
+        let c = smpp(&[
+            "--smsc-country-code=+358",
+            "--smsc-international-form=plus",
+            "--smsc-unattributable-mo=refuse",
+            "--smsc-long-messages=payload",
+            "--smsc-delivery-reports=true",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.numbers.country_code.as_deref(),
+            Some("358"),
+            "flag wins, + dropped"
+        );
+        assert_eq!(c.numbers.mt_international, InternationalForm::Plus);
+        assert_eq!(c.numbers.unattributable_mo, Unattributable::Refuse);
+        assert_eq!(c.long_messages, LongMessages::Whole);
+        assert_eq!(c.registered_delivery, registered_delivery::RECEIPT_ALWAYS);
+        let c = smpp(&[
+            "--smsc-national-prefix=8",
+            "--smsc-international-prefix=810",
+            "--smsc-short-code-max-digits=4",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                c.numbers.national_prefix.as_str(),
+                c.numbers.international_prefix.as_str(),
+                c.numbers.short_code_max_digits
+            ),
+            ("8", "810", 4)
+        );
+        let c = smpp(&["--smsc-long-messages=udh16"]).unwrap();
+        assert_eq!(c.long_messages, LongMessages::Udh(RefWidth::Sixteen));
+        for bad in [
+            "--smsc-country-code=4a",
+            "--smsc-country-code=12345",
+            "--smsc-international-form=00",
+            "--smsc-unattributable-mo=drop",
+            "--smsc-long-messages=udh",
+            "--smsc-national-prefix=+",
+            "--smsc-international-prefix=",
+        ] {
+            let err = smpp(&[bad]).unwrap_err();
+            let key = bad.trim_start_matches("--smsc-").split('=').next().unwrap();
+            assert!(err.contains(&key.replace('-', "_")), "{bad}: {err}");
+        }
+
+        // CIMD2: the same number settings; reports are 056 = 14; no long_messages.
+        std::fs::write(
+            &file,
+            format!(
+                "{base}[smsc]\naddr = \"127.0.0.1:9971\"\ncountry_code = \"46\"\n\
+                 delivery_reports = true\n"
+            ),
+        )
+        .unwrap();
+        let cimd2 = |extra: &[&str]| {
+            let cli = Cli::parse_from(
+                ["x", "--config", file.to_str().unwrap()]
+                    .iter()
+                    .chain(extra),
+            );
+            match cli.args.settings()?.node.links[0]
+                .smsc
+                .clone()
+                .unwrap()
+                .protocol
+            {
+                smslink::runtime::SmscProtocol::Cimd2(c) => Ok::<_, String>(c),
+                other => panic!("CIMD2 expected: {other:?}"),
+            }
+        };
+        let c = cimd2(&[]).unwrap();
+        assert_eq!(c.numbers.country_code.as_deref(), Some("46"));
+        assert_eq!(c.status_report_request, 14);
+        let c = cimd2(&["--smsc-delivery-reports=false"]).unwrap();
+        assert_eq!(c.status_report_request, 0);
+        assert!(cimd2(&["--smsc-long-messages=sar"])
+            .unwrap_err()
+            .contains("for SMPP"));
         std::fs::remove_dir_all(&dir).ok();
     }
 

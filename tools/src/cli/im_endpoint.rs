@@ -31,7 +31,9 @@ Output: one JSON object per line on stdout (`link`: this side's link name, `line
 input line number, `seq`: the message's sequence number on the link):
   started                     once, first
   link_up, link_down          the link to the buffer server
-  mo                          an MO (from, to, text or data_hex); acknowledged once written
+  mo                          an MO (from, to, text or data_hex, incomplete: parts of a
+                              long MO missing at --reassembly-timeout-ms); acknowledged
+                              once written
   accepted (line, seq)        an input line taken as MT
   error (line, reason)        an input line refused (not UTF-8, a field missing, too long,
                               not a valid message); the input goes on
@@ -110,6 +112,10 @@ pub struct Args {
     /// With --dial: longest redial delay.
     #[arg(long, default_value_t = 5000)]
     pub reconnect_max_ms: u64,
+    /// How long the parts of a long MO (concatenated SMS) wait for the rest; then
+    /// the parts that came are written as one `mo` marked incomplete.
+    #[arg(long, value_name = "MS")]
+    pub reassembly_timeout_ms: Option<u64>,
     /// Resume: the number of the first input line (the rest count up from it), so
     /// that line numbers stay those of the whole input across restarts; an input line
     /// the journal already holds (reported `durable` at start) is then answered
@@ -169,6 +175,9 @@ fn config(args: &Args) -> Result<NodeConfig, String> {
         return Err("--reconnect-max-ms is below --reconnect-min-ms".into());
     }
     node.metrics_listen = args.metrics_listen;
+    if let Some(ms) = args.reassembly_timeout_ms {
+        node.reassembly_timeout = Duration::from_millis(ms.max(1));
+    }
     node.journal = args.journal.spec(&FileJournal::default())?;
     Ok(node)
 }
@@ -274,6 +283,8 @@ fn event_line(ev: &NodeEvent, link: &str) -> Option<serde_json::Value> {
             "data_hex": message.text_str().is_none().then(|| {
                 message.payload().iter().map(|b| format!("{b:02X}")).collect::<String>()
             }),
+            // A long MO whose parts did not all come within --reassembly-timeout-ms.
+            "incomplete": message.part.is_some(),
         }),
         NodeEvent::Report {
             client_ref,
@@ -518,6 +529,30 @@ mod tests {
         assert_eq!(next(), Some(Line::Complete(Vec::new())));
         assert_eq!(next(), Some(Line::Complete(b"last".to_vec())));
         assert_eq!(next(), None);
+    }
+
+    #[test]
+    fn the_reassembly_timeout_comes_from_its_flag() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let base = [
+            "x",
+            "--psk=a key of 16+ bytes",
+            "--listen=127.0.0.1:0",
+            "--insecure-plaintext",
+        ];
+        let cli = Cli::parse_from(base);
+        let default = NodeConfig::new(Vec::new()).reassembly_timeout;
+        assert_eq!(config(&cli.args).unwrap().reassembly_timeout, default);
+        let cli = Cli::parse_from(base.iter().chain(&["--reassembly-timeout-ms=2500"]));
+        assert_eq!(
+            config(&cli.args).unwrap().reassembly_timeout,
+            Duration::from_millis(2500)
+        );
     }
 
     #[test]

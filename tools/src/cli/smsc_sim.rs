@@ -50,8 +50,8 @@ pub struct Args {
     #[arg(long, default_value = "mo #{num}")]
     pub mo_text: String,
     /// Read MO messages to send from standard input, one per line: `FROM TO TEXT...`
-    /// (each goes to the next logged-in client; a bad line is reported on stderr
-    /// and skipped).
+    /// (each goes to the next logged-in client, a text longer than one SMS as
+    /// concatenated parts; a bad line is reported on stderr and skipped).
     #[arg(long)]
     pub mo_stdin: bool,
     /// Append one JSON line per accepted submit to FILE.

@@ -306,6 +306,8 @@ pub(crate) struct Shared {
     pub accepted: Mutex<Vec<Message>>,
     /// Recipient prefix -> error code: matching submits are rejected with it.
     pub reject_rules: Mutex<Vec<(String, u32)>>,
+    /// The concatenation reference of the next long injected MO.
+    pub mo_reference: AtomicU8,
 }
 
 impl Shared {
@@ -322,8 +324,6 @@ pub struct SmscSim {
     stop: Arc<AtomicBool>,
     waker: Arc<mio::Waker>,
     thread: Option<JoinHandle<io::Result<()>>>,
-    /// Reference of the next injected concatenated MO.
-    mo_reference: AtomicU8,
 }
 
 impl SmscSim {
@@ -347,7 +347,6 @@ impl SmscSim {
             stop,
             waker,
             thread: Some(thread),
-            mo_reference: AtomicU8::new(0),
         })
     }
 
@@ -391,7 +390,7 @@ impl SmscSim {
     /// A message longer than one SMS goes out as the parts of a concatenated SMS
     /// (8-bit reference), as a phone sends it; one over 255 parts is refused.
     pub fn inject_mo(&self, message: &Message) -> io::Result<()> {
-        let parts = mo_parts(message, &self.mo_reference)?;
+        let parts = mo_parts(message, &self.shared.mo_reference)?;
         self.shared.injected.lock().extend(parts);
         self.waker.wake()
     }

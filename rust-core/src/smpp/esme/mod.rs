@@ -865,6 +865,11 @@ impl SmscClient for SmppClient {
         self.config.long_messages
     }
 
+    fn requests_reports(&self) -> bool {
+        // Bits 0-1: a receipt on success and failure (1) or on failure only (2).
+        self.config.registered_delivery & 0x03 != 0
+    }
+
     fn submit_room(&self) -> usize {
         let transmitter_bound = self.conns[0].state == ConnState::Bound;
         if !self.is_bound()

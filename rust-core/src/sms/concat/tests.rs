@@ -194,3 +194,33 @@ proptest! {
         }
     }
 }
+
+/// The figures the README gives for typical texts ("Parts per text").
+#[test]
+fn parts_for_the_readme_texts() {
+    let gsm_160 = "a".repeat(160);
+    let gsm_161 = "a".repeat(161);
+    let ucs2_70 = "ж".repeat(70);
+    let ucs2_71 = "ж".repeat(71);
+    // Every tenth character a euro sign: 450 plain + 50 escaped (two septets each).
+    let euro_500: String = (0..500)
+        .map(|i| if i % 10 == 9 { '€' } else { 'a' })
+        .collect();
+    // One emoji (two UTF-16 units) makes the whole text UCS-2.
+    let emoji_500: String = "a".repeat(499) + "🙂";
+    let figures: Vec<(&str, usize, usize)> = [
+        ("160 GSM", &gsm_160),
+        ("161 GSM", &gsm_161),
+        ("70 UCS-2", &ucs2_70),
+        ("71 UCS-2", &ucs2_71),
+        ("500 with 50 €", &euro_500),
+        ("500 with an emoji", &emoji_500),
+    ]
+    .iter()
+    .map(|(name, text)| (*name, text.chars().count(), parts_needed(text).unwrap()))
+    .collect();
+    println!("{figures:?}");
+    let parts: Vec<usize> = figures.iter().map(|f| f.2).collect();
+    assert_eq!(parts, [1, 2, 1, 2, 4, 8]);
+    assert_eq!(emoji_500.chars().count(), 500);
+}
