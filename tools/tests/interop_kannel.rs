@@ -527,49 +527,15 @@ fn bearerbox_submits_to_our_simulator() {
     if !have(&[BEARERBOX, SMSBOX]) {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("smslink-kannel-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let record = dir.join("record.jsonl");
-    let _ = std::fs::remove_file(&record);
-    let sim = SmscSim::start(SimConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        user: "alice".into(),
-        password: "pw".into(),
-        record: Some(record.clone()),
-        mo_rate: 20.0,
-        mo_count: 2,
-        mo_text: "ping {n}".into(),
-        log: false,
-        ..SimConfig::default()
-    })
-    .expect("sim");
-    let ports = KannelPorts {
-        admin: free_port(),
-        smsbox: free_port(),
-        sendsms: free_port(),
-    };
-    let conf = write_kannel_conf(
-        &dir,
-        &ports,
-        LOG_DEBUG,
-        &cimd2_smsc_group(sim.local_addr()),
-        r#"text = "pong""#,
-    );
-    let _bearerbox = Guard::spawn(
-        Command::new(BEARERBOX)
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    let (c, ok) = sim.wait_for(WAIT, |c| c.logins == 1);
-    assert!(ok, "bearerbox did not log in: {c:?}");
-    let _smsbox = Guard::spawn(
-        Command::new(SMSBOX)
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
+    let k = KannelSmpp::start(
+        "cimd2",
+        &cimd2_setup(),
+        SimConfig {
+            mo_rate: 20.0,
+            mo_count: 2,
+            mo_text: "ping {n}".into(),
+            ..SimConfig::for_protocol(Protocol::Cimd2)
+        },
     );
     let texts = ["hello kannel 1", "Hej @ £ {x} _ \"q\"", "hello kannel 3"];
     for (i, text) in texts.iter().enumerate() {
@@ -578,19 +544,15 @@ fn bearerbox_submits_to_our_simulator() {
         } else {
             ""
         };
-        sendsms(ports.sendsms, &mt_query(text, dlr));
+        sendsms(k.sendsms_port, &mt_query(text, dlr));
     }
     // 3 MT plus the "pong" answers smsbox sends to our 2 MO.
-    let (c, ok) = sim.wait_for(WAIT, |c| {
+    let (c, ok) = k.sim.wait_for(WAIT, |c| {
         c.submits_accepted == 5 && c.mo_acked == 2 && c.reports_acked == 1
     });
-    assert!(ok, "{c:?}; logs in {}", dir.display());
+    assert!(ok, "{c:?}; logs in {}", k.dir.display());
     assert_eq!(c.violations, 0, "Kannel keeps to stop-and-wait");
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&record)
-        .expect("record")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json"))
-        .collect();
+    let lines = k.record();
     let mt: Vec<&str> = lines
         .iter()
         .filter(|l| l["to"] == "4670000009")
@@ -602,8 +564,17 @@ fn bearerbox_submits_to_our_simulator() {
         .filter(|l| l["to"] == "4670000001" && l["text"] == "pong")
         .count();
     assert_eq!(pongs, 2);
-    drop(sim);
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&k.dir);
+}
+
+/// Kannel's CIMD2 client with the simulator's record of accepted submits.
+fn cimd2_setup() -> KannelSetup {
+    KannelSetup {
+        transceiver: true,
+        log_level: LOG_DEBUG,
+        record: true,
+        service_extra: "",
+    }
 }
 
 /// A text longer than one SMS: bearerbox sends it as a concatenated SMS (the
@@ -614,61 +585,25 @@ fn bearerbox_sends_a_long_mt_as_parts_our_simulator_reads() {
     if !have(&[BEARERBOX, SMSBOX]) {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("smslink-kannel-long-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let record = dir.join("record.jsonl");
-    let _ = std::fs::remove_file(&record);
-    let sim = SmscSim::start(SimConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        user: "alice".into(),
-        password: "pw".into(),
-        record: Some(record.clone()),
-        mo_count: 0,
-        log: false,
-        ..SimConfig::default()
-    })
-    .expect("sim");
-    let ports = KannelPorts {
-        admin: free_port(),
-        smsbox: free_port(),
-        sendsms: free_port(),
-    };
-    let conf = write_kannel_conf(
-        &dir,
-        &ports,
-        LOG_DEBUG,
-        &cimd2_smsc_group(sim.local_addr()),
-        r#"text = "pong""#,
-    );
-    let _bearerbox = Guard::spawn(
-        Command::new(BEARERBOX)
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    let (c, ok) = sim.wait_for(WAIT, |c| c.logins == 1);
-    assert!(ok, "bearerbox did not log in: {c:?}");
-    let _smsbox = Guard::spawn(
-        Command::new(SMSBOX)
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
+    let k = KannelSmpp::start(
+        "cimd2-long",
+        &cimd2_setup(),
+        SimConfig {
+            mo_count: 0,
+            ..SimConfig::for_protocol(Protocol::Cimd2)
+        },
     );
     let text: String = (0..40).map(|i| format!("part{i:02} {{x}} ")).collect();
     // 440 characters, 520 septets: 4 parts of at most 153.
     let parts_needed = smslink::sms::parts_needed(&text).expect("fits");
     assert_eq!(parts_needed, 4);
-    sendsms(ports.sendsms, &mt_query(&text, ""));
-    let (c, ok) = sim.wait_for(WAIT, |c| c.submits_accepted >= parts_needed as u64);
-    assert!(ok, "{c:?}; logs in {}", dir.display());
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&record)
-        .expect("record")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json"))
-        .collect();
-    let mut parts: Vec<(u64, u64, u64, String)> = lines
+    sendsms(k.sendsms_port, &mt_query(&text, ""));
+    let (c, ok) = k
+        .sim
+        .wait_for(WAIT, |c| c.submits_accepted >= parts_needed as u64);
+    assert!(ok, "{c:?}; logs in {}", k.dir.display());
+    let mut parts: Vec<(u64, u64, u64, String)> = k
+        .record()
         .iter()
         .map(|l| {
             let p = &l["part"];
@@ -683,8 +618,7 @@ fn bearerbox_sends_a_long_mt_as_parts_our_simulator_reads() {
         .all(|p| p.0 == parts[0].0 && p.1 == parts.len() as u64));
     let joined: String = parts.iter().map(|p| p.3.as_str()).collect();
     assert_eq!(joined, text, "the parts put in order are the text");
-    drop(sim);
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&k.dir);
 }
 
 /// A long MO: the simulator sends it as a handset does, as parts with a
@@ -940,6 +874,15 @@ struct KannelSmpp {
 }
 
 impl KannelSmpp {
+    /// The simulator's record of accepted submits so far (`KannelSetup::record`).
+    fn record(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join("record.jsonl"))
+            .expect("record")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect()
+    }
+
     /// Start the simulator (`sim` adjusted), then bearerbox, and once it has bound,
     /// smsbox. smsbox may still be connecting to bearerbox: `sendsms` waits for it.
     fn start(name: &str, setup: &KannelSetup, sim: SimConfig) -> KannelSmpp {
