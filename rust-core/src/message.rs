@@ -250,10 +250,13 @@ impl Message {
         m.coding = coding;
         m.set_payload(data)?;
         // Refused here, at the sender, rather than by the buffer server later.
-        match crate::sms::concat::split_message(&m, crate::sms::concat::RefWidth::Eight) {
-            Err(crate::sms::ConcatError::TooManyParts { parts }) => {
-                Err(MessageError::TooManyParts(parts))
-            }
+        use crate::sms::split::{split_binary, split_text, ConcatError, RefWidth};
+        let split = match std::str::from_utf8(data) {
+            Ok(text) if coding == Coding::Text => split_text(text, RefWidth::Eight),
+            _ => split_binary(data, RefWidth::Eight),
+        };
+        match split {
+            Err(ConcatError::TooManyParts { parts }) => Err(MessageError::TooManyParts(parts)),
             _ => Ok(m),
         }
     }

@@ -361,7 +361,7 @@ pub struct LinkStats {
     /// On a buffer-server link: its SMSC side.
     pub smsc: Option<SmscStats>,
     /// Time from first transmission to the peer's confirmation.
-    pub ack_latency: super::metrics::LatencyHistogram,
+    pub ack_latency: super::latency::LatencyHistogram,
     /// Why the link last went down (or last failed authentication).
     pub last_error: Option<String>,
 }

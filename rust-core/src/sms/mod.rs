@@ -7,10 +7,11 @@
 pub mod concat;
 pub mod number;
 pub mod reassembly;
+pub mod split;
 pub mod text;
 
 /// Longest alphanumeric originator an SMS carries (GSM 03.40 TP-OA: 11 characters).
 pub const MAX_ALPHANUMERIC_ORIGINATOR: usize = 11;
 
-pub use concat::{parts_needed, ConcatError};
+pub use split::{parts_needed, ConcatError};
 pub use text::TextError;

@@ -12,7 +12,8 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use smslink::runtime::{AcceptError, AcceptPause};
 
-use super::shaper::{chunk_limit, Item, LinkParams, Pipe, Rng};
+use super::rng::Rng;
+use super::shaper::{chunk_limit, Item, LinkParams, Pipe};
 use super::{Command, CutReason, Outage, Shared, WanConfig, WanEvent};
 
 const LISTENER: Token = Token(0);

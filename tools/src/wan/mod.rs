@@ -26,6 +26,7 @@
 //!   emulator thread has applied them: a connect made afterwards sees the new mode.
 
 mod engine;
+mod rng;
 mod shaper;
 mod tamper;
 

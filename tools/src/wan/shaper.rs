@@ -9,6 +9,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::rng::Rng;
+
 /// Random variation added to the one-way delay of each chunk.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Jitter {
@@ -19,6 +21,23 @@ pub enum Jitter {
     /// Extra delay drawn from a normal distribution with this standard deviation
     /// (total delay clamped at zero).
     Normal(Duration),
+}
+
+impl Jitter {
+    /// `delay` varied by `jitter`, never negative.
+    pub(crate) fn vary(self, delay: Duration, rng: &mut Rng) -> Duration {
+        let offset_secs = match self {
+            Jitter::None => 0.0,
+            Jitter::Uniform(j) => (rng.unit() * 2.0 - 1.0) * j.as_secs_f64(),
+            Jitter::Normal(sd) => rng.normal() * sd.as_secs_f64(),
+        };
+        let total = delay.as_secs_f64() + offset_secs;
+        if total <= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(total)
+        }
+    }
 }
 
 /// Shaping parameters of one direction.
@@ -32,58 +51,6 @@ pub struct LinkParams {
     pub bandwidth: Option<u64>,
     /// Token-bucket depth in bytes: how much may leave at once after an idle period.
     pub burst: u64,
-}
-
-/// Small seeded generator (SplitMix64): reproducible runs from `--seed` without a
-/// dependency; statistical quality is ample for delay noise.
-#[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub(crate) fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in `[min, max]` (either order).
-    pub(crate) fn between(&mut self, a: Duration, b: Duration) -> Duration {
-        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        lo + (hi - lo).mul_f64(self.unit())
-    }
-
-    /// Standard normal sample (Box-Muller).
-    fn normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.unit(); // (0, 1], keeps ln finite
-        let u2 = self.unit();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-
-    /// `delay` varied by `jitter`, never negative.
-    pub(crate) fn jittered(&mut self, delay: Duration, jitter: Jitter) -> Duration {
-        let offset_secs = match jitter {
-            Jitter::None => 0.0,
-            Jitter::Uniform(j) => (self.unit() * 2.0 - 1.0) * j.as_secs_f64(),
-            Jitter::Normal(sd) => self.normal() * sd.as_secs_f64(),
-        };
-        let total = delay.as_secs_f64() + offset_secs;
-        if total <= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(total)
-        }
-    }
 }
 
 /// One queued unit of a direction.
@@ -166,7 +133,7 @@ impl Pipe {
             }
             None => now,
         };
-        let due = self.monotonic(release + rng.jittered(params.delay, params.jitter));
+        let due = self.monotonic(release + params.jitter.vary(params.delay, rng));
         self.queued += bytes.len();
         self.queue.push_back(Item::Data {
             due,
@@ -281,8 +248,8 @@ mod tests {
         let mut b = Rng::new(42);
         for _ in 0..100 {
             assert_eq!(
-                a.jittered(Duration::from_millis(30), j),
-                b.jittered(Duration::from_millis(30), j)
+                j.vary(Duration::from_millis(30), &mut a),
+                j.vary(Duration::from_millis(30), &mut b)
             );
         }
     }

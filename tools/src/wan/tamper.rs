@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use super::shaper::Rng;
+use super::rng::Rng;
 
 /// Chance per chunk of each fault (at most one fault per chunk, drawn in this order).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]

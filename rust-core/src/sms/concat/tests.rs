@@ -1,4 +1,5 @@
 use super::*;
+use crate::sms::split::capacities;
 use crate::sms::text::gsm_septets;
 use proptest::prelude::*;
 
