@@ -12,6 +12,20 @@ use smslink::message::Message;
 use smslink::ring::Outcome;
 use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeEvent, Transport};
 
+/// im-endpoint's stdout, one JSON value per line, as they come.
+fn json_lines(stdout: std::process::ChildStdout) -> mpsc::Receiver<serde_json::Value> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let v = serde_json::from_str(&line).expect("every stdout line is JSON");
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// A buffer-server node (no SMSC) dialling the im-endpoint at `addr`.
 fn buffer_server(addr: std::net::SocketAddr) -> Node {
     let mut c = LinkConfig::new("bs", b"pipe key, 16 bytes+");
@@ -59,16 +73,7 @@ fn carries_mo_out_and_mt_in_through_pipes() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let (tx, rx) = mpsc::channel::<serde_json::Value>();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let v = serde_json::from_str(&line).expect("every stdout line is JSON");
-            if tx.send(v).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = json_lines(child.stdout.take().unwrap());
     let next = |what: &str| -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -177,16 +182,7 @@ fn bad_lines_get_an_error_naming_the_line_and_the_input_goes_on() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, rx) = mpsc::channel::<serde_json::Value>();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let v = serde_json::from_str(&line).expect("every stdout line is JSON");
-            if tx.send(v).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = json_lines(child.stdout.take().unwrap());
     let stderr = child.stderr.take().unwrap();
     let log = std::thread::spawn(move || {
         let mut text = String::new();
@@ -291,16 +287,7 @@ fn with_a_journal_lines_become_durable_and_survive_a_kill() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let (tx, rx) = mpsc::channel::<serde_json::Value>();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let v = serde_json::from_str(&line).expect("every stdout line is JSON");
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = json_lines(child.stdout.take().unwrap());
         (child, rx)
     };
     let next = |rx: &mpsc::Receiver<serde_json::Value>| -> serde_json::Value {
