@@ -472,6 +472,8 @@ pub struct Journal<S: Storage> {
     /// The latest state records, copied to the head of each new segment.
     state: BTreeMap<StateKey, Record>,
     poisoned: Option<String>,
+    /// `sync_data` and `sync_dir` calls that succeeded (see [`Journal::syncs`]).
+    syncs: u64,
 }
 
 impl<S: Storage> std::fmt::Debug for Journal<S> {
@@ -532,6 +534,7 @@ impl<S: Storage> Journal<S> {
             release_point: 0,
             state: found.state,
             poisoned: None,
+            syncs: 0,
         };
         // The last run may have written without syncing, in any segment: sync them
         // all, so that what a replay shows cannot vanish in a later crash.
@@ -594,6 +597,12 @@ impl<S: Storage> Journal<S> {
     /// Segment files (those about to be created by the next commit included).
     pub fn segment_count(&self) -> usize {
         self.segments.len()
+    }
+
+    /// Syncs made since open (each segment's `fdatasync` and each directory
+    /// `fsync` count one): what group commit saves shows as syncs per second.
+    pub fn syncs(&self) -> u64 {
+        self.syncs
     }
 
     /// Disk the segments take, counted at their preallocated size.
@@ -870,11 +879,13 @@ impl<S: Storage> Journal<S> {
             if let Err(e) = self.storage.sync_data(&name) {
                 return Err(self.poison("sync_data", &name, e));
             }
+            self.syncs += 1;
         }
         if self.dir_dirty {
             if let Err(e) = self.storage.sync_dir() {
                 return Err(self.poison("sync_dir", "", e));
             }
+            self.syncs += 1;
         }
         self.dirty.clear();
         self.dir_dirty = false;
