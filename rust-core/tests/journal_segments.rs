@@ -36,6 +36,8 @@ fn one_commit_is_one_write_and_one_sync() {
     };
     let (mut j, _) = Journal::open(SimStorage::new(), config).unwrap();
     let before = j.storage().stats();
+    // The journal's own count (what the node reports) is the storage's.
+    assert_eq!(j.syncs(), before.sync_data + before.sync_dir);
     let mut rng = fastrand::Rng::with_seed(1);
     let mut last = 0;
     for seq in 1..=256 {
@@ -47,9 +49,11 @@ fn one_commit_is_one_write_and_one_sync() {
     assert_eq!(after.writes - before.writes, 1);
     assert_eq!(after.sync_data - before.sync_data, 1);
     assert_eq!(after.sync_dir - before.sync_dir, 0);
+    assert_eq!(j.syncs(), after.sync_data + after.sync_dir);
     // An empty commit costs nothing.
     j.commit(Instant::now()).unwrap();
     assert_eq!(j.storage().stats(), after);
+    assert_eq!(j.syncs(), after.sync_data + after.sync_dir);
 }
 
 #[test]

@@ -95,8 +95,15 @@ fn messages_survive_a_restart_of_the_sender_and_keep_their_seqs() {
         5
     );
     assert_eq!(a.link_stats(0).unwrap().tx_in_use, 5);
+    let syncs_before = a.journal_syncs().unwrap();
     assert_eq!(a.send(&text(6)).unwrap().seq, 6);
     events_until(&a, |e| matches!(e, NodeEvent::Durable { seq: 6, .. }));
+    // Made durable by a sync the node counts and exports.
+    let syncs = a.journal_syncs().unwrap();
+    assert!(syncs > syncs_before, "{syncs} syncs, {syncs_before} before");
+    assert!(a
+        .metrics_text()
+        .contains(&format!("\nsmslink_journal_syncs_total {syncs}\n")));
 
     // The peer gets all six, in order, once.
     let addr = a.local_addr(0).unwrap();

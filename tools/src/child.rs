@@ -22,6 +22,16 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// VmRSS of a process in kB (Linux).
+pub fn rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Reads `smslink smsc-sim`'s first log line, `smsc-sim: listening on ADDR`, and
 /// returns ADDR: the simulator names its port, so nobody guesses or waits.
 pub fn sim_listening_addr(log: &mut impl BufRead) -> io::Result<SocketAddr> {

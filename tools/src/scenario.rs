@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use smslink::cimd2::session::ClientConfig;
+use smslink::journal::SyncPolicy;
 use smslink::link::LinkConfig;
 use smslink::message::Message;
 use smslink::ring::{Outcome, SlotState};
@@ -25,7 +26,7 @@ use smslink::runtime::{
 use smslink::smpp::SmppConfig;
 
 use crate::smsc_sim::{Protocol, SimConfig, SmscSim};
-use crate::wan::{Jitter, Wan, WanConfig};
+use crate::wan::{Jitter, Outage, Wan, WanConfig};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -73,6 +74,15 @@ pub struct Scenario {
     pub metrics_scrape: Option<Duration>,
     /// Keep both nodes' rings in journals in `bs/` and `im/` under this directory.
     pub journal_dir: Option<PathBuf>,
+    /// When the journals sync (default: always).
+    pub journal_sync: SyncPolicy,
+    /// MO the simulator originates per second (`None`: as fast as the buffer server
+    /// takes them).
+    pub mo_rate: Option<f64>,
+    /// Once the link is first up, the WAN emulator refuses every connection (the
+    /// current one is cut) for this long, then lets the IM side back in; measured
+    /// in [`ScenarioResult::outage`]. Needs `via_wan`.
+    pub outage: Option<Duration>,
     /// Run the link over TLS 1.3 with throwaway keys, each side pinning the other's
     /// (off: plaintext, to compare).
     pub tls: bool,
@@ -103,6 +113,9 @@ impl Default for Scenario {
             bs_binary: None,
             metrics_scrape: None,
             journal_dir: None,
+            journal_sync: SyncPolicy::Always,
+            mo_rate: None,
+            outage: None,
             tls: true,
         }
     }
@@ -154,6 +167,8 @@ pub struct Progress {
     pub stalls: u64,
     pub im_ring_in_use: usize,
     pub bs_ring_in_use: usize,
+    /// MO waiting in the buffer server's journal behind its full ring.
+    pub bs_backlog: u64,
     /// The buffer server's process id when it runs as a child.
     pub bs_pid: Option<u32>,
 }
@@ -202,6 +217,54 @@ pub struct ScenarioResult {
     /// From starting the IM side to the link's first handshake (TCP, TLS when on,
     /// and the link handshake), seconds.
     pub first_up_seconds: f64,
+    /// Syncs of both nodes' journals (a child buffer server's as its `/metrics`
+    /// said last).
+    pub journal_syncs: u64,
+    /// With [`Scenario::outage`].
+    pub outage: Option<OutageResult>,
+}
+
+/// How the buffer server and the SMSC went through [`Scenario::outage`].
+#[derive(Debug, Clone, Default)]
+pub struct OutageResult {
+    /// How long the WAN emulator refused the link.
+    pub seconds: f64,
+    /// MO the SMSC simulator had answered when the outage began and when it ended:
+    /// an SMSC never held back keeps its rate through the outage.
+    pub smsc_mo_at_start: u64,
+    pub smsc_mo_at_end: u64,
+    /// MO the buffer server held unanswered or deferred (`mo_backpressured` +
+    /// `mo_deferred` of its SMSC side): 0 when the SMSC was never held back.
+    pub smsc_held: u64,
+    /// The most MO seen waiting at the buffer server (ring + journal backlog).
+    pub backlog_peak: u64,
+    /// Buffer-server VmRSS (child only) just before the outage and at most after.
+    pub rss_idle_kb: Option<u64>,
+    pub rss_peak_kb: Option<u64>,
+    /// MO delivered from the link's return to the last one, and how long it took.
+    pub drained: u64,
+    pub drain_seconds: f64,
+}
+
+impl OutageResult {
+    pub fn smsc_mo_per_s(&self) -> f64 {
+        per_second(
+            self.smsc_mo_at_end.saturating_sub(self.smsc_mo_at_start),
+            self.seconds,
+        )
+    }
+
+    pub fn drain_per_s(&self) -> f64 {
+        per_second(self.drained, self.drain_seconds)
+    }
+}
+
+fn per_second(n: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        n as f64 / seconds
+    } else {
+        0.0
+    }
 }
 
 impl ScenarioResult {
@@ -272,8 +335,62 @@ struct Parts {
     im_started: Instant,
     bs: Option<Node>,
     child: Option<KillOnDrop>,
+    /// The child buffer server's monitoring listener.
+    child_metrics: Option<SocketAddr>,
     wan: Option<Wan>,
     sim: SmscSim,
+}
+
+/// What the scenario watches at the buffer server, in-process or a child.
+#[derive(Debug, Clone, Copy, Default)]
+struct BsSample {
+    /// MO waiting: sending ring and journal backlog.
+    waiting: u64,
+    /// MO held unanswered or deferred at the SMSC.
+    held: u64,
+    journal_syncs: u64,
+}
+
+impl BsSample {
+    fn of_node(bs: &Node) -> BsSample {
+        let link = bs.link_stats(0).unwrap_or_default();
+        let smsc = bs.smsc_stats().unwrap_or_default();
+        BsSample {
+            waiting: link.tx_in_use as u64 + link.tx_backlog,
+            held: smsc.mo_backpressured + smsc.mo_deferred,
+            journal_syncs: bs.journal_syncs().unwrap_or(0),
+        }
+    }
+
+    /// From a child's `/metrics` (`None` when it does not answer).
+    fn scrape(addr: SocketAddr) -> Option<BsSample> {
+        let text = http_get(addr, "/metrics")?;
+        let value = |prefix: &str| -> u64 {
+            text.lines()
+                .find(|l| l.starts_with(prefix))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Some(BsSample {
+            waiting: value("smslink_link_ring_in_use{link=\"bs\",direction=\"tx\"}")
+                + value("smslink_link_tx_backlog{link=\"bs\"}"),
+            held: value("smslink_smsc_mo_backpressured_total{")
+                + value("smslink_smsc_mo_deferred_total{"),
+            journal_syncs: value("smslink_journal_syncs_total "),
+        })
+    }
+}
+
+/// The body of `GET path` from a monitoring listener.
+fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut body = String::new();
+    c.read_to_string(&mut body).ok()?;
+    Some(body.split_once("\r\n\r\n")?.1.to_owned())
 }
 
 /// Scrapes `/metrics` of each target every interval on its own thread, like a
@@ -373,9 +490,11 @@ fn spawn_bs(
     s: &Scenario,
     smsc: SocketAddr,
     certs: Option<&Certs>,
-) -> Result<(KillOnDrop, SocketAddr), Box<dyn std::error::Error>> {
+) -> Result<(KillOnDrop, SocketAddr, SocketAddr), Box<dyn std::error::Error>> {
     use std::io::BufRead;
     let mut command = std::process::Command::new(binary);
+    // The subcommand first: the link options are its own.
+    command.arg("buffer-server");
     match certs {
         Some(c) => command
             .arg("--link-tls-cert")
@@ -388,7 +507,6 @@ fn spawn_bs(
     };
     let mut child = command
         .args([
-            "buffer-server",
             "--smsc-protocol",
             s.protocol.name(),
             "--smsc-user",
@@ -412,10 +530,13 @@ fn spawn_bs(
             &s.dead_after.as_millis().to_string(),
         ])
         .args(["--stats-interval-secs", "0", "--log-level", "info"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .args(s.journal_dir.iter().flat_map(|d| {
             [
                 std::ffi::OsString::from("--journal-dir"),
                 d.join("bs").into(),
+                "--journal-sync".into(),
+                s.journal_sync.to_string().into(),
             ]
         }))
         .arg("--link-psk")
@@ -425,22 +546,30 @@ fn spawn_bs(
     let stderr = child.stderr.take().ok_or("no stderr")?;
     let child = KillOnDrop(child);
     let mut lines = std::io::BufReader::new(stderr).lines();
-    // The start line comes first or close to it (the SMSC login may race it).
-    let mut addr = None;
+    // The start and metrics lines come first or close to them (the SMSC login may
+    // race them).
+    let (mut addr, mut metrics) = (None, None);
     for line in lines.by_ref().take(20) {
         let line = line?;
-        if let Some(a) = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("listen="))
-        {
-            addr = Some(a.parse()?);
+        for w in line.split_whitespace() {
+            if let Some(a) = w.strip_prefix("listen=") {
+                addr = Some(a.parse()?);
+            } else if let Some(a) = w
+                .strip_prefix("addr=")
+                .filter(|_| line.contains("event=metrics_listening"))
+            {
+                metrics = Some(a.parse()?);
+            }
+        }
+        if addr.is_some() && metrics.is_some() {
             break;
         }
     }
     let addr = addr.ok_or("buffer server did not say where it listens")?;
+    let metrics = metrics.ok_or("buffer server did not say where its metrics are")?;
     // Keep draining its log so that it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines.by_ref() {});
-    Ok((child, addr))
+    Ok((child, addr, metrics))
 }
 
 fn start(
@@ -451,7 +580,11 @@ fn start(
     let sim = SmscSim::start(SimConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         processing_delay: s.smsc_delay,
-        mo_rate: if s.mo > 0 { 1e9 } else { 0.0 },
+        mo_rate: if s.mo > 0 {
+            s.mo_rate.unwrap_or(1e9)
+        } else {
+            0.0
+        },
         mo_count: s.mo,
         mo_text: "mo {num} {t}".into(),
         nack_fraction: s.nack_fraction,
@@ -493,21 +626,18 @@ fn start(
         .metrics_scrape
         .map(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
     bs_cfg.metrics_listen = metrics_listen;
-    bs_cfg.journal = s
-        .journal_dir
-        .as_ref()
-        .map(|d| JournalSpec::new(d.join("bs")));
-    let (bs, child, bs_addr) = match &s.bs_binary {
+    bs_cfg.journal = s.journal_dir.as_ref().map(|d| journal(d.join("bs"), s));
+    let (bs, child, child_metrics, bs_addr) = match &s.bs_binary {
         Some(binary) => {
-            let (child, addr) = spawn_bs(binary, s, sim.local_addr(), certs.as_ref())?;
-            (None, Some(child), addr)
+            let (child, addr, metrics) = spawn_bs(binary, s, sim.local_addr(), certs.as_ref())?;
+            (None, Some(child), Some(metrics), addr)
         }
         None => {
             let bs = Node::start(bs_cfg)?;
             let addr = bs
                 .local_addr(0)
                 .ok_or("buffer server has no listening address")?;
-            (Some(bs), None, addr)
+            (Some(bs), None, None, addr)
         }
     };
     let mut wan_cfg = WanConfig::new(bs_addr).with_delay(s.one_way);
@@ -536,10 +666,7 @@ fn start(
     im_cfg.reconnect_max = Duration::from_millis(500);
     im_cfg.seed = s.seed ^ 0x1a;
     im_cfg.metrics_listen = metrics_listen;
-    im_cfg.journal = s
-        .journal_dir
-        .as_ref()
-        .map(|d| JournalSpec::new(d.join("im")));
+    im_cfg.journal = s.journal_dir.as_ref().map(|d| journal(d.join("im"), s));
     let im_started = Instant::now();
     let im = Node::start(im_cfg)?;
     Ok(Parts {
@@ -548,9 +675,16 @@ fn start(
         im_started,
         bs,
         child,
+        child_metrics,
         wan,
         sim,
     })
+}
+
+fn journal(dir: PathBuf, s: &Scenario) -> JournalSpec {
+    let mut spec = JournalSpec::new(dir);
+    spec.config.sync = s.journal_sync;
+    spec
 }
 
 fn now_micros() -> u128 {
@@ -572,6 +706,8 @@ struct Score {
     last_mt_at: Instant,
     last_mo_at: Instant,
     pending_acks: Vec<(usize, u64)>,
+    /// The latest handshake of the link, and MO delivered by then.
+    last_up: Option<(Instant, u64)>,
 }
 
 impl Score {
@@ -623,7 +759,9 @@ impl Score {
                 _ => self.mt.duplicated += 1,
             },
             NodeEvent::LinkUp { .. } => {
-                self.first_up.get_or_insert_with(Instant::now);
+                let now = Instant::now();
+                self.first_up.get_or_insert(now);
+                self.last_up = Some((now, self.mo.delivered));
             }
             _ => {}
         }
@@ -670,7 +808,19 @@ pub fn run(
         last_mt_at: began,
         last_mo_at: began,
         pending_acks: Vec::new(),
+        last_up: None,
     };
+    if s.outage.is_some() && wan.is_none() {
+        return Err("an outage needs the WAN emulator (via_wan)".into());
+    }
+    let mut outage = Outages::default();
+    let bs_sample = || match (bs, parts.child_metrics) {
+        (Some(bs), _) => Some(BsSample::of_node(bs)),
+        (None, Some(addr)) => BsSample::scrape(addr),
+        (None, None) => None,
+    };
+    let rss = || bs_pid.and_then(crate::child::rss_kb);
+    let mut last_bs = BsSample::default();
     let mut mt_sent = 0u64;
     let mut next_progress = began + Duration::from_secs(1);
     let mut bs_drained = false;
@@ -709,11 +859,23 @@ pub fn run(
             any = true;
         }
         let now = Instant::now();
+        if let (Some(length), Some(wan)) = (s.outage, wan) {
+            outage.step(length, &score, wan, &parts.sim, now, &rss, &mut || {
+                bs_sample().map(|b| {
+                    last_bs = b;
+                    b.waiting
+                })
+            });
+        }
         let finished = score.mt.delivered >= s.mt && score.mo.delivered >= s.mo;
         // Once a second, and once more at the end.
         if now >= next_progress || (finished && !final_progress_done) {
             final_progress_done = finished;
             next_progress += Duration::from_secs(1);
+            if let Some(b) = bs_sample() {
+                last_bs = b;
+            }
+            outage.sample(last_bs.waiting, rss());
             let im_stats = im.link_stats(0).unwrap_or_default();
             let bs_stats = bs
                 .as_ref()
@@ -730,6 +892,7 @@ pub fn run(
                 stalls: stalls(),
                 im_ring_in_use: im_stats.tx_in_use,
                 bs_ring_in_use: bs_stats.tx_in_use,
+                bs_backlog: last_bs.waiting.saturating_sub(bs_stats.tx_in_use as u64),
                 bs_pid,
             });
         }
@@ -773,12 +936,18 @@ pub fn run(
     let first_up_seconds = score.first_up.map_or(0.0, |t| {
         t.saturating_duration_since(parts.im_started).as_secs_f64()
     });
+    let last_bs = bs_sample().unwrap_or(last_bs);
+    let outage = s
+        .outage
+        .map(|_| outage.result(last_bs.held, score.last_mo_at, mo.delivered));
+    let journal_syncs = last_bs.journal_syncs + im.journal_syncs().unwrap_or(0);
     let Parts {
         _certs,
         im,
         im_started: _,
         bs,
         child,
+        child_metrics: _,
         wan,
         sim,
     } = parts;
@@ -803,7 +972,74 @@ pub fn run(
         im_drained: im_report.drained,
         bs_drained,
         first_up_seconds,
+        journal_syncs,
+        outage,
         mt,
         mo,
     })
+}
+
+/// The outage's course: begun once the link is first up, ended after its length,
+/// then the link's return and the drain.
+#[derive(Default)]
+struct Outages {
+    began: Option<Instant>,
+    ended: Option<Instant>,
+    /// The link's first handshake after the outage, and MO delivered by then.
+    returned: Option<(Instant, u64)>,
+    result: OutageResult,
+}
+
+impl Outages {
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        length: Duration,
+        score: &Score,
+        wan: &Wan,
+        sim: &SmscSim,
+        now: Instant,
+        rss: &dyn Fn() -> Option<u64>,
+        waiting: &mut dyn FnMut() -> Option<u64>,
+    ) {
+        match (self.began, self.ended) {
+            (None, _) if score.first_up.is_some() => {
+                self.result.rss_idle_kb = rss();
+                self.result.smsc_mo_at_start = sim.counters().mo_acked;
+                wan.set_outage(Outage::Refuse);
+                self.began = Some(Instant::now());
+            }
+            (Some(began), None) if now >= began + length => {
+                // The backlog is largest now, just before the link may return.
+                let at_end = waiting();
+                self.sample(at_end.unwrap_or(0), rss());
+                self.result.smsc_mo_at_end = sim.counters().mo_acked;
+                wan.set_outage(Outage::None);
+                let ended = Instant::now();
+                self.result.seconds = (ended - began).as_secs_f64();
+                self.ended = Some(ended);
+            }
+            (Some(_), Some(ended)) if self.returned.is_none() => {
+                self.returned = score.last_up.filter(|(t, _)| *t >= ended);
+            }
+            _ => {}
+        }
+    }
+
+    fn sample(&mut self, waiting: u64, rss_kb: Option<u64>) {
+        let r = &mut self.result;
+        r.backlog_peak = r.backlog_peak.max(waiting);
+        if self.began.is_some() {
+            r.rss_peak_kb = r.rss_peak_kb.max(rss_kb);
+        }
+    }
+
+    fn result(mut self, held: u64, last_mo_at: Instant, mo_delivered: u64) -> OutageResult {
+        self.result.smsc_held = held;
+        if let Some((up, delivered_then)) = self.returned {
+            self.result.drained = mo_delivered.saturating_sub(delivered_then);
+            self.result.drain_seconds = last_mo_at.saturating_duration_since(up).as_secs_f64();
+        }
+        self.result
+    }
 }

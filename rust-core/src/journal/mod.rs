@@ -511,6 +511,8 @@ pub struct Journal<S: Storage> {
     /// Bytes of the report groups among them (bounded: see `ReportStateFull`).
     report_bytes: u64,
     poisoned: Option<String>,
+    /// `sync_data` and `sync_dir` calls that succeeded (see [`Journal::syncs`]).
+    syncs: u64,
 }
 
 impl<S: Storage> std::fmt::Debug for Journal<S> {
@@ -572,6 +574,7 @@ impl<S: Storage> Journal<S> {
             report_bytes: report_bytes(&found.state),
             state: found.state,
             poisoned: None,
+            syncs: 0,
         };
         // The last run may have written without syncing, in any segment: sync them
         // all, so that what a replay shows cannot vanish in a later crash.
@@ -634,6 +637,12 @@ impl<S: Storage> Journal<S> {
     /// Segment files (those about to be created by the next commit included).
     pub fn segment_count(&self) -> usize {
         self.segments.len()
+    }
+
+    /// Syncs made since open (each segment's `fdatasync` and each directory
+    /// `fsync` count one): what group commit saves shows as syncs per second.
+    pub fn syncs(&self) -> u64 {
+        self.syncs
     }
 
     /// Disk the segments take, counted at their preallocated size.
@@ -930,11 +939,13 @@ impl<S: Storage> Journal<S> {
             if let Err(e) = self.storage.sync_data(&name) {
                 return Err(self.poison("sync_data", &name, e));
             }
+            self.syncs += 1;
         }
         if self.dir_dirty {
             if let Err(e) = self.storage.sync_dir() {
                 return Err(self.poison("sync_dir", "", e));
             }
+            self.syncs += 1;
         }
         self.dirty.clear();
         self.dir_dirty = false;

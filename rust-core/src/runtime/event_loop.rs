@@ -206,6 +206,9 @@ pub(super) fn spawn(
         loop_idle: AtomicBool::new(false),
         stopped: AtomicBool::new(false),
         stats: Mutex::new(Vec::new()),
+        journal_syncs: journal
+            .as_ref()
+            .map(|j| AtomicU64::new(j.journal().syncs())),
         metrics_addr,
         room_waiters: AtomicUsize::new(0),
         room_lock: Mutex::new(()),
@@ -471,6 +474,9 @@ impl EventLoop {
             _ => {}
         }
         self.journal_problem = problem;
+        if let Some(syncs) = &self.shared.journal_syncs {
+            syncs.store(journal.journal().syncs(), Ordering::Relaxed);
+        }
         for (id, link) in self.links.iter().enumerate() {
             let full = link.endpoint.is_journal_full();
             if self.shared.links[id]

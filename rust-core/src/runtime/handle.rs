@@ -280,7 +280,13 @@ impl Node {
     /// The node's metrics in the Prometheus text format (0.0.4), as `/metrics`
     /// serves them, for hosts that export metrics their own way.
     pub fn metrics_text(&self) -> String {
-        super::metrics::render_text(&self.shared.stats.lock())
+        super::metrics::render_text(&self.shared.stats.lock(), self.shared.journal_syncs())
+    }
+
+    /// `fdatasync`s (and directory `fsync`s) the node's journal has made since the
+    /// node started (`None`: no journal); `smslink_journal_syncs_total`.
+    pub fn journal_syncs(&self) -> Option<u64> {
+        self.shared.journal_syncs()
     }
 
     /// The `/status` JSON document.

@@ -260,8 +260,9 @@ const SMSC_FAMILIES: &[(&str, &str, &str, SmscGetter)] = &[
     ),
 ];
 
-/// The Prometheus text exposition of `links` (format 0.0.4).
-pub(super) fn render_text(links: &[LinkStats]) -> String {
+/// The Prometheus text exposition of `links` and the node's journal syncs
+/// (format 0.0.4).
+pub(super) fn render_text(links: &[LinkStats], journal_syncs: Option<u64>) -> String {
     let mut out = String::with_capacity(4096 + links.len() * 4096);
     header(
         &mut out,
@@ -366,6 +367,16 @@ pub(super) fn render_text(links: &[LinkStats]) -> String {
         }
     }
     render_histogram(&mut out, links);
+    if let Some(syncs) = journal_syncs {
+        let name = "smslink_journal_syncs_total";
+        header(
+            &mut out,
+            name,
+            "counter",
+            "fdatasync (and directory fsync) calls of the node's journal: one per event-loop turn that wrote records.",
+        );
+        let _ = writeln!(out, "{name} {syncs}");
+    }
     if links.iter().any(|l| l.smsc.is_some()) {
         for (name, kind, help, get) in SMSC_FAMILIES {
             header(&mut out, name, kind, help);
@@ -548,7 +559,7 @@ mod tests {
             smsc: Some(smsc),
             ..LinkStats::default()
         };
-        let text = render_text(&[l]);
+        let text = render_text(&[l], None);
         for (line, kind) in [
             (
                 "smslink_smsc_mo_unattributable_total{link=\"bs\"} 1\n",
@@ -575,6 +586,13 @@ mod tests {
     }
 
     #[test]
+    fn journal_syncs_are_exported_only_with_a_journal() {
+        let name = "smslink_journal_syncs_total";
+        assert!(!render_text(&[], None).contains(name));
+        assert!(render_text(&[], Some(42)).contains(&format!("\n{name} 42\n")));
+    }
+
+    #[test]
     fn histogram_buckets_are_cumulative() {
         let mut l = LinkStats {
             name: "x".into(),
@@ -583,7 +601,7 @@ mod tests {
         l.ack_latency.observe(Duration::from_micros(500));
         l.ack_latency.observe(Duration::from_millis(30));
         l.ack_latency.observe(Duration::from_secs(60));
-        let text = render_text(&[l]);
+        let text = render_text(&[l], None);
         assert!(
             text.contains("smslink_link_ack_latency_seconds_bucket{link=\"x\",le=\"0.001\"} 1\n")
         );

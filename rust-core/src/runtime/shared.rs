@@ -86,6 +86,9 @@ pub(super) struct Shared {
     pub(super) loop_idle: AtomicBool,
     pub(super) stopped: AtomicBool,
     pub(super) stats: Mutex<Vec<LinkStats>>,
+    /// Published by the loop after each commit: the journal's syncs so far
+    /// (`None`: the node has no journal).
+    pub(super) journal_syncs: Option<AtomicU64>,
     /// Where the monitoring listener is bound, if the node has one.
     pub(super) metrics_addr: Option<SocketAddr>,
     /// Senders blocked in `wait_for_room`; the loop signals `room_changed` when a
@@ -96,6 +99,13 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// The journal's syncs so far, as last published (`None`: no journal).
+    pub(super) fn journal_syncs(&self) -> Option<u64> {
+        self.journal_syncs
+            .as_ref()
+            .map(|s| s.load(Ordering::Relaxed))
+    }
+
     /// Wake the loop if it is (about to be) blocked.
     pub(super) fn wake(&self) {
         if self.loop_idle.swap(false, Ordering::AcqRel) {

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use smslink::message::Message;
 use smslink::smsc::{MoAnswer, SmscEvent};
 
+use crate::child::rss_kb;
 use crate::scenario::{self, Latencies, Scenario};
 use crate::smsc_sim::{Protocol, SimConfig, SmscSim};
 use crate::wan::{Jitter, Wan, WanConfig};
@@ -79,6 +80,28 @@ pub struct Args {
     /// (buffered mode; to measure what monitoring costs).
     #[arg(long, value_name = "MS", hide = true)]
     pub metrics_scrape_ms: Option<u64>,
+    /// Run both ends of the buffered path on journals in a temporary directory
+    /// (removed afterwards); reports the journals' fsyncs per second.
+    #[arg(long)]
+    pub journal: bool,
+    /// With --journal: always, interval:<ms> or off.
+    #[arg(long, default_value = "always", requires = "journal")]
+    pub journal_sync: smslink::journal::SyncPolicy,
+    /// Outage: once the link is up, the WAN emulator refuses it for this long while
+    /// the SMSC sends --mo-rate MO per second (rate x seconds in all, MO only, the
+    /// buffer server as a child process); reports whether the SMSC was held back,
+    /// the backlog, the buffer server's RSS and the drain after the link returns.
+    /// Needs --journal.
+    #[arg(long, value_name = "SECONDS", requires = "journal")]
+    pub outage_s: Option<u64>,
+    /// MO per second the SMSC simulator originates (default: as fast as taken).
+    #[arg(long, value_name = "PER_SECOND")]
+    pub mo_rate: Option<f64>,
+    /// Recovery time: fill a journal with --messages MT through `smslink
+    /// im-endpoint` while its peer is away, SIGKILL it once all are durable, and
+    /// time a node's start on that journal (replay, rings and backlog rebuilt).
+    #[arg(long, conflicts_with_all = ["outage_s", "journal"])]
+    pub recovery: bool,
 }
 
 /// One mode's figures.
@@ -102,6 +125,9 @@ pub struct ModeResult {
     /// started the link came up (TCP, TLS, link handshake), in ms.
     pub tls: Option<bool>,
     pub link_up_ms: Option<f64>,
+    /// With --journal: both journals' syncs per second over the run.
+    pub journal_syncs_per_s: Option<f64>,
+    pub outage: Option<scenario::OutageResult>,
 }
 
 impl ModeResult {
@@ -134,6 +160,23 @@ impl ModeResult {
             v["tls"] = tls.into();
             v["link_up_ms"] = ((up * 10.0).round() / 10.0).into();
         }
+        if let Some(f) = self.journal_syncs_per_s {
+            v["journal_sync"] = args.journal_sync.to_string().into();
+            v["journal_syncs_per_s"] = ((f * 10.0).round() / 10.0).into();
+        }
+        if let Some(o) = &self.outage {
+            v["outage"] = serde_json::json!({
+                "seconds": o.seconds,
+                "smsc_mo_per_s": o.smsc_mo_per_s(),
+                "smsc_held": o.smsc_held,
+                "backlog_peak": o.backlog_peak,
+                "rss_idle_kb": o.rss_idle_kb,
+                "rss_peak_kb": o.rss_peak_kb,
+                "drained": o.drained,
+                "drain_seconds": o.drain_seconds,
+                "drain_per_s": o.drain_per_s(),
+            });
+        }
         if !self.rss.is_empty() {
             v["rss_kb"] = self
                 .rss
@@ -146,6 +189,9 @@ impl ModeResult {
 }
 
 fn counts(args: &Args) -> (u64, u64) {
+    if let Some(seconds) = args.outage_s {
+        return (0, (args.mo_rate.unwrap_or(1000.0) * seconds as f64) as u64);
+    }
     match args.direction {
         Direction::Mt => (args.messages, 0),
         Direction::Mo => (0, args.messages),
@@ -153,19 +199,15 @@ fn counts(args: &Args) -> (u64, u64) {
     }
 }
 
-/// VmRSS of a process in kB (Linux).
-pub fn rss_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-}
-
 pub fn buffered(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
     let (mt, mo) = counts(args);
     let one_way = Duration::from_millis(args.rtt_ms / 2);
+    let journal = if args.journal {
+        Some(scenario::TempDir::new("smslink-bench-journal")?)
+    } else {
+        None
+    };
+    let outage = args.outage_s.map(Duration::from_secs);
     let s = Scenario {
         mt,
         mo,
@@ -175,8 +217,8 @@ pub fn buffered(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
         smsc_delay: Duration::from_millis(args.smsc_delay_ms),
         heartbeat: Duration::from_secs(1),
         dead_after: Duration::from_secs(10) + one_way * 4,
-        via_wan: !(args.no_wan && args.rtt_ms == 0 && args.jitter_ms == 0),
-        bs_binary: if args.rss {
+        via_wan: outage.is_some() || !(args.no_wan && args.rtt_ms == 0 && args.jitter_ms == 0),
+        bs_binary: if args.rss || outage.is_some() {
             Some(std::env::current_exe()?)
         } else {
             None
@@ -185,20 +227,26 @@ pub fn buffered(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
         protocol: args.protocol,
         metrics_scrape: args.metrics_scrape_ms.map(Duration::from_millis),
         tls: !args.insecure_plaintext,
+        journal_dir: journal.as_ref().map(|d| d.path().to_owned()),
+        journal_sync: args.journal_sync,
+        mo_rate: args.mo_rate.or(outage.map(|_| 1000.0)),
+        outage,
         ..Scenario::default()
     };
     let mut rss = Vec::new();
     let quiet = args.json;
     let r = scenario::run(&s, |p| {
-        if let Some(kb) = p.bs_pid.and_then(rss_kb) {
+        if let Some(kb) = p.bs_pid.filter(|_| args.rss).and_then(rss_kb) {
             rss.push((p.mt_processed + p.mo_received, kb));
         }
         if !quiet {
             eprintln!(
-                "  buffered [{:>3}s] MT {} MO {}",
+                "  buffered [{:>3}s] MT {} MO {} link {} buffer-server backlog {}",
                 p.elapsed.as_secs(),
                 p.mt_processed,
-                p.mo_received
+                p.mo_received,
+                if p.link_up { "up" } else { "down" },
+                p.bs_backlog
             );
         }
     })?;
@@ -217,6 +265,10 @@ pub fn buffered(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
         rss,
         tls: Some(s.tls),
         link_up_ms: Some(r.first_up_seconds * 1000.0),
+        journal_syncs_per_s: journal
+            .as_ref()
+            .map(|_| r.journal_syncs as f64 / r.seconds.max(1e-9)),
+        outage: r.outage.clone(),
     })
 }
 
@@ -374,13 +426,21 @@ pub fn direct(args: &Args) -> Result<ModeResult, Box<dyn std::error::Error>> {
         rss: Vec::new(),
         tls: None,
         link_up_ms: None,
+        journal_syncs_per_s: None,
+        outage: None,
     })
 }
 
-pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(mut args: Args) -> Result<(), Box<dyn std::error::Error>> {
     smslink::runtime::log::set_level(smslink::runtime::log::Level::Error);
+    if args.outage_s.is_some() {
+        args.direction = Direction::Mo;
+    }
+    if args.recovery {
+        return recovery(&args);
+    }
     let mut results = Vec::new();
-    if matches!(args.mode, Modes::Direct | Modes::Both) {
+    if matches!(args.mode, Modes::Direct | Modes::Both) && args.outage_s.is_none() {
         let r = direct(&args)?;
         if args.json {
             println!("{}", r.json(&args));
@@ -451,10 +511,177 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             for (n, kb) in &r.rss {
                 println!("buffer-server RSS after {n} messages: {kb} kB");
             }
+            if let Some(f) = r.journal_syncs_per_s {
+                println!(
+                    "{} journals (sync {}): {f:.0} fsyncs/s, both ends together",
+                    r.mode, args.journal_sync
+                );
+            }
+            if let Some(o) = &r.outage {
+                print_outage(o, args.capacity, args.rtt_ms);
+            }
         }
     }
     if results.iter().any(|r| !r.clean) {
         return Err("messages were lost, duplicated or reordered".into());
+    }
+    Ok(())
+}
+
+fn print_outage(o: &scenario::OutageResult, capacity: usize, rtt_ms: u64) {
+    let kb = |v: Option<u64>| v.map_or("?".into(), |v| v.to_string());
+    println!(
+        "outage {:.1} s: the SMSC sent {:.1} MO/s through it, {} held back (backpressured or deferred)",
+        o.seconds,
+        o.smsc_mo_per_s(),
+        o.smsc_held
+    );
+    println!(
+        "buffer server: backlog peak {} MO waiting; RSS {} kB idle, {} kB at most ({:.2}x)",
+        o.backlog_peak,
+        kb(o.rss_idle_kb),
+        kb(o.rss_peak_kb),
+        match (o.rss_idle_kb, o.rss_peak_kb) {
+            (Some(i), Some(p)) if i > 0 => p as f64 / i as f64,
+            _ => 0.0,
+        }
+    );
+    let window = if rtt_ms > 0 {
+        format!(
+            " (window rate {} slots / {rtt_ms} ms = {:.0}/s)",
+            capacity,
+            capacity as f64 * 1000.0 / rtt_ms as f64
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "after the link returned: {} MO drained in {:.2} s, {:.0} MO/s{window}",
+        o.drained,
+        o.drain_seconds,
+        o.drain_per_s()
+    );
+}
+
+/// `--recovery`: see [`Args::recovery`].
+pub fn recovery(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    use smslink::link::LinkConfig;
+    use smslink::runtime::{JournalSpec, LinkSpec, Node, NodeConfig, Transport};
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let dir = scenario::TempDir::new("smslink-bench-recovery")?;
+    // A port nobody listens on: the peer is away, every message stays unprocessed.
+    let away = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let (name, psk) = ("im", "bench recovery key");
+    let mut child = crate::child::KillOnDrop(
+        Command::new(std::env::current_exe()?)
+            .args(["im-endpoint", "--name", name, "--psk", psk])
+            .args(["--dial", &away.to_string(), "--insecure-plaintext"])
+            .args(["--capacity", &args.capacity.to_string()])
+            .args(["--reconnect-min-ms", "60000", "--reconnect-max-ms", "60000"])
+            .arg("--journal-dir")
+            .arg(dir.path())
+            .args(["--journal-sync", &args.journal_sync.to_string()])
+            .args(["--log-level", "error"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?,
+    );
+    let mut stdin = child.0.stdin.take().ok_or("no stdin")?;
+    let stdout = child.0.stdout.take().ok_or("no stdout")?;
+    let n = args.messages;
+    let began = Instant::now();
+    // Stdin is handed back open: at its end the child would stop on its own.
+    let feeder = std::thread::spawn(move || -> std::io::Result<std::process::ChildStdin> {
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, &mut stdin);
+        for i in 1..=n {
+            writeln!(out, "4670000002 4670000001 mt {i}")?;
+        }
+        out.flush()?;
+        drop(out);
+        Ok(stdin)
+    });
+    let mut durable = 0u64;
+    let mut next_report = Instant::now() + Duration::from_secs(5);
+    for line in std::io::BufReader::new(stdout).lines() {
+        if line?.contains("\"event\":\"durable\"") {
+            durable += 1;
+            if durable == n {
+                break;
+            }
+        }
+        if !args.json && Instant::now() >= next_report {
+            next_report += Duration::from_secs(5);
+            eprintln!("  filling: {durable} of {n} durable");
+        }
+    }
+    let filled = began.elapsed();
+    if durable < n {
+        return Err(format!("im-endpoint stopped after {durable} of {n} durable").into());
+    }
+    // kill -9, then wait until it is gone (its lock on the journal with it).
+    drop(child);
+    drop(feeder.join().map_err(|_| "feeder panicked")?);
+    let journal_bytes: u64 = std::fs::read_dir(dir.path())?
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+
+    let mut link = LinkConfig::new(name, psk.as_bytes());
+    link.capacity = args.capacity;
+    let mut config = NodeConfig::new(vec![
+        LinkSpec::new(link, Transport::Dial(away)).insecure_plaintext()
+    ]);
+    config.reconnect_min = Duration::from_secs(60);
+    config.reconnect_max = Duration::from_secs(60);
+    let mut spec = JournalSpec::new(dir.path());
+    spec.config.sync = args.journal_sync;
+    config.journal = Some(spec);
+    let start = Instant::now();
+    let node = Node::start(config)?;
+    let started = start.elapsed();
+    // Rebuilt: the first stats the loop publishes hold every message again.
+    let deadline = start + Duration::from_secs(600);
+    let waiting = loop {
+        let s = node.link_stats(0).unwrap_or_default();
+        let waiting = s.tx_in_use as u64 + s.tx_backlog;
+        if waiting >= n || Instant::now() >= deadline {
+            break waiting;
+        }
+        node.wait_event(Some(Duration::from_millis(1)));
+    };
+    let ready = start.elapsed();
+    node.close(Duration::ZERO);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "mode": "recovery",
+                "messages": n,
+                "journal_sync": args.journal_sync.to_string(),
+                "journal_bytes": journal_bytes,
+                "fill_seconds": filled.as_secs_f64(),
+                "start_ms": started.as_secs_f64() * 1000.0,
+                "ready_ms": ready.as_secs_f64() * 1000.0,
+                "restored": waiting,
+            })
+        );
+    } else {
+        println!(
+            "filled {n} MT through im-endpoint in {:.1} s ({:.0}/s), journal {:.0} MB on disk, then SIGKILL",
+            filled.as_secs_f64(),
+            n as f64 / filled.as_secs_f64(),
+            journal_bytes as f64 / 1e6
+        );
+        println!(
+            "Node::start on the journal: {:.0} ms (replay, rings and backlog rebuilt); {:.0} ms until its stats showed {waiting} messages waiting",
+            started.as_secs_f64() * 1000.0,
+            ready.as_secs_f64() * 1000.0
+        );
+    }
+    if waiting != n {
+        return Err(format!("{waiting} of {n} messages back after the restart").into());
     }
     Ok(())
 }
