@@ -53,10 +53,15 @@ def parse_link(spec: str) -> dict[str, Any]:
 
 
 def build_endpoint(
-    links: list[dict[str, Any]], journal_dir: Optional[str] = None, journal_sync: str = "always"
+    links: list[dict[str, Any]],
+    journal_dir: Optional[str] = None,
+    journal_sync: str = "always",
+    reassembly_timeout: float = 600.0,
 ) -> smslink.Endpoint:
     """The endpoint toward the buffer servers; with `journal_dir`, its rings are kept
-    in a journal there, so that a crash of the gateway loses no message it took."""
+    in a journal there, so that a crash of the gateway loses no message it took. The
+    parts of a long SMS that do not all come within `reassembly_timeout` seconds are
+    delivered as they are, marked incomplete."""
     made = []
     for spec in links:
         kw: dict[str, Any] = {"prefixes": spec["prefixes"], "default": spec["default"]}
@@ -73,7 +78,10 @@ def build_endpoint(
         psk = spec["psk"]
         made.append(smslink.Link(spec["name"], psk if isinstance(psk, bytes) else psk.encode(), **kw))
     endpoint: smslink.Endpoint = smslink.Endpoint(
-        made, journal_dir=journal_dir, journal_sync=journal_sync
+        made,
+        journal_dir=journal_dir,
+        journal_sync=journal_sync,
+        reassembly_timeout=reassembly_timeout,
     )
     return endpoint
 
@@ -125,6 +133,14 @@ def main(argv: Optional[list[str]] = None) -> None:
         metavar="POLICY",
         help="always (default), interval:<ms> or off: when the journal is synced to disk",
     )
+    p.add_argument(
+        "--reassembly-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="deliver a long SMS whose parts have not all come within SECONDS as it is, "
+        "marked incomplete (default: 600)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     if not args.secret:
@@ -161,7 +177,9 @@ async def _run(args: argparse.Namespace) -> None:
 
 
 async def _serve(args: argparse.Namespace, metrics: GatewayMetrics) -> None:
-    endpoint = build_endpoint(args.link, args.journal_dir, args.journal_sync)
+    endpoint = build_endpoint(
+        args.link, args.journal_dir, args.journal_sync, args.reassembly_timeout
+    )
     store = Store(args.db)
     gw = Gateway(
         args.jid,

@@ -74,3 +74,22 @@ def test_journal_settings_reach_the_endpoint(tmp_path: Path, capsys: pytest.Capt
     assert exit.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("smslink-gateway: ") and "sometimes" in err and "Traceback" not in err
+
+
+def test_a_bad_reassembly_timeout_is_an_operator_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from smslink_gateway.cli import main
+
+    with pytest.raises(SystemExit) as exit:
+        main(
+            [
+                "--jid", "sms.example.test",
+                "--secret", "s",
+                "--sms-number", "12345",
+                "--db", str(tmp_path / "s.db"),
+                "--link", "name=au,dial=127.0.0.1:1,psk=a key of 16+ bytes,insecure-plaintext",
+                "--reassembly-timeout", "-1",
+            ]
+        )
+    assert exit.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("smslink-gateway: ") and "reassembly_timeout" in err and "Traceback" not in err
