@@ -683,6 +683,16 @@ smslink_result smslink_config_set_smsc_smpp(struct smslink_config *config,
                                             const char *password,
                                             const struct smslink_smpp_options *options);
 
+// Ask the SMSC set with `smslink_config_set_smsc` or `smslink_config_set_smsc_smpp`
+// for delivery reports on every MT (`on` non-zero) or for none: CIMD2 status report
+// request 056 = 14 (delivered, failed, buffered; default: none), SMPP
+// registered_delivery 1 (default: on). The reports reach the IM side as REPORT
+// events with the MT's `client_ref`. Call it after setting the SMSC; without one it
+// returns SMSLINK_INVALID_ARGUMENT.
+//
+// Thread safety: one thread at a time per configuration.
+smslink_result smslink_config_set_smsc_delivery_reports(struct smslink_config *config, int on);
+
 // Delay before redialling a link or the SMSC: from `min_ms`, doubling with jitter up
 // to `max_ms` (defaults 100 and 5000).
 //

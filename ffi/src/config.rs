@@ -1,7 +1,7 @@
 //! The node configuration builder: links (dial or listen, capacity, peer name,
 //! heartbeat, routing), the SMSC, reconnection and the event queue.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_int};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
@@ -392,6 +392,32 @@ pub unsafe extern "C" fn smslink_config_set_smsc_smpp(
         let options = unsafe { arg_ref(options, "options") }?;
         let client = options.config(system_id, password)?;
         config.smsc = Some(SmscSpec::smpp(socket_addr(addr)?, client));
+        Ok(())
+    })
+}
+
+/// Ask the SMSC set with `smslink_config_set_smsc` or `smslink_config_set_smsc_smpp`
+/// for delivery reports on every MT (`on` non-zero) or for none: CIMD2 status report
+/// request 056 = 14 (delivered, failed, buffered; default: none), SMPP
+/// registered_delivery 1 (default: on). The reports reach the IM side as REPORT
+/// events with the MT's `client_ref`. Call it after setting the SMSC; without one it
+/// returns SMSLINK_INVALID_ARGUMENT.
+///
+/// Thread safety: one thread at a time per configuration.
+#[no_mangle]
+pub unsafe extern "C" fn smslink_config_set_smsc_delivery_reports(
+    config: *mut smslink_config,
+    on: c_int,
+) -> smslink_result {
+    guard(|| {
+        // SAFETY: per the header's contract.
+        let config = unsafe { arg_mut(config, "config") }?;
+        let Some(smsc) = config.smsc.as_mut() else {
+            return Err(Error::invalid(
+                "no SMSC: call smslink_config_set_smsc or _set_smsc_smpp first",
+            ));
+        };
+        smsc.protocol.set_delivery_reports(on != 0);
         Ok(())
     })
 }

@@ -903,6 +903,42 @@ fn log_lines_reach_the_c_callback_with_target_and_fields() {
 }
 
 #[test]
+fn delivery_reports_are_asked_for_through_the_c_api() {
+    use smslink_core::runtime::SmscProtocol;
+    // SAFETY: live pointers throughout; the configuration is freed below.
+    unsafe {
+        let mut cfg = null_mut();
+        assert_eq!(smslink_config_new(&mut cfg), SMSLINK_OK);
+        assert_eq!(
+            smslink_config_set_smsc_delivery_reports(cfg, 1),
+            SMSLINK_INVALID_ARGUMENT,
+            "no SMSC yet"
+        );
+        let rc = smslink_config_set_smsc(
+            cfg,
+            c"127.0.0.1:9971".as_ptr(),
+            c"u".as_ptr(),
+            c"p".as_ptr(),
+        );
+        assert_eq!(rc, SMSLINK_OK);
+        let request = |cfg: *mut smslink_config| match &(*cfg).smsc.as_ref().unwrap().protocol {
+            SmscProtocol::Cimd2(c) => c.status_report_request,
+            SmscProtocol::Smpp(_) => unreachable!(),
+        };
+        assert_eq!(request(cfg), 0, "CIMD2 asks for none by default");
+        assert_eq!(smslink_config_set_smsc_delivery_reports(cfg, 1), SMSLINK_OK);
+        assert_eq!(request(cfg), 14);
+        assert_eq!(smslink_config_set_smsc_delivery_reports(cfg, 0), SMSLINK_OK);
+        assert_eq!(request(cfg), 0);
+        assert_eq!(
+            smslink_config_set_smsc_delivery_reports(null_mut(), 1),
+            SMSLINK_NULL_PARAMETER
+        );
+        smslink_config_free(cfg);
+    }
+}
+
+#[test]
 fn the_journal_is_configured_through_the_c_api() {
     use smslink_core::journal::SyncPolicy;
     // SAFETY: live pointers throughout; the configuration is freed below.

@@ -134,6 +134,23 @@ pub enum SmscProtocol {
 }
 
 impl SmscProtocol {
+    /// Ask the SMSC for delivery reports on every MT (CIMD2: status report request
+    /// 056 = 14, delivered, failed and buffered, as Kannel asks; SMPP:
+    /// registered_delivery 1, a receipt on success or failure), or for none.
+    pub fn set_delivery_reports(&mut self, on: bool) {
+        use crate::smpp::registered_delivery;
+        match self {
+            SmscProtocol::Cimd2(c) => c.status_report_request = if on { 14 } else { 0 },
+            SmscProtocol::Smpp(c) => {
+                c.registered_delivery = if on {
+                    registered_delivery::RECEIPT_ALWAYS
+                } else {
+                    registered_delivery::NONE
+                }
+            }
+        }
+    }
+
     /// A fresh client session of this protocol.
     pub fn client(&self) -> Box<dyn SmscClient> {
         match self {

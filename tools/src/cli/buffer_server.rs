@@ -19,7 +19,7 @@ use smslink::runtime::{
     Transport,
 };
 use smslink::slog;
-use smslink::smpp::{registered_delivery, BindMode, SmppConfig};
+use smslink::smpp::{BindMode, SmppConfig};
 use smslink::sms::concat::{LongMessages, RefWidth};
 use smslink::sms::number::{InternationalForm, NumberConfig, Unattributable};
 
@@ -404,17 +404,17 @@ impl Args {
                     numbers,
                     ..ClientConfig::default()
                 };
-                if let Some(on) = reports {
-                    // 14: delivered, failed and buffered reports, as Kannel asks.
-                    client.status_report_request = if on { 14 } else { 0 };
-                }
                 if let Some(s) = keepalive {
                     client.keepalive = Duration::from_secs(s);
                 }
                 if let Some(t) = response_timeout {
                     client.response_timeout = t;
                 }
-                Ok(SmscSpec::cimd2(addr, client))
+                let mut spec = SmscSpec::cimd2(addr, client);
+                if let Some(on) = reports {
+                    spec.protocol.set_delivery_reports(on);
+                }
+                Ok(spec)
             }
             "smpp" => {
                 let mut smpp = SmppConfig {
@@ -439,13 +439,6 @@ impl Args {
                         ))
                     }
                 };
-                if let Some(on) = reports {
-                    smpp.registered_delivery = if on {
-                        registered_delivery::RECEIPT_ALWAYS
-                    } else {
-                        registered_delivery::NONE
-                    };
-                }
                 smpp.bind = match self.smsc_bind.as_deref().or(file.bind.as_deref()) {
                     None | Some("transceiver") => BindMode::Transceiver,
                     Some("transmitter-receiver") => BindMode::TransmitterReceiver,
@@ -478,7 +471,11 @@ impl Args {
                     }
                 }
                 smpp.bind_body()?;
-                Ok(SmscSpec::smpp(addr, smpp))
+                let mut spec = SmscSpec::smpp(addr, smpp);
+                if let Some(on) = reports {
+                    spec.protocol.set_delivery_reports(on);
+                }
+                Ok(spec)
             }
             other => Err(format!("[smsc] protocol {other:?}: use cimd2 or smpp")),
         }
@@ -780,6 +777,7 @@ fn log_event(ev: &NodeEvent) {
 mod tests {
     use super::*;
     use clap::Parser;
+    use smslink::smpp::registered_delivery;
 
     #[derive(clap::Parser)]
     struct Cli {
