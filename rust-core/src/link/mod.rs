@@ -668,6 +668,12 @@ impl Endpoint {
         self.persist.is_some()
     }
 
+    /// Records were made since the last [`take_records`](Self::take_records): the
+    /// driver has to commit again for what waits on them.
+    pub fn has_records(&self) -> bool {
+        self.persist.as_ref().is_some_and(|p| p.has_records())
+    }
+
     /// Move the records since the last call into `out`; `None` when the link is not
     /// journaled. Hand the mark to [`records_durable`](Self::records_durable) once
     /// every record drained so far is durable.

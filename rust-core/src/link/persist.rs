@@ -219,6 +219,11 @@ impl Persist {
 
     /// Move the records into `out`, closing them with the state records that
     /// changed; returns the mark to hand back once they are durable.
+    /// Records made since the last drain (the driver must commit again).
+    pub(super) fn has_records(&self) -> bool {
+        !self.records.is_empty()
+    }
+
     pub(super) fn drain(
         &mut self,
         identity: Option<LinkIdentity>,

@@ -230,7 +230,6 @@ pub(super) fn spawn(
         journal_problem: None,
         report_groups_not_kept: false,
         durable: Vec::new(),
-        commit_again: false,
         reassembler: Reassembler::new(config.reassembly_timeout),
         joined: HashMap::new(),
     };
@@ -264,9 +263,6 @@ struct EventLoop {
     report_groups_not_kept: bool,
     /// Tx seqs that became durable in this turn's commit, per link.
     durable: Vec<(LinkId, std::ops::Range<u64>)>,
-    /// Records were made after this turn's commit (a report or a repeated part the
-    /// node processed itself): turn again at once to commit them.
-    commit_again: bool,
     /// Parts of concatenated MO, held (unprocessed in their ring) until whole.
     reassembler: Reassembler,
     /// A joined message's seq as the application knows it -> the seqs of all its
@@ -439,7 +435,6 @@ impl EventLoop {
         let Some(journal) = &mut self.journal else {
             return;
         };
-        self.commit_again = false;
         let mut endpoints: Vec<&mut Endpoint> =
             self.links.iter_mut().map(|l| &mut l.endpoint).collect();
         let durable = &mut self.durable;
@@ -737,7 +732,6 @@ impl EventLoop {
                         Offer::Joined(joined) => ready.push(joined),
                         Offer::Repeat => {
                             let _ = link.endpoint.mark_processed(seq, Outcome::Accepted);
-                            self.commit_again |= link.endpoint.is_journaled();
                         }
                     }
                     continue;
@@ -763,7 +757,6 @@ impl EventLoop {
                     // A report asks nothing of the application: it is handed over,
                     // and its slot freed, in one step.
                     let _ = link.endpoint.mark_processed(seq, Outcome::Accepted);
-                    self.commit_again |= link.endpoint.is_journaled();
                 }
             }
             // A ring full of parts that wait for parts behind it: give up the oldest.
@@ -796,7 +789,13 @@ impl EventLoop {
 
     fn next_deadline(&self) -> Option<Instant> {
         let now = Instant::now();
-        if self.commit_again || self.links.iter().any(|l| l.wants_read()) {
+        // Records made after this turn's commit (a report or a repeated part the
+        // node processed itself): turn again at once to commit them.
+        if self
+            .links
+            .iter()
+            .any(|l| l.wants_read() || l.endpoint.has_records())
+        {
             return Some(now);
         }
         let mut next = self.shutdown_deadline;
