@@ -901,6 +901,23 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    /// The SMSC protocol settings from the file at `file` and the flags `extra`.
+    fn smsc_protocol(
+        file: &std::path::Path,
+        extra: &[&str],
+    ) -> Result<smslink::runtime::SmscProtocol, String> {
+        let cli = Cli::parse_from(
+            ["x", "--config", file.to_str().unwrap()]
+                .iter()
+                .chain(extra),
+        );
+        Ok(cli.args.settings()?.node.links[0]
+            .smsc
+            .clone()
+            .unwrap()
+            .protocol)
+    }
+
     #[test]
     fn numbers_long_messages_and_reports_come_from_the_file_and_flags() {
         let dir = std::env::temp_dir().join(format!("smslink-bs-sms-{}", std::process::id()));
@@ -917,21 +934,9 @@ mod tests {
             ),
         )
         .unwrap();
-        let smpp = |extra: &[&str]| {
-            let cli = Cli::parse_from(
-                ["x", "--config", file.to_str().unwrap()]
-                    .iter()
-                    .chain(extra),
-            );
-            match cli.args.settings()?.node.links[0]
-                .smsc
-                .clone()
-                .unwrap()
-                .protocol
-            {
-                smslink::runtime::SmscProtocol::Smpp(c) => Ok::<_, String>(c),
-                other => panic!("SMPP expected: {other:?}"),
-            }
+        let smpp = |extra: &[&str]| match smsc_protocol(&file, extra)? {
+            smslink::runtime::SmscProtocol::Smpp(c) => Ok::<_, String>(c),
+            other => panic!("SMPP expected: {other:?}"),
         };
         let c = smpp(&[]).unwrap();
         assert_eq!(c.numbers.country_code.as_deref(), Some("46"));
@@ -995,21 +1000,9 @@ mod tests {
             ),
         )
         .unwrap();
-        let cimd2 = |extra: &[&str]| {
-            let cli = Cli::parse_from(
-                ["x", "--config", file.to_str().unwrap()]
-                    .iter()
-                    .chain(extra),
-            );
-            match cli.args.settings()?.node.links[0]
-                .smsc
-                .clone()
-                .unwrap()
-                .protocol
-            {
-                smslink::runtime::SmscProtocol::Cimd2(c) => Ok::<_, String>(c),
-                other => panic!("CIMD2 expected: {other:?}"),
-            }
+        let cimd2 = |extra: &[&str]| match smsc_protocol(&file, extra)? {
+            smslink::runtime::SmscProtocol::Cimd2(c) => Ok::<_, String>(c),
+            other => panic!("CIMD2 expected: {other:?}"),
         };
         let c = cimd2(&[]).unwrap();
         assert_eq!(c.numbers.country_code.as_deref(), Some("46"));
