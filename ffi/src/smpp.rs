@@ -5,7 +5,7 @@ use std::ffi::c_char;
 use std::time::Duration;
 
 use smslink_core::ring::MAX_CAPACITY;
-use smslink_core::smpp::{npi, registered_delivery, ton, BindMode, SmppConfig, TonNpi};
+use smslink_core::smpp::{registered_delivery, BindMode, SmppConfig, TonNpi};
 
 use crate::abi::{fill_c_array, guard, out_ptr, read_c_array, write_out, Error};
 use crate::result::smslink_result;
@@ -134,34 +134,10 @@ fn millis(d: Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
-/// The numbering plans SMPP 3.4 defines (5.2.6); the others are reserved.
-const DEFINED_NPI: [u8; 10] = [
-    npi::UNKNOWN,
-    npi::ISDN,
-    npi::DATA,
-    npi::TELEX,
-    npi::LAND_MOBILE,
-    npi::NATIONAL,
-    npi::PRIVATE,
-    npi::ERMES,
-    npi::INTERNET,
-    npi::WAP_CLIENT_ID,
-];
-
-/// A TON/NPI pair SMPP 3.4 defines. A GSM type-of-address octet (0x91, 0x81) given
-/// by mistake is caught here rather than sent to an SMSC that refuses every submit.
+/// A TON/NPI pair SMPP 3.4 defines (`TonNpi::defined`), the field named as in C.
 fn ton_npi(what: &str, ton_value: u8, npi_value: u8) -> Result<TonNpi, Error> {
-    if ton_value > ton::ABBREVIATED {
-        return Err(Error::invalid(format!(
-            "{what}_ton {ton_value} is not an SMPP 3.4 type of number (0..=6)"
-        )));
-    }
-    if !DEFINED_NPI.contains(&npi_value) {
-        return Err(Error::invalid(format!(
-            "{what}_npi {npi_value} is not an SMPP 3.4 numbering plan {DEFINED_NPI:?}"
-        )));
-    }
-    Ok(TonNpi::new(ton_value, npi_value))
+    TonNpi::defined(ton_value.into(), npi_value.into())
+        .map_err(|e| Error::invalid(format!("{what}_{e}")))
 }
 
 /// Write the default SMPP options to `*out`: transceiver bind, empty system_type,

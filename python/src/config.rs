@@ -9,7 +9,7 @@ use smslink::journal::SyncPolicy;
 use smslink::link::LinkConfig;
 use smslink::ring::MAX_CAPACITY;
 use smslink::runtime::{JournalSpec, LinkSpec, PeerAuth, SmscSpec, TlsSpec, Transport};
-use smslink::smpp::{npi, registered_delivery, ton, BindMode, SmppConfig, TonNpi};
+use smslink::smpp::{registered_delivery, BindMode, SmppConfig, TonNpi};
 
 use crate::errors::config_error;
 use crate::util::{seconds, socket_addr};
@@ -332,42 +332,9 @@ const BIND_MODES: [(&str, BindMode); 2] = [
     ("transmitter-receiver", BindMode::TransmitterReceiver),
 ];
 
-/// The numbering plans SMPP 3.4 defines (5.2.6); the others are reserved.
-const DEFINED_NPI: [u8; 10] = [
-    npi::UNKNOWN,
-    npi::ISDN,
-    npi::DATA,
-    npi::TELEX,
-    npi::LAND_MOBILE,
-    npi::NATIONAL,
-    npi::PRIVATE,
-    npi::ERMES,
-    npi::INTERNET,
-    npi::WAP_CLIENT_ID,
-];
-
-/// A TON/NPI pair SMPP 3.4 defines. A GSM type-of-address octet (0x91, 0x81) given
-/// by mistake is caught here rather than sent to an SMSC that refuses every submit.
+/// A TON/NPI pair SMPP 3.4 defines (`TonNpi::defined`).
 fn ton_npi(ton_value: i64, npi_value: i64) -> PyResult<TonNpi> {
-    let ton_ok = u8::try_from(ton_value)
-        .ok()
-        .filter(|t| *t <= ton::ABBREVIATED);
-    let Some(t) = ton_ok else {
-        return Err(config_error(format!(
-            "smsc numeric_ton {ton_value} is not an SMPP 3.4 type of number (0..=6; \
-             e.g. 0 unknown, 1 international, 2 national)"
-        )));
-    };
-    let npi_ok = u8::try_from(npi_value)
-        .ok()
-        .filter(|n| DEFINED_NPI.contains(n));
-    let Some(n) = npi_ok else {
-        return Err(config_error(format!(
-            "smsc numeric_npi {npi_value} is not an SMPP 3.4 numbering plan {DEFINED_NPI:?} \
-             (e.g. 1 ISDN/E.164)"
-        )));
-    };
-    Ok(TonNpi::new(t, n))
+    TonNpi::defined(ton_value, npi_value).map_err(|e| config_error(format!("smsc numeric_{e}")))
 }
 
 #[pymethods]

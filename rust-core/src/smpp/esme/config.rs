@@ -42,7 +42,46 @@ impl TonNpi {
     pub const fn new(ton: u8, npi: u8) -> TonNpi {
         TonNpi { ton, npi }
     }
+
+    /// A pair SMPP 3.4 defines (5.2.5, 5.2.6), for settings from a binding: a GSM
+    /// type-of-address octet (0x91, 0x81) given by mistake is caught here rather than
+    /// sent to an SMSC that refuses every submit. The error names what is wrong.
+    pub fn defined(ton_value: i64, npi_value: i64) -> Result<TonNpi, String> {
+        let Some(t) = u8::try_from(ton_value)
+            .ok()
+            .filter(|t| *t <= ton::ABBREVIATED)
+        else {
+            return Err(format!(
+                "ton {ton_value} is not an SMPP 3.4 type of number (0..=6): e.g. 0 unknown, \
+                 1 international, 2 national"
+            ));
+        };
+        let Some(n) = u8::try_from(npi_value)
+            .ok()
+            .filter(|n| DEFINED_NPI.contains(n))
+        else {
+            return Err(format!(
+                "npi {npi_value} is not an SMPP 3.4 numbering plan {DEFINED_NPI:?} \
+                 (e.g. 1 ISDN/E.164)"
+            ));
+        };
+        Ok(TonNpi::new(t, n))
+    }
 }
+
+/// The numbering plans SMPP 3.4 defines (5.2.6); the others are reserved.
+const DEFINED_NPI: [u8; 10] = [
+    npi::UNKNOWN,
+    npi::ISDN,
+    npi::DATA,
+    npi::TELEX,
+    npi::LAND_MOBILE,
+    npi::NATIONAL,
+    npi::PRIVATE,
+    npi::ERMES,
+    npi::INTERNET,
+    npi::WAP_CLIENT_ID,
+];
 
 /// The TON/NPI sent for each form of address `smpp::sme_addr` tells apart. The
 /// defaults are that function's own; an SMSC that wants, say, national numbers as
