@@ -339,7 +339,9 @@ pub enum NodeEvent {
     },
     /// A message taken by `send` is in the journal and synced: it survives a crash
     /// of this process from now on. Only on a node with a journal; it comes before
-    /// any `Status` of that message.
+    /// any `Status` of that message. After a restart every message the journal gave
+    /// back is reported `Durable` again, all of them queued before `Node::start`
+    /// returns, so that an application can tell what it must not send again.
     Durable {
         link: LinkId,
         seq: u64,
