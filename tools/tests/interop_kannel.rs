@@ -56,11 +56,23 @@ fn have(binaries: &[&str]) -> bool {
 }
 
 /// A port that was free a moment ago (Kannel's programs cannot be given port 0).
+/// Taken below the kernel's ephemeral range (32768 and up by default), where
+/// nothing else in this process binds or connects from, and never the same twice
+/// in one run: a port from `bind(0)` could be handed out again to a parallel test,
+/// or to a connection, before Kannel binds it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = (std::process::id() % u32::from(SPAN)) as u16;
+    for _ in 0..SPAN {
+        let port = LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN);
 }
 
 /// A child process killed when the test ends, however it ends.
