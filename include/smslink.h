@@ -366,6 +366,15 @@ typedef struct smslink_link_stats {
   // Connections made or accepted / refused because too many were waiting.
   uint64_t connects;
   uint64_t refused_connections;
+  // Messages taken while the sending ring was full, waiting in the journal for
+  // a slot (0 without a journal).
+  uint64_t tx_backlog;
+  // Unauthenticated connections waiting for the link now (listening links).
+  uint32_t pending_connections;
+  // Messages confirmed by the peer so far, and the sum of their times from first
+  // transmission to confirmation in microseconds (mean = sum / count).
+  uint64_t ack_latency_count;
+  uint64_t ack_latency_sum_us;
 } smslink_link_stats;
 
 // A snapshot of the SMSC side of a buffer server.
@@ -382,6 +391,20 @@ typedef struct smslink_smsc_stats {
   uint64_t mt_resubmitted;
   uint64_t status_reports;
   uint64_t violations;
+  // MO refused because the address had no normal form.
+  uint64_t mo_unattributable;
+  // Held MO answered "retry later" once held for the protocol's limit.
+  uint64_t mo_deferred;
+  // Temporary refusals (throttling, congestion): the message is tried again.
+  uint64_t mt_temporary_failures;
+  // Report messages put on the link (all parts of a message folded into one).
+  uint64_t reports_forwarded;
+  // Status reports for a message id not known: acknowledged and dropped.
+  uint64_t reports_unknown;
+  // Accepted MT whose final report has not come yet (a gauge).
+  uint64_t reports_awaited;
+  // MT restored from the journal after a restart and submitted again.
+  uint64_t resubmitted_after_restart;
 } smslink_smsc_stats;
 
 // Faults that stop a node or a connection for good.

@@ -50,6 +50,15 @@ pub struct smslink_link_stats {
     /// Connections made or accepted / refused because too many were waiting.
     pub connects: u64,
     pub refused_connections: u64,
+    /// Messages taken while the sending ring was full, waiting in the journal for
+    /// a slot (0 without a journal).
+    pub tx_backlog: u64,
+    /// Unauthenticated connections waiting for the link now (listening links).
+    pub pending_connections: u32,
+    /// Messages confirmed by the peer so far, and the sum of their times from first
+    /// transmission to confirmation in microseconds (mean = sum / count).
+    pub ack_latency_count: u64,
+    pub ack_latency_sum_us: u64,
 }
 
 /// A snapshot of the SMSC side of a buffer server.
@@ -68,6 +77,20 @@ pub struct smslink_smsc_stats {
     pub mt_resubmitted: u64,
     pub status_reports: u64,
     pub violations: u64,
+    /// MO refused because the address had no normal form.
+    pub mo_unattributable: u64,
+    /// Held MO answered "retry later" once held for the protocol's limit.
+    pub mo_deferred: u64,
+    /// Temporary refusals (throttling, congestion): the message is tried again.
+    pub mt_temporary_failures: u64,
+    /// Report messages put on the link (all parts of a message folded into one).
+    pub reports_forwarded: u64,
+    /// Status reports for a message id not known: acknowledged and dropped.
+    pub reports_unknown: u64,
+    /// Accepted MT whose final report has not come yet (a gauge).
+    pub reports_awaited: u64,
+    /// MT restored from the journal after a restart and submitted again.
+    pub resubmitted_after_restart: u64,
 }
 
 /// A snapshot of a link's cursors and counters into `*out`.
@@ -116,6 +139,10 @@ pub unsafe extern "C" fn smslink_node_link_stats(
             link_downs: c.link_downs,
             connects: s.connects,
             refused_connections: s.refused_connections,
+            tx_backlog: s.tx_backlog,
+            pending_connections: s.pending_connections.min(u32::MAX as usize) as u32,
+            ack_latency_count: s.ack_latency.count,
+            ack_latency_sum_us: s.ack_latency.sum_micros,
         };
         fill_c_array(&mut stats.name, &s.name);
         write_out(out, stats);
@@ -153,6 +180,13 @@ pub unsafe extern "C" fn smslink_node_smsc_stats(
                 mt_resubmitted: s.mt_resubmitted,
                 status_reports: s.status_reports,
                 violations: s.violations,
+                mo_unattributable: s.mo_unattributable,
+                mo_deferred: s.mo_deferred,
+                mt_temporary_failures: s.mt_temporary_failures,
+                reports_forwarded: s.reports_forwarded,
+                reports_unknown: s.reports_unknown,
+                reports_awaited: s.reports_awaited,
+                resubmitted_after_restart: s.resubmitted_after_restart,
             },
         );
         Ok(())

@@ -112,6 +112,12 @@ pub struct LinkStats {
     connects: u64,
     refused_connections: u64,
     counters: Py<PyDict>,
+    tx_backlog: u64,
+    pending_connections: usize,
+    /// Messages the peer confirmed, and the sum of their confirmation times (s).
+    ack_latency_count: u64,
+    ack_latency_sum: f64,
+    last_error: Option<String>,
 }
 
 #[pymethods]
@@ -141,6 +147,13 @@ pub struct SmscStats {
     mt_resubmitted: u64,
     status_reports: u64,
     violations: u64,
+    mo_unattributable: u64,
+    mo_deferred: u64,
+    mt_temporary_failures: u64,
+    reports_forwarded: u64,
+    reports_unknown: u64,
+    reports_awaited: u64,
+    resubmitted_after_restart: u64,
 }
 
 #[pymethods]
@@ -583,6 +596,11 @@ impl Endpoint {
             connects: s.connects,
             refused_connections: s.refused_connections,
             counters: counters.unbind(),
+            tx_backlog: s.tx_backlog,
+            pending_connections: s.pending_connections,
+            ack_latency_count: s.ack_latency.count,
+            ack_latency_sum: s.ack_latency.sum_micros as f64 / 1e6,
+            last_error: s.last_error,
         })
     }
 
@@ -616,6 +634,13 @@ impl Endpoint {
             mt_resubmitted: s.mt_resubmitted,
             status_reports: s.status_reports,
             violations: s.violations,
+            mo_unattributable: s.mo_unattributable,
+            mo_deferred: s.mo_deferred,
+            mt_temporary_failures: s.mt_temporary_failures,
+            reports_forwarded: s.reports_forwarded,
+            reports_unknown: s.reports_unknown,
+            reports_awaited: s.reports_awaited,
+            resubmitted_after_restart: s.resubmitted_after_restart,
         })
     }
 

@@ -52,6 +52,8 @@ def test_mt_reaches_the_smsc_and_mo_reaches_the_im_side(chain: Setup) -> None:
     assert eventually(lambda: getattr(bs.smsc_stats(), "mo_received", 0) == 1)
     stats = bs.smsc_stats()
     assert stats is not None and stats.logged_in and stats.mt_accepted == 1
+    assert (stats.mo_unattributable, stats.mt_temporary_failures) == (0, 0)
+    assert stats.resubmitted_after_restart == 0
 
 
 def test_smsc_rejection_comes_back_with_its_code(chain: Setup) -> None:
