@@ -26,13 +26,14 @@ pub mod log;
 pub mod metrics;
 mod metrics_http;
 pub mod notify;
+mod ready;
 mod shared;
 mod smsc_driver;
 pub mod spsc;
 pub mod sync;
 pub mod tls;
 
-pub use admission::AdmissionConfig;
+pub use admission::{AdmissionConfig, HandshakeLimits};
 pub use api::*;
 pub use backoff::{AcceptError, AcceptPause, Backoff};
 pub use conn::{Conn, ReadOutcome};
