@@ -21,7 +21,7 @@ use super::link_driver::{LinkDriver, Role};
 use super::log::Level;
 use super::metrics_http::MetricsServer;
 use super::notify::Notifier;
-use super::ready::{ReadySet, TimerHeap};
+use super::ready::{PendingTokens, ReadySet, TimerHeap};
 use super::shared::{Command, LinkShared, Shared};
 use super::smsc_driver::SmscDriver;
 use super::spsc::{self, Consumer, Producer};
@@ -38,8 +38,6 @@ use crate::sms::reassembly::{Offer, Reassembler};
 const WAKER: Token = Token(usize::MAX - 1);
 /// Tokens of a link: its listener, its connection, then its SMSC connections.
 const TOKENS_PER_LINK: usize = 2 + SmscDriver::MAX_CONNECTIONS;
-/// Connections waiting for their link's current connection to end.
-const PENDING_BASE: usize = 1 << 40;
 /// Status events kept when the application does not read them fast enough; beyond
 /// this they are counted and dropped (messages are never dropped: they wait in
 /// the rings).
@@ -51,6 +49,13 @@ pub(super) fn spawn(
 ) -> Result<(Arc<Shared>, JoinHandle<ShutdownReport>), NodeError> {
     if config.links.is_empty() {
         return Err(NodeError::Config("a node needs at least one link".into()));
+    }
+    if config.links.len() > PendingTokens::MAX_LINKS {
+        return Err(NodeError::Config(format!(
+            "{} links: a node has at most {}",
+            config.links.len(),
+            PendingTokens::MAX_LINKS
+        )));
     }
     let names: Vec<(&str, usize)> = config
         .links
@@ -236,7 +241,7 @@ pub(super) fn spawn(
         overflow: VecDeque::new(),
         events_dropped: 0,
         wake_app: false,
-        next_pending_token: PENDING_BASE,
+        pending_tokens: PendingTokens::new(),
         shutdown_deadline: None,
         metrics,
         journal: journal.take(),
@@ -272,7 +277,8 @@ struct EventLoop {
     events_dropped: u64,
     /// Events were queued (or a cursor moved) since the last wake of the application.
     wake_app: bool,
-    next_pending_token: usize,
+    /// Tokens of connections waiting for their link's current connection to end.
+    pending_tokens: PendingTokens,
     shutdown_deadline: Option<Instant>,
     metrics: Option<MetricsServer>,
     /// The node's journal (one for every link: one sync per turn covers them all).
@@ -428,7 +434,7 @@ impl EventLoop {
             link.check_timers(&self.poll, now, &mut self.budget, id);
             // Accepting is driven by the listener's readiness; after a failed accept
             // (e.g. out of descriptors) the edge is gone, so retry when the pause ends.
-            link.retry_accept(&self.poll, now, &mut self.next_pending_token);
+            link.retry_accept(&self.poll, now, &mut self.pending_tokens, id);
             link.read_leftover(&self.poll, now);
             link.bridge_turn(&self.poll, now);
             link.endpoint.handle_timeout(now);
@@ -656,13 +662,11 @@ impl EventLoop {
             }
             return;
         }
-        if token.0 >= PENDING_BASE {
+        if let Some(id) = PendingTokens::link_of(token) {
             // Waiting connections are only peeked at: refuse what is not a link peer.
-            for (id, link) in self.links.iter_mut().enumerate() {
-                if link.screen_pending(&self.poll, token, now) {
-                    self.ready.mark(id);
-                    break;
-                }
+            if let Some(link) = self.links.get_mut(id) {
+                link.screen_pending(&self.poll, token, now);
+                self.ready.mark(id);
             }
             return;
         }
@@ -672,7 +676,7 @@ impl EventLoop {
         };
         self.ready.mark(id);
         if token == link.listener_token {
-            link.accept(&self.poll, now, &mut self.next_pending_token);
+            link.accept(&self.poll, now, &mut self.pending_tokens, id);
         } else if token == link.conn_token {
             link.on_conn_ready(&self.poll, readable, writable, now);
         } else if let Some(smsc) = link.smsc_mut() {

@@ -14,6 +14,7 @@ use super::api::{LinkStats, Transport};
 use super::conn::{Conn, Established, ReadError, ReadOutcome, READ_BUDGET};
 use super::latency::LatencyHistogram;
 use super::log::{Level, LimitKey, Limiter};
+use super::ready::PendingTokens;
 use super::smsc_driver::SmscDriver;
 use super::spsc::Consumer;
 use super::tls::TlsContext;
@@ -278,9 +279,15 @@ impl LinkDriver {
 
     /// Accepting is driven by the listener's readiness; after a failed accept (e.g.
     /// out of descriptors) the edge is gone, so the loop retries after a pause.
-    pub(super) fn retry_accept(&mut self, poll: &Poll, now: Instant, next_token: &mut usize) {
+    pub(super) fn retry_accept(
+        &mut self,
+        poll: &Poll,
+        now: Instant,
+        tokens: &mut PendingTokens,
+        id: usize,
+    ) {
         if self.accept_pause.is_due(now) {
-            self.accept(poll, now, next_token);
+            self.accept(poll, now, tokens, id);
         }
     }
 
@@ -714,7 +721,14 @@ impl LinkDriver {
         }
     }
 
-    pub(super) fn accept(&mut self, poll: &Poll, now: Instant, next_token: &mut usize) {
+    /// Accept what the listener of link `id` has, as waiting connections.
+    pub(super) fn accept(
+        &mut self,
+        poll: &Poll,
+        now: Instant,
+        tokens: &mut PendingTokens,
+        id: usize,
+    ) {
         if self.accept_pause.is_paused(now) {
             return;
         }
@@ -732,10 +746,9 @@ impl LinkDriver {
                             self.name()
                         );
                     }
-                    let token = Token(*next_token);
-                    *next_token += 1;
-                    let id = token.0 as u64;
-                    match self.admission.admit(id, peer.ip(), now) {
+                    let token = tokens.next(id);
+                    let pending_id = token.0 as u64;
+                    match self.admission.admit(pending_id, peer.ip(), now) {
                         Admit::Refuse(why) => {
                             self.refused += 1;
                             self.log_refusal(peer, &why.to_string(), now);
@@ -762,7 +775,7 @@ impl LinkDriver {
                                 // Its HELLO may be there already.
                                 self.screen_pending(poll, token, now);
                             } else {
-                                self.admission.remove(id);
+                                self.admission.remove(pending_id);
                             }
                         }
                     }

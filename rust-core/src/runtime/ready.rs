@@ -6,7 +6,39 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
+use mio::Token;
+
 use super::api::LinkId;
+
+/// Tokens of waiting (accepted, not yet admitted) connections: above every link's
+/// own tokens, a counter in the high part and the link's id in the low part, so a
+/// readiness event finds its link without a search.
+#[derive(Debug)]
+pub(super) struct PendingTokens {
+    next: usize,
+}
+
+impl PendingTokens {
+    const BASE: usize = 1 << 40;
+    /// Links a node may have (the low part of a waiting connection's token).
+    pub(super) const MAX_LINKS: usize = 1 << 20;
+
+    pub(super) fn new() -> Self {
+        PendingTokens { next: 0 }
+    }
+
+    /// A fresh token for a waiting connection of link `id`.
+    pub(super) fn next(&mut self, id: LinkId) -> Token {
+        let token = Token(Self::BASE + self.next * Self::MAX_LINKS + id % Self::MAX_LINKS);
+        self.next += 1;
+        token
+    }
+
+    /// The link of a waiting connection's token; `None` for any other token.
+    pub(super) fn link_of(token: Token) -> Option<LinkId> {
+        (token.0 >= Self::BASE).then(|| (token.0 - Self::BASE) % Self::MAX_LINKS)
+    }
+}
 
 /// Link ids queued for the next turn, each at most once (a flag per link).
 #[derive(Debug, Default)]
@@ -130,6 +162,23 @@ impl TimerHeap {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_waiting_connection_token_names_its_link() {
+        let mut tokens = PendingTokens::new();
+        let a = tokens.next(7);
+        let b = tokens.next(7);
+        let c = tokens.next(PendingTokens::MAX_LINKS - 1);
+        assert!(a != b && b != c);
+        assert_eq!(PendingTokens::link_of(a), Some(7));
+        assert_eq!(PendingTokens::link_of(b), Some(7));
+        assert_eq!(
+            PendingTokens::link_of(c),
+            Some(PendingTokens::MAX_LINKS - 1)
+        );
+        // A link's own tokens are not waiting connections'.
+        assert_eq!(PendingTokens::link_of(Token(12)), None);
+    }
 
     #[test]
     fn a_link_is_queued_once_until_drained() {
