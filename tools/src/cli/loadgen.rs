@@ -19,7 +19,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use smslink::link::LinkConfig;
@@ -563,11 +565,7 @@ fn coordinate(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         for p in &mut peers {
             p.tell(&format!("busy {}", args.seconds))?;
         }
-        let end = Instant::now() + Duration::from_secs_f64(args.seconds);
-        while Instant::now() < end {
-            rss_busy = rss_busy.max(rss_kb(node.process.id()).unwrap_or(0));
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let peak = PeakRss::watch(node.process.id());
         let done = lines.each(&peer_ids, "the busy phase's end", |l| {
             l.starts_with("busy_done")
                 .then(|| (field::<u64>(l, "processed"), field::<f64>(l, "seconds")))
@@ -576,7 +574,7 @@ fn coordinate(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             processed += p.unwrap_or(0);
             seconds = seconds.max(s.unwrap_or(0.0));
         }
-        rss_busy = rss_busy.max(rss_kb(node.process.id()).unwrap_or(0));
+        rss_busy = rss_busy.max(peak.stop());
     }
     let stats_busy = node_stats(&mut node, &lines)?;
 
@@ -589,10 +587,16 @@ fn coordinate(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         drop(node);
         lines.each(&peer_ids, "links down", |l| (l == "all_down").then_some(()))?;
         let (mut again, _, began) = start_node(&lines)?;
+        let peak = PeakRss::watch(again.process.id());
         back_ms(&lines)?;
-        let back_s = began.elapsed().as_secs_f64();
+        let seconds = began.elapsed().as_secs_f64();
+        let rss_peak_kb = peak.stop();
         let stats = node_stats(&mut again, &lines)?;
-        restart = Some((back_s, stats));
+        restart = Some(Restart {
+            seconds,
+            handshakes_peak: stats.handshakes_peak,
+            rss_peak_kb,
+        });
         node = again;
     }
     drop(node);
@@ -617,12 +621,48 @@ fn coordinate(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     report.print(args.json);
     if report
         .restart
-        .is_some_and(|(_, s)| s.handshakes_peak > args.max_handshakes)
+        .is_some_and(|r| r.handshakes_peak > args.max_handshakes)
         || stats_idle.handshakes_peak > args.max_handshakes
     {
         return Err("more handshakes at once than the cap".into());
     }
     Ok(())
+}
+
+/// The highest VmRSS of a process, sampled every 20 ms until stopped.
+struct PeakRss {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl PeakRss {
+    fn watch(pid: u32) -> PeakRss {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stopped.load(Ordering::Relaxed) {
+                peak = peak.max(rss_kb(pid).unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak.max(rss_kb(pid).unwrap_or(0))
+        });
+        PeakRss { stop, thread }
+    }
+
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
+    }
+}
+
+/// The node killed and started again: until every link was back, and the most
+/// handshakes and RAM it took on the way.
+#[derive(Debug, Clone, Copy)]
+struct Restart {
+    seconds: f64,
+    handshakes_peak: usize,
+    rss_peak_kb: u64,
 }
 
 /// The RSS once it stopped moving (at most a second of looking).
@@ -683,7 +723,7 @@ struct Report {
     handshakes_peak: usize,
     received_by_node: u64,
     max_handshakes: usize,
-    restart: Option<(f64, NodeStats)>,
+    restart: Option<Restart>,
 }
 
 impl Report {
@@ -717,8 +757,9 @@ impl Report {
                     "visits_per_turn_busy": self.visits_per_turn_busy,
                     "handshakes_peak": self.handshakes_peak,
                     "max_handshakes": self.max_handshakes,
-                    "restart_s": self.restart.map(|r| r.0),
-                    "restart_handshakes_peak": self.restart.map(|r| r.1.handshakes_peak),
+                    "restart_s": self.restart.map(|r| r.seconds),
+                    "restart_handshakes_peak": self.restart.map(|r| r.handshakes_peak),
+                    "restart_rss_peak_kb": self.restart.map(|r| r.rss_peak_kb),
                 })
             );
             return;
@@ -748,10 +789,10 @@ impl Report {
             "event loop: {:.2} links visited per turn while idle, {:.2} while busy",
             self.visits_per_turn_idle, self.visits_per_turn_busy
         );
-        if let Some((s, stats)) = self.restart {
+        if let Some(r) = self.restart {
             println!(
-                "restart: node SIGKILLed and started again; all {} links back after {s:.2} s (handshakes at once: {} of {} allowed)",
-                self.links, stats.handshakes_peak, self.max_handshakes
+                "restart: node SIGKILLed and started again; all {} links back after {:.2} s (handshakes at once: {} of {} allowed; RSS at most {} kB on the way)",
+                self.links, r.seconds, r.handshakes_peak, self.max_handshakes, r.rss_peak_kb
             );
         }
     }
