@@ -553,19 +553,24 @@ fn coordinate(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let up_s = began.elapsed().as_secs_f64();
     let stats_up = node_stats(&mut node, &lines)?;
     // A second of idleness: the last handshakes' transient allocations settle, and
-    // the loop's turns are only heartbeats.
+    // the loop's turns are only heartbeats. Then two seconds of the idle node's CPU.
     std::thread::sleep(Duration::from_secs(1));
     let rss_idle = settled_rss(node.process.id());
+    let idle_cpu = CpuUse::start(node.process.id());
+    std::thread::sleep(Duration::from_secs(2));
+    let cpu_idle = idle_cpu.share();
     let stats_idle = node_stats(&mut node, &lines)?;
 
     let busy_links = busy_count(args.links, args.busy);
     let mut rss_busy = rss_idle;
+    let mut cpu_busy = 0.0;
     let (mut processed, mut seconds) = (0u64, 0f64);
     if busy_links > 0 && args.seconds > 0.0 {
         for p in &mut peers {
             p.tell(&format!("busy {}", args.seconds))?;
         }
         let peak = PeakRss::watch(node.process.id());
+        let busy_cpu = CpuUse::start(node.process.id());
         let done = lines.each(&peer_ids, "the busy phase's end", |l| {
             l.starts_with("busy_done")
                 .then(|| (field::<u64>(l, "processed"), field::<f64>(l, "seconds")))
@@ -575,6 +580,7 @@ fn coordinate(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             seconds = seconds.max(s.unwrap_or(0.0));
         }
         rss_busy = rss_busy.max(peak.stop());
+        cpu_busy = busy_cpu.share();
     }
     let stats_busy = node_stats(&mut node, &lines)?;
 
@@ -614,6 +620,8 @@ fn coordinate(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         visits_per_turn_idle: stats_idle.visits_per_turn(&stats_up),
         visits_per_turn_busy: stats_busy.visits_per_turn(&stats_idle),
         handshakes_peak: stats_idle.handshakes_peak,
+        cpu_idle,
+        cpu_busy,
         received_by_node: stats_busy.received - stats_idle.received,
         max_handshakes: args.max_handshakes,
         restart,
@@ -627,6 +635,41 @@ fn coordinate(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         return Err("more handshakes at once than the cap".into());
     }
     Ok(())
+}
+
+/// The CPU time a process used (user and system, Linux), as a share of one core
+/// over the wall-clock time since `start`.
+struct CpuUse {
+    pid: u32,
+    cpu: f64,
+    since: Instant,
+}
+
+impl CpuUse {
+    fn start(pid: u32) -> CpuUse {
+        CpuUse {
+            pid,
+            cpu: cpu_seconds(pid).unwrap_or(0.0),
+            since: Instant::now(),
+        }
+    }
+
+    fn share(&self) -> f64 {
+        let used = cpu_seconds(self.pid).unwrap_or(0.0) - self.cpu;
+        used / self.since.elapsed().as_secs_f64().max(1e-9)
+    }
+}
+
+/// utime + stime of a process in seconds, from /proc/<pid>/stat.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which may hold spaces) end in ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_second > 0).then(|| ticks as f64 / per_second as f64)
 }
 
 /// The highest VmRSS of a process, sampled every 20 ms until stopped.
@@ -722,6 +765,9 @@ struct Report {
     visits_per_turn_busy: f64,
     handshakes_peak: usize,
     received_by_node: u64,
+    /// The node's CPU, as a share of one core, idle and while busy.
+    cpu_idle: f64,
+    cpu_busy: f64,
     max_handshakes: usize,
     restart: Option<Restart>,
 }
@@ -753,6 +799,8 @@ impl Report {
                     "msgs_per_s": rate,
                     "messages": self.processed,
                     "received_by_node": self.received_by_node,
+                    "cpu_idle": self.cpu_idle,
+                    "cpu_busy": self.cpu_busy,
                     "visits_per_turn_idle": self.visits_per_turn_idle,
                     "visits_per_turn_busy": self.visits_per_turn_busy,
                     "handshakes_peak": self.handshakes_peak,
@@ -786,8 +834,11 @@ impl Report {
             self.processed, self.seconds, self.busy_links
         );
         println!(
-            "event loop: {:.2} links visited per turn while idle, {:.2} while busy",
-            self.visits_per_turn_idle, self.visits_per_turn_busy
+            "event loop: {:.2} links visited per turn while idle, {:.2} while busy; node CPU {:.1} % of a core idle, {:.1} % busy",
+            self.visits_per_turn_idle,
+            self.visits_per_turn_busy,
+            self.cpu_idle * 100.0,
+            self.cpu_busy * 100.0
         );
         if let Some(r) = self.restart {
             println!(
