@@ -254,6 +254,7 @@ pub(super) fn spawn(
         ready,
         timers: TimerHeap::new(link_count),
         undelivered: ReadySet::new(link_count),
+        delivering: Vec::new(),
         budget: HandshakeBudget::new(config.handshakes.clone(), now),
         visit: Vec::new(),
         loop_stats: LoopStats::default(),
@@ -299,8 +300,10 @@ struct EventLoop {
     /// Links to visit next turn, and each link's next deadline.
     ready: ReadySet,
     timers: TimerHeap,
-    /// Application links with received messages the event queue had no room for.
+    /// Application links with received messages the event queue had no room for,
+    /// and the list a turn's delivery works through (kept for its allocation).
     undelivered: ReadySet,
+    delivering: Vec<LinkId>,
     /// Node-wide pace of dialled connection setups.
     budget: HandshakeBudget,
     /// The links of the current turn (kept to reuse its allocation).
@@ -814,9 +817,9 @@ impl EventLoop {
         for &id in visited {
             self.undelivered.mark(id);
         }
-        let mut ids = Vec::new();
+        let mut ids = std::mem::take(&mut self.delivering);
         self.undelivered.drain_into(&mut ids);
-        for id in ids {
+        for &id in &ids {
             let link = &mut self.links[id];
             if !matches!(link.role, Role::Application) {
                 continue;
@@ -833,6 +836,8 @@ impl EventLoop {
                         Offer::Joined(joined) => ready.push(joined),
                         Offer::Repeat => {
                             let _ = link.endpoint.mark_processed(seq, Outcome::Accepted);
+                            // Its notice goes out (and its deadline is taken) on a visit.
+                            self.ready.mark(id);
                         }
                     }
                     continue;
@@ -858,6 +863,7 @@ impl EventLoop {
                     // A report asks nothing of the application: it is handed over,
                     // and its slot freed, in one step.
                     let _ = link.endpoint.mark_processed(seq, Outcome::Accepted);
+                    self.ready.mark(id);
                 }
             }
             if !all_taken {
@@ -870,6 +876,8 @@ impl EventLoop {
                 ready.extend(self.reassembler.release_oldest(id));
             }
         }
+        ids.clear();
+        self.delivering = ids;
         for joined in ready {
             let seq = joined.seqs[0];
             if joined.seqs.len() > 1 {
