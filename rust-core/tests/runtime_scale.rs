@@ -185,3 +185,71 @@ fn after_a_restart_every_link_comes_back_within_the_handshake_cap() {
         }
     }
 }
+
+#[test]
+fn messages_that_waited_for_room_in_the_event_queue_are_delivered_without_a_visit_of_their_link() {
+    const PER_LINK: usize = 100;
+    // Heartbeats far apart: a link with nothing new on its socket is not visited
+    // for a minute, so only the loop's list of waiting deliveries can bring its
+    // messages to the application in time.
+    let quiet = |name: &str, peer: &str| {
+        let mut c = link_config(name, peer);
+        c.heartbeat_interval = Duration::from_secs(60);
+        c.dead_after = Duration::from_secs(180);
+        c
+    };
+    let links = (0..2)
+        .map(|i| {
+            LinkSpec::new(
+                quiet(&format!("peer{i}"), &format!("im{i}")),
+                Transport::Listen("127.0.0.1:0".parse().unwrap()),
+            )
+            .insecure_plaintext()
+        })
+        .collect();
+    let mut config = NodeConfig::new(links);
+    config.event_capacity = 16;
+    let receiver = Node::start(config).unwrap();
+    let addrs: Vec<SocketAddr> = (0..2).map(|i| receiver.local_addr(i).unwrap()).collect();
+    let mut config = im_config(&addrs);
+    for (i, spec) in config.links.iter_mut().enumerate() {
+        spec.config = quiet(&format!("im{i}"), &format!("peer{i}"));
+    }
+    let sender = Node::start(config).unwrap();
+    let mut up = vec![false; 2];
+    assert!(
+        pump_until(&sender, &mut up, Duration::from_secs(10), |u| u
+            .iter()
+            .all(|&b| b)),
+        "links did not come up"
+    );
+    for i in 0..PER_LINK {
+        for link in 0..2 {
+            let text = format!("{link}:{i}");
+            sender
+                .send_on(link, &Message::text("1", "2", &text).unwrap())
+                .unwrap();
+        }
+    }
+    let mut received: [Vec<String>; 2] = Default::default();
+    let end = Instant::now() + Duration::from_secs(20);
+    while received.iter().map(Vec::len).sum::<usize>() < 2 * PER_LINK {
+        assert!(
+            Instant::now() < end,
+            "received {} and {} of {PER_LINK} per link",
+            received[0].len(),
+            received[1].len()
+        );
+        while sender.try_event().is_some() {}
+        if let Some(NodeEvent::Received { link, seq, message }) =
+            receiver.wait_event(Some(Duration::from_millis(20)))
+        {
+            received[link].push(message.text_str().unwrap().to_owned());
+            receiver.ack(link, seq, Outcome::Accepted).unwrap();
+        }
+    }
+    for (link, texts) in received.iter().enumerate() {
+        let expected: Vec<String> = (0..PER_LINK).map(|i| format!("{link}:{i}")).collect();
+        assert_eq!(texts, &expected, "link {link}");
+    }
+}
