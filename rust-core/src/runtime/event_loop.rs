@@ -255,6 +255,7 @@ pub(super) fn spawn(
         timers: TimerHeap::new(link_count),
         undelivered: ReadySet::new(link_count),
         delivering: Vec::new(),
+        sent: Vec::new(),
         budget: HandshakeBudget::new(config.handshakes.clone(), now),
         visit: Vec::new(),
         loop_stats: LoopStats::default(),
@@ -304,6 +305,8 @@ struct EventLoop {
     /// and the list a turn's delivery works through (kept for its allocation).
     undelivered: ReadySet,
     delivering: Vec<LinkId>,
+    /// The handle's list of links with new sends, taken each turn.
+    sent: Vec<LinkId>,
     /// Node-wide pace of dialled connection setups.
     budget: HandshakeBudget,
     /// The links of the current turn (kept to reuse its allocation).
@@ -493,13 +496,19 @@ impl EventLoop {
     }
 
     /// The links the handle queued messages on: visit them this turn. A link's flag
-    /// is cleared before its queue is read, so a later send queues it again.
+    /// is cleared before its queue is read, so a later send queues it again. The
+    /// clearing is a swap, not a store: it reads the flag a sender's swap last
+    /// wrote, so what that sender pushed before is visible to this turn's read (a
+    /// plain store could let the read see the queue as it was before the push).
     fn take_sent(&mut self) {
-        let sent = std::mem::take(&mut *self.shared.sent.lock());
-        for &id in &sent {
-            self.shared.links[id].queued.store(false, Ordering::Release);
+        // Swapped with the loop's own list, so neither side allocates once both
+        // have grown.
+        std::mem::swap(&mut *self.shared.sent.lock(), &mut self.sent);
+        for &id in &self.sent {
+            self.shared.links[id].queued.swap(false, Ordering::AcqRel);
             self.ready.mark(id);
         }
+        self.sent.clear();
     }
 
     /// Bridges react to their link, then output goes out; their events are drained.
