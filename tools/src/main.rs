@@ -30,6 +30,10 @@ enum Command {
     ImEndpoint(Box<smslink_tools::cli::im_endpoint::Args>),
     /// Measure the same workload spoken directly (CIMD2 across the WAN) and buffered.
     Bench(Box<smslink_tools::cli::bench::Args>),
+    /// Open N links to one IM-side node (its own process) and measure its RAM per link,
+    /// its message rate at a busy fraction, and how long all links take to come back
+    /// after it is killed and restarted.
+    Loadgen(Box<smslink_tools::cli::loadgen::Args>),
     /// Make a site's link key and self-signed certificate; print its fingerprint.
     Keygen(smslink_tools::cli::keygen::KeygenArgs),
     /// Print the SHA-256 public-key fingerprint of a certificate (what the peer pins).
@@ -49,6 +53,7 @@ fn main() {
         Command::BufferServer(args) => smslink_tools::cli::buffer_server::run(*args),
         Command::ImEndpoint(args) => smslink_tools::cli::im_endpoint::run(*args),
         Command::Bench(args) => smslink_tools::cli::bench::run(*args),
+        Command::Loadgen(args) => smslink_tools::cli::loadgen::run(*args),
         Command::Keygen(args) => smslink_tools::cli::keygen::keygen(args),
         Command::Fingerprint(args) => smslink_tools::cli::keygen::fingerprint(args),
     };

@@ -23,8 +23,13 @@
 //!
 //! An authenticated (up) connection is never displaced: waiting connections wait
 //! for it to end, at most `max_wait`.
+//!
+//! Node-wide, [`HandshakeBudget`] paces the links' own connection setup: after an
+//! outage every link redials at once, and the budget lets them through at a
+//! steady rate with a bounded number in handshake, the others waiting in line
+//! without a socket.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -441,6 +446,167 @@ impl Admission {
                 last_seen: now,
             },
         );
+    }
+}
+
+/// How fast a node sets up its dialled connections (see [`HandshakeBudget`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandshakeLimits {
+    /// New dials per second, node-wide (a token bucket).
+    pub per_second: f64,
+    /// Dials the bucket allows at once after a quiet time.
+    pub burst: u32,
+    /// Connections in setup (TCP connect, TLS, link handshake) at once, node-wide.
+    pub max_concurrent: usize,
+}
+
+impl Default for HandshakeLimits {
+    fn default() -> Self {
+        HandshakeLimits {
+            per_second: 500.0,
+            burst: 64,
+            max_concurrent: 256,
+        }
+    }
+}
+
+/// The node-wide dial budget: a token bucket and a cap on connections in setup.
+/// A link that is due to dial asks for a start; if there is none it waits in line
+/// (first come, first served) and is handed one when a token and a place are free.
+#[derive(Debug)]
+pub struct HandshakeBudget {
+    limits: HandshakeLimits,
+    tokens: f64,
+    refilled: Instant,
+    in_progress: usize,
+    peak: usize,
+    waiting: VecDeque<usize>,
+}
+
+impl HandshakeBudget {
+    pub fn new(limits: HandshakeLimits, now: Instant) -> Self {
+        HandshakeBudget {
+            tokens: f64::from(limits.burst.max(1)),
+            limits,
+            refilled: now,
+            in_progress: 0,
+            peak: 0,
+            waiting: VecDeque::new(),
+        }
+    }
+
+    /// Link `id` wants to dial: true if it may now (it then holds a place until
+    /// [`finished`](Self::finished)); false if it was put in line (once: the caller
+    /// asks again only after [`grant_next`](Self::grant_next) named it).
+    pub fn start(&mut self, id: usize, now: Instant) -> bool {
+        if self.waiting.is_empty() && self.take(now) {
+            return true;
+        }
+        self.waiting.push_back(id);
+        false
+    }
+
+    /// The next link in line that may dial now, if any (it then holds a place).
+    pub fn grant_next(&mut self, now: Instant) -> Option<usize> {
+        if self.waiting.is_empty() || !self.take(now) {
+            return None;
+        }
+        self.waiting.pop_front()
+    }
+
+    /// A connection's setup ended (up, failed or closed): its place is free.
+    pub fn finished(&mut self) {
+        self.in_progress = self.in_progress.saturating_sub(1);
+    }
+
+    /// When the next token is due while links wait and a place is free (when no
+    /// place is free, a finished setup frees one).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.waiting.is_empty() || self.in_progress >= self.limits.max_concurrent {
+            return None;
+        }
+        let missing = (1.0 - self.tokens).max(0.0);
+        Some(self.refilled + Duration::from_secs_f64(missing / self.rate()))
+    }
+
+    pub fn in_progress(&self) -> usize {
+        self.in_progress
+    }
+
+    /// The most connections that were in setup at once.
+    pub fn peak(&self) -> usize {
+        self.peak
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    fn rate(&self) -> f64 {
+        self.limits.per_second.max(0.001)
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens =
+            (self.tokens + elapsed * self.rate()).min(f64::from(self.limits.burst.max(1)));
+        self.refilled = now;
+        if self.in_progress >= self.limits.max_concurrent.max(1) || self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        self.in_progress += 1;
+        self.peak = self.peak.max(self.in_progress);
+        true
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    fn limits(per_second: f64, burst: u32, max_concurrent: usize) -> HandshakeLimits {
+        HandshakeLimits {
+            per_second,
+            burst,
+            max_concurrent,
+        }
+    }
+
+    #[test]
+    fn the_burst_goes_at_once_then_the_rate_paces_the_line() {
+        let t0 = Instant::now();
+        let mut b = HandshakeBudget::new(limits(100.0, 3, 100), t0);
+        let started: Vec<bool> = (0..5).map(|id| b.start(id, t0)).collect();
+        assert_eq!(started, [true, true, true, false, false]);
+        assert_eq!(b.waiting(), 2);
+        assert_eq!(b.grant_next(t0), None);
+        let due = b.next_deadline().expect("links wait");
+        assert_eq!(due, t0 + Duration::from_millis(10));
+        assert_eq!(b.grant_next(due), Some(3));
+        assert_eq!(b.grant_next(due), None);
+        assert_eq!(b.grant_next(due + Duration::from_millis(10)), Some(4));
+        assert_eq!(b.next_deadline(), None);
+    }
+
+    #[test]
+    fn no_more_than_the_cap_are_in_setup_and_a_finished_one_lets_the_next_in() {
+        let t0 = Instant::now();
+        let mut b = HandshakeBudget::new(limits(1e6, 1000, 2), t0);
+        assert!(b.start(0, t0) && b.start(1, t0));
+        assert!(!b.start(2, t0));
+        // Plenty of tokens, but no place: no deadline, no grant.
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(b.next_deadline(), None);
+        assert_eq!(b.grant_next(later), None);
+        b.finished();
+        // A newcomer does not overtake the line.
+        assert!(!b.start(3, later));
+        assert_eq!(b.grant_next(later), Some(2));
+        assert_eq!((b.in_progress(), b.peak()), (2, 2));
+        assert_eq!(b.grant_next(later), None);
+        b.finished();
+        assert_eq!(b.grant_next(later), Some(3));
     }
 }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::admission::AdmissionConfig;
+use super::admission::{AdmissionConfig, HandshakeLimits};
 use crate::bridge::BridgeConfig;
 pub use crate::bridge::SmscStats;
 use crate::cimd2::session::ClientConfig;
@@ -228,6 +228,9 @@ pub struct NodeConfig {
     /// How long the parts of a concatenated SMS wait for the rest before what came
     /// is handed to the application as an incomplete message.
     pub reassembly_timeout: Duration,
+    /// The pace of the node's dialled connection setups (all links together): after
+    /// an outage, thousands of links come back through this budget.
+    pub handshakes: HandshakeLimits,
 }
 
 /// Where a node keeps its journal and how.
@@ -259,8 +262,23 @@ impl NodeConfig {
             metrics_listen: None,
             journal: None,
             reassembly_timeout: Duration::from_secs(600),
+            handshakes: HandshakeLimits::default(),
         }
     }
+}
+
+/// The event loop's own figures: the cost of its turns (links visited, which
+/// does not grow with idle links) and the node's dialled connection setups.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoopStats {
+    pub turns: u64,
+    /// Links visited, over all turns.
+    pub link_visits: u64,
+    /// Dialled connections in setup now, and the most there were at once.
+    pub handshakes_in_progress: usize,
+    pub handshakes_peak: usize,
+    /// Links waiting for the handshake budget to let them dial.
+    pub handshakes_waiting: usize,
 }
 
 /// Index of a link in the order of `NodeConfig::links`.

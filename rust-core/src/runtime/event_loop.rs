@@ -1,7 +1,9 @@
 //! The event-loop thread of a node: one `mio::Poll` for every link's sockets (and
 //! every SMSC connection), timers from the sans-IO cores' deadlines, a `Waker` for
-//! work the handle queues. Each turn drains the hand-off queues, lets every link
-//! and bridge react, writes, and publishes events and cursors to the handle.
+//! work the handle queues. Each turn visits the links that have something to do
+//! (readiness, sends, commands, a due timer: see `ready`), lets them and their
+//! bridges react, writes, and publishes their events and cursors to the handle; a
+//! turn's cost follows the busy links, not the idle ones.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -13,11 +15,13 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::{Condvar, Mutex};
 
+use super::admission::HandshakeBudget;
 use super::api::*;
 use super::link_driver::{LinkDriver, Role};
 use super::log::Level;
 use super::metrics_http::MetricsServer;
 use super::notify::Notifier;
+use super::ready::{PendingTokens, ReadySet, TimerHeap};
 use super::shared::{Command, LinkShared, Shared};
 use super::smsc_driver::SmscDriver;
 use super::spsc::{self, Consumer, Producer};
@@ -34,8 +38,6 @@ use crate::sms::reassembly::{Offer, Reassembler};
 const WAKER: Token = Token(usize::MAX - 1);
 /// Tokens of a link: its listener, its connection, then its SMSC connections.
 const TOKENS_PER_LINK: usize = 2 + SmscDriver::MAX_CONNECTIONS;
-/// Connections waiting for their link's current connection to end.
-const PENDING_BASE: usize = 1 << 40;
 /// Status events kept when the application does not read them fast enough; beyond
 /// this they are counted and dropped (messages are never dropped: they wait in
 /// the rings).
@@ -47,6 +49,13 @@ pub(super) fn spawn(
 ) -> Result<(Arc<Shared>, JoinHandle<ShutdownReport>), NodeError> {
     if config.links.is_empty() {
         return Err(NodeError::Config("a node needs at least one link".into()));
+    }
+    if config.links.len() > PendingTokens::MAX_LINKS {
+        return Err(NodeError::Config(format!(
+            "{} links: a node has at most {}",
+            config.links.len(),
+            PendingTokens::MAX_LINKS
+        )));
     }
     let names: Vec<(&str, usize)> = config
         .links
@@ -161,6 +170,7 @@ pub(super) fn spawn(
             overflow: journal.is_some(),
             local_addr,
             smsc_protocol: spec.smsc.as_ref().map(|s| s.protocol.name()),
+            queued: AtomicBool::new(false),
         });
         loop_links.push(LinkDriver::new(
             endpoint,
@@ -213,7 +223,15 @@ pub(super) fn spawn(
         room_waiters: AtomicUsize::new(0),
         room_lock: Mutex::new(()),
         room_changed: Condvar::new(),
+        sent: Mutex::new(Vec::new()),
+        loop_stats: Mutex::new(LoopStats::default()),
     });
+    let link_count = loop_links.len();
+    // The first turn visits every link (dials, listeners' first accepts).
+    let mut ready = ReadySet::new(link_count);
+    for id in 0..link_count {
+        ready.mark(id);
+    }
     let mut event_loop = EventLoop {
         poll,
         shared: shared.clone(),
@@ -223,7 +241,7 @@ pub(super) fn spawn(
         overflow: VecDeque::new(),
         events_dropped: 0,
         wake_app: false,
-        next_pending_token: PENDING_BASE,
+        pending_tokens: PendingTokens::new(),
         shutdown_deadline: None,
         metrics,
         journal: journal.take(),
@@ -232,9 +250,18 @@ pub(super) fn spawn(
         durable: Vec::new(),
         reassembler: Reassembler::new(config.reassembly_timeout),
         joined: HashMap::new(),
+        has_bridges: config.links.iter().any(|l| l.smsc.is_some()),
+        ready,
+        timers: TimerHeap::new(link_count),
+        undelivered: ReadySet::new(link_count),
+        delivering: Vec::new(),
+        sent: Vec::new(),
+        budget: HandshakeBudget::new(config.handshakes.clone(), now),
+        visit: Vec::new(),
+        loop_stats: LoopStats::default(),
     };
     event_loop.announce_restored();
-    event_loop.publish_stats();
+    event_loop.publish_stats(&(0..link_count).collect::<Vec<_>>());
     let thread = std::thread::Builder::new()
         .name("smslink-node".into())
         .spawn(move || event_loop.run())?;
@@ -252,7 +279,8 @@ struct EventLoop {
     events_dropped: u64,
     /// Events were queued (or a cursor moved) since the last wake of the application.
     wake_app: bool,
-    next_pending_token: usize,
+    /// Tokens of connections waiting for their link's current connection to end.
+    pending_tokens: PendingTokens,
     shutdown_deadline: Option<Instant>,
     metrics: Option<MetricsServer>,
     /// The node's journal (one for every link: one sync per turn covers them all).
@@ -268,6 +296,22 @@ struct EventLoop {
     /// A joined message's seq as the application knows it -> the seqs of all its
     /// parts, processed together when the application acknowledges it.
     joined: HashMap<(LinkId, u64), Vec<u64>>,
+    /// Some link serves an SMSC (its bridge reacts again after the link's events).
+    has_bridges: bool,
+    /// Links to visit next turn, and each link's next deadline.
+    ready: ReadySet,
+    timers: TimerHeap,
+    /// Application links with received messages the event queue had no room for,
+    /// and the list a turn's delivery works through (kept for its allocation).
+    undelivered: ReadySet,
+    delivering: Vec<LinkId>,
+    /// The handle's list of links with new sends, taken each turn.
+    sent: Vec<LinkId>,
+    /// Node-wide pace of dialled connection setups.
+    budget: HandshakeBudget,
+    /// The links of the current turn (kept to reuse its allocation).
+    visit: Vec<LinkId>,
+    loop_stats: LoopStats,
 }
 
 /// Open the node's journal and replay it: each configured link's remembered state,
@@ -317,7 +361,7 @@ impl EventLoop {
             }
             // Announce idleness, then look once more so a wake cannot be lost.
             self.shared.loop_idle.store(true, Ordering::SeqCst);
-            if !self.commands.is_empty() || self.links.iter().any(|l| !l.outgoing.is_empty()) {
+            if !self.commands.is_empty() || !self.shared.sent.lock().is_empty() {
                 self.shared.loop_idle.store(false, Ordering::SeqCst);
                 continue;
             }
@@ -355,8 +399,9 @@ impl EventLoop {
         for link in &mut self.links {
             link.finish(now, linger_until);
         }
-        self.drain_link_events();
-        self.publish_stats();
+        let all: Vec<LinkId> = (0..self.links.len()).collect();
+        self.drain_link_events(&all);
+        self.publish_stats(&all);
         self.flush_overflow();
         self.shared.stopped.store(true, Ordering::Release);
         self.shared.notifier.notify();
@@ -373,16 +418,29 @@ impl EventLoop {
         self.links.iter().all(|l| l.is_drained())
     }
 
-    /// One pass over everything that may have work: commands, queued sends, the
-    /// bridges, timers, output, events.
+    /// One pass over the links that may have work (commands, queued sends, due
+    /// timers, readiness since the last turn): the bridges, timers, output, events.
     fn turn(&mut self, now: Instant) {
         self.drain_commands(now);
-        for link in &mut self.links {
+        self.take_sent();
+        let ready = &mut self.ready;
+        self.timers.pop_due(now, |id| ready.mark(id));
+        while let Some(id) = self.budget.grant_next(now) {
+            self.links[id].grant_handshake(now);
+            self.ready.mark(id);
+        }
+        let mut visit = std::mem::take(&mut self.visit);
+        visit.clear();
+        self.ready.drain_into(&mut visit);
+        self.loop_stats.turns += 1;
+        self.loop_stats.link_visits += visit.len() as u64;
+        for &id in &visit {
+            let link = &mut self.links[id];
             link.take_outgoing();
-            link.check_timers(&self.poll, now);
+            link.check_timers(&self.poll, now, &mut self.budget, id);
             // Accepting is driven by the listener's readiness; after a failed accept
-            // (e.g. out of descriptors) the edge is gone, so retry each turn.
-            link.retry_accept(&self.poll, now, &mut self.next_pending_token);
+            // (e.g. out of descriptors) the edge is gone, so retry when the pause ends.
+            link.retry_accept(&self.poll, now, &mut self.pending_tokens, id);
             link.read_leftover(&self.poll, now);
             link.bridge_turn(&self.poll, now);
             link.endpoint.handle_timeout(now);
@@ -393,32 +451,40 @@ impl EventLoop {
             // sender waiting for room waits for this turn to empty it.
             self.shared.signal_room();
         }
-        self.drain_link_events();
+        self.drain_link_events(&visit);
         // Bridges react to what their link just reported (freed slots, new MT).
-        if self
-            .links
-            .iter()
-            .any(|l| matches!(l.role, Role::BufferServer(_)))
-        {
-            for link in &mut self.links {
-                link.bridge_turn(&self.poll, now);
-                link.write(now);
-            }
-            self.drain_link_events();
+        if self.has_bridges {
+            self.bridges_and_output(&visit, now);
         }
         if self.journal.is_some() {
             // Group commit: every record of this turn in one sync; then what
             // waited for it (acknowledgements, outcomes, DATA, MO answers) goes out.
+            let syncs = self.journal.as_ref().map(|j| j.journal().syncs());
             self.commit_journal(now);
-            for link in &mut self.links {
-                link.bridge_turn(&self.poll, now);
-                link.write(now);
+            if self.journal.as_ref().map(|j| j.journal().syncs()) != syncs {
+                // A sync can make records of earlier turns durable, on any link.
+                visit.clear();
+                visit.extend(0..self.links.len());
             }
-            self.drain_link_events();
+            self.bridges_and_output(&visit, now);
         }
-        self.deliver_received(now);
+        self.deliver_received(now, &visit);
         self.flush_overflow();
-        self.publish_stats();
+        self.publish_stats(&visit);
+        for &id in &visit {
+            let link = &mut self.links[id];
+            if link.release_handshake() {
+                self.budget.finished();
+            }
+            // Reads that stopped at their budget, and records made after this turn's
+            // commit, are taken up in the next turn.
+            if link.wants_read() || link.endpoint.has_records() {
+                self.ready.mark(id);
+            }
+            self.timers.schedule(id, link.next_deadline(now));
+        }
+        self.visit = visit;
+        self.publish_loop_stats();
         if let Some(metrics) = &mut self.metrics {
             metrics.turn(&self.poll, now);
         }
@@ -427,6 +493,39 @@ impl EventLoop {
         if std::mem::take(&mut self.wake_app) {
             self.shared.notifier.notify();
         }
+    }
+
+    /// The links the handle queued messages on: visit them this turn. A link's flag
+    /// is cleared before its queue is read, so a later send queues it again. The
+    /// clearing is a swap, not a store: it reads the flag a sender's swap last
+    /// wrote, so what that sender pushed before is visible to this turn's read (a
+    /// plain store could let the read see the queue as it was before the push).
+    fn take_sent(&mut self) {
+        // Swapped with the loop's own list, so neither side allocates once both
+        // have grown.
+        std::mem::swap(&mut *self.shared.sent.lock(), &mut self.sent);
+        for &id in &self.sent {
+            self.shared.links[id].queued.swap(false, Ordering::AcqRel);
+            self.ready.mark(id);
+        }
+        self.sent.clear();
+    }
+
+    /// Bridges react to their link, then output goes out; their events are drained.
+    fn bridges_and_output(&mut self, ids: &[LinkId], now: Instant) {
+        for &id in ids {
+            let link = &mut self.links[id];
+            link.bridge_turn(&self.poll, now);
+            link.write(now);
+        }
+        self.drain_link_events(ids);
+    }
+
+    fn publish_loop_stats(&mut self) {
+        self.loop_stats.handshakes_in_progress = self.budget.in_progress();
+        self.loop_stats.handshakes_peak = self.budget.peak();
+        self.loop_stats.handshakes_waiting = self.budget.waiting();
+        *self.shared.loop_stats.lock() = self.loop_stats;
     }
 
     /// Append every link's records, commit once, and tell the application which
@@ -531,6 +630,7 @@ impl EventLoop {
         while let Some(cmd) = self.commands.pop() {
             match cmd {
                 Command::Ack { link, seq, outcome } => {
+                    self.ready.mark(link);
                     let seqs = self
                         .joined
                         .remove(&(link, seq))
@@ -551,6 +651,9 @@ impl EventLoop {
                     self.shared.stopped.store(true, Ordering::Release);
                     self.shared.signal_room();
                     self.shutdown_deadline = Some(now + flush);
+                    for id in 0..self.links.len() {
+                        self.ready.mark(id);
+                    }
                     for link in &mut self.links {
                         if let Some(smsc) = link.smsc_mut() {
                             smsc.begin_shutdown();
@@ -571,20 +674,21 @@ impl EventLoop {
             }
             return;
         }
-        if token.0 >= PENDING_BASE {
+        if let Some(id) = PendingTokens::link_of(token) {
             // Waiting connections are only peeked at: refuse what is not a link peer.
-            for link in &mut self.links {
-                if link.screen_pending(&self.poll, token, now) {
-                    break;
-                }
+            if let Some(link) = self.links.get_mut(id) {
+                link.screen_pending(&self.poll, token, now);
+                self.ready.mark(id);
             }
             return;
         }
-        let Some(link) = self.links.get_mut(token.0 / TOKENS_PER_LINK) else {
+        let id = token.0 / TOKENS_PER_LINK;
+        let Some(link) = self.links.get_mut(id) else {
             return;
         };
+        self.ready.mark(id);
         if token == link.listener_token {
-            link.accept(&self.poll, now, &mut self.next_pending_token);
+            link.accept(&self.poll, now, &mut self.pending_tokens, id);
         } else if token == link.conn_token {
             link.on_conn_ready(&self.poll, readable, writable, now);
         } else if let Some(smsc) = link.smsc_mut() {
@@ -594,10 +698,10 @@ impl EventLoop {
         }
     }
 
-    fn drain_link_events(&mut self) {
+    fn drain_link_events(&mut self, ids: &[LinkId]) {
         // Read once per drain, and only when a status event needs it.
         let mut now = None;
-        for id in 0..self.links.len() {
+        for &id in ids {
             while let Some(ev) = self.links[id].endpoint.poll_event() {
                 let out = match ev {
                     LinkEvent::LinkUp { peer, .. } => {
@@ -716,14 +820,23 @@ impl EventLoop {
     /// there.
     /// Received messages to the application, in order; parts of a concatenated SMS
     /// are held until their message is whole (or its time is up).
-    fn deliver_received(&mut self, now: Instant) {
+    fn deliver_received(&mut self, now: Instant, visited: &[LinkId]) {
         let mut ready = self.reassembler.expire(now);
-        for (id, link) in self.links.iter_mut().enumerate() {
+        // This turn's links and those that found no room before.
+        for &id in visited {
+            self.undelivered.mark(id);
+        }
+        let mut ids = std::mem::take(&mut self.delivering);
+        self.undelivered.drain_into(&mut ids);
+        for &id in &ids {
+            let link = &mut self.links[id];
             if !matches!(link.role, Role::Application) {
                 continue;
             }
+            let mut all_taken = false;
             while self.overflow.is_empty() && self.events.free_slots() > ready.len() {
                 let Some((seq, message)) = link.endpoint.next_received() else {
+                    all_taken = true;
                     break;
                 };
                 if message.part.is_some() {
@@ -732,6 +845,8 @@ impl EventLoop {
                         Offer::Joined(joined) => ready.push(joined),
                         Offer::Repeat => {
                             let _ = link.endpoint.mark_processed(seq, Outcome::Accepted);
+                            // Its notice goes out (and its deadline is taken) on a visit.
+                            self.ready.mark(id);
                         }
                     }
                     continue;
@@ -757,7 +872,11 @@ impl EventLoop {
                     // A report asks nothing of the application: it is handed over,
                     // and its slot freed, in one step.
                     let _ = link.endpoint.mark_processed(seq, Outcome::Accepted);
+                    self.ready.mark(id);
                 }
+            }
+            if !all_taken {
+                self.undelivered.mark(id);
             }
             // A ring full of parts that wait for parts behind it: give up the oldest.
             let c = link.endpoint.rx_cursors();
@@ -766,6 +885,8 @@ impl EventLoop {
                 ready.extend(self.reassembler.release_oldest(id));
             }
         }
+        ids.clear();
+        self.delivering = ids;
         for joined in ready {
             let seq = joined.seqs[0];
             if joined.seqs.len() > 1 {
@@ -787,15 +908,10 @@ impl EventLoop {
         }
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
+    fn next_deadline(&mut self) -> Option<Instant> {
         let now = Instant::now();
-        // Records made after this turn's commit (a report or a repeated part the
-        // node processed itself): turn again at once to commit them.
-        if self
-            .links
-            .iter()
-            .any(|l| l.wants_read() || l.endpoint.has_records())
-        {
+        // Links queued for the next turn (reads left over, records to commit).
+        if !self.ready.is_empty() {
             return Some(now);
         }
         let mut next = self.shutdown_deadline;
@@ -810,10 +926,11 @@ impl EventLoop {
         if let Some(t) = self.metrics.as_ref().and_then(|m| m.next_deadline()) {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
-        for link in &self.links {
-            if let Some(t) = link.next_deadline(now) {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
+        for t in [self.timers.next(), self.budget.next_deadline()]
+            .into_iter()
+            .flatten()
+        {
+            next = Some(next.map_or(t, |n| n.min(t)));
         }
         if let Some(t) = self.reassembler.poll_timeout() {
             next = Some(next.map_or(t, |n| n.min(t)));
@@ -826,13 +943,13 @@ impl EventLoop {
         next
     }
 
-    /// Runs every turn, so it updates the shared snapshot in place: no allocation
-    /// once the strings are there.
-    fn publish_stats(&mut self) {
+    /// The snapshot of the links `ids` (those a turn touched), updated in place:
+    /// no allocation once the strings are there.
+    fn publish_stats(&mut self, ids: &[LinkId]) {
         let mut links = self.shared.stats.lock();
         links.resize_with(self.links.len(), LinkStats::default);
-        for (out, link) in links.iter_mut().zip(&self.links) {
-            link.write_stats(out);
+        for &id in ids {
+            self.links[id].write_stats(&mut links[id]);
         }
     }
 }

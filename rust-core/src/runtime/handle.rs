@@ -94,6 +94,7 @@ impl Node {
             *next_seq += 1;
             seq
         };
+        shared.note_sent(link);
         shared.wake();
         Ok(Receipt { link, seq })
     }
@@ -118,6 +119,7 @@ impl Node {
             (taken, first)
         };
         if taken > 0 {
+            shared.note_sent(link);
             shared.wake();
         }
         Ok((taken, first))
@@ -281,6 +283,12 @@ impl Node {
     /// serves them, for hosts that export metrics their own way.
     pub fn metrics_text(&self) -> String {
         super::metrics::render_text(&self.shared.stats.lock(), self.shared.journal_syncs())
+    }
+
+    /// What the event loop's turns cost and how connection setup goes, as last
+    /// published by the loop.
+    pub fn loop_stats(&self) -> LoopStats {
+        *self.shared.loop_stats.lock()
     }
 
     /// `fdatasync`s (and directory `fsync`s) the node's journal has made since the

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Poll, Token};
 
-use super::admission::{Admission, AdmissionConfig, Admit, Expired, Slot, Source};
+use super::admission::{Admission, AdmissionConfig, Admit, Expired, HandshakeBudget, Slot, Source};
 use super::api::{LinkStats, Transport};
 use super::conn::{Conn, Established, ReadError, ReadOutcome, READ_BUDGET};
 use super::latency::LatencyHistogram;
 use super::log::{Level, LimitKey, Limiter};
+use super::ready::PendingTokens;
 use super::smsc_driver::SmscDriver;
 use super::spsc::Consumer;
 use super::tls::TlsContext;
@@ -159,6 +160,9 @@ pub(super) struct LinkDriver {
     /// order (at most the ring's capacity).
     first_sent: VecDeque<(u64, Instant)>,
     ack_latency: LatencyHistogram,
+    /// This link's dial holds a place in the node's handshake budget (until its
+    /// setup ends).
+    budget_held: bool,
 }
 
 impl LinkDriver {
@@ -213,6 +217,7 @@ impl LinkDriver {
             last_error: None,
             first_sent: VecDeque::new(),
             ack_latency: LatencyHistogram::default(),
+            budget_held: false,
         }
     }
 
@@ -255,11 +260,34 @@ impl LinkDriver {
         }
     }
 
+    /// The handshake budget names this link: dial now.
+    pub(super) fn grant_handshake(&mut self, now: Instant) {
+        self.budget_held = true;
+        self.reconnect_at = Some(now);
+    }
+
+    /// Give back the budget's place once the dialled connection's setup has ended
+    /// (link up, or no connection any more). True if a place was given back.
+    pub(super) fn release_handshake(&mut self) -> bool {
+        let in_setup = self.conn.is_some() && !self.endpoint.is_up();
+        if self.budget_held && !in_setup {
+            self.budget_held = false;
+            return true;
+        }
+        false
+    }
+
     /// Accepting is driven by the listener's readiness; after a failed accept (e.g.
     /// out of descriptors) the edge is gone, so the loop retries after a pause.
-    pub(super) fn retry_accept(&mut self, poll: &Poll, now: Instant, next_token: &mut usize) {
+    pub(super) fn retry_accept(
+        &mut self,
+        poll: &Poll,
+        now: Instant,
+        tokens: &mut PendingTokens,
+        id: usize,
+    ) {
         if self.accept_pause.is_due(now) {
-            self.accept(poll, now, next_token);
+            self.accept(poll, now, tokens, id);
         }
     }
 
@@ -470,15 +498,29 @@ impl LinkDriver {
         }
     }
 
-    pub(super) fn check_timers(&mut self, poll: &Poll, now: Instant) {
+    /// Timed work: a due dial (through the node's handshake `budget`, as link `id`),
+    /// handshake and waiting-connection deadlines, the refusal log's summaries.
+    pub(super) fn check_timers(
+        &mut self,
+        poll: &Poll,
+        now: Instant,
+        budget: &mut HandshakeBudget,
+        id: usize,
+    ) {
         if let (Some(at), Transport::Dial(addr)) = (self.reconnect_at, &self.transport) {
             if now >= at && self.conn.is_none() {
                 self.reconnect_at = None;
                 let addr = *addr;
-                let adopted = TcpStream::connect(addr)
-                    .is_ok_and(|stream| self.adopt(poll, stream, addr, false, now));
-                if !adopted {
-                    self.schedule_reconnect(now);
+                if !self.budget_held {
+                    // Without a place the link waits in line, holding no socket.
+                    self.budget_held = budget.start(id, now);
+                }
+                if self.budget_held {
+                    let adopted = TcpStream::connect(addr)
+                        .is_ok_and(|stream| self.adopt(poll, stream, addr, false, now));
+                    if !adopted {
+                        self.schedule_reconnect(now);
+                    }
                 }
             }
         }
@@ -679,7 +721,14 @@ impl LinkDriver {
         }
     }
 
-    pub(super) fn accept(&mut self, poll: &Poll, now: Instant, next_token: &mut usize) {
+    /// Accept what the listener of link `id` has, as waiting connections.
+    pub(super) fn accept(
+        &mut self,
+        poll: &Poll,
+        now: Instant,
+        tokens: &mut PendingTokens,
+        id: usize,
+    ) {
         if self.accept_pause.is_paused(now) {
             return;
         }
@@ -697,10 +746,9 @@ impl LinkDriver {
                             self.name()
                         );
                     }
-                    let token = Token(*next_token);
-                    *next_token += 1;
-                    let id = token.0 as u64;
-                    match self.admission.admit(id, peer.ip(), now) {
+                    let token = tokens.next(id);
+                    let pending_id = token.0 as u64;
+                    match self.admission.admit(pending_id, peer.ip(), now) {
                         Admit::Refuse(why) => {
                             self.refused += 1;
                             self.log_refusal(peer, &why.to_string(), now);
@@ -727,7 +775,7 @@ impl LinkDriver {
                                 // Its HELLO may be there already.
                                 self.screen_pending(poll, token, now);
                             } else {
-                                self.admission.remove(id);
+                                self.admission.remove(pending_id);
                             }
                         }
                     }

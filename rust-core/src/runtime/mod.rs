@@ -5,7 +5,8 @@
 //!
 //! * `handle`: the [`Node`] application threads hold (send, ack, wait, events);
 //! * `shared`: what the handle and the loop share (queues, published cursors);
-//! * `event_loop`: the thread, one turn at a time;
+//! * `event_loop`: the thread, one turn at a time; `ready`: which links a turn
+//!   visits (ready set, timer heap), so idle links cost nothing per turn;
 //! * `link_driver`: one link's sockets (dial, listen, waiting connections);
 //! * `smsc_driver`: a buffer server's TCP connection to its SMSC, around the bridge;
 //! * `metrics`, `metrics_http`: the Prometheus text, `/status` and `/healthz`,
@@ -26,13 +27,14 @@ pub mod log;
 pub mod metrics;
 mod metrics_http;
 pub mod notify;
+mod ready;
 mod shared;
 mod smsc_driver;
 pub mod spsc;
 pub mod sync;
 pub mod tls;
 
-pub use admission::AdmissionConfig;
+pub use admission::{AdmissionConfig, HandshakeLimits};
 pub use api::*;
 pub use backoff::{AcceptError, AcceptPause, Backoff};
 pub use conn::{Conn, ReadOutcome};

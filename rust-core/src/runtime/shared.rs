@@ -8,7 +8,7 @@ use std::time::Duration;
 use mio::Waker;
 use parking_lot::{Condvar, Mutex};
 
-use super::api::{LinkId, LinkStats, NodeError, NodeEvent};
+use super::api::{LinkId, LinkStats, LoopStats, NodeError, NodeEvent};
 use super::notify::Notifier;
 use super::spsc::{Consumer, Producer};
 use crate::message::Message;
@@ -48,6 +48,8 @@ pub(super) struct LinkShared {
     pub(super) local_addr: Option<SocketAddr>,
     /// On a buffer-server link: the SMSC protocol ("cimd2", "smpp").
     pub(super) smsc_protocol: Option<&'static str>,
+    /// The link's id is in `Shared::sent` (so that it is put there once).
+    pub(super) queued: AtomicBool,
 }
 
 impl LinkShared {
@@ -96,6 +98,11 @@ pub(super) struct Shared {
     pub(super) room_waiters: AtomicUsize,
     pub(super) room_lock: Mutex<()>,
     pub(super) room_changed: Condvar,
+    /// Links the handle queued messages on since the loop last looked: the loop
+    /// visits those, not every link.
+    pub(super) sent: Mutex<Vec<LinkId>>,
+    /// Published by the loop: what its turns cost and how connection setup goes.
+    pub(super) loop_stats: Mutex<LoopStats>,
 }
 
 impl Shared {
@@ -104,6 +111,13 @@ impl Shared {
         self.journal_syncs
             .as_ref()
             .map(|s| s.load(Ordering::Relaxed))
+    }
+
+    /// Messages were queued on `link`: make sure the loop visits it.
+    pub(super) fn note_sent(&self, link: LinkId) {
+        if !self.links[link].queued.swap(true, Ordering::AcqRel) {
+            self.sent.lock().push(link);
+        }
     }
 
     /// Wake the loop if it is (about to be) blocked.

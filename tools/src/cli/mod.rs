@@ -6,6 +6,7 @@ pub mod demo;
 pub mod im_endpoint;
 pub mod journal;
 pub mod keygen;
+pub mod loadgen;
 pub mod smsc_sim;
 pub mod wan;
 
