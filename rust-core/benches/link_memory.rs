@@ -1,0 +1,324 @@
+//! RAM per link: bytes an idle link costs, and what a full window adds and gives
+//! back, for 100, 1,000 and 10,000 links.
+//!
+//! * `endpoint`: exact heap bytes per idle sans-IO `Endpoint` (a counting global
+//!   allocator; every thread counts).
+//! * `pair busy` / `pair done`: heap bytes per endpoint of connected in-memory pairs,
+//!   with a full window in flight (255 messages of 160 characters sent by one end,
+//!   stored and delivered but not processed by the other), then after every message
+//!   came back Processed.
+//! * `node listen`: heap and RSS per link of a `Node` with N idle listening links.
+//! * `node pairs`: two nodes in one process, N links each, connected on loopback
+//!   (plaintext; up to 5,000 pairs for lack of descriptors): per link while idle and
+//!   up, with a full window in flight on every link, and after it was processed.
+//!
+//! Each figure is measured in a fresh child process (so RSS starts clean).
+//!
+//! `cargo bench -p smslink-core --bench link_memory` (`-- 100 1000` picks the counts)
+
+use smslink::link::{Endpoint, LinkConfig};
+use smslink::message::Message;
+use smslink::ring::Outcome;
+use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeEvent, Transport};
+use smslink::sim::Pair;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::process::Command;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::{Duration, Instant};
+
+struct Counting;
+
+/// Heap bytes currently allocated, by every thread.
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded unchanged to the system allocator.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded unchanged to the system allocator.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const PSK: &[u8] = b"link memory bench key";
+const CHILD: &str = "SMSLINK_LINK_MEMORY_CHILD";
+
+fn heap() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// Resident set size of this process, in bytes.
+fn rss() -> isize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: isize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as isize
+}
+
+fn text160() -> Message {
+    let text: String = "0123456789abcdef".repeat(10);
+    Message::text("+61400000001", "12345", &text).expect("valid message")
+}
+
+fn per(bytes: isize, n: usize) -> isize {
+    bytes / n as isize
+}
+
+fn endpoint(n: usize) -> String {
+    let now = Instant::now();
+    let before = heap();
+    let eps: Vec<Endpoint> = (0..n)
+        .map(|i| Endpoint::new(LinkConfig::new(&format!("l{i}"), PSK), now).expect("config"))
+        .collect();
+    let idle = heap() - before;
+    drop(eps);
+    format!("endpoint idle heap/link={}", per(idle, n))
+}
+
+/// Hand every received message on and move bytes until the senders' rings are empty.
+fn settle(pairs: &mut [Pair], process: bool) {
+    for p in pairs.iter_mut() {
+        for _ in 0..1000 {
+            let moved = p.exchange().expect("clean stream");
+            for ep in [&mut p.a, &mut p.b] {
+                while ep.poll_event().is_some() {}
+                if process {
+                    while let Some((seq, _)) = ep.next_received() {
+                        ep.mark_processed(seq, Outcome::Accepted)
+                            .expect("delivered");
+                    }
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+}
+
+fn pair(n: usize) -> String {
+    let now = Instant::now();
+    let msg = text160();
+    let base = heap();
+    let mut pairs: Vec<Pair> = (0..n)
+        .map(|i| {
+            let mut p = Pair::new(
+                LinkConfig::new(&format!("a{i}"), PSK),
+                LinkConfig::new(&format!("b{i}"), PSK),
+                now,
+            )
+            .expect("config");
+            p.connect();
+            p
+        })
+        .collect();
+    settle(&mut pairs, true);
+    let up = heap() - base;
+    for p in pairs.iter_mut() {
+        while p.a.send(&msg).is_ok() {}
+    }
+    settle(&mut pairs, false);
+    for p in pairs.iter_mut() {
+        while p.b.next_received().is_some() {}
+    }
+    assert!(pairs.iter().all(|p| p.b.rx_ring().in_use() == 255));
+    let busy = heap() - base;
+    for p in pairs.iter_mut() {
+        for seq in 1..=255 {
+            p.b.mark_processed(seq, Outcome::Accepted)
+                .expect("delivered");
+        }
+    }
+    settle(&mut pairs, true);
+    assert!(pairs.iter().all(|p| p.a.tx_ring().in_use() == 0));
+    let done = heap() - base;
+    format!(
+        "pair heap/endpoint: up={} busy={} done={}",
+        per(up, 2 * n),
+        per(busy, 2 * n),
+        per(done, 2 * n)
+    )
+}
+
+fn listening(name: &str) -> LinkSpec {
+    LinkSpec::new(
+        LinkConfig::new(name, PSK),
+        Transport::Listen("127.0.0.1:0".parse().expect("address")),
+    )
+    .insecure_plaintext()
+}
+
+/// Wait until `done` holds (the loop publishes stats as it goes), at most `limit`.
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn node_listen(n: usize) -> String {
+    let (heap0, rss0) = (heap(), rss());
+    let node = Node::start(NodeConfig::new(
+        (0..n).map(|i| listening(&format!("l{i}"))).collect(),
+    ))
+    .expect("node");
+    // A few turns of the loop, so that whatever it allocates lazily is there.
+    std::thread::sleep(Duration::from_millis(300));
+    let (h, r) = (heap() - heap0, rss() - rss0);
+    node.shutdown(Duration::from_millis(100));
+    format!("node listen heap/link={} rss/link={}", per(h, n), per(r, n))
+}
+
+fn node_pairs(n: usize) -> String {
+    let (heap0, rss0) = (heap(), rss());
+    let a = Node::start(NodeConfig::new(
+        (0..n).map(|i| listening(&format!("l{i}"))).collect(),
+    ))
+    .expect("node a");
+    let links = (0..n)
+        .map(|i| {
+            let addr = a.local_addr(i).expect("listening");
+            LinkSpec::new(
+                LinkConfig::new(&format!("l{i}"), PSK),
+                Transport::Dial(addr),
+            )
+            .insecure_plaintext()
+        })
+        .collect();
+    let mut config = NodeConfig::new(links);
+    config.event_capacity = 300 * n;
+    let b = Node::start(config).expect("node b");
+    let all = |node: &Node, f: &dyn Fn(&smslink::runtime::LinkStats) -> bool| {
+        (0..n).all(|i| node.link_stats(i).is_some_and(|s| f(&s)))
+    };
+    assert!(
+        wait_until(Duration::from_secs(120), || all(&a, &|s| s.up)
+            && all(&b, &|s| s.up)),
+        "links did not come up"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (up_h, up_r) = (heap() - heap0, rss() - rss0);
+    let msg = text160();
+    for i in 0..n {
+        for _ in 0..255 {
+            a.send_on(i, &msg).expect("room");
+        }
+    }
+    let mut received = Vec::with_capacity(255 * n);
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            while let Some(e) = b.try_event() {
+                if let NodeEvent::Received { link, seq, .. } = e {
+                    received.push((link, seq));
+                }
+            }
+            received.len() == 255 * n
+        }),
+        "messages did not arrive"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (busy_h, busy_r) = (heap() - heap0, rss() - rss0);
+    for (link, seq) in received.drain(..) {
+        while b.ack(link, seq, Outcome::Accepted).is_err() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    assert!(
+        wait_until(Duration::from_secs(120), || all(&a, &|s| s.tx_in_use == 0)),
+        "messages were not processed"
+    );
+    while a.try_event().is_some() {}
+    std::thread::sleep(Duration::from_millis(300));
+    let (done_h, done_r) = (heap() - heap0, rss() - rss0);
+    b.shutdown(Duration::from_millis(100));
+    a.shutdown(Duration::from_millis(100));
+    let per2 = |x| per(x, 2 * n);
+    format!(
+        "node pairs heap/link: up={} busy={} done={}; rss/link: up={} busy={} done={}",
+        per2(up_h),
+        per2(busy_h),
+        per2(done_h),
+        per2(up_r),
+        per2(busy_r),
+        per2(done_r)
+    )
+}
+
+fn child(mode: &str, n: usize) -> String {
+    match mode {
+        "endpoint" => endpoint(n),
+        "pair" => pair(n),
+        "listen" => node_listen(n),
+        "pairs" => node_pairs(n),
+        other => panic!("unknown mode {other}"),
+    }
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var(CHILD) {
+        let (mode, n) = spec.split_once(' ').expect("mode and count");
+        println!("{}", child(mode, n.parse().expect("count")));
+        return;
+    }
+    let counts: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let counts = if counts.is_empty() {
+        vec![100, 1_000, 10_000]
+    } else {
+        counts
+    };
+    let exe = std::env::current_exe().expect("own path");
+    println!("bytes per link (heap: counted exactly; rss: /proc/self/statm)");
+    for mode in ["endpoint", "pair", "listen", "pairs"] {
+        for &n in &counts {
+            // Three descriptors a pair and the limit is 20,000 here.
+            if mode == "pairs" && n > 5_000 {
+                continue;
+            }
+            let out = Command::new(&exe)
+                .env(CHILD, format!("{mode} {n}"))
+                .output()
+                .expect("child runs");
+            let line = String::from_utf8_lossy(&out.stdout);
+            if out.status.success() {
+                println!("n={n:>6} {}", line.trim());
+            } else {
+                println!(
+                    "n={n:>6} {mode} failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
+    }
+}
