@@ -1350,7 +1350,10 @@ impl Endpoint {
                 high: u64::MAX,
             });
         }
-        if !peer_knows_us {
+        // A new incarnation of the peer may know our epoch already (it committed
+        // a handshake that was cut before we did), yet it holds nothing the old
+        // one confirmed or processed above Last Processed.
+        if !peer_knows_us || plan.new_epoch {
             let events = &mut self.events;
             self.tx.unconfirm_all(|s| {
                 events.push_back(Event::StatusChanged {
@@ -1396,9 +1399,9 @@ impl Endpoint {
             .max(self.rx_epoch_floor);
         let unsynced = self.persist.as_ref().map(|p| &p.unsynced_outcomes);
         for seq in from + 1..=rc.last_stored {
-            if let Some(slot) = self.rx.slot(seq) {
+            if self.rx.processed_outcome(seq).is_some() {
                 let durable = unsynced.is_none_or(|u| !u.iter().any(|&(_, s)| s == seq));
-                if slot.state == crate::ring::RxState::Processed && durable {
+                if durable {
                     self.pending_processed.push_back(seq);
                 }
             }
@@ -1476,11 +1479,12 @@ impl Endpoint {
         for (run, outcome) in a.processed() {
             let (lo, hi) = self.clip_run(run)?;
             for seq in lo..=hi {
+                // Read first: a Processed slot is given back once the cursor passes it.
+                let client_ref = self.tx.slot(seq).map_or(0, |s| s.message.client_ref);
                 if self.tx.process(seq, outcome)? {
                     if let Some(p) = self.persist.as_mut() {
                         p.processed(Direction::Tx, seq, outcome);
                     }
-                    let client_ref = self.tx.slot(seq).map_or(0, |s| s.message.client_ref);
                     self.events.push_back(Event::StatusChanged {
                         seq,
                         state: SlotState::Processed,
@@ -1527,8 +1531,8 @@ impl Endpoint {
             self.confirm_sent_upto = first + count as u64 - 1;
         }
         while let Some(&seq) = self.pending_processed.front() {
-            let outcome = match self.rx.slot(seq) {
-                Some(s) => s.outcome.unwrap_or(Outcome::Accepted),
+            let outcome = match self.rx.processed_outcome(seq) {
+                Some(o) => o.unwrap_or(Outcome::Accepted),
                 None => {
                     // Slot reused: the peer already learned this outcome.
                     self.pending_processed.pop_front();
@@ -1555,6 +1559,13 @@ impl Endpoint {
         let end = self.tx_durable().min(self.peer_rx_limit);
         while self.next_transmit <= end && buf.len() - start < self.config.max_transmit {
             let seq = self.next_transmit;
+            let processed = self.tx.cursors().last_processed;
+            if seq <= processed {
+                // The peer processed these since the handshake, so it stores them:
+                // nothing to send again (and their slots are given back).
+                self.next_transmit = processed + 1;
+                continue;
+            }
             let Some(slot) = self.tx.slot(seq) else {
                 break;
             };
