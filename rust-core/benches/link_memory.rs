@@ -7,7 +7,9 @@
 //!   with a full window in flight (255 messages of 160 characters sent by one end,
 //!   stored and delivered but not processed by the other), then after every message
 //!   came back Processed.
-//! * `node listen`: heap and RSS per link of a `Node` with N idle listening links.
+//! * `node listen`: heap and RSS per link of a `Node` with N idle listening links
+//!   (RSS after `malloc_trim`, so it counts what the process holds, not what glibc
+//!   keeps in its arenas).
 //! * `node pairs`: two nodes in one process, N links each, connected on loopback
 //!   (plaintext; up to 5,000 pairs for lack of descriptors): per link while idle and
 //!   up, with a full window in flight on every link, and after it was processed.
@@ -16,11 +18,10 @@
 //!
 //! `cargo bench -p smslink-core --bench link_memory` (`-- 100 1000` picks the counts)
 
-use smslink::link::{Endpoint, LinkConfig};
+use smslink::link::{Endpoint, LinkConfig, Side};
 use smslink::message::Message;
 use smslink::ring::Outcome;
 use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeEvent, Transport};
-use smslink::sim::Pair;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::process::Command;
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -68,8 +69,11 @@ fn heap() -> isize {
     LIVE.load(Ordering::Relaxed)
 }
 
-/// Resident set size of this process, in bytes.
+/// Resident set size of this process, in bytes, after the allocator returned
+/// what it can to the system (glibc keeps freed memory in its arenas otherwise).
 fn rss() -> isize {
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe { libc::malloc_trim(0) };
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: isize = statm
         .split_whitespace()
@@ -100,12 +104,31 @@ fn endpoint(n: usize) -> String {
     format!("endpoint idle heap/link={}", per(idle, n))
 }
 
-/// Hand every received message on and move bytes until the senders' rings are empty.
-fn settle(pairs: &mut [Pair], process: bool) {
-    for p in pairs.iter_mut() {
-        for _ in 0..1000 {
-            let moved = p.exchange().expect("clean stream");
-            for ep in [&mut p.a, &mut p.b] {
+/// Two endpoints joined in memory (one transfer buffer for all pairs, as the
+/// runtime has one read buffer per loop).
+struct Link {
+    a: Endpoint,
+    b: Endpoint,
+}
+
+/// What `from` writes, `to` reads. Returns whether bytes moved.
+fn transfer(from: &mut Endpoint, to: &mut Endpoint, buf: &mut Vec<u8>, now: Instant) -> bool {
+    buf.clear();
+    if from.poll_transmit(now, buf) == 0 {
+        return false;
+    }
+    to.handle_input(buf, now).expect("clean stream");
+    true
+}
+
+/// Move bytes (handing every received message on if `process`) until nothing
+/// moves; then give back buffer capacity as the runtime does between bursts.
+fn settle(links: &mut [Link], buf: &mut Vec<u8>, now: Instant, process: bool) {
+    for l in links.iter_mut() {
+        loop {
+            let moved =
+                transfer(&mut l.a, &mut l.b, buf, now) | transfer(&mut l.b, &mut l.a, buf, now);
+            for ep in [&mut l.a, &mut l.b] {
                 while ep.poll_event().is_some() {}
                 if process {
                     while let Some((seq, _)) = ep.next_received() {
@@ -118,44 +141,47 @@ fn settle(pairs: &mut [Pair], process: bool) {
                 break;
             }
         }
+        l.a.shrink_buffers();
+        l.b.shrink_buffers();
     }
 }
 
 fn pair(n: usize) -> String {
     let now = Instant::now();
     let msg = text160();
+    let mut buf = Vec::with_capacity(1 << 20);
     let base = heap();
-    let mut pairs: Vec<Pair> = (0..n)
+    let mut links: Vec<Link> = (0..n)
         .map(|i| {
-            let mut p = Pair::new(
-                LinkConfig::new(&format!("a{i}"), PSK),
-                LinkConfig::new(&format!("b{i}"), PSK),
-                now,
-            )
-            .expect("config");
-            p.connect();
-            p
+            let mut l = Link {
+                a: Endpoint::new(LinkConfig::new(&format!("a{i}"), PSK), now).expect("config"),
+                b: Endpoint::new(LinkConfig::new(&format!("b{i}"), PSK), now).expect("config"),
+            };
+            l.a.connected(now, Side::Dialer);
+            l.b.connected(now, Side::Listener);
+            l
         })
         .collect();
-    settle(&mut pairs, true);
+    settle(&mut links, &mut buf, now, true);
+    assert!(links.iter().all(|l| l.a.is_up() && l.b.is_up()));
     let up = heap() - base;
-    for p in pairs.iter_mut() {
-        while p.a.send(&msg).is_ok() {}
+    for l in links.iter_mut() {
+        while l.a.send(&msg).is_ok() {}
     }
-    settle(&mut pairs, false);
-    for p in pairs.iter_mut() {
-        while p.b.next_received().is_some() {}
+    settle(&mut links, &mut buf, now, false);
+    for l in links.iter_mut() {
+        while l.b.next_received().is_some() {}
     }
-    assert!(pairs.iter().all(|p| p.b.rx_ring().in_use() == 255));
+    assert!(links.iter().all(|l| l.b.rx_ring().in_use() == 255));
     let busy = heap() - base;
-    for p in pairs.iter_mut() {
+    for l in links.iter_mut() {
         for seq in 1..=255 {
-            p.b.mark_processed(seq, Outcome::Accepted)
+            l.b.mark_processed(seq, Outcome::Accepted)
                 .expect("delivered");
         }
     }
-    settle(&mut pairs, true);
-    assert!(pairs.iter().all(|p| p.a.tx_ring().in_use() == 0));
+    settle(&mut links, &mut buf, now, true);
+    assert!(links.iter().all(|l| l.a.tx_ring().in_use() == 0));
     let done = heap() - base;
     format!(
         "pair heap/endpoint: up={} busy={} done={}",
@@ -165,9 +191,20 @@ fn pair(n: usize) -> String {
     )
 }
 
+/// A link's buffers are given back at its next write once nothing is in flight:
+/// at the latest one heartbeat later. Shorter than the default 5 s here.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+fn link_config(name: &str) -> LinkConfig {
+    let mut c = LinkConfig::new(name, PSK);
+    c.heartbeat_interval = HEARTBEAT;
+    c.dead_after = 3 * HEARTBEAT;
+    c
+}
+
 fn listening(name: &str) -> LinkSpec {
     LinkSpec::new(
-        LinkConfig::new(name, PSK),
+        link_config(name),
         Transport::Listen("127.0.0.1:0".parse().expect("address")),
     )
     .insecure_plaintext()
@@ -207,16 +244,10 @@ fn node_pairs(n: usize) -> String {
     let links = (0..n)
         .map(|i| {
             let addr = a.local_addr(i).expect("listening");
-            LinkSpec::new(
-                LinkConfig::new(&format!("l{i}"), PSK),
-                Transport::Dial(addr),
-            )
-            .insecure_plaintext()
+            LinkSpec::new(link_config(&format!("l{i}")), Transport::Dial(addr)).insecure_plaintext()
         })
         .collect();
-    let mut config = NodeConfig::new(links);
-    config.event_capacity = 300 * n;
-    let b = Node::start(config).expect("node b");
+    let b = Node::start(NodeConfig::new(links)).expect("node b");
     let all = |node: &Node, f: &dyn Fn(&smslink::runtime::LinkStats) -> bool| {
         (0..n).all(|i| node.link_stats(i).is_some_and(|s| f(&s)))
     };
@@ -225,39 +256,49 @@ fn node_pairs(n: usize) -> String {
             && all(&b, &|s| s.up)),
         "links did not come up"
     );
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(HEARTBEAT + HEARTBEAT / 2);
     let (up_h, up_r) = (heap() - heap0, rss() - rss0);
     let msg = text160();
     for i in 0..n {
         for _ in 0..255 {
             a.send_on(i, &msg).expect("room");
         }
+        while a.try_event().is_some() {}
     }
-    let mut received = Vec::with_capacity(255 * n);
+    let mut received = 0;
     assert!(
         wait_until(Duration::from_secs(120), || {
+            // The sender's application reads its status events as it goes.
+            while a.try_event().is_some() {}
             while let Some(e) = b.try_event() {
-                if let NodeEvent::Received { link, seq, .. } = e {
-                    received.push((link, seq));
+                if let NodeEvent::Received { .. } = e {
+                    received += 1;
                 }
             }
-            received.len() == 255 * n
+            received == 255 * n
         }),
         "messages did not arrive"
     );
     std::thread::sleep(Duration::from_millis(300));
     let (busy_h, busy_r) = (heap() - heap0, rss() - rss0);
-    for (link, seq) in received.drain(..) {
-        while b.ack(link, seq, Outcome::Accepted).is_err() {
-            std::thread::sleep(Duration::from_millis(1));
+    // Each link's messages arrived as seqs 1..=255 of its receiving ring.
+    for link in 0..n {
+        for seq in 1..=255 {
+            while b.ack(link, seq, Outcome::Accepted).is_err() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
+        while a.try_event().is_some() {}
     }
     assert!(
-        wait_until(Duration::from_secs(120), || all(&a, &|s| s.tx_in_use == 0)),
+        wait_until(Duration::from_secs(120), || {
+            while a.try_event().is_some() {}
+            all(&a, &|s| s.tx_in_use == 0)
+        }),
         "messages were not processed"
     );
     while a.try_event().is_some() {}
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(HEARTBEAT + HEARTBEAT / 2);
     let (done_h, done_r) = (heap() - heap0, rss() - rss0);
     b.shutdown(Duration::from_millis(100));
     a.shutdown(Duration::from_millis(100));

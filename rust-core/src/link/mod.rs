@@ -110,7 +110,7 @@ use crate::message::Message;
 use crate::ring::{Cursors, Full, Outcome, RingError, RxCursors, RxRing, SlotState, Stored};
 use crate::ring::{Ring, DEFAULT_CAPACITY, MAX_CAPACITY};
 use frame::{AckWriter, CloseReason, Frame, FrameError, FrameType, Hello, Proof};
-use frame::{MAC_LEN, MAX_BODY, MAX_NAME, NONCE_LEN, VERSION};
+use frame::{MAC_LEN, MAX_NAME, NONCE_LEN, VERSION};
 use hmac::{Hmac, Mac};
 use persist::{LinkState, Persist, PersistMark};
 use sha2::Sha256;
@@ -576,14 +576,14 @@ impl Endpoint {
     }
 
     fn build(config: LinkConfig, epoch: u64, tx: Ring, rx: RxRing, now: Instant) -> Self {
-        let cap = config.capacity;
         Endpoint {
             tx,
             rx,
             conn: Conn::Idle,
-            events: VecDeque::with_capacity(4 * cap + 16),
-            ctrl: Vec::with_capacity(512),
-            inbuf: Vec::with_capacity(MAX_BODY + frame::HEADER_LEN),
+            // Buffers start empty and grow with traffic (see `shrink_buffers`).
+            events: VecDeque::new(),
+            ctrl: Vec::new(),
+            inbuf: Vec::new(),
             partial_since: None,
             next_transmit: 1,
             peer_rx_limit: 0,
@@ -592,7 +592,7 @@ impl Endpoint {
             rx_epoch_floor: 0,
             confirm_sent_upto: 0,
             rx_limit_sent: 0,
-            pending_processed: VecDeque::with_capacity(2 * cap),
+            pending_processed: VecDeque::new(),
             last_rx: now,
             last_tx: now,
             connected_at: now,
@@ -1079,6 +1079,25 @@ impl Endpoint {
 
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// Give back the capacity of buffers that are empty now (events, outcomes to
+    /// announce, control frames, a partial frame's carry-over): what a burst of
+    /// traffic grew them to. The runtime calls this when the link has nothing in
+    /// flight, so that an idle link costs little; the buffers grow again on demand.
+    pub fn shrink_buffers(&mut self) {
+        if self.events.is_empty() && self.events.capacity() > 0 {
+            self.events = VecDeque::new();
+        }
+        if self.pending_processed.is_empty() && self.pending_processed.capacity() > 0 {
+            self.pending_processed = VecDeque::new();
+        }
+        if self.ctrl.is_empty() && self.ctrl.capacity() > 0 {
+            self.ctrl = Vec::new();
+        }
+        if self.inbuf.is_empty() && self.inbuf.capacity() > 0 {
+            self.inbuf = Vec::new();
+        }
     }
 
     // ---- internals ----

@@ -87,7 +87,7 @@ impl Node {
             let room = l.room(&guard);
             let (producer, next_seq) = &mut *guard;
             // The queue is as large as the ring, so it has room whenever the ring has.
-            if room == 0 || producer.push(message.clone()).is_err() {
+            if room == 0 || producer.push(Box::new(message.clone())).is_err() {
                 return Err(l.full(link));
             }
             let seq = *next_seq;
@@ -111,7 +111,7 @@ impl Node {
             let mut guard = l.producer.lock();
             let want = l.room(&guard).min(messages.len());
             let (producer, next_seq) = &mut *guard;
-            let mut iter = messages[..want].iter().cloned();
+            let mut iter = messages[..want].iter().map(|m| Box::new(m.clone()));
             let taken = producer.push_from(&mut iter);
             let first = (taken > 0).then_some(*next_seq);
             *next_seq += taken as u64;

@@ -34,8 +34,9 @@ pub(super) struct LinkShared {
     pub(super) serves_smsc: bool,
     /// The handle's side of the send queue and the seq the ring will give the next
     /// message pushed into it. The queue is the only way into the ring and keeps
-    /// order, so the handle can tell the caller that number at once.
-    pub(super) producer: Mutex<(Producer<Message>, u64)>,
+    /// order, so the handle can tell the caller that number at once. Boxed: an
+    /// empty queue then costs a pointer per slot, not a message.
+    pub(super) producer: Mutex<(Producer<Box<Message>>, u64)>,
     /// Published by the loop: the sending ring's Last Processed cursor.
     pub(super) last_processed: AtomicU64,
     /// Published by the loop: the journal has no room for new messages (its disk
@@ -54,7 +55,7 @@ impl LinkShared {
     /// Messages the link takes now, given the send queue and the next seq the
     /// ring will give out: capacity less those given out and not yet Processed
     /// (with overflow to disk: the queue's free slots).
-    pub(super) fn room(&self, queue: &(Producer<Message>, u64)) -> usize {
+    pub(super) fn room(&self, queue: &(Producer<Box<Message>>, u64)) -> usize {
         let (producer, next_seq) = (&queue.0, queue.1);
         if self.journal_full.load(Ordering::Acquire) {
             return 0;
