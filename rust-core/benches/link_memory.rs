@@ -10,9 +10,10 @@
 //! * `node listen`: heap and RSS per link of a `Node` with N idle listening links
 //!   (RSS after `malloc_trim`, so it counts what the process holds, not what glibc
 //!   keeps in its arenas).
-//! * `node pairs`: two nodes in one process, N links each, connected on loopback
-//!   (plaintext; up to 5,000 pairs for lack of descriptors): per link while idle and
-//!   up, with a full window in flight on every link, and after it was processed.
+//! * `node pairs` (and `node pairs tls`: TLS 1.3 with pinned keys): two nodes in
+//!   one process, N links each, connected on loopback (up to 5,000 pairs for lack
+//!   of descriptors): per link while idle and up, with a full window in flight on
+//!   every link, and a heartbeat after it was processed.
 //!
 //! Each figure is measured in a fresh child process (so RSS starts clean).
 //!
@@ -21,8 +22,11 @@
 use smslink::link::{Endpoint, LinkConfig, Side};
 use smslink::message::Message;
 use smslink::ring::Outcome;
+use smslink::runtime::tls::spki_fingerprint;
 use smslink::runtime::{LinkSpec, Node, NodeConfig, NodeEvent, Transport};
+use smslink::runtime::{PeerAuth, TlsSpec};
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
@@ -202,12 +206,63 @@ fn link_config(name: &str) -> LinkConfig {
     c
 }
 
-fn listening(name: &str) -> LinkSpec {
-    LinkSpec::new(
-        link_config(name),
-        Transport::Listen("127.0.0.1:0".parse().expect("address")),
-    )
-    .insecure_plaintext()
+/// A throwaway TLS identity: certificate and key files, and the key's fingerprint.
+struct Identity {
+    cert: PathBuf,
+    key: PathBuf,
+    fingerprint: [u8; 32],
+}
+
+fn identity(name: &str, dir: &Path) -> Identity {
+    use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(vec![name.to_owned()]).expect("name");
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let cert = params.self_signed(&key).expect("certificate");
+    let (cert_path, key_path) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&cert_path, cert.pem()).expect("write certificate");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    Identity {
+        fingerprint: spki_fingerprint(cert.der()).expect("fingerprint"),
+        cert: cert_path,
+        key: key_path,
+    }
+}
+
+/// The TLS identities of the two nodes.
+struct Tls {
+    a: Identity,
+    b: Identity,
+}
+
+impl Tls {
+    fn new() -> Tls {
+        let dir = std::env::temp_dir().join(format!("smslink-link-memory-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        Tls {
+            a: identity("a.example", &dir),
+            b: identity("b.example", &dir),
+        }
+    }
+}
+
+/// `spec` over TLS with its own identity, pinning the peer's key (`None`: plaintext).
+fn secured(spec: LinkSpec, own_and_peer: Option<(&Identity, &Identity)>) -> LinkSpec {
+    match own_and_peer {
+        None => spec.insecure_plaintext(),
+        Some((own, peer)) => spec.with_tls(TlsSpec::new(
+            &own.cert,
+            &own.key,
+            PeerAuth::Fingerprint(peer.fingerprint),
+        )),
+    }
 }
 
 /// Wait until `done` holds (the loop publishes stats as it goes), at most `limit`.
@@ -222,29 +277,56 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     false
 }
 
-fn node_listen(n: usize) -> String {
+fn node_listen(n: usize, tls: Option<Tls>) -> String {
+    let ids = tls.as_ref().map(|t| (&t.a, &t.b));
     let (heap0, rss0) = (heap(), rss());
     let node = Node::start(NodeConfig::new(
-        (0..n).map(|i| listening(&format!("l{i}"))).collect(),
+        (0..n)
+            .map(|i| {
+                let spec = LinkSpec::new(
+                    link_config(&format!("l{i}")),
+                    Transport::Listen("127.0.0.1:0".parse().expect("address")),
+                );
+                secured(spec, ids)
+            })
+            .collect(),
     ))
     .expect("node");
     // A few turns of the loop, so that whatever it allocates lazily is there.
     std::thread::sleep(Duration::from_millis(300));
     let (h, r) = (heap() - heap0, rss() - rss0);
     node.shutdown(Duration::from_millis(100));
-    format!("node listen heap/link={} rss/link={}", per(h, n), per(r, n))
+    format!(
+        "node listen{} heap/link={} rss/link={}",
+        if tls.is_some() { " tls" } else { "" },
+        per(h, n),
+        per(r, n)
+    )
 }
 
-fn node_pairs(n: usize) -> String {
+fn node_pairs(n: usize, tls: Option<Tls>) -> String {
     let (heap0, rss0) = (heap(), rss());
+    let a_ids = tls.as_ref().map(|t| (&t.a, &t.b));
+    let b_ids = tls.as_ref().map(|t| (&t.b, &t.a));
     let a = Node::start(NodeConfig::new(
-        (0..n).map(|i| listening(&format!("l{i}"))).collect(),
+        (0..n)
+            .map(|i| {
+                let spec = LinkSpec::new(
+                    link_config(&format!("l{i}")),
+                    Transport::Listen("127.0.0.1:0".parse().expect("address")),
+                );
+                secured(spec, a_ids)
+            })
+            .collect(),
     ))
     .expect("node a");
     let links = (0..n)
         .map(|i| {
             let addr = a.local_addr(i).expect("listening");
-            LinkSpec::new(link_config(&format!("l{i}")), Transport::Dial(addr)).insecure_plaintext()
+            secured(
+                LinkSpec::new(link_config(&format!("l{i}")), Transport::Dial(addr)),
+                b_ids,
+            )
         })
         .collect();
     let b = Node::start(NodeConfig::new(links)).expect("node b");
@@ -304,7 +386,8 @@ fn node_pairs(n: usize) -> String {
     a.shutdown(Duration::from_millis(100));
     let per2 = |x| per(x, 2 * n);
     format!(
-        "node pairs heap/link: up={} busy={} done={}; rss/link: up={} busy={} done={}",
+        "node pairs{} heap/link: up={} busy={} done={}; rss/link: up={} busy={} done={}",
+        if tls.is_some() { " tls" } else { "" },
         per2(up_h),
         per2(busy_h),
         per2(done_h),
@@ -318,8 +401,10 @@ fn child(mode: &str, n: usize) -> String {
     match mode {
         "endpoint" => endpoint(n),
         "pair" => pair(n),
-        "listen" => node_listen(n),
-        "pairs" => node_pairs(n),
+        "listen" => node_listen(n, None),
+        "listen-tls" => node_listen(n, Some(Tls::new())),
+        "pairs" => node_pairs(n, None),
+        "pairs-tls" => node_pairs(n, Some(Tls::new())),
         other => panic!("unknown mode {other}"),
     }
 }
@@ -341,10 +426,17 @@ fn main() {
     };
     let exe = std::env::current_exe().expect("own path");
     println!("bytes per link (heap: counted exactly; rss: /proc/self/statm)");
-    for mode in ["endpoint", "pair", "listen", "pairs"] {
+    for mode in [
+        "endpoint",
+        "pair",
+        "listen",
+        "listen-tls",
+        "pairs",
+        "pairs-tls",
+    ] {
         for &n in &counts {
             // Three descriptors a pair and the limit is 20,000 here.
-            if mode == "pairs" && n > 5_000 {
+            if mode.starts_with("pairs") && n > 5_000 {
                 continue;
             }
             let out = Command::new(&exe)

@@ -1,7 +1,8 @@
 //! The [`Node`] handle: how application threads send, acknowledge, wait and read
 //! events. Every call returns at once or waits on a condition the event loop
-//! signals; hand-off is lock-free (one SPSC queue per link for sends, one for
-//! commands, one for events out). The handle decides "full" itself, from the sending
+//! signals; hand-off is lock-free for sends (one SPSC queue per link) and events
+//! out (one SPSC queue); commands (acknowledgements) go through one short-locked
+//! queue that the loop empties in one step per turn. The handle decides "full" itself, from the sending
 //! ring's Last Processed cursor that the loop publishes, so `send` answers at once
 //! with the sequence number the ring will give the message.
 
@@ -214,7 +215,6 @@ impl Node {
         }
         self.shared
             .commands
-            .lock()
             .push(command)
             .map_err(|_| NodeError::Busy)?;
         self.shared.wake();
@@ -317,7 +317,6 @@ impl Node {
             if self
                 .shared
                 .commands
-                .lock()
                 .push(Command::Shutdown { flush })
                 .is_ok()
                 || Instant::now() > deadline

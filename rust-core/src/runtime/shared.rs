@@ -1,12 +1,14 @@
 //! What the application's handle and the event-loop thread share: the hand-off
 //! queues, the cursors the loop publishes, the wake-ups in both directions.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mio::Waker;
 use parking_lot::{Condvar, Mutex};
+use std::sync::Arc;
 
 use super::api::{LinkId, LinkStats, NodeError, NodeEvent};
 use super::notify::Notifier;
@@ -24,6 +26,71 @@ pub(super) enum Command {
     Shutdown {
         flush: Duration,
     },
+}
+
+/// Queued commands, shared by the handle's [`CommandSender`] and the loop's
+/// [`CommandReceiver`].
+type CommandQueue = Arc<Mutex<VecDeque<Command>>>;
+
+/// The handle's commands to the loop: at most `limit` queued (room for every
+/// slot of every link, so that acknowledgements never find it full), but memory
+/// only for what is queued now. Reserved up front, that room cost 6 kB a link.
+pub(super) fn command_queue(limit: usize) -> (CommandSender, CommandReceiver) {
+    let queue = CommandQueue::default();
+    let sender = CommandSender {
+        queue: queue.clone(),
+        limit,
+    };
+    let receiver = CommandReceiver {
+        queue,
+        batch: VecDeque::new(),
+    };
+    (sender, receiver)
+}
+
+/// The handle's end of the command queue (any thread).
+pub(super) struct CommandSender {
+    queue: CommandQueue,
+    limit: usize,
+}
+
+impl CommandSender {
+    /// Queue `command`, or give it back if `limit` commands wait already.
+    pub(super) fn push(&self, command: Command) -> Result<(), Command> {
+        let mut queue = self.queue.lock();
+        if queue.len() >= self.limit {
+            return Err(command);
+        }
+        queue.push_back(command);
+        Ok(())
+    }
+}
+
+/// Commands a drained batch keeps room for; a larger burst's room is given back.
+const KEPT_COMMANDS: usize = 64;
+
+/// The loop's end of the command queue: takes everything queued in one lock.
+pub(super) struct CommandReceiver {
+    queue: CommandQueue,
+    /// Taken from the queue, not yet handled.
+    batch: VecDeque<Command>,
+}
+
+impl CommandReceiver {
+    pub(super) fn pop(&mut self) -> Option<Command> {
+        if self.batch.is_empty() {
+            if self.batch.capacity() > KEPT_COMMANDS {
+                self.batch = VecDeque::new();
+            }
+            // The emptied batch becomes the queue the handle fills next.
+            std::mem::swap(&mut *self.queue.lock(), &mut self.batch);
+        }
+        self.batch.pop_front()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.batch.is_empty() && self.queue.lock().is_empty()
+    }
 }
 
 /// Per-link state the handle shares with the loop.
@@ -79,7 +146,7 @@ pub(super) struct Shared {
     pub(super) links: Vec<LinkShared>,
     pub(super) routes: Vec<(String, LinkId)>,
     pub(super) default_route: Option<LinkId>,
-    pub(super) commands: Mutex<Producer<Command>>,
+    pub(super) commands: CommandSender,
     pub(super) events: Mutex<Consumer<NodeEvent>>,
     pub(super) notifier: Notifier,
     pub(super) waker: Waker,
