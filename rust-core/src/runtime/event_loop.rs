@@ -64,8 +64,8 @@ pub(super) fn spawn(
     let waker = Waker::new(poll.registry(), WAKER)?;
     let now = Instant::now();
 
-    let mut loop_links = Vec::new();
-    let mut shared_links = Vec::new();
+    let mut loop_links = Vec::with_capacity(config.links.len());
+    let mut shared_links = Vec::with_capacity(config.links.len());
     let mut routes = Vec::new();
     let mut default_route = None;
     let mut ack_room = 64;
