@@ -217,6 +217,9 @@ impl Pooled for Slot {
     fn seq(&self) -> u64 {
         self.seq
     }
+    fn shrink(&mut self) {
+        self.message.clear_payload();
+    }
     fn pool() -> &'static LocalKey<Pool<Self>> {
         thread_local!(static POOL: Pool<Slot> = const { RefCell::new(Vec::new()) });
         &POOL
@@ -590,6 +593,9 @@ impl Pooled for RxSlot {
     fn seq(&self) -> u64 {
         self.seq
     }
+    fn shrink(&mut self) {
+        self.message.clear_payload();
+    }
     fn pool() -> &'static LocalKey<Pool<Self>> {
         thread_local!(static POOL: Pool<RxSlot> = const { RefCell::new(Vec::new()) });
         &POOL
@@ -765,6 +771,7 @@ impl RxRing {
             }
             let seq = self.cursors.last_delivered + 1;
             self.cursors.last_delivered = seq;
+            debug_assert!(self.slots.get(seq).is_some(), "stored seq {seq} has a slot");
             if self
                 .slots
                 .get(seq)

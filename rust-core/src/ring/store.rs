@@ -19,7 +19,8 @@ use std::thread::LocalKey;
 
 /// Seqs per block.
 pub(super) const BLOCK: u64 = 16;
-/// Blocks a thread keeps for reuse (of each slot type); more are freed.
+/// Blocks a thread keeps for reuse (of each slot type; with payloads of up to
+/// 1 KiB kept, at most about 2.3 MB); more are freed.
 const POOL_BLOCKS: usize = 128;
 /// Runs of outcomes a [`History`] keeps allocated once it is empty again.
 const KEPT_RUNS: usize = 4;
@@ -32,6 +33,8 @@ pub(super) trait Pooled: Sized + 'static {
     /// A slot holding nothing (seq 0).
     fn empty() -> Self;
     fn seq(&self) -> u64;
+    /// The slot goes to the pool: give back what a long message grew it to.
+    fn shrink(&mut self);
     /// The thread's pool of spare blocks of this type.
     fn pool() -> &'static LocalKey<Pool<Self>>;
 }
@@ -83,12 +86,7 @@ impl<S: Pooled> Blocks<S> {
     pub(super) fn release(&mut self, seq: u64) {
         let e = self.entry(seq);
         if let Some(block) = self.table[e].take() {
-            S::pool().with(|p| {
-                let mut pool = p.borrow_mut();
-                if pool.len() < POOL_BLOCKS {
-                    pool.push(block);
-                }
-            });
+            S::pool().with(|p| pool(&mut p.borrow_mut(), block));
         }
     }
 
@@ -103,14 +101,18 @@ impl<S: Pooled> Drop for Blocks<S> {
         for e in 0..self.table.len() {
             if let Some(block) = self.table[e].take() {
                 // The pool may be gone when a thread ends.
-                let _ = S::pool().try_with(|p| {
-                    let mut pool = p.borrow_mut();
-                    if pool.len() < POOL_BLOCKS {
-                        pool.push(block);
-                    }
-                });
+                let _ = S::pool().try_with(|p| pool(&mut p.borrow_mut(), block));
             }
         }
+    }
+}
+
+/// Keep `block` for reuse if the pool has room (else it is freed), holding no
+/// more payload memory than short messages need.
+fn pool<S: Pooled>(pool: &mut Vec<Block<S>>, mut block: Block<S>) {
+    if pool.len() < POOL_BLOCKS {
+        block.iter_mut().for_each(S::shrink);
+        pool.push(block);
     }
 }
 
