@@ -2,9 +2,10 @@
 //! events. Every call returns at once or waits on a condition the event loop
 //! signals; hand-off is lock-free for sends (one SPSC queue per link) and events
 //! out (one SPSC queue); commands (acknowledgements) go through one short-locked
-//! queue that the loop empties in one step per turn. The handle decides "full" itself, from the sending
-//! ring's Last Processed cursor that the loop publishes, so `send` answers at once
-//! with the sequence number the ring will give the message.
+//! queue that the loop empties in one step per turn. The handle decides "full"
+//! itself, from the sending ring's Last Processed cursor that the loop publishes,
+//! so `send` answers at once with the sequence number the ring will give the
+//! message.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};

@@ -4,11 +4,11 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mio::Waker;
 use parking_lot::{Condvar, Mutex};
-use std::sync::Arc;
 
 use super::api::{LinkId, LinkStats, NodeError, NodeEvent};
 use super::notify::Notifier;
@@ -188,5 +188,60 @@ impl Shared {
             let _guard = self.room_lock.lock();
             self.room_changed.notify_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(seq: u64) -> Command {
+        Command::Ack {
+            link: 0,
+            seq,
+            outcome: Outcome::Accepted,
+        }
+    }
+
+    fn seq(c: Option<Command>) -> Option<u64> {
+        match c {
+            Some(Command::Ack { seq, .. }) => Some(seq),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn command_queue_keeps_order_and_its_bound_and_gives_room_back() {
+        let (tx, mut rx) = command_queue(3);
+        assert!(rx.is_empty());
+        for n in 1..=3 {
+            assert!(tx.push(ack(n)).is_ok());
+        }
+        assert!(
+            tx.push(ack(4)).is_err(),
+            "bounded like the queue it replaced"
+        );
+        assert_eq!(seq(rx.pop()), Some(1));
+        // Taken in one batch: the handle has room again at once.
+        assert!(tx.push(ack(4)).is_ok());
+        assert_eq!(seq(rx.pop()), Some(2));
+        assert_eq!(seq(rx.pop()), Some(3));
+        assert!(!rx.is_empty());
+        assert_eq!(seq(rx.pop()), Some(4));
+        assert!(rx.pop().is_none());
+        assert!(rx.is_empty());
+
+        let (tx, mut rx) = command_queue(10_000);
+        for n in 0..10_000 {
+            assert!(tx.push(ack(n)).is_ok());
+        }
+        for n in 0..10_000 {
+            assert_eq!(seq(rx.pop()), Some(n));
+        }
+        assert!(rx.pop().is_none());
+        assert!(rx.pop().is_none());
+        // Both buffers of a burst are given back once drained.
+        assert!(rx.batch.capacity() <= KEPT_COMMANDS);
+        assert!(rx.queue.lock().capacity() <= KEPT_COMMANDS);
     }
 }
