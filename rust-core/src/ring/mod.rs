@@ -1,4 +1,5 @@
-//! The circular array of slots (the seed's Fig. 2): states, cursors, fixed memory.
+//! The circular array of slots (the seed's Fig. 2): states, cursors, and memory
+//! that follows the messages in flight.
 //!
 //! Two mirrored arrays exist per direction of a link:
 //!
