@@ -972,6 +972,7 @@ impl LinkDriver {
         // `conn_addr` stays: the LinkDown line for this connection is written after.
         self.on_link = None;
         self.output_stuck_since = None;
+        self.shrink_if_idle();
         true
     }
 }
