@@ -301,6 +301,15 @@ impl Message {
         self.payload.extend_from_slice(&other.payload);
     }
 
+    /// Empty the payload, keeping no more buffer than a slot keeps between
+    /// messages (see `copy_from`): for a slot set aside for reuse.
+    pub fn clear_payload(&mut self) {
+        self.payload.clear();
+        if self.payload.capacity() > KEPT_PAYLOAD_CAPACITY {
+            self.payload.shrink_to(KEPT_PAYLOAD_CAPACITY);
+        }
+    }
+
     /// Everything but the payload.
     pub fn envelope(&self) -> Envelope {
         Envelope {
@@ -457,6 +466,11 @@ mod tests {
         assert_eq!(slot, long);
         slot.copy_from(&short);
         assert_eq!(slot, short);
+        assert!(slot.payload.capacity() <= KEPT_PAYLOAD_CAPACITY);
+        // Set aside with the long message still in it.
+        slot.set_payload(long.payload()).unwrap();
+        slot.clear_payload();
+        assert!(slot.payload().is_empty());
         assert!(slot.payload.capacity() <= KEPT_PAYLOAD_CAPACITY);
     }
 

@@ -143,8 +143,8 @@ fn good_seed_drives_the_endpoint_through_data_ack_and_close() {
     assert_eq!(b.rx_cursors().last_stored, 3);
     assert_eq!(b.cursors().last_processed, 3);
     assert_eq!(
-        b.tx_ring().slot(3).unwrap().outcome,
-        Some(Outcome::Rejected { code: 88 })
+        b.tx_ring().processed_outcome(3),
+        Some(Some(Outcome::Rejected { code: 88 }))
     );
     assert!(!b.is_connected(), "CLOSE ended the connection");
 }

@@ -67,13 +67,17 @@ fn round(p: &mut Pair, msg: &Message) {
     panic!("round did not finish");
 }
 
+/// Rounds before counting: slot blocks circulate through a per-thread pool, and a
+/// slot's payload buffer is allocated the first time a block holds a message there.
+const WARM: u64 = 8;
+
 #[test]
 fn steady_state_makes_no_allocation() {
     let config = |name: &str| LinkConfig::new(name, b"allocation test key");
     let mut p = Pair::new(config("a"), config("b"), Instant::now()).unwrap();
     let msg = Message::text("+61400000001", "12345", "steady").unwrap();
     p.connect();
-    for _ in 0..3 {
+    for _ in 0..WARM {
         round(&mut p, &msg);
     }
     assert!(p.a.is_up() && p.b.is_up());
@@ -85,5 +89,38 @@ fn steady_state_makes_no_allocation() {
     let after = ALLOCATIONS.load(Ordering::Relaxed);
     COUNTING.with(|c| c.set(false));
     assert_eq!(after - before, 0, "allocations in steady state");
-    assert_eq!(p.a.cursors().last_processed, 23 * 255);
+    assert_eq!(p.a.cursors().last_processed, (WARM + 20) * 255);
+}
+
+/// A link's slots follow its traffic: none while idle, a full window's worth while
+/// 255 messages are in flight each way, none again once they are Processed.
+#[test]
+fn full_window_gives_its_slot_blocks_back_when_processed() {
+    let config = |name: &str| LinkConfig::new(name, b"allocation test key");
+    let mut p = Pair::new(config("a"), config("b"), Instant::now()).unwrap();
+    let held = |p: &Pair| {
+        [&p.a, &p.b]
+            .iter()
+            .map(|ep| ep.tx_ring().blocks_held() + ep.rx_ring().blocks_held())
+            .sum::<usize>()
+    };
+    p.connect();
+    assert_eq!(held(&p), 0, "an idle link holds no slots");
+    let text = "x".repeat(160);
+    let msg = Message::text("+61400000001", "12345", &text).unwrap();
+    while p.a.send(&msg).is_ok() && p.b.send(&msg).is_ok() {}
+    for _ in 0..100 {
+        if !p.exchange().expect("clean stream") {
+            break;
+        }
+    }
+    assert_eq!(p.b.rx_ring().in_use(), 255);
+    assert_eq!(
+        held(&p),
+        4 * 16,
+        "both rings of both ends hold a full window"
+    );
+    round(&mut p, &msg);
+    assert_eq!(p.a.tx_ring().in_use() + p.b.rx_ring().in_use(), 0);
+    assert_eq!(held(&p), 0, "every block given back once processed");
 }

@@ -110,7 +110,7 @@ use crate::message::Message;
 use crate::ring::{Cursors, Full, Outcome, RingError, RxCursors, RxRing, SlotState, Stored};
 use crate::ring::{Ring, DEFAULT_CAPACITY, MAX_CAPACITY};
 use frame::{AckWriter, CloseReason, Frame, FrameError, FrameType, Hello, Proof};
-use frame::{MAC_LEN, MAX_BODY, MAX_NAME, NONCE_LEN, VERSION};
+use frame::{MAC_LEN, MAX_NAME, NONCE_LEN, VERSION};
 use hmac::{Hmac, Mac};
 use persist::{LinkState, Persist, PersistMark};
 use sha2::Sha256;
@@ -576,14 +576,14 @@ impl Endpoint {
     }
 
     fn build(config: LinkConfig, epoch: u64, tx: Ring, rx: RxRing, now: Instant) -> Self {
-        let cap = config.capacity;
         Endpoint {
             tx,
             rx,
             conn: Conn::Idle,
-            events: VecDeque::with_capacity(4 * cap + 16),
-            ctrl: Vec::with_capacity(512),
-            inbuf: Vec::with_capacity(MAX_BODY + frame::HEADER_LEN),
+            // Buffers start empty and grow with traffic (see `shrink_buffers`).
+            events: VecDeque::new(),
+            ctrl: Vec::new(),
+            inbuf: Vec::new(),
             partial_since: None,
             next_transmit: 1,
             peer_rx_limit: 0,
@@ -592,7 +592,7 @@ impl Endpoint {
             rx_epoch_floor: 0,
             confirm_sent_upto: 0,
             rx_limit_sent: 0,
-            pending_processed: VecDeque::with_capacity(2 * cap),
+            pending_processed: VecDeque::new(),
             last_rx: now,
             last_tx: now,
             connected_at: now,
@@ -1081,6 +1081,25 @@ impl Endpoint {
         self.events.pop_front()
     }
 
+    /// Give back the capacity of buffers that are empty now (events, outcomes to
+    /// announce, control frames, a partial frame's carry-over): what a burst of
+    /// traffic grew them to. The runtime calls this when the link has nothing in
+    /// flight, so that an idle link costs little; the buffers grow again on demand.
+    pub fn shrink_buffers(&mut self) {
+        if self.events.is_empty() && self.events.capacity() > 0 {
+            self.events = VecDeque::new();
+        }
+        if self.pending_processed.is_empty() && self.pending_processed.capacity() > 0 {
+            self.pending_processed = VecDeque::new();
+        }
+        if self.ctrl.is_empty() && self.ctrl.capacity() > 0 {
+            self.ctrl = Vec::new();
+        }
+        if self.inbuf.is_empty() && self.inbuf.capacity() > 0 {
+            self.inbuf = Vec::new();
+        }
+    }
+
     // ---- internals ----
 
     /// When the connection is declared dead: `dead_after` without a complete frame,
@@ -1350,7 +1369,10 @@ impl Endpoint {
                 high: u64::MAX,
             });
         }
-        if !peer_knows_us {
+        // A new incarnation of the peer may know our epoch already (it committed
+        // a handshake that was cut before we did), yet it holds nothing the old
+        // one confirmed or processed above Last Processed.
+        if !peer_knows_us || plan.new_epoch {
             let events = &mut self.events;
             self.tx.unconfirm_all(|s| {
                 events.push_back(Event::StatusChanged {
@@ -1396,9 +1418,9 @@ impl Endpoint {
             .max(self.rx_epoch_floor);
         let unsynced = self.persist.as_ref().map(|p| &p.unsynced_outcomes);
         for seq in from + 1..=rc.last_stored {
-            if let Some(slot) = self.rx.slot(seq) {
+            if self.rx.processed_outcome(seq).is_some() {
                 let durable = unsynced.is_none_or(|u| !u.iter().any(|&(_, s)| s == seq));
-                if slot.state == crate::ring::RxState::Processed && durable {
+                if durable {
                     self.pending_processed.push_back(seq);
                 }
             }
@@ -1476,11 +1498,12 @@ impl Endpoint {
         for (run, outcome) in a.processed() {
             let (lo, hi) = self.clip_run(run)?;
             for seq in lo..=hi {
+                // Read first: a Processed slot is given back once the cursor passes it.
+                let client_ref = self.tx.slot(seq).map_or(0, |s| s.message.client_ref);
                 if self.tx.process(seq, outcome)? {
                     if let Some(p) = self.persist.as_mut() {
                         p.processed(Direction::Tx, seq, outcome);
                     }
-                    let client_ref = self.tx.slot(seq).map_or(0, |s| s.message.client_ref);
                     self.events.push_back(Event::StatusChanged {
                         seq,
                         state: SlotState::Processed,
@@ -1527,8 +1550,8 @@ impl Endpoint {
             self.confirm_sent_upto = first + count as u64 - 1;
         }
         while let Some(&seq) = self.pending_processed.front() {
-            let outcome = match self.rx.slot(seq) {
-                Some(s) => s.outcome.unwrap_or(Outcome::Accepted),
+            let outcome = match self.rx.processed_outcome(seq) {
+                Some(o) => o.unwrap_or(Outcome::Accepted),
                 None => {
                     // Slot reused: the peer already learned this outcome.
                     self.pending_processed.pop_front();
@@ -1555,6 +1578,13 @@ impl Endpoint {
         let end = self.tx_durable().min(self.peer_rx_limit);
         while self.next_transmit <= end && buf.len() - start < self.config.max_transmit {
             let seq = self.next_transmit;
+            let processed = self.tx.cursors().last_processed;
+            if seq <= processed {
+                // The peer processed these since the handshake, so it stores them:
+                // nothing to send again (and their slots are given back).
+                self.next_transmit = processed + 1;
+                continue;
+            }
             let Some(slot) = self.tx.slot(seq) else {
                 break;
             };

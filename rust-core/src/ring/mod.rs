@@ -1,4 +1,5 @@
-//! The circular array of slots (the seed's Fig. 2): states, cursors, fixed memory.
+//! The circular array of slots (the seed's Fig. 2): states, cursors, and memory
+//! that follows the messages in flight.
 //!
 //! Two mirrored arrays exist per direction of a link:
 //!
@@ -11,8 +12,9 @@
 //!
 //! Messages are numbered by a 64-bit sequence number starting at 1; the slot of a
 //! message is `seq % capacity`, so within one sender epoch a message sits at the
-//! same position in both arrays. All memory is allocated in the constructor; no
-//! operation allocates afterwards.
+//! same position in both arrays. A ring holds memory only for the messages in
+//! flight: slots come in blocks taken when messages arrive and given back when they
+//! are Processed (see `store`), so an idle ring costs a few hundred bytes.
 //!
 //! # Cursors
 //!
@@ -30,12 +32,18 @@
 //! difference equals the capacity: a Processed slot beyond a not-yet-processed one
 //! cannot be reused before the gap closes, because its index belongs to a later seq.
 
-use crate::message::{Address, Coding, Envelope, Message, MessageKind};
+use crate::message::{Address, Coding, Envelope, Message, MessageKind, MAX_PAYLOAD};
+use std::cell::RefCell;
+use std::thread::LocalKey;
+use store::{Blocks, History, Pool, Pooled, BLOCK};
 use thiserror::Error;
+
+mod store;
 
 /// Slots a ring has unless configured otherwise (the seed's 255).
 pub const DEFAULT_CAPACITY: usize = 255;
-/// Largest capacity accepted (bounds memory: about 700 bytes a slot).
+/// Largest capacity accepted (bounds memory: about 130 bytes a slot in flight, plus
+/// its payload).
 pub const MAX_CAPACITY: usize = 1 << 16;
 
 /// Stage of a message in the sending ring.
@@ -198,16 +206,40 @@ pub struct Slot {
     pub message: Message,
 }
 
+impl Pooled for Slot {
+    fn empty() -> Self {
+        Slot {
+            seq: 0,
+            state: SlotState::Processed,
+            outcome: None,
+            message: Message::EMPTY,
+        }
+    }
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn shrink(&mut self) {
+        self.message.clear_payload();
+    }
+    fn pool() -> &'static LocalKey<Pool<Self>> {
+        thread_local!(static POOL: Pool<Slot> = const { RefCell::new(Vec::new()) });
+        &POOL
+    }
+}
+
 /// The sending ring (see the module docs).
 pub struct Ring {
-    slots: Box<[Slot]>,
+    capacity: usize,
+    slots: Blocks<Slot>,
+    /// Outcomes at and below Last Processed.
+    history: History,
     cursors: Cursors,
 }
 
 impl std::fmt::Debug for Ring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ring")
-            .field("capacity", &self.slots.len())
+            .field("capacity", &self.capacity)
             .field("cursors", &self.cursors)
             .finish()
     }
@@ -217,24 +249,56 @@ fn check_capacity(capacity: usize) -> usize {
     capacity.clamp(1, MAX_CAPACITY)
 }
 
+/// The outcome a Processed `seq` had, if its slot would still be held in a fixed
+/// array of `capacity` slots (it is within the last `capacity` seqs up to `high`).
+fn remembered(
+    seq: u64,
+    last_processed: u64,
+    high: u64,
+    capacity: usize,
+    history: &History,
+) -> Option<Option<Outcome>> {
+    (seq != 0 && seq <= last_processed && seq + capacity as u64 > high).then(|| history.get(seq))
+}
+
+/// Every seq of a replay's window `(high - capacity, high]` with what is known of
+/// it, in seq order, and Last Processed (see [`restore_window`]).
+type Window = (Vec<(u64, Held)>, u64);
+
+fn replay(
+    capacity: usize,
+    base: u64,
+    high: u64,
+    slots: impl IntoIterator<Item = RestoredSlot>,
+) -> Result<Window, RestoreError> {
+    let low = high.saturating_sub(capacity as u64);
+    let mut window: Vec<(u64, Held)> = Vec::new();
+    let last_processed = restore_window(capacity, base, high, slots, |seq, held| {
+        let i = (seq - low - 1) as usize;
+        if i == window.len() {
+            window.push((seq, held));
+        } else {
+            window[i].1 = held;
+        }
+    })?;
+    Ok((window, last_processed))
+}
+
 impl Ring {
-    /// A ring of `capacity` slots (clamped to `1..=MAX_CAPACITY`), all free.
+    /// A ring of `capacity` slots (clamped to `1..=MAX_CAPACITY`), all free. It
+    /// holds no slot memory until messages come.
     pub fn new(capacity: usize) -> Self {
         let capacity = check_capacity(capacity);
-        let empty = Slot {
-            seq: 0,
-            state: SlotState::Processed,
-            outcome: None,
-            message: Message::EMPTY,
-        };
         Ring {
-            slots: vec![empty; capacity].into_boxed_slice(),
+            capacity,
+            slots: Blocks::new(capacity),
+            history: History::default(),
             cursors: Cursors::default(),
         }
     }
 
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.capacity
     }
 
     pub fn cursors(&self) -> Cursors {
@@ -250,31 +314,54 @@ impl Ring {
         self.in_use() >= self.capacity()
     }
 
+    /// Blocks of slots the ring holds now (none when every message is Processed).
+    pub fn blocks_held(&self) -> usize {
+        self.slots.held()
+    }
+
+    /// The mirror position of `seq`: its slot in the seed's fixed array.
+    #[cfg(test)]
     fn index(&self, seq: u64) -> usize {
-        (seq % self.slots.len() as u64) as usize
+        (seq % self.capacity as u64) as usize
     }
 
     /// The slot holding `seq`, if `seq` is within the live window
-    /// `(last_processed, last_retrieved]` or is a Processed seq whose slot was not reused.
+    /// `(last_processed, last_retrieved]`.
     pub fn slot(&self, seq: u64) -> Option<&Slot> {
-        if seq == 0 || seq > self.cursors.last_retrieved {
+        let c = self.cursors;
+        if seq <= c.last_processed || seq > c.last_retrieved {
             return None;
         }
-        let slot = &self.slots[self.index(seq)];
-        (slot.seq == seq).then_some(slot)
+        self.slots.get(seq)
+    }
+
+    /// `Some(outcome)` if `seq` is Processed and its slot would not have been
+    /// reused yet (it is within the last `capacity` seqs); `None` otherwise.
+    pub fn processed_outcome(&self, seq: u64) -> Option<Option<Outcome>> {
+        let c = self.cursors;
+        match self.slot(seq) {
+            Some(s) => (s.state == SlotState::Processed).then_some(s.outcome),
+            None => remembered(
+                seq,
+                c.last_processed,
+                c.last_retrieved,
+                self.capacity,
+                &self.history,
+            ),
+        }
     }
 
     fn live_slot_mut(&mut self, seq: u64) -> Result<&mut Slot, RingError> {
         let c = self.cursors;
+        let not_in_ring = RingError::NotInRing {
+            seq,
+            low: c.last_processed + 1,
+            high: c.last_retrieved,
+        };
         if seq <= c.last_processed || seq > c.last_retrieved {
-            return Err(RingError::NotInRing {
-                seq,
-                low: c.last_processed + 1,
-                high: c.last_retrieved,
-            });
+            return Err(not_in_ring);
         }
-        let i = self.index(seq);
-        Ok(&mut self.slots[i])
+        self.slots.get_mut(seq).ok_or(not_in_ring)
     }
 
     /// Retrieve a message from the source: copy it into the next slot.
@@ -286,13 +373,14 @@ impl Ring {
             });
         }
         let seq = self.cursors.last_retrieved + 1;
-        let i = self.index(seq);
-        let slot = &mut self.slots[i];
+        let slot = self.slots.slot_for(seq);
         slot.seq = seq;
         slot.state = SlotState::Retrieved;
         slot.outcome = None;
         slot.message.copy_from(message);
         self.cursors.last_retrieved = seq;
+        self.history
+            .forget_through(seq.saturating_sub(self.capacity as u64));
         Ok(seq)
     }
 
@@ -387,8 +475,9 @@ impl Ring {
         let c = self.cursors;
         let mut changed = 0;
         for seq in c.last_processed + 1..=c.last_sent {
-            let i = self.index(seq);
-            let slot = &mut self.slots[i];
+            let Some(slot) = self.slots.get_mut(seq) else {
+                continue;
+            };
             match slot.state {
                 SlotState::Confirmed => {
                     slot.state = SlotState::Sent;
@@ -417,22 +506,31 @@ impl Ring {
         slots: impl IntoIterator<Item = RestoredSlot>,
     ) -> Result<Self, RestoreError> {
         let mut ring = Ring::new(capacity);
-        let cap = ring.capacity();
-        let last_processed = restore_window(cap, base, high, slots, |seq, held| {
-            let i = (seq % cap as u64) as usize;
-            let slot = &mut ring.slots[i];
+        let (window, last_processed) = replay(ring.capacity, base, high, slots)?;
+        for (seq, held) in window {
+            if seq <= last_processed {
+                let outcome = match held {
+                    Held::Outcome(o) => o,
+                    Held::Message(_) => None,
+                };
+                ring.history.record(seq, outcome);
+                continue;
+            }
+            let slot = ring.slots.slot_for(seq);
             slot.seq = seq;
             match held {
                 Held::Message(m) => {
-                    slot.message.copy_from(&m);
+                    slot.message = *m;
+                    slot.outcome = None;
                     slot.state = SlotState::Sent;
                 }
                 Held::Outcome(o) => {
+                    slot.message = Message::EMPTY;
                     slot.outcome = o;
                     slot.state = SlotState::Processed;
                 }
             }
-        })?;
+        }
         ring.cursors = Cursors {
             last_retrieved: high,
             last_sent: high,
@@ -445,20 +543,29 @@ impl Ring {
 
     fn advance(&mut self) {
         let c = &mut self.cursors;
-        let cap = self.slots.len() as u64;
         while c.last_processed < c.last_sent {
-            let s = &self.slots[((c.last_processed + 1) % cap) as usize];
+            let seq = c.last_processed + 1;
+            let Some(s) = self.slots.get(seq) else {
+                break;
+            };
             if s.state != SlotState::Processed {
                 break;
             }
-            c.last_processed += 1;
+            self.history.record(seq, s.outcome);
+            c.last_processed = seq;
+            if seq % BLOCK == BLOCK - 1 {
+                self.slots.release(seq);
+            }
+        }
+        if c.last_processed == c.last_retrieved {
+            self.slots.release(c.last_processed);
         }
         if c.last_confirmed < c.last_processed {
             c.last_confirmed = c.last_processed;
         }
         while c.last_confirmed < c.last_sent {
-            let s = &self.slots[((c.last_confirmed + 1) % cap) as usize];
-            if !matches!(s.state, SlotState::Confirmed | SlotState::Processed) {
+            let s = self.slots.get(c.last_confirmed + 1);
+            if !s.is_some_and(|s| matches!(s.state, SlotState::Confirmed | SlotState::Processed)) {
                 break;
             }
             c.last_confirmed += 1;
@@ -475,16 +582,40 @@ pub struct RxSlot {
     pub message: Message,
 }
 
+impl Pooled for RxSlot {
+    fn empty() -> Self {
+        RxSlot {
+            seq: 0,
+            state: RxState::Processed,
+            outcome: None,
+            message: Message::EMPTY,
+        }
+    }
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn shrink(&mut self) {
+        self.message.clear_payload();
+    }
+    fn pool() -> &'static LocalKey<Pool<Self>> {
+        thread_local!(static POOL: Pool<RxSlot> = const { RefCell::new(Vec::new()) });
+        &POOL
+    }
+}
+
 /// The receiving ring, the mirror of the peer's [`Ring`] (see the module docs).
 pub struct RxRing {
-    slots: Box<[RxSlot]>,
+    capacity: usize,
+    slots: Blocks<RxSlot>,
+    /// Outcomes at and below Last Processed.
+    history: History,
     cursors: RxCursors,
 }
 
 impl std::fmt::Debug for RxRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RxRing")
-            .field("capacity", &self.slots.len())
+            .field("capacity", &self.capacity)
             .field("cursors", &self.cursors)
             .finish()
     }
@@ -500,23 +631,20 @@ pub enum Stored {
 }
 
 impl RxRing {
-    /// A receiving ring of `capacity` slots (clamped to `1..=MAX_CAPACITY`).
+    /// A receiving ring of `capacity` slots (clamped to `1..=MAX_CAPACITY`). It
+    /// holds no slot memory until messages come.
     pub fn new(capacity: usize) -> Self {
         let capacity = check_capacity(capacity);
-        let empty = RxSlot {
-            seq: 0,
-            state: RxState::Processed,
-            outcome: None,
-            message: Message::EMPTY,
-        };
         RxRing {
-            slots: vec![empty; capacity].into_boxed_slice(),
+            capacity,
+            slots: Blocks::new(capacity),
+            history: History::default(),
             cursors: RxCursors::default(),
         }
     }
 
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.capacity
     }
 
     pub fn cursors(&self) -> RxCursors {
@@ -525,7 +653,7 @@ impl RxRing {
 
     /// Highest seq that can be stored now (flow-control limit for the sender).
     pub fn limit(&self) -> u64 {
-        self.cursors.last_processed + self.slots.len() as u64
+        self.cursors.last_processed + self.capacity as u64
     }
 
     /// Messages stored but not yet Processed.
@@ -533,17 +661,34 @@ impl RxRing {
         (self.cursors.last_stored - self.cursors.last_processed) as usize
     }
 
-    fn index(&self, seq: u64) -> usize {
-        (seq % self.slots.len() as u64) as usize
+    /// Blocks of slots the ring holds now (none when every message is Processed).
+    pub fn blocks_held(&self) -> usize {
+        self.slots.held()
     }
 
-    /// The slot holding `seq`, if it has not been reused.
+    /// The slot holding `seq`, if `seq` is within `(last_processed, last_stored]`.
     pub fn slot(&self, seq: u64) -> Option<&RxSlot> {
-        if seq == 0 || seq > self.cursors.last_stored {
+        let c = self.cursors;
+        if seq <= c.last_processed || seq > c.last_stored {
             return None;
         }
-        let slot = &self.slots[self.index(seq)];
-        (slot.seq == seq).then_some(slot)
+        self.slots.get(seq)
+    }
+
+    /// `Some(outcome)` if `seq` is Processed and its slot would not have been
+    /// reused yet (it is within the last `capacity` seqs); `None` otherwise.
+    pub fn processed_outcome(&self, seq: u64) -> Option<Option<Outcome>> {
+        let c = self.cursors;
+        match self.slot(seq) {
+            Some(s) => (s.state == RxState::Processed).then_some(s.outcome),
+            None => remembered(
+                seq,
+                c.last_processed,
+                c.last_stored,
+                self.capacity,
+                &self.history,
+            ),
+        }
     }
 
     /// Store the message numbered `seq`, filling the slot in place. Arrival must be
@@ -589,21 +734,23 @@ impl RxRing {
                 high: self.limit(),
             });
         }
-        let i = self.index(seq);
-        let slot = &mut self.slots[i];
         // Payload length was checked by the decoder; a longer one cannot be stored.
-        if slot.message.set_payload(payload).is_err() {
+        if payload.len() > MAX_PAYLOAD {
             return Err(RingError::NotInRing {
                 seq,
                 low: expected,
                 high: expected,
             });
         }
+        let slot = self.slots.slot_for(seq);
+        let _ = slot.message.set_payload(payload);
         slot.seq = seq;
         slot.state = RxState::Stored;
         slot.outcome = None;
         slot.message.set_envelope(envelope);
         self.cursors.last_stored = seq;
+        self.history
+            .forget_through(seq.saturating_sub(self.capacity as u64));
         Ok(Stored::New)
     }
 
@@ -625,11 +772,15 @@ impl RxRing {
             }
             let seq = self.cursors.last_delivered + 1;
             self.cursors.last_delivered = seq;
-            let i = self.index(seq);
-            if self.slots[i].state == RxState::Processed {
+            debug_assert!(self.slots.get(seq).is_some(), "stored seq {seq} has a slot");
+            if self
+                .slots
+                .get(seq)
+                .is_none_or(|s| s.state == RxState::Processed)
+            {
                 continue;
             }
-            let slot = &mut self.slots[i];
+            let slot = self.slots.get_mut(seq)?;
             slot.state = RxState::Delivered;
             return Some((seq, &slot.message));
         }
@@ -647,23 +798,32 @@ impl RxRing {
         slots: impl IntoIterator<Item = RestoredSlot>,
     ) -> Result<Self, RestoreError> {
         let mut ring = RxRing::new(capacity);
-        let cap = ring.capacity();
-        let last_processed = restore_window(cap, base, high, slots, |seq, held| {
-            let i = (seq % cap as u64) as usize;
-            let slot = &mut ring.slots[i];
+        let (window, last_processed) = replay(ring.capacity, base, high, slots)?;
+        for (seq, held) in window {
+            if seq <= last_processed {
+                let outcome = match held {
+                    Held::Outcome(o) => o,
+                    Held::Message(_) => None,
+                };
+                ring.history.record(seq, outcome);
+                continue;
+            }
+            let slot = ring.slots.slot_for(seq);
             slot.seq = seq;
             match held {
                 Held::Message(m) => {
-                    slot.message.copy_from(&m);
+                    slot.message = *m;
                     slot.message.client_ref = 0;
+                    slot.outcome = None;
                     slot.state = RxState::Stored;
                 }
                 Held::Outcome(o) => {
+                    slot.message = Message::EMPTY;
                     slot.outcome = o;
                     slot.state = RxState::Processed;
                 }
             }
-        })?;
+        }
         ring.cursors = RxCursors {
             last_stored: high,
             last_delivered: last_processed,
@@ -695,8 +855,13 @@ impl RxRing {
                 wanted: RxState::Processed,
             });
         }
-        let i = self.index(seq);
-        let slot = &mut self.slots[i];
+        let Some(slot) = self.slots.get_mut(seq) else {
+            return Err(RingError::NotInRing {
+                seq,
+                low: c.last_processed + 1,
+                high: c.last_delivered,
+            });
+        };
         if slot.state != RxState::Delivered {
             return Err(RingError::BadRxTransition {
                 seq,
@@ -706,12 +871,23 @@ impl RxRing {
         }
         slot.state = RxState::Processed;
         slot.outcome = Some(outcome);
-        let cap = self.slots.len() as u64;
         let c = &mut self.cursors;
-        while c.last_processed < c.last_delivered
-            && self.slots[((c.last_processed + 1) % cap) as usize].state == RxState::Processed
-        {
-            c.last_processed += 1;
+        while c.last_processed < c.last_delivered {
+            let next = c.last_processed + 1;
+            let Some(s) = self.slots.get(next) else {
+                break;
+            };
+            if s.state != RxState::Processed {
+                break;
+            }
+            self.history.record(next, s.outcome);
+            c.last_processed = next;
+            if next % BLOCK == BLOCK - 1 {
+                self.slots.release(next);
+            }
+        }
+        if c.last_processed == c.last_stored {
+            self.slots.release(c.last_processed);
         }
         Ok(())
     }
@@ -774,7 +950,7 @@ mod tests {
                 ..c3
             }
         );
-        assert_eq!(r.slot(1).unwrap().outcome, Some(Outcome::Accepted));
+        assert_eq!(r.processed_outcome(1), Some(Some(Outcome::Accepted)));
     }
 
     #[test]
@@ -798,8 +974,8 @@ mod tests {
         assert_eq!(r.cursors().last_confirmed, 4);
         assert_eq!(r.cursors().last_processed, 2);
         assert_eq!(
-            r.slot(2).unwrap().outcome,
-            Some(Outcome::Rejected { code: 11 })
+            r.processed_outcome(2),
+            Some(Some(Outcome::Rejected { code: 11 }))
         );
     }
 
@@ -899,7 +1075,7 @@ mod tests {
         assert_eq!(seen, vec![2, 3]);
         assert_eq!(r.cursors().last_confirmed, 1);
         assert_eq!(r.slot(2).unwrap().state, SlotState::Sent);
-        assert_eq!(r.slot(1).unwrap().state, SlotState::Processed);
+        assert_eq!(r.processed_outcome(1), Some(Some(Outcome::Accepted)));
     }
 
     #[test]
@@ -913,6 +1089,57 @@ mod tests {
             assert_eq!(r.index(seq), (n % 5) as usize);
         }
         assert_eq!(r.in_use(), 0);
+    }
+
+    #[test]
+    fn slot_blocks_follow_the_messages_in_flight() {
+        let mut r = Ring::new(255);
+        assert_eq!(r.blocks_held(), 0, "a new ring holds no slots");
+        for n in 1..=255 {
+            r.push(&msg(n)).unwrap();
+            r.mark_sent(n).unwrap();
+        }
+        assert_eq!(r.blocks_held(), 16, "255 seqs from 1 span blocks 0..=15");
+        // Processed beyond a gap: nothing is given back while seq 1 holds the window.
+        for n in 2..=255 {
+            r.process(n, Outcome::Accepted).unwrap();
+        }
+        assert_eq!(r.blocks_held(), 16);
+        r.process(1, Outcome::Rejected { code: 4 }).unwrap();
+        assert_eq!(
+            r.blocks_held(),
+            0,
+            "a processed window gives every block back"
+        );
+        assert_eq!(r.in_use(), 0);
+        // The outcomes stay known until their positions would be reused.
+        assert_eq!(
+            r.processed_outcome(1),
+            Some(Some(Outcome::Rejected { code: 4 }))
+        );
+        assert_eq!(r.processed_outcome(255), Some(Some(Outcome::Accepted)));
+        r.push(&msg(256)).unwrap();
+        assert_eq!(r.blocks_held(), 1);
+        assert_eq!(r.processed_outcome(1), None, "position of 1 reused by 256");
+        assert_eq!(r.processed_outcome(2), Some(Some(Outcome::Accepted)));
+
+        let mut rx = RxRing::new(255);
+        let (a, b) = (Address::new("1").unwrap(), Address::new("2").unwrap());
+        for seq in 1..=255 {
+            rx.store(seq, a, b, Coding::Text, &[b'x'; 160]).unwrap();
+        }
+        assert_eq!(rx.blocks_held(), 16);
+        while rx.deliver_next().is_some() {}
+        for seq in 1..=100 {
+            rx.process(seq, Outcome::Accepted).unwrap();
+        }
+        // Blocks 0..=5 hold seqs up to 95 only; 96..=111 is still in use.
+        assert_eq!(rx.blocks_held(), 10);
+        for seq in 101..=255 {
+            rx.process(seq, Outcome::Accepted).unwrap();
+        }
+        assert_eq!(rx.blocks_held(), 0);
+        assert_eq!(rx.processed_outcome(7), Some(Some(Outcome::Accepted)));
     }
 
     #[test]
@@ -967,7 +1194,7 @@ mod tests {
         assert_eq!(rx.limit(), 5);
         assert_eq!(rx.store(4, a, b, Coding::Text, b"w"), Ok(Stored::New));
         assert!(rx.slot(1).is_none());
-        assert_eq!(rx.slot(2).unwrap().outcome, Some(Outcome::Accepted));
+        assert_eq!(rx.processed_outcome(2), Some(Some(Outcome::Accepted)));
         assert!(matches!(
             rx.process(9, Outcome::Accepted),
             Err(RingError::NotInRing { .. })
@@ -1078,7 +1305,7 @@ mod tests {
                                     prop_assert_eq!(r, Ok(!outcomes.contains_key(&seq)));
                                     model.insert(seq, SlotState::Processed);
                                     let first = *outcomes.entry(seq).or_insert(outcome);
-                                    prop_assert_eq!(ring.slot(seq).map(|s| s.outcome), Some(Some(first)));
+                                    prop_assert_eq!(ring.processed_outcome(seq), Some(Some(first)));
                                 }
                                 Some(SlotState::Retrieved) => prop_assert!(r.is_err()),
                                 None => prop_assert!(r.is_err()),
@@ -1105,6 +1332,14 @@ mod tests {
                     for seq in c.last_processed + 1..=c.last_retrieved {
                         let slot = ring.slot(seq).expect("live slot");
                         prop_assert_eq!(Some(&slot.state), model.get(&seq));
+                    }
+                    // Processed seqs keep their first outcome until their slot
+                    // position is reused, though their block is given back.
+                    for seq in c.last_retrieved.saturating_sub(cap as u64) + 1..=c.last_processed {
+                        prop_assert_eq!(ring.processed_outcome(seq), Some(outcomes.get(&seq).copied()));
+                    }
+                    if ring.in_use() == 0 {
+                        prop_assert_eq!(ring.blocks_held(), 0);
                     }
                 }
             }

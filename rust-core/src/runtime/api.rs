@@ -27,7 +27,7 @@ pub enum Transport {
 }
 
 /// How a link checks the certificate its peer presents.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PeerAuth {
     /// Certificates signed by a CA in this PEM file. A dialer also checks the
     /// listener's certificate carries `TlsSpec::server_name` (default: the link's
@@ -41,7 +41,7 @@ pub enum PeerAuth {
 
 /// TLS 1.3 for one link (the dialer is the TLS client). Both sides present a
 /// certificate and check the peer's.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TlsSpec {
     /// PEM file with this side's certificate (then any intermediates).
     pub cert_chain: PathBuf,

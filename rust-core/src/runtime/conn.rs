@@ -70,7 +70,8 @@ impl Conn {
         let _ = stream.set_nodelay(true);
         Conn {
             stream,
-            out: Vec::with_capacity(64 * 1024),
+            // Grows with the output of a burst; see `shrink_buffers`.
+            out: Vec::new(),
             out_pos: 0,
             connected,
             tls: None,
@@ -196,6 +197,14 @@ impl Conn {
 
     pub fn has_pending_output(&self) -> bool {
         self.out_pos < self.out.len() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// Give back the output buffer's capacity once everything was written.
+    pub fn shrink_buffers(&mut self) {
+        if self.out_pos == self.out.len() && self.out.capacity() > 0 {
+            self.out = Vec::new();
+            self.out_pos = 0;
+        }
     }
 
     /// Bytes queued but not yet written.

@@ -22,10 +22,10 @@ use super::log::Level;
 use super::metrics_http::MetricsServer;
 use super::notify::Notifier;
 use super::ready::{PendingTokens, ReadySet, TimerHeap};
-use super::shared::{Command, LinkShared, Shared};
+use super::shared::{command_queue, Command, CommandReceiver, LinkShared, Shared};
 use super::smsc_driver::SmscDriver;
-use super::spsc::{self, Consumer, Producer};
-use super::tls::TlsContext;
+use super::spsc::{self, Producer};
+use super::tls::TlsContexts;
 use super::Backoff;
 use crate::bridge::Bridge;
 use crate::journal::FsStorage;
@@ -73,11 +73,12 @@ pub(super) fn spawn(
     let waker = Waker::new(poll.registry(), WAKER)?;
     let now = Instant::now();
 
-    let mut loop_links = Vec::new();
-    let mut shared_links = Vec::new();
+    let mut loop_links = Vec::with_capacity(config.links.len());
+    let mut shared_links = Vec::with_capacity(config.links.len());
     let mut routes = Vec::new();
     let mut default_route = None;
     let mut ack_room = 64;
+    let mut tls_contexts = TlsContexts::default();
     for (id, spec) in config.links.iter().enumerate() {
         // Records name the link by its position; the journal's Identity records
         // map them to names, so a reordered configuration is fine.
@@ -104,7 +105,7 @@ pub(super) fn spawn(
         }
         let tls = match (&spec.tls, spec.insecure_plaintext) {
             (Some(tls), false) => Some(
-                TlsContext::new(tls, spec.config.expected_peer.as_deref()).map_err(|e| {
+                tls_contexts.get(tls, spec.config.expected_peer.as_deref()).map_err(|e| {
                     NodeError::Config(format!("link {:?}: TLS: {e}", spec.config.name))
                 })?,
             ),
@@ -203,13 +204,13 @@ pub(super) fn spawn(
         None => (None, None),
     };
 
-    let (cmd_tx, cmd_rx) = spsc::channel(ack_room);
+    let (cmd_tx, cmd_rx) = command_queue(ack_room);
     let (ev_tx, ev_rx) = spsc::channel(config.event_capacity.max(16));
     let shared = Arc::new(Shared {
         links: shared_links,
         routes,
         default_route,
-        commands: Mutex::new(cmd_tx),
+        commands: cmd_tx,
         events: Mutex::new(ev_rx),
         notifier: Notifier::new()?,
         waker,
@@ -272,7 +273,7 @@ struct EventLoop {
     poll: Poll,
     shared: Arc<Shared>,
     links: Vec<LinkDriver>,
-    commands: Consumer<Command>,
+    commands: CommandReceiver,
     events: Producer<NodeEvent>,
     /// Status and link events that did not fit the event queue (bounded: see `emit`).
     overflow: VecDeque<NodeEvent>,

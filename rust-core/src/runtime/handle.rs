@@ -1,9 +1,11 @@
 //! The [`Node`] handle: how application threads send, acknowledge, wait and read
 //! events. Every call returns at once or waits on a condition the event loop
-//! signals; hand-off is lock-free (one SPSC queue per link for sends, one for
-//! commands, one for events out). The handle decides "full" itself, from the sending
-//! ring's Last Processed cursor that the loop publishes, so `send` answers at once
-//! with the sequence number the ring will give the message.
+//! signals; hand-off is lock-free for sends (one SPSC queue per link) and events
+//! out (one SPSC queue); commands (acknowledgements) go through one short-locked
+//! queue that the loop empties in one step per turn. The handle decides "full"
+//! itself, from the sending ring's Last Processed cursor that the loop publishes,
+//! so `send` answers at once with the sequence number the ring will give the
+//! message.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
@@ -87,7 +89,7 @@ impl Node {
             let room = l.room(&guard);
             let (producer, next_seq) = &mut *guard;
             // The queue is as large as the ring, so it has room whenever the ring has.
-            if room == 0 || producer.push(message.clone()).is_err() {
+            if room == 0 || producer.push(Box::new(message.clone())).is_err() {
                 return Err(l.full(link));
             }
             let seq = *next_seq;
@@ -112,7 +114,7 @@ impl Node {
             let mut guard = l.producer.lock();
             let want = l.room(&guard).min(messages.len());
             let (producer, next_seq) = &mut *guard;
-            let mut iter = messages[..want].iter().cloned();
+            let mut iter = messages[..want].iter().map(|m| Box::new(m.clone()));
             let taken = producer.push_from(&mut iter);
             let first = (taken > 0).then_some(*next_seq);
             *next_seq += taken as u64;
@@ -216,7 +218,6 @@ impl Node {
         }
         self.shared
             .commands
-            .lock()
             .push(command)
             .map_err(|_| NodeError::Busy)?;
         self.shared.wake();
@@ -325,7 +326,6 @@ impl Node {
             if self
                 .shared
                 .commands
-                .lock()
                 .push(Command::Shutdown { flush })
                 .is_ok()
                 || Instant::now() > deadline

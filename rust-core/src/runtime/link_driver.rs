@@ -116,13 +116,20 @@ fn screen_hello(head: &[u8], tls: bool) -> Screen {
     }
 }
 
+thread_local! {
+    /// The bytes of one read, shared by every link of the loop's thread: the
+    /// endpoint keeps only an incomplete frame's tail, so an idle link holds no
+    /// read buffer.
+    static READ_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 pub(super) struct LinkDriver {
     pub(super) endpoint: Endpoint,
     pub(super) role: Role,
-    pub(super) outgoing: Consumer<Message>,
+    pub(super) outgoing: Consumer<Box<Message>>,
     /// A message taken off the queue that the ring refused (should not happen:
     /// the handle checks first), kept so that nothing is dropped.
-    held: Option<Message>,
+    held: Option<Box<Message>>,
     transport: Transport,
     /// TLS under the link (`None`: plaintext, as the operator asked).
     tls: Option<TlsContext>,
@@ -134,7 +141,6 @@ pub(super) struct LinkDriver {
     refusal_log: Limiter<Source>,
     reconnect_at: Option<Instant>,
     backoff: Backoff,
-    inbuf: Vec<u8>,
     peer: Option<String>,
     connects: u64,
     refused: u64,
@@ -170,7 +176,7 @@ impl LinkDriver {
     pub(super) fn new(
         endpoint: Endpoint,
         role: Role,
-        outgoing: Consumer<Message>,
+        outgoing: Consumer<Box<Message>>,
         transport: Transport,
         tls: Option<TlsContext>,
         listener: Option<TcpListener>,
@@ -201,7 +207,6 @@ impl LinkDriver {
             on_link: None,
             refusal_log: Limiter::new(REFUSAL_LOG_WINDOW, REFUSAL_LOG_BURST, REFUSAL_LOG_SOURCES),
             backoff,
-            inbuf: Vec::with_capacity(64 * 1024),
             peer: None,
             connects: 0,
             refused: 0,
@@ -836,15 +841,19 @@ impl LinkDriver {
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
-        self.inbuf.clear();
-        let outcome = conn.read_into(&mut self.inbuf);
+        let mut buf = READ_BUF.take();
+        buf.clear();
+        let outcome = conn.read_into(&mut buf);
         // A TLS handshake may just have completed (the peer's first link frames
         // can come in the same read).
-        if !self.endpoint.is_connected() && !self.start_link(now) {
+        let started = self.endpoint.is_connected() || self.start_link(now);
+        let handled = !started || buf.is_empty() || self.endpoint.handle_input(&buf, now).is_ok();
+        READ_BUF.set(buf);
+        if !started {
             self.drop_conn(poll, now);
             return;
         }
-        if !self.inbuf.is_empty() && self.endpoint.handle_input(&self.inbuf, now).is_err() {
+        if !handled {
             // The endpoint emitted LinkDown (and maybe queued CLOSE); the event
             // drain closes the socket after a last write.
             self.write_now(now);
@@ -889,6 +898,7 @@ impl LinkDriver {
     fn write_now(&mut self, now: Instant) {
         self.write_due = None;
         self.last_write = Some(now);
+        self.shrink_if_idle();
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
@@ -925,6 +935,22 @@ impl LinkDriver {
             self.last_error = Some("the peer does not read".to_owned());
             self.output_stuck_since = None;
             self.endpoint.connection_lost(now);
+        }
+    }
+
+    /// Nothing in flight either way: give back what a burst of traffic grew the
+    /// link's buffers to, so that an idle link costs little (they grow again on
+    /// demand).
+    fn shrink_if_idle(&mut self) {
+        if self.endpoint.tx_ring().in_use() > 0 || self.endpoint.rx_ring().in_use() > 0 {
+            return;
+        }
+        self.endpoint.shrink_buffers();
+        if self.first_sent.is_empty() && self.first_sent.capacity() > 0 {
+            self.first_sent = VecDeque::new();
+        }
+        if let Some(conn) = self.conn.as_mut() {
+            conn.shrink_buffers();
         }
     }
 
@@ -990,11 +1016,11 @@ impl LinkDriver {
         // connection's `connected` would report a stale LinkDown). No-op when idle.
         self.endpoint.connection_lost(now);
         let _ = poll.registry().deregister(&mut conn.stream);
-        self.inbuf.clear();
         self.read_more = false;
         // `conn_addr` stays: the LinkDown line for this connection is written after.
         self.on_link = None;
         self.output_stuck_since = None;
+        self.shrink_if_idle();
         true
     }
 }

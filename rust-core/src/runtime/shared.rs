@@ -1,8 +1,10 @@
 //! What the application's handle and the event-loop thread share: the hand-off
 //! queues, the cursors the loop publishes, the wake-ups in both directions.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mio::Waker;
@@ -26,6 +28,71 @@ pub(super) enum Command {
     },
 }
 
+/// Queued commands, shared by the handle's [`CommandSender`] and the loop's
+/// [`CommandReceiver`].
+type CommandQueue = Arc<Mutex<VecDeque<Command>>>;
+
+/// The handle's commands to the loop: at most `limit` queued (room for every
+/// slot of every link, so that acknowledgements never find it full), but memory
+/// only for what is queued now. Reserved up front, that room cost 6 kB a link.
+pub(super) fn command_queue(limit: usize) -> (CommandSender, CommandReceiver) {
+    let queue = CommandQueue::default();
+    let sender = CommandSender {
+        queue: queue.clone(),
+        limit,
+    };
+    let receiver = CommandReceiver {
+        queue,
+        batch: VecDeque::new(),
+    };
+    (sender, receiver)
+}
+
+/// The handle's end of the command queue (any thread).
+pub(super) struct CommandSender {
+    queue: CommandQueue,
+    limit: usize,
+}
+
+impl CommandSender {
+    /// Queue `command`, or give it back if `limit` commands wait already.
+    pub(super) fn push(&self, command: Command) -> Result<(), Command> {
+        let mut queue = self.queue.lock();
+        if queue.len() >= self.limit {
+            return Err(command);
+        }
+        queue.push_back(command);
+        Ok(())
+    }
+}
+
+/// Commands a drained batch keeps room for; a larger burst's room is given back.
+const KEPT_COMMANDS: usize = 64;
+
+/// The loop's end of the command queue: takes everything queued in one lock.
+pub(super) struct CommandReceiver {
+    queue: CommandQueue,
+    /// Taken from the queue, not yet handled.
+    batch: VecDeque<Command>,
+}
+
+impl CommandReceiver {
+    pub(super) fn pop(&mut self) -> Option<Command> {
+        if self.batch.is_empty() {
+            if self.batch.capacity() > KEPT_COMMANDS {
+                self.batch = VecDeque::new();
+            }
+            // The emptied batch becomes the queue the handle fills next.
+            std::mem::swap(&mut *self.queue.lock(), &mut self.batch);
+        }
+        self.batch.pop_front()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.batch.is_empty() && self.queue.lock().is_empty()
+    }
+}
+
 /// Per-link state the handle shares with the loop.
 pub(super) struct LinkShared {
     pub(super) name: String,
@@ -34,8 +101,9 @@ pub(super) struct LinkShared {
     pub(super) serves_smsc: bool,
     /// The handle's side of the send queue and the seq the ring will give the next
     /// message pushed into it. The queue is the only way into the ring and keeps
-    /// order, so the handle can tell the caller that number at once.
-    pub(super) producer: Mutex<(Producer<Message>, u64)>,
+    /// order, so the handle can tell the caller that number at once. Boxed: an
+    /// empty queue then costs a pointer per slot, not a message.
+    pub(super) producer: Mutex<(Producer<Box<Message>>, u64)>,
     /// Published by the loop: the sending ring's Last Processed cursor.
     pub(super) last_processed: AtomicU64,
     /// Published by the loop: the journal has no room for new messages (its disk
@@ -56,7 +124,7 @@ impl LinkShared {
     /// Messages the link takes now, given the send queue and the next seq the
     /// ring will give out: capacity less those given out and not yet Processed
     /// (with overflow to disk: the queue's free slots).
-    pub(super) fn room(&self, queue: &(Producer<Message>, u64)) -> usize {
+    pub(super) fn room(&self, queue: &(Producer<Box<Message>>, u64)) -> usize {
         let (producer, next_seq) = (&queue.0, queue.1);
         if self.journal_full.load(Ordering::Acquire) {
             return 0;
@@ -80,7 +148,7 @@ pub(super) struct Shared {
     pub(super) links: Vec<LinkShared>,
     pub(super) routes: Vec<(String, LinkId)>,
     pub(super) default_route: Option<LinkId>,
-    pub(super) commands: Mutex<Producer<Command>>,
+    pub(super) commands: CommandSender,
     pub(super) events: Mutex<Consumer<NodeEvent>>,
     pub(super) notifier: Notifier,
     pub(super) waker: Waker,
@@ -134,5 +202,60 @@ impl Shared {
             let _guard = self.room_lock.lock();
             self.room_changed.notify_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(seq: u64) -> Command {
+        Command::Ack {
+            link: 0,
+            seq,
+            outcome: Outcome::Accepted,
+        }
+    }
+
+    fn seq(c: Option<Command>) -> Option<u64> {
+        match c {
+            Some(Command::Ack { seq, .. }) => Some(seq),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn command_queue_keeps_order_and_its_bound_and_gives_room_back() {
+        let (tx, mut rx) = command_queue(3);
+        assert!(rx.is_empty());
+        for n in 1..=3 {
+            assert!(tx.push(ack(n)).is_ok());
+        }
+        assert!(
+            tx.push(ack(4)).is_err(),
+            "bounded like the queue it replaced"
+        );
+        assert_eq!(seq(rx.pop()), Some(1));
+        // Taken in one batch: the handle has room again at once.
+        assert!(tx.push(ack(4)).is_ok());
+        assert_eq!(seq(rx.pop()), Some(2));
+        assert_eq!(seq(rx.pop()), Some(3));
+        assert!(!rx.is_empty());
+        assert_eq!(seq(rx.pop()), Some(4));
+        assert!(rx.pop().is_none());
+        assert!(rx.is_empty());
+
+        let (tx, mut rx) = command_queue(10_000);
+        for n in 0..10_000 {
+            assert!(tx.push(ack(n)).is_ok());
+        }
+        for n in 0..10_000 {
+            assert_eq!(seq(rx.pop()), Some(n));
+        }
+        assert!(rx.pop().is_none());
+        assert!(rx.pop().is_none());
+        // Both buffers of a burst are given back once drained.
+        assert!(rx.batch.capacity() <= KEPT_COMMANDS);
+        assert!(rx.queue.lock().capacity() <= KEPT_COMMANDS);
     }
 }

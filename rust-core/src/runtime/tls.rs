@@ -9,6 +9,7 @@
 //! plaintext, plus the session's keying-material exporter that its handshake
 //! binds the pre-shared key to.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -165,6 +166,31 @@ impl TlsContext {
             }
             Side::Listener => rustls::ServerConnection::new(self.server.clone())?.into(),
         })
+    }
+}
+
+/// The TLS contexts of one node, shared by links configured alike: a context holds
+/// parsed keys, verifiers and two rustls configurations (about 35 kB), so links
+/// with one identity load it once, not once each.
+#[derive(Default)]
+pub(super) struct TlsContexts {
+    loaded: HashMap<(TlsSpec, Option<String>), TlsContext>,
+}
+
+impl TlsContexts {
+    /// The context for `spec` (see [`TlsContext::new`]), loaded on first use.
+    pub(super) fn get(
+        &mut self,
+        spec: &TlsSpec,
+        default_name: Option<&str>,
+    ) -> Result<TlsContext, String> {
+        let key = (spec.clone(), default_name.map(str::to_owned));
+        if let Some(context) = self.loaded.get(&key) {
+            return Ok(context.clone());
+        }
+        let context = TlsContext::new(spec, default_name)?;
+        self.loaded.insert(key, context.clone());
+        Ok(context)
     }
 }
 
