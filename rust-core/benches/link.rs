@@ -16,14 +16,21 @@ use smslink::sim::Pair;
 use std::hint::black_box;
 use std::time::Instant;
 
+/// One side's settings; both benches use the same so their figures compare.
+fn link_config(name: &str, capacity: usize) -> LinkConfig {
+    let mut c = LinkConfig::new(name, b"link bench key, 16+");
+    c.capacity = capacity;
+    c.max_transmit = 256 * 1024;
+    c
+}
+
 fn pair(capacity: usize) -> Pair {
-    let config = |name: &str| {
-        let mut c = LinkConfig::new(name, b"link bench key, 16+");
-        c.capacity = capacity;
-        c.max_transmit = 256 * 1024;
-        c
-    };
-    let mut p = Pair::new(config("a"), config("b"), Instant::now()).expect("valid config");
+    let mut p = Pair::new(
+        link_config("a", capacity),
+        link_config("b", capacity),
+        Instant::now(),
+    )
+    .expect("valid config");
     p.connect();
     assert!(p.a.is_up() && p.b.is_up());
     p
@@ -75,14 +82,8 @@ fn journaled(capacity: usize, dir: &std::path::Path) -> Journaled {
         journal
     };
     let disks = [open("a"), open("b")];
-    let config = |name: &str| {
-        let mut c = LinkConfig::new(name, b"bench key");
-        c.capacity = capacity;
-        c.max_transmit = 256 * 1024;
-        c
-    };
-    p.a = Endpoint::with_journal(config("a"), 0, now).expect("valid config");
-    p.b = Endpoint::with_journal(config("b"), 0, now).expect("valid config");
+    p.a = Endpoint::with_journal(link_config("a", capacity), 0, now).expect("valid config");
+    p.b = Endpoint::with_journal(link_config("b", capacity), 0, now).expect("valid config");
     p.connect();
     Journaled { p, disks }
 }
