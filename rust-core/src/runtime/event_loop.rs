@@ -14,6 +14,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::{Condvar, Mutex};
 
 use super::api::*;
+use super::journal_sync::SyncThread as JournalSync;
 use super::link_driver::{LinkDriver, Role};
 use super::log::Level;
 use super::metrics_http::MetricsServer;
@@ -214,6 +215,15 @@ pub(super) fn spawn(
         room_lock: Mutex::new(()),
         room_changed: Condvar::new(),
     });
+    if let Some(journal) = &mut journal {
+        // The loop only writes records; this thread syncs them and wakes the loop
+        // to release what waited for them.
+        let waking = shared.clone();
+        let runner = JournalSync::spawn(move || {
+            let _ = waking.waker.wake();
+        })?;
+        journal.journal_mut().set_sync_runner(Box::new(runner));
+    }
     let mut event_loop = EventLoop {
         poll,
         shared: shared.clone(),
@@ -341,14 +351,16 @@ impl EventLoop {
 
     fn finish(mut self) -> ShutdownReport {
         let now = Instant::now();
-        // What the last turn stored is made durable, so its acknowledgements may
-        // still go out below.
+        // What the last turn stored is made durable (the sync under way included),
+        // and the commit after the flush releases what waited for it, so its
+        // acknowledgements may still go out below.
         self.commit_journal(now);
         if let Some(journal) = &mut self.journal {
             if let Err(e) = journal.flush(now) {
                 crate::slog!(Level::Error, "event=journal_flush_failed error=\"{e}\"");
             }
         }
+        self.commit_journal(now);
         // The peer must get the last acknowledgements and the CLOSE; bounded so a
         // dead peer cannot hold the shutdown.
         let linger_until = now + Duration::from_millis(500);
@@ -407,8 +419,10 @@ impl EventLoop {
             self.drain_link_events();
         }
         if self.journal.is_some() {
-            // Group commit: every record of this turn in one sync; then what
-            // waited for it (acknowledgements, outcomes, DATA, MO answers) goes out.
+            // Group commit: this turn's records are written and the sync thread
+            // makes them durable with everything else written meanwhile; what a
+            // finished sync covers (acknowledgements, outcomes, DATA, MO answers)
+            // goes out.
             self.commit_journal(now);
             for link in &mut self.links {
                 link.bridge_turn(&self.poll, now);
