@@ -55,8 +55,8 @@
 //!
 //! # Shape
 //!
-//! * One journal per node, not per link: one sync per event-loop turn covers every
-//!   link, so records carry the caller's link number.
+//! * One journal per node, not per link: one sync covers every link's records, so
+//!   records carry the caller's link number.
 //! * Records come back through a cursor, not as a list: a million `Accepted`
 //!   records are 700 MB as in-memory `Message`s.
 //! * `commit` takes `now` (for [`SyncPolicy::Interval`]); the journal never reads

@@ -265,7 +265,7 @@ struct EventLoop {
     next_pending_token: usize,
     shutdown_deadline: Option<Instant>,
     metrics: Option<MetricsServer>,
-    /// The node's journal (one for every link: one sync per turn covers them all).
+    /// The node's journal (one for every link: one sync covers them all).
     journal: Option<Persistence<FsStorage>>,
     /// What last went wrong with the journal, logged once until it clears.
     journal_problem: Option<String>,
@@ -419,10 +419,8 @@ impl EventLoop {
             self.drain_link_events();
         }
         if self.journal.is_some() {
-            // Group commit: this turn's records are written and the sync thread
-            // makes them durable with everything else written meanwhile; what a
-            // finished sync covers (acknowledgements, outcomes, DATA, MO answers)
-            // goes out.
+            // Group commit: every record of this turn in one sync; then what
+            // waited for it (acknowledgements, outcomes, DATA, MO answers) goes out.
             self.commit_journal(now);
             for link in &mut self.links {
                 link.bridge_turn(&self.poll, now);
