@@ -18,6 +18,11 @@
 //!   one `sync_data` per segment), as the [`SyncPolicy`] allows. The runtime
 //!   commits once per event-loop turn, and lets a confirmation leave the process only
 //!   once [`Journal::durable_lsn`] has reached the record behind it.
+//! * With a [`SyncRunner`] ([`Journal::set_sync_runner`]), `commit` only writes and
+//!   hands the syncs to the runner (the runtime's sync thread); the commit after the
+//!   runner finished takes its result and moves `durable_lsn`. Records written while
+//!   a sync runs wait for the next one, which covers them all: the writer never
+//!   waits for the disk, and syncs are pipelined behind the writes.
 //! * [`Journal::release_before`] tells the journal which records are no longer
 //!   needed; whole segments below that point are deleted.
 //! * A [`Cursor`] reads committed records back from any LSN, so a backlog behind
@@ -50,8 +55,8 @@
 //!
 //! # Shape
 //!
-//! * One journal per node, not per link: one sync per event-loop turn covers every
-//!   link, so records carry the caller's link number.
+//! * One journal per node, not per link: one sync covers every link's records, so
+//!   records carry the caller's link number.
 //! * Records come back through a cursor, not as a list: a million `Accepted`
 //!   records are 700 MB as in-memory `Message`s.
 //! * `commit` takes `now` (for [`SyncPolicy::Interval`]); the journal never reads
@@ -122,7 +127,7 @@ pub mod fuzzing;
 pub use record::{Direction, EntryError, LinkIdentity, Lsn, Record, RecordError};
 pub use segment::HeaderError;
 pub use sim::{SimStats, SimStorage};
-pub use storage::{FsStorage, Storage};
+pub use storage::{FsStorage, Storage, SyncHandle};
 
 use read::{ReadBuf, Source};
 use record::{encode_entry, ENTRY_HEADER, ENTRY_TRAILER, MAX_RECORD_PAYLOAD};
@@ -471,6 +476,69 @@ struct Part {
     bytes: Range<usize>,
 }
 
+/// Runs a journal's syncs away from the thread that writes its records (the
+/// runtime's sync thread). At most one job is started at a time: the journal
+/// starts the next only after it took the last one's result.
+pub trait SyncRunner: Send {
+    /// Run `job` (the runner holds no other).
+    fn start(&mut self, job: SyncJob);
+    /// The result of the job started, once it is done; does not wait.
+    fn take_done(&mut self) -> Option<SyncDone>;
+    /// The result of the job started, waiting for it; `None` when none was started
+    /// or its result was already taken.
+    fn wait_done(&mut self) -> Option<SyncDone>;
+}
+
+/// The syncs that make records up to one LSN durable: every segment written since
+/// the last sync, then the directory when a segment was created.
+pub struct SyncJob {
+    files: Vec<(String, Box<dyn SyncHandle>)>,
+    dir: Option<Box<dyn SyncHandle>>,
+    upto: Lsn,
+}
+
+impl std::fmt::Debug for SyncJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncJob")
+            .field(
+                "files",
+                &self.files.iter().map(|f| &f.0).collect::<Vec<_>>(),
+            )
+            .field("dir", &self.dir.is_some())
+            .field("upto", &self.upto)
+            .finish()
+    }
+}
+
+impl SyncJob {
+    /// Records up to here are durable once the job succeeded.
+    pub fn upto(&self) -> Lsn {
+        self.upto
+    }
+
+    /// Run the syncs in order (on any thread); stops at the first failure.
+    pub fn run(self) -> SyncDone {
+        let files = self.files.iter().enumerate();
+        let failed = files
+            .map(|(i, (_, file))| (Some(i), file))
+            .chain(self.dir.iter().map(|dir| (None, dir)))
+            .find_map(|(which, handle)| handle.sync().err().map(|e| (which, e)));
+        let result = match failed {
+            Some(failure) => Err(failure),
+            None => Ok((self.files.len() + usize::from(self.dir.is_some())) as u64),
+        };
+        SyncDone { job: self, result }
+    }
+}
+
+/// A [`SyncJob`] that ran: how many syncs it made, or which one failed (the index
+/// of its file; `None`: the directory) and why.
+#[derive(Debug)]
+pub struct SyncDone {
+    job: SyncJob,
+    result: Result<u64, (Option<usize>, io::Error)>,
+}
+
 /// A read position: the next record to return. Create with [`Journal::cursor`];
 /// it holds its own read buffer, so it does not borrow the journal.
 #[derive(Debug)]
@@ -513,6 +581,10 @@ pub struct Journal<S: Storage> {
     poisoned: Option<String>,
     /// `sync_data` and `sync_dir` calls that succeeded (see [`Journal::syncs`]).
     syncs: u64,
+    /// Where syncs run when not in place (see [`Journal::set_sync_runner`]).
+    runner: Option<Box<dyn SyncRunner>>,
+    /// A job was started and its result not yet taken.
+    syncing: bool,
 }
 
 impl<S: Storage> std::fmt::Debug for Journal<S> {
@@ -575,6 +647,8 @@ impl<S: Storage> Journal<S> {
             state: found.state,
             poisoned: None,
             syncs: 0,
+            runner: None,
+            syncing: false,
         };
         // The last run may have written without syncing, in any segment: sync them
         // all, so that what a replay shows cannot vanish in a later crash.
@@ -655,7 +729,8 @@ impl<S: Storage> Journal<S> {
     pub fn sync_deadline(&self) -> Option<Instant> {
         match self.config.sync {
             // Without an earlier sync the next commit syncs anyway, so never waits.
-            SyncPolicy::Interval(d) if self.written_lsn > self.durable_lsn => {
+            // A sync under way wakes the caller when done, and the next is due then.
+            SyncPolicy::Interval(d) if self.written_lsn > self.durable_lsn && !self.syncing => {
                 self.last_sync.map(|t| t + d)
             }
             _ => None,
@@ -676,8 +751,29 @@ impl<S: Storage> Journal<S> {
         &mut self.storage
     }
 
-    pub fn into_storage(self) -> S {
+    pub fn into_storage(mut self) -> S {
+        if let Some(runner) = &mut self.runner {
+            // Its handles must not outlive the journal's use of the files.
+            runner.wait_done();
+        }
         self.storage
+    }
+
+    /// Run syncs on `runner` from now on: `commit` writes, starts a job when one is
+    /// due and none runs, and moves `durable_lsn` when it takes a job's result. The
+    /// storage must give out sync handles ([`Storage::sync_handle`]).
+    pub fn set_sync_runner(&mut self, runner: Box<dyn SyncRunner>) {
+        if let Some(mut old) = self.runner.replace(runner) {
+            if let Some(done) = old.wait_done() {
+                // A failure poisons the journal; the next call reports it.
+                let _ = self.sync_finished(done);
+            }
+        }
+    }
+
+    /// A sync job is under way (its result not yet taken by `commit`).
+    pub fn is_syncing(&self) -> bool {
+        self.syncing
     }
 
     // ---- writing ----
@@ -834,9 +930,20 @@ impl<S: Storage> Journal<S> {
     ///
     /// On [`JournalError::DiskFull`] the records stay pending and a later commit
     /// writes them again; on a failed sync the journal is poisoned.
+    ///
+    /// With a [`SyncRunner`], a due sync is started on it instead, and
+    /// `durable_lsn` moves when a later commit takes its result (a failed one
+    /// poisons the journal then). A full disk does not hold back the sync of what
+    /// was written before.
     pub fn commit(&mut self, now: Instant) -> Result<Lsn, JournalError> {
         self.usable()?;
-        self.write_pending()?;
+        self.take_sync(false)?;
+        let written = self.write_pending();
+        match written {
+            Err(JournalError::DiskFull { .. }) if self.runner.is_some() => {}
+            Err(e) => return Err(e),
+            Ok(()) => {}
+        }
         let due = match self.config.sync {
             SyncPolicy::Always => true,
             SyncPolicy::Interval(d) => self.last_sync.is_none_or(|t| now >= t + d),
@@ -847,15 +954,19 @@ impl<S: Storage> Journal<S> {
                 false
             }
         };
-        if due {
+        if due && self.runner.is_some() {
+            self.start_sync(now)?;
+        } else if due {
             self.sync(Some(now))?;
         }
-        Ok(self.durable_lsn)
+        written.map(|()| self.durable_lsn)
     }
 
-    /// Commit and sync now, whatever the policy (for example before a clean stop).
+    /// Commit and sync now, whatever the policy (for example before a clean stop);
+    /// waits for a sync job under way and syncs in place.
     pub fn flush(&mut self, now: Instant) -> Result<Lsn, JournalError> {
         self.usable()?;
+        self.take_sync(true)?;
         self.write_pending()?;
         self.sync(Some(now))?;
         Ok(self.durable_lsn)
@@ -952,6 +1063,85 @@ impl<S: Storage> Journal<S> {
         self.durable_lsn = self.written_lsn;
         self.last_sync = now.or(self.last_sync);
         Ok(())
+    }
+
+    /// Hand the segments written since the last sync (and the directory, when it
+    /// changed) to the runner, unless a job runs or nothing waits.
+    fn start_sync(&mut self, now: Instant) -> Result<(), JournalError> {
+        if self.syncing || (self.dirty.is_empty() && !self.dir_dirty) {
+            return Ok(());
+        }
+        let mut files = Vec::with_capacity(self.dirty.len());
+        for i in 0..self.dirty.len() {
+            let Some(idx) = self.segment_index(self.dirty[i]) else {
+                continue;
+            };
+            let name = self.segments[idx].name.clone();
+            match self.storage.sync_handle(&name) {
+                Ok(handle) => files.push((name, handle)),
+                Err(e) => return Err(self.poison("sync_data", &name, e)),
+            }
+        }
+        let dir = match self.dir_dirty {
+            false => None,
+            true => match self.storage.sync_handle("") {
+                Ok(handle) => Some(handle),
+                Err(e) => return Err(self.poison("sync_dir", "", e)),
+            },
+        };
+        let Some(runner) = &mut self.runner else {
+            return Ok(());
+        };
+        runner.start(SyncJob {
+            files,
+            dir,
+            upto: self.written_lsn,
+        });
+        self.dirty.clear();
+        self.dir_dirty = false;
+        self.syncing = true;
+        self.last_sync = Some(now);
+        Ok(())
+    }
+
+    /// Take the result of the job under way, if done (`wait`: waiting for it).
+    fn take_sync(&mut self, wait: bool) -> Result<(), JournalError> {
+        let Some(runner) = self.runner.as_mut().filter(|_| self.syncing) else {
+            return Ok(());
+        };
+        let done = match wait {
+            true => runner.wait_done(),
+            false => runner.take_done(),
+        };
+        match done {
+            Some(done) => self.sync_finished(done),
+            None if wait => {
+                // The runner lost the job: nothing it covered may count as durable.
+                self.syncing = false;
+                let err = JournalError::Poisoned {
+                    what: "sync job lost by its runner".into(),
+                };
+                self.poisoned = Some(err.to_string());
+                Err(err)
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn sync_finished(&mut self, done: SyncDone) -> Result<(), JournalError> {
+        self.syncing = false;
+        match done.result {
+            Ok(n) => {
+                self.syncs += n;
+                self.durable_lsn = self.durable_lsn.max(done.job.upto);
+                Ok(())
+            }
+            Err((Some(i), e)) => {
+                let name = done.job.files.get(i).map_or("", |f| f.0.as_str());
+                Err(self.poison("sync_data", name, e))
+            }
+            Err((None, e)) => Err(self.poison("sync_dir", "", e)),
+        }
     }
 
     fn poison(&mut self, op: &'static str, name: &str, e: io::Error) -> JournalError {

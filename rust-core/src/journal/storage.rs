@@ -10,6 +10,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A directory of files, as the journal uses it. Errors are plain `io::Error`s; the
 /// journal adds the path and the operation.
@@ -40,6 +41,19 @@ pub trait Storage {
     fn lock(&mut self) -> io::Result<()>;
     /// Where `name` lives, for messages (`name` empty: the directory itself).
     fn path(&self, name: &str) -> PathBuf;
+    /// A handle that makes `name` durable (`name` empty: the directory's entries)
+    /// from another thread, so that the thread writing records need not wait for
+    /// the disk (see [`Journal::set_sync_runner`](super::Journal::set_sync_runner)).
+    /// Storages that can only sync in place keep the default: unsupported.
+    fn sync_handle(&self, name: &str) -> io::Result<Box<dyn SyncHandle>> {
+        let _ = name;
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
+/// Makes one file, or a directory's entries, durable; usable on any thread.
+pub trait SyncHandle: Send {
+    fn sync(&self) -> io::Result<()>;
 }
 
 /// Name of the lock file in a journal directory.
@@ -47,14 +61,15 @@ pub const LOCK_FILE: &str = "LOCK";
 
 /// A journal directory on the local file system.
 ///
-/// Open files are cached (one descriptor per segment). Preallocation uses
+/// Open files are cached (one descriptor per segment, shared with the sync handles
+/// given out, so a sync in flight keeps its file open). Preallocation uses
 /// `fallocate`, falling back to a sparse `set_len` where the file system lacks it.
 /// The lock is an exclusive `flock` on `LOCK`, released when the storage is dropped
 /// (or the process dies).
 #[derive(Debug)]
 pub struct FsStorage {
     dir: PathBuf,
-    files: RefCell<HashMap<String, File>>,
+    files: RefCell<HashMap<String, Arc<File>>>,
     lock: Option<File>,
 }
 
@@ -74,6 +89,23 @@ impl FsStorage {
         &self.dir
     }
 
+    /// The cached descriptor of `name`, opened first if needed.
+    fn file(&self, name: &str, create: bool) -> io::Result<Arc<File>> {
+        let mut files = self.files.borrow_mut();
+        if let Some(file) = files.get(name) {
+            return Ok(file.clone());
+        }
+        let file = Arc::new(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(create)
+                .open(self.dir.join(name))?,
+        );
+        files.insert(name.to_owned(), file.clone());
+        Ok(file)
+    }
+
     /// Run `f` on the cached descriptor of `name`, opening it first if needed.
     fn with_file<T>(
         &self,
@@ -81,19 +113,26 @@ impl FsStorage {
         create: bool,
         f: impl FnOnce(&File) -> io::Result<T>,
     ) -> io::Result<T> {
-        let mut files = self.files.borrow_mut();
-        if !files.contains_key(name) {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(create)
-                .open(self.dir.join(name))?;
-            files.insert(name.to_owned(), file);
-        }
-        match files.get(name) {
-            Some(file) => f(file),
-            None => Err(io::Error::from(io::ErrorKind::NotFound)),
-        }
+        let file = self.file(name, create)?;
+        f(&file)
+    }
+}
+
+/// `fdatasync` of a segment through its shared descriptor.
+struct FileSync(Arc<File>);
+
+impl SyncHandle for FileSync {
+    fn sync(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
+/// `fsync` of the directory (opened where the sync runs).
+struct DirSync(PathBuf);
+
+impl SyncHandle for DirSync {
+    fn sync(&self) -> io::Result<()> {
+        File::open(&self.0)?.sync_all()
     }
 }
 
@@ -167,7 +206,7 @@ impl Storage for FsStorage {
     }
 
     fn sync_dir(&mut self) -> io::Result<()> {
-        File::open(&self.dir)?.sync_all()
+        DirSync(self.dir.clone()).sync()
     }
 
     fn remove(&mut self, name: &str) -> io::Result<()> {
@@ -199,5 +238,12 @@ impl Storage for FsStorage {
         } else {
             self.dir.join(name)
         }
+    }
+
+    fn sync_handle(&self, name: &str) -> io::Result<Box<dyn SyncHandle>> {
+        if name.is_empty() {
+            return Ok(Box::new(DirSync(self.dir.clone())));
+        }
+        Ok(Box::new(FileSync(self.file(name, false)?)))
     }
 }

@@ -61,7 +61,9 @@
 //!
 //! [`Persistence::commit`] is the per-turn step for a whole node (group commit:
 //! every link's records, one `commit`, then the marks handed back), and releases
-//! the journal below the oldest record still needed.
+//! the journal below the oldest record still needed. With a sync runner on the
+//! journal (the runtime's sync thread), the commit only writes and starts a sync;
+//! the marks it covers are handed back by the first commit after it finished.
 //!
 //! # Overflow to disk
 //!

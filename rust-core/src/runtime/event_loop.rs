@@ -17,6 +17,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::admission::HandshakeBudget;
 use super::api::*;
+use super::journal_sync::SyncThread as JournalSync;
 use super::link_driver::{LinkDriver, Role};
 use super::log::Level;
 use super::metrics_http::MetricsServer;
@@ -227,6 +228,15 @@ pub(super) fn spawn(
         sent: Mutex::new(Vec::new()),
         loop_stats: Mutex::new(LoopStats::default()),
     });
+    if let Some(journal) = &mut journal {
+        // The loop only writes records; this thread syncs them and wakes the loop
+        // to release what waited for them.
+        let waking = shared.clone();
+        let runner = JournalSync::spawn(move || {
+            let _ = waking.waker.wake();
+        })?;
+        journal.journal_mut().set_sync_runner(Box::new(runner));
+    }
     let link_count = loop_links.len();
     // The first turn visits every link (dials, listeners' first accepts).
     let mut ready = ReadySet::new(link_count);
@@ -284,7 +294,7 @@ struct EventLoop {
     pending_tokens: PendingTokens,
     shutdown_deadline: Option<Instant>,
     metrics: Option<MetricsServer>,
-    /// The node's journal (one for every link: one sync per turn covers them all).
+    /// The node's journal (one for every link: one sync covers them all).
     journal: Option<Persistence<FsStorage>>,
     /// What last went wrong with the journal, logged once until it clears.
     journal_problem: Option<String>,
@@ -386,14 +396,16 @@ impl EventLoop {
 
     fn finish(mut self) -> ShutdownReport {
         let now = Instant::now();
-        // What the last turn stored is made durable, so its acknowledgements may
-        // still go out below.
+        // What the last turn stored is made durable (the sync under way included),
+        // and the commit after the flush releases what waited for it, so its
+        // acknowledgements may still go out below.
         self.commit_journal(now);
         if let Some(journal) = &mut self.journal {
             if let Err(e) = journal.flush(now) {
                 crate::slog!(Level::Error, "event=journal_flush_failed error=\"{e}\"");
             }
         }
+        self.commit_journal(now);
         // The peer must get the last acknowledgements and the CLOSE; bounded so a
         // dead peer cannot hold the shutdown.
         let linger_until = now + Duration::from_millis(500);

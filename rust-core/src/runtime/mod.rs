@@ -12,6 +12,8 @@
 //! * `metrics`, `metrics_http`: the Prometheus text, `/status` and `/healthz`,
 //!   and the small HTTP listener the loop serves them on;
 //! * `tls`: TLS 1.3 under the link (rustls), certificate and fingerprint checks;
+//! * `journal_sync`: the thread that syncs the journal, so the loop never waits
+//!   for the disk;
 //! * `conn`, `backoff`, `notify`, `spsc` (+ `sync`, loom-checked): the small parts.
 
 pub mod admission;
@@ -20,6 +22,7 @@ pub mod backoff;
 pub mod conn;
 mod event_loop;
 mod handle;
+mod journal_sync;
 pub mod json;
 pub mod latency;
 mod link_driver;
