@@ -233,6 +233,14 @@ class ClusterGateway(Gateway):
     def on_sms_event(self, ev: Event) -> None:
         if isinstance(ev, LinkUp):
             self.up_at[ev.link] = time.monotonic()
+        if isinstance(ev, LinkDown) and not self.serves(ev.link):
+            # Given up here: its next holder tells the watchers how it is.
+            self.link_up[ev.link] = False
+            self.metrics.link_up.labels(ev.link).set(0)
+            timer = self._down_timers.pop(ev.link, None)
+            if timer is not None:
+                timer.cancel()
+            return
         super().on_sms_event(ev)
 
     def mo_stanza_id(self, item: InboxItem) -> str:
@@ -259,10 +267,26 @@ class ClusterGateway(Gateway):
                             await self._drop_link(link, "the lease went to another instance")
                 await self._fence()
                 await self._place(loop.time())
+                await self._share_link_states()
             except (RedisError, OSError) as e:
                 log.warning("redis: %s", e)
                 await self._fence()
             await asyncio.sleep(tick)
+
+    async def _share_link_states(self) -> None:
+        """Publish how the held links are shown (`up:<link>`, gone with the holder)
+        and learn the others', so that any instance answers a probe alike."""
+        pipe = self.redis.pipeline(transaction=False)
+        for link in self.tokens:
+            up = "1" if self.link_shown_up.get(link, False) else "0"
+            pipe.set(f"up:{link}", up, px=int(self.lease_ttl * 1000))
+        others = [link for link in self.links if link not in self.tokens]
+        if others:
+            pipe.mget([f"up:{link}" for link in others])
+        out = await pipe.execute()
+        if others:
+            for link, v in zip(others, out[-1]):
+                self.link_shown_up[link] = v == b"1"
 
     async def _fence(self) -> None:
         """A link whose lease may have run out is dropped at once: another instance

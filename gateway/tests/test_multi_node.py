@@ -8,6 +8,7 @@ is lost or doubled."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -27,7 +28,7 @@ from cluster_harness import EjabberdCluster, RedisServer, start_ejabberd_cluster
 from smslink_gateway import Store
 from smslink_gateway.cluster import ClusterGateway, Leases
 from smslink_gateway.component import Route
-from xmpp_harness import COMPONENT, SECRET, PcUser, wait_until
+from xmpp_harness import COMPONENT, SECRET, PcUser, show_of, wait_until
 
 PSK = b"multi-node-test-key"
 GATEWAY_NUMBER = "12345"
@@ -136,6 +137,7 @@ def test_two_nodes_link_moves_when_its_instance_dies(
     redis_server: RedisServer,
     buffers: dict[str, BufferServer],
     tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     au, nz = buffers["au"], buffers["nz"]
 
@@ -156,6 +158,7 @@ def test_two_nodes_link_moves_when_its_instance_dies(
         )
 
     g2: "subprocess.Popen[bytes] | None" = None
+    g2_log = tmp_path / "g2.log"
 
     async def main() -> None:
         nonlocal g2
@@ -181,11 +184,13 @@ def test_two_nodes_link_moves_when_its_instance_dies(
         users: list[PcUser] = []
         try:
             await wait_until(lambda: g1.online and "au" in g1.tokens, 15, "G1 up, holding au")
-            g2 = subprocess.Popen(
-                g2_command(ejabberd, redis_server, buffers, tmp_path),
-                env={**os.environ, "SMSLINK_GATEWAY_SECRET": SECRET},
-                stdout=subprocess.DEVNULL,
-            )
+            with open(g2_log, "wb") as log_file:
+                g2 = subprocess.Popen(
+                    g2_command(ejabberd, redis_server, buffers, tmp_path),
+                    env={**os.environ, "SMSLINK_GATEWAY_SECRET": SECRET},
+                    stdout=subprocess.DEVNULL,
+                    stderr=log_file,
+                )
             # G1 alone took both links; with G2 alive it gives one back, and G2 takes it.
             await until_held(leases, {"au": "g1", "nz": "g2"}, 30)
             await wait_until(lambda: g1.serves("au") and not g1.serves("nz"), 10, "G1: au only")
@@ -208,6 +213,12 @@ def test_two_nodes_link_moves_when_its_instance_dies(
 
     async def scenario(g1: ClusterGateway, leases: Leases, alice: PcUser, bob: PcUser) -> None:
         assert g2 is not None
+        # alice (node 1) subscribes to +64: G1 answers for the link G2 holds, from
+        # the state G2 publishes.
+        alice.send_presence(pto=NZ_JID, ptype="subscribe")
+        await wait_until(
+            lambda: show_of(alice.last_presence_from(NZ_JID)) == "available", 15, "+64 available"
+        )
         # alice (node 1, G1) chats with +64 (held by G2), bob (node 2, G2) with +61
         # (held by G1); both phones answer. Each arrives once, in order.
         for i in range(20):
@@ -285,7 +296,11 @@ def test_two_nodes_link_moves_when_its_instance_dies(
         assert got == [b for b in bob_sent if b in got], got
         lost = [b for b in bob_sent if b not in got]
         assert all(-0.2 < bob_times[b] - killed_at < 0.5 for b in lost), (lost, killed_at)
-        print(f"bob's chats lost with G2 (sent around the kill): {len(lost)} of {len(bob_sent)}")
+        print(
+            f"bob's chats lost with G2: {len(lost)} of {len(bob_sent)}, sent at "
+            + ", ".join(f"{(bob_times[b] - killed_at) * 1000:+.0f} ms" for b in lost)
+            + " from the kill"
+        )
 
         await wait_until(lambda: store_empty(g1.store), 20, "outbox and inbox empty")
         assert alice.errors == [] and bob.errors == []
@@ -296,6 +311,12 @@ def test_two_nodes_link_moves_when_its_instance_dies(
         if g2 is not None and g2.poll() is None:
             g2.kill()
             g2.wait(10)
+        if os.environ.get("GW_DEBUG") and g2_log.exists():
+            print(g2_log.read_text())
+    g2_says = g2_log.read_text()
+    assert "Traceback" not in g2_says and " ERROR " not in g2_says, g2_says
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
 
 
 async def until_held(leases: Leases, want: dict[str, str], timeout: float) -> None:
