@@ -198,7 +198,8 @@ class ClusterGateway(Gateway):
         self.lease_ttl = lease_ttl
         self.leases = Leases(redis, instance, lease_ttl)
         self.tokens: dict[str, str] = {}  # link -> fencing token, in order taken
-        self._valid_until: dict[str, float] = {}
+        # Per held link, the moment it stops unless renewed before (self-fencing).
+        self._fences: dict[str, asyncio.TimerHandle] = {}
         self._next_try: dict[str, float] = {}
         self._hop_out: asyncio.Queue[dict[str, str]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -212,6 +213,10 @@ class ClusterGateway(Gateway):
 
     def start(self) -> None:
         super().start()
+        self.start_coordination()
+
+    def start_coordination(self) -> None:
+        """The lease loop and the hop writer (`start` runs them with the rest)."""
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._run_leases()), loop.create_task(self._send_hops())]
 
@@ -221,6 +226,11 @@ class ClusterGateway(Gateway):
             task.cancel()
         for link in list(self.tokens):
             await self._drop_link(link, "stopping", release=True)
+        try:
+            # The others count one instance less at once, not after the TTL.
+            await self.redis.delete(f"inst:{self.instance}")
+        except (RedisError, OSError) as e:
+            log.warning("redis: %s", e)
         await super().stop()
 
     def requeue_unfinished(self) -> None:
@@ -262,15 +272,13 @@ class ClusterGateway(Gateway):
                     renewed = await self.leases.renew(dict(self.tokens))
                     for link, ok in renewed.items():
                         if ok:
-                            self._valid_until[link] = now + self.lease_ttl * 0.9
+                            self._arm_fence(link, now)
                         elif link in self.tokens:
                             await self._drop_link(link, "the lease went to another instance")
-                await self._fence()
                 await self._place(loop.time())
                 await self._share_link_states()
             except (RedisError, OSError) as e:
                 log.warning("redis: %s", e)
-                await self._fence()
             await asyncio.sleep(tick)
 
     async def _share_link_states(self) -> None:
@@ -288,13 +296,24 @@ class ClusterGateway(Gateway):
             for link, v in zip(others, out[-1]):
                 self.link_shown_up[link] = v == b"1"
 
-    async def _fence(self) -> None:
-        """A link whose lease may have run out is dropped at once: another instance
-        may hold it already."""
-        now = asyncio.get_running_loop().time()
-        for link in list(self.tokens):
-            if now > self._valid_until.get(link, 0.0):
-                await self._drop_link(link, "the lease was not renewed in time")
+    def _arm_fence(self, link: str, renew_started: float) -> None:
+        """The lease was set or renewed by a call sent at `renew_started`: it holds
+        at least a TTL from then. The link stops at 90 % of that, on a timer of its
+        own, so that a Redis call that hangs cannot delay it."""
+        loop = asyncio.get_running_loop()
+        old = self._fences.pop(link, None)
+        if old is not None:
+            old.cancel()
+        self._fences[link] = loop.call_at(
+            renew_started + self.lease_ttl * 0.9, self._fence_expired, link
+        )
+
+    def _fence_expired(self, link: str) -> None:
+        self._fences.pop(link, None)
+        if link in self.tokens:
+            asyncio.get_running_loop().create_task(
+                self._drop_link(link, "the lease was not renewed in time")
+            )
 
     async def _place(self, now: float) -> None:
         """Hold this instance's share of the links: take free ones below it, give
@@ -315,13 +334,12 @@ class ClusterGateway(Gateway):
                 self._next_try[link] = now + min(left, self.lease_ttl / 10)
                 continue
             self.tokens[link] = token
-            self._valid_until[link] = now + self.lease_ttl * 0.9
+            self._arm_fence(link, now)
             try:
                 self._take_link(link)
             except Exception:
-                log.exception("opening link %s", link)
-                del self.tokens[link]
-                await self.leases.release(link, token)
+                log.exception("taking link %s", link)
+                await self._drop_link(link, "it could not be taken", release=True)
                 self._next_try[link] = now + self.lease_ttl
 
     def _take_link(self, link: str) -> None:
@@ -356,6 +374,9 @@ class ClusterGateway(Gateway):
         if token is None:
             return
         log.warning("giving up link %s: %s", link, why)
+        fence = self._fences.pop(link, None)
+        if fence is not None:
+            fence.cancel()
         consumer = self._consumers.pop(link, None)
         if consumer is not None:
             consumer.cancel()

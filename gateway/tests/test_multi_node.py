@@ -28,7 +28,7 @@ from cluster_harness import EjabberdCluster, RedisServer, start_ejabberd_cluster
 from smslink_gateway import Store
 from smslink_gateway.cluster import ClusterGateway, Leases
 from smslink_gateway.component import Route
-from xmpp_harness import COMPONENT, SECRET, PcUser, show_of, wait_until
+from xmpp_harness import COMPONENT, SECRET, PcUser, free_port, show_of, wait_until
 
 PSK = b"multi-node-test-key"
 GATEWAY_NUMBER = "12345"
@@ -338,3 +338,77 @@ def store_empty(store: Store) -> bool:
     return store.outbox_count() == 0 and store.inbox() == []
 
 
+
+
+def test_lease_holder_stops_its_link_before_the_lease_can_pass(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Self-fencing: while the holder renews, nobody else gets the lease; when its
+    renewals stop getting through (Redis frozen), it stops the link within 90 % of
+    the TTL from its last renewal, so before the lease can expire; the next holder
+    gets a higher fencing token. No XMPP server: only the lease loop runs."""
+    ttl = 2.0
+    dead_end = f"127.0.0.1:{free_port()}"  # the link dials nobody: only ownership counts
+
+    def make_endpoint(link: str) -> smslink.Endpoint:
+        return smslink.Endpoint(
+            [smslink.Link(link, PSK, dial=dead_end, prefixes=["+61"], insecure_plaintext=True)],
+            journal_dir=str(tmp_path / "journals" / link),
+        )
+
+    def gen(token: str) -> int:
+        return int(token.rsplit(":", 1)[1])
+
+    async def main() -> None:
+        r = aioredis.Redis.from_url(redis_server.url, socket_timeout=ttl / 3)
+        other = aioredis.Redis.from_url(redis_server.url, socket_timeout=ttl / 3)
+        contender = Leases(other, "g2", ttl)
+        store = Store(str(tmp_path / "gateway.db"))
+        gw = ClusterGateway(
+            COMPONENT,
+            SECRET,
+            "127.0.0.1",
+            free_port(),
+            store=store,
+            sms_number=GATEWAY_NUMBER,
+            routes=[Route("au", ["+61"])],
+            make_endpoint=make_endpoint,
+            redis=r,
+            instance="g1",
+            lease_ttl=ttl,
+        )
+        gw.start_coordination()
+        proc = redis_server.proc
+        assert proc is not None
+        try:
+            await wait_until(lambda: gw.serves("au"), 10, "au taken")
+            first = gen(gw.tokens["au"])
+            # Held across several renewals: a contender is refused each time.
+            end = asyncio.get_running_loop().time() + 2 * ttl
+            while asyncio.get_running_loop().time() < end:
+                token, left = await contender.acquire("au")
+                assert token is None and 0 < left <= ttl
+                await asyncio.sleep(ttl / 10)
+            proc.send_signal(signal.SIGSTOP)
+            frozen_at = time.monotonic()
+            try:
+                await wait_until(lambda: not gw.serves("au"), 2 * ttl, "au given up")
+                stopped_after = time.monotonic() - frozen_at
+            finally:
+                proc.send_signal(signal.SIGCONT)
+            # The last renewal was sent before the freeze, so the lease lives at
+            # least a TTL after the freeze: the link stopped before that.
+            assert stopped_after < ttl, stopped_after
+            token, _ = await contender.acquire("au")
+            while token is None:
+                await asyncio.sleep(ttl / 10)
+                token, _ = await contender.acquire("au")
+            assert gen(token) > first
+            assert not gw.serves("au")  # the contender's now
+        finally:
+            await gw.stop()
+            await r.aclose()
+            await other.aclose()
+            store.close()
+
+    asyncio.run(main())
