@@ -191,7 +191,6 @@ class ClusterGateway(Gateway):
         assert self.routes is not None, "a cluster gateway needs its routes"
         self.held.router = self.route
         self.links = sorted({r.link for r in self.routes})
-        self.metrics.expect_links(self.links)
         self.make_endpoint = make_endpoint
         self.redis = redis
         self.instance = instance
