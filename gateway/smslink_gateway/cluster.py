@@ -24,6 +24,7 @@ from typing import Any, AsyncIterator, Callable, Optional
 import redis.asyncio as aioredis
 import smslink
 from redis.exceptions import RedisError, ResponseError
+from slixmpp.exceptions import IqError
 
 from .component import Gateway
 from .events import EndpointAdapter, Event, LinkDown, LinkUp, Receipt, RingFull
@@ -203,7 +204,10 @@ class ClusterGateway(Gateway):
         self._hop_out: asyncio.Queue[dict[str, str]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._consumers: dict[str, asyncio.Task[None]] = {}
-        #: link -> time.monotonic() of its last LinkUp here (for hand-over figures).
+        self._barrier: Optional[asyncio.Task[None]] = None
+        #: link -> time.monotonic() when this instance last took its lease, and when
+        #: the link was last up here (for hand-over figures).
+        self.taken_at: dict[str, float] = {}
         self.up_at: dict[str, float] = {}
         #: link -> (tx, rx) seq its journal gave back when this instance took it.
         self.resumed: dict[str, tuple[int, int]] = {}
@@ -225,6 +229,8 @@ class ClusterGateway(Gateway):
             task.cancel()
         for link in list(self.tokens):
             await self._drop_link(link, "stopping", release=True)
+        if self._barrier is not None:
+            await asyncio.wait([self._barrier], timeout=2 * self.retry_interval + 1)
         try:
             # The others count one instance less at once, not after the TTL.
             await self.redis.delete(f"inst:{self.instance}")
@@ -252,6 +258,34 @@ class ClusterGateway(Gateway):
             return
         super().on_sms_event(ev)
 
+    def inbox_handled(self, item: InboxItem) -> None:
+        # The stanzas may still sit in this process or its socket: if it died now
+        # they would be lost with the row gone. The row goes once the server has
+        # answered an IQ sent after them (it reads a component's stream in order);
+        # until then a next holder would send them again, under the same ids.
+        self.inbox_in_flight.add(item.id)
+        if self._barrier is None or self._barrier.done():
+            self._barrier = asyncio.get_running_loop().create_task(self._confirm_inbox())
+
+    async def _confirm_inbox(self) -> None:
+        while self.inbox_in_flight:
+            sent = set(self.inbox_in_flight)
+            iq = self.make_iq_get(
+                queryxmlns="urn:xmpp:ping", ito=self.user_domain, ifrom=self.boundjid.bare
+            )
+            try:
+                await iq.send(timeout=10)  # type: ignore[no-untyped-call]
+            except IqError:
+                pass  # an error answer shows as well that the server read what came before
+            except Exception as e:  # IqTimeout, or the stream closed
+                # Not known to have arrived: handled again (same ids) on reconnection.
+                log.warning("inbox barrier: %r; %d SMS will be sent again", e, len(sent))
+                self.inbox_in_flight -= sent
+                return
+            for item_id in sent:
+                self.store.inbox_done(item_id)
+            self.inbox_in_flight -= sent
+
     def mo_stanza_id(self, item: InboxItem) -> str:
         # The link's journal moves with it, so its seqs never repeat: a holder that
         # sends an SMS again after the last one died uses the same id.
@@ -263,7 +297,8 @@ class ClusterGateway(Gateway):
         loop = asyncio.get_running_loop()
         tick = self.lease_ttl / 10
         next_renew = 0.0
-        while True:
+        # Not only cancellation ends it: the Redis client sometimes swallows one.
+        while not self._stopping:
             try:
                 now = loop.time()
                 if now >= next_renew:
@@ -332,6 +367,9 @@ class ClusterGateway(Gateway):
             if token is None:
                 self._next_try[link] = now + min(left, self.lease_ttl / 10)
                 continue
+            if self._stopping:
+                await self.leases.release(link, token)
+                return
             self.tokens[link] = token
             self._arm_fence(link, now)
             try:
@@ -344,6 +382,7 @@ class ClusterGateway(Gateway):
     def _take_link(self, link: str) -> None:
         """Start driving `link` on its journal: what the last holder left in the
         shared outbox is sorted out, then the link's hop stream is consumed."""
+        self.taken_at[link] = time.monotonic()
         endpoint = self.make_endpoint(link)
         adapter = self.held.add(link, endpoint)
         log.info("holding link %s (%s)", link, self.tokens[link])
@@ -411,7 +450,7 @@ class ClusterGateway(Gateway):
 
     async def _send_hops(self) -> None:
         """One writer, so that a user's chats keep their order."""
-        while True:
+        while not self._stopping:
             hops = [await self._hop_out.get()]
             while not self._hop_out.empty():
                 hops.append(self._hop_out.get_nowait())
@@ -427,43 +466,63 @@ class ClusterGateway(Gateway):
                     await asyncio.sleep(self.retry_interval)
 
     async def _consume_hops(self, link: str) -> None:
+        """Take the chats for `link` from its stream while this instance holds it.
+        Ownership is checked before each batch is taken, not only by cancelling this
+        task: a cancellation a Redis client swallows must not leave a consumer
+        behind that takes chats for a link held elsewhere."""
+        token = self.tokens.get(link)
         stream = f"mt:{link}"
-        block_ms = max(10, int(self.lease_ttl * 1000 / 6))
+        # Within the client's reply timeout (a third of the TTL).
+        block_ms = max(10, int(self.lease_ttl * 1000 / 10))
+        loop = asyncio.get_running_loop()
         try:
             try:
                 await self.redis.xgroup_create(stream, _GROUP, id="0", mkstream=True)
             except ResponseError as e:
                 if "BUSYGROUP" not in str(e):
                     raise
-            # First what earlier holders took and never acknowledged.
-            start: bytes = b"0-0"
-            while True:
-                claimed: Any = await self.redis.xautoclaim(
-                    stream, _GROUP, self.instance, min_idle_time=0, start_id=start, count=100
-                )
-                start = claimed[0]
-                await self._take_hops(stream, claimed[1])
-                if start == b"0-0":
-                    break
-            while True:
-                # Within the client's reply timeout (a third of the TTL).
+            # First everything earlier holders took and never acknowledged; later,
+            # each TTL, what a consumer that lost the link meanwhile was handed.
+            idle_ms, next_claim = 0, 0.0
+            while token is not None and self.tokens.get(link) == token:
+                if loop.time() >= next_claim:
+                    await self._claim_hops(link, token, stream, idle_ms)
+                    idle_ms = int(self.lease_ttl * 1000)
+                    next_claim = loop.time() + self.lease_ttl
                 got: Any = await self.redis.xreadgroup(
                     _GROUP, self.instance, {stream: ">"}, count=100, block=block_ms
                 )
                 for _, entries in got or []:
-                    await self._take_hops(stream, entries)
+                    await self._take_hops(link, token, stream, entries)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("reading %s", stream)
+        except Exception as e:
+            if isinstance(e, (RedisError, OSError)):
+                log.warning("reading %s: %s", stream, e)
+            else:
+                log.exception("reading %s", stream)
             # The lease loop gives the link up when it cannot renew; else try again.
-            if link in self.tokens:
+            if token is not None and self.tokens.get(link) == token:
                 await asyncio.sleep(self.retry_interval)
-                self._consumers[link] = asyncio.get_running_loop().create_task(
-                    self._consume_hops(link)
-                )
+                if self.tokens.get(link) == token:
+                    self._consumers[link] = loop.create_task(self._consume_hops(link))
 
-    async def _take_hops(self, stream: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    async def _claim_hops(self, link: str, token: str, stream: str, idle_ms: int) -> None:
+        start: bytes = b"0-0"
+        while True:
+            claimed: Any = await self.redis.xautoclaim(
+                stream, _GROUP, self.instance, min_idle_time=idle_ms, start_id=start, count=100
+            )
+            start = claimed[0]
+            await self._take_hops(link, token, stream, claimed[1])
+            if start == b"0-0":
+                return
+
+    async def _take_hops(
+        self, link: str, token: str, stream: str, entries: list[tuple[bytes, dict[bytes, bytes]]]
+    ) -> None:
+        if self.tokens.get(link) != token:
+            return  # left pending: the link's holder claims them
         done = []
         for entry_id, raw in entries:
             if raw is None:

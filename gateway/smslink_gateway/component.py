@@ -188,6 +188,9 @@ class Gateway(ComponentXMPP):
         # Chats sent by `MSG name`, by stanza id: (phone, target, the reply target
         # before). An error for one puts the reply target back (bounded).
         self._msg_sent: dict[str, tuple[str, str, Optional[str]]] = {}
+        # Inbox rows handled but kept until the server has surely read what they
+        # became (see `inbox_handled`); not handled again meanwhile.
+        self.inbox_in_flight: set[int] = set()
         self._stopping = False
         self.online = False
 
@@ -694,14 +697,18 @@ class Gateway(ComponentXMPP):
         if not self.online:
             return  # stored; handled once the XMPP server is back
         for item in self.store.inbox():
-            if not self.serves(item.link):
+            if not self.serves(item.link) or item.id in self.inbox_in_flight:
                 continue
             try:
                 self.handle_sms(item)
             except Exception:
                 self.metrics.error("internal")
                 log.exception("handling SMS %s/%s", item.link, item.seq)
-            self.store.inbox_done(item.id)
+            self.inbox_handled(item)
+
+    def inbox_handled(self, item: InboxItem) -> None:
+        """What an SMS became has been sent: it leaves the inbox."""
+        self.store.inbox_done(item.id)
 
     def _sms_reply(self, phone: str, text: str) -> None:
         self.store.outbox_put(self.sms_number, phone, commands.fit_sms(text))

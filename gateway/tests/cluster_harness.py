@@ -4,9 +4,11 @@ cluster and a Redis, all on loopback with free ports and their own directories
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -14,9 +16,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from xmpp_harness import COMPONENT, DOMAIN, PASSWORD, SECRET, free_port, port_open
+from xmpp_harness import COMPONENT, DOMAIN, PASSWORD, SECRET, port_open
 
 EJABBERDCTL = "/usr/sbin/ejabberdctl"
+
+
+_PORT_LOW, _PORT_SPAN = 14_000, 6_000
+_next_port = itertools.count(os.getpid() % _PORT_SPAN)
+
+
+def server_port() -> int:
+    """A port that was free a moment ago, for a server that binds it seconds later
+    (ejabberd, epmd). Taken below the kernel's ephemeral range (32768 and up by
+    default), where no connection and no `bind(0)` takes it meanwhile, and never
+    the same twice in one run."""
+    for _ in range(_PORT_SPAN):
+        port = _PORT_LOW + next(_next_port) % _PORT_SPAN
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_PORT_LOW}..{_PORT_LOW + _PORT_SPAN}")
 
 
 def _wait(cond: Callable[[], bool], deadline_s: float, what: str) -> None:
@@ -40,19 +62,25 @@ class EjabberdCluster:
 
     def ctl(self, n: int, *args: str, timeout: float = 60) -> str:
         d = self.dir / f"n{n}"
-        out = subprocess.run(
-            [
-                EJABBERDCTL,
-                "--config-dir", str(d / "cfg"),
-                "--node", self.names[n],
-                "--spool", str(d / "spool"),
-                "--logs", str(d / "log"),
-                *args,
-            ],
-            env={**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)},
-            capture_output=True,
-            timeout=timeout,
-        )
+        try:
+            out = subprocess.run(
+                [
+                    EJABBERDCTL,
+                    "--config-dir", str(d / "cfg"),
+                    "--node", self.names[n],
+                    "--spool", str(d / "spool"),
+                    "--logs", str(d / "log"),
+                    *args,
+                ],
+                env={**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)},
+                capture_output=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as e:
+            raise RuntimeError(
+                f"ejabberdctl {' '.join(args)} on {self.names[n]}: no answer in {timeout} s\n"
+                + self.log(n)
+            ) from e
         if out.returncode != 0:
             raise RuntimeError(
                 f"ejabberdctl {' '.join(args)} on {self.names[n]}: "
@@ -114,9 +142,9 @@ ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0"
             self.ctl(n, "start")
             self.started.append(n)
         for n in (0, 1):
-            self.ctl(n, "started")
+            self.ctl(n, "started", timeout=30)
         self.ctl(1, "join_cluster", self.names[0])
-        self.ctl(1, "started")
+        self.ctl(1, "started", timeout=30)
         for user in users:
             self.ctl(0, "register", user, DOMAIN, PASSWORD)
         for port in self.c2s_ports + self.component_ports:
@@ -126,12 +154,12 @@ ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0"
         for n in self.started:
             try:
                 self.ctl(n, "stop", timeout=30)
-            except (RuntimeError, subprocess.TimeoutExpired):
+            except RuntimeError:
                 pass
         for n in self.started:
             try:
                 self.ctl(n, "stopped", timeout=30)
-            except (RuntimeError, subprocess.TimeoutExpired):
+            except RuntimeError:
                 pass
             # Whatever did not stop goes now (its pid is in its own pid file).
             pid_file = self.dir / f"n{n}" / "ejabberd.pid"
@@ -154,25 +182,33 @@ ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0"
         return p.read_text() if p.exists() else ""
 
 
-def start_ejabberd_cluster(users: list[str]) -> EjabberdCluster:
+def start_ejabberd_cluster(users: list[str], attempts: int = 3) -> EjabberdCluster:
     if not os.path.exists(EJABBERDCTL):
         raise RuntimeError("ejabberd is not installed (apt-get install ejabberd)")
-    # Not under pytest's tmp_path: the ejabberd user must be able to reach it.
-    d = Path(tempfile.mkdtemp(prefix="smslink-ejabberd-"))
-    tag = f"t{os.getpid()}"
-    c = EjabberdCluster(
-        d,
-        free_port(),
-        [free_port(), free_port()],
-        [free_port(), free_port()],
-        names=[f"{tag}n1@localhost", f"{tag}n2@localhost"],
-    )
-    try:
-        c.start(users)
-    except BaseException:
-        c.stop()
-        raise
-    return c
+    for attempt in range(attempts):
+        # Not under pytest's tmp_path: the ejabberd user must be able to reach it.
+        d = Path(tempfile.mkdtemp(prefix="smslink-ejabberd-"))
+        tag = f"t{os.getpid()}a{attempt}"
+        c = EjabberdCluster(
+            d,
+            server_port(),
+            [server_port(), server_port()],
+            [server_port(), server_port()],
+            names=[f"{tag}n1@localhost", f"{tag}n2@localhost"],
+        )
+        try:
+            c.start(users)
+            return c
+        except RuntimeError as e:
+            c.stop()
+            # A free port taken by another program before ejabberd bound it: again,
+            # with other ports.
+            if "eaddrinuse" not in str(e) or attempt + 1 == attempts:
+                raise
+        except BaseException:
+            c.stop()
+            raise
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -219,7 +255,7 @@ class RedisServer:
 def start_redis(tmp: Path) -> RedisServer:
     if shutil.which("redis-server") is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-    r = RedisServer(tmp, free_port())
+    r = RedisServer(tmp, server_port())
     r.start()
     return r
 

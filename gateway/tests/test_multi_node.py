@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -36,6 +36,12 @@ LINKS = {"au": "+61", "nz": "+64"}
 AU_PHONE, NZ_PHONE = "+61400000001", "+64210000001"
 AU_JID, NZ_JID = f"{AU_PHONE}@{COMPONENT}", f"{NZ_PHONE}@{COMPONENT}"
 TTL = 1.0  # seconds: a link moves about this long after its holder died
+# The traffic G2 is killed in: every INTERVAL seconds a chat from each user and an
+# SMS from +64, ROUNDS times, the kill before round KILL_AT. The environment may
+# change them for a harder run (e.g. 0.005, 300, 150).
+INTERVAL = float(os.environ.get("SMSLINK_MULTI_NODE_INTERVAL", "0.05"))
+ROUNDS = int(os.environ.get("SMSLINK_MULTI_NODE_ROUNDS", "60"))
+KILL_AT = int(os.environ.get("SMSLINK_MULTI_NODE_KILL_AT", "20"))
 
 
 @dataclass
@@ -224,28 +230,28 @@ def test_two_nodes_link_moves_when_its_instance_dies(
         for i in range(20):
             alice.chat(NZ_JID, f"a{i}")
             bob.chat(AU_JID, f"b{i}")
-        await wait_until(
-            lambda: nz.accepted_to(NZ_PHONE) == [f"alice: a{i}" for i in range(20)]
-            and au.accepted_to(AU_PHONE) == [f"bob: b{i}" for i in range(20)],
+        await wait_equal(
+            lambda: (nz.accepted_to(NZ_PHONE), au.accepted_to(AU_PHONE)),
+            ([f"alice: a{i}" for i in range(20)], [f"bob: b{i}" for i in range(20)]),
             30,
             "the chats at both phones",
         )
         for i in range(20):
             nz.sim.inject_mo(NZ_PHONE, GATEWAY_NUMBER, f"n{i}")
             au.sim.inject_mo(AU_PHONE, GATEWAY_NUMBER, f"u{i}")
-        await wait_until(
-            lambda: alice.bodies_from(NZ_JID) == [f"n{i}" for i in range(20)]
-            and bob.bodies_from(AU_JID) == [f"u{i}" for i in range(20)],
+        await wait_equal(
+            lambda: (alice.bodies_from(NZ_JID), bob.bodies_from(AU_JID)),
+            ([f"n{i}" for i in range(20)], [f"u{i}" for i in range(20)]),
             30,
             "the answers at both users",
         )
 
-        # Chats and SMS flowing every 50 ms; G2 is killed in the middle.
+        # Chats and SMS flowing (every 50 ms); G2 is killed in the middle.
         alice_sent, mo_sent, bob_sent = [], [], []
         bob_times: dict[str, float] = {}
         killed_at = 0.0
-        for i in range(60):
-            if i == 20:
+        for i in range(ROUNDS):
+            if i == KILL_AT:
                 g2.send_signal(signal.SIGKILL)
                 killed_at = time.monotonic()
             alice.chat(NZ_JID, f"k{i}")
@@ -255,27 +261,31 @@ def test_two_nodes_link_moves_when_its_instance_dies(
             bob.chat(AU_JID, f"c{i}")
             bob_sent.append(f"bob: c{i}")
             bob_times[f"bob: c{i}"] = time.monotonic()
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(INTERVAL)
         assert g2.wait(10) == -signal.SIGKILL
 
         # G1 holds nz and drives it on the journal G2 left: the link keeps its
         # epoch and cursors (the SMS seqs go on, they do not start again at 1).
         await until_held(leases, {"au": "g1", "nz": "g1"}, 10 * TTL)
         await wait_until(lambda: g1.link_up.get("nz"), 10, "nz up at G1")
-        moved = g1.up_at["nz"] - killed_at
-        print(f"\nnz moved to G1: link up {moved * 1000:.0f} ms after G2's SIGKILL (lease TTL {TTL:g} s)")
+        taken, moved = g1.taken_at["nz"] - killed_at, g1.up_at["nz"] - killed_at
+        print(
+            f"\nnz moved to G1: lease taken {taken * 1000:.0f} ms, link up {moved * 1000:.0f} ms "
+            f"after G2's SIGKILL (lease TTL {TTL:g} s)"
+        )
         print(f"G1 resumed nz at tx seq {g1.resumed['nz'][0]}, rx seq {g1.resumed['nz'][1]}")
         assert g1.resumed["nz"][0] >= 20 and g1.resumed["nz"][1] >= 20, g1.resumed
 
         # Every chat alice sent reaches the SMSC once, in order (node 1's component
         # never went away).
-        await wait_until(
-            lambda: nz.accepted_to(NZ_PHONE)[20:] == alice_sent, 30, "alice's chats at +64"
+        await wait_equal(
+            lambda: nz.accepted_to(NZ_PHONE)[20:], alice_sent, 30, "alice's chats at +64"
         )
         # Every SMS from +64 reaches alice; a repeat only under the same stanza id.
         expected_mo = [f"n{i}" for i in range(20)] + mo_sent
-        await wait_until(
-            lambda: unique_in_order(alice.bodies_from(NZ_JID)) == expected_mo,
+        await wait_equal(
+            lambda: unique_in_order(alice.bodies_from(NZ_JID)),
+            expected_mo,
             30,
             "every SMS from +64 at alice",
         )
@@ -296,23 +306,22 @@ def test_two_nodes_link_moves_when_its_instance_dies(
         assert got == [b for b in bob_sent if b in got], got
         lost = [b for b in bob_sent if b not in got]
         assert all(-0.2 < bob_times[b] - killed_at < 0.5 for b in lost), (lost, killed_at)
-        print(
-            f"bob's chats lost with G2: {len(lost)} of {len(bob_sent)}, sent at "
-            + ", ".join(f"{(bob_times[b] - killed_at) * 1000:+.0f} ms" for b in lost)
-            + " from the kill"
-        )
+        when = ", ".join(f"{(bob_times[b] - killed_at) * 1000:+.0f} ms" for b in lost)
+        print(f"bob's chats lost with G2: {len(lost)} of {len(bob_sent)} (sent at {when or '-'})")
 
         await wait_until(lambda: store_empty(g1.store), 20, "outbox and inbox empty")
         assert alice.errors == [] and bob.errors == []
 
     try:
         asyncio.run(main())
+    except BaseException:
+        if g2_log.exists():
+            print("G2's log:\n" + g2_log.read_text()[-20000:])
+        raise
     finally:
         if g2 is not None and g2.poll() is None:
             g2.kill()
             g2.wait(10)
-        if os.environ.get("GW_DEBUG") and g2_log.exists():
-            print(g2_log.read_text())
     g2_says = g2_log.read_text()
     assert "Traceback" not in g2_says and " ERROR " not in g2_says, g2_says
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -328,6 +337,15 @@ async def until_held(leases: Leases, want: dict[str, str], timeout: float) -> No
         if asyncio.get_running_loop().time() > end:
             raise AssertionError(f"leases {now}, wanted {want}")
         await asyncio.sleep(0.02)
+
+
+async def wait_equal(get: Callable[[], Any], want: Any, timeout: float, what: str) -> None:
+    """Until `get()` equals `want`; on timeout the assertion shows both."""
+    try:
+        await wait_until(lambda: get() == want, timeout, what)
+    except AssertionError:
+        assert get() == want, what
+        raise
 
 
 def unique_in_order(xs: list[str]) -> list[str]:
