@@ -246,6 +246,7 @@ class Gateway(ComponentXMPP):
         self.pump_outbox()
 
     def requeue_unfinished(self) -> None:
+        """At start: MT a previous run handed over whose final status it never saw."""
         again = self.store.outbox_requeue_unfinished(frozenset(self.sms.restored()))
         if again:
             log.warning("sending %d SMS again whose status the last run did not see", again)
