@@ -391,9 +391,10 @@ class ClusterGateway(Gateway):
         self.resumed[link] = (stats.tx.retrieved, stats.rx.stored)
         log.info("link %s resumes at tx seq %d, rx seq %d", link, *self.resumed[link])
         # An MT sent on the link whose seq the journal knows but did not give back
-        # is finished there (its final status died with the last holder): the SMSC
-        # has it. One above what the journal knows never left (no DATA leaves
-        # before its record is durable): it goes again.
+        # was processed (its final status died with the last holder): taken as
+        # accepted, it waits for its report (a refusal's error stanza is lost). One
+        # above what the journal knows never left (no DATA leaves before its record
+        # is durable): it goes again.
         known = stats.tx.retrieved
         for item in self.store.outbox_sent_on(link):
             if item.ref not in restored and item.seq is not None and item.seq <= known:
