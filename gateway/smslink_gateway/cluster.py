@@ -224,6 +224,11 @@ class ClusterGateway(Gateway):
         self._tasks = [loop.create_task(self._run_leases()), loop.create_task(self._send_hops())]
 
     async def stop(self) -> None:
+        # Chats taken from the server go to their holder before this instance goes.
+        try:
+            await asyncio.wait_for(self._hop_out.join(), 2 * self.retry_interval + 1)
+        except asyncio.TimeoutError:
+            log.warning("%d chats not handed over at stop", self._hop_out.qsize())
         self._stopping = True
         for task in self._tasks:
             task.cancel()
@@ -465,6 +470,8 @@ class ClusterGateway(Gateway):
                 except (RedisError, OSError) as e:
                     log.warning("redis: %s; retrying %d chats", e, len(hops))
                     await asyncio.sleep(self.retry_interval)
+            for _ in hops:
+                self._hop_out.task_done()
 
     async def _consume_hops(self, link: str) -> None:
         """Take the chats for `link` from its stream while this instance holds it.
