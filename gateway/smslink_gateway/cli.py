@@ -8,11 +8,12 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 from typing import Any, Optional
 
 import smslink
 
-from .component import Gateway
+from .component import Gateway, Route
 from .metrics import GatewayMetrics, parse_listen
 from .store import Store
 
@@ -141,10 +142,32 @@ def main(argv: Optional[list[str]] = None) -> None:
         help="deliver a long SMS whose parts have not all come within SECONDS as it is, "
         "marked incomplete (default: 600)",
     )
+    p.add_argument(
+        "--redis",
+        metavar="URL",
+        help="run as one of several gateway instances coordinated through this Redis "
+        "(e.g. redis://10.0.0.5:6379/0): each link is driven by one instance at a time, "
+        "on its journal in --journal-dir/<link>, which every instance must reach, and "
+        "--db is shared by all (default: a single gateway)",
+    )
+    p.add_argument(
+        "--instance",
+        default=socket.gethostname(),
+        help="this instance's name among several (unique; default: the host name)",
+    )
+    p.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="with --redis: a link moves this long after its instance stopped (default 5)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     if not args.secret:
         p.error("--secret or SMSLINK_GATEWAY_SECRET is required")
+    if args.redis and not args.journal_dir:
+        p.error("--redis needs --journal-dir (each link's journal moves with the link)")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -177,6 +200,9 @@ async def _run(args: argparse.Namespace) -> None:
 
 
 async def _serve(args: argparse.Namespace, metrics: GatewayMetrics) -> None:
+    if args.redis:
+        await _serve_cluster(args, metrics)
+        return
     endpoint = build_endpoint(
         args.link, args.journal_dir, args.journal_sync, args.reassembly_timeout
     )
@@ -202,6 +228,51 @@ async def _serve(args: argparse.Namespace, metrics: GatewayMetrics) -> None:
     await done.wait()
     await gw.stop()
     endpoint.close()
+    store.close()
+
+
+async def _serve_cluster(args: argparse.Namespace, metrics: GatewayMetrics) -> None:
+    import redis.asyncio as aioredis
+
+    from .cluster import ClusterGateway
+
+    specs = {spec["name"]: spec for spec in args.link}
+
+    def make_endpoint(link: str) -> smslink.Endpoint:
+        return build_endpoint(
+            [specs[link]],
+            os.path.join(args.journal_dir, link),
+            args.journal_sync,
+            args.reassembly_timeout,
+        )
+
+    # Replies must come within a renewal interval, or the links stop (self-fencing).
+    r = aioredis.Redis.from_url(args.redis, socket_timeout=args.lease_ttl / 3)
+    store = Store(args.db)
+    gw = ClusterGateway(
+        args.jid,
+        args.secret,
+        args.server,
+        args.port,
+        store=store,
+        sms_number=args.sms_number,
+        routes=[Route(s["name"], s["prefixes"], s["default"]) for s in args.link],
+        user_domain=args.user_domain,
+        down_grace=args.away_after,
+        metrics=metrics,
+        make_endpoint=make_endpoint,
+        redis=r,
+        instance=args.instance,
+        lease_ttl=args.lease_ttl,
+    )
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    gw.start()
+    await done.wait()
+    await gw.stop()
+    await r.aclose()
     store.close()
 
 

@@ -188,6 +188,9 @@ class Gateway(ComponentXMPP):
         # Chats sent by `MSG name`, by stanza id: (phone, target, the reply target
         # before). An error for one puts the reply target back (bounded).
         self._msg_sent: dict[str, tuple[str, str, Optional[str]]] = {}
+        # Inbox rows handled but kept until the server has surely read what they
+        # became (see `inbox_handled`); not handled again meanwhile.
+        self.inbox_in_flight: set[int] = set()
         self._stopping = False
         self.online = False
 
@@ -237,12 +240,16 @@ class Gateway(ComponentXMPP):
         # journal gave back go out again by themselves; the others (no journal, or
         # not yet durable when the last run ended) are sent again. Without a journal
         # a message that was in flight at the SMSC may then arrive twice; none is lost.
-        again = self.store.outbox_requeue_unfinished(frozenset(self.sms.restored()))
-        if again:
-            log.warning("sending %d SMS again whose status the last run did not see", again)
+        self.requeue_unfinished()
         self._events_task = asyncio.get_running_loop().create_task(self._consume_events())
         self.connect()
         self.pump_outbox()
+
+    def requeue_unfinished(self) -> None:
+        """At start: MT a previous run handed over whose final status it never saw."""
+        again = self.store.outbox_requeue_unfinished(frozenset(self.sms.restored()))
+        if again:
+            log.warning("sending %d SMS again whose status the last run did not see", again)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -475,15 +482,25 @@ class Gateway(ComponentXMPP):
         self.metrics.chats.inc()
         self.store.set_last_peer(phone, sender.bare)
         # One message however long: the buffer server sends it as a concatenated SMS.
+        self.take_chat(phone, text, str(sender), msg["id"] or None, bool(msg["request_receipt"]))
+
+    def take_chat(
+        self, phone: str, text: str, from_jid: str, msg_id: Optional[str], want_receipt: bool
+    ) -> None:
+        """A PC user's chat, checked, on its way to the phone: into the outbox."""
         self.store.outbox_put(
             self.sms_number,
             phone,
             text,
-            from_jid=str(sender),
-            msg_id=msg["id"] or None,
-            want_receipt=bool(msg["request_receipt"]),
+            from_jid=from_jid,
+            msg_id=msg_id,
+            want_receipt=want_receipt,
         )
         self.pump_outbox()
+
+    def serves(self, link: Optional[str]) -> bool:
+        """This gateway drives `link` (one gateway alone drives them all)."""
+        return True
 
     def _reply(self, msg: Message, text: str) -> None:
         self.send_message(mto=msg["from"], mfrom=msg["to"], mbody=text, mtype="chat")
@@ -514,6 +531,8 @@ class Gateway(ComponentXMPP):
         held = 0
         for item in self.store.outbox_queued():
             link = self.route(item.phone)
+            if not self.serves(link):
+                continue
             if link in blocked:
                 held += 1
                 continue
@@ -679,12 +698,18 @@ class Gateway(ComponentXMPP):
         if not self.online:
             return  # stored; handled once the XMPP server is back
         for item in self.store.inbox():
+            if not self.serves(item.link) or item.id in self.inbox_in_flight:
+                continue
             try:
                 self.handle_sms(item)
             except Exception:
                 self.metrics.error("internal")
                 log.exception("handling SMS %s/%s", item.link, item.seq)
-            self.store.inbox_done(item.id)
+            self.inbox_handled(item)
+
+    def inbox_handled(self, item: InboxItem) -> None:
+        """What an SMS became has been sent: it leaves the inbox."""
+        self.store.inbox_done(item.id)
 
     def _sms_reply(self, phone: str, text: str) -> None:
         self.store.outbox_put(self.sms_number, phone, commands.fit_sms(text))
@@ -715,7 +740,7 @@ class Gateway(ComponentXMPP):
                 return
             jid = target[0]
             before = self.store.last_peer(phone)
-            chat_id = self._chat_from_phone(phone, jid, cmd.text)
+            chat_id = self._chat_from_phone(phone, jid, cmd.text, self.mo_stanza_id(item))
             self.store.set_last_peer(phone, jid)
             self._msg_sent[chat_id] = (phone, jid, before)
             while len(self._msg_sent) > MAX_REMEMBERED:
@@ -753,14 +778,18 @@ class Gateway(ComponentXMPP):
             if peer is None:
                 self._sms_reply(phone, commands.HELP_TEXT)
             else:
-                self._chat_from_phone(phone, peer, cmd.text)
+                self._chat_from_phone(phone, peer, cmd.text, self.mo_stanza_id(item))
 
-    def _chat_from_phone(self, phone: str, jid: str, text: str) -> str:
+    def mo_stanza_id(self, item: InboxItem) -> str:
+        """The id of the chat an SMS becomes: a fresh one (without a journal an
+        SMS's seq is not unique across runs)."""
+        return str(self.new_id())
+
+    def _chat_from_phone(self, phone: str, jid: str, text: str, chat_id: str) -> str:
         """Send an SMS's text as a chat from the phone's contact; its stanza id.
         A buddy known to be offline gets it later from the server's offline
         storage, and the phone is told so."""
         msg = self.make_message(mto=JID(jid), mfrom=self.phone_jid(phone), mbody=text, mtype="chat")
-        chat_id = self.new_id()
         msg["id"] = chat_id
         msg.send()
         buddy = self.store.buddy(phone, jid)

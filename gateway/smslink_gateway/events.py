@@ -142,7 +142,10 @@ class EndpointAdapter:
         self._early: list[smslink.Event] = []
         while batch := endpoint.poll_events():
             self._early.extend(batch)
-        self._restored = {ev.client_ref for ev in self._early if isinstance(ev, smslink.Durable)}
+        # client_ref -> seq of each restored MT.
+        self._restored = {
+            ev.client_ref: ev.seq for ev in self._early if isinstance(ev, smslink.Durable)
+        }
 
     def send(self, sender: str, recipient: str, text: str, client_ref: int) -> Receipt:
         try:
@@ -174,6 +177,10 @@ class EndpointAdapter:
 
     def restored(self) -> set[int]:
         return set(self._restored)
+
+    def restored_seqs(self) -> dict[int, int]:
+        """`restored()` with the seq each one has on its link."""
+        return dict(self._restored)
 
     async def events(self) -> AsyncIterator[Event]:
         early, self._early = self._early, []

@@ -59,6 +59,13 @@ CREATE TABLE IF NOT EXISTS awaiting_report (
     msg_id TEXT,
     want_receipt INTEGER NOT NULL DEFAULT 0
 );
+-- Several gateway instances (cluster mode): the ids of the hop entries already
+-- taken into the outbox, written in the same transaction as the outbox row, so
+-- an entry taken again after its taker died is not sent twice.
+CREATE TABLE IF NOT EXISTS hopped (
+    hop_id TEXT PRIMARY KEY,
+    ref INTEGER NOT NULL
+);
 """
 
 #: Chats kept waiting for their delivery report (an SMSC that sends none, or loses
@@ -222,6 +229,35 @@ class Store:
         assert cur.lastrowid is not None
         return int(cur.lastrowid)
 
+    def outbox_put_hopped(
+        self,
+        hop_id: str,
+        sender: str,
+        phone: str,
+        text: str,
+        from_jid: Optional[str] = None,
+        msg_id: Optional[str] = None,
+        want_receipt: bool = False,
+    ) -> Optional[int]:
+        """`outbox_put` for a chat handed over by another gateway instance under
+        `hop_id`, once only: None when that hop was taken into the outbox before."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            seen = self.db.execute("SELECT 1 FROM hopped WHERE hop_id = ?", (hop_id,)).fetchone()
+            ref = None
+            if seen is None:
+                ref = self.outbox_put(sender, phone, text, from_jid, msg_id, want_receipt)
+                self.db.execute("INSERT INTO hopped (hop_id, ref) VALUES (?, ?)", (hop_id, ref))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return ref
+
+    def hops_done(self, hop_ids: list[str]) -> None:
+        """The hop entries are acknowledged where they came from: no taker sees them again."""
+        self.db.executemany("DELETE FROM hopped WHERE hop_id = ?", [(h,) for h in hop_ids])
+
     def _items(self, where: str, args: tuple[object, ...] = ()) -> Iterator[OutboxItem]:
         rows = self.db.execute(
             "SELECT ref, sender, phone, text, from_jid, msg_id, want_receipt, link, seq "
@@ -235,17 +271,26 @@ class Store:
         """MT not yet handed to the communication buffer, oldest first."""
         return list(self._items("link IS NULL"))
 
+    def outbox_sent_on(self, link: str) -> list[OutboxItem]:
+        """MT handed to `link`'s endpoint whose final status has not come yet."""
+        return list(self._items("link = ?", (link,)))
+
     def outbox_get(self, ref: int) -> Optional[OutboxItem]:
         return next(self._items("ref = ?", (ref,)), None)
 
     def outbox_sent(self, ref: int, link: str, seq: int) -> None:
         self.db.execute("UPDATE outbox SET link = ?, seq = ? WHERE ref = ?", (link, seq, ref))
 
-    def outbox_requeue_unfinished(self, keep: frozenset[int] = frozenset()) -> int:
+    def outbox_requeue_unfinished(
+        self, keep: frozenset[int] = frozenset(), link: Optional[str] = None
+    ) -> int:
         """Put MT whose final status never came (the previous run ended first) back
         in the queue, except those in `keep` (the endpoint's journal still holds
-        them); returns how many."""
-        cur = self.db.execute("SELECT ref FROM outbox WHERE link IS NOT NULL")
+        them); only those sent on `link` when given; returns how many."""
+        if link is None:
+            cur = self.db.execute("SELECT ref FROM outbox WHERE link IS NOT NULL")
+        else:
+            cur = self.db.execute("SELECT ref FROM outbox WHERE link = ?", (link,))
         again = [int(ref) for (ref,) in cur if int(ref) not in keep]
         self.db.executemany("UPDATE outbox SET link = NULL, seq = NULL WHERE ref = ?", [(r,) for r in again])
         return len(again)

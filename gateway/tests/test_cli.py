@@ -93,3 +93,23 @@ def test_a_bad_reassembly_timeout_is_an_operator_error(tmp_path: Path, capsys: p
     assert exit.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("smslink-gateway: ") and "reassembly_timeout" in err and "Traceback" not in err
+
+
+def test_several_instances_need_the_journal_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A link's journal moves with the link: without one, a new holder would start
+    the link under a new epoch."""
+    from smslink_gateway.cli import main
+
+    with pytest.raises(SystemExit) as exit:
+        main(
+            [
+                "--jid", "sms.example.test",
+                "--secret", "s",
+                "--sms-number", "12345",
+                "--db", str(tmp_path / "s.db"),
+                "--link", "name=au,dial=127.0.0.1:1,psk=a key of 16+ bytes,insecure-plaintext",
+                "--redis", "redis://127.0.0.1:1/0",
+            ]
+        )
+    assert exit.value.code == 2
+    assert "--redis needs --journal-dir" in capsys.readouterr().err

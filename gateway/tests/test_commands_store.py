@@ -130,3 +130,27 @@ def test_chats_wait_for_their_report_across_a_restart(tmp_path: Path) -> None:
     s.report_done(ref)
     assert s.awaiting_report_count() == 0
     s.close()
+
+
+def test_a_hopped_chat_is_taken_into_the_outbox_once(tmp_path: Path) -> None:
+    """Two instances on one store file: the entry one took is not taken again by the
+    other (its taker died before acknowledging it), and requeueing is per link."""
+    path = str(tmp_path / "shared.db")
+    first, second = Store(path), Store(path)
+    ref = first.outbox_put_hopped("mt:nz/1-0", "12345", "+64210000001", "alice: hi", "alice@x/pc")
+    assert ref is not None
+    assert second.outbox_put_hopped("mt:nz/1-0", "12345", "+64210000001", "alice: hi") is None
+    assert [i.ref for i in second.outbox_queued()] == [ref]
+    au = second.outbox_put("12345", "+61400000001", "bob: hi")
+    first.outbox_sent(ref, "nz", 7)
+    first.outbox_sent(au, "au", 3)
+    assert [i.ref for i in second.outbox_sent_on("nz")] == [ref]
+    # The link moved and its journal did not keep the message: only that link's goes again.
+    assert second.outbox_requeue_unfinished(frozenset(), link="nz") == 1
+    assert [i.ref for i in first.outbox_queued()] == [ref]
+    assert first.outbox_get(au) is not None and first.outbox_get(au).link == "au"  # type: ignore[union-attr]
+    # Acknowledged in Redis: the stream will not hand it out again, nothing kept.
+    second.hops_done(["mt:nz/1-0"])
+    assert first.db.execute("SELECT count(*) FROM hopped").fetchone()[0] == 0
+    first.close()
+    second.close()
