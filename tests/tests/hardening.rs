@@ -159,24 +159,6 @@ fn an_smsc_that_floods_without_reading_is_dropped_with_a_log_line() {
 
 const PSK: &[u8] = b"the flood test's key";
 
-/// Raise the soft descriptor limit to the hard one; returns the limit now in force.
-fn raise_nofile_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
-        }
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-    }
-    lim.rlim_cur
-}
-
 fn link(name: &str, peer: &str) -> LinkConfig {
     let mut c = LinkConfig::new(name, PSK);
     c.expected_peer = Some(peer.to_owned());
@@ -229,7 +211,7 @@ fn hello_bytes() -> Vec<u8> {
 fn a_flooded_link_port_lets_the_real_peer_in_and_stays_bounded() {
     let _serial = serial();
     let captured = Captured::get();
-    let limit = raise_nofile_limit();
+    let limit = smslink::runtime::raise_fd_limit();
     // Each connection costs a descriptor here (client) and, while it waits, one in
     // the node: stay well under the limit.
     let idle_n = 1000.min(limit.saturating_sub(400) as usize / 2);
@@ -454,7 +436,7 @@ fn socket_slab_bytes() -> u64 {
 #[test]
 fn pending_connection_memory() {
     let _serial = serial();
-    raise_nofile_limit();
+    smslink::runtime::raise_fd_limit();
     const N: usize = 1000;
     let mut spec = LinkSpec::new(
         link("im-mem", "bs"),

@@ -24,6 +24,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use smslink_tools::scenario::TempDir;
+use smslink_tools::smsc_sim::complete_lines;
 
 const PSK: &str = "crash test key, 16+ bytes";
 /// Kills of each end.
@@ -341,10 +342,9 @@ impl Seen {
     }
 }
 
+/// The records the simulator has written in full so far.
 fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
+    complete_lines(&std::fs::read_to_string(path).unwrap_or_default())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
         .collect()
 }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use cimd2_driver::Driver;
 use smslink::cimd2::session::{ClientConfig, ClientEvent, CloseReason, Violation};
 use smslink::message::Message;
-use smslink_tools::smsc_sim::{AnswerOrder, Protocol, SimConfig, SmscSim};
+use smslink_tools::smsc_sim::{complete_lines, AnswerOrder, Protocol, SimConfig, SmscSim};
 
 const TEST_CIMD2: &str = "/usr/lib/kannel/test/test_cimd2";
 const BEARERBOX: &str = "/usr/sbin/bearerbox";
@@ -888,9 +888,7 @@ struct KannelSmpp {
 impl KannelSmpp {
     /// The simulator's record of accepted submits so far (`KannelSetup::record`).
     fn record(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.dir.join("record.jsonl"))
-            .expect("record")
-            .lines()
+        complete_lines(&std::fs::read_to_string(self.dir.join("record.jsonl")).expect("record"))
             .map(|l| serde_json::from_str(l).expect("json"))
             .collect()
     }

@@ -35,7 +35,7 @@
 use crate::message::{Address, Coding, Envelope, Message, MessageKind, MAX_PAYLOAD};
 use std::cell::RefCell;
 use std::thread::LocalKey;
-use store::{Blocks, History, Pool, Pooled, BLOCK};
+use store::{Blocks, History, Pool, Pooled};
 use thiserror::Error;
 
 mod store;
@@ -220,6 +220,9 @@ impl Pooled for Slot {
     }
     fn shrink(&mut self) {
         self.message.clear_payload();
+    }
+    fn processed(&self) -> Option<Option<Outcome>> {
+        (self.state == SlotState::Processed).then_some(self.outcome)
     }
     fn pool() -> &'static LocalKey<Pool<Self>> {
         thread_local!(static POOL: Pool<Slot> = const { RefCell::new(Vec::new()) });
@@ -543,23 +546,12 @@ impl Ring {
 
     fn advance(&mut self) {
         let c = &mut self.cursors;
-        while c.last_processed < c.last_sent {
-            let seq = c.last_processed + 1;
-            let Some(s) = self.slots.get(seq) else {
-                break;
-            };
-            if s.state != SlotState::Processed {
-                break;
-            }
-            self.history.record(seq, s.outcome);
-            c.last_processed = seq;
-            if seq % BLOCK == BLOCK - 1 {
-                self.slots.release(seq);
-            }
-        }
-        if c.last_processed == c.last_retrieved {
-            self.slots.release(c.last_processed);
-        }
+        self.slots.advance_processed(
+            &mut self.history,
+            &mut c.last_processed,
+            c.last_sent,
+            c.last_retrieved,
+        );
         if c.last_confirmed < c.last_processed {
             c.last_confirmed = c.last_processed;
         }
@@ -596,6 +588,9 @@ impl Pooled for RxSlot {
     }
     fn shrink(&mut self) {
         self.message.clear_payload();
+    }
+    fn processed(&self) -> Option<Option<Outcome>> {
+        (self.state == RxState::Processed).then_some(self.outcome)
     }
     fn pool() -> &'static LocalKey<Pool<Self>> {
         thread_local!(static POOL: Pool<RxSlot> = const { RefCell::new(Vec::new()) });
@@ -872,23 +867,12 @@ impl RxRing {
         slot.state = RxState::Processed;
         slot.outcome = Some(outcome);
         let c = &mut self.cursors;
-        while c.last_processed < c.last_delivered {
-            let next = c.last_processed + 1;
-            let Some(s) = self.slots.get(next) else {
-                break;
-            };
-            if s.state != RxState::Processed {
-                break;
-            }
-            self.history.record(next, s.outcome);
-            c.last_processed = next;
-            if next % BLOCK == BLOCK - 1 {
-                self.slots.release(next);
-            }
-        }
-        if c.last_processed == c.last_stored {
-            self.slots.release(c.last_processed);
-        }
+        self.slots.advance_processed(
+            &mut self.history,
+            &mut c.last_processed,
+            c.last_delivered,
+            c.last_stored,
+        );
         Ok(())
     }
 }

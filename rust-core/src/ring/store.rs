@@ -35,6 +35,8 @@ pub(super) trait Pooled: Sized + 'static {
     fn seq(&self) -> u64;
     /// The slot goes to the pool: give back what a long message grew it to.
     fn shrink(&mut self);
+    /// `Some(outcome)` once the slot's message is Processed.
+    fn processed(&self) -> Option<Option<Outcome>>;
     /// The thread's pool of spare blocks of this type.
     fn pool() -> &'static LocalKey<Pool<Self>>;
 }
@@ -45,6 +47,32 @@ pub(super) struct Blocks<S: Pooled> {
 }
 
 impl<S: Pooled> Blocks<S> {
+    /// Move `last_processed` over the Processed slots that follow it, up to `upto`,
+    /// recording their outcomes; give back each block it leaves behind, and the
+    /// last one once nothing is held up to `last_used`.
+    pub(super) fn advance_processed(
+        &mut self,
+        history: &mut History,
+        last_processed: &mut u64,
+        upto: u64,
+        last_used: u64,
+    ) {
+        while *last_processed < upto {
+            let seq = *last_processed + 1;
+            let Some(outcome) = self.get(seq).and_then(S::processed) else {
+                break;
+            };
+            history.record(seq, outcome);
+            *last_processed = seq;
+            if seq % BLOCK == BLOCK - 1 {
+                self.release(seq);
+            }
+        }
+        if *last_processed == last_used {
+            self.release(*last_processed);
+        }
+    }
+
     pub(super) fn new(capacity: usize) -> Self {
         let entries = capacity as u64 / BLOCK + 2;
         Blocks {

@@ -44,3 +44,24 @@ pub use conn::{Conn, ReadOutcome};
 pub use handle::Node;
 pub use latency::{LatencyHistogram, ACK_LATENCY_BUCKETS};
 pub use notify::Notifier;
+
+/// Raise this process's soft limit on open descriptors to its hard limit and return
+/// the limit now in force (1,024 when it cannot be read). A node with thousands of
+/// links needs a descriptor per connection (and per listener), well above the
+/// usual default soft limit of 1,024.
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the rlimit struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+    }
+    lim.rlim_cur
+}

@@ -110,24 +110,6 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-/// Raise this process's descriptor limit to the hard limit; the soft limit it got.
-fn raise_fd_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
-        }
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-    }
-    lim.rlim_cur
-}
-
 /// Link `i` of `n` carries traffic: `round(n * busy)` links, spread evenly.
 fn is_busy(i: usize, n: usize, busy: f64) -> bool {
     let total = ((n as f64 * busy.clamp(0.0, 1.0)).round() as usize).min(n);
@@ -197,7 +179,7 @@ fn say(line: &str) {
 /// The node under test: dials every peer link, acknowledges every message.
 fn run_node(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let dir = args.dir.as_deref().ok_or("--dir is needed")?;
-    let limit = raise_fd_limit();
+    let limit = smslink::runtime::raise_fd_limit();
     let addrs: Vec<SocketAddr> = std::fs::read_to_string(dir.join("links"))?
         .lines()
         .map(|l| l.parse())
@@ -269,7 +251,7 @@ fn run_node(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 
 /// A share of the far ends: listening links, the busy ones sending on command.
 fn run_peers(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
-    let limit = raise_fd_limit();
+    let limit = smslink::runtime::raise_fd_limit();
     let need = 2 * args.count as u64 + SPARE_FDS;
     if need > limit {
         return Err(format!(
@@ -478,7 +460,7 @@ fn coordinate(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.links == 0 {
         return Err("--links must be at least 1".into());
     }
-    let limit = raise_fd_limit();
+    let limit = smslink::runtime::raise_fd_limit();
     let per_process = args
         .links_per_process
         .min(((limit.saturating_sub(SPARE_FDS)) / 2) as usize)

@@ -29,6 +29,7 @@ use parking_lot::{Condvar, Mutex};
 use smslink::message::Message;
 use smslink::smpp::CommandStatus;
 
+pub use record::complete_lines;
 pub use time::cimd2_timestamp;
 
 /// Accepted submits kept for [`SmscSim::accepted`]; later ones are only counted.

@@ -32,6 +32,13 @@ pub(super) fn mo_line(n: u64, message: &Message) -> String {
     line
 }
 
+/// The complete lines of a record file the simulator may be appending to right now:
+/// a last line without its newline is still being written (a reader can see a
+/// write() half done) and is left for the next read.
+pub fn complete_lines(text: &str) -> std::str::Lines<'_> {
+    text[..text.rfind('\n').map_or(0, |i| i + 1)].lines()
+}
+
 fn push_addresses(line: &mut String, message: &Message) {
     line.push_str("\"from\":");
     smslink::runtime::json::push_string(line, message.from.as_str());
