@@ -236,6 +236,9 @@ pub struct OutageResult {
     /// MO the buffer server held unanswered or deferred (`mo_backpressured` +
     /// `mo_deferred` of its SMSC side): 0 when the SMSC was never held back.
     pub smsc_held: u64,
+    /// The most MO due at the SMSC and not yet handed over at once: a few when the
+    /// buffer server keeps up with the SMSC's rate, growing without bound when not.
+    pub smsc_queue_peak: u64,
     /// The most MO seen waiting at the buffer server (ring + journal backlog).
     pub backlog_peak: u64,
     /// Buffer-server VmRSS (child only) just before the outage and at most after.
@@ -586,6 +589,9 @@ fn start(
             0.0
         },
         mo_count: s.mo,
+        // A paced MO stream is the phones' traffic: what the buffer server cannot
+        // take at once queues at the SMSC, and the queue's peak says if it kept up.
+        mo_queue: s.mo_rate.is_some(),
         mo_text: "mo {num} {t}".into(),
         nack_fraction: s.nack_fraction,
         reject_fraction: s.reject_fraction,
@@ -937,9 +943,10 @@ pub fn run(
         t.saturating_duration_since(parts.im_started).as_secs_f64()
     });
     let last_bs = bs_sample().unwrap_or(last_bs);
-    let outage = s
-        .outage
-        .map(|_| outage.result(last_bs.held, score.last_mo_at, mo.delivered));
+    let outage = s.outage.map(|_| {
+        let queue_peak = parts.sim.counters().mo_queue_peak;
+        outage.result(last_bs.held, queue_peak, score.last_mo_at, mo.delivered)
+    });
     let journal_syncs = last_bs.journal_syncs + im.journal_syncs().unwrap_or(0);
     let Parts {
         _certs,
@@ -1034,8 +1041,15 @@ impl Outages {
         }
     }
 
-    fn result(mut self, held: u64, last_mo_at: Instant, mo_delivered: u64) -> OutageResult {
+    fn result(
+        mut self,
+        held: u64,
+        queue_peak: u64,
+        last_mo_at: Instant,
+        mo_delivered: u64,
+    ) -> OutageResult {
         self.result.smsc_held = held;
+        self.result.smsc_queue_peak = queue_peak;
         if let Some((up, delivered_then)) = self.returned {
             self.result.drained = mo_delivered.saturating_sub(delivered_then);
             self.result.drain_seconds = last_mo_at.saturating_duration_since(up).as_secs_f64();

@@ -187,6 +187,56 @@ fn withheld_deliver_answer_holds_back_the_next_mo() {
 }
 
 #[test]
+fn queued_mo_go_out_back_to_back_once_the_client_answers() {
+    let sim = SmscSim::start(SimConfig {
+        mo_rate: 50.0,
+        mo_count: 10,
+        mo_queue: true,
+        ..sim_config()
+    })
+    .expect("sim");
+    let mut d = login(&sim, client_config());
+    let first = d
+        .wait_for(WAIT, |e| matches!(e, ClientEvent::Deliver(_)))
+        .expect("io");
+    assert!(first.is_some());
+    // Unanswered for 200 ms: the other 9 fall due at 50/s and queue.
+    let _ = d
+        .wait_for(Duration::from_millis(200), |e| {
+            matches!(e, ClientEvent::Deliver(_))
+        })
+        .expect("io");
+    let held_for = Instant::now();
+    d.session.ack_deliver(Instant::now()).expect("ack");
+    let mut texts = Vec::new();
+    while texts.len() < 9 {
+        match d
+            .wait_for(WAIT, |e| matches!(e, ClientEvent::Deliver(_)))
+            .expect("io")
+        {
+            Some(ClientEvent::Deliver(m)) => {
+                texts.push(m.text_str().unwrap_or_default().to_owned());
+                d.session.ack_deliver(Instant::now()).expect("ack");
+            }
+            other => panic!("{other:?} after {texts:?}"),
+        }
+    }
+    let expected: Vec<String> = (2..=10).map(|n| format!("mo #{n}")).collect();
+    assert_eq!(texts, expected);
+    // They were due already: sent as fast as answered, not 20 ms apart again
+    // (paced, the 9 would take 180 ms at least).
+    assert!(
+        held_for.elapsed() < Duration::from_millis(180),
+        "{:?}",
+        held_for.elapsed()
+    );
+    // The last answer is still in the client's output; nine are in.
+    let (c, ok) = sim.wait_for(WAIT, |c| c.mo_sent == 10 && c.mo_acked >= 9);
+    assert!(ok, "{c:?}");
+    assert!(c.mo_queue_peak >= 8, "{c:?}");
+}
+
+#[test]
 fn injected_mo_arrives_in_order_and_survives_a_lost_connection() {
     let sim = SmscSim::start(sim_config()).expect("sim");
     for n in 1..=3 {

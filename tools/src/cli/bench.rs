@@ -169,6 +169,7 @@ impl ModeResult {
                 "seconds": o.seconds,
                 "smsc_mo_per_s": o.smsc_mo_per_s(),
                 "smsc_held": o.smsc_held,
+                "smsc_queue_peak": o.smsc_queue_peak,
                 "backlog_peak": o.backlog_peak,
                 "rss_idle_kb": o.rss_idle_kb,
                 "rss_peak_kb": o.rss_peak_kb,
@@ -531,10 +532,11 @@ pub fn run(mut args: Args) -> Result<(), Box<dyn std::error::Error>> {
 fn print_outage(o: &scenario::OutageResult, capacity: usize, rtt_ms: u64) {
     let kb = |v: Option<u64>| v.map_or("?".into(), |v| v.to_string());
     println!(
-        "outage {:.1} s: the SMSC sent {:.1} MO/s through it, {} held back (backpressured or deferred)",
+        "outage {:.1} s: the SMSC sent {:.1} MO/s through it, {} held back (backpressured or deferred), at most {} MO queued at the SMSC",
         o.seconds,
         o.smsc_mo_per_s(),
-        o.smsc_held
+        o.smsc_held,
+        o.smsc_queue_peak
     );
     println!(
         "buffer server: backlog peak {} MO waiting; RSS {} kB idle, {} kB at most ({:.2}x)",

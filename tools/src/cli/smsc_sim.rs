@@ -38,6 +38,11 @@ pub struct Args {
     /// MO messages per client (0 = unlimited while --mo-rate > 0).
     #[arg(long, default_value_t = 0)]
     pub mo_count: u64,
+    /// --mo-rate is the phones' rate: MO that fall due while the client still
+    /// answers earlier ones queue here and go out as soon as it can take them
+    /// (without it, a late MO restarts the pacing).
+    #[arg(long)]
+    pub mo_queue: bool,
     /// Originator of MO messages.
     #[arg(long, default_value = "4670000001")]
     pub mo_from: String,
@@ -141,6 +146,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         answer_order: args.answer_order,
         mo_rate: args.mo_rate,
         mo_count: args.mo_count,
+        mo_queue: args.mo_queue,
         mo_from: args.mo_from,
         mo_to: args.mo_to,
         mo_text: args.mo_text,

@@ -780,8 +780,17 @@ impl Smsc {
             None
         } else {
             let interval = Duration::from_secs_f64(1.0 / self.config.mo_rate);
-            // Keep the average rate, but never burst to catch up after a stall.
-            Some((due + interval).max(now))
+            if self.config.mo_queue {
+                // This MO waited behind `queued` others that were due meanwhile.
+                let queued =
+                    (now.saturating_duration_since(due).as_secs_f64() * self.config.mo_rate) as u64;
+                self.shared
+                    .update(|c| c.mo_queue_peak = c.mo_queue_peak.max(queued));
+                Some(due + interval)
+            } else {
+                // Keep the average rate, but never burst to catch up after a stall.
+                Some((due + interval).max(now))
+            }
         };
     }
 

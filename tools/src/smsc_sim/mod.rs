@@ -132,6 +132,11 @@ pub struct SimConfig {
     pub mo_rate: f64,
     /// How many MO messages each client gets (0 = no limit while `mo_rate` > 0).
     pub mo_count: u64,
+    /// `mo_rate` is the phones' rate, kept whatever the client's pace: MO that fall
+    /// due while the client is still answering earlier ones queue at the SMSC (as
+    /// at a real one) and go out as soon as it can take them. Otherwise a late MO
+    /// restarts the pacing from then.
+    pub mo_queue: bool,
     pub mo_from: String,
     pub mo_to: String,
     /// MO text; `{num}` (or `{n}`) is replaced by the message's number (1, 2, ...), `{t}` by the
@@ -202,6 +207,7 @@ impl SimConfig {
             answer_order: AnswerOrder::InOrder,
             mo_rate: 0.0,
             mo_count: 0,
+            mo_queue: false,
             mo_from: "4670000001".into(),
             mo_to: "12345".into(),
             mo_text: "mo #{num}".into(),
@@ -287,6 +293,9 @@ pub struct Counters {
     /// MO refused for now and delivered again.
     pub mo_retried: u64,
     pub mo_failed: u64,
+    /// With `mo_queue`: the most MO that were due and not yet sent to a client at
+    /// once (an SMSC held back builds this up without bound).
+    pub mo_queue_peak: u64,
     pub reports_sent: u64,
     pub reports_acked: u64,
     pub violations: u64,
