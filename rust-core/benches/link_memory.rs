@@ -11,7 +11,7 @@
 //!   (RSS after `malloc_trim`, so it counts what the process holds, not what glibc
 //!   keeps in its arenas).
 //! * `node pairs` (and `node pairs tls`: TLS 1.3 with pinned keys): two nodes in
-//!   one process, N links each, connected on loopback (up to 5,000 pairs for lack
+//!   one process, N links each, each link naming its peer, connected on loopback (up to 5,000 pairs for lack
 //!   of descriptors): per link while idle and up, with a full window in flight on
 //!   every link, and a heartbeat after it was processed.
 //!
@@ -208,6 +208,14 @@ fn link_config(name: &str) -> LinkConfig {
     c
 }
 
+/// A link that names the peer it expects, as every IM-side link names its buffer
+/// server (and, with TLS, the name its certificate must carry).
+fn named_link_config(name: &str, peer: &str) -> LinkConfig {
+    let mut c = link_config(name);
+    c.expected_peer = Some(peer.to_owned());
+    c
+}
+
 /// A throwaway TLS identity: certificate and key files, and the key's fingerprint.
 struct Identity {
     cert: PathBuf,
@@ -314,7 +322,7 @@ fn node_pairs(n: usize, tls: Option<Tls>) -> String {
         (0..n)
             .map(|i| {
                 let spec = LinkSpec::new(
-                    link_config(&format!("l{i}")),
+                    named_link_config(&format!("a{i}"), &format!("b{i}")),
                     Transport::Listen("127.0.0.1:0".parse().expect("address")),
                 );
                 secured(spec, a_ids)
@@ -326,7 +334,10 @@ fn node_pairs(n: usize, tls: Option<Tls>) -> String {
         .map(|i| {
             let addr = a.local_addr(i).expect("listening");
             secured(
-                LinkSpec::new(link_config(&format!("l{i}")), Transport::Dial(addr)),
+                LinkSpec::new(
+                    named_link_config(&format!("b{i}"), &format!("a{i}")),
+                    Transport::Dial(addr),
+                ),
                 b_ids,
             )
         })

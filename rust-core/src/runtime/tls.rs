@@ -88,6 +88,12 @@ impl TlsContext {
     /// `default_name`: the name a CA-verified server certificate must carry when the
     /// spec names none (the link's expected peer).
     pub fn new(spec: &TlsSpec, default_name: Option<&str>) -> Result<Self, String> {
+        Self::load(spec)?.named(spec, default_name)
+    }
+
+    /// The configurations alone: they depend on the files and the peer check, not
+    /// on the name the server's certificate must carry (set by [`Self::named`]).
+    fn load(spec: &TlsSpec) -> Result<Self, String> {
         let chain = load_certs(&spec.cert_chain)?;
         let key = PrivateKeyDer::from_pem_file(&spec.key)
             .map_err(|e| format!("{}: {e}", spec.key.display()))?;
@@ -144,16 +150,26 @@ impl TlsContext {
             .with_single_cert(chain, key)
             .map_err(|e| format!("{}: {e}", spec.key.display()))?;
         server.send_tls13_tickets = 0;
+        Ok(TlsContext {
+            client: Arc::new(client),
+            server: Arc::new(server),
+            server_name: ServerName::try_from(UNNAMED).expect("a valid name"),
+        })
+    }
+
+    /// These configurations, checking a server certificate (with a CA) for the
+    /// spec's name, else `default_name`.
+    fn named(&self, spec: &TlsSpec, default_name: Option<&str>) -> Result<Self, String> {
         let name = spec
             .server_name
             .as_deref()
             .or(default_name)
-            .unwrap_or("smslink-peer");
+            .unwrap_or(UNNAMED);
         let server_name = ServerName::try_from(name.to_owned())
             .map_err(|_| format!("{name:?} is not a valid certificate name"))?;
         Ok(TlsContext {
-            client: Arc::new(client),
-            server: Arc::new(server),
+            client: self.client.clone(),
+            server: self.server.clone(),
             server_name,
         })
     }
@@ -169,27 +185,37 @@ impl TlsContext {
     }
 }
 
-/// The TLS contexts of one node, shared by links configured alike: a context holds
+/// The server name checked when neither the spec nor the link names one.
+const UNNAMED: &str = "smslink-peer";
+
+/// The TLS configurations of one node, shared by links configured alike: they hold
 /// parsed keys, verifiers and two rustls configurations (about 35 kB), so links
-/// with one identity load it once, not once each.
+/// with one identity load them once, not once each. The key leaves out the name a
+/// server certificate must carry: every link names its own peer (its expected peer),
+/// and that name only goes into the link's session, not into the configurations.
 #[derive(Default)]
 pub(super) struct TlsContexts {
-    loaded: HashMap<(TlsSpec, Option<String>), TlsContext>,
+    loaded: HashMap<TlsSpec, TlsContext>,
 }
 
 impl TlsContexts {
-    /// The context for `spec` (see [`TlsContext::new`]), loaded on first use.
+    /// The context for `spec` (see [`TlsContext::new`]), its configurations loaded
+    /// on first use.
     pub(super) fn get(
         &mut self,
         spec: &TlsSpec,
         default_name: Option<&str>,
     ) -> Result<TlsContext, String> {
-        let key = (spec.clone(), default_name.map(str::to_owned));
-        if let Some(context) = self.loaded.get(&key) {
-            return Ok(context.clone());
+        let key = TlsSpec {
+            server_name: None,
+            ..spec.clone()
+        };
+        if let Some(configs) = self.loaded.get(&key) {
+            return configs.named(spec, default_name);
         }
-        let context = TlsContext::new(spec, default_name)?;
-        self.loaded.insert(key, context.clone());
+        let configs = TlsContext::load(spec)?;
+        let context = configs.named(spec, default_name)?;
+        self.loaded.insert(key, configs);
         Ok(context)
     }
 }
@@ -351,5 +377,49 @@ mod tests {
         );
         assert!(parse_fingerprint(&hex[..62]).is_err());
         assert!(parse_fingerprint(&format!("{}zz", &hex[..62])).is_err());
+    }
+
+    /// A self-signed identity in `dir`: certificate and key files, and the spec
+    /// that presents it and pins itself as the peer.
+    fn pinned_spec(dir: &Path) -> TlsSpec {
+        use rcgen::{CertificateParams, KeyPair};
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["a.example".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (cert_path, key_path) = (dir.join("a.crt"), dir.join("a.key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        let fp = spki_fingerprint(cert.der()).unwrap();
+        TlsSpec::new(cert_path, key_path, PeerAuth::Fingerprint(fp))
+    }
+
+    /// Every link names its own peer: the configurations (about 35 kB) must still
+    /// be loaded once per identity, not once per link.
+    #[test]
+    fn links_naming_different_peers_share_one_identitys_configurations() {
+        let dir = std::env::temp_dir().join(format!("smslink-tls-contexts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let spec = pinned_spec(&dir);
+        let mut contexts = TlsContexts::default();
+        let a = contexts.get(&spec, Some("peer0")).unwrap();
+        let b = contexts.get(&spec, Some("peer1")).unwrap();
+        let named = TlsSpec {
+            server_name: Some("peer2".to_owned()),
+            ..spec.clone()
+        };
+        let c = contexts.get(&named, None).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(contexts.loaded.len(), 1);
+        for other in [&b, &c] {
+            assert!(Arc::ptr_eq(&a.client, &other.client));
+            assert!(Arc::ptr_eq(&a.server, &other.server));
+        }
+        let names: Vec<String> = [&a, &b, &c]
+            .iter()
+            .map(|t| t.server_name.to_str().into_owned())
+            .collect();
+        assert_eq!(names, ["peer0", "peer1", "peer2"]);
     }
 }
