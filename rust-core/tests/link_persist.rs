@@ -357,3 +357,57 @@ fn during_an_outage_messages_overflow_to_disk_and_drain_in_order_after_a_restart
     assert_eq!(pair.a.backlog(), 0);
     assert_eq!(pair.a.cursors().last_processed, 31);
 }
+
+#[test]
+fn a_commit_takes_only_the_links_it_is_given_and_hands_back_only_theirs() {
+    let now = Instant::now();
+    let names = [("a", 8), ("b", 8), ("c", 8)];
+    let (mut p, _, _) = Persistence::open(SimStorage::new(), journal_config(), &names).unwrap();
+    let mut eps: Vec<Endpoint> = names
+        .iter()
+        .zip(0..)
+        .map(|(&(name, capacity), i)| {
+            Endpoint::with_journal(config(name, capacity), i, now).unwrap()
+        })
+        .collect();
+    let mut woken = Vec::new();
+    {
+        let mut all: Vec<&mut Endpoint> = eps.iter_mut().collect();
+        p.commit(&mut all, now, |_, _| {}).unwrap();
+    }
+    p.take_woken(&mut woken);
+    woken.clear();
+    eps[0].send(&msg(1)).unwrap();
+    eps[1].send(&msg(2)).unwrap();
+    let mut durable = Vec::new();
+    {
+        let mut all: Vec<&mut Endpoint> = eps.iter_mut().collect();
+        p.commit_links(all.as_mut_slice(), [1], now, |l, s| durable.push((l, s)))
+            .unwrap();
+    }
+    assert_eq!(durable, [(1, 1..2)], "only link b's record was taken");
+    p.take_woken(&mut woken);
+    assert_eq!(woken, [1], "only link b heard of durable records");
+    assert!(
+        eps[0].has_records(),
+        "link a's record waits for its own commit"
+    );
+    assert_eq!(
+        eps[0].tx_durable(),
+        0,
+        "link a's message is not durable yet"
+    );
+    assert!(!eps[1].has_records());
+    assert!(!eps[2].has_records());
+    durable.clear();
+    woken.clear();
+    {
+        let mut all: Vec<&mut Endpoint> = eps.iter_mut().collect();
+        p.commit_links(all.as_mut_slice(), [0], now, |l, s| durable.push((l, s)))
+            .unwrap();
+    }
+    assert_eq!(durable, [(0, 1..2)]);
+    p.take_woken(&mut woken);
+    assert_eq!(woken, [0]);
+    assert_eq!(eps[0].tx_durable(), 1);
+}

@@ -104,6 +104,8 @@
 
 pub mod frame;
 pub mod persist;
+mod ready_set;
+pub(crate) use ready_set::ReadySet;
 
 use crate::journal::{Direction, LinkIdentity, Record};
 use crate::message::Message;
