@@ -77,7 +77,7 @@
 //! the backlog either: the `Accepted` records and their outcomes say what is
 //! still waiting, so no `Backlog` record is written.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
 use crate::journal::record::ReportGroup;
@@ -476,6 +476,27 @@ impl Needed {
         }
         None
     }
+
+    /// The seq at the front waits only for its `Processed` record to become
+    /// durable: a later sync, not a new record, may let `trim` move on.
+    fn waits_for_sync(&self, durable: Lsn) -> bool {
+        self.accepted
+            .front()
+            .is_some_and(|(seq, _)| self.processed.get(seq).is_some_and(|&l| l > durable))
+    }
+
+    /// What `trim` would return, without changing anything (a check of the
+    /// per-link bookkeeping in debug builds).
+    #[cfg(debug_assertions)]
+    fn oldest_needed(&self, durable: Lsn, keep: u64) -> Option<Lsn> {
+        self.accepted
+            .iter()
+            .find(|&&(seq, _)| {
+                !(self.processed.get(&seq).is_some_and(|&l| l <= durable)
+                    && seq + keep <= self.high)
+            })
+            .map(|&(_, lsn)| lsn)
+    }
 }
 
 /// A node's journal: replay at start, and the per-turn step (see the module docs).
@@ -511,6 +532,14 @@ pub struct Persistence<S: Storage> {
     woken: ReadySet,
     /// What every endpoint was last told by `set_journal_full`.
     full: bool,
+    /// Links whose oldest needed record may have moved: records appended for
+    /// them, or the front one waits for a sync.
+    to_trim: ReadySet,
+    /// Per link: the LSN of its oldest record still needed, as last computed;
+    /// and the same for every link that needs one, in order (its first entry
+    /// bounds the release).
+    oldest_of: Vec<Option<Lsn>>,
+    oldest: BTreeSet<(Lsn, usize)>,
     scratch_ids: Vec<usize>,
 }
 
@@ -638,6 +667,9 @@ impl<S: Storage> Persistence<S> {
             woken: ReadySet::default(),
             full: false,
             scratch_ids: Vec::new(),
+            to_trim: ReadySet::default(),
+            oldest_of: vec![None; links.len()],
+            oldest: BTreeSet::new(),
         };
         // What the restored rings hold keeps its records, as if just appended.
         let first = p.journal.first_lsn();
@@ -825,6 +857,11 @@ impl<S: Storage> Persistence<S> {
         self.to_drain = ReadySet::new(links);
         self.backlogged = ReadySet::new(links);
         self.woken = ReadySet::new(links);
+        self.to_trim = ReadySet::new(links);
+        // The restored rings' records, seeded at open.
+        for i in 0..self.needed.len() {
+            self.to_trim.mark(i);
+        }
         self.capacities = (0..links)
             .map(|i| {
                 endpoints
@@ -953,6 +990,7 @@ impl<S: Storage> Persistence<S> {
         let Some(needed) = self.needed.get_mut(link) else {
             return;
         };
+        self.to_trim.mark(link);
         match record {
             Record::Accepted { dir, seq, .. } => {
                 let n = &mut needed[*dir as usize];
@@ -971,17 +1009,56 @@ impl<S: Storage> Persistence<S> {
     /// `Processed` record is durable; in the receiving ring, also while the seq is
     /// among the last `capacity` stored (a restart must still know those outcomes,
     /// which the peer may not have heard yet).
+    ///
+    /// Only the links whose oldest needed record may have moved are looked at
+    /// (`to_trim`): for any other, nothing was appended since, and what holds its
+    /// front back (an outcome not yet written, or its place among the last
+    /// `capacity` received) only an append changes.
     fn release(&mut self) -> Result<usize, PersistError> {
         let durable = self.journal.durable_lsn();
-        let mut point = durable + 1;
-        for (i, [tx, rx]) in self.needed.iter_mut().enumerate() {
+        let mut ids = std::mem::take(&mut self.scratch_ids);
+        ids.clear();
+        self.to_trim.drain_into(&mut ids);
+        for &i in &ids {
+            let Some([tx, rx]) = self.needed.get_mut(i) else {
+                continue;
+            };
             let keep = self.capacities.get(i).copied().unwrap_or(0);
-            for lsn in [tx.trim(durable, 0), rx.trim(durable, keep)]
+            let oldest = [tx.trim(durable, 0), rx.trim(durable, keep)]
                 .into_iter()
                 .flatten()
-            {
-                point = point.min(lsn);
+                .min();
+            if tx.waits_for_sync(durable) || rx.waits_for_sync(durable) {
+                self.to_trim.mark(i);
             }
+            if let Some(old) = std::mem::replace(&mut self.oldest_of[i], oldest) {
+                self.oldest.remove(&(old, i));
+            }
+            if let Some(lsn) = oldest {
+                self.oldest.insert((lsn, i));
+            }
+        }
+        self.scratch_ids = ids;
+        let point = self
+            .oldest
+            .first()
+            .map_or(durable + 1, |&(lsn, _)| lsn.min(durable + 1));
+        #[cfg(debug_assertions)]
+        {
+            let full = self
+                .needed
+                .iter()
+                .enumerate()
+                .flat_map(|(i, [tx, rx])| {
+                    let keep = self.capacities.get(i).copied().unwrap_or(0);
+                    [
+                        tx.oldest_needed(durable, 0),
+                        rx.oldest_needed(durable, keep),
+                    ]
+                })
+                .flatten()
+                .fold(durable + 1, Lsn::min);
+            debug_assert_eq!(point, full, "release point of the links looked at");
         }
         Ok(self.journal.release_before(point)?)
     }
