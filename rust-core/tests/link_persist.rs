@@ -357,3 +357,109 @@ fn during_an_outage_messages_overflow_to_disk_and_drain_in_order_after_a_restart
     assert_eq!(pair.a.backlog(), 0);
     assert_eq!(pair.a.cursors().last_processed, 31);
 }
+
+#[test]
+fn a_commit_takes_only_the_links_it_is_given_and_hands_back_only_theirs() {
+    let now = Instant::now();
+    let names = [("a", 8), ("b", 8), ("c", 8)];
+    let (mut p, _, _) = Persistence::open(SimStorage::new(), journal_config(), &names).unwrap();
+    let mut eps: Vec<Endpoint> = names
+        .iter()
+        .zip(0..)
+        .map(|(&(name, capacity), i)| {
+            Endpoint::with_journal(config(name, capacity), i, now).unwrap()
+        })
+        .collect();
+    let mut woken = Vec::new();
+    {
+        let mut all: Vec<&mut Endpoint> = eps.iter_mut().collect();
+        p.commit(&mut all, now, |_, _| {}).unwrap();
+    }
+    p.take_woken(&mut woken);
+    woken.clear();
+    eps[0].send(&msg(1)).unwrap();
+    eps[1].send(&msg(2)).unwrap();
+    let mut durable = Vec::new();
+    {
+        let mut all: Vec<&mut Endpoint> = eps.iter_mut().collect();
+        p.commit_links(all.as_mut_slice(), [1], now, |l, s| durable.push((l, s)))
+            .unwrap();
+    }
+    assert_eq!(durable, [(1, 1..2)], "only link b's record was taken");
+    p.take_woken(&mut woken);
+    assert_eq!(woken, [1], "only link b heard of durable records");
+    assert!(
+        eps[0].has_records(),
+        "link a's record waits for its own commit"
+    );
+    assert_eq!(
+        eps[0].tx_durable(),
+        0,
+        "link a's message is not durable yet"
+    );
+    assert!(!eps[1].has_records());
+    assert!(!eps[2].has_records());
+    durable.clear();
+    woken.clear();
+    {
+        let mut all: Vec<&mut Endpoint> = eps.iter_mut().collect();
+        p.commit_links(all.as_mut_slice(), [0], now, |l, s| durable.push((l, s)))
+            .unwrap();
+    }
+    assert_eq!(durable, [(0, 1..2)]);
+    p.take_woken(&mut woken);
+    assert_eq!(woken, [0]);
+    assert_eq!(eps[0].tx_durable(), 1);
+}
+
+#[test]
+fn a_link_committed_rarely_still_holds_back_the_release_of_its_records() {
+    let now = Instant::now();
+    let names = [("a1", 8), ("a2", 8)];
+    let (mut p, _, _) = Persistence::open(SimStorage::new(), journal_config(), &names).unwrap();
+    let mut pinned = Pair::new(config("a1", 8), config("b1", 8), now).unwrap();
+    let mut busy = Pair::new(config("a2", 8), config("b2", 8), now).unwrap();
+    pinned.a = Endpoint::with_journal(config("a1", 8), 0, now).unwrap();
+    busy.a = Endpoint::with_journal(config("a2", 8), 1, now).unwrap();
+    pinned.connect();
+    busy.connect();
+    let commit =
+        |p: &mut Persistence<SimStorage>, pinned: &mut Pair, busy: &mut Pair, touched: &[usize]| {
+            let mut all = [&mut pinned.a, &mut busy.a];
+            p.commit_links(&mut all[..], touched.iter().copied(), now, |_, _| {})
+                .unwrap();
+        };
+    commit(&mut p, &mut pinned, &mut busy, &[0, 1]);
+    // a1's message reaches b1, which does not process it: its record is needed.
+    pinned.a.send(&msg(1)).unwrap();
+    for _ in 0..10 {
+        commit(&mut p, &mut pinned, &mut busy, &[0]);
+        pinned.exchange().unwrap();
+        pinned.collect();
+    }
+    assert_eq!(received(&mut pinned.b, 0).len(), 1);
+    let first = p.journal().first_lsn();
+    // Only a2 works from here on, through many segments.
+    for i in 0..300 {
+        busy.a.send(&msg(i)).unwrap();
+        for _ in 0..4 {
+            commit(&mut p, &mut pinned, &mut busy, &[1]);
+            busy.exchange().unwrap();
+            busy.collect();
+            received(&mut busy.b, usize::MAX);
+        }
+    }
+    assert_eq!(busy.a.cursors().last_processed, 300);
+    assert_eq!(p.journal().first_lsn(), first, "a1's record was released");
+    assert!(p.journal().segment_count() > 3);
+    // b1 processes it; its outcome comes back, and a2's segments can go.
+    pinned.b.mark_processed(1, Outcome::Accepted).unwrap();
+    for _ in 0..10 {
+        commit(&mut p, &mut pinned, &mut busy, &[0]);
+        pinned.exchange().unwrap();
+        pinned.collect();
+    }
+    assert_eq!(pinned.a.cursors().last_processed, 1);
+    assert!(p.journal().first_lsn() > first, "nothing was released");
+    assert!(p.journal().segment_count() <= 3);
+}

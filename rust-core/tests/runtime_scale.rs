@@ -1,14 +1,19 @@
 //! Many links on one node, over loopback: a turn of the event loop visits only the
-//! links with work, and after the IM side restarts every link comes back through
+//! links with work (with a journal too), and after the IM side restarts every link comes back through
 //! the node's handshake budget without exceeding its cap.
+
+mod journal_util;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use journal_util::TempDir;
 use smslink::link::LinkConfig;
 use smslink::message::Message;
 use smslink::ring::Outcome;
-use smslink::runtime::{HandshakeLimits, LinkSpec, Node, NodeConfig, NodeEvent, Transport};
+use smslink::runtime::{
+    HandshakeLimits, JournalSpec, LinkSpec, Node, NodeConfig, NodeEvent, Transport,
+};
 
 const PSK: &[u8] = b"runtime scale test key";
 
@@ -20,6 +25,10 @@ fn link_config(name: &str, peer: &str) -> LinkConfig {
 
 /// A node with `n` listening links `peer{i}`, expecting `im{i}`.
 fn peers(n: usize) -> Node {
+    Node::start(peers_config(n)).unwrap()
+}
+
+fn peers_config(n: usize) -> NodeConfig {
     let links = (0..n)
         .map(|i| {
             LinkSpec::new(
@@ -29,7 +38,7 @@ fn peers(n: usize) -> Node {
             .insecure_plaintext()
         })
         .collect();
-    Node::start(NodeConfig::new(links)).unwrap()
+    NodeConfig::new(links)
 }
 
 /// The IM side: one dialling link per address.
@@ -81,8 +90,26 @@ fn pump_until(
 
 #[test]
 fn a_turn_visits_only_the_links_with_work() {
+    one_busy_link_among_idle_ones(peers(200));
+}
+
+#[test]
+fn with_a_journal_a_turn_still_visits_only_the_links_with_work() {
+    // Every received message is journaled, and its acknowledgement waits for the
+    // sync: the commits and what they release must touch only the busy link.
+    let dir = TempDir::new("scale");
+    let mut config = peers_config(200);
+    let mut journal = JournalSpec::new(&dir.0);
+    journal.config.segment_size = 64 * 1024;
+    journal.config.max_disk_bytes = 1 << 20;
+    config.journal = Some(journal);
+    one_busy_link_among_idle_ones(Node::start(config).unwrap());
+}
+
+/// `idle` has 200 links; one gets a peer and receives messages: the loop's turns
+/// visit that one link at most.
+fn one_busy_link_among_idle_ones(idle: Node) {
     const IDLE: usize = 200;
-    let idle = peers(IDLE);
     // Link 0 of `idle` gets a peer; the others stay idle (listening, no deadline).
     let im = Node::start(im_config(&[idle.local_addr(0).unwrap()])).unwrap();
     let mut idle_up = vec![false; IDLE];

@@ -104,6 +104,8 @@
 
 pub mod frame;
 pub mod persist;
+mod ready_set;
+pub(crate) use ready_set::ReadySet;
 
 use crate::journal::{Direction, LinkIdentity, Record};
 use crate::message::Message;
@@ -668,8 +670,9 @@ impl Endpoint {
         self.persist.is_some()
     }
 
-    /// Records were made since the last [`take_records`](Self::take_records): the
-    /// driver has to commit again for what waits on them.
+    /// Records were made (or the identity changed) since the last
+    /// [`take_records`](Self::take_records): the driver has to commit again for
+    /// what waits on them.
     pub fn has_records(&self) -> bool {
         self.persist.as_ref().is_some_and(|p| p.has_records())
     }

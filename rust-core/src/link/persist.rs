@@ -77,7 +77,7 @@
 //! the backlog either: the `Accepted` records and their outcomes say what is
 //! still waiting, so no `Backlog` record is written.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
 use crate::journal::record::ReportGroup;
@@ -87,6 +87,8 @@ use crate::journal::{
 };
 use crate::message::Message;
 use crate::ring::{Cursors, Held, Outcome, RxCursors, MAX_CAPACITY};
+
+use super::ReadySet;
 
 /// How far a link's records reach at one drain (see the module docs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -219,13 +221,14 @@ impl Persist {
         self.identity_dirty = true;
     }
 
-    /// Move the records into `out`, closing them with the state records that
-    /// changed; returns the mark to hand back once they are durable.
-    /// Records made since the last drain (the driver must commit again).
+    /// Records made (or an identity changed) since the last drain: the driver
+    /// must commit again.
     pub(super) fn has_records(&self) -> bool {
-        !self.records.is_empty()
+        !self.records.is_empty() || self.identity_dirty
     }
 
+    /// Move the records into `out`, closing them with the state records that
+    /// changed; returns the mark to hand back once they are durable.
     pub(super) fn drain(
         &mut self,
         identity: Option<LinkIdentity>,
@@ -473,6 +476,27 @@ impl Needed {
         }
         None
     }
+
+    /// The seq at the front waits only for its `Processed` record to become
+    /// durable: a later sync, not a new record, may let `trim` move on.
+    fn waits_for_sync(&self, durable: Lsn) -> bool {
+        self.accepted
+            .front()
+            .is_some_and(|(seq, _)| self.processed.get(seq).is_some_and(|&l| l > durable))
+    }
+
+    /// What `trim` would return, without changing anything (a check of the
+    /// per-link bookkeeping in debug builds).
+    #[cfg(debug_assertions)]
+    fn oldest_needed(&self, durable: Lsn, keep: u64) -> Option<Lsn> {
+        self.accepted
+            .iter()
+            .find(|&&(seq, _)| {
+                !(self.processed.get(&seq).is_some_and(|&l| l <= durable)
+                    && seq + keep <= self.high)
+            })
+            .map(|&(_, lsn)| lsn)
+    }
 }
 
 /// A node's journal: replay at start, and the per-turn step (see the module docs).
@@ -492,6 +516,49 @@ pub struct Persistence<S: Storage> {
     /// Per link: where the last backlog message was read.
     cursors: Vec<Option<Cursor>>,
     scratch: Vec<Record>,
+    /// The per-link state below is sized and seeded at the first commit, from
+    /// the node's endpoints (one pass; every later commit costs what the links
+    /// with work cost, not what the idle ones do).
+    started: bool,
+    /// Per link: receiving ring capacity (what `release` keeps of it).
+    capacities: Vec<u64>,
+    /// Links whose records the next commit takes, besides those its caller names.
+    to_drain: ReadySet,
+    /// Links with messages on disk beyond their ring (overflow): they enter when
+    /// a commit takes their records, and leave once the ring took them all.
+    backlogged: ReadySet,
+    /// Links the last commit handed durable marks or backlog messages (see
+    /// [`Persistence::take_woken`]).
+    woken: ReadySet,
+    /// What every endpoint was last told by `set_journal_full`.
+    full: bool,
+    /// Links whose oldest needed record may have moved: records appended for
+    /// them, or the front one waits for a sync.
+    to_trim: ReadySet,
+    /// Per link: the LSN of its oldest record still needed, as last computed;
+    /// and the same for every link that needs one, in order (its first entry
+    /// bounds the release).
+    oldest_of: Vec<Option<Lsn>>,
+    oldest: BTreeSet<(Lsn, usize)>,
+    scratch_ids: Vec<usize>,
+}
+
+/// The endpoints of a node, by link number, as [`Persistence::commit_links`]
+/// reaches them (one at a time, only those with work).
+pub trait Endpoints {
+    /// How many links the node has (link numbers are `0..links()`).
+    fn links(&self) -> usize;
+    fn endpoint(&mut self, link: usize) -> Option<&mut super::Endpoint>;
+}
+
+impl Endpoints for [&mut super::Endpoint] {
+    fn links(&self) -> usize {
+        self.len()
+    }
+
+    fn endpoint(&mut self, link: usize) -> Option<&mut super::Endpoint> {
+        self.get_mut(link).map(|e| &mut **e)
+    }
 }
 
 impl<S: Storage> std::fmt::Debug for Persistence<S> {
@@ -593,6 +660,16 @@ impl<S: Storage> Persistence<S> {
             needed: (0..links.len()).map(|_| Default::default()).collect(),
             cursors: (0..links.len()).map(|_| None).collect(),
             scratch: Vec::new(),
+            started: false,
+            capacities: Vec::new(),
+            to_drain: ReadySet::default(),
+            backlogged: ReadySet::default(),
+            woken: ReadySet::default(),
+            full: false,
+            scratch_ids: Vec::new(),
+            to_trim: ReadySet::default(),
+            oldest_of: vec![None; links.len()],
+            oldest: BTreeSet::new(),
         };
         // What the restored rings hold keeps its records, as if just appended.
         let first = p.journal.first_lsn();
@@ -650,10 +727,40 @@ impl<S: Storage> Persistence<S> {
         &mut self,
         endpoints: &mut [&mut super::Endpoint],
         now: Instant,
+        on_durable: impl FnMut(usize, std::ops::Range<u64>),
+    ) -> Result<CommitReport, PersistError> {
+        let all = 0..endpoints.len();
+        self.commit_links(endpoints, all, now, on_durable)
+    }
+
+    /// [`commit`](Self::commit) for a node with many links, costing what its
+    /// links with work cost: only the records of the links in `touched` (those
+    /// that may have made records since the last commit) are taken, together with
+    /// those of links this journal itself left with records. Endpoints are
+    /// otherwise reached only when a mark of theirs becomes durable, when their
+    /// backlog on disk can move into the ring (both listed by
+    /// [`take_woken`](Self::take_woken)), or when the journal's full state
+    /// changes (every link: see [`is_full`](Self::is_full)). A link that made
+    /// records and is not in `touched` waits (its promises with it) until it is.
+    pub fn commit_links<E: Endpoints + ?Sized>(
+        &mut self,
+        endpoints: &mut E,
+        touched: impl IntoIterator<Item = usize>,
+        now: Instant,
         mut on_durable: impl FnMut(usize, std::ops::Range<u64>),
     ) -> Result<CommitReport, PersistError> {
+        self.start(endpoints);
         let mut report = CommitReport::default();
-        for (i, ep) in endpoints.iter_mut().enumerate() {
+        for i in touched {
+            self.to_drain.mark(i);
+        }
+        let mut ids = std::mem::take(&mut self.scratch_ids);
+        ids.clear();
+        self.to_drain.drain_into(&mut ids);
+        for &i in &ids {
+            let Some(ep) = endpoints.endpoint(i) else {
+                continue;
+            };
             let mut records = std::mem::take(&mut self.scratch);
             if let Some(mark) = ep.take_records(&mut records) {
                 for r in records.drain(..) {
@@ -667,10 +774,20 @@ impl<S: Storage> Persistence<S> {
                 });
             }
             self.scratch = records;
+            if ep.backlog() > 0 {
+                self.backlogged.mark(i);
+            }
         }
+        self.scratch_ids = ids;
         let full = self.append_queued(&mut report)?;
-        for ep in endpoints.iter_mut() {
-            ep.set_journal_full(full);
+        if full != self.full {
+            // Rare (the disk budget used up, or room again): every link hears it.
+            self.full = full;
+            for i in 0..endpoints.links() {
+                if let Some(ep) = endpoints.endpoint(i) {
+                    ep.set_journal_full(full);
+                }
+            }
         }
         let last = self.journal.next_lsn() - 1;
         let oldest_queued = self.queue.front().map_or(u64::MAX, |q| q.0);
@@ -699,53 +816,120 @@ impl<S: Storage> Persistence<S> {
             let Some((_, link, mark)) = self.undurable.pop_front() else {
                 break;
             };
-            if let Some(ep) = endpoints.get_mut(link) {
+            if let Some(ep) = endpoints.endpoint(link) {
                 let seqs = ep.records_durable(mark);
+                self.woken.mark(link);
+                if ep.has_records() {
+                    self.to_drain.mark(link);
+                }
                 if !seqs.is_empty() {
                     on_durable(link, seqs);
                 }
             }
         }
         self.load_backlog(endpoints)?;
-        let capacities: Vec<u64> = endpoints
-            .iter()
-            .map(|ep| ep.rx_ring().capacity() as u64)
-            .collect();
-        report.released = self.release(&capacities)?;
+        report.released = self.release()?;
         Ok(report)
     }
 
-    /// Read backlog messages back into the rings that have room.
-    fn load_backlog(&mut self, endpoints: &mut [&mut super::Endpoint]) -> Result<(), PersistError> {
-        for (i, ep) in endpoints.iter_mut().enumerate() {
-            while let Some(seq) = ep.backlog_next() {
-                let Some(needed) = self.needed.get(i) else {
+    /// The links the commits since the last call reached on their own (marks made
+    /// durable, backlog moved into the ring): what waited may go out now, so the
+    /// driver visits them. Into `out`, emptying the list.
+    pub fn take_woken(&mut self, out: &mut Vec<usize>) {
+        self.woken.drain_into(out);
+    }
+
+    /// The journal refused records for lack of room at the last commit: every
+    /// endpoint refuses new messages until a commit finds room again.
+    pub fn is_full(&self) -> bool {
+        self.full
+    }
+
+    /// Size the per-link state and seed it from every endpoint, once: the rings'
+    /// capacities do not change while the node runs, and a restored backlog is
+    /// known from the start.
+    fn start<E: Endpoints + ?Sized>(&mut self, endpoints: &mut E) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let links = endpoints.links().max(self.needed.len());
+        self.to_drain = ReadySet::new(links);
+        self.backlogged = ReadySet::new(links);
+        self.woken = ReadySet::new(links);
+        self.to_trim = ReadySet::new(links);
+        // The restored rings' records, seeded at open.
+        for i in 0..self.needed.len() {
+            self.to_trim.mark(i);
+        }
+        self.capacities = (0..links)
+            .map(|i| {
+                endpoints
+                    .endpoint(i)
+                    .map_or(0, |ep| ep.rx_ring().capacity() as u64)
+            })
+            .collect();
+        for i in 0..endpoints.links() {
+            if endpoints.endpoint(i).is_some_and(|ep| ep.backlog() > 0) {
+                self.backlogged.mark(i);
+            }
+        }
+    }
+
+    /// Read backlog messages back into the rings that have room (only links with
+    /// a backlog are looked at).
+    fn load_backlog<E: Endpoints + ?Sized>(
+        &mut self,
+        endpoints: &mut E,
+    ) -> Result<(), PersistError> {
+        let mut ids = std::mem::take(&mut self.scratch_ids);
+        ids.clear();
+        ids.extend_from_slice(self.backlogged.ids());
+        let result = ids.iter().try_for_each(|&i| match endpoints.endpoint(i) {
+            Some(ep) => self.load_link_backlog(i, ep),
+            None => Ok(()),
+        });
+        self.scratch_ids = ids;
+        self.backlogged
+            .retain(|i| endpoints.endpoint(i).is_some_and(|ep| ep.backlog() > 0));
+        result
+    }
+
+    /// Move link `i`'s backlog messages the ring has room for into it.
+    fn load_link_backlog(
+        &mut self,
+        i: usize,
+        ep: &mut super::Endpoint,
+    ) -> Result<(), PersistError> {
+        while let Some(seq) = ep.backlog_next() {
+            let Some(needed) = self.needed.get(i) else {
+                break;
+            };
+            let accepted = &needed[Direction::Tx as usize].accepted;
+            let Ok(at) = accepted.binary_search_by_key(&seq, |e| e.0) else {
+                break;
+            };
+            let lsn = accepted[at].1;
+            // One cursor per link, moved forward: backlog records lie in order.
+            let oldest = self.journal.first_lsn();
+            let cursor = match self.cursors.get_mut(i) {
+                Some(Some(c)) if (oldest..=lsn).contains(&c.next_lsn()) => c,
+                Some(slot) => slot.insert(self.journal.cursor(lsn)),
+                None => break,
+            };
+            let mut found = None;
+            while let Some((at, record)) = self.journal.read_next(cursor)? {
+                if at == lsn {
+                    found = Some(record);
                     break;
-                };
-                let accepted = &needed[Direction::Tx as usize].accepted;
-                let Ok(at) = accepted.binary_search_by_key(&seq, |e| e.0) else {
-                    break;
-                };
-                let lsn = accepted[at].1;
-                // One cursor per link, moved forward: backlog records lie in order.
-                let oldest = self.journal.first_lsn();
-                let cursor = match self.cursors.get_mut(i) {
-                    Some(Some(c)) if (oldest..=lsn).contains(&c.next_lsn()) => c,
-                    Some(slot) => slot.insert(self.journal.cursor(lsn)),
-                    None => break,
-                };
-                let mut found = None;
-                while let Some((at, record)) = self.journal.read_next(cursor)? {
-                    if at == lsn {
-                        found = Some(record);
-                        break;
-                    }
                 }
-                match found {
-                    Some(Record::Accepted { message, .. }) if ep.load_backlog(seq, &message) => {}
-                    // Not written yet (a full disk): try again next turn.
-                    _ => break,
+            }
+            match found {
+                Some(Record::Accepted { message, .. }) if ep.load_backlog(seq, &message) => {
+                    self.woken.mark(i);
                 }
+                // Not written yet (a full disk): try again next turn.
+                _ => break,
             }
         }
         Ok(())
@@ -806,6 +990,7 @@ impl<S: Storage> Persistence<S> {
         let Some(needed) = self.needed.get_mut(link) else {
             return;
         };
+        self.to_trim.mark(link);
         match record {
             Record::Accepted { dir, seq, .. } => {
                 let n = &mut needed[*dir as usize];
@@ -824,17 +1009,56 @@ impl<S: Storage> Persistence<S> {
     /// `Processed` record is durable; in the receiving ring, also while the seq is
     /// among the last `capacity` stored (a restart must still know those outcomes,
     /// which the peer may not have heard yet).
-    fn release(&mut self, capacities: &[u64]) -> Result<usize, PersistError> {
+    ///
+    /// Only the links whose oldest needed record may have moved are looked at
+    /// (`to_trim`): for any other, nothing was appended since, and what holds its
+    /// front back (an outcome not yet written, or its place among the last
+    /// `capacity` received) only an append changes.
+    fn release(&mut self) -> Result<usize, PersistError> {
         let durable = self.journal.durable_lsn();
-        let mut point = durable + 1;
-        for (i, [tx, rx]) in self.needed.iter_mut().enumerate() {
-            let keep = capacities.get(i).copied().unwrap_or(0);
-            for lsn in [tx.trim(durable, 0), rx.trim(durable, keep)]
+        let mut ids = std::mem::take(&mut self.scratch_ids);
+        ids.clear();
+        self.to_trim.drain_into(&mut ids);
+        for &i in &ids {
+            let Some([tx, rx]) = self.needed.get_mut(i) else {
+                continue;
+            };
+            let keep = self.capacities.get(i).copied().unwrap_or(0);
+            let oldest = [tx.trim(durable, 0), rx.trim(durable, keep)]
                 .into_iter()
                 .flatten()
-            {
-                point = point.min(lsn);
+                .min();
+            if tx.waits_for_sync(durable) || rx.waits_for_sync(durable) {
+                self.to_trim.mark(i);
             }
+            if let Some(old) = std::mem::replace(&mut self.oldest_of[i], oldest) {
+                self.oldest.remove(&(old, i));
+            }
+            if let Some(lsn) = oldest {
+                self.oldest.insert((lsn, i));
+            }
+        }
+        self.scratch_ids = ids;
+        let point = self
+            .oldest
+            .first()
+            .map_or(durable + 1, |&(lsn, _)| lsn.min(durable + 1));
+        #[cfg(debug_assertions)]
+        {
+            let full = self
+                .needed
+                .iter()
+                .enumerate()
+                .flat_map(|(i, [tx, rx])| {
+                    let keep = self.capacities.get(i).copied().unwrap_or(0);
+                    [
+                        tx.oldest_needed(durable, 0),
+                        rx.oldest_needed(durable, keep),
+                    ]
+                })
+                .flatten()
+                .fold(durable + 1, Lsn::min);
+            debug_assert_eq!(point, full, "release point of the links looked at");
         }
         Ok(self.journal.release_before(point)?)
     }

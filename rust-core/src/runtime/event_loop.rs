@@ -30,7 +30,7 @@ use super::tls::TlsContexts;
 use super::Backoff;
 use crate::bridge::Bridge;
 use crate::journal::FsStorage;
-use crate::link::persist::{LinkState, Persistence};
+use crate::link::persist::{Endpoints, LinkState, Persistence};
 use crate::link::{Endpoint, Event as LinkEvent};
 use crate::ring::Outcome;
 use crate::ring::SlotState as TxState;
@@ -258,6 +258,9 @@ pub(super) fn spawn(
         journal: journal.take(),
         journal_problem: None,
         report_groups_not_kept: false,
+        journal_full: false,
+        woken: Vec::new(),
+        revisit: ReadySet::new(link_count),
         durable: Vec::new(),
         reassembler: Reassembler::new(config.reassembly_timeout),
         joined: HashMap::new(),
@@ -300,6 +303,14 @@ struct EventLoop {
     journal_problem: Option<String>,
     /// Report groups went unjournaled for lack of room (logged once).
     report_groups_not_kept: bool,
+    /// The journal's full state as last published to every link.
+    journal_full: bool,
+    /// Links the last commit reached on its own (durable marks, backlog moved
+    /// into the ring; every link when the full state changed): visited in the
+    /// turn, so what waited goes out.
+    woken: Vec<LinkId>,
+    /// Builds a turn's list of links without repeats once the commit added some.
+    revisit: ReadySet,
     /// Tx seqs that became durable in this turn's commit, per link.
     durable: Vec<(LinkId, std::ops::Range<u64>)>,
     /// Parts of concatenated MO, held (unprocessed in their ring) until whole.
@@ -399,20 +410,20 @@ impl EventLoop {
         // What the last turn stored is made durable (the sync under way included),
         // and the commit after the flush releases what waited for it, so its
         // acknowledgements may still go out below.
-        self.commit_journal(now);
+        let all: Vec<LinkId> = (0..self.links.len()).collect();
+        self.commit_journal(now, &all);
         if let Some(journal) = &mut self.journal {
             if let Err(e) = journal.flush(now) {
                 crate::slog!(Level::Error, "event=journal_flush_failed error=\"{e}\"");
             }
         }
-        self.commit_journal(now);
+        self.commit_journal(now, &all);
         // The peer must get the last acknowledgements and the CLOSE; bounded so a
         // dead peer cannot hold the shutdown.
         let linger_until = now + Duration::from_millis(500);
         for link in &mut self.links {
             link.finish(now, linger_until);
         }
-        let all: Vec<LinkId> = (0..self.links.len()).collect();
         self.drain_link_events(&all);
         self.publish_stats(&all);
         self.flush_overflow();
@@ -446,7 +457,6 @@ impl EventLoop {
         visit.clear();
         self.ready.drain_into(&mut visit);
         self.loop_stats.turns += 1;
-        self.loop_stats.link_visits += visit.len() as u64;
         for &id in &visit {
             let link = &mut self.links[id];
             link.take_outgoing();
@@ -472,15 +482,24 @@ impl EventLoop {
         if self.journal.is_some() {
             // Group commit: every record of this turn in one sync; then what
             // waited for it (acknowledgements, outcomes, DATA, MO answers) goes out.
-            let syncs = self.journal.as_ref().map(|j| j.journal().syncs());
-            self.commit_journal(now);
-            if self.journal.as_ref().map(|j| j.journal().syncs()) != syncs {
-                // A sync can make records of earlier turns durable, on any link.
+            // Records are made only on a visit (records made after a turn's
+            // commit queue their link for the next turn, see below), so the
+            // visited links are the ones to commit.
+            self.commit_journal(now, &visit);
+            // A sync can make records of earlier turns durable on links this turn
+            // did not visit: the commit names them.
+            if !self.woken.is_empty() {
+                for &id in visit.iter().chain(&self.woken) {
+                    self.revisit.mark(id);
+                }
                 visit.clear();
-                visit.extend(0..self.links.len());
+                self.revisit.drain_into(&mut visit);
+                self.woken.clear();
             }
             self.bridges_and_output(&visit, now);
         }
+        // Counted here: the links a commit reached are visited too.
+        self.loop_stats.link_visits += visit.len() as u64;
         self.deliver_received(now, &visit);
         self.flush_overflow();
         self.publish_stats(&visit);
@@ -541,18 +560,21 @@ impl EventLoop {
         *self.shared.loop_stats.lock() = self.loop_stats;
     }
 
-    /// Append every link's records, commit once, and tell the application which
-    /// of its messages are now durable.
-    fn commit_journal(&mut self, now: Instant) {
+    /// Append the records of the links in `touched` (and of any the journal
+    /// left waiting), commit once, and tell the application which of its messages
+    /// are now durable. The links the commit reached otherwise go to `woken`.
+    fn commit_journal(&mut self, now: Instant, touched: &[LinkId]) {
         let Some(journal) = &mut self.journal else {
             return;
         };
-        let mut endpoints: Vec<&mut Endpoint> =
-            self.links.iter_mut().map(|l| &mut l.endpoint).collect();
         let durable = &mut self.durable;
-        let result = journal.commit(&mut endpoints, now, |link, seqs| {
-            durable.push((link, seqs));
-        });
+        let result = journal.commit_links(
+            self.links.as_mut_slice(),
+            touched.iter().copied(),
+            now,
+            |link, seqs| durable.push((link, seqs)),
+        );
+        journal.take_woken(&mut self.woken);
         if matches!(&result, Ok(r) if r.reports_not_kept > 0) && !self.report_groups_not_kept {
             self.report_groups_not_kept = true;
             crate::slog!(
@@ -584,13 +606,18 @@ impl EventLoop {
         if let Some(syncs) = &self.shared.journal_syncs {
             syncs.store(journal.journal().syncs(), Ordering::Relaxed);
         }
-        for (id, link) in self.links.iter().enumerate() {
-            let full = link.endpoint.is_journal_full();
-            if self.shared.links[id]
-                .journal_full
-                .swap(full, Ordering::AcqRel)
-                && !full
-            {
+        let full = journal.is_full();
+        if full != self.journal_full {
+            // Every link's senders hear it (rare: the disk budget used up, or room
+            // again), and every link is visited.
+            self.journal_full = full;
+            for id in 0..self.links.len() {
+                self.shared.links[id]
+                    .journal_full
+                    .store(full, Ordering::Release);
+                self.woken.push(id);
+            }
+            if !full {
                 self.shared.signal_room();
                 self.wake_app = true;
             }
@@ -964,5 +991,16 @@ impl EventLoop {
         for &id in ids {
             self.links[id].write_stats(&mut links[id]);
         }
+    }
+}
+
+/// The journal reaches a link's endpoint through its driver.
+impl Endpoints for [LinkDriver] {
+    fn links(&self) -> usize {
+        self.len()
+    }
+
+    fn endpoint(&mut self, link: usize) -> Option<&mut Endpoint> {
+        self.get_mut(link).map(|l| &mut l.endpoint)
     }
 }

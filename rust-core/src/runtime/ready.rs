@@ -10,6 +10,10 @@ use mio::Token;
 
 use super::api::LinkId;
 
+/// The set the loop's turns are built from (shared with the journal's commit,
+/// which also works per link).
+pub(super) use crate::link::ReadySet;
+
 /// Tokens of waiting (accepted, not yet admitted) connections: above every link's
 /// own tokens, a counter in the high part and the link's id in the low part, so a
 /// readiness event finds its link without a search.
@@ -37,44 +41,6 @@ impl PendingTokens {
     /// The link of a waiting connection's token; `None` for any other token.
     pub(super) fn link_of(token: Token) -> Option<LinkId> {
         (token.0 >= Self::BASE).then(|| (token.0 - Self::BASE) % Self::MAX_LINKS)
-    }
-}
-
-/// Link ids queued for the next turn, each at most once (a flag per link).
-#[derive(Debug, Default)]
-pub(super) struct ReadySet {
-    queued: Vec<bool>,
-    ids: Vec<LinkId>,
-}
-
-impl ReadySet {
-    pub(super) fn new(links: usize) -> Self {
-        ReadySet {
-            queued: vec![false; links],
-            ids: Vec::new(),
-        }
-    }
-
-    /// Queue `id` unless it is queued already.
-    pub(super) fn mark(&mut self, id: LinkId) {
-        if let Some(q) = self.queued.get_mut(id) {
-            if !*q {
-                *q = true;
-                self.ids.push(id);
-            }
-        }
-    }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-
-    /// The queued ids (in the order they were queued) into `out`, emptying the set.
-    pub(super) fn drain_into(&mut self, out: &mut Vec<LinkId>) {
-        for &id in &self.ids {
-            self.queued[id] = false;
-        }
-        out.append(&mut self.ids);
     }
 }
 
