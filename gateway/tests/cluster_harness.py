@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from xmpp_harness import COMPONENT, DOMAIN, PASSWORD, SECRET, port_open
+from xmpp_harness import COMPONENT, DOMAIN, PASSWORD, SECRET, port_open, terminate
 
 EJABBERDCTL = "/usr/sbin/ejabberdctl"
 
@@ -243,12 +243,7 @@ class RedisServer:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        terminate(self.proc)
         self.proc = None
 
 

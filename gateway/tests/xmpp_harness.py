@@ -49,6 +49,16 @@ def port_open(port: int) -> bool:
         return False
 
 
+def terminate(proc: "subprocess.Popen[bytes]") -> None:
+    """Stop a server process: politely first, then for good after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 @dataclass
 class Prosody:
     dir: Path
@@ -118,12 +128,7 @@ Component "{COMPONENT}"
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        terminate(self.proc)
         self.proc = None
 
     def log(self) -> str:

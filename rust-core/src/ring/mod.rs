@@ -206,29 +206,37 @@ pub struct Slot {
     pub message: Message,
 }
 
-impl Pooled for Slot {
-    fn empty() -> Self {
-        Slot {
-            seq: 0,
-            state: SlotState::Processed,
-            outcome: None,
-            message: Message::EMPTY,
+/// Both rings' slots are stored alike (seq, state, outcome, message); only their
+/// state types differ.
+macro_rules! pooled_slot {
+    ($slot:ident, $state:ident) => {
+        impl Pooled for $slot {
+            fn empty() -> Self {
+                $slot {
+                    seq: 0,
+                    state: $state::Processed,
+                    outcome: None,
+                    message: Message::EMPTY,
+                }
+            }
+            fn seq(&self) -> u64 {
+                self.seq
+            }
+            fn shrink(&mut self) {
+                self.message.clear_payload();
+            }
+            fn processed(&self) -> Option<Option<Outcome>> {
+                (self.state == $state::Processed).then_some(self.outcome)
+            }
+            fn pool() -> &'static LocalKey<Pool<Self>> {
+                thread_local!(static POOL: Pool<$slot> = const { RefCell::new(Vec::new()) });
+                &POOL
+            }
         }
-    }
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-    fn shrink(&mut self) {
-        self.message.clear_payload();
-    }
-    fn processed(&self) -> Option<Option<Outcome>> {
-        (self.state == SlotState::Processed).then_some(self.outcome)
-    }
-    fn pool() -> &'static LocalKey<Pool<Self>> {
-        thread_local!(static POOL: Pool<Slot> = const { RefCell::new(Vec::new()) });
-        &POOL
-    }
+    };
 }
+
+pooled_slot!(Slot, SlotState);
 
 /// The sending ring (see the module docs).
 pub struct Ring {
@@ -574,29 +582,7 @@ pub struct RxSlot {
     pub message: Message,
 }
 
-impl Pooled for RxSlot {
-    fn empty() -> Self {
-        RxSlot {
-            seq: 0,
-            state: RxState::Processed,
-            outcome: None,
-            message: Message::EMPTY,
-        }
-    }
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-    fn shrink(&mut self) {
-        self.message.clear_payload();
-    }
-    fn processed(&self) -> Option<Option<Outcome>> {
-        (self.state == RxState::Processed).then_some(self.outcome)
-    }
-    fn pool() -> &'static LocalKey<Pool<Self>> {
-        thread_local!(static POOL: Pool<RxSlot> = const { RefCell::new(Vec::new()) });
-        &POOL
-    }
-}
+pooled_slot!(RxSlot, RxState);
 
 /// The receiving ring, the mirror of the peer's [`Ring`] (see the module docs).
 pub struct RxRing {
