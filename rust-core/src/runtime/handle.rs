@@ -283,7 +283,11 @@ impl Node {
     /// The node's metrics in the Prometheus text format (0.0.4), as `/metrics`
     /// serves them, for hosts that export metrics their own way.
     pub fn metrics_text(&self) -> String {
-        super::metrics::render_text(&self.shared.stats.lock(), self.shared.journal_syncs())
+        super::metrics::render_text(
+            &self.shared.stats.lock(),
+            self.shared.journal_syncs(),
+            &self.shared.loop_stats.lock(),
+        )
     }
 
     /// What the event loop's turns cost and how connection setup goes, as last

@@ -8,7 +8,7 @@
 
 use std::fmt::Write;
 
-use super::api::LinkStats;
+use super::api::{LinkStats, LoopStats};
 use super::latency::ACK_LATENCY_BUCKETS;
 use super::shared::Shared;
 
@@ -262,7 +262,11 @@ const SMSC_FAMILIES: &[(&str, &str, &str, SmscGetter)] = &[
 
 /// The Prometheus text exposition of `links` and the node's journal syncs
 /// (format 0.0.4).
-pub(super) fn render_text(links: &[LinkStats], journal_syncs: Option<u64>) -> String {
+pub(super) fn render_text(
+    links: &[LinkStats],
+    journal_syncs: Option<u64>,
+    loop_stats: &LoopStats,
+) -> String {
     let mut out = String::with_capacity(4096 + links.len() * 4096);
     header(
         &mut out,
@@ -373,10 +377,11 @@ pub(super) fn render_text(links: &[LinkStats], journal_syncs: Option<u64>) -> St
             &mut out,
             name,
             "counter",
-            "fdatasync (and directory fsync) calls of the node's journal: one per event-loop turn that wrote records.",
+            "fdatasync (and directory fsync) calls of the node's journal: each covers every record written while the one before it ran.",
         );
         let _ = writeln!(out, "{name} {syncs}");
     }
+    render_loop(&mut out, loop_stats);
     if links.iter().any(|l| l.smsc.is_some()) {
         for (name, kind, help, get) in SMSC_FAMILIES {
             header(&mut out, name, kind, help);
@@ -388,6 +393,40 @@ pub(super) fn render_text(links: &[LinkStats], journal_syncs: Option<u64>) -> St
         }
     }
     out
+}
+
+/// The event loop's own work: with many links, visits per turn show whether idle
+/// links cost anything, and the setup gauges show a reconnect storm's progress.
+fn render_loop(out: &mut String, l: &LoopStats) {
+    for (name, kind, help, v) in [
+        (
+            "smslink_loop_turns_total",
+            "counter",
+            "Turns of the node's event loop.",
+            l.turns,
+        ),
+        (
+            "smslink_loop_link_visits_total",
+            "counter",
+            "Links a turn of the event loop visited (only links with work), over all turns.",
+            l.link_visits,
+        ),
+        (
+            "smslink_link_setups_in_progress",
+            "gauge",
+            "Dialled link connections in setup now (the node's handshake budget caps them).",
+            l.handshakes_in_progress as u64,
+        ),
+        (
+            "smslink_link_setups_waiting",
+            "gauge",
+            "Links waiting for the handshake budget before they dial.",
+            l.handshakes_waiting as u64,
+        ),
+    ] {
+        header(out, name, kind, help);
+        let _ = writeln!(out, "{name} {v}");
+    }
 }
 
 fn render_histogram(out: &mut String, links: &[LinkStats]) {
@@ -559,7 +598,7 @@ mod tests {
             smsc: Some(smsc),
             ..LinkStats::default()
         };
-        let text = render_text(&[l], None);
+        let text = render_text(&[l], None, &LoopStats::default());
         for (line, kind) in [
             (
                 "smslink_smsc_mo_unattributable_total{link=\"bs\"} 1\n",
@@ -588,8 +627,30 @@ mod tests {
     #[test]
     fn journal_syncs_are_exported_only_with_a_journal() {
         let name = "smslink_journal_syncs_total";
-        assert!(!render_text(&[], None).contains(name));
-        assert!(render_text(&[], Some(42)).contains(&format!("\n{name} 42\n")));
+        let idle = LoopStats::default();
+        assert!(!render_text(&[], None, &idle).contains(name));
+        assert!(render_text(&[], Some(42), &idle).contains(&format!("\n{name} 42\n")));
+    }
+
+    #[test]
+    fn loop_work_is_exported() {
+        let stats = LoopStats {
+            turns: 7,
+            link_visits: 9,
+            handshakes_in_progress: 3,
+            handshakes_waiting: 5,
+            ..LoopStats::default()
+        };
+        let text = render_text(&[], None, &stats);
+        for line in [
+            "\nsmslink_loop_turns_total 7\n",
+            "\nsmslink_loop_link_visits_total 9\n",
+            "\nsmslink_link_setups_in_progress 3\n",
+            "\nsmslink_link_setups_waiting 5\n",
+            "# TYPE smslink_link_setups_waiting gauge\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from {text}");
+        }
     }
 
     #[test]
@@ -601,7 +662,7 @@ mod tests {
         l.ack_latency.observe(Duration::from_micros(500));
         l.ack_latency.observe(Duration::from_millis(30));
         l.ack_latency.observe(Duration::from_secs(60));
-        let text = render_text(&[l], None);
+        let text = render_text(&[l], None, &LoopStats::default());
         assert!(
             text.contains("smslink_link_ack_latency_seconds_bucket{link=\"x\",le=\"0.001\"} 1\n")
         );

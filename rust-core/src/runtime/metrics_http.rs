@@ -242,7 +242,11 @@ fn respond_to(head: &[u8], shared: &Shared) -> Option<Vec<u8>> {
     let path = target.split('?').next().unwrap_or("");
     Some(match path {
         "/metrics" => {
-            let text = metrics::render_text(&shared.stats.lock(), shared.journal_syncs());
+            let text = metrics::render_text(
+                &shared.stats.lock(),
+                shared.journal_syncs(),
+                &shared.loop_stats.lock(),
+            );
             response(
                 200,
                 "OK",
