@@ -199,6 +199,17 @@ async def _run(args: argparse.Namespace) -> None:
         metrics.close()
 
 
+async def _run_until_signalled(gw: Gateway) -> None:
+    """Run the gateway until SIGINT or SIGTERM, then stop it in order."""
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    gw.start()
+    await done.wait()
+    await gw.stop()
+
+
 async def _serve(args: argparse.Namespace, metrics: GatewayMetrics) -> None:
     if args.redis:
         await _serve_cluster(args, metrics)
@@ -220,13 +231,7 @@ async def _serve(args: argparse.Namespace, metrics: GatewayMetrics) -> None:
         down_grace=args.away_after,
         metrics=metrics,
     )
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, done.set)
-    gw.start()
-    await done.wait()
-    await gw.stop()
+    await _run_until_signalled(gw)
     endpoint.close()
     store.close()
 
@@ -265,13 +270,7 @@ async def _serve_cluster(args: argparse.Namespace, metrics: GatewayMetrics) -> N
         instance=args.instance,
         lease_ttl=args.lease_ttl,
     )
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, done.set)
-    gw.start()
-    await done.wait()
-    await gw.stop()
+    await _run_until_signalled(gw)
     await r.aclose()
     store.close()
 
