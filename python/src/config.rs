@@ -8,7 +8,7 @@ use smslink::cimd2::session::ClientConfig;
 use smslink::journal::SyncPolicy;
 use smslink::link::LinkConfig;
 use smslink::ring::MAX_CAPACITY;
-use smslink::runtime::{JournalSpec, LinkSpec, PeerAuth, SmscSpec, TlsSpec, Transport};
+use smslink::runtime::{JournalSpec, LinkSpec, SmscSpec, TlsOptions, Transport};
 use smslink::smpp::{registered_delivery, BindMode, SmppConfig, TonNpi};
 
 use crate::errors::config_error;
@@ -39,54 +39,6 @@ pub struct Link {
     #[pyo3(get)]
     insecure_plaintext: bool,
     spec: LinkSpec,
-}
-
-/// The link's TLS settings from the keyword arguments: TLS unless plaintext is
-/// asked for explicitly.
-#[allow(clippy::too_many_arguments)]
-fn tls_spec(
-    name: &str,
-    cert: Option<String>,
-    key: Option<String>,
-    ca: Option<String>,
-    peer_fingerprint: Option<String>,
-    server_name: Option<String>,
-    insecure_plaintext: bool,
-) -> PyResult<Option<TlsSpec>> {
-    let any = cert.is_some() || key.is_some() || ca.is_some() || peer_fingerprint.is_some();
-    if insecure_plaintext {
-        if any {
-            return Err(config_error(format!(
-                "link {name:?}: insecure_plaintext=True and tls_* options together: choose one"
-            )));
-        }
-        return Ok(None);
-    }
-    let missing = || {
-        config_error(format!(
-            "link {name:?} runs TLS: give tls_cert=, tls_key= and tls_ca= or \
-             tls_peer_fingerprint= (or insecure_plaintext=True to run without encryption)"
-        ))
-    };
-    let (Some(cert), Some(key)) = (cert, key) else {
-        return Err(missing());
-    };
-    let peer = match (ca, peer_fingerprint) {
-        (Some(ca), None) => PeerAuth::CaFile(ca.into()),
-        (None, Some(fp)) => PeerAuth::Fingerprint(
-            smslink::runtime::tls::parse_fingerprint(&fp)
-                .map_err(|e| config_error(format!("link {name:?}: tls_peer_fingerprint: {e}")))?,
-        ),
-        (Some(_), Some(_)) => {
-            return Err(config_error(format!(
-                "link {name:?}: tls_ca and tls_peer_fingerprint together: choose one"
-            )))
-        }
-        (None, None) => return Err(missing()),
-    };
-    let mut tls = TlsSpec::new(cert, key, peer);
-    tls.server_name = server_name;
-    Ok(Some(tls))
 }
 
 #[pymethods]
@@ -181,20 +133,17 @@ impl Link {
         config.capacity = capacity;
         config.heartbeat_interval = heartbeat_d;
         config.dead_after = dead_d;
-        let tls = tls_spec(
-            &name,
-            tls_cert,
-            tls_key,
-            tls_ca,
-            tls_peer_fingerprint,
-            tls_server_name,
+        let tls = TlsOptions {
+            cert: tls_cert.map(Into::into),
+            key: tls_key.map(Into::into),
+            ca: tls_ca.map(Into::into),
+            peer_fingerprint: tls_peer_fingerprint,
+            server_name: tls_server_name,
             insecure_plaintext,
-        )?;
-        let mut spec = LinkSpec::new(config, transport);
-        spec = match tls {
-            Some(tls) => spec.with_tls(tls),
-            None => spec.insecure_plaintext(),
         };
+        let mut spec = tls
+            .apply(LinkSpec::new(config, transport))
+            .map_err(|e| config_error(format!("link {name:?}: {e}")))?;
         spec.prefixes = prefixes.clone();
         spec.default_route = default;
         Ok(Link {

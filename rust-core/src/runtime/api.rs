@@ -63,6 +63,63 @@ impl TlsSpec {
     }
 }
 
+/// A link's TLS settings as a user gives them (command line, configuration file,
+/// Python keywords), checked in one place: TLS unless plaintext is asked for
+/// explicitly, and then no TLS option may be given (half-configured TLS is a
+/// mistake, not a wish for plaintext).
+#[derive(Debug, Default, Clone)]
+pub struct TlsOptions {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+    pub peer_fingerprint: Option<String>,
+    pub server_name: Option<String>,
+    pub insecure_plaintext: bool,
+}
+
+impl TlsOptions {
+    /// The TLS the link runs (`None`: plaintext, asked for), or what is wrong.
+    pub fn spec(&self) -> Result<Option<TlsSpec>, String> {
+        let any_tls = self.cert.is_some()
+            || self.key.is_some()
+            || self.ca.is_some()
+            || self.peer_fingerprint.is_some();
+        if self.insecure_plaintext {
+            if any_tls {
+                return Err("insecure_plaintext and TLS options together: choose one".into());
+            }
+            return Ok(None);
+        }
+        let missing = "the link runs TLS: give tls_cert, tls_key and tls_ca or \
+                       tls_peer_fingerprint (or insecure_plaintext to run without encryption)";
+        let (Some(cert), Some(key)) = (&self.cert, &self.key) else {
+            return Err(missing.into());
+        };
+        let peer = match (&self.ca, &self.peer_fingerprint) {
+            (Some(ca), None) => PeerAuth::CaFile(ca.clone()),
+            (None, Some(fp)) => PeerAuth::Fingerprint(
+                super::tls::parse_fingerprint(fp)
+                    .map_err(|e| format!("tls_peer_fingerprint: {e}"))?,
+            ),
+            (Some(_), Some(_)) => {
+                return Err("tls_ca and tls_peer_fingerprint together: choose one".into())
+            }
+            (None, None) => return Err(missing.into()),
+        };
+        let mut tls = TlsSpec::new(cert, key, peer);
+        tls.server_name.clone_from(&self.server_name);
+        Ok(Some(tls))
+    }
+
+    /// `spec` with TLS as configured (see [`TlsOptions::spec`]).
+    pub fn apply(&self, spec: LinkSpec) -> Result<LinkSpec, String> {
+        Ok(match self.spec()? {
+            Some(tls) => spec.with_tls(tls),
+            None => spec.insecure_plaintext(),
+        })
+    }
+}
+
 /// One named link with its own pair of rings.
 ///
 /// A link runs TLS when `tls` is set; without it the node refuses to start unless

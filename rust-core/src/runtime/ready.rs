@@ -33,7 +33,9 @@ impl PendingTokens {
 
     /// A fresh token for a waiting connection of link `id`.
     pub(super) fn next(&mut self, id: LinkId) -> Token {
-        let token = Token(Self::BASE + self.next * Self::MAX_LINKS + id % Self::MAX_LINKS);
+        // The node refuses more links at start, so `id` fits its share of the token.
+        debug_assert!(id < Self::MAX_LINKS);
+        let token = Token(Self::BASE + self.next * Self::MAX_LINKS + id);
         self.next += 1;
         token
     }
