@@ -125,6 +125,21 @@ fn a_client_that_sends_without_reading_is_dropped_with_a_log_line() {
     flood
         .set_write_timeout(Some(Duration::from_millis(100)))
         .unwrap();
+    // A small receive buffer: the kernel then holds little of the unread answers,
+    // so the simulator's own output bound is reached within seconds even on a
+    // loaded machine (with the default buffers it took megabytes of requests).
+    let small: libc::c_int = 4096;
+    // SAFETY: setsockopt on an open socket with a valid int option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&flood),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&small as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
     let mut batch = Vec::new();
     for n in 0..1000u32 {
         batch.extend_from_slice(format!("\x0240:{:03}\t\x03", n % 128 * 2 + 1).as_bytes());
